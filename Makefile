@@ -1,0 +1,51 @@
+# The README's two commands are `make demo` and `make test`; both set themselves up.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/$(VENV)/bin
+# ape-foundry finds anvil on PATH; the npm package ships the binary.
+export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
+STAMP_PY := $(VENV)/.installed
+STAMP_JS := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench lint clean tools
+
+tools:
+	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "error: Python 3.11 is missing (install python3.11)"; exit 1; }
+	@python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is required, found $$(python3 --version)"; exit 1; }
+	@command -v npm >/dev/null || { echo "error: npm is missing (install Node.js 18+ with npm)"; exit 1; }
+	@command -v git >/dev/null || { echo "error: git is missing (install git)"; exit 1; }
+
+# Idempotent: each step runs only when its inputs changed since it last succeeded.
+setup: tools $(STAMP_PY) $(STAMP_JS)
+
+$(STAMP_PY): pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=23"
+	$(PY) -m pip install -q -c requirements.lock -e .
+	@touch $@
+
+$(STAMP_JS): package.json package-lock.json
+	@# `npm install` rather than `npm ci`: the lock holds only the platforms this registry serves.
+	npm install --no-save --no-audit --no-fund --loglevel=error
+	@node_modules/.bin/anvil --version >/dev/null || { echo "error: anvil from @foundry-rs/anvil does not run on this machine"; exit 1; }
+	@touch $@
+
+test: setup
+	$(BIN)/ape test $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/ape run demo
+
+bench: setup
+	$(BIN)/ape run bench_gas
+	$(PY) -m bench.offchain_speed
+
+lint: setup
+	$(BIN)/ruff check offchain scripts tests bench
+	$(BIN)/ruff format --check offchain scripts tests bench
+	$(PY) -m scripts.lint_contracts
+
+clean:
+	rm -rf .build out .cache
