@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from offchain.keeper.logfmt import kv
 from offchain.keeper.policy import Posted, Quote, Reason, Update, select_updates
 from offchain.keeper.state import (
     KeeperState,
@@ -175,3 +176,9 @@ def test_restart_resumes_thresholds_and_heartbeats_from_the_file(path):
         Update("BTC", Reason.HEARTBEAT),
         Update("ETH", Reason.MOVED),
     ]
+
+
+def test_log_lines_are_key_value():
+    assert kv("tx_sent", key="post:17", nonce=4, error="a b") == (
+        'event=tx_sent key=post:17 nonce=4 error="a b"'
+    )

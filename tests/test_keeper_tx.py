@@ -411,6 +411,18 @@ def test_killed_mid_run_and_restarted_sends_each_action_once(node, tmp_path, kee
     assert node.balance(RECIPIENT) == sum(1_000 + i for i in range(n))
 
 
+def test_prune_forgets_only_old_final_records(node, opened, tmp_path):
+    clock = FakeClock()
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", FAST, clock)
+    m.send("post:round:1", RECIPIENT, value=1)
+    drive(m, node, ["post:round:1"])
+    node.automine(False)
+    m.send("post:round:2", RECIPIENT, value=1)  # stays pending
+    clock.now += 3_600
+    assert m.prune(older_than=600) == 1
+    assert m.record("post:round:1") is None and m.record("post:round:2") is not None
+
+
 def test_a_second_manager_on_the_same_state_file_is_refused(node, opened, tmp_path):
     open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json")
     with pytest.raises(StateLockedError):

@@ -16,9 +16,7 @@ __all__ = ["kv", "log_event"]
 
 
 def _fmt(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else None
-    if text is None:
-        text = str(value)
+    text = str(value)
     if text == "" or any(c in text for c in ' ="\n\t'):
         return json.dumps(text)
     return text
