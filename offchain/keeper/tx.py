@@ -196,9 +196,12 @@ class TxManager:
         propagates and ``step`` broadcasts the stored payload later.
 
         Raises:
+            ValueError: an empty key, a negative value or a non-positive gas limit.
             TxRejectedError: the node refused the transaction (record ``failed``).
             RpcUnavailableError: the endpoint kept failing (record stays ``signed``).
         """
+        if not key or value < 0 or (gas is not None and gas <= 0):
+            raise ValueError(f"need a non-empty key, value >= 0 and gas > 0: {key!r}")
         with self._lock:
             existing = self._state.ledger.get(key)
             if existing is not None and existing.status != TxStatus.FAILED:
