@@ -280,6 +280,32 @@ def test_transaction_priced_out_by_a_base_fee_spike_is_repriced(node, opened, tm
     assert node.balance(RECIPIENT) == 13
 
 
+def test_stuck_after_blocks_and_a_refused_replacement_keeps_the_original(
+    node, opened, tmp_path, keeper, caplog
+):
+    # The block gas limit drops below the transaction's gas after it entered the pool: anvil keeps
+    # it but mines blocks without it. After `stuck_after_blocks` the manager tries a replacement,
+    # which the node refuses (its gas exceeds the block limit); the record keeps the original,
+    # which is mined once the limit is back.
+    node.automine(False)
+    config = replace(FAST, stuck_after_blocks=2)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config)
+    rec = m.send("post:round:1", RECIPIENT, value=23, gas=60_000)
+    node.rpc("anvil_setBlockGasLimit", hex(50_000))
+    node.mine(2)
+    assert node.nonce(keeper) == 0
+    with caplog.at_level("WARNING", logger="offchain.keeper.tx"):
+        m.step()
+    assert any("event=tx_bump_refused" in r.message and "gas" in r.message for r in caplog.records)
+    kept = m.record("post:round:1")
+    assert kept.hashes == rec.hashes and kept.bumps == 0 and kept.max_fee == rec.max_fee
+    node.rpc("anvil_setBlockGasLimit", hex(30_000_000))
+    drive(m, node, ["post:round:1"])
+    assert m.record("post:round:1").mined_hash == rec.hashes[0]
+    assert node.nonce(keeper) == 1
+    assert node.balance(RECIPIENT) == 23
+
+
 def test_fee_cap_stops_bumping(node, opened, tmp_path):
     node.automine(False)
     clock = FakeClock()

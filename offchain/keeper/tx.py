@@ -480,7 +480,7 @@ class TxManager:
         log_event(
             _log,
             logging.WARNING,
-            "tx_bumped",
+            "tx_bumped" if outcome in ("ok", "nonce_used") else "tx_bump_refused",
             key=rec.key,
             nonce=rec.nonce,
             hash=rec.hashes[-1],
