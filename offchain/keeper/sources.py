@@ -181,9 +181,9 @@ class CsvReplaySource:
         self.underlyings = tuple(underlyings)
         self.steps_per_day = steps_per_day
         self._vol_window = vol_window
-        self._first = first
-        self._instants = common[max(0, first - vol_window) : last + 1]
-        self._first -= max(0, first - vol_window)
+        offset = max(0, first - vol_window)
+        self._instants = common[offset : last + 1]
+        self._first = first - offset
         self._prices = {u: np.array([series[u][t] for t in self._instants]) for u in underlyings}
         self._iter = self._generate()
 
