@@ -1,0 +1,93 @@
+"""A private anvil node per test: a free loopback port, killed at teardown."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from web3 import Web3
+
+_REPO = Path(__file__).resolve().parents[1]
+
+#: Private keys of anvil's default accounts (mnemonic "test test ... junk"); test value only.
+DEV_KEYS = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+)
+
+
+def anvil_binary() -> str:
+    local = _REPO / "node_modules" / ".bin" / "anvil"
+    found = str(local) if local.exists() else shutil.which("anvil")
+    if found is None:
+        raise RuntimeError("anvil not found: run `make setup`")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_web3(url: str, timeout: float = 10.0) -> Web3:
+    """web3 over HTTP without web3's own retries (the code under test does its own)."""
+    return Web3(
+        Web3.HTTPProvider(
+            url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+        )
+    )
+
+
+class AnvilNode:
+    """``anvil --host 127.0.0.1 --port <free> --silent``; ``stop()`` kills it."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.w3 = http_web3(self.url)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.chain_id = self.w3.eth.chain_id
+                break
+            except requests.exceptions.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"anvil did not start on {self.url}") from None
+                time.sleep(0.05)
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        response = self.w3.provider.make_request(method, list(params))
+        if "error" in response:
+            raise RuntimeError(f"{method}: {response['error']}")
+        return response.get("result")
+
+    def mine(self, blocks: int = 1) -> None:
+        self.rpc("anvil_mine", hex(blocks))
+
+    def automine(self, on: bool) -> None:
+        self.rpc("evm_setAutomine", on)
+
+    def balance(self, address: str) -> int:
+        return self.w3.eth.get_balance(address)
+
+    def nonce(self, address: str) -> int:
+        return self.w3.eth.get_transaction_count(address, "latest")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
