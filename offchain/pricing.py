@@ -88,15 +88,30 @@ def _pdf(d: np.ndarray) -> np.ndarray:
 
 
 def _price_kernel(F, K, T, sigma, r, is_call) -> np.ndarray:
-    """Unvalidated kernel (inputs already broadcast and checked); also used by risk arrays."""
-    d1, d2, _ = _d1_d2(F, K, T, sigma)
-    df = np.exp(-r * T)
-    call = F * ndtr(d1) - K * ndtr(d2)
-    put = K * ndtr(-d2) - F * ndtr(-d1)
-    undisc = np.where(is_call, call, put)
-    # Clip rounding noise to the no-arbitrage bounds: intrinsic <= undiscounted <= F (call) or K.
-    lower = np.where(is_call, np.maximum(F - K, 0.0), np.maximum(K - F, 0.0))
-    upper = np.where(is_call, F, K)
+    """Unvalidated kernel (inputs already broadcast and checked)."""
+    phi = np.where(is_call, 1.0, -1.0)
+    return _price_from_logs(F, K, np.log(F) - np.log(K), sigma * np.sqrt(T), np.exp(-r * T), phi)
+
+
+def _price_from_logs(F, K, log_fk, v, df, phi) -> np.ndarray:
+    """``df * phi * (F N(phi d1) - K N(phi d2))`` from ``ln(F/K)`` and ``v = sigma sqrt(T)``.
+
+    ``phi`` is +1 for calls, -1 for puts. Rounding noise is clipped to the no-arbitrage bounds
+    (intrinsic <= undiscounted value <= F for a call, K for a put). The risk-array kernel calls
+    this directly with ``ln(F/K)`` built from ``ln(1 + move)``.
+    """
+    pos = v > 0
+    if np.all(pos):
+        d1 = log_fk / v + 0.5 * v
+        d2 = d1 - v
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d1 = np.where(pos, log_fk / np.where(pos, v, 1.0) + 0.5 * v, np.sign(log_fk) * np.inf)
+        d1 = np.where(np.isnan(d1), 0.0, d1)
+        d2 = np.where(pos, d1 - v, d1)
+    undisc = phi * (F * ndtr(phi * d1) - K * ndtr(phi * d2))
+    lower = np.maximum(phi * (F - K), 0.0)
+    upper = np.where(phi > 0, F, K)
     return df * np.clip(undisc, lower, upper)
 
 

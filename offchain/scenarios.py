@@ -236,22 +236,30 @@ class ScenarioGrid:
     def _column(self, attr: str) -> np.ndarray:
         return np.array([float(getattr(sc, attr)) for sc in self.scenarios])
 
+    def _linear_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Columns such that ``move = psr * mv_psr + mv_abs`` and ``w = w_abs + psr * w_psr``."""
+        is_psr = np.array([sc.unit == "psr" for sc in self.scenarios])
+        tail = np.array([sc.weight_rule == "psr_over_move" for sc in self.scenarios])
+        move = self._column("move")
+        w = self._column("weight")
+        with np.errstate(divide="ignore"):
+            w_per_move = np.where(tail, w / np.where(tail, np.abs(move), 1.0), 0.0)
+        mv_psr = np.where(is_psr, move, 0.0)
+        mv_abs = np.where(is_psr, 0.0, move)
+        # A tail on a PSR move: w * PSR / |move * PSR| = w / |move| (independent of PSR).
+        w_abs = np.where(tail, np.where(is_psr, w_per_move, 0.0), w)
+        w_psr = np.where(tail & ~is_psr, w_per_move, 0.0)
+        return mv_psr, mv_abs, w_abs, w_psr
+
     def price_moves(self, psr: float | np.ndarray) -> np.ndarray:
         """Price move of every scenario as a fraction of the price, shape ``psr.shape + (S,)``."""
-        psr = np.asarray(psr, dtype=np.float64)[..., None]
-        move = self._column("move")
-        is_psr = np.array([sc.unit == "psr" for sc in self.scenarios])
-        return np.where(is_psr, move * psr, move + 0.0 * psr)
+        mv_psr, mv_abs, _, _ = self._linear_parts()
+        return np.asarray(psr, dtype=np.float64)[..., None] * mv_psr + mv_abs
 
     def weights(self, psr: float | np.ndarray) -> np.ndarray:
         """Effective weight of every scenario, shape ``psr.shape + (S,)``."""
-        psr = np.asarray(psr, dtype=np.float64)[..., None]
-        w = self._column("weight")
-        tail = np.array([sc.weight_rule == "psr_over_move" for sc in self.scenarios])
-        moves = np.abs(self.price_moves(psr[..., 0]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scaled = np.where(tail, w * psr / np.where(tail, moves, 1.0), 0.0)
-        return np.where(tail, scaled, w + 0.0 * psr)
+        _, _, w_abs, w_psr = self._linear_parts()
+        return np.asarray(psr, dtype=np.float64)[..., None] * w_psr + w_abs
 
     def vol_codes(self) -> np.ndarray:
         """+1 / 0 / -1 per scenario for vol up / none / down."""
