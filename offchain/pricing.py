@@ -74,7 +74,7 @@ def _d1_d2(F: np.ndarray, K: np.ndarray, T: np.ndarray, sigma: np.ndarray):
     """d1, d2 and v = sigma sqrt(T); where v == 0 the d's are +-inf (0 exactly at F == K)."""
     v = sigma * np.sqrt(T)
     log_fk = np.log(F) - np.log(K)  # no overflow of F/K for extreme strikes
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         d1 = np.where(v > 0, log_fk / np.where(v > 0, v, 1.0) + 0.5 * v, np.sign(log_fk) * np.inf)
     d1 = np.where(np.isnan(d1), 0.0, d1)
     d2 = np.where(v > 0, d1 - v, d1)
@@ -83,7 +83,7 @@ def _d1_d2(F: np.ndarray, K: np.ndarray, T: np.ndarray, sigma: np.ndarray):
 
 def _pdf(d: np.ndarray) -> np.ndarray:
     """Standard normal density; 0 for |d| = inf or so large that d**2 overflows."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         return _INV_SQRT_2PI * np.exp(-0.5 * d * d)
 
 
@@ -101,14 +101,15 @@ def _price_from_logs(F, K, log_fk, v, df, phi) -> np.ndarray:
     this directly with ``ln(F/K)`` built from ``ln(1 + move)``.
     """
     pos = v > 0
-    if np.all(pos):
-        d1 = log_fk / v + 0.5 * v
-        d2 = d1 - v
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
+    # |ln(F/K)| / v may overflow to inf for a tiny v: that is the intended limit (N = 0 or 1).
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if np.all(pos):
+            d1 = log_fk / v + 0.5 * v
+            d2 = d1 - v
+        else:
             d1 = np.where(pos, log_fk / np.where(pos, v, 1.0) + 0.5 * v, np.sign(log_fk) * np.inf)
-        d1 = np.where(np.isnan(d1), 0.0, d1)
-        d2 = np.where(pos, d1 - v, d1)
+            d1 = np.where(np.isnan(d1), 0.0, d1)
+            d2 = np.where(pos, d1 - v, d1)
     undisc = phi * (F * ndtr(phi * d1) - K * ndtr(phi * d2))
     lower = np.maximum(phi * (F - K), 0.0)
     upper = np.where(phi > 0, F, K)
@@ -162,7 +163,7 @@ def black76_gamma(
     F, K, T, sigma, r, is_call = _validate(F, K, T, sigma, r, is_call)
     d1, _, v = _d1_d2(F, K, T, sigma)
     pdf = _pdf(d1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g = np.where(v > 0, np.exp(-r * T) * pdf / (F * np.where(v > 0, v, 1.0)), 0.0)
     return _out(g)
 
@@ -197,7 +198,7 @@ def black76_theta(
     pdf = _pdf(d1)
     price = _price_kernel(F, K, T, sigma, r, is_call)
     sqrt_t = np.sqrt(T)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         decay = np.where(
             v > 0, np.exp(-r * T) * F * pdf * sigma / (2.0 * np.where(v > 0, sqrt_t, 1.0)), 0.0
         )
