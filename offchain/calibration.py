@@ -199,12 +199,17 @@ def psr_series(
     close: np.ndarray,
     params: CalibrationParams = CalibrationParams(),
     dates: np.ndarray | None = None,
+    fit_until: int | None = None,
 ) -> PSRSeries:
     """Point-in-time calibration for every day of a price series (no look-ahead).
 
     Day ``t``'s PSR uses closes ``0..t`` only: the EWMA forecast after return ``t`` and the t fit
     of the last refit day ``<= t`` (expanding window of standardised returns). The first
     ``warmup_days`` returns seed the EWMA and the first fit; earlier days are NaN.
+
+    ``fit_until`` (a day index) freezes the t fit after that day: later days keep the last fit
+    made on or before it while the EWMA volatility goes on updating. The backtest uses it to
+    calibrate on data up to 2021-12-31 and run the years after out of sample.
     """
     close = np.asarray(close, dtype=np.float64)
     r = log_returns(close)
@@ -221,6 +226,8 @@ def psr_series(
     scale = np.full(n, np.nan)
     start = params.warmup_days  # first day with warmup_days returns behind it
     refit_days = np.arange(start, n, params.refit_every_days)
+    if fit_until is not None:
+        refit_days = refit_days[refit_days <= max(fit_until, start)]
     for k, day in enumerate(refit_days):
         # Skip the first 30 standardised returns: they depend on the EWMA seed.
         fit = fit_student_t(z[30:day], params.min_dof, params.max_dof)
