@@ -40,6 +40,7 @@ __all__ = [
     "STRATEGIES",
     "AssetRun",
     "BacktestConfig",
+    "DEFAULT_CONFIG",
     "BacktestRow",
     "Book",
     "Leg",
@@ -272,6 +273,10 @@ class BacktestConfig:
     def start_of(self, asset: str) -> str | None:
         """First date used for ``asset`` (None: the whole file)."""
         return dict(self.starts).get(asset)
+
+
+DEFAULT_CONFIG = BacktestConfig()
+"""The configuration of the reported backtest (docs/backtest-results.md)."""
 
 
 @dataclass(frozen=True)
