@@ -98,22 +98,36 @@ def _price_from_logs(F, K, log_fk, v, df, phi) -> np.ndarray:
 
     ``phi`` is +1 for calls, -1 for puts. Rounding noise is clipped to the no-arbitrage bounds
     (intrinsic <= undiscounted value <= F for a call, K for a put). The risk-array kernel calls
-    this directly with ``ln(F/K)`` built from ``ln(1 + move)``.
+    this directly with ``ln(F/K)`` built from ``ln(1 + move)``. Written with in-place operations
+    because it runs on (instruments x scenarios) arrays.
     """
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (F, K, log_fk, v, df, phi)))
     pos = v > 0
     # |ln(F/K)| / v may overflow to inf for a tiny v: that is the intended limit (N = 0 or 1).
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if np.all(pos):
-            d1 = log_fk / v + 0.5 * v
-            d2 = d1 - v
+            d1 = np.divide(log_fk, v, out=np.empty(shape))
+            d1 += 0.5 * v
         else:
             d1 = np.where(pos, log_fk / np.where(pos, v, 1.0) + 0.5 * v, np.sign(log_fk) * np.inf)
             d1 = np.where(np.isnan(d1), 0.0, d1)
-            d2 = np.where(pos, d1 - v, d1)
-    undisc = phi * (F * ndtr(phi * d1) - K * ndtr(phi * d2))
-    lower = np.maximum(phi * (F - K), 0.0)
-    upper = np.where(phi > 0, F, K)
-    return df * np.clip(undisc, lower, upper)
+            d1 = np.broadcast_to(d1, shape).copy()
+        d2 = np.subtract(d1, np.where(pos, v, 0.0), out=np.empty(shape))
+    d1 *= phi
+    d2 *= phi
+    n1 = ndtr(d1, out=d1)
+    n2 = ndtr(d2, out=d2)
+    n1 *= F
+    n2 *= K
+    n1 -= n2
+    n1 *= phi  # undiscounted value
+    bound = np.subtract(F, K, out=n2)
+    bound *= phi
+    np.maximum(bound, 0.0, out=bound)
+    np.maximum(n1, bound, out=n1)
+    np.minimum(n1, np.where(phi > 0, F, K), out=n1)
+    n1 *= df
+    return n1
 
 
 def black76_price(

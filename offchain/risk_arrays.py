@@ -18,7 +18,9 @@ Example: a future at F = 100 on the CME grid with PSR = 0.16 has the array
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +51,19 @@ __all__ = [
     "market_arrays",
     "market_int",
 ]
+
+_WORKERS = min(2, os.cpu_count() or 1)
+_PARALLEL_MIN = 4_096  # options; below this one thread is faster than the hand-off
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A small shared pool: numpy and scipy ufuncs release the GIL on large arrays."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="risk-arrays")
+    return _POOL
+
 
 SECONDS_PER_YEAR = 31_536_000
 """Year fraction = seconds / 31,536,000 (365 days), as on-chain (``docs/fixed-point.md`` §1)."""
@@ -270,25 +285,42 @@ def risk_arrays(
         ValueError: expired instruments, bad PSR, a scenario price at or below zero.
     """
     t, fwd, vol, strike = _inputs(instruments, market)
-    n_und = int(instruments.underlying.max()) + 1 if len(instruments) else 0
-    psr = _psr_vector(psr_by_underlying, n_und)[instruments.underlying]
-    moves = grid.price_moves(psr)  # (n, S)
-    if np.any(1.0 + moves <= 0):
+    und = instruments.underlying
+    n_und = int(und.max()) + 1 if len(instruments) else 0
+    psr_u = _psr_vector(psr_by_underlying, n_und)
+    # Moves and weights depend on the underlying only: (U, S) tables, gathered by row.
+    moves_u = grid.price_moves(psr_u)
+    if np.any(1.0 + moves_u[:n_und] <= 0):
         raise ValueError("a scenario moves a price to zero or below (PSR too large for the grid)")
-    weights = grid.weights(psr)
-    out = fwd[:, None] * moves * weights  # futures: exact linear value F * m * w
-    opt = instruments.is_option
-    if np.any(opt):
-        f0, k, v0 = fwd[opt, None], strike[opt, None], vol[opt]
-        sqrt_t = np.sqrt(t[opt])[:, None]
-        df = np.exp(-market.rate * t[opt])[:, None]
-        phi = np.where(instruments.kind[opt] == Kind.CALL, 1.0, -1.0)[:, None]
-        log_fk = np.log(f0) - np.log(k)
-        base = _price_from_logs(f0, k, log_fk, v0[:, None] * sqrt_t, df, phi)
-        shocked = grid.shocked_vols(v0, t[opt] * 365.0)
-        m = moves[opt]
-        scen = _price_from_logs(f0 * (1.0 + m), k, log_fk + np.log1p(m), shocked * sqrt_t, df, phi)
-        out[opt] = (scen - base) * weights[opt]
+    weights_u = grid.weights(psr_u)
+    out = np.empty((len(instruments), len(grid)))
+    fut = ~instruments.is_option
+    out[fut] = fwd[fut, None] * moves_u[und[fut]] * weights_u[und[fut]]  # exact: F * m * w
+    opt = np.flatnonzero(instruments.is_option)
+    if opt.size:
+        log1p_u = np.log1p(moves_u)
+        gross_u = 1.0 + moves_u
+
+        def chunk(rows: np.ndarray) -> None:
+            u = und[rows]
+            f0, k, v0, tt = fwd[rows, None], strike[rows, None], vol[rows], t[rows]
+            sqrt_t = np.sqrt(tt)[:, None]
+            df = np.exp(-market.rate * tt)[:, None]
+            phi = np.where(instruments.kind[rows] == Kind.CALL, 1.0, -1.0)[:, None]
+            log_fk = np.log(f0) - np.log(k)
+            base = _price_from_logs(f0, k, log_fk, v0[:, None] * sqrt_t, df, phi)
+            v = grid.shocked_vols(v0, tt * 365.0)
+            v *= sqrt_t
+            scen = _price_from_logs(f0 * gross_u[u], k, log_fk + log1p_u[u], v, df, phi)
+            scen -= base
+            scen *= weights_u[u]
+            out[rows] = scen
+
+        pieces = np.array_split(opt, _WORKERS) if opt.size >= _PARALLEL_MIN else [opt]
+        if len(pieces) > 1:
+            list(_pool().map(chunk, pieces))
+        else:
+            chunk(opt)
     return out
 
 

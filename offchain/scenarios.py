@@ -266,10 +266,15 @@ class ScenarioGrid:
         return np.array([VOL_DIRECTIONS[sc.vol] for sc in self.scenarios], dtype=np.int64)
 
     def shocked_vols(self, sigma: np.ndarray, dte_days: np.ndarray) -> np.ndarray:
-        """Scenario volatilities, shape ``(n, S)`` for ``n`` instruments."""
-        sigma = np.asarray(sigma, dtype=np.float64)[:, None]
-        f = self.vol_rule.factor(dte_days)[:, None]
-        return self.vol_rule._shock(sigma, f, self.vol_codes()[None, :])
+        """Scenario volatilities, shape ``(n, S)`` for ``n`` instruments.
+
+        An instrument has only three distinct scenario vols (down, unchanged, up): they are
+        computed per instrument and gathered into the scenario columns.
+        """
+        sigma = np.asarray(sigma, dtype=np.float64)
+        f = self.vol_rule.factor(dte_days)
+        three = self.vol_rule._shock(sigma[:, None], f[:, None], np.array([-1, 0, 1])[None, :])
+        return three[:, self.vol_codes() + 1]
 
     # Data round trip ------------------------------------------------------------------------
 

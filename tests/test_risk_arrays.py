@@ -237,3 +237,20 @@ def test_risk_arrays_bad_inputs():
         risk_arrays(_instruments([Kind.CALL], [1.0], [1], underlying=[1]), mkt, CRYPTO_35, [0.1])
     with pytest.raises(ValueError, match="arrays must be 2-D"):
         encode_all(np.zeros(3))
+
+
+def test_parallel_chunks_equal_row_by_row_results():
+    """Above the threading threshold the rows are split over a pool; results are per row."""
+    rng = np.random.default_rng(11)
+    n = 5_000
+    und = rng.integers(0, 2, n)
+    kinds = rng.integers(0, 3, n)
+    spot = np.array([100.0, 2.0])
+    ins = _instruments(
+        kinds, spot[und] * np.exp(rng.normal(0, 0.3, n)), rng.integers(0, 300, n), und
+    )
+    mkt = MarketState(T0, spot, VolSurface([0.5, 0.9], [-0.1, 0.1]), rate=0.02)
+    full = risk_arrays(ins, mkt, CRYPTO_35, [0.15, 0.3])
+    rows = np.r_[0:50, 2_480:2_520, 4_950:5_000]
+    part = Instruments(ins.underlying[rows], ins.kind[rows], ins.strike[rows], ins.expiry[rows])
+    np.testing.assert_array_equal(full[rows], risk_arrays(part, mkt, CRYPTO_35, [0.15, 0.3]))
