@@ -399,6 +399,14 @@ class BacktestRow:
     kupiec_p: float
     zone: str
 
+    @property
+    def verdict(self) -> str:
+        """Kupiec at 5%: "not rejected", or rejected with too many / too few exceedances (the
+        latter is a conservative model: safe, but it costs capital)."""
+        if self.kupiec_p >= 0.05:
+            return "not rejected"
+        return "rejected: too many" if self.rate > 1.0 - self.confidence else "rejected: too few"
+
 
 def summarize(run: AssetRun) -> list[BacktestRow]:
     """Kupiec and traffic-light rows per strategy and window (empty windows are left out)."""

@@ -56,14 +56,14 @@ def backtest_markdown(rows: Sequence[BacktestRow]) -> str:
     """Markdown table of backtest rows (asset, strategy, window, ..., Kupiec LR and p, zone)."""
     lines = [
         "| asset | strategy | window | dates | target | days | exceed. | rate | Kupiec LR "
-        "| p | zone |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| p | Kupiec 5% | zone |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r.asset} | {r.strategy} | {r.window} | {r.start} .. {r.end} | "
             f"{r.confidence:.1%} | {r.days} | {r.exceedances} | {r.rate:.2%} | "
-            f"{r.kupiec_lr:.3f} | {r.kupiec_p:.3f} | {r.zone} |"
+            f"{r.kupiec_lr:.3f} | {r.kupiec_p:.3f} | {r.verdict} | {r.zone} |"
         )
     return "\n".join(lines) + "\n"
 

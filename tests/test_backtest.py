@@ -12,10 +12,12 @@ from offchain.backtest import (
     DEFAULT_CONFIG,
     STRATEGIES,
     BacktestConfig,
+    BacktestRow,
     build_book,
     count_exceedances,
     iv_proxy,
     kupiec_lr,
+    kupiec_pvalue,
     run_asset,
     summarize,
     traffic_light,
@@ -225,3 +227,26 @@ def test_higher_confidence_never_lowers_margin():
     hi = run_asset(series, replace(DEFAULT_CONFIG, calibration=CalibrationParams(confidence=0.995)))
     assert np.all(hi.margin >= lo.margin - 1e-9)
     assert hi.exceed.sum() <= lo.exceed.sum()
+
+
+def test_verdict_names_the_direction_of_a_rejection():
+    def row(n: int) -> BacktestRow:
+        lr = kupiec_lr(0.01, 1000, n)
+        return BacktestRow(
+            "X",
+            "s",
+            "in-sample",
+            "a",
+            "b",
+            0.99,
+            1000,
+            n,
+            n / 1000,
+            lr,
+            kupiec_pvalue(lr),
+            traffic_light(1000, n),
+        )
+
+    assert row(10).verdict == "not rejected"
+    assert row(25).verdict == "rejected: too many"
+    assert row(1).verdict == "rejected: too few"
