@@ -473,7 +473,8 @@ def margin(portfolio: Path, market: Path | None, as_json: bool) -> None:
         table.add_column("loss (USD)", justify="right")
         for s, (label, loss) in enumerate(zip(u["scenarios"], u["losses"], strict=True)):
             mark = " <- worst" if s == u["worst_scenario"] else ""
-            table.add_row(str(s), label, f"{loss:,.2f}{mark}")
+            shown = loss if abs(loss) >= 0.005 else 0.0  # no "-0.00"
+            table.add_row(str(s), label, f"{shown:,.2f}{mark}")
         console.print(table)
         console.print(
             f"{u['name']}: scan {u['scan']:,.2f}  short-option minimum {u['som']:,.2f}  "

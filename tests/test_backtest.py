@@ -250,3 +250,16 @@ def test_verdict_names_the_direction_of_a_rejection():
     assert row(10).verdict == "not rejected"
     assert row(25).verdict == "rejected: too many"
     assert row(1).verdict == "rejected: too few"
+
+
+def test_docs_hold_the_numbers_this_code_produces(eth_run):
+    """docs/backtest-results.md's 99% table is what the default configuration gives today."""
+    from pathlib import Path
+
+    from offchain.report import backtest_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "backtest-results.md").read_text()
+    btc = run_asset(load_asset("BTC"), DEFAULT_CONFIG)
+    table = backtest_markdown(summarize(btc) + summarize(eth_run))
+    for line in table.splitlines()[2:]:
+        assert line in doc, line
