@@ -269,9 +269,13 @@ def load_portfolio(path: str | Path, market: str | Path | None = None) -> Portfo
 
 
 def market_risk_arrays(m: LoadedMarket) -> np.ndarray:
+    """Risk arrays of every instrument of the market file (a model error names the file)."""
     from offchain.risk_arrays import risk_arrays
 
-    return risk_arrays(m.instruments, m.state, m.grid, m.psr)
+    try:
+        return risk_arrays(m.instruments, m.state, m.grid, m.psr)
+    except ValueError as err:
+        raise InputError(m.path, "", str(err)) from None
 
 
 def what_if(p: Portfolio) -> dict[str, Any]:
@@ -436,10 +440,16 @@ def backtest(
             for s in series:
                 progress.update(task, description=f"{s.asset} {config.calibration.confidence:.2%}")
                 start = len(s)
-                run = run_asset(s, config, lambda k: progress.advance(task, k))
+                try:
+                    run = run_asset(s, config, lambda k: progress.advance(task, k))
+                except ValueError as err:
+                    raise InputError(_price_file(s.asset, data_dir), "", str(err)) from None
                 progress.advance(task, start - run.margin.shape[0])
                 runs.append(run)
-    eff = efficiency_rows(series, configs[0])
+    try:
+        eff = efficiency_rows(series, configs[0])
+    except ValueError as err:
+        raise InputError(data_dir or "shared/data", "", str(err)) from None
     argv = " ".join(["python -m offchain", *sys.argv[1:]]) if sys.argv[1:] else None
     report = write_report(out_dir, runs, eff, charts=not no_charts, command=argv)
     click.echo(f"wrote {report}")
@@ -562,8 +572,21 @@ def efficiency(data_dir: Path | None, assets: tuple[str, ...], som_rate: float) 
     from offchain.report import efficiency_markdown, efficiency_rows
 
     config = replace(BacktestConfig(), som_rate=som_rate)
-    rows = efficiency_rows([load_asset(a, data_dir) for a in assets], config)
+    try:
+        rows = efficiency_rows([load_asset(a, data_dir) for a in assets], config)
+    except InputError:
+        raise
+    except ValueError as err:
+        raise InputError(data_dir or "shared/data", "", str(err)) from None
     click.echo(efficiency_markdown(rows))
+
+
+def _price_file(asset: str, data_dir: Path | None) -> Path:
+    from offchain.data import ASSET_FILES
+    from offchain.paths import shared_dir
+
+    folder = Path(data_dir) if data_dir is not None else Path(shared_dir()) / "data"
+    return folder / ASSET_FILES[asset.upper()]
 
 
 def _write(path: Path, text: str) -> None:

@@ -235,3 +235,19 @@ def test_load_market_uses_explicit_iv_over_the_smile():
     k = m.ids.index("ETH-04FEB26-C3400")
     # Smile: 0.50 - 0.10 * ln(3400 / 3139.06)
     assert m.state.vols[k] == pytest.approx(0.50 - 0.10 * np.log(3400 / 3139.06))
+
+
+def test_model_error_on_a_valid_looking_market_is_one_line(runner, tmp_path):
+    """PSR 100% moves the -1 PSR scenario to a zero price: the core refuses, the CLI names the
+    file in one line."""
+    path = _market_with(tmp_path, lambda d: d["underlyings"][0].update(psr=1.0))
+    _one_line_error(runner.invoke(cli, ["arrays", str(path)]), str(path), "price to zero")
+
+
+def test_backtest_too_short_price_file(runner, tmp_path):
+    rows = [f"2020-01-{d:02d},100.0" for d in range(1, 21)]
+    (tmp_path / "eth_usd_daily.csv").write_text("date,close\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(
+        cli, ["backtest", "--data-dir", str(tmp_path), "--asset", "ETH", "--out", str(tmp_path)]
+    )
+    _one_line_error(result, "eth_usd_daily.csv", "warmup_days")
