@@ -149,6 +149,7 @@ class Strategy:
 
 
 _F, _C, _P = Kind.FUTURE, Kind.CALL, Kind.PUT
+_DAY = 86_400  # seconds
 
 STRATEGIES: tuple[Strategy, ...] = (
     Strategy("long future", (Leg(_F, 1.0, 30, 1.0),)),
@@ -226,9 +227,6 @@ def build_book(
     flat = {k: np.concatenate(v) for k, v in cols.items()}
     order = np.lexsort((flat["strategy"], flat["day"]))  # group rows by day, then strategy
     return Book(**{k: v[order] for k, v in flat.items()})
-
-
-_DAY = 86_400
 
 
 # --------------------------------------------------------------------------------------------
