@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from offchain.cli import cli, load_market
+from offchain.paths import shared_dir
 from offchain.scenarios import CRYPTO_35
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,12 +215,7 @@ def test_missing_file(runner, tmp_path):
 
 
 def test_backtest_bad_price_file(runner, tmp_path):
-    good = (ROOT / "../shared/data/btc_usd_daily.csv").resolve()
-    if not good.exists():
-        from offchain.paths import shared_dir
-
-        good = shared_dir() / "data" / "btc_usd_daily.csv"
-    lines = good.read_text().splitlines()
+    lines = (shared_dir() / "data" / "btc_usd_daily.csv").read_text().splitlines()
     lines[5] = lines[5].replace(lines[5].split(",")[4], "n/a")
     (tmp_path / "btc_usd_daily.csv").write_text("\n".join(lines) + "\n")
     result = runner.invoke(
