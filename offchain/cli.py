@@ -41,12 +41,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from offchain.data import InputError
+
+if TYPE_CHECKING:  # the core is imported lazily so that `--help` starts fast
+    from offchain.risk_arrays import Instruments, MarketState
+    from offchain.scenarios import ScenarioGrid
 
 __all__ = ["LoadedMarket", "Portfolio", "cli", "load_market", "load_portfolio", "main"]
 
@@ -63,9 +67,9 @@ class LoadedMarket:
     path: Path
     names: tuple[str, ...]  # underlying names, index = underlying id
     ids: tuple[str, ...]  # instrument ids, index = instrument row
-    instruments: Any  # risk_arrays.Instruments
-    state: Any  # risk_arrays.MarketState
-    grid: Any  # scenarios.ScenarioGrid
+    instruments: Instruments
+    state: MarketState
+    grid: ScenarioGrid
     psr: np.ndarray
     som_rate: np.ndarray
     im_factor: float
