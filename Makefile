@@ -9,7 +9,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_JS := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint clean tools
+.PHONY: setup test demo bench lint clean tools backtest efficiency
 
 tools:
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "error: Python 3.11 is missing (install python3.11)"; exit 1; }
@@ -41,6 +41,13 @@ demo: setup
 bench: setup
 	$(BIN)/ape run bench_gas
 	$(PY) -m bench.offchain_speed
+
+# The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.
+backtest: setup
+	$(PY) -m offchain backtest --out out/backtest
+
+efficiency: setup
+	$(PY) -m offchain efficiency
 
 lint: setup
 	$(BIN)/ruff check offchain scripts tests bench

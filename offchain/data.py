@@ -160,7 +160,7 @@ def load_asset(asset: str, data_dir: str | Path | None = None) -> PriceSeries:
     if key not in ASSET_FILES:
         raise ValueError(f"asset: unknown {asset!r}, expected one of {sorted(ASSET_FILES)}")
     if data_dir is None:
-        from offchain.paths import shared_dir
+        from offchain.paths import data_dir as paths_data_dir
 
-        data_dir = Path(shared_dir()) / "data"
+        data_dir = paths_data_dir()
     return load_prices(Path(data_dir) / ASSET_FILES[key], asset=key)

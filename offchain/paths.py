@@ -34,3 +34,8 @@ def shared_dir() -> Path:
     raise FileNotFoundError(
         f"shared directory not found: set PM_SHARED_DIR or create {_REPO.parent / 'shared'}"
     )
+
+
+def data_dir() -> Path:
+    """The market data folder, ``<shared>/data``."""
+    return shared_dir() / "data"

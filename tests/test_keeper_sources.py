@@ -15,7 +15,6 @@ import pytest
 import vyper
 from anvil_node import AnvilNode
 
-from offchain.keeper._paths import shared_dir
 from offchain.keeper.sources import (
     AggregatorV3Source,
     CsvReplaySource,
@@ -28,6 +27,7 @@ from offchain.keeper.sources import (
     SourceError,
     Tick,
 )
+from offchain.paths import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

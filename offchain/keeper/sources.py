@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._paths import data_dir
+from offchain.paths import data_dir
 
 __all__ = [
     "HISTORY_FILES",
