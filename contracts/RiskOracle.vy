@@ -594,7 +594,7 @@ def _post_instrument(
     e: uint256 = 0
     if fp.id_kind(p.instrument) == fp.KIND_FUTURE:
         assert p.mark != 0, "oracle: bad price"
-        assert len(p.words) == 0 and p.e == 0, "oracle: future array not accepted"
+        assert len(p.words) == 0 and p.e == 0, "oracle: future array posted"
         if has_old:
             assert self._within(p.mark, old_mark, old_mark * dev // fp.WAD), "oracle: mark deviation"
         e, words = self._future_array(convert(p.mark, int256), n, lin)

@@ -152,7 +152,7 @@ def test_array_guards(market):
     big = [3 * SPOTS[BTC] * c // WAD for c in s.grids[BTC]]
     with ape.reverts("oracle: array magnitude"):
         s.post([], [s.option_item(call, mark, big)])
-    with ape.reverts("oracle: future array not accepted"):
+    with ape.reverts("oracle: future array posted"):
         s.post([], [(s.instruments["btc-fut"], SPOTS[BTC], e, words)])
 
 
