@@ -143,7 +143,7 @@ def register_grid(grid_id: uint256, coefficients: DynArray[int256, fp.MAX_SCENAR
     packed: uint256[GRID_WORDS] = empty(uint256[GRID_WORDS])
     for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
         c: int256 = coefficients[s]
-        assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient out of bounds"
+        assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large"
         # two's complement in 64 bits: |c| < 2**63 by the bound above.
         bits: uint256 = convert(convert(c, bytes32), uint256) & fp.MASK64
         packed[s >> 2] = packed[s >> 2] | (bits << ((s & 3) << 6))
@@ -542,7 +542,7 @@ def _set_underlying_params(
     assert psr_min >= MIN_PSR and psr_min <= psr_max and psr_max <= MAX_PSR, "oracle: psr out of bounds"
     assert som_rate <= MAX_SOM_RATE, "oracle: som_rate out of bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
-    assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: array ratio out of bounds"
+    assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
     self.underlying_params[underlying].psr_min = psr_min
     self.underlying_params[underlying].psr_max = psr_max
     self.underlying_params[underlying].som_rate = som_rate
