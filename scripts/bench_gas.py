@@ -1,11 +1,11 @@
 """Gas benchmark of the on-chain core: `ape run bench_gas`.
 
 Deploys RiskOracle, MarginEngine and MarginViews with mock tokens on the local anvil, lists one
-underlying on the 35-scenario crypto grid and 32 options + 32 futures, and measures:
-margin check (`margin_state` sent as a transaction: gas used minus the 21,000 intrinsic gas
-and calldata; estimateGas shown for reference, it adds the 1/64 reserve of the oracle call) at 1, 4, 16 and 32 positions; a trade and a margin-checked withdrawal at 16
-positions; posting 1 and 50 instruments (options with packed arrays, futures with arrays
-computed on-chain), per instrument. Prints a markdown table and writes it to
+underlying on the 35-scenario crypto grid and 50 options + 50 futures, and measures: the margin
+check (`margin_state` sent as a transaction: gas used minus the 21,000 intrinsic gas and
+calldata; estimateGas in the note) at 1, 4, 16 and 32 positions; a trade and margin-checked
+withdrawals at 16 and 32 positions; posting 1 and 50 instruments (options with packed arrays,
+futures with arrays computed on-chain), per instrument. Prints a markdown table and writes it to
 docs/benchmarks.md (section "Gas").
 """
 
@@ -124,10 +124,8 @@ def cli():
     click.echo(text)
     section = (
         "## Gas\n\nCommand: `ape run bench_gas` (local anvil, Vyper 0.4.3, default optimizer). "
-        "Margin check = gas used by `margin_state` sent as a transaction - 21,000 intrinsic - calldata "
-        "(estimateGas, which adds the 1/64 reserve of the oracle call, in the note).\n\n"
-        + text
-        + "\n"
+        "Margin check = gas used by `margin_state` sent as a transaction - 21,000 intrinsic "
+        "- calldata (estimateGas in the note).\n\n" + text + "\n"
     )
     old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     if "## Gas" in old:
