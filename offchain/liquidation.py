@@ -14,8 +14,8 @@ Semantics: DESIGN §6. One liquidation of account A (equity ``E``, maintenance `
    L pays A ``X = div_ceil(sum_j t_j * mark_j, WAD)`` (negative: A pays L; rounded for A).
 3. penalty ``min(div_ceil(p * div_ceil(f * M, WAD), WAD), max(E', 0))`` with ``E'`` A's equity
    after step 2; ``div_floor(penalty * share, WAD)`` to L, the rest to the insurance fund.
-4. post-condition of a partial (f < WAD) liquidation: A ends at or above IM; if integer rounding
-   ever broke it, the liquidation is redone with ``f = WAD``.
+4. post-condition of a partial (f < WAD) liquidation: A ends at or above IM (capped: its health
+   ``E - M`` does not fall); if integer rounding ever broke it, it is redone with ``f = WAD``.
 5. full liquidation with negative cash: A's collateral is sold to L, asset by asset in vault order,
    at the oracle price less ``d = min(discount, haircut)``: ``x = min(balance,
    div_ceil(need * WAD**2, scale * price * (WAD - d)))`` units for
@@ -165,8 +165,8 @@ def liquidation_fraction(equity: int, mm: int, im: int, penalty_rate: int) -> in
 
 def choose_fraction(
     equity: int, mm: int, im: int, params: LiquidationParams, max_fraction: int
-) -> int:
-    """Fraction taken: the closed form, capped by ``max_fraction`` (not below
+) -> tuple[int, bool]:
+    """``(f, capped)``: the closed form, capped by ``max_fraction`` (not below
     ``min(f, min_fraction)``), raised to ``WAD`` when the remaining MM would be dust.
 
     Raises:
@@ -176,13 +176,15 @@ def choose_fraction(
     if not 0 < max_fraction <= WAD:
         raise LiquidationError("liquidation: bad fraction")
     f = liquidation_fraction(equity, mm, im, params.penalty_rate)
+    capped = False
     if max_fraction < f:
         if max_fraction < min(f, params.min_fraction):
             raise LiquidationError("liquidation: fraction below minimum")
         f = max_fraction
+        capped = True
     if mm - div_ceil(f * mm, WAD) < params.min_remaining_mm:
-        f = WAD
-    return f
+        return WAD, False
+    return f, capped
 
 
 def taken_sizes(positions: Mapping[int, int], f: int) -> dict[int, int]:
@@ -218,7 +220,8 @@ def _scale(decimals: int) -> int:
 
 
 def sale_pay(units: int, scale: int, price: int, discount: int) -> int:
-    """Cash L pays for ``units`` of collateral: ``units * scale * price // WAD * (WAD - d) // WAD``."""
+    """Cash L pays for ``units`` of collateral:
+    ``units * scale * price // WAD * (WAD - d) // WAD``."""
     return units * scale * price // WAD * (WAD - discount) // WAD
 
 
@@ -333,7 +336,7 @@ def liquidate(
     eq, mm, im = st.equity, st.maintenance_margin, st.initial_margin
     if eq >= mm:
         raise LiquidationError("liquidation: healthy")
-    f = choose_fraction(eq, mm, im, params, max_fraction)
+    f, capped = choose_fraction(eq, mm, im, params, max_fraction)
     while True:
         taken = taken_sizes(account.positions, f)
         x = position_cash(taken, market)
@@ -343,8 +346,12 @@ def liquidate(
         a_cash = account.cash + x - pen
         if f == WAD:
             break
-        after = margin_state_int(AccountInt(a_cash, a_pos, account.collateral), market, params.im_factor)
-        if after.equity >= after.initial_margin:
+        after = margin_state_int(
+            AccountInt(a_cash, a_pos, account.collateral), market, params.im_factor
+        )
+        if capped and after.health >= eq - mm:
+            break
+        if not capped and after.equity >= after.initial_margin:
             break
         f = WAD
     to_liq, to_fund = split_penalty(pen, params.liquidator_share)

@@ -129,7 +129,10 @@ def test_fraction_formula_and_bounds():
     assert liquidation_fraction(0, 10 * WAD, 12 * WAD, 0) == WAD
     assert liquidation_fraction(-5, 10 * WAD, 12 * WAD, 0) == WAD
     # E = 9, M = 10, I = 12.5, p = 0.1: f = 3.5 / (12.5 - 1) = 0.3043...
-    assert liquidation_fraction(9 * WAD, 10 * WAD, 125 * WAD // 10, WAD // 10) == 304_347_826_086_956_522
+    assert (
+        liquidation_fraction(9 * WAD, 10 * WAD, 125 * WAD // 10, WAD // 10)
+        == 304_347_826_086_956_522
+    )
     # never above one
     assert liquidation_fraction(1, 10 * WAD, 30 * WAD, WAD // 2) == WAD
     with pytest.raises(ValueError):
@@ -139,8 +142,8 @@ def test_fraction_formula_and_bounds():
 def test_caller_cap_and_anti_dust():
     mm, im = 10_000 * WAD, 12_500 * WAD
     f = liquidation_fraction(9_000 * WAD, mm, im, P.penalty_rate)
-    assert choose_fraction(9_000 * WAD, mm, im, P, WAD) == f
-    assert choose_fraction(9_000 * WAD, mm, im, P, WAD // 5) == WAD // 5
+    assert choose_fraction(9_000 * WAD, mm, im, P, WAD) == (f, False)
+    assert choose_fraction(9_000 * WAD, mm, im, P, WAD // 5) == (WAD // 5, True)
     with pytest.raises(LiquidationError, match="liquidation: fraction below minimum"):
         choose_fraction(9_000 * WAD, mm, im, P, WAD // 20)
     with pytest.raises(LiquidationError, match="liquidation: bad fraction"):
@@ -148,12 +151,12 @@ def test_caller_cap_and_anti_dust():
     with pytest.raises(LiquidationError, match="liquidation: bad fraction"):
         choose_fraction(9_000 * WAD, mm, im, P, WAD + 1)
     # a small account: the remaining MM would be dust, the whole account goes
-    assert choose_fraction(90 * WAD, 100 * WAD, 125 * WAD, P, WAD) == WAD
+    assert choose_fraction(90 * WAD, 100 * WAD, 125 * WAD, P, WAD) == (WAD, False)
     # a cap smaller than min_fraction is allowed when the needed fraction is smaller still
     # (with im_factor 1.05 the needed fraction is about (k - 1) / (k - p) = 5.3%)
     tiny = liquidation_fraction(99_990 * WAD, 100_000 * WAD, 105_000 * WAD, P.penalty_rate)
     assert tiny < WAD // 10
-    assert choose_fraction(99_990 * WAD, 100_000 * WAD, 105_000 * WAD, P, tiny) == tiny
+    assert choose_fraction(99_990 * WAD, 100_000 * WAD, 105_000 * WAD, P, tiny) == (tiny, False)
 
 
 def test_taken_sizes_round_away_from_zero():
@@ -251,8 +254,12 @@ sizes = st.integers(-5 * WAD, 5 * WAD)
 @st.composite
 def scenario(draw):
     spot = draw(st.integers(20_000, 100_000)) * WAD
-    market = make_market(spot, draw(st.integers(0, 10_000)) * WAD, draw(st.integers(0, 10_000)) * WAD,
-                         draw(st.integers(0, 5_000)) * WAD)
+    market = make_market(
+        spot,
+        draw(st.integers(0, 10_000)) * WAD,
+        draw(st.integers(0, 10_000)) * WAD,
+        draw(st.integers(0, 5_000)) * WAD,
+    )
     pos = {}
     for j in (FUT, CALL, PUT, FUT2):
         if draw(st.booleans()):
@@ -315,8 +322,7 @@ def test_liquidation_properties(case):
     assert r.fund_payout <= max(fund + r.penalty_to_fund, 0) or r.socialised == 0
     # holders of the opposite side owe at least the socialised loss; no-position accounts nothing
     owed = sum(
-        pending_charge(h.positions, r.book.index, {})
-        for h in (r.account, r.liquidator, counter)
+        pending_charge(h.positions, r.book.index, {}) for h in (r.account, r.liquidator, counter)
     )
     assert owed >= r.socialised
     assert owed <= r.socialised + 2 * len(r.index_deltas) + sum(
