@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+import offchain.risk_arrays as ra_module
 from offchain.fixed_point import WAD
 from offchain.margin import AccountInt, MarketArrays, margin_state, margin_state_int
 from offchain.risk_arrays import (
@@ -182,6 +183,12 @@ def main() -> None:
     # 1. Risk arrays
     book = make_book(args.options, rng)
     t_vec = best_of(lambda: risk_arrays(book, mkt, CRYPTO_35, PSR), args.repeat)
+    threshold = ra_module._PARALLEL_MIN
+    ra_module._PARALLEL_MIN = 10**12  # the same kernel on one thread, for comparison
+    try:
+        t_one = best_of(lambda: risk_arrays(book, mkt, CRYPTO_35, PSR), args.repeat)
+    finally:
+        ra_module._PARALLEL_MIN = threshold
     sub = max(1, args.options // 20)
     sub_book = Instruments(
         book.underlying[:sub], book.kind[:sub], book.strike[:sub], book.expiry[:sub]
@@ -192,7 +199,16 @@ def main() -> None:
     err = np.max(np.abs(np.array(ref) - risk_arrays(sub_book, mkt, CRYPTO_35, PSR)))
     rows.append(
         (
-            f"risk arrays {args.options:,} options x {len(CRYPTO_35)}",
+            f"risk arrays {args.options:,} options x {len(CRYPTO_35)}, 1 thread",
+            t_one,
+            t_loop,
+            f"per-option loop on {sub:,}, x{args.options / sub:g}",
+            "",
+        )
+    )
+    rows.append(
+        (
+            f"risk arrays {args.options:,} x {len(CRYPTO_35)}, {ra_module._WORKERS} threads",
             t_vec,
             t_loop,
             f"per-option loop on {sub:,}, x{args.options / sub:g}",

@@ -149,6 +149,7 @@ class Strategy:
 
 
 _F, _C, _P = Kind.FUTURE, Kind.CALL, Kind.PUT
+_DAY = 86_400  # seconds
 
 STRATEGIES: tuple[Strategy, ...] = (
     Strategy("long future", (Leg(_F, 1.0, 30, 1.0),)),
@@ -226,9 +227,6 @@ def build_book(
     flat = {k: np.concatenate(v) for k, v in cols.items()}
     order = np.lexsort((flat["strategy"], flat["day"]))  # group rows by day, then strategy
     return Book(**{k: v[order] for k, v in flat.items()})
-
-
-_DAY = 86_400
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,6 +396,14 @@ class BacktestRow:
     kupiec_lr: float
     kupiec_p: float
     zone: str
+
+    @property
+    def verdict(self) -> str:
+        """Kupiec at 5%: "not rejected", or rejected with too many / too few exceedances (the
+        latter is a conservative model: safe, but it costs capital)."""
+        if self.kupiec_p >= 0.05:
+            return "not rejected"
+        return "rejected: too many" if self.rate > 1.0 - self.confidence else "rejected: too few"
 
 
 def summarize(run: AssetRun) -> list[BacktestRow]:

@@ -77,8 +77,9 @@ class CalibrationParams:
             raise ValueError(f"horizon_days: {self.horizon_days} < 1")
         if not 0.0 <= self.psr_floor <= self.psr_cap:
             raise ValueError(f"psr_floor/psr_cap: need 0 <= {self.psr_floor} <= {self.psr_cap}")
-        if self.warmup_days < 30:
-            raise ValueError(f"warmup_days: {self.warmup_days} < 30 (too few to fit a tail)")
+        if self.warmup_days < 60:
+            # The first 30 standardised returns carry the EWMA seed and are never fitted.
+            raise ValueError(f"warmup_days: {self.warmup_days} < 60 (too few to fit a tail)")
         if self.refit_every_days < 1:
             raise ValueError(f"refit_every_days: {self.refit_every_days} < 1")
         if not 2.0 < self.min_dof <= self.max_dof:
@@ -203,9 +204,10 @@ def psr_series(
 ) -> PSRSeries:
     """Point-in-time calibration for every day of a price series (no look-ahead).
 
-    Day ``t``'s PSR uses closes ``0..t`` only: the EWMA forecast after return ``t`` and the t fit
-    of the last refit day ``<= t`` (expanding window of standardised returns). The first
-    ``warmup_days`` returns seed the EWMA and the first fit; earlier days are NaN.
+    Day ``t``'s PSR uses closes ``0..t`` only: the EWMA forecast made at the close of ``t`` (for
+    the return from ``t`` to ``t + 1``) and the t fit of the last refit day ``<= t`` (expanding
+    window of standardised returns). The first ``warmup_days`` returns seed the EWMA and the
+    first fit; earlier days are NaN.
 
     ``fit_until`` (a day index) freezes the t fit after that day: later days keep the last fit
     made on or before it while the EWMA volatility goes on updating. The backtest uses it to

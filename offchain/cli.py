@@ -41,12 +41,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from offchain.data import InputError
+
+if TYPE_CHECKING:  # the core is imported lazily so that `--help` starts fast
+    from offchain.risk_arrays import Instruments, MarketState
+    from offchain.scenarios import ScenarioGrid
 
 __all__ = ["LoadedMarket", "Portfolio", "cli", "load_market", "load_portfolio", "main"]
 
@@ -63,9 +67,9 @@ class LoadedMarket:
     path: Path
     names: tuple[str, ...]  # underlying names, index = underlying id
     ids: tuple[str, ...]  # instrument ids, index = instrument row
-    instruments: Any  # risk_arrays.Instruments
-    state: Any  # risk_arrays.MarketState
-    grid: Any  # scenarios.ScenarioGrid
+    instruments: Instruments
+    state: MarketState
+    grid: ScenarioGrid
     psr: np.ndarray
     som_rate: np.ndarray
     im_factor: float
@@ -269,9 +273,13 @@ def load_portfolio(path: str | Path, market: str | Path | None = None) -> Portfo
 
 
 def market_risk_arrays(m: LoadedMarket) -> np.ndarray:
+    """Risk arrays of every instrument of the market file (a model error names the file)."""
     from offchain.risk_arrays import risk_arrays
 
-    return risk_arrays(m.instruments, m.state, m.grid, m.psr)
+    try:
+        return risk_arrays(m.instruments, m.state, m.grid, m.psr)
+    except ValueError as err:
+        raise InputError(m.path, "", str(err)) from None
 
 
 def what_if(p: Portfolio) -> dict[str, Any]:
@@ -436,10 +444,16 @@ def backtest(
             for s in series:
                 progress.update(task, description=f"{s.asset} {config.calibration.confidence:.2%}")
                 start = len(s)
-                run = run_asset(s, config, lambda k: progress.advance(task, k))
+                try:
+                    run = run_asset(s, config, lambda k: progress.advance(task, k))
+                except ValueError as err:
+                    raise InputError(_price_file(s.asset, data_dir), "", str(err)) from None
                 progress.advance(task, start - run.margin.shape[0])
                 runs.append(run)
-    eff = efficiency_rows(series, configs[0])
+    try:
+        eff = efficiency_rows(series, configs[0])
+    except ValueError as err:
+        raise InputError(data_dir or "shared/data", "", str(err)) from None
     argv = " ".join(["python -m offchain", *sys.argv[1:]]) if sys.argv[1:] else None
     report = write_report(out_dir, runs, eff, charts=not no_charts, command=argv)
     click.echo(f"wrote {report}")
@@ -473,7 +487,8 @@ def margin(portfolio: Path, market: Path | None, as_json: bool) -> None:
         table.add_column("loss (USD)", justify="right")
         for s, (label, loss) in enumerate(zip(u["scenarios"], u["losses"], strict=True)):
             mark = " <- worst" if s == u["worst_scenario"] else ""
-            table.add_row(str(s), label, f"{loss:,.2f}{mark}")
+            shown = loss if abs(loss) >= 0.005 else 0.0  # no "-0.00"
+            table.add_row(str(s), label, f"{shown:,.2f}{mark}")
         console.print(table)
         console.print(
             f"{u['name']}: scan {u['scan']:,.2f}  short-option minimum {u['som']:,.2f}  "
@@ -561,8 +576,21 @@ def efficiency(data_dir: Path | None, assets: tuple[str, ...], som_rate: float) 
     from offchain.report import efficiency_markdown, efficiency_rows
 
     config = replace(BacktestConfig(), som_rate=som_rate)
-    rows = efficiency_rows([load_asset(a, data_dir) for a in assets], config)
+    try:
+        rows = efficiency_rows([load_asset(a, data_dir) for a in assets], config)
+    except InputError:
+        raise
+    except ValueError as err:
+        raise InputError(data_dir or "shared/data", "", str(err)) from None
     click.echo(efficiency_markdown(rows))
+
+
+def _price_file(asset: str, data_dir: Path | None) -> Path:
+    from offchain.data import ASSET_FILES
+    from offchain.paths import shared_dir
+
+    folder = Path(data_dir) if data_dir is not None else Path(shared_dir()) / "data"
+    return folder / ASSET_FILES[asset.upper()]
 
 
 def _write(path: Path, text: str) -> None:

@@ -35,7 +35,6 @@ from offchain.fixed_point import (
     MAX_SIZE,
     UINT8_MAX,
     WAD,
-    decode_risk_array,
     div_ceil,
     div_floor,
     encode_risk_array,
@@ -132,6 +131,9 @@ class InstrumentInt:
         if not 0 < len(entries) <= MAX_SCENARIOS:
             raise ValueError(f"entries must hold 1..{MAX_SCENARIOS} values, got {len(entries)}")
         object.__setattr__(self, "entries", entries)
+        # Decoded once: the margin loop then does one multiplication per scenario.
+        object.__setattr__(self, "_decoded", tuple(v << self.exponent for v in entries))
+        object.__setattr__(self, "_max_abs", max(abs(v) for v in self._decoded))
 
     @classmethod
     def from_wad_array(
@@ -144,7 +146,7 @@ class InstrumentInt:
     @property
     def decoded(self) -> list[int]:
         """Decoded risk array ``entry * 2**e`` (WAD)."""
-        return decode_risk_array(self.exponent, self.entries)
+        return list(self._decoded)
 
 
 @dataclass(frozen=True)
@@ -289,23 +291,32 @@ def underlying_risk_int(
     und = market.underlyings.get(underlying)
     if und is None:
         raise ValueError(f"underlying {underlying} is unknown")
-    acc = [0] * und.n_scenarios
-    pad_sum = 0
-    short_options = 0
+    legs = []
     for j, q in positions.items():
         ins = market.instruments.get(j)
         if ins is None:
             raise ValueError(f"positions[{j}]: unknown instrument")
-        if ins.underlying != underlying or q == 0:
-            continue
-        scale = 1 << ins.exponent
-        for s, entry in enumerate(ins.entries):
-            acc[s] += _int256("q * entry * 2**e", q * entry * scale)
+        if ins.underlying == underlying and q != 0:
+            legs.append((ins, q))
+    return _underlying_risk(legs, und)
+
+
+def _underlying_risk(legs: list[tuple[InstrumentInt, int]], und: UnderlyingInt) -> UnderlyingRisk:
+    """§5 for the non-zero legs held on one underlying."""
+    acc = [0] * und.n_scenarios
+    pad_sum = 0
+    short_options = 0
+    for ins, q in legs:
+        if abs(q) * ins._max_abs > INT256_MAX:
+            raise OverflowError("margin: int256 overflow in q * entry * 2**e")
+        acc = [a + q * d for a, d in zip(acc, ins._decoded, strict=True)]
         if q < 0:
-            pad_sum += -q * scale
+            pad_sum += -q << ins.exponent
             if ins.kind.is_option:
                 short_options += -q
-    losses = [div_ceil(-_int256("acc", a), WAD) for a in acc]
+    if not (INT256_MIN <= min(acc) and max(acc) <= INT256_MAX):
+        raise OverflowError("margin: int256 overflow in acc")
+    losses = [-(a // WAD) for a in acc]  # div_ceil(-a, WAD) == -div_floor(a, WAD)
     worst = max(losses)
     worst_s = losses.index(worst)
     pad = div_ceil(_int256("pad", pad_sum), WAD)
@@ -332,14 +343,14 @@ def margin_state_int(account: AccountInt, market: MarketInt, im_factor: int) -> 
     """
     im_factor = _in_range("im_factor", im_factor, WAD, INT256_MAX)
     equity = equity_int(account, market)
-    unds = set()
+    legs: dict[int, list[tuple[InstrumentInt, int]]] = {}
     for j, q in account.positions.items():
         ins = market.instruments.get(j)
         if ins is None:
             raise ValueError(f"positions[{j}]: unknown instrument")
         if q != 0:
-            unds.add(ins.underlying)
-    per_u = {u: underlying_risk_int(account.positions, market, u) for u in sorted(unds)}
+            legs.setdefault(ins.underlying, []).append((ins, q))
+    per_u = {u: _underlying_risk(legs[u], market.underlyings[u]) for u in sorted(legs)}
     mm = _int256("MM", sum(r.risk for r in per_u.values()))
     im = div_ceil(_int256("MM * im_factor", mm * im_factor), WAD)
     return MarginStateInt(equity, im, mm, MappingProxyType(per_u))

@@ -56,14 +56,14 @@ def backtest_markdown(rows: Sequence[BacktestRow]) -> str:
     """Markdown table of backtest rows (asset, strategy, window, ..., Kupiec LR and p, zone)."""
     lines = [
         "| asset | strategy | window | dates | target | days | exceed. | rate | Kupiec LR "
-        "| p | zone |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| p | Kupiec 5% | zone |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r.asset} | {r.strategy} | {r.window} | {r.start} .. {r.end} | "
             f"{r.confidence:.1%} | {r.days} | {r.exceedances} | {r.rate:.2%} | "
-            f"{r.kupiec_lr:.3f} | {r.kupiec_p:.3f} | {r.zone} |"
+            f"{r.kupiec_lr:.3f} | {r.kupiec_p:.3f} | {r.verdict} | {r.zone} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -148,9 +148,9 @@ def _method(config: BacktestConfig, runs: Sequence[AssetRun]) -> str:
         "LR > 3.841); Basel zone from the binomial probability of at most N exceedances: green "
         "< 95%, red >= 99.99% (the 250-day table at 99%: green 0-4, yellow 5-9, red 10+), "
         "scaled to the window.",
-        f"- Windows: ETH starts {config.start_of('ETH')} (the August 2015 launch market prints "
-        "-75% and -66% days on a few quotes); BTC data ends 2021-08-24, so BTC has no "
-        "out-of-sample window.",
+        f"- Windows: ETH starts {config.start_of('ETH')} (the August 2015 launch market moves "
+        "-53%, -48%, +55% and +45% in a day on a few quotes); BTC data ends 2021-08-24, so BTC "
+        "has no out-of-sample window.",
         windows,
         "",
     ]

@@ -225,9 +225,10 @@ def forwards(instruments: Instruments, market: MarketState) -> np.ndarray:
         )
     t = years_to_expiry(instruments, market)
     fwd = market.spot[und] * np.exp(market.rate * t)
-    for j, key in enumerate(zip(und.tolist(), instruments.expiry.tolist(), strict=True)):
-        if key in market.forwards:
-            fwd[j] = market.forwards[key]
+    if market.forwards:
+        for j, key in enumerate(zip(und.tolist(), instruments.expiry.tolist(), strict=True)):
+            if key in market.forwards:
+                fwd[j] = market.forwards[key]
     return fwd
 
 

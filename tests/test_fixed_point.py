@@ -217,3 +217,13 @@ def test_futures_array_is_truncated_linear_value(mark, c, psr):
 def test_futures_array_bad_inputs(mark, c, psr, match):
     with pytest.raises(ValueError, match=match):
         futures_risk_array_wad(mark, c, psr)
+
+
+@pytest.mark.parametrize("module", ["fixed_point", "pricing", "scenarios", "margin"])
+def test_docstring_examples(module):
+    """The worked numbers in the docstrings are executed, so they cannot drift from the code."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"offchain.{module}"))
+    assert result.attempted > 0 and result.failed == 0

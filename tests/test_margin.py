@@ -1,5 +1,8 @@
 """Margin: the integer model of docs/fixed-point.md §4-§6 and the vectorised float model."""
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -147,6 +150,16 @@ def test_worst_scenario_is_first_of_ties_and_q_zero_is_ignored():
     assert state.maintenance_margin == state.initial_margin == 6
 
 
+def test_scenario_losses_round_up_for_both_signs():
+    """acc = +-1.5e18 wei**2: loss = div_ceil(-acc, WAD) gives -1 for a gain and 2 for a loss."""
+    market = MarketInt(
+        {1: InstrumentInt(0, Kind.FUTURE, WAD, 0, (-1, 1))}, {0: UnderlyingInt(WAD, 0, 2)}
+    )
+    assert underlying_risk_int({1: 3 * WAD // 2}, market, 0) == UnderlyingRisk(0, 2, 0, 0, 2)
+    # short 1.5: losses [-1, 2], pad = div_ceil(1.5e18 * 2**0, WAD) = 2
+    assert underlying_risk_int({1: -3 * WAD // 2}, market, 0) == UnderlyingRisk(1, 2, 2, 0, 4)
+
+
 def test_som_is_a_floor_not_an_add_on():
     # A long call and a short call: the scan nets, the SOM counts the short leg only.
     market = MarketInt(
@@ -246,6 +259,38 @@ def test_int_perfect_hedge_has_zero_scan_risk(market, data):
     r = underlying_risk_int({j: q, twin: -q}, market, u)
     assert r.worst_loss == 0 and r.worst_scenario == 0
     assert r.risk == max(r.pad, r.som)  # only the short leg's pad and the SOM floor remain
+
+
+def _reference_underlying_risk(positions, market, u):
+    """§5 re-derived with exact fractions and math.ceil, independent of the model's code."""
+    und = market.underlyings[u]
+    legs = [
+        (market.instruments[j], q)
+        for j, q in positions.items()
+        if q != 0 and market.instruments[j].underlying == u
+    ]
+    losses = [
+        math.ceil(Fraction(-sum(q * ins.entries[s] * 2**ins.exponent for ins, q in legs), WAD))
+        for s in range(und.n_scenarios)
+    ]
+    worst = max(losses)
+    pad = math.ceil(Fraction(sum(-q * 2**ins.exponent for ins, q in legs if q < 0), WAD))
+    shorts = sum(-q for ins, q in legs if q < 0 and ins.kind != Kind.FUTURE)
+    som = math.ceil(Fraction(math.ceil(Fraction(shorts * und.spot, WAD)) * und.som_rate, WAD))
+    return UnderlyingRisk(losses.index(worst), worst, pad, som, max(max(worst, 0) + pad, som))
+
+
+@settings(max_examples=150, deadline=None)
+@given(market=int_markets(), data=st.data())
+def test_int_model_equals_exact_fraction_reference(market, data):
+    pos = _positions(data, market)
+    state = margin_state_int(AccountInt(0, pos), market, IM_125)
+    for u, r in state.per_underlying.items():
+        assert r == _reference_underlying_risk(pos, market, u)
+    mm = sum(r.risk for r in state.per_underlying.values())
+    assert state.initial_margin == math.ceil(Fraction(mm * IM_125, WAD))
+    pos_value = sum(q * market.instruments[j].mark for j, q in pos.items())
+    assert state.equity == math.floor(Fraction(pos_value, WAD))
 
 
 @settings(max_examples=150, deadline=None)

@@ -217,3 +217,21 @@ def test_bad_inputs_name_the_argument(fn, kwargs, match):
     args = {"F": 100.0, "K": 100.0, "T": 1.0, "sigma": 0.2, "r": 0.0, "is_call": True} | kwargs
     with pytest.raises(ValueError, match=match):
         fn(**args)
+
+
+def test_regression_bounds_at_zero_vol_within_an_ulp():
+    """Shrunk hypothesis case: numpy's exp and math.exp may differ by one ulp."""
+    F, K, T, r = 1.0, math.e, 2.0, 0.1875
+    price = black76_price(F, K, T, 0.0, r, False)
+    assert price == pytest.approx(math.exp(-r * T) * (K - F), rel=1e-15)
+
+
+def test_regression_denormal_vol_time_gives_no_warning():
+    """Shrunk hypothesis case: sigma sqrt(T) denormal; gamma is +inf at the money, no warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = black76_gamma(1.0, 1.0, 6.666325222396796e-211, 6.666325222396796e-211, 0.0, False)
+        v = black76_vega(1.0, 1.0, 6.666325222396796e-211, 6.666325222396796e-211, 0.0, False)
+    assert g == math.inf and v >= 0.0

@@ -254,3 +254,14 @@ def test_parallel_chunks_equal_row_by_row_results():
     rows = np.r_[0:50, 2_480:2_520, 4_950:5_000]
     part = Instruments(ins.underlying[rows], ins.kind[rows], ins.strike[rows], ins.expiry[rows])
     np.testing.assert_array_equal(full[rows], risk_arrays(part, mkt, CRYPTO_35, [0.15, 0.3]))
+
+
+def test_regression_far_otm_put_sign_noise_is_denormal():
+    """Shrunk hypothesis case (K = 20, F = 100, vol 5%): with vol unchanged the put is worth
+    ~1e-300 and its value changes are rounding noise of either sign; the sign property holds
+    only up to a slack, which test_option_array_properties allows."""
+    ins = _instruments([Kind.PUT], [20.0], [268])
+    ra = risk_arrays(ins, MarketState(T0, [100.0], [0.05]), CRYPTO_35, [0.021484375])[0]
+    vol_none = np.arange(1, 27, 3)
+    assert np.all(np.abs(ra[vol_none]) < 1e-300)
+    assert np.all(np.isfinite(ra)) and np.all(ra[27:] >= -1e-300)
