@@ -1,0 +1,606 @@
+"""Command line: ``python -m offchain {backtest,margin,arrays,efficiency}``.
+
+File formats (JSON; documented with examples in ``examples/`` and ``docs/methodology.md``):
+
+*Market file* (``examples/market.json``)::
+
+    {
+      "valuation_time": "2026-01-05T08:00:00Z",   ISO date/time (UTC) or unix seconds
+      "rate": 0.0,                                 continuously compounded, optional
+      "grid": "crypto-35",                         preset name or an inline grid (from_dict)
+      "im_factor": 1.25,                           optional
+      "underlyings": [
+        {"name": "ETH", "spot": 3139.06, "psr": 0.075, "atm_vol": 0.50,
+         "skew": 0.0, "som_rate": 0.01}            skew and som_rate optional
+      ],
+      "instruments": [
+        {"id": "ETH-FEB26-F", "underlying": "ETH", "kind": "future", "expiry": "2026-02-04"},
+        {"id": "ETH-FEB26-C3400", "underlying": "ETH", "kind": "call", "strike": 3400,
+         "expiry": "2026-02-04T08:00:00Z", "iv": 0.52}           iv optional (else the smile)
+      ]
+    }
+
+*Portfolio file* (``examples/portfolio.json``)::
+
+    {"market": "market.json",                      path relative to this file
+     "cash": 20000,                                USD, optional
+     "positions": [{"instrument": "ETH-FEB26-C3400", "size": -10}, ...]}
+
+Every problem with a file is reported as one line naming the file and the field
+(``examples/market.json: instruments[2].strike: must be a number > 0``), exit code 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+
+from offchain.data import InputError
+
+if TYPE_CHECKING:  # the core is imported lazily so that `--help` starts fast
+    from offchain.risk_arrays import Instruments, MarketState
+    from offchain.scenarios import ScenarioGrid
+
+__all__ = ["LoadedMarket", "Portfolio", "cli", "load_market", "load_portfolio", "main"]
+
+
+# --------------------------------------------------------------------------------------------
+# File formats
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedMarket:
+    """A market file turned into the core types (``risk_arrays.Instruments``/``MarketState``)."""
+
+    path: Path
+    names: tuple[str, ...]  # underlying names, index = underlying id
+    ids: tuple[str, ...]  # instrument ids, index = instrument row
+    instruments: Instruments
+    state: MarketState
+    grid: ScenarioGrid
+    psr: np.ndarray
+    som_rate: np.ndarray
+    im_factor: float
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """A portfolio file: signed sizes per instrument row of its market, and cash."""
+
+    path: Path
+    market: LoadedMarket
+    sizes: np.ndarray
+    cash: float
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise InputError(path, "", err.strerror or "cannot be read") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"line {err.lineno}", f"invalid JSON ({err.msg})") from None
+
+
+class _Fields:
+    """Typed access to a JSON object, raising ``InputError`` with the field path."""
+
+    def __init__(self, path: Path, where: str, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            raise InputError(path, where or "top level", "must be a JSON object")
+        self.path, self.where, self.obj = path, where, obj
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, message: str) -> InputError:
+        return InputError(self.path, self._name(key), message)
+
+    def raw(self, key: str, default: Any = ...) -> Any:
+        if key not in self.obj:
+            if default is ...:
+                raise self.fail(key, "missing")
+            return default
+        return self.obj[key]
+
+    def number(
+        self, key: str, default: Any = ..., lo: float | None = None, strict: bool = False
+    ) -> float:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"must be a number, got {json.dumps(value)}")
+        value = float(value)
+        bad_lo = lo is not None and (value <= lo if strict else value < lo)
+        if not np.isfinite(value) or bad_lo:
+            bound = "" if lo is None else f" {'>' if strict else '>='} {lo:g}"
+            raise self.fail(key, f"must be a finite number{bound}, got {value:g}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"must be a non-empty string, got {json.dumps(value)}")
+        return value
+
+    def time(self, key: str) -> int:
+        value = self.raw(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            try:
+                if len(value) == 10:
+                    day = date.fromisoformat(value)
+                    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)
+                return int(moment.timestamp())
+            except ValueError:
+                pass
+        raise self.fail(key, f"must be an ISO date/time or unix seconds, got {json.dumps(value)}")
+
+    def items(self, key: str) -> list[Any]:
+        value = self.raw(key)
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, "must be a non-empty list")
+        return value
+
+
+def load_market(path: str | Path) -> LoadedMarket:
+    """Parse and validate a market file (format in the module docstring)."""
+    from offchain.margin import Kind
+    from offchain.risk_arrays import Instruments, MarketState, VolSurface, forwards
+    from offchain.scenarios import PRESETS, ScenarioGrid
+
+    path = Path(path)
+    top = _Fields(path, "", _read_json(path))
+    valuation = top.time("valuation_time")
+    rate = top.number("rate", 0.0)
+    im_factor = top.number("im_factor", 1.25, lo=1.0)
+    grid_spec = top.raw("grid", "crypto-35")
+    if isinstance(grid_spec, str):
+        if grid_spec not in PRESETS:
+            raise top.fail(
+                "grid", f"unknown preset {grid_spec!r}, expected one of {sorted(PRESETS)}"
+            )
+        grid = PRESETS[grid_spec]
+    else:
+        try:
+            grid = ScenarioGrid.from_dict(grid_spec)
+        except ValueError as err:
+            raise top.fail("grid", str(err)) from None
+
+    names: list[str] = []
+    spot, psr, atm, skew, som = [], [], [], [], []
+    for i, item in enumerate(top.items("underlyings")):
+        f = _Fields(path, f"underlyings[{i}]", item)
+        name = f.text("name")
+        if name in names:
+            raise f.fail("name", f"duplicate underlying {name!r}")
+        names.append(name)
+        spot.append(f.number("spot", lo=0.0, strict=True))
+        value = f.number("psr", lo=0.0, strict=True)
+        if value > 1.0:
+            raise f.fail("psr", f"must be a fraction in (0, 1], got {value:g}")
+        psr.append(value)
+        atm.append(f.number("atm_vol", lo=0.0))
+        skew.append(f.number("skew", 0.0))
+        rate_u = f.number("som_rate", 0.01, lo=0.0)
+        if rate_u > 1.0:
+            raise f.fail("som_rate", f"must be a fraction in [0, 1], got {rate_u:g}")
+        som.append(rate_u)
+
+    ids: list[str] = []
+    und, kind, strike, expiry, iv = [], [], [], [], []
+    for i, item in enumerate(top.items("instruments")):
+        f = _Fields(path, f"instruments[{i}]", item)
+        ident = f.text("id")
+        if ident in ids:
+            raise f.fail("id", f"duplicate instrument {ident!r}")
+        ids.append(ident)
+        u_name = f.text("underlying")
+        if u_name not in names:
+            raise f.fail("underlying", f"unknown underlying {u_name!r}")
+        und.append(names.index(u_name))
+        k_name = f.text("kind").upper()
+        if k_name not in Kind.__members__:
+            raise f.fail("kind", f"must be future, call or put, got {f.raw('kind')!r}")
+        kind.append(Kind[k_name].value)
+        is_opt = Kind[k_name] is not Kind.FUTURE
+        strike.append(f.number("strike", lo=0.0, strict=True) if is_opt else np.nan)
+        exp = f.time("expiry")
+        if exp <= valuation:
+            raise f.fail("expiry", "must be after valuation_time")
+        expiry.append(exp)
+        iv.append(f.number("iv", lo=0.0, strict=True) if is_opt and "iv" in item else np.nan)
+
+    try:
+        ins = Instruments(
+            np.array(und, dtype=np.int64),
+            np.array(kind, dtype=np.int64),
+            np.array(strike, dtype=np.float64),
+            np.array(expiry, dtype=np.int64),
+        )
+        surface = VolSurface(np.array(atm), np.array(skew))
+        probe = MarketState(valuation, np.array(spot), surface, rate)
+        fwd = forwards(ins, probe)
+        smile = surface.vol(ins.underlying, np.where(ins.is_option, ins.strike, fwd), fwd)
+        vols = np.where(np.isnan(iv), smile, iv)
+        state = MarketState(valuation, np.array(spot), vols, rate)
+    except ValueError as err:
+        raise InputError(path, "", str(err)) from None
+    return LoadedMarket(
+        path, tuple(names), tuple(ids), ins, state, grid, np.array(psr), np.array(som), im_factor
+    )
+
+
+def load_portfolio(path: str | Path, market: str | Path | None = None) -> Portfolio:
+    """Parse a portfolio file; its ``market`` path is relative to the portfolio file unless
+    ``market`` overrides it."""
+    path = Path(path)
+    top = _Fields(path, "", _read_json(path))
+    if market is None:
+        market = path.parent / top.text("market")
+    loaded = load_market(market)
+    sizes = np.zeros(len(loaded.ids))
+    for i, item in enumerate(top.items("positions")):
+        f = _Fields(path, f"positions[{i}]", item)
+        ident = f.text("instrument")
+        if ident not in loaded.ids:
+            raise f.fail("instrument", f"not in {loaded.path}: {ident!r}")
+        sizes[loaded.ids.index(ident)] += f.number("size")
+    cash = top.number("cash", 0.0)
+    return Portfolio(path, loaded, sizes, cash)
+
+
+# --------------------------------------------------------------------------------------------
+# Computations behind the commands
+# --------------------------------------------------------------------------------------------
+
+
+def market_risk_arrays(m: LoadedMarket) -> np.ndarray:
+    """Risk arrays of every instrument of the market file (a model error names the file)."""
+    from offchain.risk_arrays import risk_arrays
+
+    try:
+        return risk_arrays(m.instruments, m.state, m.grid, m.psr)
+    except ValueError as err:
+        raise InputError(m.path, "", str(err)) from None
+
+
+def what_if(p: Portfolio) -> dict[str, Any]:
+    """Per-underlying scenario losses, scan, SOM, risk; MM, IM, equity, health (float model)."""
+    from offchain.margin import margin_state, scenario_losses
+    from offchain.risk_arrays import market_arrays
+
+    m = p.market
+    arrays = market_risk_arrays(m)
+    ma = market_arrays(m.instruments, m.state, arrays, m.som_rate)
+    state = margin_state(p.sizes[None, :], ma, cash=np.array([p.cash]), im_factor=m.im_factor)
+    labels = [sc.label for sc in m.grid.scenarios]
+    out: dict[str, Any] = {"underlyings": []}
+    for u, name in enumerate(m.names):
+        on_u = (m.instruments.underlying == u) & (p.sizes != 0)
+        if not on_u.any():
+            continue
+        losses = scenario_losses(p.sizes, ma, u)
+        worst = int(state.worst_scenario[0, u])
+        out["underlyings"].append(
+            {
+                "name": name,
+                "psr": float(m.psr[u]),
+                "losses": [float(x) for x in losses],
+                "scenarios": labels,
+                "worst_scenario": worst,
+                "worst_label": labels[worst],
+                "scan": float(state.scan[0, u]),
+                "som": float(state.som[0, u]),
+                "risk": float(state.risk[0, u]),
+            }
+        )
+    out.update(
+        maintenance_margin=float(state.maintenance_margin[0]),
+        initial_margin=float(state.initial_margin[0]),
+        equity=float(state.equity[0]),
+        health=float(state.health[0]),
+        im_factor=m.im_factor,
+        grid=m.grid.name,
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+
+def _edge(func: Callable[..., None]) -> Callable[..., None]:
+    """Turn an ``InputError`` into one line on stderr and exit code 2 (no traceback)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except InputError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=160)
+
+
+@click.group()
+def cli() -> None:
+    """Portfolio margin engine, off-chain tools: backtest, what-if margin, risk arrays."""
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("out/backtest"),
+    show_default=True,
+    help="Folder for report.md, backtest.csv and the PNG charts.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with btc_usd_daily.csv and eth_usd_daily.csv [shared/data].",
+)
+@click.option(
+    "--asset",
+    "assets",
+    multiple=True,
+    default=("BTC", "ETH"),
+    show_default=True,
+    type=click.Choice(["BTC", "ETH"], case_sensitive=False),
+)
+@click.option(
+    "--confidence",
+    "confidences",
+    multiple=True,
+    type=float,
+    default=(0.99, 0.995),
+    show_default=True,
+    help="PSR confidence (one-sided); repeat for several runs.",
+)
+@click.option("--horizon", type=int, default=1, show_default=True, help="Horizon in days.")
+@click.option("--ewma-lambda", type=float, default=0.94, show_default=True)
+@click.option(
+    "--iv-premium",
+    type=float,
+    default=1.10,
+    show_default=True,
+    help="Implied-vol proxy = premium x EWMA vol x sqrt(365).",
+)
+@click.option(
+    "--som-rate",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Short-option minimum per short option, fraction of spot.",
+)
+@click.option("--no-charts", is_flag=True, help="Skip the PNG charts.")
+@_edge
+def backtest(
+    out_dir: Path,
+    data_dir: Path | None,
+    assets: tuple[str, ...],
+    confidences: tuple[float, ...],
+    horizon: int,
+    ewma_lambda: float,
+    iv_premium: float,
+    som_rate: float,
+    no_charts: bool,
+) -> None:
+    """Backtest the margin model on the price history; write report.md and charts."""
+    from rich.progress import Progress
+
+    from offchain.backtest import BacktestConfig, run_asset
+    from offchain.calibration import CalibrationParams
+    from offchain.data import load_asset
+    from offchain.report import efficiency_rows, write_report
+
+    try:
+        configs = [
+            BacktestConfig(
+                calibration=CalibrationParams(
+                    ewma_lambda=ewma_lambda, confidence=c, horizon_days=horizon
+                ),
+                iv_premium=iv_premium,
+                som_rate=som_rate,
+            )
+            for c in confidences
+        ]
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    series = [load_asset(a, data_dir) for a in assets]
+    runs = []
+    total = sum(len(s) for s in series) * len(configs)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("backtest", total=total)
+        for config in configs:
+            for s in series:
+                progress.update(task, description=f"{s.asset} {config.calibration.confidence:.2%}")
+                start = len(s)
+                try:
+                    run = run_asset(s, config, lambda k: progress.advance(task, k))
+                except ValueError as err:
+                    raise InputError(_price_file(s.asset, data_dir), "", str(err)) from None
+                progress.advance(task, start - run.margin.shape[0])
+                runs.append(run)
+    try:
+        eff = efficiency_rows(series, configs[0])
+    except ValueError as err:
+        raise InputError(data_dir or "shared/data", "", str(err)) from None
+    argv = " ".join(["python -m offchain", *sys.argv[1:]]) if sys.argv[1:] else None
+    report = write_report(out_dir, runs, eff, charts=not no_charts, command=argv)
+    click.echo(f"wrote {report}")
+
+
+@cli.command()
+@click.argument("portfolio", type=click.Path(path_type=Path))
+@click.option(
+    "--market",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Market file (default: the portfolio's 'market' entry).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_edge
+def margin(portfolio: Path, market: Path | None, as_json: bool) -> None:
+    """What-if margin of PORTFOLIO.json: per-scenario losses, MM, IM, the worst scenario."""
+    from rich.table import Table
+
+    result = what_if(load_portfolio(portfolio, market))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    console = _console()
+    for u in result["underlyings"]:
+        table = Table(
+            title=f"{u['name']}: scenario losses (grid {result['grid']}, PSR {u['psr']:.2%})"
+        )
+        table.add_column("#", justify="right")
+        table.add_column("scenario")
+        table.add_column("loss (USD)", justify="right")
+        for s, (label, loss) in enumerate(zip(u["scenarios"], u["losses"], strict=True)):
+            mark = " <- worst" if s == u["worst_scenario"] else ""
+            shown = loss if abs(loss) >= 0.005 else 0.0  # no "-0.00"
+            table.add_row(str(s), label, f"{shown:,.2f}{mark}")
+        console.print(table)
+        console.print(
+            f"{u['name']}: scan {u['scan']:,.2f}  short-option minimum {u['som']:,.2f}  "
+            f"risk {u['risk']:,.2f}  worst scenario #{u['worst_scenario']} ({u['worst_label']})"
+        )
+    console.print(
+        f"MM {result['maintenance_margin']:,.2f}  IM {result['initial_margin']:,.2f} "
+        f"(x{result['im_factor']:g})  equity {result['equity']:,.2f}  "
+        f"health {result['health']:,.2f}"
+    )
+
+
+@cli.command()
+@click.argument("market", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write to FILE (.json: arrays, labels and the on-chain encoding; else CSV).",
+)
+@_edge
+def arrays(market: Path, out_file: Path | None) -> None:
+    """Risk arrays (weighted value change per long unit, USD) of every instrument in MARKET."""
+    from offchain.risk_arrays import encode_all, marks, risk_arrays_wad
+
+    m = load_market(market)
+    ra = market_risk_arrays(m)
+    mk = marks(m.instruments, m.state)
+    labels = [sc.label for sc in m.grid.scenarios]
+    if out_file is not None and out_file.suffix.lower() == ".json":
+        exps, entries = encode_all(risk_arrays_wad(m.instruments, m.state, m.grid, m.psr))
+        doc = {
+            "grid": m.grid.name,
+            "scenarios": labels,
+            "instruments": [
+                {
+                    "id": ident,
+                    "underlying": m.names[int(m.instruments.underlying[j])],
+                    "mark": float(mk[j]),
+                    "risk_array": [float(x) for x in ra[j]],
+                    "exponent": exps[j],
+                    "entries": entries[j],
+                }
+                for j, ident in enumerate(m.ids)
+            ],
+        }
+        _write(out_file, json.dumps(doc, indent=2) + "\n")
+        click.echo(f"wrote {out_file}")
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "underlying", "mark", *[f"s{s}" for s in range(len(labels))]])
+    for j, ident in enumerate(m.ids):
+        und = m.names[int(m.instruments.underlying[j])]
+        writer.writerow([ident, und, f"{mk[j]:.6f}", *[f"{x:.6f}" for x in ra[j]]])
+    if out_file is None:
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        _write(out_file, buf.getvalue())
+        click.echo(f"wrote {out_file}")
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the price CSVs [shared/data].",
+)
+@click.option(
+    "--asset",
+    "assets",
+    multiple=True,
+    default=("BTC", "ETH"),
+    show_default=True,
+    type=click.Choice(["BTC", "ETH"], case_sensitive=False),
+)
+@click.option("--som-rate", type=float, default=0.01, show_default=True)
+@_edge
+def efficiency(data_dir: Path | None, assets: tuple[str, ...], som_rate: float) -> None:
+    """Margin of the strategy suite: portfolio model vs sum of legs vs full collateral."""
+    from offchain.backtest import BacktestConfig
+    from offchain.data import load_asset
+    from offchain.report import efficiency_markdown, efficiency_rows
+
+    config = replace(BacktestConfig(), som_rate=som_rate)
+    try:
+        rows = efficiency_rows([load_asset(a, data_dir) for a in assets], config)
+    except InputError:
+        raise
+    except ValueError as err:
+        raise InputError(data_dir or "shared/data", "", str(err)) from None
+    click.echo(efficiency_markdown(rows))
+
+
+def _price_file(asset: str, data_dir: Path | None) -> Path:
+    from offchain.data import ASSET_FILES
+    from offchain.paths import shared_dir
+
+    folder = Path(data_dir) if data_dir is not None else Path(shared_dir()) / "data"
+    return folder / ASSET_FILES[asset.upper()]
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as err:
+        raise InputError(path, "", err.strerror or "cannot be written") from None
+
+
+def main() -> None:
+    """Entry point of ``python -m offchain``."""
+    cli(prog_name="python -m offchain")

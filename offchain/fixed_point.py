@@ -1,0 +1,208 @@
+"""Fixed-point conventions shared with the contracts (``docs/fixed-point.md``, normative).
+
+Everything here works on exact Python integers; no floats except at the ``to_wad`` boundary.
+Section numbers (§) refer to ``docs/fixed-point.md``.
+
+Worked example (§3): a risk array ``[-3e18, 5e17]`` (lose 3 USD, gain 0.5 USD per long unit)
+has ``bitlen(3e18 - 1) = 62``, so ``e = 47`` and the entries are ``3e18 >> 47 = 21316`` (negated
+with floor: ``-21317``) and ``5e17 >> 47 = 3552``::
+
+    >>> encode_risk_array([-3 * WAD, WAD // 2])
+    (47, [-21317, 3552])
+    >>> decode_risk_array(47, [-21317, 3552])
+    [-3000101039270526976, 499899558638125056]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Integral, Real
+
+import numpy as np
+
+WAD: int = 10**18
+"""One unit in 18-decimal fixed point."""
+
+MAX_SIZE: int = 10**30
+"""Largest absolute position size ``|q|`` (WAD contracts)."""
+
+INT16_MIN: int = -(2**15)
+INT16_MAX: int = 2**15 - 1
+UINT8_MAX: int = 2**8 - 1
+"""Largest exponent ``e`` (stored as uint8)."""
+
+MAX_PRICE: int = 2**96
+"""Marks, spot and collateral prices are ``< MAX_PRICE`` (§1)."""
+
+MAX_SCENARIOS: int = 39
+"""Largest scenario count ``S`` of a registered grid (§7)."""
+
+INT256_MIN: int = -(2**255)
+INT256_MAX: int = 2**255 - 1
+
+ENTRY_BITS: int = 15
+"""Magnitude bits of an int16 entry: ``e = max(0, max_s bitlen(m_s) - ENTRY_BITS)``."""
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _check_divisor(b: object) -> int:
+    b = _check_int("b", b)
+    if b <= 0:
+        raise ValueError(f"b must be > 0, got {b}")
+    return b
+
+
+def div_trunc(a: int, b: int) -> int:
+    """``a / b`` rounded toward zero (EVM ``SDIV``, Vyper ``//`` on signed ints). ``b > 0``.
+
+    >>> div_trunc(-7, 2), div_trunc(7, 2)
+    (-3, 3)
+    """
+    a = _check_int("a", a)
+    b = _check_divisor(b)
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def div_floor(a: int, b: int) -> int:
+    """``a / b`` rounded toward minus infinity. ``b > 0``.
+
+    >>> div_floor(-7, 2), div_floor(7, 2)
+    (-4, 3)
+    """
+    a = _check_int("a", a)
+    b = _check_divisor(b)
+    return a // b
+
+
+def div_ceil(a: int, b: int) -> int:
+    """``a / b`` rounded toward plus infinity. ``b > 0``.
+
+    >>> div_ceil(-7, 2), div_ceil(7, 2)
+    (-3, 4)
+    """
+    a = _check_int("a", a)
+    b = _check_divisor(b)
+    return -((-a) // b)
+
+
+def to_wad(x: float | np.ndarray | Sequence[float]) -> int | list:
+    """Convert a float (or an array of floats) to WAD integers: ``round(x * 1e18)``, half to even.
+
+    This is the keeper's conversion of §3, literally: the product ``x * 1e18`` is a float
+    multiplication and Python's ``round`` rounds that float half to even. A scalar gives an
+    ``int``; an array (any shape) gives nested lists of ``int`` of the same shape.
+
+    >>> to_wad(1.5), to_wad(-2.5e-18), to_wad([0.25, -1.0])
+    (1500000000000000000, -2, [250000000000000000, -1000000000000000000])
+
+    Raises:
+        ValueError: if any value is NaN or infinite.
+    """
+    if isinstance(x, bool):
+        raise ValueError("x must be a real number or an array of them, got bool")
+    if isinstance(x, Real):
+        xf = float(x)
+        if not np.isfinite(xf):
+            raise ValueError(f"x must be finite, got {xf}")
+        return round(xf * 1e18)
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("x must be finite (found NaN or inf)")
+    return _round_nested((arr * 1e18).tolist())
+
+
+def _round_nested(values: float | list) -> int | list:
+    if isinstance(values, list):
+        return [_round_nested(v) for v in values]
+    return round(values)
+
+
+def _magnitude(ra: int) -> int:
+    """``m_s`` of §3: ``ra`` if ``ra >= 0`` else ``-ra - 1`` (the two's-complement magnitude)."""
+    return ra if ra >= 0 else -ra - 1
+
+
+def risk_array_exponent(ra_wad: Sequence[int]) -> int:
+    """Exponent ``e = max(0, max_s bitlen(m_s) - 15)`` of §3.
+
+    Raises:
+        ValueError: empty array, non-int entries, or ``e`` above 255 (does not fit uint8).
+    """
+    if len(ra_wad) == 0:
+        raise ValueError("ra_wad must not be empty")
+    bits = max(_magnitude(_check_int("ra_wad[s]", v)).bit_length() for v in ra_wad)
+    e = max(0, bits - ENTRY_BITS)
+    if e > UINT8_MAX:
+        raise ValueError(f"ra_wad: exponent {e} does not fit uint8 (values too large)")
+    return e
+
+
+def encode_risk_array(ra_wad: Sequence[int]) -> tuple[int, list[int]]:
+    """Encode a WAD risk array as ``(e, entries)`` per §3: ``entry[s] = ra[s] >> e`` (floor).
+
+    The decoded value ``entry * 2**e`` satisfies ``decoded <= ra < decoded + 2**e``: it never
+    overstates the gain of a long unit; a short's understated loss is below ``|q| * 2**e / WAD``
+    and is charged back by the precision pad of §5.
+
+    Raises:
+        ValueError: empty array, non-int values, more than ``MAX_SCENARIOS`` scenarios, or an
+            exponent above 255.
+    """
+    if len(ra_wad) > MAX_SCENARIOS:
+        raise ValueError(f"ra_wad has {len(ra_wad)} scenarios, at most {MAX_SCENARIOS}")
+    e = risk_array_exponent(ra_wad)
+    entries = [int(v) >> e for v in ra_wad]
+    return e, entries
+
+
+def decode_risk_array(e: int, entries: Sequence[int]) -> list[int]:
+    """Decode ``(e, entries)`` to WAD values ``entry * 2**e``.
+
+    Raises:
+        ValueError: ``e`` outside ``[0, 255]``, an entry outside int16, empty or too many entries.
+    """
+    e = _check_int("e", e)
+    if not 0 <= e <= UINT8_MAX:
+        raise ValueError(f"e must be in [0, {UINT8_MAX}], got {e}")
+    if not 0 < len(entries) <= MAX_SCENARIOS:
+        raise ValueError(f"entries must hold 1..{MAX_SCENARIOS} values, got {len(entries)}")
+    out = []
+    for v in entries:
+        v = _check_int("entries[s]", v)
+        if not INT16_MIN <= v <= INT16_MAX:
+            raise ValueError(f"entries[s] must be int16, got {v}")
+        out.append(v << e)
+    return out
+
+
+def futures_risk_array_wad(mark: int, c: Sequence[int], psr: int) -> list[int]:
+    """Risk array of one long future computed on-chain from its mark (§3).
+
+    ``lin[s] = div_trunc(c[s] * psr, WAD)`` and ``ra[s] = div_trunc(mark * lin[s], WAD)``.
+
+    >>> futures_risk_array_wad(100 * WAD, [WAD // 3, -7 * WAD // 10], 16 * WAD // 100)
+    [5333333333333333300, -11200000000000000000]
+
+    Raises:
+        ValueError: ``mark`` outside ``(0, 2**96)``, ``psr`` outside ``(0, WAD]``, or ``c`` empty,
+            longer than ``MAX_SCENARIOS`` or not ints.
+    """
+    mark = _check_int("mark", mark)
+    psr = _check_int("psr", psr)
+    if not 0 < mark < MAX_PRICE:
+        raise ValueError(f"mark must be in (0, 2**96), got {mark}")
+    if not 0 < psr <= WAD:
+        raise ValueError(f"psr must be in (0, WAD], got {psr}")
+    if not 0 < len(c) <= MAX_SCENARIOS:
+        raise ValueError(f"c must hold 1..{MAX_SCENARIOS} coefficients, got {len(c)}")
+    out = []
+    for cs in c:
+        lin = div_trunc(_check_int("c[s]", cs) * psr, WAD)
+        out.append(div_trunc(mark * lin, WAD))
+    return out

@@ -1,0 +1,249 @@
+"""Command line: every subcommand on the example files; bad files give one line and exit 2."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from offchain.cli import cli, load_market
+from offchain.paths import shared_dir
+from offchain.scenarios import CRYPTO_35
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+MARKET = EXAMPLES / "market.json"
+PORTFOLIO = EXAMPLES / "portfolio.json"
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner(mix_stderr=False)
+
+
+def _one_line_error(result, *parts: str) -> None:
+    assert result.exit_code == 2, result.output + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("error: ")
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+def test_margin_example(runner):
+    result = runner.invoke(cli, ["margin", str(PORTFOLIO)])
+    assert result.exit_code == 0, result.stderr
+    assert "<- worst" in result.output
+    assert "MM " in result.output and "IM " in result.output
+
+
+def test_margin_example_json_is_consistent(runner):
+    result = runner.invoke(cli, ["margin", str(PORTFOLIO), "--json"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.output)
+    assert [u["name"] for u in out["underlyings"]] == ["ETH", "BTC"]
+    total = 0.0
+    for u in out["underlyings"]:
+        assert len(u["losses"]) == len(CRYPTO_35)
+        assert u["worst_scenario"] == int(np.argmax(u["losses"]))
+        assert u["scan"] == pytest.approx(max(0.0, max(u["losses"])))
+        assert u["risk"] == pytest.approx(max(u["scan"], u["som"]))
+        total += u["risk"]
+    assert out["maintenance_margin"] == pytest.approx(total)
+    assert out["initial_margin"] == pytest.approx(1.25 * total)
+    assert out["health"] == pytest.approx(out["equity"] - total)
+
+
+def test_margin_market_override(runner, tmp_path):
+    doc = json.loads(PORTFOLIO.read_text())
+    doc["market"] = "does-not-exist.json"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    result = runner.invoke(cli, ["margin", str(path), "--market", str(MARKET), "--json"])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_arrays_prints_csv(runner):
+    result = runner.invoke(cli, ["arrays", str(MARKET)])
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.output)))
+    market = json.loads(MARKET.read_text())
+    assert len(rows) == 1 + len(market["instruments"])
+    assert rows[0][:3] == ["id", "underlying", "mark"] and len(rows[0]) == 3 + len(CRYPTO_35)
+    fut = rows[1]  # ETH future: exact linear array F * move * weight
+    f, psr = float(fut[2]), market["underlyings"][0]["psr"]
+    assert float(fut[3 + 24]) == pytest.approx(-f * psr, rel=1e-6)  # -1 PSR, vol up
+
+
+def test_arrays_writes_json_with_encoding(runner, tmp_path):
+    out = tmp_path / "sub" / "arrays.json"
+    result = runner.invoke(cli, ["arrays", str(MARKET), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert len(doc["scenarios"]) == len(CRYPTO_35)
+    for ins in doc["instruments"]:
+        decoded = np.array(ins["entries"], dtype=float) * 2.0 ** ins["exponent"] / 1e18
+        # Decoded never overstates a long unit's gain (docs/fixed-point.md §3).
+        assert np.all(decoded <= np.array(ins["risk_array"]) + 1e-9)
+
+
+def test_arrays_writes_csv_file(runner, tmp_path):
+    out = tmp_path / "arrays.csv"
+    result = runner.invoke(cli, ["arrays", str(MARKET), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text().startswith("id,underlying,mark,s0,")
+
+
+def test_efficiency(runner):
+    result = runner.invoke(cli, ["efficiency", "--asset", "ETH"])
+    assert result.exit_code == 0, result.stderr
+    assert "| ETH | iron condor |" in result.output
+    assert "(b)/(a)" in result.output
+
+
+def test_backtest_writes_report_and_chart(runner, tmp_path):
+    result = runner.invoke(
+        cli, ["backtest", "--out", str(tmp_path), "--asset", "BTC", "--confidence", "0.99"]
+    )
+    assert result.exit_code == 0, result.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "| BTC | long future | in-sample |" in report
+    assert "out-of-sample" not in report.split("## Backtest")[1].split("## Capital")[0]
+    assert (tmp_path / "btc_990.png").stat().st_size > 10_000
+    rows = list(csv.DictReader((tmp_path / "backtest.csv").open()))
+    assert len(rows) == 10 and {r["window"] for r in rows} == {"in-sample"}
+
+
+def test_module_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "offchain", "margin", str(PORTFOLIO), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["maintenance_margin"] > 0
+
+
+def test_module_entry_point_bad_file_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "offchain", "arrays", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip() == f"error: {bad}: line 1: invalid JSON (Expecting property name "
+        "enclosed in double quotes)"
+    )
+
+
+def _market_with(tmp_path: Path, edit) -> Path:
+    doc = json.loads(MARKET.read_text())
+    edit(doc)
+    path = tmp_path / "market.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+BAD_MARKETS = [
+    (lambda d: d.pop("valuation_time"), "valuation_time: missing"),
+    (lambda d: d.update(valuation_time="yesterday"), "valuation_time: must be an ISO"),
+    (lambda d: d.update(grid="span-99"), "grid: unknown preset"),
+    (lambda d: d.update(grid={"name": "g", "scenarios": [{"move": "x"}]}), "grid: scenarios[0]"),
+    (lambda d: d["underlyings"][1].update(spot=-5), "underlyings[1].spot: must be"),
+    (lambda d: d["underlyings"][0].update(psr=1.6), "underlyings[0].psr: must be a fraction"),
+    (lambda d: d["underlyings"][0].pop("atm_vol"), "underlyings[0].atm_vol: missing"),
+    (lambda d: d["underlyings"].append(d["underlyings"][0]), "underlyings[2].name: duplicate"),
+    (lambda d: d["instruments"][2].update(strike="3400"), "instruments[2].strike: must be"),
+    (lambda d: d["instruments"][3].update(kind="swap"), "instruments[3].kind: must be future"),
+    (lambda d: d["instruments"][0].update(underlying="SOL"), "instruments[0].underlying: unknown"),
+    (lambda d: d["instruments"][1].update(expiry="2025-01-01"), "instruments[1].expiry: must be"),
+    (lambda d: d["instruments"][1].update(iv=0), "instruments[1].iv: must be"),
+    (lambda d: d.update(instruments=[]), "instruments: must be a non-empty list"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_MARKETS, ids=[m for _, m in BAD_MARKETS])
+def test_bad_market_file_one_line_exit_2(runner, tmp_path, edit, message):
+    path = _market_with(tmp_path, edit)
+    _one_line_error(runner.invoke(cli, ["arrays", str(path)]), str(path), message)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"market": "m.json"}, "positions: missing"),
+        ({"market": "m.json", "positions": [{"instrument": "X", "size": 1}]}, "positions[0]"),
+        ({"market": "m.json", "positions": [{"size": 1}]}, "positions[0].instrument: missing"),
+        (
+            {"market": "m.json", "positions": [{"instrument": "ETH-04FEB26-F", "size": None}]},
+            "positions[0].size: must be a number",
+        ),
+        ({"market": "m.json", "cash": "lots", "positions": []}, "positions: must be a non-empty"),
+        ([1, 2], "top level: must be a JSON object"),
+    ],
+)
+def test_bad_portfolio_file_one_line_exit_2(runner, tmp_path, doc, message):
+    (tmp_path / "m.json").write_text(MARKET.read_text())
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    _one_line_error(runner.invoke(cli, ["margin", str(path)]), str(path), message)
+
+
+def test_portfolio_pointing_to_a_missing_market(runner, tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"market": "gone.json", "positions": []}))
+    _one_line_error(runner.invoke(cli, ["margin", str(path)]), "gone.json")
+
+
+def test_missing_file(runner, tmp_path):
+    _one_line_error(runner.invoke(cli, ["arrays", str(tmp_path / "x.json")]), "x.json")
+
+
+def test_backtest_bad_price_file(runner, tmp_path):
+    lines = (shared_dir() / "data" / "btc_usd_daily.csv").read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[4], "n/a")
+    (tmp_path / "btc_usd_daily.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(
+        cli, ["backtest", "--data-dir", str(tmp_path), "--asset", "BTC", "--out", str(tmp_path)]
+    )
+    _one_line_error(result, "btc_usd_daily.csv", "row 6, field 'close'")
+
+
+def test_load_market_uses_explicit_iv_over_the_smile():
+    m = load_market(MARKET)
+    j = m.ids.index("ETH-04FEB26-P3100")
+    assert m.state.vols[j] == pytest.approx(0.52)
+    k = m.ids.index("ETH-04FEB26-C3400")
+    # Smile: 0.50 - 0.10 * ln(3400 / 3139.06)
+    assert m.state.vols[k] == pytest.approx(0.50 - 0.10 * np.log(3400 / 3139.06))
+
+
+def test_model_error_on_a_valid_looking_market_is_one_line(runner, tmp_path):
+    """PSR 100% moves the -1 PSR scenario to a zero price: the core refuses, the CLI names the
+    file in one line."""
+    path = _market_with(tmp_path, lambda d: d["underlyings"][0].update(psr=1.0))
+    _one_line_error(runner.invoke(cli, ["arrays", str(path)]), str(path), "price to zero")
+
+
+def test_backtest_too_short_price_file(runner, tmp_path):
+    rows = [f"2020-01-{d:02d},100.0" for d in range(1, 21)]
+    (tmp_path / "eth_usd_daily.csv").write_text("date,close\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(
+        cli, ["backtest", "--data-dir", str(tmp_path), "--asset", "ETH", "--out", str(tmp_path)]
+    )
+    _one_line_error(result, "eth_usd_daily.csv", "warmup_days")

@@ -1,0 +1,229 @@
+"""docs/fixed-point.md §2-§3: division helpers, to_wad, risk-array encoding, futures arrays."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offchain.fixed_point import (
+    INT16_MAX,
+    INT16_MIN,
+    MAX_PRICE,
+    MAX_SCENARIOS,
+    MAX_SIZE,
+    WAD,
+    decode_risk_array,
+    div_ceil,
+    div_floor,
+    div_trunc,
+    encode_risk_array,
+    futures_risk_array_wad,
+    risk_array_exponent,
+    to_wad,
+)
+
+big = st.integers(-(2**255), 2**255 - 1)
+divisor = st.integers(1, 2**128)
+# Risk arrays: anything from wei to far beyond realistic USD values.
+ra_value = st.one_of(st.integers(-(2**20), 2**20), st.integers(-(2**200), 2**200))
+risk_array = st.lists(ra_value, min_size=1, max_size=MAX_SCENARIOS)
+size = st.integers(-MAX_SIZE, MAX_SIZE)
+
+
+# §2 division -------------------------------------------------------------------------------
+
+
+def test_division_examples():
+    assert (div_trunc(-7, 2), div_floor(-7, 2), div_ceil(-7, 2)) == (-3, -4, -3)
+    assert (div_trunc(7, 2), div_floor(7, 2), div_ceil(7, 2)) == (3, 3, 4)
+    assert (div_trunc(-6, 3), div_floor(-6, 3), div_ceil(-6, 3)) == (-2, -2, -2)
+    assert (div_trunc(0, 5), div_floor(0, 5), div_ceil(0, 5)) == (0, 0, 0)
+
+
+@settings(max_examples=200)
+@given(a=big, b=divisor)
+def test_division_matches_exact_rational(a, b):
+    exact = Fraction(a, b)
+    assert div_floor(a, b) == math.floor(exact)
+    assert div_ceil(a, b) == math.ceil(exact)
+    assert div_trunc(a, b) == math.trunc(exact)
+    assert div_floor(a, b) <= exact <= div_ceil(a, b)
+    assert abs(div_trunc(a, b)) <= abs(exact)
+
+
+@pytest.mark.parametrize("fn", [div_trunc, div_floor, div_ceil])
+def test_division_bad_inputs(fn):
+    with pytest.raises(ValueError, match="b must be > 0"):
+        fn(1, 0)
+    with pytest.raises(ValueError, match="b must be > 0"):
+        fn(1, -3)
+    with pytest.raises(ValueError, match="a must be an int"):
+        fn(1.5, 2)
+    with pytest.raises(ValueError, match="b must be an int"):
+        fn(1, 2.0)
+    with pytest.raises(ValueError, match="a must be an int"):
+        fn(True, 2)
+
+
+# to_wad ------------------------------------------------------------------------------------
+
+
+def test_to_wad_scalars_and_arrays():
+    assert to_wad(1.5) == 3 * WAD // 2
+    assert to_wad(-0.25) == -WAD // 4
+    assert to_wad(0) == 0
+    assert to_wad(np.float64(2.0)) == 2 * WAD
+    nested = to_wad(np.array([[1.0, -2.0], [0.5, 0.0]]))
+    assert nested == [[WAD, -2 * WAD], [WAD // 2, 0]]
+    assert all(isinstance(v, int) for row in nested for v in row)
+
+
+def test_to_wad_rounds_half_to_even():
+    # Preconditions: these products are exact halves in float arithmetic.
+    assert 2.5e-18 * 1e18 == 2.5 and 3.5e-18 * 1e18 == 3.5
+    assert to_wad(2.5e-18) == 2
+    assert to_wad(3.5e-18) == 4
+    assert to_wad(-2.5e-18) == -2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), [1.0, float("-inf")], True])
+def test_to_wad_bad_inputs(bad):
+    with pytest.raises(ValueError, match="x must be"):
+        to_wad(bad)
+
+
+# §3 encoding ------------------------------------------------------------------------------
+
+
+def test_encoding_worked_example():
+    """-3 USD and +0.5 USD: bitlen(3e18 - 1) = 62, so e = 47; 3e18 / 2**47 = 21316.2 -> -21317."""
+    e, entries = encode_risk_array([-3 * WAD, WAD // 2])
+    assert (e, entries) == (47, [-21317, 3552])
+    assert decode_risk_array(e, entries) == [-21317 * 2**47, 3552 * 2**47]
+
+
+def test_encoding_small_values_are_exact():
+    ra = [0, 1, -1, INT16_MAX, INT16_MIN, 12345]
+    assert encode_risk_array(ra) == (0, ra)
+    assert encode_risk_array([INT16_MAX + 1]) == (1, [2**14])
+    assert encode_risk_array([INT16_MIN - 1]) == (1, [-(2**14) - 1])
+
+
+@settings(max_examples=200)
+@given(ra=risk_array)
+def test_encoding_bounds_and_precision(ra):
+    e, entries = encode_risk_array(ra)
+    assert e == risk_array_exponent(ra)
+    assert 0 <= e <= 255
+    assert all(INT16_MIN <= v <= INT16_MAX for v in entries)
+    decoded = decode_risk_array(e, entries)
+    for x, d in zip(ra, decoded, strict=True):
+        assert d <= x < d + 2**e  # never overstates a long unit's gain
+    if e > 0:
+        # e is the smallest that fits: some entry uses the full 15 magnitude bits, and every
+        # entry keeps the error below 2**-14 of the largest value.
+        assert max(v if v >= 0 else -v - 1 for v in entries) >= 2**14
+        biggest = max(abs(x) for x in ra)
+        assert all(x - d < biggest * 2.0**-14 for x, d in zip(ra, decoded, strict=True))
+
+
+@settings(max_examples=200)
+@given(ra=risk_array, q=size)
+def test_encode_round_trip_never_understates_a_loss(ra, q):
+    """For any sign of q: decoded loss + precision pad (shorts) >= true loss (all WAD**2)."""
+    e, entries = encode_risk_array(ra)
+    pad = -q * 2**e if q < 0 else 0
+    for x, d in zip(ra, decode_risk_array(e, entries), strict=True):
+        true_loss = -q * x
+        assert -q * d + pad >= true_loss
+        # ... and the pad is tight: less than one unit of 2**e per contract above the truth
+        assert -q * d + pad - true_loss <= abs(q) * 2**e
+
+
+def test_encoding_bad_inputs():
+    with pytest.raises(ValueError, match="must not be empty"):
+        encode_risk_array([])
+    with pytest.raises(ValueError, match="at most 39"):
+        encode_risk_array([0] * 40)
+    with pytest.raises(ValueError, match="does not fit uint8"):
+        encode_risk_array([2**300])
+    with pytest.raises(ValueError, match="must be an int"):
+        encode_risk_array([1.0])
+
+
+@pytest.mark.parametrize(
+    "e,entries,match",
+    [
+        (-1, [0], "e must be in"),
+        (256, [0], "e must be in"),
+        (0, [], "1..39"),
+        (0, [0] * 40, "1..39"),
+        (0, [INT16_MAX + 1], "must be int16"),
+        (0, [INT16_MIN - 1], "must be int16"),
+        (0, [0.5], "must be an int"),
+        (1.0, [0], "e must be an int"),
+    ],
+)
+def test_decoding_bad_inputs(e, entries, match):
+    with pytest.raises(ValueError, match=match):
+        decode_risk_array(e, entries)
+
+
+# §3 futures --------------------------------------------------------------------------------
+
+
+def test_futures_array_worked_example():
+    """Mark 100, PSR 16%: +1/3 -> 100 * trunc(0.16/3 in WAD) = 5.3333333333333333 (trunc), and
+    the CME extreme -0.7 -> -11.2 exactly."""
+    c = [WAD // 3, -7 * WAD // 10, 0]
+    ra = futures_risk_array_wad(100 * WAD, c, 16 * WAD // 100)
+    # lin = trunc(333333333333333333 * 0.16e18 / 1e18) = 53333333333333333
+    assert ra == [100 * 53333333333333333, -112 * WAD // 10, 0]
+
+
+@settings(max_examples=200)
+@given(
+    mark=st.integers(1, MAX_PRICE - 1),
+    c=st.lists(st.integers(-10 * WAD, 10 * WAD), min_size=1, max_size=MAX_SCENARIOS),
+    psr=st.integers(1, WAD),
+)
+def test_futures_array_is_truncated_linear_value(mark, c, psr):
+    ra = futures_risk_array_wad(mark, c, psr)
+    for cs, x in zip(c, ra, strict=True):
+        lin = math.trunc(Fraction(cs * psr, WAD))
+        assert x == math.trunc(Fraction(mark * lin, WAD))
+        exact = Fraction(mark * cs * psr, WAD * WAD)
+        # Truncation toward zero: |ra| <= |exact| and the gap is below mark/WAD + 1 wei.
+        assert abs(x) <= abs(exact)
+        assert abs(exact) - abs(x) < Fraction(mark, WAD) + 1
+
+
+@pytest.mark.parametrize(
+    "mark,c,psr,match",
+    [
+        (0, [WAD], WAD // 10, "mark must be in"),
+        (MAX_PRICE, [WAD], WAD // 10, "mark must be in"),
+        (WAD, [WAD], 0, "psr must be in"),
+        (WAD, [WAD], WAD + 1, "psr must be in"),
+        (WAD, [], WAD // 10, "c must hold"),
+        (WAD, [0] * 40, WAD // 10, "c must hold"),
+        (WAD, [0.5], WAD // 10, "c\\[s\\] must be an int"),
+        (1.0, [WAD], WAD // 10, "mark must be an int"),
+    ],
+)
+def test_futures_array_bad_inputs(mark, c, psr, match):
+    with pytest.raises(ValueError, match=match):
+        futures_risk_array_wad(mark, c, psr)
+
+
+@pytest.mark.parametrize("module", ["fixed_point", "pricing", "scenarios", "margin"])
+def test_docstring_examples(module):
+    """The worked numbers in the docstrings are executed, so they cannot drift from the code."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"offchain.{module}"))
+    assert result.attempted > 0 and result.failed == 0
