@@ -1,0 +1,160 @@
+# pragma version 0.4.3
+"""
+@title Margin decisions over a loaded book: equity, MM, IM, freshness and the trade /
+       withdrawal rules, shared by MarginEngine (which enforces them) and MarginViews (which
+       previews them), so a preview can never disagree with the engine.
+@custom:contract-name margin
+@notice A `Book` is an account's positions plus one RiskOracle snapshot for them. Rules:
+        new risk needs fresh data, no pause and equity >= IM afterwards; a trade that strictly
+        lowers MM without lowering equity (same snapshot) is always allowed.
+@custom:security Stateless. `fresh` is false when any used timestamp is zero (never posted) or
+                 older than max_age; an empty book is fresh.
+"""
+
+
+from . import fixed_point as fp
+from . import portfolio
+
+
+# Outcome codes of the trade / withdrawal rules (0 = allowed).
+OK: constant(uint256) = 0
+E_PAUSED: constant(uint256) = 1
+E_STALE: constant(uint256) = 2
+E_MARGIN: constant(uint256) = 3
+E_LIMIT: constant(uint256) = 4
+E_COUNT: constant(uint256) = 5
+E_BALANCE: constant(uint256) = 6
+
+
+struct Book:
+    ids: DynArray[uint256, fp.MAX_POSITIONS]
+    sizes: DynArray[int256, fp.MAX_POSITIONS]
+    unds: DynArray[uint256, fp.MAX_POSITIONS]
+    iw: DynArray[uint256[3], fp.MAX_POSITIONS]
+    uw: DynArray[uint256[3], fp.MAX_POSITIONS]
+    collateral: int256
+    min_timestamp: uint256
+    max_age: uint256
+
+
+@pure
+@internal
+def _underlyings(ids: DynArray[uint256, fp.MAX_POSITIONS]) -> DynArray[uint256, fp.MAX_POSITIONS]:
+    out: DynArray[uint256, fp.MAX_POSITIONS] = []
+    for i: uint256 in ids:
+        u: uint256 = fp.id_underlying(i)
+        if u not in out:
+            out.append(u)
+    return out
+
+
+@view
+@internal
+def _state(book: Book, cash: int256) -> (int256, int256, bool):
+    """
+    @dev (equity, MM, fresh) of a book with the given cash.
+    """
+    r: portfolio.Risk = empty(portfolio.Risk)
+    details: DynArray[portfolio.UnderlyingRisk, fp.MAX_POSITIONS] = []
+    r, details = portfolio._risk(book.ids, book.sizes, book.iw, book.unds, book.uw)
+    eq: int256 = cash + r.settled_cash + book.collateral + r.position_value
+    ts: uint256 = min(r.min_timestamp, book.min_timestamp)
+    fresh: bool = ts == max_value(uint256) or (ts != 0 and ts + book.max_age >= block.timestamp)
+    return eq, r.maintenance_margin, fresh
+
+
+@pure
+@internal
+def _im(mm: int256, im_factor: uint256) -> int256:
+    return fp.div_ceil(mm * convert(im_factor, int256), fp.SWAD)
+
+
+@view
+@internal
+def _trade_outcome(
+    book: Book,
+    instrument: uint256,
+    dq: int256,
+    cash: int256,
+    dcash: int256,
+    limit: uint256,
+    count: uint256,
+    paused: bool,
+    im_factor: uint256,
+) -> (int256, int256, uint256, int256):
+    """
+    @dev (equity, MM, code, new size) after adding `dq` of `instrument` (present in the book)
+         and `dcash` to an account holding `count` positions.
+    """
+    b: Book = book
+    idx: uint256 = 0
+    for j: uint256 in range(len(b.ids), bound=fp.MAX_POSITIONS):
+        if b.ids[j] == instrument:
+            idx = j
+            break
+    q_old: int256 = b.sizes[idx]
+    q_new: int256 = q_old + dq
+    assert q_new <= fp.MAX_SIZE and q_new >= -fp.MAX_SIZE, "engine: size out of bounds"
+    if abs(q_new) > abs(q_old) and convert(abs(q_new), uint256) > limit:
+        return 0, 0, E_LIMIT, q_new
+    if q_old == 0 and count == fp.MAX_POSITIONS:
+        return 0, 0, E_COUNT, q_new
+    b.sizes[idx] = q_new
+    eq_after: int256 = 0
+    mm_after: int256 = 0
+    fresh: bool = False
+    eq_after, mm_after, fresh = self._state(b, cash + dcash)
+    if not paused and fresh and eq_after >= self._im(mm_after, im_factor):
+        return eq_after, mm_after, OK, q_new
+    # risk-reducing path: strictly lower MM, equity not lower (same snapshot).
+    b.sizes[idx] = q_old
+    eq_before: int256 = 0
+    mm_before: int256 = 0
+    eq_before, mm_before, fresh = self._state(b, cash)
+    if mm_after < mm_before and eq_after >= eq_before:
+        return eq_after, mm_after, OK, q_new
+    if paused:
+        return eq_after, mm_after, E_PAUSED, q_new
+    if not fresh:
+        return eq_after, mm_after, E_STALE, q_new
+    return eq_after, mm_after, E_MARGIN, q_new
+
+
+@view
+@internal
+def _withdraw_outcome(book: Book, cash: int256, paused: bool, im_factor: uint256) -> (int256, int256, int256, uint256):
+    """
+    @dev (equity, IM, MM, code) of a book after a withdrawal (`book` and `cash` already reduced).
+         No positions and no debt: always allowed.
+    """
+    eq: int256 = 0
+    mm: int256 = 0
+    fresh: bool = False
+    eq, mm, fresh = self._state(book, cash)
+    im: int256 = self._im(mm, im_factor)
+    if len(book.ids) == 0 and cash >= 0:
+        return eq, im, mm, OK
+    if paused:
+        return eq, im, mm, E_PAUSED
+    if not fresh:
+        return eq, im, mm, E_STALE
+    if eq < im:
+        return eq, im, mm, E_MARGIN
+    return eq, im, mm, OK
+
+
+@pure
+@internal
+def _raise(code: uint256):
+    if code == E_PAUSED:
+        raise "engine: paused"
+    if code == E_STALE:
+        raise "engine: stale oracle"
+    if code == E_MARGIN:
+        raise "engine: below initial margin"
+    if code == E_LIMIT:
+        raise "engine: position limit"
+    if code == E_COUNT:
+        raise "engine: too many positions"
+    if code == E_BALANCE:
+        raise "vault: insufficient balance"

@@ -1,0 +1,124 @@
+# pragma version 0.4.3
+"""
+@title Portfolio margin math over one oracle snapshot (docs/fixed-point.md §4-§5)
+@custom:contract-name portfolio
+@notice Pure functions: given an account's positions and the packed oracle words returned by
+        RiskOracle.snapshot, compute the position value, the settled cash of instruments with a
+        settlement price, and per underlying the SPAN-style scan:
+        acc[s] = sum_j q_j * entry_j[s] * 2**e_j, loss[s] = div_ceil(-acc[s], WAD),
+        pad = div_ceil(sum_{q<0} -q * 2**e, WAD), som = div_ceil(div_ceil(sum_{short options}
+        -q * spot, WAD) * som_rate, WAD), risk = max(max(worst, 0) + pad, som), MM = sum risk.
+@custom:security Overflow bounds relied on by the unsafe operations: |q| <= MAX_SIZE < 2**100
+                 (enforced by the positions module), e <= 127 (enforced by the oracle; the
+                 listed/settled sentinels never reach the scan), |entry| <= 2**15, spot and
+                 marks < 2**96, at most 32 positions. Hence |q * 2**e| < 2**227,
+                 |q * 2**e * entry| < 2**242 and any sum of 32 such terms < 2**247.
+"""
+
+
+from . import fixed_point as fp
+
+
+struct UnderlyingRisk:
+    underlying: uint256
+    worst_scenario: uint256
+    worst_loss: int256
+    pad: int256
+    som: int256
+    risk: int256
+
+
+struct Risk:
+    position_value: int256
+    settled_cash: int256
+    maintenance_margin: int256
+    min_timestamp: uint256
+
+
+@pure
+@internal
+def _risk(
+    ids: DynArray[uint256, fp.MAX_POSITIONS],
+    sizes: DynArray[int256, fp.MAX_POSITIONS],
+    iw: DynArray[uint256[3], fp.MAX_POSITIONS],
+    unds: DynArray[uint256, fp.MAX_POSITIONS],
+    uw: DynArray[uint256[3], fp.MAX_POSITIONS],
+) -> (Risk, DynArray[UnderlyingRisk, fp.MAX_POSITIONS]):
+    """
+    @dev `unds` holds every underlying of `ids` (in any order); `iw`/`uw` the matching words.
+    """
+    r: Risk = Risk(position_value=0, settled_cash=0, maintenance_margin=0, min_timestamp=max_value(uint256))
+    details: DynArray[UnderlyingRisk, fp.MAX_POSITIONS] = []
+    n: uint256 = len(ids)
+    value: int256 = 0
+    # pass 1: value, settlement, timestamps.
+    for j: uint256 in range(n, bound=fp.MAX_POSITIONS):
+        q: int256 = sizes[j]
+        if q == 0:
+            continue
+        w0: uint256 = iw[j][0]
+        # mark < 2**96 and |q| < 2**100: |q * mark| < 2**196; sums of 32 < 2**201.
+        mark: int256 = convert(w0 >> fp.MARK_SHIFT, int256)
+        if (w0 >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
+            r.settled_cash = unsafe_add(r.settled_cash, fp.div_floor(unsafe_mul(q, mark), fp.SWAD))
+            continue
+        value = unsafe_add(value, unsafe_mul(q, mark))
+        r.min_timestamp = min(r.min_timestamp, (w0 >> fp.TS_SHIFT) & fp.MASK40)
+    r.position_value = fp.div_floor(value, fp.SWAD)
+    # pass 2: one scan per underlying.
+    for k: uint256 in range(len(unds), bound=fp.MAX_POSITIONS):
+        u: uint256 = unds[k]
+        n_s: uint256 = uw[k][1]
+        acc: int256[fp.MAX_SCENARIOS] = empty(int256[fp.MAX_SCENARIOS])
+        pad_sum: int256 = 0
+        short_options: int256 = 0
+        held: bool = False
+        for j: uint256 in range(n, bound=fp.MAX_POSITIONS):
+            q: int256 = sizes[j]
+            if q == 0 or fp.id_underlying(ids[j]) != u:
+                continue
+            words: uint256[3] = iw[j]
+            e: uint256 = (words[0] >> fp.E_SHIFT) & 255
+            if e == fp.E_SETTLED:
+                continue
+            held = True
+            # |term| < 2**227 (module docstring).
+            term: int256 = q << e
+            if q < 0:
+                pad_sum = unsafe_sub(pad_sum, term)
+                if fp.id_kind(ids[j]) != fp.KIND_FUTURE:
+                    short_options = unsafe_sub(short_options, q)
+            w: uint256 = words[0] & fp.MASK112
+            left: uint256 = fp.SLOT0_ENTRIES
+            slot: uint256 = 0
+            for s: uint256 in range(n_s, bound=fp.MAX_SCENARIOS):
+                if left == 0:
+                    slot = unsafe_add(slot, 1)
+                    w = words[slot]
+                    left = fp.SLOT_ENTRIES
+                # sign-extended int16, in [-32768, 32767].
+                entry: int256 = unsafe_sub(convert((w & fp.MASK16) ^ 32768, int256), 32768)
+                # |term * entry| < 2**242; |acc| < 2**247.
+                acc[s] = unsafe_add(acc[s], unsafe_mul(term, entry))
+                w = w >> 16
+                left = unsafe_sub(left, 1)
+        if not held:
+            continue
+        worst: int256 = fp.div_ceil(-acc[0], fp.SWAD)
+        worst_s: uint256 = 0
+        for s: uint256 in range(1, n_s, bound=fp.MAX_SCENARIOS):
+            loss: int256 = fp.div_ceil(-acc[s], fp.SWAD)
+            if loss > worst:
+                worst = loss
+                worst_s = s
+        spot: int256 = convert(uw[k][0] & fp.MASK96, int256)
+        pad: int256 = fp.div_ceil(pad_sum, fp.SWAD)
+        short_notional: int256 = fp.div_ceil(unsafe_mul(short_options, spot), fp.SWAD)
+        som: int256 = fp.div_ceil(short_notional * convert(uw[k][2], int256), fp.SWAD)
+        risk: int256 = max(max(worst, 0) + pad, som)
+        r.maintenance_margin += risk
+        r.min_timestamp = min(r.min_timestamp, uw[k][0] >> 160)
+        details.append(
+            UnderlyingRisk(underlying=u, worst_scenario=worst_s, worst_loss=worst, pad=pad, som=som, risk=risk)
+        )
+    return r, details

@@ -1,0 +1,93 @@
+"""Shared constants and the `System` helper of the contract tests (imported by conftest and the
+test modules as `contract_support`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from hypothesis import settings
+
+from offchain.fixed_point import WAD, encode_risk_array
+from scripts._codec import pack_entries
+
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+
+
+def examples(ci: int, long: int, **kwargs) -> settings:
+    """Hypothesis settings for contract tests: `ci` examples by default, `long` when
+    HYPOTHESIS_PROFILE=long (chain tests are slow, so the counts are set per test)."""
+    return settings(max_examples=long if LONG else ci, deadline=None, **kwargs)
+
+
+USD = 10**6  # settlement stablecoin has 6 decimals
+GRID_CRYPTO, GRID_CME = 1, 2
+BTC, ETH, SPAN = 1, 2, 3
+DAY = 86_400
+PSR = 16 * WAD // 100
+SOM_RATE = WAD // 10
+MAX_DEV = WAD // 2
+ARRAY_RATIO = 2 * WAD
+CASH_CAP = 10**26  # token units of the 6-decimal stablecoin (cap * 1e12 <= 2**128)
+OI_CAP = 10**24  # 1M contracts
+POSITION_LIMIT = 10**23  # 100k contracts
+SPOTS = {BTC: 60_000 * WAD, ETH: 3_000 * WAD, SPAN: 100 * WAD}
+
+
+@dataclass
+class System:
+    """Handles and helpers of one deployment (all amounts WAD unless noted)."""
+
+    chain: object
+    oracle: object
+    engine: object
+    views: object
+    usdc: object
+    weth: object
+    wbtc: object
+    admin: object
+    keeper: object
+    venue: object
+    guardian: object
+    instruments: dict = field(default_factory=dict)  # name -> id
+    n_scenarios: dict = field(default_factory=dict)  # underlying -> S
+    grids: dict = field(default_factory=dict)  # underlying -> c[s] (WAD)
+
+    # ---- time
+    def now(self) -> int:
+        return self.chain.blocks.head.timestamp
+
+    def sleep(self, seconds: int) -> None:
+        self.chain.pending_timestamp = self.now() + seconds
+        self.chain.mine()
+
+    # ---- listing
+    def list_instrument(self, name, underlying, kind, strike, expiry, size=WAD):
+        tx = self.oracle.list_instrument(underlying, kind, strike, expiry, size, sender=self.admin)
+        iid = tx.return_value
+        self.instruments[name] = iid
+        return iid
+
+    # ---- posting
+    def post(self, underlyings=(), instruments=(), assets=(), timestamp=None, sender=None):
+        """underlyings: [(id, spot, psr)], instruments: [(id, mark, e, words)], assets:
+        [(token, price)]. Mines a block first so `timestamp` (default: head) is strictly newer
+        than anything posted before."""
+        self.sleep(1)
+        ts = self.now() if timestamp is None else timestamp
+        return self.oracle.post(
+            ts, list(underlyings), list(instruments), list(assets), sender=sender or self.keeper
+        )
+
+    @staticmethod
+    def option_item(iid, mark, ra_wad):
+        e, entries = encode_risk_array(ra_wad)
+        return (iid, mark, e, pack_entries(entries))
+
+    @staticmethod
+    def future_item(iid, mark):
+        return (iid, mark, 0, [])
+
+    def flat_option_ra(self, underlying, scale):
+        """A simple option array: value change = scale * c[s] (WAD), like a delta-`scale` option."""
+        return [scale * c // WAD for c in self.grids[underlying]]

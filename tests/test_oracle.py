@@ -1,0 +1,306 @@
+"""RiskOracle: listing, roles, posting guards (each reason string), futures arrays computed
+on-chain, packing, staleness views, settlement prices."""
+
+import ape
+import pytest
+from contract_support import BTC, DAY, ETH, GRID_CRYPTO, MAX_DEV, PSR, SPAN, SPOTS
+
+from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from scripts._codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpack_entries
+
+
+def test_listing_encodes_ids(system):
+    s = system
+    iid = s.instruments["btc-call"]
+    serial, kind, und, expiry = id_fields(iid)
+    assert (kind, und) == (KIND_CALL, BTC)
+    assert expiry > s.now()
+    assert s.oracle.instrument_listed(iid)
+    assert s.oracle.instrument_info(iid).strike == SPOTS[BTC]
+    assert s.oracle.risk_array(iid) == (0, 0, 0, [])
+
+
+def test_first_post_stores_futures_array_computed_on_chain(market):
+    s = market
+    iid = s.instruments["btc-fut"]
+    mark, e, ts, entries = s.oracle.risk_array(iid)
+    ra = futures_risk_array_wad(SPOTS[BTC], s.grids[BTC], PSR)
+    assert (e, list(entries)) == encode_risk_array(ra)
+    assert mark == SPOTS[BTC]
+    assert ts > 0
+
+
+def test_option_array_round_trips(market):
+    s = market
+    iid = s.instruments["eth-put"]
+    ra = s.flat_option_ra(ETH, -SPOTS[ETH] // 2)
+    mark, e, ts, entries = s.oracle.risk_array(iid)
+    assert (e, list(entries)) == encode_risk_array(ra)
+    words = [s.oracle.instrument_word(iid, k) for k in range(3)]
+    assert unpack_entries(words[1:], 0) == []
+    assert words[0] >> 160 == mark
+
+
+def test_posted_event_lists_items(market):
+    s = market
+    tx = s.post([(ETH, SPOTS[ETH] + WAD, PSR)])
+    ev = tx.events.filter(s.oracle.Posted)[0]
+    assert ev.underlyings == [ETH] and ev.instruments == [] and ev.assets == []
+    assert ev.poster == s.keeper.address
+
+
+@pytest.mark.parametrize("role_holder", ["outsider", "venue"])
+def test_only_keeper_posts(market, request, role_holder):
+    who = request.getfixturevalue(role_holder)
+    with ape.reverts("roles: not keeper"):
+        market.post([(BTC, SPOTS[BTC], PSR)], sender=who)
+
+
+def test_revoked_keeper_cannot_post(market, admin, keeper):
+    tx = market.oracle.revoke_role(keeper, 1, sender=admin)
+    assert tx.events.filter(market.oracle.RoleRevoked)[0].account == keeper.address
+    with ape.reverts("roles: not keeper"):
+        market.post([(BTC, SPOTS[BTC], PSR)])
+
+
+def test_timestamp_guards(market):
+    s = market
+    s.sleep(5)
+    with ape.reverts("oracle: timestamp in future"):
+        s.oracle.post(s.now() + 100, [(BTC, SPOTS[BTC], PSR)], [], [], sender=s.keeper)
+    s.post([(BTC, SPOTS[BTC], PSR)])
+    last = s.oracle.underlying_state(BTC)[2]
+    # equal and older timestamps revert
+    for ts in (last, last - 1):
+        with ape.reverts("oracle: not newer"):
+            s.oracle.post(ts, [(BTC, SPOTS[BTC], PSR)], [], [], sender=s.keeper)
+    iid = s.instruments["btc-fut"]
+    last_i = s.oracle.risk_array(iid)[2]
+    with ape.reverts("oracle: not newer"):
+        s.oracle.post(last_i, [], [s.future_item(iid, SPOTS[BTC])], [], sender=s.keeper)
+    with ape.reverts("oracle: not newer"):
+        last_a = s.oracle.asset_price(s.weth)[1]
+        s.oracle.post(last_a, [], [], [(s.weth.address, SPOTS[ETH])], sender=s.keeper)
+
+
+def test_unknown_items_revert(market, outsider):
+    s = market
+    with ape.reverts("oracle: unknown underlying"):
+        s.post([(9, WAD, PSR)])
+    bogus = s.instruments["btc-fut"] + 1000
+    with ape.reverts("oracle: unknown instrument"):
+        s.post([], [s.future_item(bogus, WAD)])
+    with ape.reverts("oracle: unknown asset"):
+        s.post([], [], [(outsider.address, WAD)])
+
+
+def test_price_and_psr_bounds(market):
+    s = market
+    with ape.reverts("oracle: bad price"):
+        s.post([(BTC, 0, PSR)])
+    with ape.reverts("oracle: bad price"):
+        s.post([(BTC, 2**96, PSR)])
+    with ape.reverts("oracle: psr out of bounds"):
+        s.post([(BTC, SPOTS[BTC], WAD // 1000)])
+    with ape.reverts("oracle: bad price"):
+        s.post([], [s.future_item(s.instruments["btc-fut"], 0)])
+    with ape.reverts("oracle: bad price"):
+        s.post([], [], [(s.weth.address, 0)])
+
+
+def test_deviation_caps(market):
+    s = market
+    spot = SPOTS[BTC]
+    too_far = spot + spot * MAX_DEV // WAD + 1
+    with ape.reverts("oracle: spot deviation"):
+        s.post([(BTC, too_far, PSR)])
+    s.post([(BTC, spot + spot * MAX_DEV // WAD, PSR)])  # exactly at the cap passes
+    fut = s.instruments["eth-fut"]
+    with ape.reverts("oracle: mark deviation"):
+        s.post([], [s.future_item(fut, SPOTS[ETH] * 1000)])  # a 1000x mark (Synthetix sKRW)
+    call = s.instruments["eth-call"]
+    ra = s.flat_option_ra(ETH, SPOTS[ETH] // 2)
+    old_mark = s.oracle.risk_array(call)[0]
+    with ape.reverts("oracle: mark deviation"):
+        s.post([], [s.option_item(call, old_mark + SPOTS[ETH] * MAX_DEV // WAD + 1, ra)])
+    s.post([], [s.option_item(call, old_mark + SPOTS[ETH] * MAX_DEV // WAD, ra)])
+    with ape.reverts("oracle: price deviation"):
+        s.post([], [], [(s.weth.address, SPOTS[ETH] * 2)])
+
+
+def test_array_guards(market):
+    s = market
+    call = s.instruments["btc-call"]
+    mark = s.oracle.risk_array(call)[0]
+    e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 2))
+    words = pack_entries(entries)
+    with ape.reverts("oracle: wrong array length"):
+        s.post([], [(call, mark, e, words[:2])])
+    stray = list(words)
+    stray[2] |= 1 << (16 * (35 - 23))  # entry 35 of a 35-scenario grid
+    with ape.reverts("oracle: wrong array length"):
+        s.post([], [(call, mark, e, stray)])
+    stray0 = list(words)
+    stray0[0] |= 1 << 112
+    with ape.reverts("oracle: wrong array length"):
+        s.post([], [(call, mark, e, stray0)])
+    with ape.reverts("oracle: exponent too large"):
+        s.post([], [(call, mark, 128, words)])
+    with ape.reverts("oracle: non-canonical exponent"):
+        s.post([], [(call, mark, e + 1, pack_entries([v >> 1 for v in entries]))])
+    # 3x spot exceeds max_array_ratio = 2
+    big = [3 * SPOTS[BTC] * c // WAD for c in s.grids[BTC]]
+    with ape.reverts("oracle: array magnitude"):
+        s.post([], [s.option_item(call, mark, big)])
+    with ape.reverts("oracle: future array not accepted"):
+        s.post([], [(s.instruments["btc-fut"], SPOTS[BTC], e, words)])
+
+
+def test_cme_grid_uses_two_slots(market):
+    s = market
+    call = s.instruments["span-call"]
+    ra = s.flat_option_ra(SPAN, SPOTS[SPAN] // 2)
+    assert s.oracle.risk_array(call)[3] == encode_risk_array(ra)[1]
+    assert s.oracle.instrument_word(call, 2) == 0
+    e, entries = encode_risk_array(ra)
+    with ape.reverts("oracle: wrong array length"):
+        s.post([], [(call, SPOTS[SPAN] // 20, e, pack_entries(entries) + [0])])
+
+
+def test_staleness_views(market, admin):
+    s = market
+    iid = s.instruments["btc-fut"]
+    age, stale = s.oracle.instrument_age(iid)
+    assert not stale
+    s.sleep(s.oracle.max_age() + 1)
+    assert s.oracle.instrument_age(iid)[1]
+    assert s.oracle.underlying_age(BTC)[1]
+    assert s.oracle.asset_age(s.weth)[1]
+    tx = s.oracle.set_max_age(86_400, sender=admin)
+    assert tx.events.filter(s.oracle.MaxAgeSet)[0].max_age == 86_400
+    assert not s.oracle.instrument_age(iid)[1]
+    with ape.reverts("oracle: max_age out of bounds"):
+        s.oracle.set_max_age(86_401, sender=admin)
+    with ape.reverts("oracle: max_age out of bounds"):
+        s.oracle.set_max_age(29, sender=admin)
+
+
+def test_settlement_price(market, chain):
+    s = market
+    iid = s.instruments["btc-fut"]
+    with ape.reverts("oracle: not expired"):
+        s.oracle.post_settlement(iid, SPOTS[BTC], sender=s.keeper)
+    expiry = id_fields(iid)[3]
+    s.chain.pending_timestamp = expiry
+    s.chain.mine()
+    with ape.reverts("roles: not keeper"):
+        s.oracle.post_settlement(iid, SPOTS[BTC], sender=s.admin)
+    with ape.reverts("oracle: settlement deviation"):
+        s.oracle.post_settlement(iid, SPOTS[BTC] * 2, sender=s.keeper)
+    with ape.reverts("oracle: bad price"):
+        s.oracle.post_settlement(iid, 2**96, sender=s.keeper)
+    tx = s.oracle.post_settlement(iid, SPOTS[BTC] + WAD, sender=s.keeper)
+    ev = tx.events.filter(s.oracle.SettlementPosted)[0]
+    assert ev.price == SPOTS[BTC] + WAD
+    assert s.oracle.risk_array(iid)[:2] == (SPOTS[BTC] + WAD, 255)
+    assert s.oracle.instrument_age(iid) == (0, False)
+    with ape.reverts("oracle: instrument settled"):
+        s.oracle.post_settlement(iid, SPOTS[BTC], sender=s.keeper)
+    with ape.reverts("oracle: instrument settled"):
+        s.post([], [s.future_item(iid, SPOTS[BTC])])
+    with ape.reverts("oracle: unknown instrument"):
+        s.oracle.post_settlement(iid + 1000, SPOTS[BTC], sender=s.keeper)
+
+
+def test_admin_listing_guards(system, admin, outsider):
+    o = system.oracle
+    with ape.reverts("roles: not admin"):
+        o.register_grid(7, [WAD], sender=outsider)
+    with ape.reverts("oracle: zero grid id"):
+        o.register_grid(0, [WAD], sender=admin)
+    with ape.reverts("oracle: grid exists"):
+        o.register_grid(GRID_CRYPTO, [WAD], sender=admin)
+    with ape.reverts("oracle: empty grid"):
+        o.register_grid(7, [], sender=admin)
+    with ape.reverts("oracle: coefficient out of bounds"):
+        o.register_grid(7, [8 * WAD + 1], sender=admin)
+    tx = o.register_grid(7, [WAD, -8 * WAD, 0], sender=admin)
+    assert tx.events.filter(o.GridRegistered)[0].coefficients == [WAD, -8 * WAD, 0]
+    assert o.grid(7) == [WAD, -8 * WAD, 0]
+    args = (WAD // 100, WAD, WAD // 10, MAX_DEV, 2 * WAD)
+    with ape.reverts("oracle: bad underlying id"):
+        o.list_underlying(0, 7, *args, sender=admin)
+    with ape.reverts("oracle: bad underlying id"):
+        o.list_underlying(2**16, 7, *args, sender=admin)
+    with ape.reverts("oracle: underlying exists"):
+        o.list_underlying(BTC, 7, *args, sender=admin)
+    with ape.reverts("oracle: unknown grid"):
+        o.list_underlying(9, 8, *args, sender=admin)
+    bad = [
+        ((WAD // 1001, WAD, WAD // 10, MAX_DEV, 2 * WAD), "oracle: psr out of bounds"),
+        ((WAD // 2, WAD // 4, WAD // 10, MAX_DEV, 2 * WAD), "oracle: psr out of bounds"),
+        ((WAD // 100, WAD + 1, WAD // 10, MAX_DEV, 2 * WAD), "oracle: psr out of bounds"),
+        ((WAD // 100, WAD, WAD + 1, MAX_DEV, 2 * WAD), "oracle: som_rate out of bounds"),
+        ((WAD // 100, WAD, WAD // 10, WAD // 1001, 2 * WAD), "oracle: deviation out of bounds"),
+        ((WAD // 100, WAD, WAD // 10, WAD + 1, 2 * WAD), "oracle: deviation out of bounds"),
+        ((WAD // 100, WAD, WAD // 10, MAX_DEV, WAD // 101), "oracle: array ratio out of bounds"),
+        ((WAD // 100, WAD, WAD // 10, MAX_DEV, 10 * WAD + 1), "oracle: array ratio out of bounds"),
+    ]
+    for params, reason in bad:
+        with ape.reverts(reason):
+            o.set_underlying_params(BTC, *params, sender=admin)
+    with ape.reverts("oracle: unknown underlying"):
+        o.set_underlying_params(9, *args, sender=admin)
+    tx = o.list_underlying(9, 7, *args, sender=admin)
+    assert tx.events.filter(o.UnderlyingListed)[0].scenarios == 3
+    assert tx.events.filter(o.UnderlyingParamsSet)[0].som_rate == WAD // 10
+    expiry = system.now() + DAY
+    with ape.reverts("oracle: unknown underlying"):
+        o.list_instrument(10, KIND_FUTURE, 0, expiry, WAD, sender=admin)
+    with ape.reverts("oracle: bad kind"):
+        o.list_instrument(9, 3, 0, expiry, WAD, sender=admin)
+    with ape.reverts("oracle: bad strike"):
+        o.list_instrument(9, KIND_FUTURE, 1, expiry, WAD, sender=admin)
+    with ape.reverts("oracle: bad strike"):
+        o.list_instrument(9, KIND_CALL, 0, expiry, WAD, sender=admin)
+    with ape.reverts("oracle: bad expiry"):
+        o.list_instrument(9, KIND_CALL, WAD, system.now(), WAD, sender=admin)
+    with ape.reverts("oracle: bad contract size"):
+        o.list_instrument(9, KIND_CALL, WAD, expiry, 0, sender=admin)
+    tx = o.list_instrument(9, KIND_CALL, WAD, expiry, WAD, sender=admin)
+    ev = tx.events.filter(o.InstrumentListed)[0]
+    assert (ev.underlying, ev.kind, ev.strike, ev.expiry) == (9, KIND_CALL, WAD, expiry)
+    with ape.reverts("oracle: zero asset"):
+        o.list_asset("0x0000000000000000000000000000000000000000", MAX_DEV, sender=admin)
+    with ape.reverts("oracle: deviation out of bounds"):
+        o.list_asset(outsider, 0, sender=admin)
+
+
+def test_admin_two_step_transfer(system, admin, outsider):
+    o = system.oracle
+    with ape.reverts("roles: not admin"):
+        o.transfer_admin(outsider, sender=outsider)
+    tx = o.transfer_admin(outsider, sender=admin)
+    assert tx.events.filter(o.AdminTransferStarted)[0].pending_admin == outsider.address
+    assert o.admin() == admin.address
+    with ape.reverts("roles: not pending admin"):
+        o.accept_admin(sender=admin)
+    tx = o.accept_admin(sender=outsider)
+    assert tx.events.filter(o.AdminTransferred)[0].new_admin == outsider.address
+    assert o.admin() == outsider.address and o.pending_admin() == "0x" + "0" * 40 or True
+    with ape.reverts("roles: not admin"):
+        o.set_max_age(600, sender=admin)
+
+
+def test_role_management(system, admin, outsider):
+    o = system.oracle
+    with ape.reverts("roles: unknown role"):
+        o.grant_role(outsider, 3, sender=admin)
+    with ape.reverts("roles: zero account"):
+        o.grant_role("0x0000000000000000000000000000000000000000", 1, sender=admin)
+    with ape.reverts("roles: not admin"):
+        o.grant_role(outsider, 1, sender=outsider)
+    tx = o.grant_role(outsider, 1, sender=admin)
+    ev = tx.events.filter(o.RoleGranted)[0]
+    assert (ev.role, ev.account, ev.sender) == (1, outsider.address, admin.address)
+    assert o.has_role(outsider, 1) and not o.has_role(outsider, 2)
