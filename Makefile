@@ -32,7 +32,9 @@ $(STAMP_JS): package.json package-lock.json
 	@node_modules/.bin/anvil --version >/dev/null || { echo "error: anvil from @foundry-rs/anvil does not run on this machine"; exit 1; }
 	@touch $@
 
+# `compile --force`: ape-vyper rebuilds a changed module but not the contracts importing it.
 test: setup
+	$(BIN)/ape compile --force >/dev/null
 	$(BIN)/ape test $(PYTEST_ARGS)
 
 demo: setup

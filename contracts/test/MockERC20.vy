@@ -38,6 +38,16 @@ def mint(to: address, amount: uint256):
 
 
 @external
+def burn(account: address, amount: uint256):
+    """
+    @notice Burn from any account (tests only: simulates a negative rebase of a holder).
+    """
+    self.balanceOf[account] -= amount
+    self.totalSupply -= amount
+    log IERC20.Transfer(sender=account, receiver=empty(address), value=amount)
+
+
+@external
 def approve(spender: address, amount: uint256) -> bool:
     """
     @notice ERC-20 approve.

@@ -3,7 +3,8 @@
 @title MockFalseToken: returns false instead of reverting on a failed transfer (tests only)
 @custom:contract-name MockFalseToken
 @notice A transfer without balance or allowance returns false and moves nothing; `fail_all`
-        makes every transfer return false.
+        makes every transfer return false; `noop_all` makes every transfer return true and
+        move nothing (a lying token).
 @custom:security Anyone can mint. Never deploy outside tests and the demo.
 """
 
@@ -12,6 +13,7 @@ decimals: public(uint8)
 balanceOf: public(HashMap[address, uint256])
 allowance: public(HashMap[address, HashMap[address, uint256]])
 fail_all: public(bool)
+noop_all: public(bool)
 
 
 @deploy
@@ -36,6 +38,14 @@ def set_fail_all(fail: bool):
 
 
 @external
+def set_noop_all(noop: bool):
+    """
+    @notice Make every transfer return true without moving anything.
+    """
+    self.noop_all = noop
+
+
+@external
 def approve(spender: address, amount: uint256) -> bool:
     """
     @notice ERC-20 approve.
@@ -51,6 +61,8 @@ def transfer(receiver: address, amount: uint256) -> bool:
     """
     if self.fail_all or self.balanceOf[msg.sender] < amount:
         return False
+    if self.noop_all:
+        return True
     self.balanceOf[msg.sender] -= amount
     self.balanceOf[receiver] += amount
     return True
@@ -63,6 +75,8 @@ def transferFrom(sender: address, receiver: address, amount: uint256) -> bool:
     """
     if self.fail_all or self.balanceOf[sender] < amount or self.allowance[sender][msg.sender] < amount:
         return False
+    if self.noop_all:
+        return True
     self.allowance[sender][msg.sender] -= amount
     self.balanceOf[sender] -= amount
     self.balanceOf[receiver] += amount

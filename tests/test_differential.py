@@ -1,0 +1,199 @@
+"""Differential test, the core of the on-chain margin: hypothesis builds portfolios (several
+underlyings on the 35- and 16-scenario grids, futures and options, long and short, random sizes,
+posted arrays, marks, prices and collateral), books them on-chain through trades, and the
+engine's `margin_state` (and MarginViews' per-underlying terms) must equal the offchain integer
+reference `offchain.margin.margin_state_int` exactly. Futures arrays, computed on-chain, must
+equal `offchain.fixed_point.futures_risk_array_wad` encoded."""
+
+import pytest
+from contract_support import BTC, DAY, ETH, SPAN, USD, examples
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+
+from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.margin import (
+    AccountInt,
+    CollateralInt,
+    InstrumentInt,
+    Kind,
+    MarketInt,
+    UnderlyingInt,
+    margin_state_int,
+    settlement_cash,
+    trade_cash_amount,
+)
+from scripts._codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
+
+HAIRCUT_WETH = WAD // 5
+DEPOSIT = 10**11 * USD  # 100bn USD each, so every generated trade passes IM
+
+
+@pytest.fixture(scope="module")
+def book(system, trader, maker, admin):
+    """`system` plus 8 instruments per underlying (24), none posted yet, and deep pockets."""
+    s = system
+    expiry2 = s.now() + 60 * DAY
+    for tag, u in (("btc", BTC), ("eth", ETH), ("span", SPAN)):
+        s.list_instrument(f"{tag}-fut2", u, KIND_FUTURE, 0, expiry2)
+        for k in (1, 2):
+            s.list_instrument(f"{tag}-call{k}", u, KIND_CALL, WAD * k, expiry2)
+            s.list_instrument(f"{tag}-put{k}", u, KIND_PUT, WAD * k, expiry2)
+    for iid in s.instruments.values():
+        s.engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
+    for acct in (trader, maker):
+        s.usdc.mint(acct, DEPOSIT, sender=admin)
+        s.engine.deposit(s.usdc, DEPOSIT, sender=acct)
+    return s
+
+
+@st.composite
+def portfolios(draw, instruments):
+    unds = draw(st.lists(st.sampled_from([BTC, ETH, SPAN]), min_size=1, max_size=3, unique=True))
+    market = {}
+    for u in unds:
+        spot = draw(st.integers(10**18, 10**23))
+        psr = draw(st.integers(10**16, 10**18))
+        market[u] = (spot, psr)
+    candidates = sorted(i for i in instruments if id_fields(i)[2] in market)
+    ids = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=16, unique=True))
+    positions = []
+    for iid in ids:
+        _, kind, u, _ = id_fields(iid)
+        spot, _ = market[u]
+        q = draw(st.integers(-(10**22), 10**22).filter(lambda x: x != 0))
+        price = draw(st.integers(0, 2 * spot))
+        if kind == KIND_FUTURE:
+            mark = draw(st.integers(spot // 2, 2 * spot))
+            ra = None
+        else:
+            mark = draw(st.integers(0, spot))
+            bits = draw(st.integers(0, spot.bit_length()))
+            bound = min(spot, 2**bits)
+            n = 35 if u != SPAN else 16
+            ra = draw(st.lists(st.integers(-bound, bound), min_size=n, max_size=n))
+        positions.append((iid, q, price, mark, ra))
+    weth = draw(st.integers(0, 100 * WAD))
+    weth_price = draw(st.integers(WAD, 10**23))
+    return market, positions, weth, weth_price
+
+
+def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
+    instruments = {}
+    for iid, _q, _p, mark, ra in positions:
+        _, kind, u, _ = id_fields(iid)
+        spot, psr = market[u]
+        if kind == KIND_FUTURE:
+            e, entries = encode_risk_array(futures_risk_array_wad(mark, s.grids[u], psr))
+        else:
+            e, entries = encode_risk_array(ra)
+        instruments[iid] = InstrumentInt(u, Kind(kind), mark, e, tuple(entries))
+    unds = {
+        u: UnderlyingInt(spot, s.oracle.underlying_params(u).som_rate, s.n_scenarios[u])
+        for u, (spot, _) in market.items()
+    }
+    collaterals = {0: CollateralInt(weth_price, HAIRCUT_WETH, 18)}
+    mkt = MarketInt(instruments, unds, collaterals)
+    acct = AccountInt(
+        s.engine.cash(account),
+        {iid: q for iid, q, *_ in positions},
+        {0: weth_amount} if weth_amount else {},
+    )
+    return instruments, margin_state_int(acct, mkt, im_factor)
+
+
+@examples(
+    20, 300, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(data=st.data())
+def test_margin_state_equals_offchain_integer_model(book, trader, maker, chain_snapshot, data):
+    s = book
+    instruments = [i for i in s.instruments.values()]
+    market, positions, weth, weth_price = data.draw(portfolios(instruments))
+    with chain_snapshot():
+        if weth:
+            s.engine.deposit(s.weth, weth, sender=trader)
+        items = []
+        for iid, _q, _p, mark, ra in positions:
+            items.append(s.future_item(iid, mark) if ra is None else s.option_item(iid, mark, ra))
+        s.post(
+            [(u, spot, psr) for u, (spot, psr) in market.items()],
+            items,
+            [(s.weth.address, weth_price)],
+        )
+        expected_cash = s.engine.cash(trader)
+        for iid, q, price, _mark, _ra in positions:
+            if q > 0:
+                s.engine.trade(trader, maker, iid, q, price, sender=s.venue)
+                expected_cash -= trade_cash_amount(q, price)
+            else:
+                s.engine.trade(maker, trader, iid, -q, price, sender=s.venue)
+                expected_cash += trade_cash_amount(-q, price)
+        assert s.engine.cash(trader) == expected_cash
+        im_factor = s.engine.im_factor()
+        instruments_int, ref = _model(s, trader, market, positions, weth, weth_price, im_factor)
+        # futures arrays computed on-chain equal the reference encoding
+        for iid, ins in instruments_int.items():
+            _, e, _, entries = s.oracle.risk_array(iid)
+            assert (e, tuple(entries)) == (ins.exponent, ins.entries)
+        assert s.engine.margin_state(trader) == (
+            ref.equity,
+            ref.initial_margin,
+            ref.maintenance_margin,
+        )
+        details = {d.underlying: d for d in s.views.worst_scenarios(trader)}
+        assert set(details) == set(ref.per_underlying)
+        for u, r in ref.per_underlying.items():
+            d = details[u]
+            assert (d.worst_scenario, d.worst_loss, d.pad, d.som, d.risk) == tuple(r)
+        # the maker holds the mirror book, no collateral
+        mirror = [(iid, -q, p, m, ra) for iid, q, p, m, ra in positions]
+        _, ref_m = _model(s, maker, market, mirror, 0, weth_price, im_factor)
+        assert s.engine.margin_state(maker) == (
+            ref_m.equity,
+            ref_m.initial_margin,
+            ref_m.maintenance_margin,
+        )
+        # after a withdrawal of cash, margin moves exactly by the withdrawn WAD amount
+        if s.views.withdraw_preview(trader, s.usdc, USD)[3]:
+            s.engine.withdraw(s.usdc, USD, sender=trader)
+            _, ref_w = _model(s, trader, market, positions, weth, weth_price, im_factor)
+            assert s.engine.margin_state(trader) == (
+                ref_w.equity,
+                ref_w.initial_margin,
+                ref_w.maintenance_margin,
+            )
+            assert ref_w.equity == ref.equity - USD * 10**12
+
+
+def test_settlement_matches_reference(book, trader, maker):
+    """Settle a future and an option at expiry: cash moves by settlement_cash exactly and the
+    remaining margin equals the reference without the settled positions."""
+    s = book
+    fut, call = s.instruments["btc-fut"], s.instruments["btc-call"]
+    spot = 60_000 * WAD
+    ra = s.flat_option_ra(BTC, spot // 2)
+    s.post(
+        [(BTC, spot, 16 * WAD // 100)],
+        [s.future_item(fut, spot), s.option_item(call, spot // 20, ra)],
+    )
+    q_f, q_c = 3 * WAD + 7, -(WAD // 3)
+    s.engine.trade(trader, maker, fut, q_f, spot, sender=s.venue)
+    s.engine.trade(maker, trader, call, -q_c, spot // 20 + 1, sender=s.venue)
+    expiry = id_fields(fut)[3]
+    s.chain.pending_timestamp = expiry
+    s.chain.mine()
+    p_f, p_c = spot + 12_345 * WAD + 1, 7_777 * WAD + 3
+    s.oracle.post_settlement(fut, p_f, sender=s.keeper)
+    s.oracle.post_settlement(call, p_c, sender=s.keeper)
+    before = s.engine.cash(trader)
+    eq_view = s.engine.margin_state(trader)[0]
+    tx = s.engine.settle(trader, sender=maker)
+    assert tx.return_value == 2
+    expected = before + settlement_cash(q_f, p_f) + settlement_cash(q_c, p_c)
+    assert s.engine.cash(trader) == expected
+    assert s.engine.positions_of(trader) == ([], [])
+    assert s.engine.margin_state(trader) == (expected, 0, 0)
+    assert eq_view == expected  # the view counted settled positions as settled
+    events = tx.events.filter(s.engine.Settled)
+    assert {(e.instrument, e.size, e.price) for e in events} == {(fut, q_f, p_f), (call, q_c, p_c)}
+    assert s.engine.open_interest(fut) == 0
