@@ -884,3 +884,33 @@ class Chain:
             if grid.linear_coefficients_wad() == coefficients:
                 return name
         raise KeyError(f"grid {gid} is none of the presets {sorted(PRESETS)}")
+
+
+def format_margin_report(report: Mapping[str, Any], account: str = "") -> str:
+    """Plain-text rendering of ``Chain.margin_report`` (USD with two decimals).
+
+    >>> print(format_margin_report({"equity": 10**22, "initial_margin": 5 * 10**21,
+    ...     "maintenance_margin": 4 * 10**21, "health": 6 * 10**21, "worst": [],
+    ...     "reference_equity": 10**22, "reference_mm": 4 * 10**21}))
+    equity 10,000.00  IM 5,000.00  MM 4,000.00  health 6,000.00 (ok)
+    off-chain reference: equity 10,000.00  MM 4,000.00 (equal)
+    """
+    eq, im, mm = report["equity"], report["initial_margin"], report["maintenance_margin"]
+    status = "below MM: liquidatable" if eq < mm else "below IM" if eq < im else "ok"
+    lines = [
+        (f"{account}\n" if account else "")
+        + f"equity {eq / WAD:,.2f}  IM {im / WAD:,.2f}  MM {mm / WAD:,.2f}  "
+        f"health {report['health'] / WAD:,.2f} ({status})"
+    ]
+    for w in report["worst"]:
+        lines.append(
+            f"  {w['underlying']}: worst scenario {w['scenario']} ({w['label']}) loss "
+            f"{w['loss'] / WAD:,.2f}, pad {w['pad'] / WAD:,.2f}, short-option minimum "
+            f"{w['som'] / WAD:,.2f} -> risk {w['risk'] / WAD:,.2f}"
+        )
+    same = report["reference_equity"] == eq and report["reference_mm"] == mm
+    lines.append(
+        f"off-chain reference: equity {report['reference_equity'] / WAD:,.2f}  "
+        f"MM {report['reference_mm'] / WAD:,.2f} ({'equal' if same else 'DIFFERENT'})"
+    )
+    return "\n".join(lines)
