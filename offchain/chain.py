@@ -360,6 +360,8 @@ class Deployment:
     underlyings: dict[str, int] = field(default_factory=dict)
     instruments: dict[str, int] = field(default_factory=dict)
     asset_prices: dict[str, str] = field(default_factory=dict)  # token -> underlying name
+    liquidator: str | None = None
+    liquidation_views: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -374,6 +376,8 @@ class Deployment:
             "underlyings": dict(self.underlyings),
             "instruments": {k: str(v) for k, v in self.instruments.items()},
             "asset_prices": dict(self.asset_prices),
+            "liquidator": self.liquidator,
+            "liquidation_views": self.liquidation_views,
         }
 
     @classmethod
@@ -390,6 +394,8 @@ class Deployment:
             underlyings={k: int(v) for k, v in obj.get("underlyings", {}).items()},
             instruments={k: int(v) for k, v in obj.get("instruments", {}).items()},
             asset_prices=dict(obj.get("asset_prices", {})),
+            liquidator=obj.get("liquidator"),
+            liquidation_views=obj.get("liquidation_views"),
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -491,6 +497,14 @@ def decode_market(
     )
 
 
+def _has_contract_type(project: Any, name: str) -> bool:
+    try:
+        getattr(project, name)
+    except AttributeError:
+        return False
+    return True
+
+
 def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
@@ -540,6 +554,14 @@ class Chain:
         self.cash = project.MockERC20.at(deployment.cash)
         self.tokens = {sym: project.MockERC20.at(a) for sym, a in deployment.collateral.items()}
         self.underlying_names = {v: k for k, v in deployment.underlyings.items()}
+        self.liquidator = (
+            project.Liquidator.at(deployment.liquidator) if deployment.liquidator else None
+        )
+        self.liquidation_views = (
+            project.LiquidationViews.at(deployment.liquidation_views)
+            if deployment.liquidation_views
+            else None
+        )
         self._asset_info: dict[str, tuple[int, int, int]] | None = None
         self._im_factor: int | None = None
 
@@ -616,6 +638,15 @@ class Chain:
                 ).address
             dep.collateral[spec.symbol] = addr
             dep.asset_prices[addr] = spec.priced_by
+        if _has_contract_type(project, "Liquidator"):
+            engine = project.MarginEngine.at(dep.engine)
+            if not has_code(dep.liquidator):
+                liq = admin.deploy(project.Liquidator, admin, engine)
+                dep.liquidator = liq.address
+                dep.liquidation_views = admin.deploy(project.LiquidationViews, liq).address
+                say(f"deployed liquidator {liq.address}")
+            if str(engine.liquidator()) != dep.liquidator:
+                engine.set_liquidator(dep.liquidator, sender=admin)
         self = cls(project, chain_manager, dep)
         self._list(admin, config, time_offset, say)
         for role, who in ((ROLE_KEEPER, keepers), (ROLE_VENUE, venues), (ROLE_GUARDIAN, guardians)):
@@ -744,6 +775,18 @@ class Chain:
     def settle_calldata(self, account: str) -> bytes:
         return bytes(self.engine.settle.encode_input(account))
 
+    def liquidate_calldata(self, account: str) -> bytes:
+        """``Liquidator.liquidate(account)``: the caller's margin account takes the positions."""
+        return bytes(self.liquidator.liquidate.encode_input(account))
+
+    def register_calldata(self, account: str) -> bytes:
+        """``Liquidator.register(account)``: adds it to the on-chain paged scan."""
+        return bytes(self.liquidator.register.encode_input(account))
+
+    def insurance_fund(self) -> int:
+        """The insurance fund (WAD): the Liquidator's cash in the engine; 0 without one."""
+        return 0 if self.liquidator is None else int(self.liquidator.insurance_fund())
+
     # ---------------------------------------------------------------- accounts
 
     def fund(self, admin: Any, account: Any, symbol: str, amount: int) -> None:
@@ -834,6 +877,9 @@ class Chain:
         """``(cash WAD, {instrument: size}, {token: units})`` as the engine stores them."""
         cash = int(self.engine.cash(account))
         positions = self.positions(account)
+        if self.liquidator is not None and positions and self.engine.socialising():
+            # a socialised loss not yet realised is owed: equity counts it (LiquidationViews)
+            cash -= int(self.liquidator.pending_charge(account))
         mask = int(self.engine.asset_mask(account))
         coll = {}
         for addr, (index, _, _) in self.assets().items():

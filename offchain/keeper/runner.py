@@ -376,7 +376,7 @@ class KeeperRunner:
         *,
         w3: Any = None,
         dry_run: bool = False,
-        liquidator: Callable[[str, int], bytes | None] | None = None,
+        liquidate: bool = True,
     ) -> None:
         self.chain = chain
         self.tx = tx
@@ -389,7 +389,8 @@ class KeeperRunner:
         self.cfg = cfg
         self.w3 = w3
         self.dry_run = dry_run or tx is None
-        self.liquidator = liquidator
+        self.liquidate = liquidate and getattr(chain, "liquidator", None) is not None
+        self.address = None if tx is None else tx.address
         self.instruments: list[InstrumentMeta] = []
         self.names: dict[int, str] = {}
         self.raw: dict[str, tuple[int, dict[int, int], dict[str, int]]] = {}
@@ -436,7 +437,7 @@ class KeeperRunner:
             self._execute(self.book.plan, report)
         if ts > self.book.last_ts:
             self._post(tick, ts, report)
-        self._index()
+        self._index(report)
         market = self.chain.market_int([m.id for m in self.instruments])
         self.last_market = market
         self.accounts = {a: market.account(*raw) for a, raw in self.raw.items()}
@@ -554,7 +555,7 @@ class KeeperRunner:
 
     # ---------------------------------------------------------------- accounts
 
-    def _index(self) -> None:
+    def _index(self, report: RoundReport) -> None:
         """Extend the account index from engine events; re-read the accounts they touched."""
         head = self.chain.chain_manager.blocks.head.number
         start = (
@@ -569,6 +570,8 @@ class KeeperRunner:
             if new and not self.dry_run:
                 self.book.accounts |= new
                 self.book_store.save(self.book)
+                if self.liquidate:
+                    self._register(sorted(new), report)
             elif new:
                 self.book.accounts |= new
             if not self.dry_run:
@@ -583,22 +586,35 @@ class KeeperRunner:
     # ---------------------------------------------------------------- liquidation
 
     def _liquidate(self, below: Sequence[str], ts: int, report: RoundReport) -> None:
+        """``Liquidator.liquidate`` for each account below MM, worst first; the keeper's own
+        margin account takes the positions (it must stay above IM, or the call reverts)."""
         for addr in below:
             log_event(_log, logging.WARNING, "below_mm", account=addr, ts=ts)
-            if self.liquidator is None:
-                continue
-            data = self.liquidator(addr, ts)
-            if data is None:
+            if not self.liquidate or addr == self.address:
                 continue
             key = f"liq:{ts}:{addr}"
             if self.dry_run:
                 log_event(_log, logging.INFO, "would_liquidate", key=key)
                 report.liquidations.append(addr)
                 continue
-            if self._send_and_wait(key, self.chain.liquidation_target(), data, report):
+            target = self.chain.liquidator.address
+            if self._send_and_wait(key, target, self.chain.liquidate_calldata(addr), report):
                 report.liquidations.append(addr)
                 self._stale.add(addr)
+                if self.address is not None:
+                    self._stale.add(self.address)
         self.totals["liquidations"] += len(report.liquidations)
+
+    def _register(self, accounts: Sequence[str], report: RoundReport) -> None:
+        """Add newly seen accounts to the Liquidator's on-chain list (``accounts_below_mm``
+        pages through it), once each."""
+        for addr in accounts:
+            self._send_and_wait(
+                f"register:{addr}",
+                self.chain.liquidator.address,
+                self.chain.register_calldata(addr),
+                report,
+            )
 
     # ---------------------------------------------------------------- settlement
 
@@ -697,7 +713,7 @@ def open_keeper(
     tx_config: Any = None,
     psr: Callable[[str, int], float] | None = None,
     dry_run: bool = False,
-    liquidator: Callable[[str, int], bytes | None] | None = None,
+    liquidate: bool = True,
 ) -> KeeperRunner:
     """A ``KeeperRunner`` with its state files in ``state_dir`` (one pair per signing account:
     ``<address>.json`` for ``StateStore``, ``<address>.runner.json`` for the runner's own).
@@ -738,7 +754,7 @@ def open_keeper(
             cfg,
             w3=w3,
             dry_run=True,
-            liquidator=liquidator,
+            liquidate=liquidate,
         )
     address = Account.from_key(private_key).address
     store = StateStore(Path(state_dir) / f"{address}.json")
@@ -754,6 +770,6 @@ def open_keeper(
         psr,
         cfg,
         w3=w3,
-        liquidator=liquidator,
+        liquidate=liquidate,
     )
     return runner
