@@ -232,6 +232,8 @@ class FakeTx:
     """``TxManager``'s contract: a key already in the ledger (the state file) is never sent
     again; ``kill_at`` raises on that many sends (the process dies mid-round)."""
 
+    address = "0xkeeper"
+
     def __init__(self, state, store, chain, kill_at: int | None = None):
         self.state, self.store, self.chain, self.kill_at = state, store, chain, kill_at
 
