@@ -173,7 +173,8 @@ BOOKS: tuple[Book, ...] = (
 SHORT_BOOKS = 10
 MAKERS = ("maker_btc_a", "maker_btc_b", "maker_eth_a", "maker_eth_b")
 MAKER_CASH = 20_000_000  # USD each: market makers are well capitalised
-LIQUIDATOR_CASH = 20_000_000
+LIQUIDATOR_CASH = 20_000_000  # the keeper's own margin account, which takes liquidated books
+INSURANCE_FUND = 250_000  # USD seeded into the insurance fund
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,11 @@ class Solvency:
     collateral_ok: bool  # per asset: sum of balances == total owed <= vault holdings
     below_mm: list[str]
     negative_equity: list[str]
-    bad_debt: int  # WAD, uncovered
+    bad_debt: int  # WAD, uncovered: left as negative equity or not paid by fund / socialisation
+    bad_debt_total: int = 0  # WAD, all bad debt met by liquidations
+    fund_payouts: int = 0
+    socialised: int = 0
+    insurance_fund: int = 0
 
     @property
     def ok(self) -> bool:
@@ -219,6 +224,7 @@ class DemoResult:
     rounds: int = 0
     posts: int = 0
     batches: int = 0
+    transactions: int = 0
     gas: int = 0
     liquidations: int = 0
     settlements: int = 0
@@ -355,6 +361,14 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
         tx_config=txcfg,
         psr=CalibratedPsr(["BTC", "ETH"], time_offset=offset),
     )
+    if c.liquidator is not None:
+        # the keeper liquidates into its own margin account; the fund gets a seed
+        chain.set_balance(keeper.address, 10**21)
+        c.fund(admin, keeper, "cash", LIQUIDATOR_CASH * USD)
+        c.deposit(keeper, "cash", LIQUIDATOR_CASH * USD)
+        c.fund(admin, admin, "cash", INSURANCE_FUND * USD)
+        c.engine.deposit(c.cash, INSURANCE_FUND * USD, c.liquidator.address, sender=admin)
+        say(f"keeper margin {LIQUIDATOR_CASH:,} USD, insurance fund {INSURANCE_FUND:,} USD")
     source = ShiftedSource(replay, offset)
     tick = type(first)(first.timestamp + offset, first.spots, first.realised_vol, first.implied_vol)
     chain.mine(timestamp=tick.timestamp)
@@ -369,30 +383,32 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     result.accounts = len(people)
     result.setup_seconds = time.monotonic() - t_start
     labels = {p.address: n for n, p in people.items()}
+    labels[keeper.address] = "keeper (liquidator)"
     t_replay = time.monotonic()
-    result.history.append(_snapshot(runner, tick, offset, report, labels))
+    result.history.append(_snapshot(c, runner, tick, offset, report, labels))
     live = _Live(opts.live, labels)
     with live:
         while (tick := source.next_tick()) is not None:
             if tick.timestamp > chain.blocks.head.timestamp:
                 chain.mine(timestamp=tick.timestamp)
             report = runner.round(tick)
-            snap = _snapshot(runner, tick, offset, report, labels)
+            snap = _snapshot(c, runner, tick, offset, report, labels)
             result.history.append(snap)
             live.update(snap, runner.totals)
     result.replay_seconds = time.monotonic() - t_replay
     result.rounds = len(result.history)
     t = runner.totals
     result.posts, result.batches, result.gas = t["posts"], t["batches"], t["gas"]
+    result.transactions = t["transactions"]
     result.liquidations, result.settlements = t["liquidations"], t["settlements"]
-    result.solvency = solvency(c, runner, list(people.values()))
+    result.solvency = solvency(c, runner, [*people.values(), keeper])
     runner.close()
     result.total_seconds = time.monotonic() - t_start
     result.report = write_report(out, opts, result, labels, books)
     return result
 
 
-def _snapshot(runner: Any, tick: Any, offset: int, report: Any, labels: dict) -> dict:
+def _snapshot(c: Chain, runner: Any, tick: Any, offset: int, report: Any, labels: dict) -> dict:
     market = runner.last_market
     accts = {}
     for addr, acct in runner.accounts.items():
@@ -409,7 +425,7 @@ def _snapshot(runner: Any, tick: Any, offset: int, report: Any, labels: dict) ->
         "liquidations": [labels.get(a, a) for a in report.liquidations],
         "below_mm": [labels.get(a, a) for a in report.below_mm],
         "settled": len(report.settled),
-        "fund": 0,
+        "fund": c.insurance_fund(),
         "seconds": report.seconds,
     }
 
@@ -480,11 +496,19 @@ def solvency(c: Chain, runner: Any, people: list[Any]) -> Solvency:
         coll_ok &= owed == total <= held
     below, negative = [], []
     for a in sorted(holders):
+        if c.liquidator is not None and a == c.liquidator.address:
+            continue  # the fund is not a margin account
         eq, _, mm = c.margin_state(a)
         if eq < mm:
             below.append(a)
         if eq < 0:
             negative.append(a)
+    total = payouts = social = 0
+    if c.liquidator is not None:
+        total = int(c.liquidator.bad_debt())
+        payouts = int(c.liquidator.fund_payouts())
+        social = int(c.liquidator.socialised())
+    uncovered = (total - payouts - social) - sum(min(c.margin_state(a)[0], 0) for a in negative)
     return Solvency(
         vault_cash,
         sum_cash,
@@ -492,7 +516,11 @@ def solvency(c: Chain, runner: Any, people: list[Any]) -> Solvency:
         coll_ok,
         below,
         negative,
-        -sum(min(int(c.engine.cash(a)), 0) for a in negative),
+        uncovered,
+        total,
+        payouts,
+        social,
+        c.insurance_fund(),
     )
 
 
@@ -581,11 +609,17 @@ def write_report(
         "| | |",
         "| --- | ---: |",
         f"| keeper posts (items) | {r.posts:,} |",
-        f"| post / settlement / liquidation transactions | {r.batches:,} |",
+        f"| post transactions (batches) | {r.batches:,} |",
+        f"| keeper transactions in all (posts, registrations, liquidations, settlements) | "
+        f"{r.transactions:,} |",
         f"| gas spent by the keeper | {r.gas:,} |",
         f"| liquidations | {r.liquidations} |",
         f"| settlements | {r.settlements} |",
+        f"| bad debt met by liquidations (USD) | {s.bad_debt_total / WAD:,.2f} |",
+        f"| paid by the insurance fund / socialised (USD) | {s.fund_payouts / WAD:,.2f} / "
+        f"{s.socialised / WAD:,.2f} |",
         f"| uncovered bad debt (USD) | {s.bad_debt / WAD:,.2f} |",
+        f"| insurance fund at the end (USD) | {s.insurance_fund / WAD:,.2f} |",
         f"| setup time (deploy, books) | {r.setup_seconds:.1f} s |",
         f"| replay time | {r.replay_seconds:.1f} s |",
         f"| total | {r.total_seconds:.1f} s |",

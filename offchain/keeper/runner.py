@@ -352,6 +352,7 @@ class RoundReport:
     batches: int = 0
     rejected: list[str] = field(default_factory=list)  # batch keys the chain refused
     gas_used: int = 0
+    transactions: int = 0
     health: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     below_mm: list[str] = field(default_factory=list)
     liquidations: list[str] = field(default_factory=list)
@@ -401,6 +402,7 @@ class KeeperRunner:
         self.totals = {
             "posts": 0,
             "batches": 0,
+            "transactions": 0,
             "gas": 0,
             "liquidations": 0,
             "settlement_prices": 0,
@@ -449,6 +451,7 @@ class KeeperRunner:
         report.seconds = time.monotonic() - t0
         self.totals["posts"] += len(report.posted)
         self.totals["batches"] += report.batches
+        self.totals["transactions"] += report.transactions
         self.totals["gas"] += report.gas_used
         log_event(
             _log,
@@ -537,6 +540,7 @@ class KeeperRunner:
                 log_event(_log, logging.WARNING, "post_failed", key=b.key, status=str(rec.status))
                 continue
             report.gas_used += self._gas(rec)
+            report.transactions += 1
             report.batches += 1
             for name in b.names:
                 q = plan.quotes[name]
@@ -680,6 +684,7 @@ class KeeperRunner:
         ok = str(rec.status) == "confirmed"
         if ok:
             report.gas_used += self._gas(rec)
+            report.transactions += 1
         else:
             log_event(_log, logging.WARNING, "tx_not_confirmed", key=key, status=str(rec.status))
         return ok
