@@ -222,6 +222,7 @@ class Solvency:
 @dataclass
 class DemoResult:
     rounds: int = 0
+    failed_rounds: int = 0  # rounds the keeper gave up on (resumed at the next tick)
     posts: int = 0
     batches: int = 0
     transactions: int = 0
@@ -351,7 +352,11 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     c.deployment.save(out / "deployment.json")
     kcfg = KeeperConfig(heartbeat=12 * 3_600, heartbeat_margin=3_600, threshold=0.002)
     txcfg = TxConfig(
-        confirmations=1, poll_interval=0.01, stuck_after_blocks=1_000, stuck_after_seconds=3_600
+        confirmations=1,
+        poll_interval=0.01,
+        stuck_after_blocks=1_000,
+        stuck_after_seconds=3_600,
+        rpc_deadline=180,
     )
     runner = open_keeper(
         c,
@@ -391,7 +396,10 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
         while (tick := source.next_tick()) is not None:
             if tick.timestamp > chain.blocks.head.timestamp:
                 chain.mine(timestamp=tick.timestamp)
-            report = runner.round(tick)
+            report = runner.try_round(tick)
+            if report is None:
+                result.failed_rounds += 1
+                continue
             snap = _snapshot(c, runner, tick, offset, report, labels)
             result.history.append(snap)
             live.update(snap, runner.totals)

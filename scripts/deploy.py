@@ -11,6 +11,7 @@ have code) and sends only the listings the chain does not have yet.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -66,10 +67,14 @@ def deploy(
 @click.option("--keeper", "keepers", multiple=True, help="address or alias given the keeper role")
 @click.option("--venue", "venues", multiple=True, help="address or alias given the venue role")
 @click.option("--out", default=None, help="deployment file (default deployments/<network>.json)")
-def cli(network, config_path, account, keepers, venues, out):
+@click.option("--autosign", is_flag=True, help="sign without a prompt per transaction (keyfile)")
+def cli(network, config_path, account, keepers, venues, out, autosign):
     """Deploy RiskOracle, MarginEngine, MarginViews (and mock tokens on local networks)."""
     name = network.name
     admin = resolve_account(account, name, 0)
+    if autosign and hasattr(admin, "set_autosign"):
+        passphrase = os.environ.get(f"APE_ACCOUNTS_{admin.alias}_PASSPHRASE")
+        admin.set_autosign(True, passphrase=passphrase)
     if not keepers and name in ("local",):
         keepers = ("TEST::1",)
     if not venues and name in ("local",):

@@ -47,6 +47,7 @@ from offchain.keeper.policy import (
     select_updates,
 )
 from offchain.keeper.sources import Tick
+from offchain.keeper.tx import TxError
 from offchain.margin import AccountInt, Kind
 from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
 from offchain.scenarios import ScenarioGrid
@@ -480,9 +481,19 @@ class KeeperRunner:
                     break
                 time.sleep(idle_sleep)
                 continue
-            self.round(tick)
+            self.try_round(tick)
             done += 1
         return done
+
+    def try_round(self, tick: Tick) -> RoundReport | None:
+        """``round``, but an RPC outage or a transaction not final in time ends the round
+        with a log line instead of the process: the round's plan is on disk and is resumed,
+        with the same keys (nothing sent twice), at the next tick."""
+        try:
+            return self.round(tick)
+        except TxError as exc:
+            log_event(_log, logging.ERROR, "round_failed", ts=tick.timestamp, error=str(exc))
+            return None
 
     # ---------------------------------------------------------------- posting
 
