@@ -16,6 +16,7 @@ before its round; dates shown are the real ones.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -172,6 +173,7 @@ BOOKS: tuple[Book, ...] = (
 )
 SHORT_BOOKS = 10
 MAKERS = ("maker_btc_a", "maker_btc_b", "maker_eth_a", "maker_eth_b")
+MIN_EQUITY = 5_000  # USD
 MAKER_CASH = 20_000_000  # USD each: market makers are well capitalised
 LIQUIDATOR_CASH = 20_000_000  # the keeper's own margin account, which takes liquidated books
 INSURANCE_FUND = 250_000  # USD seeded into the insurance fund
@@ -293,7 +295,9 @@ def open_books(
         coll = dict(book.collateral)
         coll_value = 0
         worst_im, full_im = _im_needed(market, legs, coll_value)
-        eq_target = math.ceil(full_im * book.target / WAD)
+        # a hedged book can have an IM near zero (a calendar spread nets on one grid): every
+        # trader keeps at least MIN_EQUITY
+        eq_target = max(math.ceil(full_im * book.target / WAD), MIN_EQUITY)
         deposit = max(eq_target, math.ceil(worst_im * 1.02 / WAD) + 1)
         _fund(c, admin, acct, deposit, coll)
         c.authorise(acct, venue)
@@ -305,7 +309,7 @@ def open_books(
             buyer, seller = (acct, maker) if q > 0 else (maker, acct)
             c.trade(venue, buyer, seller, iid, abs(q), mark)
         eq, im, _ = c.margin_state(acct)
-        excess = eq - im * book.target
+        excess = eq - max(im * book.target, MIN_EQUITY * WAD)
         cash = int(c.engine.cash(acct))
         amount = min(int(excess), cash) // 10**12  # to USDC units, floor
         if amount > 0:
@@ -681,4 +685,35 @@ def write_report(
         )
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    summary = {
+        "mode": "short" if opts.short else "full",
+        "rounds": r.rounds,
+        "failed_rounds": r.failed_rounds,
+        "accounts": r.accounts,
+        "posts": r.posts,
+        "batches": r.batches,
+        "transactions": r.transactions,
+        "gas": r.gas,
+        "liquidations": r.liquidations,
+        "settlements": r.settlements,
+        "rounds_below_mm": sum(1 for h in r.history if h["below_mm"]),
+        "setup_seconds": round(r.setup_seconds, 1),
+        "replay_seconds": round(r.replay_seconds, 1),
+        "total_seconds": round(r.total_seconds, 1),
+        "solvency": {
+            "ok": s.ok,
+            "vault_cash_wad": str(s.vault_cash),
+            "sum_cash_wad": str(s.sum_cash),
+            "dust_wei": s.dust,
+            "collateral_ok": s.collateral_ok,
+            "below_mm": [labels.get(a, a) for a in s.below_mm],
+            "negative_equity": [labels.get(a, a) for a in s.negative_equity],
+            "bad_debt_total_wad": str(s.bad_debt_total),
+            "fund_payouts_wad": str(s.fund_payouts),
+            "socialised_wad": str(s.socialised),
+            "uncovered_wad": str(s.bad_debt),
+            "insurance_fund_wad": str(s.insurance_fund),
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return path
