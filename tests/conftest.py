@@ -35,7 +35,10 @@ from contract_support import (
 
 from offchain.fixed_point import WAD
 from offchain.scenarios import CME_SPAN_16, CRYPTO_35
+from scripts import _anvil
 from scripts._codec import KIND_CALL, KIND_FUTURE, KIND_PUT
+
+_anvil.install()
 
 
 def _plain_revert(self, exception, revert_message=None, **kwargs):
@@ -174,6 +177,18 @@ def market(system):
     return s
 
 
+def _resync_clock(chain):
+    """Anvil keeps its clock offset across `evm_revert`: after a test that jumped 30 days, the
+    next test's blocks would land 30 days later (stale data, expired instruments). Pin the clock
+    to the restored head instead."""
+    chain.provider.make_request("evm_setTime", [chain.blocks.head.timestamp + 1])
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(chain):
+    _resync_clock(chain)
+
+
 @pytest.fixture
 def chain_snapshot(chain):
     """Context manager: run a block and restore the chain afterwards (per hypothesis example)."""
@@ -185,5 +200,6 @@ def chain_snapshot(chain):
             yield
         finally:
             chain.restore(sid)
+            _resync_clock(chain)
 
     return _snap
