@@ -15,38 +15,35 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ape.cli import ConnectedProviderCommand
 
 from offchain.fixed_point import WAD
-from scripts._common import REPO, LocalNode
+from scripts import _anvil
+from scripts._common import REPO
 from scripts._demo import DemoOptions, run_demo
 
+# Ape's anvil records every EVM step in memory (--steps-tracing); a full replay of keeper posts
+# grows it past 20 GB. The project's patch (scripts/_anvil.py) starts it without.
+_anvil.install()
 
-@click.command()
+
+@click.command(cls=ConnectedProviderCommand)
 @click.option("--short", is_flag=True, help="CI mode: fewer accounts and days")
 @click.option("--out", default=str(REPO / "out" / "demo"), show_default=True)
 @click.option("--start", default=None, help="first replayed day (default 2020-03-09)")
 @click.option("--end", default=None, help="last replayed day (default 2020-03-28)")
 @click.option("--steps-per-day", default=4, show_default=True)
 @click.option("--no-live", is_flag=True, help="no live table (plain log lines)")
-def cli(short, out, start, end, steps_per_day, no_live):
-    """Replay the March 2020 crash through deploy, keeper, liquidations and settlement.
-
-    Runs on a local anvil of its own (started and stopped here, see ``LocalNode``)."""
-    from ape import config, networks
-
+def cli(network, short, out, start, end, steps_per_day, no_live):
+    """Replay the March 2020 crash through deploy, keeper, liquidations and settlement."""
+    if network.name != "local":
+        raise SystemExit("the demo runs on the local network (anvil) only")
     kw: dict[str, Any] = {"out": Path(out), "steps_per_day": steps_per_day, "live": not no_live}
     if start:
         kw["start"] = start
     if end:
         kw["end"] = end
-    opts = DemoOptions.for_mode(short, **kw)
-    node = LocalNode(config.get_config("test").mnemonic)
-    try:
-        choice = "ethereum:local:foundry"
-        with networks.parse_network_choice(choice, provider_settings={"host": node.uri}):
-            r = run_demo(opts, say=click.echo)
-    finally:
-        node.stop()
+    r = run_demo(DemoOptions.for_mode(short, **kw), say=click.echo)
     s = r.solvency
     click.echo(
         f"{r.rounds} rounds, {r.posts} posts in {r.batches} batches ({r.transactions} keeper "

@@ -19,6 +19,7 @@ from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
 from offchain.chain import Chain, Deployment, load_config
+from scripts import _anvil
 from scripts._common import REPO, deployment_path, resolve_account
 
 
@@ -53,6 +54,9 @@ def deploy(
     c.deployment.save(path)
     click.echo(f"deployment written to {path}")
     return c
+
+
+_anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
 
 
 @click.command(cls=ConnectedProviderCommand)

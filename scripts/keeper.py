@@ -33,6 +33,7 @@ from offchain.keeper.sources import (
     SimulationConfig,
 )
 from offchain.keeper.tx import TxConfig
+from scripts import _anvil
 from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, private_key, resolve_account
 
 
@@ -67,6 +68,9 @@ def make_source(kind, runner_chain, start, end, steps_per_day, seed, file, url, 
         return HttpJsonSource(url)
     pairs = dict(f.split("=", 1) for f in feeds)
     return AggregatorV3Source(w3, pairs)
+
+
+_anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
 
 
 @click.command(cls=ConnectedProviderCommand)
