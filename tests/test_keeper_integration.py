@@ -9,6 +9,7 @@ isolation rolls the chain back after every test.
 from __future__ import annotations
 
 import pytest
+from faulty_rpc import FaultyRpcProxy
 from web3 import Web3
 
 from offchain.chain import Chain, parse_config
@@ -272,6 +273,40 @@ def test_the_oracle_refuses_the_second_of_two_racing_posts(
     assert c.oracle.underlying_state(1)[2] == ts
     for _, store in managers:
         store.close()
+
+
+def test_rpc_faults_between_keeper_and_node_lose_nothing_and_double_nothing(
+    sysm, chain, keeper, tmp_path
+):
+    """Every second send, receipt and nonce request of the keeper's transaction manager is
+    answered 502 after the node acted on it (the worst case: a send that landed but looks
+    failed)."""
+    c = sysm
+    methods = frozenset(
+        {"eth_sendRawTransaction", "eth_getTransactionReceipt", "eth_getTransactionCount"}
+    )
+    proxy = FaultyRpcProxy(
+        chain.provider.uri, fail_every=2, mode="lost", only_methods=methods
+    ).start()
+    try:
+        k = keeper_for(c, keeper, tmp_path, rpc_url=proxy.url)
+        w3 = chain.provider.web3
+        nonce0 = w3.eth.get_transaction_count(keeper.address)
+        stamps = []
+        for btc, eth in ((60_000.0, 3_000.0), (61_000.0, 3_050.0), (62_000.0, 3_100.0)):
+            ts = advance(chain, HOUR)
+            stamps.append(ts)
+            report = k.round(tick(ts, btc, eth))
+            assert report.batches == 1
+            items = posted_items(c, ts)
+            assert len(items) == len(set(items)) == 6
+        assert proxy.faults >= 3
+        keys = [key for key in k.state.ledger if key.startswith("post:")]
+        assert w3.eth.get_transaction_count(keeper.address) - nonce0 == len(keys) == 3
+        assert c.oracle.underlying_state(1)[2] == stamps[-1]
+        k.close()
+    finally:
+        proxy.stop()
 
 
 def test_dry_run_reports_and_sends_nothing(sysm, chain, keeper, tmp_path):

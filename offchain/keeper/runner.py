@@ -47,7 +47,7 @@ from offchain.keeper.policy import (
     select_updates,
 )
 from offchain.keeper.sources import Tick
-from offchain.keeper.tx import TxError
+from offchain.keeper.tx import TRANSIENT_ERRORS, TxError
 from offchain.margin import AccountInt, Kind
 from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
 from offchain.scenarios import ScenarioGrid
@@ -564,9 +564,16 @@ class KeeperRunner:
         self.book_store.save(self.book)
 
     def _gas(self, rec: Any) -> int:
+        """Gas used by a final transaction (reporting only: after a few failed reads, 0)."""
         if self.w3 is None or rec.mined_hash is None:
             return 0
-        return int(self.w3.eth.get_transaction_receipt(rec.mined_hash)["gasUsed"])
+        for attempt in range(5):
+            try:
+                return int(self.w3.eth.get_transaction_receipt(rec.mined_hash)["gasUsed"])
+            except TRANSIENT_ERRORS as exc:
+                log_event(_log, logging.WARNING, "gas_read_retry", key=rec.key, error=str(exc))
+                time.sleep(0.05 * 2**attempt)
+        return 0
 
     # ---------------------------------------------------------------- accounts
 
