@@ -432,7 +432,7 @@ class KeeperRunner:
     def round(self, tick: Tick) -> RoundReport:
         """Post, index, check health, liquidate and settle for ``tick``."""
         t0 = time.monotonic()
-        head_ts = self.chain.chain_manager.blocks.head.timestamp
+        head_ts = self._head()["timestamp"]
         ts = min(int(tick.timestamp), int(head_ts))
         report = RoundReport(ts)
         self.last_spots.update(tick.spots)
@@ -563,6 +563,14 @@ class KeeperRunner:
         self.book.last_ts = max(self.book.last_ts, plan.ts)
         self.book_store.save(self.book)
 
+    def _head(self) -> dict[str, int]:
+        """Number and timestamp of the latest block, read from the node each time."""
+        if self.w3 is not None:
+            block = self.w3.eth.get_block("latest")
+            return {"number": int(block["number"]), "timestamp": int(block["timestamp"])}
+        head = self.chain.chain_manager.blocks.head
+        return {"number": int(head.number), "timestamp": int(head.timestamp)}
+
     def _gas(self, rec: Any) -> int:
         """Gas used by a final transaction (reporting only: after a few failed reads, 0)."""
         if self.w3 is None or rec.mined_hash is None:
@@ -579,7 +587,7 @@ class KeeperRunner:
 
     def _index(self, report: RoundReport) -> None:
         """Extend the account index from engine events; re-read the accounts they touched."""
-        head = self.chain.chain_manager.blocks.head.number
+        head = self._head()["number"]
         start = (
             self.chain.deployment.block
             if self.state.last_block is None
