@@ -21,6 +21,7 @@
 
 from .interfaces import IMarginEngine
 from .interfaces import IRiskOracle
+from .interfaces import ILiquidator
 from .modules import fixed_point as fp
 from .modules import roles
 from .modules import vault
@@ -79,6 +80,10 @@ authorised: public(HashMap[address, HashMap[address, bool]])
 # Per instrument, WAD contracts; a zero open-interest cap means not enabled.
 open_interest_cap: public(HashMap[uint256, uint256])
 position_limit: public(HashMap[uint256, uint256])
+# Liquidator contract (set once): moves positions, cash and collateral of liquidations, and its
+# loss index charges socialised losses to holders on every touch once `socialising` is set.
+liquidator: public(ILiquidator)
+socialising: public(bool)
 
 
 @deploy
@@ -169,6 +174,63 @@ def unpause():
     log IMarginEngine.PauseSet(sender=msg.sender, paused=False)
 
 
+@external
+def set_liquidator(liquidator_: ILiquidator):
+    """
+    @notice Wire the Liquidator contract, once (a later admin cannot swap in another one).
+    @param liquidator_ The Liquidator; its engine cash is the insurance fund.
+    """
+    roles._only_admin()
+    assert self.liquidator.address == empty(address), "engine: liquidator already set"
+    assert liquidator_.address != empty(address), "engine: zero liquidator"
+    self.liquidator = liquidator_
+    log IMarginEngine.LiquidatorSet(liquidator=liquidator_.address)
+
+
+@external
+def liquidation_move(
+    account: address,
+    receiver: address,
+    ids: DynArray[uint256, fp.MAX_POSITIONS],
+    sizes: DynArray[int256, fp.MAX_POSITIONS],
+    cash: int256,
+    fund_from_account: int256,
+    fund_from_receiver: int256,
+    socialise: bool,
+):
+    """
+    @notice Liquidator hook: move `sizes` of `ids` from `account` to `receiver`; `receiver`
+            pays `account` `cash`; `account` and `receiver` pay the fund (the Liquidator's
+            cash) the given amounts (negative: the fund pays). Cash is conserved exactly.
+            `socialise` switches on the realisation of socialised losses on every touch.
+    """
+    assert msg.sender == self.liquidator.address, "engine: not liquidator"
+    for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
+        positions._move(account, receiver, ids[j], sizes[j])
+    vault._move_cash(receiver, account, cash)
+    vault._move_cash(account, msg.sender, fund_from_account)
+    vault._move_cash(receiver, msg.sender, fund_from_receiver)
+    if socialise:
+        self.socialising = True
+
+
+@external
+def liquidation_collateral(account: address, receiver: address, asset: address, amount: uint256, cash: int256):
+    """
+    @notice Liquidator hook: move `amount` token units of collateral `asset` from `account` to
+            `receiver`, who pays `account` `cash`.
+    """
+    assert msg.sender == self.liquidator.address, "engine: not liquidator"
+    bal: uint256 = vault.collateral[asset][account]
+    bit: uint256 = 1 << (vault.asset_index[asset] - 1)
+    vault.collateral[asset][account] = bal - amount
+    if bal == amount:
+        vault.asset_mask[account] &= ~bit
+    vault.collateral[asset][receiver] += amount
+    vault.asset_mask[receiver] |= bit
+    vault._move_cash(receiver, account, cash)
+
+
 # ---------------------------------------------------------------- accounts
 
 
@@ -208,6 +270,7 @@ def withdraw(asset: address, amount: uint256, receiver: address = msg.sender):
     @param receiver Recipient of the tokens.
     """
     assert receiver != empty(address), "vault: zero account"
+    self._touch(msg.sender, 0)
     vault._debit(asset, amount, msg.sender)
     if positions.position_count[msg.sender] != 0 or vault.cash[msg.sender] < 0:
         book: margin.Book = self._book(msg.sender, 0)
@@ -270,6 +333,7 @@ def settle(account: address) -> uint256:
     @param account The account.
     @return The number of positions settled.
     """
+    self._touch(account, 0)
     book: margin.Book = self._book(account, 0)
     count: uint256 = 0
     cash: int256 = vault.cash[account]
@@ -286,6 +350,9 @@ def settle(account: address) -> uint256:
         log IMarginEngine.Settled(
             account=account, instrument=book.ids[j], size=book.sizes[j], price=price, amount=amount
         )
+    # A settlement that would leave bad debt (no positions left, equity < 0) must go through
+    # the Liquidator, which covers it from the fund and socialises the rest.
+    assert positions.position_count[account] != 0 or cash + book.collateral >= 0, "engine: insolvent, liquidate first"
     vault.cash[account] = cash
     return count
 
@@ -325,6 +392,7 @@ def positions_of(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynA
 
 @internal
 def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256, limit: uint256):
+    self._touch(account, instrument)
     cash: int256 = vault.cash[account]
     eq: int256 = 0
     mm: int256 = 0
@@ -344,6 +412,23 @@ def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256
     margin._raise(code)
     positions._set(account, instrument, q_new)
     vault.cash[account] = cash + dcash
+
+
+@internal
+def _touch(account: address, extra: uint256):
+    """
+    @dev Realise the account's socialised-loss charge (paid to the fund) and snapshot the loss
+         index of `extra` before its size changes. Nothing to do before the first socialisation.
+    """
+    if not self.socialising:
+        return
+    ids: DynArray[uint256, fp.MAX_POSITIONS] = []
+    sizes: DynArray[int256, fp.MAX_POSITIONS] = []
+    ids, sizes = positions._load(account)
+    if len(ids) == 0 and extra == 0:
+        return
+    charge: int256 = extcall self.liquidator.touch(account, ids, sizes, extra)
+    vault._move_cash(account, self.liquidator.address, charge)
 
 
 @view

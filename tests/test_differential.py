@@ -25,20 +25,37 @@ from offchain.margin import (
 from scripts._codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
 
 HAIRCUT_WETH = WAD // 5
+D_BTC, D_ETH, D_SPAN = 11, 12, 13
 DEPOSIT = 10**11 * USD  # 100bn USD each, so every generated trade passes IM
 
 
 @pytest.fixture(scope="module")
-def book(system, trader, maker, admin):
-    """`system` plus 8 instruments per underlying (24), none posted yet, and deep pockets."""
+def book(project, system, trader, maker, admin):
+    """`system` plus 8 never-posted instruments per underlying (24) and deep pockets."""
     s = system
     expiry2 = s.now() + 60 * DAY
-    for tag, u in (("btc", BTC), ("eth", ETH), ("span", SPAN)):
-        s.list_instrument(f"{tag}-fut2", u, KIND_FUTURE, 0, expiry2)
+    own = []
+    # own underlyings (never posted), on the grids of BTC, ETH and SPAN
+    for u, base in ((D_BTC, BTC), (D_ETH, ETH), (D_SPAN, SPAN)):
+        grid = s.oracle.underlying_params(base).grid_id
+        s.oracle.list_underlying(
+            u, grid, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin
+        )
+        s.grids[u], s.n_scenarios[u] = s.grids[base], s.n_scenarios[base]
+    for tag, u in (("btc", D_BTC), ("eth", D_ETH), ("span", D_SPAN)):
         for k in (1, 2):
-            s.list_instrument(f"{tag}-call{k}", u, KIND_CALL, WAD * k, expiry2)
-            s.list_instrument(f"{tag}-put{k}", u, KIND_PUT, WAD * k, expiry2)
-    for iid in s.instruments.values():
+            own.append(s.list_instrument(f"d-{tag}-fut{k}", u, KIND_FUTURE, 0, expiry2 + k))
+        for k in (1, 2, 3):
+            own.append(s.list_instrument(f"d-{tag}-call{k}", u, KIND_CALL, WAD * k, expiry2))
+            own.append(s.list_instrument(f"d-{tag}-put{k}", u, KIND_PUT, WAD * k, expiry2))
+    s.own = own
+    # own collateral token (never priced)
+    s.dweth = admin.deploy(project.MockERC20, "Diff WETH", "DWETH", 18)
+    s.oracle.list_asset(s.dweth, WAD // 2, sender=admin)
+    s.engine.list_collateral(s.dweth, HAIRCUT_WETH, 10**30, sender=admin)
+    s.dweth.mint(trader, 1_000 * WAD, sender=admin)
+    s.dweth.approve(s.engine, 2**256 - 1, sender=trader)
+    for iid in own:
         s.engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
     for acct in (trader, maker):
         s.usdc.mint(acct, DEPOSIT, sender=admin)
@@ -48,7 +65,9 @@ def book(system, trader, maker, admin):
 
 @st.composite
 def portfolios(draw, instruments):
-    unds = draw(st.lists(st.sampled_from([BTC, ETH, SPAN]), min_size=1, max_size=3, unique=True))
+    unds = draw(
+        st.lists(st.sampled_from([D_BTC, D_ETH, D_SPAN]), min_size=1, max_size=3, unique=True)
+    )
     market = {}
     for u in unds:
         spot = draw(st.integers(10**18, 10**23))
@@ -69,7 +88,7 @@ def portfolios(draw, instruments):
             mark = draw(st.integers(0, spot))
             bits = draw(st.integers(0, spot.bit_length()))
             bound = min(spot, 2**bits)
-            n = 35 if u != SPAN else 16
+            n = 35 if u != D_SPAN else 16
             ra = draw(st.lists(st.integers(-bound, bound), min_size=n, max_size=n))
         positions.append((iid, q, price, mark, ra))
     weth = draw(st.integers(0, 100 * WAD))
@@ -107,18 +126,17 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
 @given(data=st.data())
 def test_margin_state_equals_offchain_integer_model(book, trader, maker, chain_snapshot, data):
     s = book
-    instruments = [i for i in s.instruments.values()]
-    market, positions, weth, weth_price = data.draw(portfolios(instruments))
+    market, positions, weth, weth_price = data.draw(portfolios(s.own))
     with chain_snapshot():
         if weth:
-            s.engine.deposit(s.weth, weth, sender=trader)
+            s.engine.deposit(s.dweth, weth, sender=trader)
         items = []
         for iid, _q, _p, mark, ra in positions:
             items.append(s.future_item(iid, mark) if ra is None else s.option_item(iid, mark, ra))
         s.post(
             [(u, spot, psr) for u, (spot, psr) in market.items()],
             items,
-            [(s.weth.address, weth_price)],
+            [(s.dweth.address, weth_price)],
         )
         expected_cash = s.engine.cash(trader)
         for iid, q, price, _mark, _ra in positions:
@@ -169,11 +187,11 @@ def test_settlement_matches_reference(book, trader, maker):
     """Settle a future and an option at expiry: cash moves by settlement_cash exactly and the
     remaining margin equals the reference without the settled positions."""
     s = book
-    fut, call = s.instruments["btc-fut"], s.instruments["btc-call"]
+    fut, call = s.instruments["d-btc-fut1"], s.instruments["d-btc-call1"]
     spot = 60_000 * WAD
-    ra = s.flat_option_ra(BTC, spot // 2)
+    ra = s.flat_option_ra(D_BTC, spot // 2)
     s.post(
-        [(BTC, spot, 16 * WAD // 100)],
+        [(D_BTC, spot, 16 * WAD // 100)],
         [s.future_item(fut, spot), s.option_item(call, spot // 20, ra)],
     )
     q_f, q_c = 3 * WAD + 7, -(WAD // 3)

@@ -11,7 +11,7 @@ from scripts._codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpa
 
 def test_listing_encodes_ids(system):
     s = system
-    iid = s.instruments["btc-call"]
+    iid = s.list_instrument("fresh-call", BTC, KIND_CALL, SPOTS[BTC], s.now() + DAY)
     serial, kind, und, expiry = id_fields(iid)
     assert (kind, und) == (KIND_CALL, BTC)
     assert expiry > s.now()

@@ -1,0 +1,443 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title Liquidator: pro-rata partial liquidation, insurance fund and loss socialisation
+@custom:contract-name Liquidator
+@notice Liquidates MarginEngine accounts below maintenance margin (docs/fixed-point.md §8,
+        docs/liquidation.md). The liquidator, itself a margin account, takes the same fraction
+        f of every position at mark, f = div_ceil((IM - E) * WAD, IM - div_ceil(p * MM, WAD))
+        (the smallest that restores equity >= IM), or all of it when the account is insolvent
+        or would be left with dust; the account pays a penalty on the MM taken over, split
+        between the liquidator and the insurance fund. The insurance fund is this contract's
+        cash inside the engine (anyone tops it up with `engine.deposit(cash_token, amount,
+        liquidator)`). Bad debt is paid by the fund up to its balance; the rest raises a loss
+        index of every instrument the account held, on the side opposite to it, which charges
+        each holder |q| * (index - snapshot) on its next touch (trade, withdrawal, settlement,
+        liquidation). Books: fund_payouts + socialised == bad_debt.
+        A separate contract because the engine has no room for this code under 24,576 bytes;
+        the engine trusts it only through three hooks (`liquidation_move`,
+        `liquidation_collateral`, `touch`).
+@custom:security Non-reentrant. Reads the engine and the oracle, then applies everything with
+                 the engine hooks at the end. A solvent partial liquidation is checked on-chain
+                 to leave the account at or above IM (else the whole account is taken); the
+                 liquidator must end at or above IM with fresh data. Self-liquidation, a
+                 healthy account and stale data revert. A caller may cap the fraction but not
+                 below min(f, min_fraction) (no dust griefing); after an uncapped liquidation
+                 the account is at or above IM, so a second one in the same block reverts.
+"""
+
+
+from .interfaces import ILiquidator
+from .interfaces import ILiquidationEngine
+from .interfaces import IRiskOracle
+from .modules import fixed_point as fp
+from .modules import margin
+from .modules import liquidation as lq
+from .modules import roles
+
+
+implements: ILiquidator
+
+
+initializes: roles
+
+
+exports: (
+    roles.admin,
+    roles.pending_admin,
+    roles.transfer_admin,
+    roles.accept_admin,
+)
+
+
+MAX_PENALTY_RATE: constant(uint256) = 5 * 10**17
+MAX_DISCOUNT: constant(uint256) = 5 * 10**17
+MAX_MIN_REMAINING_MM: constant(uint256) = 10**24
+engine: public(immutable(ILiquidationEngine))
+oracle: public(immutable(IRiskOracle))
+
+
+penalty_rate: public(uint256)
+liquidator_share: public(uint256)
+min_fraction: public(uint256)
+min_remaining_mm: public(uint256)
+collateral_discount: public(uint256)
+# instrument => long index << 128 | short index
+loss_index: public(HashMap[uint256, uint256])
+# account => instrument => the loss-index word when last charged
+loss_snapshot: public(HashMap[address, HashMap[uint256, uint256]])
+# Raised whenever a loss index moves; an account charged at the current epoch owes nothing.
+loss_epoch: public(uint256)
+account_epoch: public(HashMap[address, uint256])
+# Books (WAD): bad_debt == fund_payouts + socialised; charges_realised counts the socialised
+# loss collected so far (>= socialised once every holder is touched, by rounding up).
+bad_debt: public(uint256)
+fund_payouts: public(uint256)
+socialised: public(uint256)
+charges_realised: public(uint256)
+# Accounts scanned by `accounts_below_mm` (filled by `register`, and by every liquidation).
+account_list: public(HashMap[uint256, address])
+account_count: public(uint256)
+registered: public(HashMap[address, bool])
+
+
+@deploy
+def __init__(admin_: address, engine_: ILiquidationEngine):
+    """
+    @param admin_ The admin (sets the bounded parameters).
+    @param engine_ The MarginEngine (which must then `set_liquidator` to this contract).
+    """
+    roles.__init__(admin_)
+    engine = engine_
+    oracle = IRiskOracle(staticcall engine_.oracle())
+    self._set_params(10**17, 5 * 10**17, 10**17, 100 * fp.WAD, 5 * 10**16)
+
+
+# ---------------------------------------------------------------- admin
+
+
+@external
+def set_params(
+    penalty_rate_: uint256,
+    liquidator_share_: uint256,
+    min_fraction_: uint256,
+    min_remaining_mm_: uint256,
+    collateral_discount_: uint256,
+):
+    """
+    @notice Set the liquidation parameters (WAD), each within its bounds.
+    @param penalty_rate_ Penalty per unit of MM taken over, <= 0.5 (default 0.1).
+    @param liquidator_share_ Liquidator's share of the penalty, <= 1 (default 0.5).
+    @param min_fraction_ Smallest cap a caller may set, <= 1 (default 0.1).
+    @param min_remaining_mm_ USD; a smaller remaining MM takes the whole account, <= 1e6
+           (default 100).
+    @param collateral_discount_ Discount on collateral sold, <= 0.5, capped by each asset's
+           haircut (default 0.05).
+    """
+    roles._only_admin()
+    self._set_params(penalty_rate_, liquidator_share_, min_fraction_, min_remaining_mm_, collateral_discount_)
+
+
+# ---------------------------------------------------------------- liquidation
+
+
+@external
+def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
+    """
+    @notice Liquidate `account` (equity < MM, fresh data) into the caller's margin account:
+            take fraction f of every position at mark, charge the penalty, sell collateral
+            when a fully liquidated account's cash is negative, cover bad debt (fund, then
+            socialisation). The caller must end at or above IM.
+    @param account The account below maintenance margin.
+    @param max_fraction Cap on f (WAD, in (0, 1]); not below min(f, min_fraction).
+    @return The fraction taken (WAD).
+    """
+    assert account != msg.sender, "liquidation: self"
+    a: lq.Account = lq._load(engine, oracle, account, [], [])
+    ca: uint256 = self._realise(account, a.book.ids, a.book.sizes)
+    a.cash -= convert(ca, int256)
+    k: uint256 = staticcall engine.im_factor()
+    eq: int256 = 0
+    mm: int256 = 0
+    fresh: bool = False
+    eq, mm, fresh = margin._state(a.book, a.cash)
+    assert fresh, "liquidation: stale oracle"
+    assert eq < mm, "liquidation: healthy"
+    code: uint256 = lq.OK
+    f: uint256 = 0
+    capped: bool = False
+    code, f, capped = lq._fraction(eq, mm, margin._im(mm, k), max_fraction, self._params())
+    assert code != lq.BAD_CAP, "liquidation: bad fraction"
+    assert code != lq.BELOW_MINIMUM, "liquidation: fraction below minimum"
+    p: lq.Plan = lq._plan(a, f, capped, eq, mm, k, self._params())
+
+    # the liquidator: its book with the positions and collateral it receives
+    sold_assets: DynArray[address, fp.MAX_ASSETS] = []
+    for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
+        if p.sold[i] != 0:
+            sold_assets.append(a.assets[i])
+    l: lq.Account = lq._load(engine, oracle, msg.sender, p.ids, sold_assets)
+    cl: uint256 = self._realise(msg.sender, l.book.ids, l.book.sizes)
+    l_prior: DynArray[int256, fp.MAX_POSITIONS] = []
+    for j: uint256 in range(len(p.ids), bound=fp.MAX_POSITIONS):
+        idx: uint256 = self._index_of(l.book.ids, p.ids[j])
+        q: int256 = l.book.sizes[idx]
+        l_prior.append(q)
+        if q == 0:
+            self.loss_snapshot[msg.sender][p.ids[j]] = self.loss_index[p.ids[j]]
+        q += p.taken[j]
+        assert q <= fp.MAX_SIZE and q >= -fp.MAX_SIZE, "liquidation: size out of bounds"
+        l.book.sizes[idx] = q
+    for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
+        if p.sold[i] != 0:
+            m: uint256 = 0
+            for n: uint256 in range(len(l.assets), bound=fp.MAX_ASSETS):
+                if l.assets[n] == a.assets[i]:
+                    m = n
+                    break
+            old: int256 = fp.collateral_value(l.balances[m], l.scales[m], l.haircuts[m], l.prices[m])
+            l.balances[m] += p.sold[i]
+            l.book.collateral += fp.collateral_value(l.balances[m], l.scales[m], l.haircuts[m], l.prices[m]) - old
+    l.cash = l.cash - convert(cl, int256) - p.position_cash + convert(p.to_liquidator, int256) - convert(p.paid, int256)
+    eq_l: int256 = 0
+    mm_l: int256 = 0
+    eq_l, mm_l, fresh = margin._state(l.book, l.cash)
+    assert fresh, "liquidation: stale oracle"
+    assert eq_l >= margin._im(mm_l, k), "liquidation: liquidator below initial margin"
+
+    # bad debt: the fund pays up to its balance, the rest is socialised
+    fund_from_a: int256 = convert(p.to_fund + ca, int256)
+    social: uint256 = 0
+    if p.bad_debt != 0:
+        d: int256 = convert(p.bad_debt, int256)
+        fund: int256 = staticcall engine.cash(self) + fund_from_a + convert(cl, int256)
+        payout: uint256 = convert(min(d, max(fund, 0)), uint256)
+        if payout < p.bad_debt:
+            social = self._socialise(p.bad_debt - payout, p, a.book.sizes, l_prior)
+            if social == 0:
+                payout = p.bad_debt
+        fund_from_a -= d
+        self.bad_debt += p.bad_debt
+        self.fund_payouts += payout
+        self.socialised += social
+        log ILiquidator.BadDebt(account=account, amount=p.bad_debt, fund_payout=payout, socialised=social)
+
+    # apply
+    for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
+        if p.sold[i] != 0:
+            extcall engine.liquidation_collateral(account, msg.sender, a.assets[i], p.sold[i], convert(p.sale_cash[i], int256))
+            log ILiquidator.CollateralSold(
+                account=account, liquidator=msg.sender, asset=a.assets[i], amount=p.sold[i], paid=p.sale_cash[i]
+            )
+    extcall engine.liquidation_move(
+        account,
+        msg.sender,
+        p.ids,
+        p.taken,
+        p.position_cash - convert(p.to_liquidator, int256),
+        fund_from_a,
+        convert(cl, int256),
+        social != 0,
+    )
+    self._register(account)
+    self._register(msg.sender)
+    log ILiquidator.Liquidated(
+        account=account,
+        liquidator=msg.sender,
+        fraction=p.fraction,
+        position_cash=p.position_cash,
+        penalty=p.penalty,
+        penalty_to_liquidator=p.to_liquidator,
+        penalty_to_fund=p.to_fund,
+    )
+    return p.fraction
+
+
+@external
+def touch(
+    account: address,
+    ids: DynArray[uint256, fp.MAX_POSITIONS],
+    sizes: DynArray[int256, fp.MAX_POSITIONS],
+    extra: uint256,
+) -> int256:
+    """
+    @notice Engine hook, before an account's positions change: returns the socialised loss the
+            account owes (the engine moves it to the fund) and brings its snapshots, and the
+            one of `extra` (the instrument about to change), up to the current loss index.
+    @param account The account touched.
+    @param ids Its instrument ids.
+    @param sizes Its sizes.
+    @param extra The instrument a trade is about to change (0: none).
+    @return The charge (WAD, >= 0).
+    """
+    assert msg.sender == engine.address, "liquidation: not engine"
+    charge: uint256 = self._realise(account, ids, sizes)
+    if extra != 0:
+        self.loss_snapshot[account][extra] = self.loss_index[extra]
+    return convert(charge, int256)
+
+
+@external
+def register(account: address):
+    """
+    @notice Add an account to the list `accounts_below_mm` scans (idempotent, open to anyone;
+            the keeper registers every depositor it sees).
+    @param account The account.
+    """
+    assert account != empty(address), "liquidation: zero account"
+    self._register(account)
+
+
+# ---------------------------------------------------------------- views
+
+
+@view
+@external
+def pending_charge(account: address) -> uint256:
+    """
+    @notice Socialised loss the account owes and pays on its next touch (WAD); zero for an
+            account without positions.
+    @param account The account.
+    """
+    ids: DynArray[uint256, fp.MAX_POSITIONS] = []
+    sizes: DynArray[int256, fp.MAX_POSITIONS] = []
+    ids, sizes = staticcall engine.positions_of(account)
+    return self._pending(account, ids, sizes)
+
+
+@view
+@external
+def insurance_fund() -> int256:
+    """
+    @notice The fund's cash in the engine (WAD). Negative while it advances socialised losses
+            that holders have not paid yet.
+    """
+    return staticcall engine.cash(self)
+
+
+# ---------------------------------------------------------------- internal
+
+
+@internal
+def _set_params(pr: uint256, share: uint256, min_f: uint256, min_mm: uint256, discount: uint256):
+    assert pr <= MAX_PENALTY_RATE, "liquidation: penalty out of bounds"
+    assert share <= fp.WAD, "liquidation: share out of bounds"
+    assert min_f <= fp.WAD, "liquidation: min fraction out of bounds"
+    assert min_mm <= MAX_MIN_REMAINING_MM, "liquidation: min mm out of bounds"
+    assert discount <= MAX_DISCOUNT, "liquidation: discount out of bounds"
+    self.penalty_rate = pr
+    self.liquidator_share = share
+    self.min_fraction = min_f
+    self.min_remaining_mm = min_mm
+    self.collateral_discount = discount
+    log ILiquidator.ParamsSet(
+        penalty_rate=pr, liquidator_share=share, min_fraction=min_f, min_remaining_mm=min_mm, collateral_discount=discount
+    )
+
+
+@view
+@internal
+def _params() -> lq.Params:
+    return lq.Params(
+        penalty_rate=self.penalty_rate,
+        liquidator_share=self.liquidator_share,
+        min_fraction=self.min_fraction,
+        min_remaining_mm=self.min_remaining_mm,
+        collateral_discount=self.collateral_discount,
+    )
+
+
+@internal
+def _register(account: address):
+    if self.registered[account]:
+        return
+    n: uint256 = self.account_count
+    self.registered[account] = True
+    self.account_list[n] = account
+    self.account_count = n + 1
+    log ILiquidator.AccountRegistered(account=account, index=n)
+
+
+@internal
+def _socialise(
+    rest: uint256, p: lq.Plan, a_sizes: DynArray[int256, fp.MAX_POSITIONS], l_prior: DynArray[int256, fp.MAX_POSITIONS]
+) -> uint256:
+    """
+    @dev Spread `rest` over the open interest (after the transfer) opposite to the positions
+         taken, weights |t| * mark // WAD (|t| when they all vanish), the last eligible
+         instrument taking the rounding rest; index += div_ceil(R_j * WAD, OI_j). Returns
+         `rest`, or 0 when no instrument has open interest left (the fund then absorbs it).
+    """
+    n: uint256 = len(p.ids)
+    oi: DynArray[uint256, fp.MAX_POSITIONS] = []
+    weights: DynArray[uint256, fp.MAX_POSITIONS] = []
+    total: uint256 = 0
+    count: uint256 = 0
+    last: uint256 = 0
+    for j: uint256 in range(n, bound=fp.MAX_POSITIONS):
+        t: int256 = p.taken[j]
+        # p.ids follows the account's book, which holds no zero size: a_sizes[j] is its size.
+        qa: int256 = a_sizes[j]
+        ql: int256 = l_prior[j]
+        # open interest (sum of longs) after the transfer, read before it is applied.
+        o: uint256 = staticcall engine.open_interest(p.ids[j])
+        o = o + convert(max(qa - t, 0) + max(ql + t, 0), uint256) - convert(max(qa, 0) + max(ql, 0), uint256)
+        oi.append(o)
+        w: uint256 = 0
+        if o != 0:
+            w = convert(abs(t), uint256) * p.marks[j] // fp.WAD
+            total += w
+            count += 1
+            last = j
+        weights.append(w)
+    if count == 0:
+        return 0
+    if total == 0:
+        for j: uint256 in range(n, bound=fp.MAX_POSITIONS):
+            if oi[j] != 0:
+                weights[j] = convert(abs(p.taken[j]), uint256)
+                total += weights[j]
+    given: uint256 = 0
+    for j: uint256 in range(n, bound=fp.MAX_POSITIONS):
+        if oi[j] == 0:
+            continue
+        share: uint256 = rest * weights[j] // total
+        if j == last:
+            share = rest - given
+        given += share
+        delta: uint256 = share * fp.WAD // oi[j] + convert(share * fp.WAD % oi[j] != 0, uint256)
+        word: uint256 = self.loss_index[p.ids[j]]
+        sh: uint256 = 0
+        side: uint256 = lq.SHORT
+        if p.taken[j] < 0:
+            sh = 128
+            side = lq.LONG
+        part: uint256 = ((word >> sh) & lq.MASK128) + delta
+        assert part <= lq.MASK128, "liquidation: loss index overflow"
+        self.loss_index[p.ids[j]] = (word & ~(lq.MASK128 << sh)) | (part << sh)
+        log ILiquidator.LossIndexRaised(instrument=p.ids[j], side=side, delta=delta, index=part)
+    self.loss_epoch += 1
+    return rest
+
+
+@view
+@internal
+def _pending(account: address, ids: DynArray[uint256, fp.MAX_POSITIONS], sizes: DynArray[int256, fp.MAX_POSITIONS]) -> uint256:
+    if self.account_epoch[account] == self.loss_epoch:
+        return 0
+    total: uint256 = 0
+    for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
+        total += lq._owed(sizes[j], self.loss_index[ids[j]], self.loss_snapshot[account][ids[j]])
+    return total
+
+
+@internal
+def _realise(account: address, ids: DynArray[uint256, fp.MAX_POSITIONS], sizes: DynArray[int256, fp.MAX_POSITIONS]) -> uint256:
+    """
+    @dev Charge sum_j div_ceil(|q_j| * (index_side - snapshot_side), WAD) (side of q_j) and
+         bring every held snapshot up to the index. Returns the charge.
+    """
+    e: uint256 = self.loss_epoch
+    if self.account_epoch[account] == e:
+        return 0
+    total: uint256 = 0
+    for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
+        if sizes[j] == 0:
+            continue
+        word: uint256 = self.loss_index[ids[j]]
+        total += lq._owed(sizes[j], word, self.loss_snapshot[account][ids[j]])
+        self.loss_snapshot[account][ids[j]] = word
+    self.account_epoch[account] = e
+    if total != 0:
+        self.charges_realised += total
+        log ILiquidator.Charged(account=account, amount=total)
+    return total
+
+
+@pure
+@internal
+def _index_of(ids: DynArray[uint256, fp.MAX_POSITIONS], i: uint256) -> uint256:
+    for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
+        if ids[j] == i:
+            return j
+    raise "liquidation: missing instrument"

@@ -1,0 +1,234 @@
+# pragma version 0.4.3
+"""
+@title Liquidation math shared by Liquidator (which enforces it) and LiquidationViews (which
+       previews it), so a preview can never disagree with a liquidation
+@custom:contract-name liquidation
+@notice docs/fixed-point.md §8: the fraction f (closed form, caller cap, anti-dust), the sizes
+        taken (rounded away from zero), the cash at mark, the penalty (capped by the equity),
+        the post-condition with its fallback to a full liquidation, the collateral sale at a
+        discount and the bad debt; and the socialised-loss charge of one position.
+@custom:security Stateless. `_load` mirrors MarginEngine._book (one oracle snapshot, collateral
+                 valued at the snapshot prices) so the margin seen here is the engine's.
+"""
+
+
+from ..interfaces import ILiquidationEngine
+from ..interfaces import IRiskOracle
+from . import fixed_point as fp
+from . import margin
+
+
+MASK128: constant(uint256) = 2**128 - 1
+# Loss-index word: long index << 128 | short index (WAD USD per contract each).
+LONG: constant(uint256) = 0
+SHORT: constant(uint256) = 1
+# Preview status codes.
+OK: constant(uint256) = 0
+HEALTHY: constant(uint256) = 1
+STALE: constant(uint256) = 2
+BELOW_MINIMUM: constant(uint256) = 3
+BAD_CAP: constant(uint256) = 4
+
+
+struct Params:
+    penalty_rate: uint256
+    liquidator_share: uint256
+    min_fraction: uint256
+    min_remaining_mm: uint256
+    collateral_discount: uint256
+
+
+struct Account:
+    book: margin.Book
+    cash: int256
+    assets: DynArray[address, fp.MAX_ASSETS]
+    balances: DynArray[uint256, fp.MAX_ASSETS]
+    prices: DynArray[uint256, fp.MAX_ASSETS]
+    scales: DynArray[uint256, fp.MAX_ASSETS]
+    haircuts: DynArray[uint256, fp.MAX_ASSETS]
+
+
+struct Plan:
+    fraction: uint256
+    ids: DynArray[uint256, fp.MAX_POSITIONS]
+    taken: DynArray[int256, fp.MAX_POSITIONS]
+    marks: DynArray[uint256, fp.MAX_POSITIONS]
+    position_cash: int256
+    penalty: uint256
+    to_liquidator: uint256
+    to_fund: uint256
+    sold: DynArray[uint256, fp.MAX_ASSETS]
+    sale_cash: DynArray[uint256, fp.MAX_ASSETS]
+    paid: uint256
+    cash_after: int256
+    bad_debt: uint256
+
+
+@view
+@internal
+def _load(
+    engine: ILiquidationEngine,
+    oracle: IRiskOracle,
+    account: address, extra_ids: DynArray[uint256, fp.MAX_POSITIONS], extra_assets: DynArray[address, fp.MAX_ASSETS]
+) -> Account:
+    """
+    @dev The engine's view of `account` (as MarginEngine._book), plus `extra_ids` at size 0 and
+         `extra_assets` at balance 0 when not held, with ONE oracle snapshot.
+    """
+    a: Account = empty(Account)
+    a.book.ids, a.book.sizes = staticcall engine.positions_of(account)
+    for i: uint256 in extra_ids:
+        if i not in a.book.ids:
+            assert len(a.book.ids) < fp.MAX_POSITIONS, "liquidation: too many positions"
+            a.book.ids.append(i)
+            a.book.sizes.append(0)
+    a.book.unds = margin._underlyings(a.book.ids)
+    a.cash = staticcall engine.cash(account)
+    mask: uint256 = staticcall engine.asset_mask(account)
+    for i: uint256 in range(fp.MAX_ASSETS):
+        if mask >> i == 0:
+            break
+        if mask & (1 << i) != 0:
+            asset: address = staticcall engine.assets(i)
+            a.assets.append(asset)
+            a.balances.append(staticcall engine.collateral(asset, account))
+    for asset: address in extra_assets:
+        if asset not in a.assets:
+            a.assets.append(asset)
+            a.balances.append(0)
+    a.book.min_timestamp = max_value(uint256)
+    if len(a.book.ids) == 0 and len(a.assets) == 0:
+        return a
+    aw: DynArray[uint256, fp.MAX_ASSETS] = []
+    a.book.iw, a.book.uw, aw, a.book.max_age = staticcall oracle.snapshot(a.book.ids, a.book.unds, a.assets)
+    for n: uint256 in range(len(a.assets), bound=fp.MAX_ASSETS):
+        asset: address = a.assets[n]
+        price: uint256 = aw[n] & fp.MASK96
+        scale: uint256 = staticcall engine.asset_scale(asset)
+        haircut: uint256 = staticcall engine.asset_haircut(asset)
+        a.prices.append(price)
+        a.scales.append(scale)
+        a.haircuts.append(haircut)
+        a.book.collateral += fp.collateral_value(a.balances[n], scale, haircut, price)
+        a.book.min_timestamp = min(a.book.min_timestamp, aw[n] >> 96)
+    return a
+
+
+@pure
+@internal
+def _fraction(eq: int256, mm: int256, im: int256, max_fraction: uint256, prm: Params) -> (uint256, uint256, bool):
+    """
+    @dev (code, f, capped): f = WAD when eq <= 0, else min(WAD, div_ceil((IM - E) * WAD, IM -
+         div_ceil(p * MM, WAD))); capped by max_fraction (not below min(f, min_fraction));
+         WAD when the remaining MM would be below min_remaining_mm. Codes: BAD_CAP for a cap
+         outside (0, WAD], BELOW_MINIMUM for a cap below the minimum.
+    """
+    if max_fraction == 0 or max_fraction > fp.WAD:
+        return BAD_CAP, 0, False
+    f: uint256 = fp.WAD
+    if eq > 0:
+        # 0 < eq < mm <= im, and p <= 0.5 so im - div_ceil(p * mm, WAD) >= mm / 2 > 0.
+        den: int256 = im - fp.div_ceil(mm * convert(prm.penalty_rate, int256), fp.SWAD)
+        f = min(fp.WAD, convert(fp.div_ceil((im - eq) * fp.SWAD, den), uint256))
+    capped: bool = False
+    if max_fraction < f:
+        if max_fraction < min(f, prm.min_fraction):
+            return BELOW_MINIMUM, 0, False
+        f = max_fraction
+        capped = True
+    taken: int256 = fp.div_ceil(convert(f, int256) * mm, fp.SWAD)
+    if mm - taken < convert(prm.min_remaining_mm, int256):
+        return OK, fp.WAD, False
+    return OK, f, capped
+
+
+@view
+@internal
+def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint256, prm: Params) -> Plan:
+    """
+    @dev Sizes taken, cash at mark, penalty, post-condition (at or above IM; capped: health not
+         lower; else f = WAD), collateral sale and bad debt of a liquidation at fraction f0
+         (docs/fixed-point.md §8). `eq`, `mm`: the account's state before.
+    """
+    p: Plan = empty(Plan)
+    f: uint256 = f0
+    b: margin.Book = a.book
+    for attempt: uint256 in range(2):
+        p = empty(Plan)
+        p.fraction = f
+        b = a.book
+        value: int256 = 0
+        settled: int256 = 0
+        for j: uint256 in range(len(b.ids), bound=fp.MAX_POSITIONS):
+            q: int256 = b.sizes[j]
+            if q == 0:
+                continue
+            # |q| <= MAX_SIZE < 2**100 and f <= WAD: no overflow.
+            t: int256 = fp.div_ceil(abs(q) * convert(f, int256), fp.SWAD)
+            if q < 0:
+                t = -t
+            w0: uint256 = b.iw[j][0]
+            mark: uint256 = w0 >> fp.MARK_SHIFT
+            p.ids.append(b.ids[j])
+            p.taken.append(t)
+            p.marks.append(mark)
+            b.sizes[j] = q - t
+            # |t| < 2**100, mark < 2**96.
+            if (w0 >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
+                settled += fp.div_ceil(t * convert(mark, int256), fp.SWAD)
+            else:
+                value += t * convert(mark, int256)
+        p.position_cash = fp.div_ceil(value, fp.SWAD) + settled
+        eq_t: int256 = 0
+        mm_t: int256 = 0
+        fresh: bool = False
+        eq_t, mm_t, fresh = margin._state(b, a.cash + p.position_cash)
+        taken_mm: int256 = fp.div_ceil(convert(f, int256) * mm, fp.SWAD)
+        raw: int256 = fp.div_ceil(convert(prm.penalty_rate, int256) * taken_mm, fp.SWAD)
+        p.penalty = convert(min(raw, max(eq_t, 0)), uint256)
+        if f == fp.WAD:
+            break
+        eq_p: int256 = eq_t - convert(p.penalty, int256)
+        if capped and eq_p - mm_t >= eq - mm:
+            break
+        if not capped and eq_p >= margin._im(mm_t, k):
+            break
+        f = fp.WAD
+    p.to_liquidator = p.penalty * prm.liquidator_share // fp.WAD
+    p.to_fund = p.penalty - p.to_liquidator
+    cash: int256 = a.cash + p.position_cash - convert(p.penalty, int256)
+    if p.fraction == fp.WAD:
+        left: int256 = 0
+        for n: uint256 in range(len(a.assets), bound=fp.MAX_ASSETS):
+            units: uint256 = 0
+            pay: uint256 = 0
+            if cash < 0:
+                d: uint256 = min(prm.collateral_discount, a.haircuts[n])
+                den: uint256 = a.scales[n] * a.prices[n] * (fp.WAD - d)
+                if den != 0:
+                    need: uint256 = convert(-cash, uint256) * fp.WAD * fp.WAD
+                    units = min(a.balances[n], need // den + convert(need % den != 0, uint256))
+                    pay = units * a.scales[n] * a.prices[n] // fp.WAD * (fp.WAD - d) // fp.WAD
+                    cash += convert(pay, int256)
+                    p.paid += pay
+            p.sold.append(units)
+            p.sale_cash.append(pay)
+            left += fp.collateral_value(a.balances[n] - units, a.scales[n], a.haircuts[n], a.prices[n])
+        if cash < 0 and left == 0:
+            p.bad_debt = convert(-cash, uint256)
+    p.cash_after = cash
+    return p
+
+
+@pure
+@internal
+def _owed(q: int256, word: uint256, snap: uint256) -> uint256:
+    if q == 0 or word == snap:
+        return 0
+    sh: uint256 = 0
+    if q > 0:
+        sh = 128
+    # indices only grow; |q| < 2**100 and the difference < 2**128.
+    diff: uint256 = ((word >> sh) & MASK128) - ((snap >> sh) & MASK128)
+    x: uint256 = convert(abs(q), uint256) * diff
+    return x // fp.WAD + convert(x % fp.WAD != 0, uint256)

@@ -1,0 +1,218 @@
+"""Fixtures and helpers of the liquidation tests (kept out of conftest.py, which the contracts
+helper owns): the Liquidator and LiquidationViews deployed on the `market` fixture, funded
+accounts by role, market moves, and the chain -> reference conversion used to compare every
+liquidation with `offchain.liquidation`.
+
+Test modules import the fixtures they use by name (`from liquidation_support import ...`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from contract_support import BTC, ETH, PSR, SOM_RATE, SPAN, SPOTS, USD
+
+from offchain.fixed_point import WAD
+from offchain.liquidation import Book, LiquidationParams
+from offchain.margin import (
+    AccountInt,
+    CollateralInt,
+    InstrumentInt,
+    Kind,
+    MarketInt,
+    UnderlyingInt,
+)
+from scripts._codec import id_fields
+
+BIG = 10**9 * USD  # token units minted to every funded account
+
+
+@pytest.fixture(scope="session")
+def liquidator_account(accounts):
+    """The margin account that liquidates (a market maker's risk book)."""
+    return accounts[7]
+
+
+@pytest.fixture(scope="session")
+def bystander(accounts):
+    """An account that only deposits: it must never lose to socialisation."""
+    return accounts[8]
+
+
+@pytest.fixture(scope="session")
+def hedger(accounts):
+    return accounts[9]
+
+
+@pytest.fixture(scope="session")
+def liquidator(project, admin, engine, market):
+    liq = admin.deploy(project.Liquidator, admin, engine)
+    engine.set_liquidator(liq, sender=admin)
+    return liq
+
+
+@pytest.fixture(scope="session")
+def lviews(project, admin, liquidator):
+    return admin.deploy(project.LiquidationViews, liquidator)
+
+
+@pytest.fixture(scope="session")
+def liq(market, liquidator, lviews, liquidator_account, bystander, hedger, trader, maker):
+    """`market` plus the Liquidator, its views and funded, venue-authorised accounts."""
+    s = market
+    for acct in (liquidator_account, bystander, hedger):
+        s.usdc.mint(acct, BIG, sender=s.admin)
+        s.usdc.approve(s.engine, 2**256 - 1, sender=acct)
+        s.weth.mint(acct, 1_000 * WAD, sender=s.admin)
+        s.weth.approve(s.engine, 2**256 - 1, sender=acct)
+        s.engine.authorise_venue(s.venue, True, sender=acct)
+    s.usdc.mint(s.admin, BIG, sender=s.admin)
+    s.usdc.approve(s.engine, 2**256 - 1, sender=s.admin)
+    return Liq(s, liquidator, lviews)
+
+
+@dataclass
+class Liq:
+    """Helpers over one deployment (amounts WAD unless noted)."""
+
+    s: object
+    liquidator: object
+    views: object
+
+    # ---- accounts
+    def deposit(self, acct, usd: int) -> None:
+        """Deposit `usd` whole dollars of the stablecoin."""
+        self.s.engine.deposit(self.s.usdc, usd * USD, sender=acct)
+
+    def top_up_fund(self, usd: int) -> None:
+        self.s.engine.deposit(self.s.usdc, usd * USD, self.liquidator, sender=self.s.admin)
+
+    def trade(self, buyer, seller, name: str, size: int, price: int):
+        iid = self.s.instruments[name]
+        return self.s.engine.trade(buyer, seller, iid, size, price, sender=self.s.venue)
+
+    # ---- market
+    def move(self, u: int, spot: int) -> None:
+        """Post underlying `u` at `spot` with its future at `spot` and its options (marks and
+        the test arrays of conftest's `market`), plus collateral prices."""
+        tag = {BTC: "btc", ETH: "eth", SPAN: "span"}[u]
+        s = self.s
+        items = [
+            s.future_item(s.instruments[f"{tag}-fut"], spot),
+            s.option_item(s.instruments[f"{tag}-call"], spot // 20, self.option_ra(u, spot, 50)),
+            s.option_item(s.instruments[f"{tag}-put"], spot // 20, self.option_ra(u, spot, -50)),
+        ]
+        assets = []
+        if u == ETH:
+            assets.append((s.weth.address, spot))
+        if u == BTC:
+            assets.append((s.wbtc.address, spot))
+        s.post([(u, spot, PSR)], items, assets)
+
+    def option_ra(self, u: int, spot: int, delta_pct: int) -> list[int]:
+        """A long option's array on the grid: delta `delta_pct` % of the future's array plus a
+        convexity gain of 10 % of its size (a long option gains from large moves)."""
+        out = []
+        for c in self.s.grids[u]:
+            lin = spot * PSR // WAD * c // WAD
+            out.append(lin * delta_pct // 100 + abs(lin) // 10)
+        return out
+
+    def refresh(self) -> None:
+        """Re-post every underlying at its current spot (fresh data)."""
+        for u in (BTC, ETH, SPAN):
+            spot, _psr, _ts = self.s.oracle.underlying_state(u)
+            self.move(u, spot)
+
+    # ---- state
+    def state(self, acct):
+        """(equity, IM, MM, pending) with the pending socialisation charge deducted."""
+        eq, im, mm, pending, _fresh = self.views.margin_state(acct)
+        return eq, im, mm, pending
+
+    def health(self, acct) -> int:
+        eq, _im, mm, _p = self.state(acct)
+        return eq - mm
+
+    def params(self) -> LiquidationParams:
+        lq = self.liquidator
+        return LiquidationParams(
+            im_factor=self.s.engine.im_factor(),
+            penalty_rate=lq.penalty_rate(),
+            liquidator_share=lq.liquidator_share(),
+            min_fraction=lq.min_fraction(),
+            min_remaining_mm=lq.min_remaining_mm(),
+            collateral_discount=lq.collateral_discount(),
+        )
+
+    def account(self, acct) -> AccountInt:
+        """The reference account of `acct`: cash, positions in engine order, collateral keyed by
+        vault asset index."""
+        e = self.s.engine
+        ids, sizes = e.positions_of(acct)
+        coll = {}
+        for token in (self.s.weth, self.s.wbtc):
+            amount = e.collateral(token, acct)
+            if amount:
+                coll[e.asset_index(token) - 1] = amount
+        return AccountInt(e.cash(acct), dict(zip(ids, sizes, strict=True)), coll)
+
+    def market_int(self, *accounts: AccountInt) -> MarketInt:
+        """Oracle state of every instrument the accounts hold, as the reference market."""
+        o, e = self.s.oracle, self.s.engine
+        ins, unds = {}, {}
+        for a in accounts:
+            for j in a.positions:
+                if j in ins:
+                    continue
+                mark, exp, _ts, entries = o.risk_array(j)
+                _serial, kind, u, _expiry = id_fields(j)
+                ins[j] = InstrumentInt(u, Kind(kind), mark, exp, tuple(entries))
+                if u not in unds:
+                    spot, _psr, _t = o.underlying_state(u)
+                    unds[u] = UnderlyingInt(spot, SOM_RATE, self.s.n_scenarios[u])
+        colls = {}
+        for token, dec in ((self.s.weth, 18), (self.s.wbtc, 8)):
+            price, _t = o.asset_price(token)
+            colls[e.asset_index(token) - 1] = CollateralInt(price, e.asset_haircut(token), dec)
+        return MarketInt(ins, unds, colls)
+
+    def book(self, instruments) -> Book:
+        """Fund cash, open interest and loss indices of the given instruments."""
+        e, lq = self.s.engine, self.liquidator
+        oi = {j: e.open_interest(j) for j in instruments}
+        index = {}
+        for j in instruments:
+            w = lq.loss_index(j)
+            index[j] = (w >> 128, w & (2**128 - 1))
+        return Book(
+            fund=e.cash(lq),
+            open_interest=oi,
+            index=index,
+            bad_debt=lq.bad_debt(),
+            fund_payouts=lq.fund_payouts(),
+            socialised=lq.socialised(),
+        )
+
+    def check_books(self) -> None:
+        lq = self.liquidator
+        assert lq.fund_payouts() + lq.socialised() == lq.bad_debt()
+
+
+def spot_of(s, u) -> int:
+    return s.oracle.underlying_state(u)[0]
+
+
+__all__ = [
+    "BIG",
+    "Liq",
+    "SPOTS",
+    "bystander",
+    "hedger",
+    "liq",
+    "liquidator",
+    "liquidator_account",
+    "lviews",
+    "spot_of",
+]
