@@ -318,3 +318,31 @@ def test_dry_run_reports_and_sends_nothing(sysm, chain, keeper, tmp_path):
     assert chain.provider.web3.eth.get_transaction_count(keeper.address) == nonce
     assert list(tmp_path.iterdir()) == []
     k.close()
+
+
+def test_a_shock_gets_every_account_below_mm_liquidated_within_the_round(
+    sysm, chain, admin, keeper, venue, trader, maker, accounts, tmp_path
+):
+    c = sysm
+    chain.set_balance(keeper.address, 10**21)
+    c.fund(admin, keeper, "cash", 5_000_000 * USD)  # the keeper liquidates into its own account
+    c.deposit(keeper, "cash", 5_000_000 * USD)
+    k = keeper_for(c, keeper, tmp_path)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    thin = accounts[7]
+    open_books(c, admin, venue, trader, maker, thin, chain)
+    liquidated = set()
+    for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
+        ts = advance(chain, HOUR)
+        report = k.round(tick(ts, btc, eth))
+        post_block = k.tx.record(f"post:{ts}:0").block_number
+        assert set(report.liquidations) == set(report.below_mm)
+        for n, addr in enumerate(report.below_mm):
+            # worst first, one block each, right after the post that revealed it
+            assert k.tx.record(f"liq:{ts}:{addr}").block_number == post_block + 1 + n
+        liquidated |= set(report.liquidations)
+        for addr in k.book.accounts:  # nobody is left below MM after the round
+            eq, _, mm, _, _ = c.liquidation_views.margin_state(addr)
+            assert eq >= mm
+    assert thin.address in liquidated and maker.address not in liquidated
+    k.close()
