@@ -230,6 +230,7 @@ class DemoResult:
     transactions: int = 0
     gas: int = 0
     liquidations: int = 0
+    settlement_prices: int = 0
     settlements: int = 0
     setup_seconds: float = 0.0
     replay_seconds: float = 0.0
@@ -413,6 +414,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     result.posts, result.batches, result.gas = t["posts"], t["batches"], t["gas"]
     result.transactions = t["transactions"]
     result.liquidations, result.settlements = t["liquidations"], t["settlements"]
+    result.settlement_prices = t["settlement_prices"]
     result.solvency = solvency(c, runner, [*people.values(), keeper])
     runner.close()
     result.total_seconds = time.monotonic() - t_start
@@ -626,7 +628,8 @@ def write_report(
         f"{r.transactions:,} |",
         f"| gas spent by the keeper | {r.gas:,} |",
         f"| liquidations | {r.liquidations} |",
-        f"| settlements | {r.settlements} |",
+        f"| settlement prices posted / accounts settled | {r.settlement_prices} / "
+        f"{r.settlements} |",
         f"| bad debt met by liquidations (USD) | {s.bad_debt_total / WAD:,.2f} |",
         f"| paid by the insurance fund / socialised (USD) | {s.fund_payouts / WAD:,.2f} / "
         f"{s.socialised / WAD:,.2f} |",
@@ -695,6 +698,7 @@ def write_report(
         "transactions": r.transactions,
         "gas": r.gas,
         "liquidations": r.liquidations,
+        "settlement_prices": r.settlement_prices,
         "settlements": r.settlements,
         "rounds_below_mm": sum(1 for h in r.history if h["below_mm"]),
         "setup_seconds": round(r.setup_seconds, 1),
