@@ -7,7 +7,8 @@
     In [2]: engine.cash("0xAbc...")
 
 Objects: ``system`` (the ``offchain.chain.Chain`` client), ``engine`` (also ``vault``: the
-vault lives in the engine), ``oracle``, ``views``, ``usdc`` (the settlement token). The
+vault lives in the engine), ``oracle``, ``views``, ``usdc`` (the settlement token),
+``liquidator`` and ``liquidation_views`` (``liquidation_preview``, ``accounts_below_mm``). The
 deployment file is ``deployments/<network>.json`` or ``$PM_DEPLOYMENT``.
 """
 
@@ -43,5 +44,7 @@ def ape_init_extras(project, chain, networks):
         "oracle": system.oracle,
         "views": system.views,
         "usdc": system.cash,
+        "liquidator": system.liquidator,
+        "liquidation_views": system.liquidation_views,
         "margin_of": margin_of,
     }
