@@ -900,7 +900,7 @@ class Chain:
         worst = []
         for r in self.worst_scenarios(account):
             u = int(r.underlying)
-            grid = PRESETS[self._grid_name(u)]
+            grid = PRESETS[self.grid_name(u)]
             s = int(r.worst_scenario)
             worst.append(
                 {
@@ -923,7 +923,9 @@ class Chain:
             "reference_mm": ref.maintenance_margin,
         }
 
-    def _grid_name(self, underlying: int) -> str:
+    def grid_name(self, underlying: int) -> str:
+        """The preset grid (``offchain.scenarios.PRESETS``) whose coefficients the underlying's
+        registered grid holds."""
         gid = int(self.oracle.underlying_params(underlying).grid_id)
         coefficients = [int(c) for c in self.oracle.grid(gid)]
         for name, grid in PRESETS.items():

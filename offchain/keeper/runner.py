@@ -649,7 +649,10 @@ class KeeperRunner:
     # ---------------------------------------------------------------- settlement
 
     def _settle(self, market: ChainMarket, now: int, report: RoundReport) -> None:
-        expiries = {m.name(self._names_by_id()): m.expiry for m in self.instruments}
+        """Post the settlement price of every expired instrument (the value at the spot of the
+        first tick at or after its expiry), then ``settle`` each account holding one (a single
+        call settles all of an account's expired positions)."""
+        expiries = {self.names[m.id]: m.expiry for m in self.instruments}
         due = due_settlements(
             expiries, int(now), {self.names[i] for i in market.settled if i in self.names}
         )
@@ -695,9 +698,6 @@ class KeeperRunner:
         self.totals["settlement_prices"] += len(report.settlement_prices)
         self.totals["settlements"] += len(report.settled)
 
-    def _names_by_id(self) -> dict[int, str]:
-        return {u.id: u.name for u in self.underlyings}
-
     def _send_and_wait(self, key: str, to: str, data: bytes, report: RoundReport) -> bool:
         from web3.exceptions import ContractLogicError
 
@@ -724,7 +724,7 @@ def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
     out = []
     for name, uid in sorted(chain.deployment.underlyings.items(), key=lambda kv: kv[1]):
         params = chain.underlying_params(uid)
-        grid = PRESETS[chain._grid_name(uid)]
+        grid = PRESETS[chain.grid_name(uid)]
         assets = tuple(a for a, u in chain.deployment.asset_prices.items() if u == name)
         out.append(
             UnderlyingInfo(
