@@ -563,6 +563,7 @@ class Chain:
             else None
         )
         self._asset_info: dict[str, tuple[int, int, int]] | None = None
+        self._w3_events: dict[tuple[str, str], Any] = {}
         self._im_factor: int | None = None
 
     # ---------------------------------------------------------------- deploy
@@ -712,18 +713,38 @@ class Chain:
         """Every instrument listed by the oracle, from its ``InstrumentListed`` events."""
         start = self.deployment.block if start_block is None else start_block
         out = []
-        for ev in self.oracle.InstrumentListed.range(start, self._head() + 1):
+        for ev in self.events(self.oracle, "InstrumentListed", start, self._head()):
             out.append(
                 InstrumentMeta(
-                    int(ev.instrument),
-                    int(ev.underlying),
-                    Kind(int(ev.kind)),
-                    int(ev.strike),
-                    int(ev.expiry),
-                    int(ev.contract_size),
+                    int(ev["instrument"]),
+                    int(ev["underlying"]),
+                    Kind(int(ev["kind"])),
+                    int(ev["strike"]),
+                    int(ev["expiry"]),
+                    int(ev["contract_size"]),
                 )
             )
         return sorted(out, key=lambda m: m.id)
+
+    def events(self, contract: Any, name: str, start: int, stop: int) -> list[Mapping[str, Any]]:
+        """Decoded arguments of ``contract``'s ``name`` events in blocks ``[start, stop]``,
+        in chain order, read with ``eth_getLogs`` from the node (Ape's event queries clamp
+        the range to its own cached head, which can lag behind the keeper's transactions)."""
+        if stop < start:
+            return []
+        key = (contract.address, name)
+        if key not in self._w3_events:
+            abi = [
+                a.model_dump(by_alias=True, mode="json")
+                for a in contract.contract_type.abi
+                if a.type == "event" and a.name == name
+            ]
+            w3 = self.chain_manager.provider.web3
+            self._w3_events[key] = getattr(
+                w3.eth.contract(address=contract.address, abi=abi).events, name
+            )
+        logs = self._w3_events[key]().get_logs(from_block=start, to_block=stop)
+        return [dict(log["args"]) for log in logs]
 
     def underlying_params(self, underlying: int) -> Any:
         return self.oracle.underlying_params(underlying)
@@ -732,19 +753,15 @@ class Chain:
         """Accounts named by engine events in ``[start_block, stop_block]``: deposits, position
         changes and settlements (what changes cash, positions or collateral)."""
         out: set[str] = set()
-        stop = stop_block + 1
-        for ev in self.engine.Deposit.range(start_block, stop):
-            out.add(str(ev.account))
-        for ev in self.engine.Withdraw.range(start_block, stop):
-            out.add(str(ev.account))
-        for ev in self.engine.PositionChanged.range(start_block, stop):
-            out.add(str(ev.account))
-        for ev in self.engine.Settled.range(start_block, stop):
-            out.add(str(ev.account))
+        for name in ("Deposit", "Withdraw", "PositionChanged", "Settled"):
+            for ev in self.events(self.engine, name, start_block, stop_block):
+                out.add(str(ev["account"]))
         return out
 
     def _head(self) -> int:
-        return self.chain_manager.blocks.head.number
+        """The node's latest block number (asked each time: Ape's head can lag behind
+        transactions sent by the keeper's own transaction manager)."""
+        return int(self.chain_manager.provider.web3.eth.block_number)
 
     # ---------------------------------------------------------------- oracle posts
 

@@ -186,9 +186,10 @@ def test_expired_instruments_are_settled(
 def posted_items(c: Chain, ts: int) -> list[int]:
     """Instrument ids in every Posted event for data timestamp ``ts``."""
     out = []
-    for ev in c.oracle.Posted.range(c.deployment.block, c.chain_manager.blocks.head.number + 1):
-        if int(ev.timestamp) == ts:
-            out += [int(i) for i in ev.instruments]
+    head = c.chain_manager.provider.web3.eth.block_number
+    for ev in c.events(c.oracle, "Posted", c.deployment.block, head):
+        if int(ev["timestamp"]) == ts:
+            out += [int(i) for i in ev["instruments"]]
     return out
 
 
