@@ -78,6 +78,7 @@ MASK40 = 2**40 - 1
 MASK96 = 2**96 - 1
 SNAPSHOT_MAX = 32  # RiskOracle.snapshot takes at most 32 instruments / underlyings per call
 ASSETS_MAX = 8
+LOG_CHUNK = 5_000  # blocks per eth_getLogs call
 
 
 # ------------------------------------------------------------------------------------ units
@@ -743,8 +744,12 @@ class Chain:
             self._w3_events[key] = getattr(
                 w3.eth.contract(address=contract.address, abi=abi).events, name
             )
-        logs = self._w3_events[key]().get_logs(from_block=start, to_block=stop)
-        return [dict(log["args"]) for log in logs]
+        out = []
+        for lo in range(start, stop + 1, LOG_CHUNK):  # public RPCs cap the range per call
+            hi = min(lo + LOG_CHUNK - 1, stop)
+            logs = self._w3_events[key]().get_logs(from_block=lo, to_block=hi)
+            out += [dict(log["args"]) for log in logs]
+        return out
 
     def underlying_params(self, underlying: int) -> Any:
         return self.oracle.underlying_params(underlying)

@@ -263,3 +263,11 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
         mm,
     )
     assert f"equity {eq / WAD:,.2f}" in out and "(equal)" in out and "worst scenario" in out
+
+
+def test_event_reads_in_small_chunks_see_the_same_events(deployed, monkeypatch):
+    import offchain.chain as chain_module
+
+    whole = deployed.listed_instruments()
+    monkeypatch.setattr(chain_module, "LOG_CHUNK", 2)
+    assert deployed.listed_instruments() == whole and len(whole) == 6
