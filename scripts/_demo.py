@@ -17,6 +17,7 @@ before its round; dates shown are the real ones.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -334,7 +335,14 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     out = Path(opts.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    admin, keeper, venue, liquidator = (accounts.test_accounts[i] for i in range(4))
+    admin, keeper, venue = (accounts.test_accounts[i] for i in range(3))
+    # the keeper's structured log lines go to out/demo/keeper.log, not over the live table
+    klog = logging.getLogger("offchain.keeper")
+    handler = logging.FileHandler(out / "keeper.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    klog.addHandler(handler)
+    klog.setLevel(logging.INFO)
+    klog.propagate = False
     replay = CsvReplaySource(["BTC", "ETH"], opts.start, opts.end, opts.steps_per_day)
     first = replay.next_tick()
     now = chain.blocks.head.timestamp
@@ -419,6 +427,9 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     runner.close()
     result.total_seconds = time.monotonic() - t_start
     result.report = write_report(out, opts, result, labels, books)
+    klog.removeHandler(handler)
+    handler.close()
+    klog.propagate = True
     return result
 
 
