@@ -143,7 +143,7 @@ def register_grid(grid_id: uint256, coefficients: DynArray[int256, fp.MAX_SCENAR
     packed: uint256[GRID_WORDS] = empty(uint256[GRID_WORDS])
     for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
         c: int256 = coefficients[s]
-        assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient out of bounds"
+        assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large"
         # two's complement in 64 bits: |c| < 2**63 by the bound above.
         bits: uint256 = convert(convert(c, bytes32), uint256) & fp.MASK64
         packed[s >> 2] = packed[s >> 2] | (bits << ((s & 3) << 6))
@@ -542,7 +542,7 @@ def _set_underlying_params(
     assert psr_min >= MIN_PSR and psr_min <= psr_max and psr_max <= MAX_PSR, "oracle: psr out of bounds"
     assert som_rate <= MAX_SOM_RATE, "oracle: som_rate out of bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
-    assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: array ratio out of bounds"
+    assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
     self.underlying_params[underlying].psr_min = psr_min
     self.underlying_params[underlying].psr_max = psr_max
     self.underlying_params[underlying].som_rate = som_rate
@@ -594,7 +594,7 @@ def _post_instrument(
     e: uint256 = 0
     if fp.id_kind(p.instrument) == fp.KIND_FUTURE:
         assert p.mark != 0, "oracle: bad price"
-        assert len(p.words) == 0 and p.e == 0, "oracle: future array not accepted"
+        assert len(p.words) == 0 and p.e == 0, "oracle: future array posted"
         if has_old:
             assert self._within(p.mark, old_mark, old_mark * dev // fp.WAD), "oracle: mark deviation"
         e, words = self._future_array(convert(p.mark, int256), n, lin)
@@ -704,22 +704,140 @@ def _check_option_array(
         if cap < fp.SLOT_ENTRIES:
             assert w >> (cap << 4) == 0, "oracle: wrong array length"
         words[k] = w
-    top_m: int256 = 0
-    top_abs: int256 = 0
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        v: int256 = self._entry(words, s)
-        # |v| <= 32768: no overflow in the negations below.
-        if v < 0:
-            top_m = max(top_m, -v - 1)
-            top_abs = max(top_abs, -v)
-        else:
-            top_m = max(top_m, v)
-            top_abs = max(top_abs, v)
+    # Largest and smallest entry, unrolled over the 39 positions (entries beyond n are zero,
+    # checked above): entry i of a word sits at bits [16i, 16i + 16) and an arithmetic
+    # shift to the top and back sign-extends it.
+    w0: int256 = convert(convert(words[0], bytes32), int256)
+    w1: int256 = convert(convert(words[1], bytes32), int256)
+    w2: int256 = convert(convert(words[2], bytes32), int256)
+    hi: int256 = 0
+    lo: int256 = 0
+    v: int256 = 0
+    v = (w0 << 240) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w0 << 224) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w0 << 208) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w0 << 192) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w0 << 176) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w0 << 160) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w0 << 144) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 240) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 224) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 208) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 192) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 176) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 160) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 144) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 128) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 112) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 96) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 80) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 64) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 48) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 32) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 16) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w1 << 0) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 240) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 224) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 208) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 192) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 176) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 160) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 144) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 128) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 112) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 96) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 80) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 64) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 48) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 32) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 16) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    v = (w2 << 0) >> 240
+    hi = max(hi, v)
+    lo = min(lo, v)
+    # m = v for v >= 0 and -v - 1 for v < 0 (docs/fixed-point.md §3); |v| <= 32768.
+    top_m: int256 = max(hi, -lo - 1)
+    top_abs: uint256 = convert(max(hi, -lo), uint256)
     # canonical: bitlen(max m) == 15 when e > 0 (docs/fixed-point.md §3).
     if e != 0:
         assert top_m >= 16384, "oracle: non-canonical exponent"
     # top_abs <= 2**15 and e <= 127: the shift stays below 2**143.
-    assert convert(top_abs, uint256) << e <= ratio_cap, "oracle: array magnitude"
+    assert top_abs << e <= ratio_cap, "oracle: array magnitude"
     return words
 
 

@@ -18,7 +18,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 )
 
 from offchain.fixed_point import WAD
-from offchain.liquidation import LiquidationError
+from offchain.liquidation import Book, LiquidationError
 from offchain.liquidation import liquidate as ref_liquidate
 from offchain.margin import AccountInt, margin_state_int
 
@@ -33,10 +33,19 @@ def long_btc(liq, trader, maker, cash_usd: int, size: int = WAD):
 
 
 def reference(liq, account, liquidator_acct, max_fraction=WAD):
+    """The reference liquidation of the chain's current state, pending socialisation charges of
+    both accounts realised first (paid to the fund), as `Liquidator.liquidate` does."""
     a = liq.account(account)
     lacct = liq.account(liquidator_acct)
+    pa = liq.liquidator.pending_charge(account)
+    pl = liq.liquidator.pending_charge(liquidator_acct)
+    a = AccountInt(a.cash - pa, a.positions, a.collateral)
+    lacct = AccountInt(lacct.cash - pl, lacct.positions, lacct.collateral)
     market = liq.market_int(a, lacct)
-    book = liq.book(set(a.positions) | set(lacct.positions))
+    b = liq.book(set(a.positions) | set(lacct.positions))
+    book = Book(
+        b.fund + pa + pl, b.open_interest, b.index, b.bad_debt, b.fund_payouts, b.socialised
+    )
     return a, lacct, ref_liquidate(a, lacct, market, liq.params(), book, max_fraction)
 
 

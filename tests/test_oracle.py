@@ -152,7 +152,7 @@ def test_array_guards(market):
     big = [3 * SPOTS[BTC] * c // WAD for c in s.grids[BTC]]
     with ape.reverts("oracle: array magnitude"):
         s.post([], [s.option_item(call, mark, big)])
-    with ape.reverts("oracle: future array not accepted"):
+    with ape.reverts("oracle: future array posted"):
         s.post([], [(s.instruments["btc-fut"], SPOTS[BTC], e, words)])
 
 
@@ -222,7 +222,7 @@ def test_admin_listing_guards(system, admin, outsider):
         o.register_grid(GRID_CRYPTO, [WAD], sender=admin)
     with ape.reverts("oracle: empty grid"):
         o.register_grid(7, [], sender=admin)
-    with ape.reverts("oracle: coefficient out of bounds"):
+    with ape.reverts("oracle: coefficient too large"):
         o.register_grid(7, [8 * WAD + 1], sender=admin)
     tx = o.register_grid(7, [WAD, -8 * WAD, 0], sender=admin)
     assert tx.events.filter(o.GridRegistered)[0].coefficients == [WAD, -8 * WAD, 0]
@@ -243,8 +243,8 @@ def test_admin_listing_guards(system, admin, outsider):
         ((WAD // 100, WAD, WAD + 1, MAX_DEV, 2 * WAD), "oracle: som_rate out of bounds"),
         ((WAD // 100, WAD, WAD // 10, WAD // 1001, 2 * WAD), "oracle: deviation out of bounds"),
         ((WAD // 100, WAD, WAD // 10, WAD + 1, 2 * WAD), "oracle: deviation out of bounds"),
-        ((WAD // 100, WAD, WAD // 10, MAX_DEV, WAD // 101), "oracle: array ratio out of bounds"),
-        ((WAD // 100, WAD, WAD // 10, MAX_DEV, 10 * WAD + 1), "oracle: array ratio out of bounds"),
+        ((WAD // 100, WAD, WAD // 10, MAX_DEV, WAD // 101), "oracle: ratio out of bounds"),
+        ((WAD // 100, WAD, WAD // 10, MAX_DEV, 10 * WAD + 1), "oracle: ratio out of bounds"),
     ]
     for params, reason in bad:
         with ape.reverts(reason):

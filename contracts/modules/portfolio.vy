@@ -88,20 +88,52 @@ def _risk(
                 pad_sum = unsafe_sub(pad_sum, term)
                 if fp.id_kind(ids[j]) != fp.KIND_FUTURE:
                     short_options = unsafe_sub(short_options, q)
-            w: uint256 = words[0] & fp.MASK112
-            left: uint256 = fp.SLOT0_ENTRIES
-            slot: uint256 = 0
-            for s: uint256 in range(n_s, bound=fp.MAX_SCENARIOS):
-                if left == 0:
-                    slot = unsafe_add(slot, 1)
-                    w = words[slot]
-                    left = fp.SLOT_ENTRIES
-                # sign-extended int16, in [-32768, 32767].
-                entry: int256 = unsafe_sub(convert((w & fp.MASK16) ^ 32768, int256), 32768)
-                # |term * entry| < 2**242; |acc| < 2**247.
-                acc[s] = unsafe_add(acc[s], unsafe_mul(term, entry))
-                w = w >> 16
-                left = unsafe_sub(left, 1)
+            # Unrolled over all 39 entry positions (constant indices: no bounds checks); entries
+            # beyond the grid size are zero (the oracle stores none there), so they add nothing.
+            # Entry i of a word sits at bits [16i, 16i + 16): shifting it to the top and back
+            # with an arithmetic shift sign-extends it. |term * entry| < 2**242 (see above).
+            w0: int256 = convert(convert(words[0], bytes32), int256)
+            w1: int256 = convert(convert(words[1], bytes32), int256)
+            w2: int256 = convert(convert(words[2], bytes32), int256)
+            acc[0] = unsafe_add(acc[0], unsafe_mul(term, (w0 << 240) >> 240))
+            acc[1] = unsafe_add(acc[1], unsafe_mul(term, (w0 << 224) >> 240))
+            acc[2] = unsafe_add(acc[2], unsafe_mul(term, (w0 << 208) >> 240))
+            acc[3] = unsafe_add(acc[3], unsafe_mul(term, (w0 << 192) >> 240))
+            acc[4] = unsafe_add(acc[4], unsafe_mul(term, (w0 << 176) >> 240))
+            acc[5] = unsafe_add(acc[5], unsafe_mul(term, (w0 << 160) >> 240))
+            acc[6] = unsafe_add(acc[6], unsafe_mul(term, (w0 << 144) >> 240))
+            acc[7] = unsafe_add(acc[7], unsafe_mul(term, (w1 << 240) >> 240))
+            acc[8] = unsafe_add(acc[8], unsafe_mul(term, (w1 << 224) >> 240))
+            acc[9] = unsafe_add(acc[9], unsafe_mul(term, (w1 << 208) >> 240))
+            acc[10] = unsafe_add(acc[10], unsafe_mul(term, (w1 << 192) >> 240))
+            acc[11] = unsafe_add(acc[11], unsafe_mul(term, (w1 << 176) >> 240))
+            acc[12] = unsafe_add(acc[12], unsafe_mul(term, (w1 << 160) >> 240))
+            acc[13] = unsafe_add(acc[13], unsafe_mul(term, (w1 << 144) >> 240))
+            acc[14] = unsafe_add(acc[14], unsafe_mul(term, (w1 << 128) >> 240))
+            acc[15] = unsafe_add(acc[15], unsafe_mul(term, (w1 << 112) >> 240))
+            acc[16] = unsafe_add(acc[16], unsafe_mul(term, (w1 << 96) >> 240))
+            acc[17] = unsafe_add(acc[17], unsafe_mul(term, (w1 << 80) >> 240))
+            acc[18] = unsafe_add(acc[18], unsafe_mul(term, (w1 << 64) >> 240))
+            acc[19] = unsafe_add(acc[19], unsafe_mul(term, (w1 << 48) >> 240))
+            acc[20] = unsafe_add(acc[20], unsafe_mul(term, (w1 << 32) >> 240))
+            acc[21] = unsafe_add(acc[21], unsafe_mul(term, (w1 << 16) >> 240))
+            acc[22] = unsafe_add(acc[22], unsafe_mul(term, (w1 << 0) >> 240))
+            acc[23] = unsafe_add(acc[23], unsafe_mul(term, (w2 << 240) >> 240))
+            acc[24] = unsafe_add(acc[24], unsafe_mul(term, (w2 << 224) >> 240))
+            acc[25] = unsafe_add(acc[25], unsafe_mul(term, (w2 << 208) >> 240))
+            acc[26] = unsafe_add(acc[26], unsafe_mul(term, (w2 << 192) >> 240))
+            acc[27] = unsafe_add(acc[27], unsafe_mul(term, (w2 << 176) >> 240))
+            acc[28] = unsafe_add(acc[28], unsafe_mul(term, (w2 << 160) >> 240))
+            acc[29] = unsafe_add(acc[29], unsafe_mul(term, (w2 << 144) >> 240))
+            acc[30] = unsafe_add(acc[30], unsafe_mul(term, (w2 << 128) >> 240))
+            acc[31] = unsafe_add(acc[31], unsafe_mul(term, (w2 << 112) >> 240))
+            acc[32] = unsafe_add(acc[32], unsafe_mul(term, (w2 << 96) >> 240))
+            acc[33] = unsafe_add(acc[33], unsafe_mul(term, (w2 << 80) >> 240))
+            acc[34] = unsafe_add(acc[34], unsafe_mul(term, (w2 << 64) >> 240))
+            acc[35] = unsafe_add(acc[35], unsafe_mul(term, (w2 << 48) >> 240))
+            acc[36] = unsafe_add(acc[36], unsafe_mul(term, (w2 << 32) >> 240))
+            acc[37] = unsafe_add(acc[37], unsafe_mul(term, (w2 << 16) >> 240))
+            acc[38] = unsafe_add(acc[38], unsafe_mul(term, (w2 << 0) >> 240))
         if not held:
             continue
         worst: int256 = fp.div_ceil(-acc[0], fp.SWAD)

@@ -1,0 +1,134 @@
+"""Gas benchmark of the on-chain core: `ape run bench_gas`.
+
+Deploys RiskOracle, MarginEngine and MarginViews with mock tokens on the local anvil, lists one
+underlying on the 35-scenario crypto grid and 32 options + 32 futures, and measures:
+margin check (estimateGas of `margin_state`, and the execution part without the 21,000 intrinsic
+gas and calldata) at 1, 4, 16 and 32 positions; a trade and a margin-checked withdrawal at 16
+positions; posting 1 and 50 instruments (options with packed arrays, futures with arrays
+computed on-chain), per instrument. Prints a markdown table and writes it to
+docs/benchmarks.md (section "Gas").
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from scripts import _anvil
+
+_anvil.install()  # before ape connects: anvil without --steps-tracing
+
+import click  # noqa: E402
+from ape import accounts, chain, project  # noqa: E402
+from ape.cli import ConnectedProviderCommand  # noqa: E402
+
+from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
+from offchain.scenarios import CRYPTO_35  # noqa: E402
+from scripts._codec import KIND_CALL, KIND_FUTURE, pack_entries  # noqa: E402
+
+SPOT = 60_000 * WAD
+PSR = 16 * WAD // 100
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def _calldata_gas(data: bytes) -> int:
+    return sum(4 if b == 0 else 16 for b in data)
+
+
+def _option_item(iid: int, mark: int, coeffs: list[int], k: int) -> tuple:
+    # a realistic-looking option array: convex in the move, of the order of spot * psr
+    ra = [(SPOT // (4 + k % 5)) * c // WAD + abs(c) * SPOT // (40 * WAD) for c in coeffs]
+    e, entries = encode_risk_array(ra)
+    return (iid, mark, e, pack_entries(entries))
+
+
+@click.command(cls=ConnectedProviderCommand)
+def cli():
+    admin, keeper, venue, trader, maker = (accounts.test_accounts[i] for i in (0, 1, 2, 4, 5))
+    usdc = admin.deploy(project.MockERC20, "USD Coin", "USDC", 6)
+    oracle = admin.deploy(project.RiskOracle, admin)
+    engine = admin.deploy(project.MarginEngine, admin, oracle, usdc, 10**26)
+    oracle.grant_role(keeper, 1, sender=admin)
+    engine.grant_role(venue, 2, sender=admin)
+    coeffs = CRYPTO_35.linear_coefficients_wad()
+    oracle.register_grid(1, coeffs, sender=admin)
+    oracle.list_underlying(1, 1, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin)
+    expiry = chain.blocks.head.timestamp + 30 * 86_400
+    opts, futs = [], []
+    for k in range(50):
+        tx = oracle.list_instrument(1, KIND_CALL, SPOT + k * WAD, expiry, WAD, sender=admin)
+        opts.append(tx.return_value)
+        tx = oracle.list_instrument(1, KIND_FUTURE, 0, expiry + k, WAD, sender=admin)
+        futs.append(tx.return_value)
+    for iid in opts + futs:
+        engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
+
+    def post(items, unds=()):
+        chain.pending_timestamp = chain.blocks.head.timestamp + 1
+        chain.mine()
+        ts = chain.blocks.head.timestamp
+        return oracle.post(ts, list(unds), items, [], sender=keeper)
+
+    rows = []
+    # first posts (zero -> non-zero slots) set the stage; the benchmark posts are updates
+    post([_option_item(i, SPOT // 20, coeffs, k) for k, i in enumerate(opts)], [(1, SPOT, PSR)])
+    post([(i, SPOT, 0, []) for i in futs])
+    g1 = post([_option_item(opts[0], SPOT // 20 + WAD, coeffs, 1)]).gas_used
+    g50 = post([_option_item(i, SPOT // 20 + WAD, coeffs, k + 1) for k, i in enumerate(opts)])
+    f1 = post([(futs[0], SPOT + WAD, 0, [])]).gas_used
+    f50 = post([(i, SPOT + WAD, 0, []) for i in futs])
+    rows.append(("post 1 option (35 entries, 3 slots)", g1, "tx total"))
+    rows.append(("post 50 options, per instrument", g50.gas_used // 50, "tx total / 50"))
+    rows.append(("post 1 future (array computed on-chain)", f1, "tx total"))
+    rows.append(("post 50 futures, per instrument", f50.gas_used // 50, "tx total / 50"))
+    mixed = [_option_item(i, SPOT // 20 + 2 * WAD, coeffs, k) for k, i in enumerate(opts[:25])]
+    mixed += [(i, SPOT + 2 * WAD, 0, []) for i in futs[:25]]
+    gm = post(mixed, [(1, SPOT + WAD, PSR)])
+    rows.append(("post 25 options + 25 futures + spot, per instrument", gm.gas_used // 50, ""))
+
+    for acct in (trader, maker):
+        usdc.mint(acct, 10**15, sender=admin)
+        usdc.approve(engine, 2**256 - 1, sender=acct)
+        engine.deposit(usdc, 10**15, sender=acct)
+        engine.authorise_venue(venue, True, sender=acct)
+    book = [x for pair in zip(opts[:16], futs[:16], strict=True) for x in pair]
+    held = 0
+    margin = {}
+    trade16 = None
+    withdrawals = {}
+    for n in (1, 4, 16, 32):
+        while held < n:
+            iid = book[held]
+            tx = engine.trade(trader, maker, iid, WAD + held, SPOT // 20, sender=venue)
+            if held == 15:
+                trade16 = tx.gas_used
+            held += 1
+        est = engine.margin_state.estimate_gas_cost(trader)
+        data = engine.margin_state.encode_input(trader)
+        margin[n] = (est, est - 21_000 - _calldata_gas(bytes.fromhex(data.hex()[2:])))
+        if n in (16, 32):
+            withdrawals[n] = engine.withdraw(usdc, 10**6, sender=trader).gas_used
+    for n, (est, exe) in margin.items():
+        rows.append((f"margin_state, {n} positions (35 scenarios)", exe, f"estimateGas {est}"))
+    per = (margin[32][1] - margin[16][1]) // 16
+    rows.append(("margin check, marginal cost per position (16 -> 32)", per, ""))
+    rows.append(("trade opening the 16th position (both sides checked)", trade16, "tx total"))
+    for n, gas in withdrawals.items():
+        rows.append((f"withdraw with {n} positions held (margin-checked)", gas, "tx total"))
+
+    table = ["| measurement | gas | note |", "| --- | ---: | --- |"]
+    table += [f"| {name} | {gas:,} | {note} |" for name, gas, note in rows]
+    text = "\n".join(table)
+    click.echo(text)
+    section = (
+        "## Gas\n\nCommand: `ape run bench_gas` (local anvil, Vyper 0.4.3, default optimizer). "
+        "Execution gas of `margin_state` = estimateGas - 21,000 intrinsic - calldata.\n\n"
+        + text
+        + "\n"
+    )
+    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if "## Gas" in old:
+        old = re.sub(r"## Gas\n.*?(?=\n## |\Z)", section, old, flags=re.S)
+    else:
+        old = old.rstrip() + "\n\n" + section
+    DOC.write_text(old)
