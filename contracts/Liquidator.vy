@@ -15,8 +15,8 @@
         each holder |q| * (index - snapshot) on its next touch (trade, withdrawal, settlement,
         liquidation). Books: fund_payouts + socialised == bad_debt.
         A separate contract because the engine has no room for this code under 24,576 bytes;
-        the engine trusts it only through three hooks (`liquidation_move`,
-        `liquidation_collateral`, `touch`).
+        the engine trusts it only through two hooks (`liquidation_move`, by which it moves
+        positions, collateral and cash, and `touch`, by which the engine asks for the charge).
 @custom:security Non-reentrant. Reads the engine and the oracle, then applies everything with
                  the engine hooks at the end. A solvent partial liquidation is checked on-chain
                  to leave the account at or above IM (else the whole account is taken); the
@@ -148,7 +148,7 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     capped: bool = False
     code, f, capped = lq._fraction(eq, mm, margin._im(mm, k), max_fraction, self._params())
     assert code != lq.BAD_CAP, "liquidation: bad fraction"
-    assert code != lq.BELOW_MINIMUM, "liquidation: fraction below minimum"
+    assert code != lq.BELOW_MINIMUM, "liquidation: fraction too small"
     p: lq.Plan = lq._plan(a, f, capped, eq, mm, k, self._params())
 
     # the liquidator: its book with the positions and collateral it receives
@@ -183,7 +183,7 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     mm_l: int256 = 0
     eq_l, mm_l, fresh = margin._state(l.book, l.cash)
     assert fresh, "liquidation: stale oracle"
-    assert eq_l >= margin._im(mm_l, k), "liquidation: liquidator below initial margin"
+    assert eq_l >= margin._im(mm_l, k), "liquidation: liquidator below IM"
 
     # bad debt: the fund pays up to its balance, the rest is socialised
     fund_from_a: int256 = convert(p.to_fund + ca, int256)
@@ -202,10 +202,11 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
         self.socialised += social
         log ILiquidator.BadDebt(account=account, amount=p.bad_debt, fund_payout=payout, socialised=social)
 
-    # apply
+    # apply: one engine call moves positions, collateral and cash
+    amounts: DynArray[uint256, fp.MAX_ASSETS] = []
     for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
         if p.sold[i] != 0:
-            extcall engine.liquidation_collateral(account, msg.sender, a.assets[i], p.sold[i], convert(p.sale_cash[i], int256))
+            amounts.append(p.sold[i])
             log ILiquidator.CollateralSold(
                 account=account, liquidator=msg.sender, asset=a.assets[i], amount=p.sold[i], paid=p.sale_cash[i]
             )
@@ -214,7 +215,9 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
         msg.sender,
         p.ids,
         p.taken,
-        p.position_cash - convert(p.to_liquidator, int256),
+        sold_assets,
+        amounts,
+        p.position_cash - convert(p.to_liquidator, int256) + convert(p.paid, int256),
         fund_from_a,
         convert(cl, int256),
         social != 0,
@@ -234,23 +237,21 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
 
 
 @external
-def touch(
-    account: address,
-    ids: DynArray[uint256, fp.MAX_POSITIONS],
-    sizes: DynArray[int256, fp.MAX_POSITIONS],
-    extra: uint256,
-) -> int256:
+def touch(account: address, extra: uint256) -> int256:
     """
     @notice Engine hook, before an account's positions change: returns the socialised loss the
             account owes (the engine moves it to the fund) and brings its snapshots, and the
             one of `extra` (the instrument about to change), up to the current loss index.
+            Reads the positions through `engine.positions_of`, the one engine view open to
+            re-entry (positions never change around an engine external call).
     @param account The account touched.
-    @param ids Its instrument ids.
-    @param sizes Its sizes.
     @param extra The instrument a trade is about to change (0: none).
     @return The charge (WAD, >= 0).
     """
     assert msg.sender == engine.address, "liquidation: not engine"
+    ids: DynArray[uint256, fp.MAX_POSITIONS] = []
+    sizes: DynArray[int256, fp.MAX_POSITIONS] = []
+    ids, sizes = staticcall engine.positions_of(account)
     charge: uint256 = self._realise(account, ids, sizes)
     if extra != 0:
         self.loss_snapshot[account][extra] = self.loss_index[extra]
@@ -300,11 +301,11 @@ def insurance_fund() -> int256:
 
 @internal
 def _set_params(pr: uint256, share: uint256, min_f: uint256, min_mm: uint256, discount: uint256):
-    assert pr <= MAX_PENALTY_RATE, "liquidation: penalty out of bounds"
+    assert pr <= MAX_PENALTY_RATE, "liquidation: penalty too large"
     assert share <= fp.WAD, "liquidation: share out of bounds"
-    assert min_f <= fp.WAD, "liquidation: min fraction out of bounds"
-    assert min_mm <= MAX_MIN_REMAINING_MM, "liquidation: min mm out of bounds"
-    assert discount <= MAX_DISCOUNT, "liquidation: discount out of bounds"
+    assert min_f <= fp.WAD, "liquidation: min fraction > 1"
+    assert min_mm <= MAX_MIN_REMAINING_MM, "liquidation: min mm too large"
+    assert discount <= MAX_DISCOUNT, "liquidation: discount too large"
     self.penalty_rate = pr
     self.liquidator_share = share
     self.min_fraction = min_f

@@ -182,7 +182,6 @@ def set_liquidator(liquidator_: ILiquidator):
     """
     roles._only_admin()
     assert self.liquidator.address == empty(address), "engine: liquidator already set"
-    assert liquidator_.address != empty(address), "engine: zero liquidator"
     self.liquidator = liquidator_
     log IMarginEngine.LiquidatorSet(liquidator=liquidator_.address)
 
@@ -193,42 +192,37 @@ def liquidation_move(
     receiver: address,
     ids: DynArray[uint256, fp.MAX_POSITIONS],
     sizes: DynArray[int256, fp.MAX_POSITIONS],
+    assets: DynArray[address, fp.MAX_ASSETS],
+    amounts: DynArray[uint256, fp.MAX_ASSETS],
     cash: int256,
     fund_from_account: int256,
     fund_from_receiver: int256,
     socialise: bool,
 ):
     """
-    @notice Liquidator hook: move `sizes` of `ids` from `account` to `receiver`; `receiver`
-            pays `account` `cash`; `account` and `receiver` pay the fund (the Liquidator's
-            cash) the given amounts (negative: the fund pays). Cash is conserved exactly.
-            `socialise` switches on the realisation of socialised losses on every touch.
+    @notice Liquidator hook: move `sizes` of `ids` and `amounts` of collateral `assets` from
+            `account` to `receiver`; `receiver` pays `account` `cash`; `account` and
+            `receiver` pay the fund (the Liquidator's cash) the given amounts (negative: the
+            fund pays). Cash is conserved exactly. `socialise` switches on the realisation of
+            socialised losses on every touch.
     """
     assert msg.sender == self.liquidator.address, "engine: not liquidator"
     for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
         positions._move(account, receiver, ids[j], sizes[j])
+    for k: uint256 in range(len(assets), bound=fp.MAX_ASSETS):
+        a: address = assets[k]
+        bit: uint256 = 1 << (vault.asset_index[a] - 1)
+        left: uint256 = vault.collateral[a][account] - amounts[k]
+        vault.collateral[a][account] = left
+        if left == 0:
+            vault.asset_mask[account] &= ~bit
+        vault.collateral[a][receiver] += amounts[k]
+        vault.asset_mask[receiver] |= bit
     vault._move_cash(receiver, account, cash)
     vault._move_cash(account, msg.sender, fund_from_account)
     vault._move_cash(receiver, msg.sender, fund_from_receiver)
     if socialise:
         self.socialising = True
-
-
-@external
-def liquidation_collateral(account: address, receiver: address, asset: address, amount: uint256, cash: int256):
-    """
-    @notice Liquidator hook: move `amount` token units of collateral `asset` from `account` to
-            `receiver`, who pays `account` `cash`.
-    """
-    assert msg.sender == self.liquidator.address, "engine: not liquidator"
-    bal: uint256 = vault.collateral[asset][account]
-    bit: uint256 = 1 << (vault.asset_index[asset] - 1)
-    vault.collateral[asset][account] = bal - amount
-    if bal == amount:
-        vault.asset_mask[account] &= ~bit
-    vault.collateral[asset][receiver] += amount
-    vault.asset_mask[receiver] |= bit
-    vault._move_cash(receiver, account, cash)
 
 
 # ---------------------------------------------------------------- accounts
@@ -350,9 +344,6 @@ def settle(account: address) -> uint256:
         log IMarginEngine.Settled(
             account=account, instrument=book.ids[j], size=book.sizes[j], price=price, amount=amount
         )
-    # A settlement that would leave bad debt (no positions left, equity < 0) must go through
-    # the Liquidator, which covers it from the fund and socialises the rest.
-    assert positions.position_count[account] != 0 or cash + book.collateral >= 0, "engine: insolvent, liquidate first"
     vault.cash[account] = cash
     return count
 
@@ -379,6 +370,7 @@ def margin_state(account: address) -> (int256, int256, int256):
 
 @view
 @external
+@reentrant
 def positions_of(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynArray[int256, fp.MAX_POSITIONS]):
     """
     @notice Instrument ids and signed sizes (WAD) of an account.
@@ -419,15 +411,12 @@ def _touch(account: address, extra: uint256):
     """
     @dev Realise the account's socialised-loss charge (paid to the fund) and snapshot the loss
          index of `extra` before its size changes. Nothing to do before the first socialisation.
+         The Liquidator reads the positions back through `positions_of`, the one view open to
+         re-entry: positions never change around an external call of the engine.
     """
     if not self.socialising:
         return
-    ids: DynArray[uint256, fp.MAX_POSITIONS] = []
-    sizes: DynArray[int256, fp.MAX_POSITIONS] = []
-    ids, sizes = positions._load(account)
-    if len(ids) == 0 and extra == 0:
-        return
-    charge: int256 = extcall self.liquidator.touch(account, ids, sizes, extra)
+    charge: int256 = extcall self.liquidator.touch(account, extra)
     vault._move_cash(account, self.liquidator.address, charge)
 
 

@@ -171,7 +171,7 @@ def choose_fraction(
 
     Raises:
         LiquidationError: ``liquidation: bad fraction`` (cap outside (0, WAD]) or
-            ``liquidation: fraction below minimum``.
+            ``liquidation: fraction too small``.
     """
     if not 0 < max_fraction <= WAD:
         raise LiquidationError("liquidation: bad fraction")
@@ -179,7 +179,7 @@ def choose_fraction(
     capped = False
     if max_fraction < f:
         if max_fraction < min(f, params.min_fraction):
-            raise LiquidationError("liquidation: fraction below minimum")
+            raise LiquidationError("liquidation: fraction too small")
         f = max_fraction
         capped = True
     if mm - div_ceil(f * mm, WAD) < params.min_remaining_mm:
@@ -382,7 +382,7 @@ def liquidate(
     new_l = AccountInt(l_cash, l_pos, l_coll)
     lst = margin_state_int(new_l, market, params.im_factor)
     if lst.equity < lst.initial_margin:
-        raise LiquidationError("liquidation: liquidator below initial margin")
+        raise LiquidationError("liquidation: liquidator below IM")
     # open interest after the transfer
     oi = dict(book.open_interest)
     for j, t in taken.items():

@@ -26,6 +26,7 @@ from offchain.margin import (
 from scripts._codec import id_fields
 
 BIG = 10**9 * USD  # token units minted to every funded account
+ZERO = "0x0000000000000000000000000000000000000000"
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,12 @@ def hedger(accounts):
 
 @pytest.fixture(scope="session")
 def liquidator(project, admin, engine, market):
+    """The Liquidator wired to the session's engine. Every test module that imports this fixture
+    gets its own instance of it, but the engine takes a liquidator only once: later modules
+    reuse the one already wired."""
+    wired = engine.liquidator()
+    if wired != ZERO:
+        return project.Liquidator.at(wired)
     liq = admin.deploy(project.Liquidator, admin, engine)
     engine.set_liquidator(liq, sender=admin)
     return liq

@@ -79,11 +79,9 @@ def test_wiring_is_set_once_and_hooks_are_restricted(liq, admin, outsider, trade
     with ape.reverts("engine: liquidator already set"):
         e.set_liquidator(outsider, sender=admin)
     with ape.reverts("engine: not liquidator"):
-        e.liquidation_move(trader, outsider, [], [], 1, 0, 0, False, sender=outsider)
-    with ape.reverts("engine: not liquidator"):
-        e.liquidation_collateral(trader, outsider, liq.s.weth, 1, 0, sender=outsider)
+        e.liquidation_move(trader, outsider, [], [], [], [], 1, 0, 0, False, sender=outsider)
     with ape.reverts("liquidation: not engine"):
-        lq.touch(trader, [], [], 0, sender=outsider)
+        lq.touch(trader, 0, sender=outsider)
 
 
 def test_params_defaults_bounds_and_admin(liq, admin, outsider):
@@ -98,11 +96,11 @@ def test_params_defaults_bounds_and_admin(liq, admin, outsider):
     with ape.reverts("roles: not admin"):
         lq.set_params(*good, sender=outsider)
     bad = [
-        ([WAD // 2 + 1, WAD, 0, 0, 0], "liquidation: penalty out of bounds"),
+        ([WAD // 2 + 1, WAD, 0, 0, 0], "liquidation: penalty too large"),
         ([0, WAD + 1, 0, 0, 0], "liquidation: share out of bounds"),
-        ([0, 0, WAD + 1, 0, 0], "liquidation: min fraction out of bounds"),
-        ([0, 0, 0, 10**24 + 1, 0], "liquidation: min mm out of bounds"),
-        ([0, 0, 0, 0, WAD // 2 + 1], "liquidation: discount out of bounds"),
+        ([0, 0, WAD + 1, 0, 0], "liquidation: min fraction > 1"),
+        ([0, 0, 0, 10**24 + 1, 0], "liquidation: min mm too large"),
+        ([0, 0, 0, 0, WAD // 2 + 1], "liquidation: discount too large"),
     ]
     for args, reason in bad:
         with ape.reverts(reason):
@@ -148,7 +146,7 @@ def test_liquidator_must_end_above_initial_margin(liq, trader, maker, outsider):
     long_btc(liq, trader, maker, 12_500)
     liq.move(BTC, 56_000 * WAD)
     # the outsider has no cash: taking a BTC future leaves it below IM
-    with ape.reverts("liquidation: liquidator below initial margin"):
+    with ape.reverts("liquidation: liquidator below IM"):
         liq.liquidator.liquidate(trader, sender=outsider)
 
 
@@ -160,7 +158,7 @@ def test_fraction_cap_guards(liq, trader, maker, liquidator_account):
         liq.liquidator.liquidate(trader, 0, sender=liquidator_account)
     with ape.reverts("liquidation: bad fraction"):
         liq.liquidator.liquidate(trader, WAD + 1, sender=liquidator_account)
-    with ape.reverts("liquidation: fraction below minimum"):
+    with ape.reverts("liquidation: fraction too small"):
         liq.liquidator.liquidate(trader, WAD // 20, sender=liquidator_account)
     assert liq.views.liquidation_preview(trader, WAD // 20).status == 3
 
@@ -315,25 +313,46 @@ def test_collateral_sold_to_liquidator_at_discount(liq, trader, maker, liquidato
     assert s.engine.cash(trader) >= 0 and r.bad_debt == 0
 
 
-def test_settlement_of_an_insolvent_account_goes_through_liquidation(
+def test_settlement_of_an_insolvent_account_then_liquidation(
     liq, trader, maker, liquidator_account, admin, chain
 ):
+    """Settling an insolvent account leaves negative cash and no positions: the liquidation of
+    what is left realises the bad debt; nothing is left open to socialise it over, so the fund
+    pays it (even beyond its balance, as a fund deficit)."""
     s = liq.s
+    lq = liq.liquidator
+    long_btc(liq, trader, maker, 12_500)
+    liq.deposit(liquidator_account, 1_000_000)
+    liq.top_up_fund(1_000)
+    iid = s.instruments["btc-fut"]
+    s.sleep(id_expiry(iid) - s.now() + 1)
+    s.oracle.post_settlement(iid, 45_000 * WAD, sender=s.keeper)
+    s.engine.settle(trader, sender=maker)
+    assert s.engine.position_count(trader) == 0 and s.engine.cash(trader) == -2_500 * WAD
+    _, _, r = reference(liq, trader, liquidator_account)
+    lq.liquidate(trader, sender=liquidator_account)
+    assert_matches(liq, trader, liquidator_account, r)
+    assert s.engine.cash(trader) == 0
+    assert lq.bad_debt() == 2_500 * WAD == lq.fund_payouts() and lq.socialised() == 0
+    assert lq.insurance_fund() == -1_500 * WAD
+
+
+def test_settled_positions_are_taken_over_at_the_settlement_price(
+    liq, trader, maker, liquidator_account
+):
+    """Before anyone settles it, the insolvent account is liquidated whole: the liquidator takes
+    the settled position at the settlement price and settles it itself."""
+    s = liq.s
+    lq = liq.liquidator
     long_btc(liq, trader, maker, 12_500)
     liq.deposit(liquidator_account, 1_000_000)
     liq.top_up_fund(1_000_000)
     iid = s.instruments["btc-fut"]
-    expiry = id_expiry(iid)
-    s.sleep(expiry - s.now() + 1)
+    s.sleep(id_expiry(iid) - s.now() + 1)
     s.oracle.post_settlement(iid, 45_000 * WAD, sender=s.keeper)
-    with ape.reverts("engine: insolvent, liquidate first"):
-        s.engine.settle(trader, sender=maker)
-    # a settled position carries no risk and needs no fresh data
-    lq = liq.liquidator
     lq.liquidate(trader, sender=liquidator_account)
     assert s.engine.position_count(trader) == 0 and s.engine.cash(trader) == 0
-    assert lq.bad_debt() == 2_500 * WAD and lq.fund_payouts() == 2_500 * WAD
-    # the liquidator took the settled position and settles it
+    assert lq.bad_debt() == 2_500 * WAD == lq.fund_payouts()
     s.engine.settle(liquidator_account, sender=maker)
     assert s.engine.position_count(liquidator_account) == 0
 

@@ -144,7 +144,7 @@ def test_caller_cap_and_anti_dust():
     f = liquidation_fraction(9_000 * WAD, mm, im, P.penalty_rate)
     assert choose_fraction(9_000 * WAD, mm, im, P, WAD) == (f, False)
     assert choose_fraction(9_000 * WAD, mm, im, P, WAD // 5) == (WAD // 5, True)
-    with pytest.raises(LiquidationError, match="liquidation: fraction below minimum"):
+    with pytest.raises(LiquidationError, match="liquidation: fraction too small"):
         choose_fraction(9_000 * WAD, mm, im, P, WAD // 20)
     with pytest.raises(LiquidationError, match="liquidation: bad fraction"):
         choose_fraction(9_000 * WAD, mm, im, P, 0)
@@ -176,7 +176,7 @@ def test_guards():
     with pytest.raises(LiquidationError, match="liquidation: healthy"):
         liquidate(healthy, RICH, MARKET, P, book)
     poor = AccountInt(1_000 * WAD)
-    with pytest.raises(LiquidationError, match="liquidation: liquidator below initial margin"):
+    with pytest.raises(LiquidationError, match="liquidation: liquidator below IM"):
         liquidate(a, poor, MARKET, P, book)
 
 
@@ -296,7 +296,7 @@ def test_liquidation_properties(case):
     try:
         r = liquidate(a, liq, market, params, Book(fund=fund, open_interest=oi), max_fraction=cap)
     except LiquidationError as exc:
-        assert str(exc) == "liquidation: fraction below minimum"
+        assert str(exc) == "liquidation: fraction too small"
         return
     after = margin_state_int(r.account, market, params.im_factor)
     # health never lowered
