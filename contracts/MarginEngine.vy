@@ -211,13 +211,11 @@ def liquidation_move(
         positions._move(account, receiver, ids[j], sizes[j])
     for k: uint256 in range(len(assets), bound=fp.MAX_ASSETS):
         a: address = assets[k]
-        bit: uint256 = 1 << (vault.asset_index[a] - 1)
-        left: uint256 = vault.collateral[a][account] - amounts[k]
-        vault.collateral[a][account] = left
-        if left == 0:
-            vault.asset_mask[account] &= ~bit
+        # the vault's debit (balance, mask, total) and the matching credit
+        vault._debit(a, amounts[k], account)
+        vault.total[a] += amounts[k]
         vault.collateral[a][receiver] += amounts[k]
-        vault.asset_mask[receiver] |= bit
+        vault.asset_mask[receiver] |= 1 << (vault.asset_index[a] - 1)
     vault._move_cash(receiver, account, cash)
     vault._move_cash(account, msg.sender, fund_from_account)
     vault._move_cash(receiver, msg.sender, fund_from_receiver)

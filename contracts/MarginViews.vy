@@ -73,10 +73,7 @@ def worst_scenarios(account: address) -> DynArray[portfolio.UnderlyingRisk, fp.M
     @param account The account.
     """
     book: margin.Book = self._book(account, 0, empty(address), 0)
-    r: portfolio.Risk = empty(portfolio.Risk)
-    details: DynArray[portfolio.UnderlyingRisk, fp.MAX_POSITIONS] = []
-    r, details = portfolio._risk(book.ids, book.sizes, book.iw, book.unds, book.uw)
-    return details
+    return portfolio._details(book.ids, book.sizes, book.iw, book.unds, book.uw)
 
 
 @view

@@ -60,9 +60,10 @@ MAX_MAX_AGE: constant(uint256) = 86_400
 DEFAULT_MAX_AGE: constant(uint256) = 900
 MAX_STRIKE: constant(uint256) = 2**96 - 1
 MAX_CONTRACT_SIZE: constant(uint256) = 10**30
-# Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200).
+# Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200) | scenarios [200, 208).
 PSR_SHIFT: constant(uint256) = 96
 UTS_SHIFT: constant(uint256) = 160
+N_SHIFT: constant(uint256) = 200
 # Asset word: price [0, 96) | timestamp [96, 136).
 ATS_SHIFT: constant(uint256) = 96
 
@@ -179,6 +180,8 @@ def list_underlying(
     assert n != 0, "oracle: unknown grid"
     self.underlying_params[underlying].grid_id = grid_id
     self.underlying_params[underlying].scenarios = n
+    # the scenario count also lives in the state word, read by `snapshot` in the same SLOAD
+    self.underlying_word[underlying] = n << N_SHIFT
     log IRiskOracle.UnderlyingListed(underlying=underlying, grid_id=grid_id, scenarios=n)
     self._set_underlying_params(underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio)
 
@@ -383,12 +386,18 @@ def snapshot(
     """
     @notice Everything one margin computation needs, in one call: the packed words of each
             instrument (a listed-but-never-posted instrument reads as all zero), per underlying
-            [spot | psr << 96 | timestamp << 160, scenario count, som_rate], per asset
+            [spot | psr << 96 | timestamp << 160 | scenarios << 200, scenarios, som_rate], per asset
             [price | timestamp << 96], and max_age.
     @param instruments Instrument ids.
     @param underlyings Underlying ids.
     @param assets Collateral assets.
     """
+    uw: DynArray[uint256[3], 32] = []
+    for u: uint256 in underlyings:
+        w: uint256 = self.underlying_word[u]
+        uw.append(
+            [w, (w >> N_SHIFT) & 255, self.underlying_params[u].som_rate]
+        )
     iw: DynArray[uint256[3], 32] = []
     for i: uint256 in instruments:
         words: uint256[3] = empty(uint256[3])
@@ -397,17 +406,20 @@ def snapshot(
         if e != fp.E_LISTED:
             words[0] = w0
             if e != fp.E_SETTLED:
-                n: uint256 = self.underlying_params[fp.id_underlying(i)].scenarios
+                # scenario count: from the underlyings passed in, else from storage
+                und: uint256 = fp.id_underlying(i)
+                n: uint256 = 0
+                for k: uint256 in range(len(underlyings), bound=fp.MAX_POSITIONS):
+                    if underlyings[k] == und:
+                        n = uw[k][1]
+                        break
+                if n == 0:
+                    n = self.underlying_params[und].scenarios
                 if n > fp.SLOT0_ENTRIES:
                     words[1] = self.instrument_words[i][1]
                 if n > fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
                     words[2] = self.instrument_words[i][2]
         iw.append(words)
-    uw: DynArray[uint256[3], 32] = []
-    for u: uint256 in underlyings:
-        uw.append(
-            [self.underlying_word[u], self.underlying_params[u].scenarios, self.underlying_params[u].som_rate]
-        )
     aw: DynArray[uint256, 8] = []
     for a: address in assets:
         aw.append(self.asset_word[a])
@@ -452,7 +464,7 @@ def underlying_state(underlying: uint256) -> (uint256, uint256, uint256):
     @notice Latest (spot, psr, timestamp) of an underlying.
     """
     w: uint256 = self.underlying_word[underlying]
-    return w & fp.MASK96, (w >> PSR_SHIFT) & fp.MASK64, w >> UTS_SHIFT
+    return w & fp.MASK96, (w >> PSR_SHIFT) & fp.MASK64, (w >> UTS_SHIFT) & fp.MASK40
 
 
 @view
@@ -497,7 +509,7 @@ def underlying_age(underlying: uint256) -> (uint256, bool):
     """
     @notice Seconds since the underlying's last post, and whether that exceeds max_age.
     """
-    return self._age(self.underlying_word[underlying] >> UTS_SHIFT)
+    return self._age((self.underlying_word[underlying] >> UTS_SHIFT) & fp.MASK40)
 
 
 @view
@@ -565,11 +577,13 @@ def _post_underlying(timestamp: uint256, u: UnderlyingPost):
     assert u.spot != 0 and u.spot <= fp.MAX_PRICE, "oracle: bad price"
     assert u.psr >= params.psr_min and u.psr <= params.psr_max, "oracle: psr out of bounds"
     old: uint256 = self.underlying_word[u.underlying]
-    assert timestamp > old >> UTS_SHIFT, "oracle: not newer"
+    assert timestamp > (old >> UTS_SHIFT) & fp.MASK40, "oracle: not newer"
     old_spot: uint256 = old & fp.MASK96
     if old_spot != 0:
         assert self._within(u.spot, old_spot, old_spot * params.max_deviation // fp.WAD), "oracle: spot deviation"
-    self.underlying_word[u.underlying] = u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT)
+    self.underlying_word[u.underlying] = (
+        u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (params.scenarios << N_SHIFT)
+    )
 
 
 @internal

@@ -4,6 +4,9 @@ socialisation books, the views, and on-chain == offchain reference (docs/fixed-p
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import ape
 from contract_support import BTC, ETH, USD, examples
 from hypothesis import HealthCheck, given
@@ -453,3 +456,36 @@ def test_chain_equals_reference(
         liq.check_books()
         assert liq.health(trader) >= h0
         _ = ETH
+
+
+# ---------------------------------------------------------------- reason strings
+
+LIQUIDATION_NOT_REACHED = {
+    # the liquidator's size after the transfer above MAX_SIZE (1e30 contracts); the engine's
+    # positions._set checks the same bound when the move is applied
+    "liquidation: size out of bounds",
+    # a liquidator already holding 32 other instruments (needs 33 listings); positions._set
+    # enforces the same bound when the move is applied
+    "liquidation: too many positions",
+    # an index above 2**128 WAD per contract
+    "liquidation: loss index overflow",
+    # internal invariant: every taken instrument is in the liquidator's loaded book
+    "liquidation: missing instrument",
+}
+
+
+def test_every_liquidation_reason_is_tested_and_fits_one_word():
+    root = Path(__file__).resolve().parent.parent
+    pattern = r'"(liquidation: [^"]*)"'
+    found = set()
+    for path in (root / "contracts").rglob("*.vy"):
+        found |= set(re.findall(pattern, path.read_text()))
+    tested = set()
+    for path in (root / "tests").glob("test_*.py"):
+        text = path.read_text()
+        # ape.reverts("...") and the (args, "reason") pairs of the parameter test
+        tested |= set(re.findall(r'reverts\("(liquidation: [^"]*)"\)', text))
+        tested |= set(re.findall(r'\], "(liquidation: [^"]*)"\)', text))
+    assert found - tested - LIQUIDATION_NOT_REACHED == set()
+    for reason in found:
+        assert len(reason.encode()) <= 32, reason

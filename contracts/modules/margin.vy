@@ -41,10 +41,13 @@ struct Book:
 @internal
 def _underlyings(ids: DynArray[uint256, fp.MAX_POSITIONS]) -> DynArray[uint256, fp.MAX_POSITIONS]:
     out: DynArray[uint256, fp.MAX_POSITIONS] = []
+    last: uint256 = 0
     for i: uint256 in ids:
-        u: uint256 = fp.id_underlying(i)
-        if u not in out:
+        # inline fp.id_underlying; consecutive positions often share the underlying
+        u: uint256 = (i >> fp.ID_UNDERLYING_SHIFT) & fp.MASK16
+        if u != last and u not in out:
             out.append(u)
+        last = u
     return out
 
 
@@ -54,9 +57,7 @@ def _state(book: Book, cash: int256) -> (int256, int256, bool):
     """
     @dev (equity, MM, fresh) of a book with the given cash.
     """
-    r: portfolio.Risk = empty(portfolio.Risk)
-    details: DynArray[portfolio.UnderlyingRisk, fp.MAX_POSITIONS] = []
-    r, details = portfolio._risk(book.ids, book.sizes, book.iw, book.unds, book.uw)
+    r: portfolio.Risk = portfolio._risk(book.ids, book.sizes, book.iw, book.unds, book.uw)
     eq: int256 = cash + r.settled_cash + book.collateral + r.position_value
     ts: uint256 = min(r.min_timestamp, book.min_timestamp)
     fresh: bool = ts == max_value(uint256) or (ts != 0 and ts + book.max_age >= block.timestamp)

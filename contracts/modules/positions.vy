@@ -34,7 +34,8 @@ def _load(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynArray[in
     for i: uint256 in range(n, bound=fp.MAX_POSITIONS):
         w: uint256 = self.position_words[account][i]
         ids.append(w >> 128)
-        sizes.append(self._size_of(w))
+        # inline _size_of: sign extension of the low 128 bits, in [-2**127, 2**127).
+        sizes.append(unsafe_sub(convert((w & MASK128) ^ 2**127, int256), 2**127))
     return ids, sizes
 
 
