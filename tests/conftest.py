@@ -184,9 +184,15 @@ def _resync_clock(chain):
     chain.provider.make_request("evm_setTime", [chain.blocks.head.timestamp + 1])
 
 
+_CHAIN_FIXTURES = {"chain", "project", "oracle", "engine", "views", "usdc", "weth", "wbtc"}
+_CHAIN_FIXTURES |= {"system", "market"}
+
+
 @pytest.fixture(autouse=True)
-def _pinned_clock(chain):
-    _resync_clock(chain)
+def _pinned_clock(request):
+    """Only for tests that touch the chain: the offchain tests stay pure Python."""
+    if _CHAIN_FIXTURES & set(request.fixturenames):
+        _resync_clock(request.getfixturevalue("chain"))
 
 
 @pytest.fixture

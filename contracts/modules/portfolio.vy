@@ -58,8 +58,10 @@ def _risk(
         # mark < 2**96 and |q| < 2**100: |q * mark| < 2**196; sums of 32 < 2**201.
         mark: int256 = convert(w0 >> fp.MARK_SHIFT, int256)
         if (w0 >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
+            # unsafe: |q * P| < 2**196, and 32 such terms sum below 2**201.
             r.settled_cash = unsafe_add(r.settled_cash, fp.div_floor(unsafe_mul(q, mark), fp.SWAD))
             continue
+        # unsafe: |q * mark| < 2**196, and 32 such terms sum below 2**201.
         value = unsafe_add(value, unsafe_mul(q, mark))
         r.min_timestamp = min(r.min_timestamp, (w0 >> fp.TS_SHIFT) & fp.MASK40)
     r.position_value = fp.div_floor(value, fp.SWAD)
@@ -128,6 +130,7 @@ def _scan(
         # |term| < 2**227 (module docstring).
         term: int256 = q << e
         if q < 0:
+            # unsafe: 0 < -term < 2**227 and at most 32 terms; 0 < -q <= 1e30.
             pad_sum = unsafe_sub(pad_sum, term)
             if fp.id_kind(ids[j]) != fp.KIND_FUTURE:
                 short_options = unsafe_sub(short_options, q)
@@ -190,6 +193,7 @@ def _scan(
             worst_s = s
     spot: int256 = convert(uword[0] & fp.MASK96, int256)
     pad: int256 = fp.div_ceil(pad_sum, fp.SWAD)
+    # unsafe: short_options <= 32e30 < 2**105 and spot < 2**96.
     short_notional: int256 = fp.div_ceil(unsafe_mul(short_options, spot), fp.SWAD)
     som: int256 = fp.div_ceil(short_notional * convert(uword[2], int256), fp.SWAD)
     risk: int256 = max(max(worst, 0) + pad, som)
