@@ -75,7 +75,7 @@ bad_debt: public(uint256)
 fund_payouts: public(uint256)
 socialised: public(uint256)
 charges_realised: public(uint256)
-# Accounts scanned by `accounts_below_mm` (filled by `register`, and by every liquidation).
+# Accounts scanned by `accounts_below_mm` (filled by `register`, permissionless).
 account_list: public(HashMap[uint256, address])
 account_count: public(uint256)
 registered: public(HashMap[address, bool])
@@ -159,11 +159,13 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     l: lq.Account = lq._load(engine, oracle, msg.sender, p.ids, sold_assets)
     cl: uint256 = self._realise(msg.sender, l.book.ids, l.book.sizes)
     l_prior: DynArray[int256, fp.MAX_POSITIONS] = []
+    # before the first socialisation every index and snapshot is zero: nothing to snapshot
+    socialised_before: bool = self.loss_epoch != 0
     for j: uint256 in range(len(p.ids), bound=fp.MAX_POSITIONS):
         idx: uint256 = self._index_of(l.book.ids, p.ids[j])
         q: int256 = l.book.sizes[idx]
         l_prior.append(q)
-        if q == 0:
+        if q == 0 and socialised_before:
             self.loss_snapshot[msg.sender][p.ids[j]] = self.loss_index[p.ids[j]]
         q += p.taken[j]
         assert q <= fp.MAX_SIZE and q >= -fp.MAX_SIZE, "liquidation: size out of bounds"
@@ -222,8 +224,6 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
         convert(cl, int256),
         social != 0,
     )
-    self._register(account)
-    self._register(msg.sender)
     log ILiquidator.Liquidated(
         account=account,
         liquidator=msg.sender,
