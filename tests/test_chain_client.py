@@ -1,0 +1,273 @@
+"""``offchain.chain``: config parsing, ids and packing, decoding the oracle's words, the
+deployment file; then on anvil: idempotent deployment, posts read back exactly, the reference
+margin of ``account_int`` equal to the engine's, and ``ape console``'s ``margin_of``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from offchain.chain import (
+    Chain,
+    Deployment,
+    InstrumentMeta,
+    OptionPost,
+    decode_market,
+    id_fields,
+    instrument_id,
+    load_config,
+    pack_entries,
+    parse_config,
+    to_units,
+    to_wad,
+    unpack_entries,
+)
+from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.margin import Kind
+from offchain.scenarios import CRYPTO_35
+
+REPO = Path(__file__).resolve().parents[1]
+USD = 10**6
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_shipped_configs_parse():
+    cfg = load_config(REPO / "deploy" / "config.json", now=1_700_000_000)
+    assert [u.name for u in cfg.underlyings] == ["BTC", "ETH"]
+    assert {c.symbol for c in cfg.collateral} == {"WETH", "WBTC"}
+    assert cfg.cash.deposit_cap == 10**11 * USD and cfg.im_factor == 125 * WAD // 100
+    # expiry_days: whole days from now at 08:00 UTC
+    assert {i.expiry for i in cfg.instruments} == {(1_700_000_000 // 86_400 + 30) * 86_400 + 28_800}
+    demo = load_config(REPO / "deploy" / "demo.json")
+    assert len(demo.instruments) == 15 and demo.max_age == 86_400
+    assert demo.instruments[0].expiry == 1_584_086_400  # 2020-03-13T08:00:00Z
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = json.loads((REPO / "deploy" / "config.json").read_text())
+    bad["instruments"][0]["underlying"] = "DOGE"
+    with pytest.raises(ValueError, match="unknown underlying 'DOGE'"):
+        parse_config(bad)
+    del bad["cash"]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"c\.json: config: missing field 'cash'"):
+        load_config(path)
+
+
+def test_exact_unit_conversions():
+    assert to_wad("0.2") == 2 * 10**17 and to_wad(0.1) == 10**17 and to_wad(9000) == 9000 * WAD
+    assert to_units("1.5", 6) == 1_500_000
+    with pytest.raises(ValueError):
+        to_units("0.0000001", 6)
+
+
+@given(st.lists(st.integers(-(2**15), 2**15 - 1), min_size=1, max_size=39))
+def test_pack_unpack_round_trip(entries):
+    words = pack_entries(entries)
+    assert len(words) == (1 if len(entries) <= 7 else 2 if len(entries) <= 23 else 3)
+    assert unpack_entries(words, len(entries)) == entries
+
+
+@given(
+    st.integers(1, 2**32 - 1),
+    st.sampled_from([0, 1, 2]),
+    st.integers(1, 2**16 - 1),
+    st.integers(1, 2**40 - 1),
+)
+def test_ids_round_trip(serial, kind, und, expiry):
+    assert id_fields(instrument_id(serial, kind, und, expiry)) == (serial, kind, und, expiry)
+
+
+def test_instrument_names():
+    names = {1: "BTC"}
+    call = InstrumentMeta(1, 1, Kind.CALL, 9_000 * WAD, 1_585_296_000)
+    assert call.name(names) == "BTC-20200327-C-9000"
+    put = InstrumentMeta(2, 1, Kind.PUT, 2_500 * WAD // 10, 1_585_296_000)
+    assert put.name(names) == "BTC-20200327-P-250"
+    assert InstrumentMeta(3, 1, Kind.FUTURE, 0, 1_585_296_000).name(names) == "BTC-20200327-F"
+
+
+def test_decode_market_reads_the_storage_layout():
+    iid = instrument_id(1, 1, 1, 2_000_000_000)
+    w0 = (500 * WAD) << 160 | 56 << 152 | 1_700_000_000 << 112 | 0xFFFF0001
+    settled = instrument_id(2, 0, 1, 1_600_000_000)
+    s0 = (61_000 * WAD) << 160 | 255 << 152 | 1_700_000_000 << 112
+    listed = instrument_id(3, 0, 1, 2_000_000_000)
+    m = decode_market(
+        {iid: [w0, 0, 0], settled: [s0, 0, 0], listed: [254 << 152, 0, 0]},
+        {1: [60_000 * WAD | (10**17 << 96) | (1_700_000_000 << 160), 35, 10**17]},
+        {"0xweth": 3_000 * WAD | 1_700_000_000 << 96},
+        {"0xweth": (0, 2 * 10**17, 18)},
+        125 * WAD // 100,
+    )
+    ins = m.market.instruments[iid]
+    assert (ins.mark, ins.exponent, ins.entries[:3]) == (500 * WAD, 56, (1, -1, 0))
+    assert m.settled == {settled: 61_000 * WAD} and listed not in m.market.instruments
+    assert m.market.underlyings[1].spot == 60_000 * WAD
+    assert m.market.collaterals[0].price == 3_000 * WAD and m.asset_index == {"0xweth": 0}
+
+
+def test_deployment_file_round_trip(tmp_path):
+    d = Deployment(
+        "sepolia",
+        11155111,
+        5,
+        "0xo",
+        "0xe",
+        "0xv",
+        "0xc",
+        {"WETH": "0xw"},
+        {"BTC": 1},
+        {"BTC-20200327-F": 2**90 + 1},
+        {"0xw": "ETH"},
+    )
+    d.save(tmp_path / "x" / "sepolia.json")
+    assert Deployment.load(tmp_path / "x" / "sepolia.json") == d
+
+
+# --------------------------------------------------------------------------- on anvil
+
+
+@pytest.fixture(scope="module")
+def deployed(project, chain, admin, keeper, venue):
+    cfg = load_config(REPO / "deploy" / "config.json", now=chain.blocks.head.timestamp)
+    return Chain.deploy(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
+
+
+def test_deploy_is_idempotent(deployed, project, chain, admin, keeper, venue):
+    cfg = load_config(REPO / "deploy" / "config.json", now=chain.blocks.head.timestamp)
+    nonce = admin.nonce
+    again = Chain.deploy(
+        project,
+        chain,
+        admin,
+        cfg,
+        keepers=[keeper],
+        venues=[venue],
+        existing=deployed.deployment,
+    )
+    assert admin.nonce == nonce  # nothing sent
+    assert again.deployment == deployed.deployment
+    metas = again.listed_instruments()
+    assert sorted(m.name(again.underlying_names) for m in metas) == sorted(
+        deployed.deployment.instruments
+    )
+
+
+def post_everything(c: Chain, chain, keeper):
+    ts = chain.blocks.head.timestamp + 1
+    chain.mine(timestamp=ts)
+    ids = c.deployment.instruments
+    psr = 12 * WAD // 100
+    items = []
+    for iid in sorted(ids.values()):
+        _, kind, und, _ = id_fields(iid)
+        spot = 60_000 * WAD if und == 1 else 3_000 * WAD
+        if kind == 0:
+            items.append(OptionPost.future(iid, spot))
+        else:
+            items.append(
+                OptionPost.option(
+                    iid,
+                    spot // 20,
+                    [spot // 7 * c_ // WAD for c_ in CRYPTO_35.linear_coefficients_wad()],
+                )
+            )
+    weth = c.deployment.collateral["WETH"]
+    c.post(
+        keeper,
+        ts,
+        [(1, 60_000 * WAD, psr), (2, 3_000 * WAD, psr)],
+        items,
+        [(weth, 3_000 * WAD), (c.deployment.collateral["WBTC"], 60_000 * WAD)],
+    )
+    return ts, psr, items
+
+
+def test_posts_read_back_exactly(deployed, chain, keeper):
+    c = deployed
+    ts, psr, items = post_everything(c, chain, keeper)
+    m = c.market_int()
+    coeffs = CRYPTO_35.linear_coefficients_wad()
+    for p in items:
+        ins = m.market.instruments[p.instrument]
+        assert ins.mark == p.mark and m.timestamps[p.instrument] == ts
+        if id_fields(p.instrument)[1] == 0:
+            e, entries = encode_risk_array(futures_risk_array_wad(p.mark, coeffs, psr))
+        else:
+            e, entries = p.e, unpack_entries(p.words, len(coeffs))
+        assert (ins.exponent, list(ins.entries)) == (e, entries)
+    assert m.market.collaterals[m.asset_index[c.deployment.collateral["WETH"]]].price == (
+        3_000 * WAD
+    )
+
+
+def test_account_int_reproduces_the_engine_and_console_prints_it(
+    deployed,
+    project,
+    chain,
+    networks,
+    admin,
+    keeper,
+    venue,
+    trader,
+    maker,
+    capsys,
+    monkeypatch,
+    tmp_path,
+):
+    c = deployed
+    post_everything(c, chain, keeper)
+    weth = c.deployment.collateral["WETH"]
+    for acct in (trader, maker):
+        c.fund(admin, acct, "cash", 1_000_000 * USD)
+        c.deposit(acct, "cash", 1_000_000 * USD)
+        c.authorise(acct, venue)
+    c.fund(admin, trader, "WETH", 10 * WAD)
+    c.deposit(trader, "WETH", 10 * WAD)
+    ids = c.deployment.instruments
+    fut = next(v for k, v in ids.items() if k.startswith("BTC") and k.endswith("-F"))
+    put = next(v for k, v in ids.items() if k.startswith("ETH") and "-P-" in k)
+    c.trade(venue, trader, maker, fut, 3 * WAD, 60_000 * WAD)
+    c.trade(venue, maker, trader, put, 40 * WAD, 150 * WAD)
+    m = c.market_int()
+    for acct in (trader, maker):
+        ref = m.margin(c.account_int(acct, m))
+        assert (ref.equity, ref.initial_margin, ref.maintenance_margin) == c.margin_state(acct)
+    assert c.account_int(trader, m).collateral == {m.asset_index[weth]: 10 * WAD}
+
+    path = tmp_path / "local.json"
+    c.deployment.save(path)
+    monkeypatch.setenv("PM_DEPLOYMENT", str(path))
+    sys.path.insert(0, str(REPO))
+    try:
+        import ape_console_extras
+    finally:
+        sys.path.remove(str(REPO))
+    extras = ape_console_extras.ape_init_extras(project, chain, networks)
+    assert extras["engine"].address == c.engine.address
+    report = extras["margin_of"](trader.address)
+    out = capsys.readouterr().out
+    eq, im, mm = c.margin_state(trader)
+    assert (report["equity"], report["initial_margin"], report["maintenance_margin"]) == (
+        eq,
+        im,
+        mm,
+    )
+    assert f"equity {eq / WAD:,.2f}" in out and "(equal)" in out and "worst scenario" in out
+
+
+def test_event_reads_in_small_chunks_see_the_same_events(deployed, monkeypatch):
+    import offchain.chain as chain_module
+
+    whole = deployed.listed_instruments()
+    monkeypatch.setattr(chain_module, "LOG_CHUNK", 2)
+    assert deployed.listed_instruments() == whole and len(whole) == 6

@@ -1,0 +1,349 @@
+"""The keeper against the real contracts on anvil: its off-chain margin equals the engine's, a price
+shock it posts puts exactly the right accounts below MM, expired instruments get settled, a keeper
+killed mid-round resumes without double posts, and two keepers racing on one round post once.
+
+Each test opens its own keeper (state files in ``tmp_path``) on a module-wide deployment; Ape's
+isolation rolls the chain back after every test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from faulty_rpc import FaultyRpcProxy
+from web3 import Web3
+
+from offchain.chain import Chain, parse_config
+from offchain.fixed_point import WAD, to_wad
+from offchain.keeper.runner import KeeperConfig, open_keeper
+from offchain.keeper.sources import Tick
+from offchain.keeper.tx import TxConfig, TxManager
+from offchain.margin import settlement_cash
+
+HOUR = 3_600
+USD = 10**6
+CONFIG = {
+    "grids": {"crypto-35": 1},
+    "cash": {"symbol": "USDC", "decimals": 6, "deposit_cap": 10**11},
+    "collateral": [
+        {"symbol": "WETH", "decimals": 18, "haircut": 0.2, "deposit_cap": 10**6, "priced_by": "ETH"}
+    ],
+    "underlyings": [
+        {
+            "name": n,
+            "id": i,
+            "grid": "crypto-35",
+            "psr_min": 0.04,
+            "psr_max": 0.5,
+            "som_rate": 0.1,
+            "max_deviation": 0.5,
+            "max_array_ratio": 2,
+        }
+        for n, i in (("BTC", 1), ("ETH", 2))
+    ],
+    "instruments": [
+        {"underlying": "BTC", "kind": "future", "expiry_days": 30},
+        {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry_days": 30},
+        {"underlying": "BTC", "kind": "put", "strike": 55000, "expiry_days": 30},
+        {"underlying": "BTC", "kind": "future", "expiry_days": 2},
+        {"underlying": "ETH", "kind": "future", "expiry_days": 30},
+        {"underlying": "ETH", "kind": "put", "strike": 2800, "expiry_days": 30},
+    ],
+    "im_factor": 1.25,
+    "max_age": 86_400,
+}
+PSR = {"BTC": 0.1, "ETH": 0.12}
+FAST = TxConfig(
+    confirmations=1,
+    poll_interval=0.01,
+    stuck_after_blocks=1_000,
+    stuck_after_seconds=3_600,
+    rpc_backoff=0.01,
+)
+
+
+@pytest.fixture(scope="module")
+def sysm(project, chain, admin, keeper, venue, accounts):
+    cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
+    return Chain.deploy(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
+
+
+def by_kind(c: Chain, und: str, kind: str, strike: int | None = None, near: bool = False) -> int:
+    """An instrument id by underlying, kind ("F", "C", "P"), strike, nearest or farthest expiry."""
+    found = []
+    for name, iid in c.deployment.instruments.items():
+        parts = name.split("-")
+        if parts[0] == und and parts[2] == kind and (strike is None or parts[3] == str(strike)):
+            found.append((iid >> 56, iid))
+    found.sort()
+    return found[0][1] if near else found[-1][1]
+
+
+def keeper_for(c, acct, tmp_path, **kw):
+    return open_keeper(
+        c,
+        acct.private_key,
+        str(tmp_path),
+        tx_config=FAST,
+        psr=lambda u, ts: PSR[u],
+        cfg=kw.pop("cfg", KeeperConfig(heartbeat=12 * HOUR, heartbeat_margin=HOUR)),
+        **kw,
+    )
+
+
+def advance(chain, seconds: int) -> int:
+    ts = chain.blocks.head.timestamp + seconds
+    chain.mine(timestamp=ts)
+    return ts
+
+
+def tick(ts: int, btc: float, eth: float) -> Tick:
+    return Tick(ts, {"BTC": btc, "ETH": eth}, {"BTC": 0.6, "ETH": 0.8})
+
+
+def open_books(c, admin, venue, trader, maker, thin, chain):
+    """trader: long BTC future + short BTC call (covered call); thin: thinly funded long BTC
+    future and short ETH put; maker: the other side of everything, well funded."""
+    market = c.market_int()
+    for acct, usd in ((trader, 60_000), (maker, 5_000_000), (thin, 20_000)):
+        chain.set_balance(acct.address, 10**21)
+        c.fund(admin, acct, "cash", usd * USD)
+        c.deposit(acct, "cash", usd * USD)
+        c.authorise(acct, venue)
+    fut, call = by_kind(c, "BTC", "F"), by_kind(c, "BTC", "C")
+    eput = by_kind(c, "ETH", "P")
+    mark = market.market.instruments
+    c.trade(venue, trader, maker, fut, 2 * WAD, mark[fut].mark)
+    c.trade(venue, maker, trader, call, 2 * WAD, mark[call].mark)
+    c.trade(venue, thin, maker, fut, WAD, mark[fut].mark)
+    c.trade(venue, maker, thin, eput, 10 * WAD, mark[eput].mark)
+
+
+def test_off_chain_margin_equals_the_engine(
+    sysm, chain, admin, keeper, venue, trader, maker, accounts, tmp_path
+):
+    c = sysm
+    k = keeper_for(c, keeper, tmp_path)
+    report = k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    assert report.batches == 1 and len(report.posted) == 9  # 2 spots, 1 price, 6 instruments
+    open_books(c, admin, venue, trader, maker, accounts[7], chain)
+    report = k.round(tick(advance(chain, HOUR), 59_000.0, 2_950.0))
+    assert set(report.health) == {trader.address, maker.address, accounts[7].address}
+    for addr, (eq, im, mm) in report.health.items():
+        assert (eq, im, mm) == c.margin_state(addr)
+        ref = k.last_market.margin(k.accounts[addr])
+        worst = {int(r.underlying): int(r.worst_scenario) for r in c.worst_scenarios(addr)}
+        assert worst == {u: r.worst_scenario for u, r in ref.per_underlying.items()}
+    k.close()
+
+
+def test_a_shock_puts_exactly_the_engine_s_under_margin_accounts_below_mm(
+    sysm, chain, admin, keeper, venue, trader, maker, accounts, tmp_path
+):
+    c = sysm
+    k = keeper_for(c, keeper, tmp_path)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    open_books(c, admin, venue, trader, maker, accounts[7], chain)
+    seen_below = set()
+    for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
+        report = k.round(tick(advance(chain, HOUR), btc, eth))
+        engine_below = {a for a in report.health if c.margin_state(a)[0] < c.margin_state(a)[2]}
+        assert set(report.below_mm) == engine_below
+        seen_below |= engine_below
+    assert accounts[7].address in seen_below and maker.address not in seen_below
+    k.close()
+
+
+def test_expired_instruments_are_settled(
+    sysm, chain, admin, keeper, venue, trader, maker, accounts, tmp_path
+):
+    c = sysm
+    k = keeper_for(c, keeper, tmp_path)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    near = by_kind(c, "BTC", "F", near=True)
+    for acct in (trader, maker):
+        chain.set_balance(acct.address, 10**21)
+        c.fund(admin, acct, "cash", 100_000 * USD)
+        c.deposit(acct, "cash", 100_000 * USD)
+        c.authorise(acct, venue)
+    c.trade(venue, trader, maker, near, WAD, 60_000 * WAD)
+    cash_before = {a.address: int(c.engine.cash(a)) for a in (trader, maker)}
+    expiry = near >> 56
+    ts = expiry + HOUR
+    chain.mine(timestamp=ts)
+    report = k.round(tick(ts, 61_000.0, 3_000.0))
+    assert report.settlement_prices == [k.names[near]]
+    mark, e, _, _ = c.oracle.risk_array(near)
+    assert (mark, e) == (to_wad(61_000.0), 255)
+    assert sorted(a for a, _ in report.settled) == sorted([trader.address, maker.address])
+    for acct, q in ((trader, WAD), (maker, -WAD)):
+        assert c.positions(acct) == {}
+        assert int(c.engine.cash(acct)) == cash_before[acct.address] + settlement_cash(q, mark)
+    again = k.round(tick(advance(chain, HOUR), 61_000.0, 3_000.0))
+    assert again.settlement_prices == [] and again.settled == []
+    k.close()
+
+
+def posted_items(c: Chain, ts: int) -> list[int]:
+    """Instrument ids in every Posted event for data timestamp ``ts``."""
+    out = []
+    head = c.chain_manager.provider.web3.eth.block_number
+    for ev in c.events(c.oracle, "Posted", c.deployment.block, head):
+        if int(ev["timestamp"]) == ts:
+            out += [int(i) for i in ev["instruments"]]
+    return out
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_a_keeper_killed_mid_round_resumes_without_double_posts(sysm, chain, keeper, tmp_path):
+    c = sysm
+    cfg = KeeperConfig(
+        block_gas_limit=700_000, gas_fraction=0.5, heartbeat=12 * HOUR, heartbeat_margin=HOUR
+    )
+    k = keeper_for(c, keeper, tmp_path, cfg=cfg)
+    real_send = k.tx.send
+
+    def die_on_second(key, *args, **kw):
+        if key.endswith(":1"):
+            raise Killed(key)  # the process dies after the first batch was sent
+        return real_send(key, *args, **kw)
+
+    k.tx.send = die_on_second
+    w3 = chain.provider.web3
+    nonce0 = w3.eth.get_transaction_count(keeper.address)
+    ts = advance(chain, 60)
+    with pytest.raises(Killed):
+        k.round(tick(ts, 60_000.0, 3_000.0))
+    k.close()
+    assert w3.eth.get_transaction_count(keeper.address) == nonce0 + 1  # one batch landed
+
+    k2 = keeper_for(c, keeper, tmp_path, cfg=cfg)
+    plan = k2.book.plan
+    assert plan is not None and plan.ts == ts and len(plan.batches) > 1
+    k2.round(tick(ts, 60_000.0, 3_000.0))  # the same tick again after the restart
+    items = posted_items(c, ts)
+    assert len(items) == len(set(items)) == 6  # every instrument once
+    sent = w3.eth.get_transaction_count(keeper.address) - nonce0
+    keys = [key for key in k2.state.ledger if key.startswith(f"post:{ts}:")]
+    assert sent == len(keys) == len(plan.batches)  # one transaction per key, none twice
+    assert k2.book.plan is None and k2.book.last_ts == ts
+    k2.close()
+
+
+def test_two_keepers_racing_on_one_round_post_once(sysm, chain, admin, keeper, outsider, tmp_path):
+    c = sysm
+    c.oracle.grant_role(outsider, 1, sender=admin)
+    a = keeper_for(c, keeper, tmp_path / "a")
+    b = keeper_for(c, outsider, tmp_path / "b")
+    ts = advance(chain, 60)
+    ra = a.round(tick(ts, 60_000.0, 3_000.0))
+    rb = b.round(tick(ts, 60_000.0, 3_000.0))
+    assert ra.batches == 1 and rb.batches == 0 and rb.rejected == [f"post:{ts}:0"]
+    assert sorted(posted_items(c, ts)) == sorted(set(posted_items(c, ts)))
+    a.close()
+    b.close()
+
+
+def test_the_oracle_refuses_the_second_of_two_racing_posts(
+    sysm, chain, admin, keeper, outsider, tmp_path
+):
+    """Both posts of the same timestamp in the pool at once (automine off): one lands, the
+    other reverts on-chain with "oracle: not newer"."""
+    from offchain.keeper.state import StateStore
+
+    c = sysm
+    c.oracle.grant_role(outsider, 1, sender=admin)
+    ts = advance(chain, 60)
+    data = c.post_calldata(ts, [(1, 60_000 * WAD, to_wad(0.1))], [], [])
+    w3 = Web3(Web3.HTTPProvider(chain.provider.uri))
+    managers = []
+    for who in (keeper, outsider):
+        store = StateStore(tmp_path / f"{who.address}.json")
+        managers.append((TxManager(w3, who.private_key, store, store.load(), FAST), store))
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        for m, _ in managers:
+            m.send(f"post:{ts}:0", c.oracle.address, data=data, gas=300_000)
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    statuses = sorted(str(m.wait(f"post:{ts}:0", 30).status) for m, _ in managers)
+    assert statuses == ["confirmed", "reverted"]
+    assert c.oracle.underlying_state(1)[2] == ts
+    for _, store in managers:
+        store.close()
+
+
+def test_rpc_faults_between_keeper_and_node_lose_nothing_and_double_nothing(
+    sysm, chain, keeper, tmp_path
+):
+    """Every second send, receipt and nonce request of the keeper's transaction manager is
+    answered 502 after the node acted on it (the worst case: a send that landed but looks
+    failed)."""
+    c = sysm
+    methods = frozenset(
+        {"eth_sendRawTransaction", "eth_getTransactionReceipt", "eth_getTransactionCount"}
+    )
+    proxy = FaultyRpcProxy(
+        chain.provider.uri, fail_every=2, mode="lost", only_methods=methods
+    ).start()
+    try:
+        k = keeper_for(c, keeper, tmp_path, rpc_url=proxy.url)
+        w3 = chain.provider.web3
+        nonce0 = w3.eth.get_transaction_count(keeper.address)
+        stamps = []
+        for btc, eth in ((60_000.0, 3_000.0), (61_000.0, 3_050.0), (62_000.0, 3_100.0)):
+            ts = advance(chain, HOUR)
+            stamps.append(ts)
+            report = k.round(tick(ts, btc, eth))
+            assert report.batches == 1
+            items = posted_items(c, ts)
+            assert len(items) == len(set(items)) == 6
+        assert proxy.faults >= 3
+        keys = [key for key in k.state.ledger if key.startswith("post:")]
+        assert w3.eth.get_transaction_count(keeper.address) - nonce0 == len(keys) == 3
+        assert c.oracle.underlying_state(1)[2] == stamps[-1]
+        k.close()
+    finally:
+        proxy.stop()
+
+
+def test_dry_run_reports_and_sends_nothing(sysm, chain, keeper, tmp_path):
+    c = sysm
+    k = open_keeper(c, keeper.private_key, str(tmp_path), dry_run=True, psr=lambda u, ts: PSR[u])
+    nonce = chain.provider.web3.eth.get_transaction_count(keeper.address)
+    report = k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    assert len(report.posted) == 9 and report.gas_used == 0
+    assert chain.provider.web3.eth.get_transaction_count(keeper.address) == nonce
+    assert list(tmp_path.iterdir()) == []
+    k.close()
+
+
+def test_a_shock_gets_every_account_below_mm_liquidated_within_the_round(
+    sysm, chain, admin, keeper, venue, trader, maker, accounts, tmp_path
+):
+    c = sysm
+    chain.set_balance(keeper.address, 10**21)
+    c.fund(admin, keeper, "cash", 5_000_000 * USD)  # the keeper liquidates into its own account
+    c.deposit(keeper, "cash", 5_000_000 * USD)
+    k = keeper_for(c, keeper, tmp_path)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    thin = accounts[7]
+    open_books(c, admin, venue, trader, maker, thin, chain)
+    liquidated = set()
+    for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
+        ts = advance(chain, HOUR)
+        report = k.round(tick(ts, btc, eth))
+        post_block = k.tx.record(f"post:{ts}:0").block_number
+        assert set(report.liquidations) == set(report.below_mm)
+        for n, addr in enumerate(report.below_mm):
+            # worst first, one block each, right after the post that revealed it
+            assert k.tx.record(f"liq:{ts}:{addr}").block_number == post_block + 1 + n
+        liquidated |= set(report.liquidations)
+        for addr in k.book.accounts:  # nobody is left below MM after the round
+            eq, _, mm, _, _ = c.liquidation_views.margin_state(addr)
+            assert eq >= mm
+    assert thin.address in liquidated and maker.address not in liquidated
+    k.close()

@@ -1,0 +1,385 @@
+"""The keeper runner's decisions (what to post, batching, whom to liquidate, settlement prices) and
+its restart semantics, without a chain: a fake chain client and a fake transaction manager that
+keeps its idempotency ledger in the real state file, as ``TxManager`` does."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from offchain.chain import ChainMarket, InstrumentMeta, decode_market, unpack_entries
+from offchain.fixed_point import WAD, decode_risk_array, to_wad
+from offchain.keeper.book import BookState, BookStore
+from offchain.keeper.policy import Posted, Quote
+from offchain.keeper.runner import (
+    KeeperConfig,
+    KeeperRunner,
+    UnderlyingInfo,
+    batch_args,
+    compute_quotes,
+    health_by_account,
+    item_gas,
+    plan_round,
+    settlement_price,
+)
+from offchain.keeper.sources import Tick
+from offchain.keeper.state import KeeperState, StateStore, TxRecord, TxStatus
+from offchain.margin import (
+    AccountInt,
+    InstrumentInt,
+    Kind,
+    MarketInt,
+    UnderlyingInt,
+)
+from offchain.scenarios import CRYPTO_35
+
+T0 = 1_700_000_000
+DAY = 86_400
+BTC, ETH = 1, 2
+UNDS = [
+    UnderlyingInfo("BTC", BTC, CRYPTO_35, 0.04, 0.5, ("0xWBTC",)),
+    UnderlyingInfo("ETH", ETH, CRYPTO_35, 0.04, 0.5),
+]
+NAMES = {BTC: "BTC", ETH: "ETH"}
+
+
+def meta(serial: int, und: int, kind: Kind, strike: float = 0, days: int = 30) -> InstrumentMeta:
+    iid = serial | int(kind) << 32 | und << 40 | (T0 + days * DAY) << 56
+    return InstrumentMeta(iid, und, kind, to_wad(strike), T0 + days * DAY)
+
+
+METAS = [
+    meta(1, BTC, Kind.FUTURE),
+    meta(2, BTC, Kind.CALL, 60_000),
+    meta(3, BTC, Kind.PUT, 55_000),
+    meta(4, ETH, Kind.FUTURE),
+    meta(5, ETH, Kind.PUT, 2_800),
+    meta(6, BTC, Kind.CALL, 60_000, days=0),  # expires at T0: not quoted after it
+]
+INAMES = {m.id: m.name(NAMES) for m in METAS}
+SPOTS = {"BTC": 60_000.0, "ETH": 3_000.0}
+PSR = {"BTC": 0.12, "ETH": 0.15}
+
+
+def quotes(ts: int = T0, spots=SPOTS, psr=PSR):
+    return compute_quotes(ts, spots, {"BTC": 0.6, "ETH": 0.8}, psr, UNDS, METAS, INAMES)
+
+
+# --------------------------------------------------------------------------- compute_quotes
+
+
+def test_quotes_cover_underlyings_prices_and_live_instruments():
+    q = quotes()
+    assert set(q) == {"U:BTC", "U:ETH", "A:0xWBTC"} | {INAMES[m.id] for m in METAS[:5]}
+    spot_q, item = q["U:BTC"]
+    assert item.arg == (BTC, 60_000 * WAD, to_wad(0.12))
+    assert spot_q.risk_array == (to_wad(0.12),)
+    assert q["A:0xWBTC"][1].arg == ("0xWBTC", 60_000 * WAD)
+
+
+def test_futures_post_only_their_mark_and_track_the_psr():
+    quote, item = quotes()[INAMES[METAS[0].id]]
+    assert item.arg == (METAS[0].id, 60_000 * WAD, 0, [])  # forward = spot at rate 0
+    assert quote.risk_array == (60_000 * WAD * to_wad(0.12) // WAD,)
+
+
+def test_option_items_encode_the_quoted_array():
+    quote, item = quotes()[INAMES[METAS[2].id]]
+    iid, mark, e, words = item.arg
+    assert 0 < mark < 55_000 * WAD and len(quote.risk_array) == len(CRYPTO_35)
+    decoded = decode_risk_array(e, unpack_entries(words, len(CRYPTO_35)))
+    for d, ra in zip(decoded, quote.risk_array, strict=True):
+        assert d <= ra < d + 2**e
+    # a long put gains when the price falls by a scan range and loses when it rises
+    up, down = (
+        next(k for k, sc in enumerate(CRYPTO_35.scenarios) if sc.move == m and sc.vol == "none")
+        for m in (1, -1)
+    )
+    assert quote.risk_array[down] > 0 > quote.risk_array[up]
+
+
+def test_psr_is_clamped_to_the_oracle_bounds():
+    q = quotes(psr={"BTC": 0.9, "ETH": 0.01})
+    assert q["U:BTC"][1].arg[2] == to_wad(0.5)
+    assert q["U:ETH"][1].arg[2] == to_wad(0.04)
+
+
+def test_an_underlying_without_a_price_is_skipped_with_its_instruments():
+    q = quotes(spots={"BTC": 60_000.0})
+    assert not any(n.startswith("ETH") or n == "U:ETH" for n in q)
+
+
+# --------------------------------------------------------------------------- plan_round
+
+
+def posted_from(batches, ts):
+    q = quotes(ts)
+    return {i.name: Posted(q[i.name][0], ts) for b in batches for i in b}
+
+
+def test_first_round_posts_everything_underlying_first():
+    (batch,) = plan_round(T0, quotes(), {})
+    kinds = [(i.underlying, i.kind) for i in batch]
+    assert kinds == sorted(
+        kinds, key=lambda k: (k[0], ["underlying", "asset", "instrument"].index(k[1]))
+    )
+    assert len(batch) == 8
+
+
+def test_nothing_moved_nothing_posted_until_the_heartbeat():
+    cfg = KeeperConfig(heartbeat=600, heartbeat_margin=60)
+    prev = posted_from(plan_round(T0, quotes(), {}, cfg), T0)
+    assert plan_round(T0 + 60, quotes(T0), prev, cfg) == []
+    (batch,) = plan_round(T0 + 540, quotes(T0), prev, cfg)
+    assert len(batch) == 8
+
+
+def test_a_moved_underlying_posts_its_instruments_and_prices_only():
+    prev = posted_from(plan_round(T0, quotes(), {}), T0)
+    moved = {"BTC": 60_600.0, "ETH": 3_000.0}
+    (batch,) = plan_round(T0 + 60, quotes(T0, spots=moved), prev)
+    assert {i.name for i in batch} == {"U:BTC", "A:0xWBTC"} | {INAMES[m.id] for m in METAS[:3]}
+
+
+def test_batches_fit_the_gas_budget_and_keep_spot_first():
+    cfg = KeeperConfig(block_gas_limit=600_000, gas_fraction=0.5, base_gas=60_000)
+    batches = plan_round(T0, quotes(), {}, cfg)
+    assert len(batches) > 1
+    seen_spot = set()
+    for b in batches:
+        assert cfg.base_gas + sum(item_gas(i) for i in b) <= 300_000
+        for i in b:
+            if i.kind == "underlying":
+                seen_spot.add(i.underlying)
+            elif i.kind == "instrument":
+                assert i.underlying in seen_spot
+
+
+def test_batches_respect_the_oracle_per_call_limits():
+    metas = [meta(k, BTC, Kind.CALL, 40_000 + 500 * k) for k in range(1, 71)]
+    names = {m.id: m.name(NAMES) for m in metas}
+    q = compute_quotes(T0, SPOTS, {}, PSR, UNDS[:1], metas, names)
+    cfg = KeeperConfig(block_gas_limit=10**9, gas_fraction=1.0)
+    batches = plan_round(T0, q, {}, cfg)
+    assert [sum(i.kind == "instrument" for i in b) for b in batches] == [64, 6]
+    ts, unds, ins, assets = batch_args(T0, batches[0])
+    assert len(unds) == 1 and len(ins) == 64 and len(assets) == 1
+
+
+# --------------------------------------------------------------------------- health, settlement
+
+
+def one_future_market(mark: int) -> ChainMarket:
+    from offchain.fixed_point import futures_risk_array_wad
+
+    c = CRYPTO_35.linear_coefficients_wad()
+    ra = futures_risk_array_wad(mark, c, to_wad(0.1))
+    ins = InstrumentInt.from_wad_array(BTC, Kind.FUTURE, mark, ra)
+    market = MarketInt({7: ins}, {BTC: UnderlyingInt(mark, WAD // 10, len(c))})
+    return ChainMarket(market, {}, {}, 125 * WAD // 100, {})
+
+
+def test_health_and_whom_to_liquidate():
+    from offchain.keeper.policy import choose_liquidations
+
+    m = one_future_market(60_000 * WAD)
+    accounts = {
+        "0xthin": AccountInt(-60_000 * WAD + 5_000 * WAD, {7: WAD}),
+        "0xthinner": AccountInt(-60_000 * WAD + 1_000 * WAD, {7: WAD}),
+        "0xrich": AccountInt(-60_000 * WAD + 50_000 * WAD, {7: WAD}),
+        "0xflat": AccountInt(10 * WAD),
+    }
+    h = health_by_account(m, accounts)
+    assert set(h) == {"0xthin", "0xthinner", "0xrich"}  # no positions, no margin
+    eq, im, mm = h["0xthin"]
+    assert eq == 5_000 * WAD and mm > eq and im > mm
+    below = choose_liquidations({a: v[0] - v[2] for a, v in h.items()}, ())
+    assert below == ["0xthinner", "0xthin"]
+
+
+def test_settled_positions_fold_into_cash_as_the_engine_does():
+    market = decode_market({}, {BTC: [5 * WAD, len(CRYPTO_35), 0]}, {}, {}, WAD)
+    market = ChainMarket(market.market, {9: 3 * WAD + 1}, {}, WAD, {})
+    acct = market.account(100, {9: -(WAD // 3)}, {})
+    # -(1e18 // 3) * (3e18 + 1) / 1e18 = -999_999_999_999_999_999.33..., floored to -1e18
+    assert acct == AccountInt(100 - WAD, {})
+
+
+@pytest.mark.parametrize(
+    ("kind", "strike", "spot", "value"),
+    [
+        (Kind.FUTURE, 0, 5_000.5, 5_000.5),
+        (Kind.CALL, 4_000, 5_000, 1_000),
+        (Kind.CALL, 6_000, 5_000, 0),
+        (Kind.PUT, 6_000, 5_000, 1_000),
+        (Kind.PUT, 4_000, 5_000, 0),
+    ],
+)
+def test_settlement_prices(kind, strike, spot, value):
+    m = InstrumentMeta(1, BTC, kind, to_wad(strike), T0)
+    assert settlement_price(m, spot) == to_wad(value)
+
+
+# --------------------------------------------------------------------------- runner restarts
+
+
+class Killed(RuntimeError):
+    pass
+
+
+class FakeTx:
+    """``TxManager``'s contract: a key already in the ledger (the state file) is never sent
+    again; ``kill_at`` raises on that many sends (the process dies mid-round)."""
+
+    address = "0xkeeper"
+
+    def __init__(self, state, store, chain, kill_at: int | None = None):
+        self.state, self.store, self.chain, self.kill_at = state, store, chain, kill_at
+
+    def send(self, key, to, data=b""):
+        if key in self.state.ledger:
+            return self.state.ledger[key]
+        if self.kill_at is not None and len(self.chain.sent) == self.kill_at:
+            raise Killed(key)
+        rec = TxRecord(
+            key,
+            "0xkeeper",
+            len(self.chain.sent),
+            1,
+            to,
+            0,
+            "0x" + data.hex(),
+            1,
+            1,
+            1,
+            "0x",
+            ["0x" + "00" * 32],
+            TxStatus.SIGNED,
+            0.0,
+        )
+        self.state.ledger[key] = rec
+        self.store.save(self.state)
+        self.chain.sent.append(key)
+        return rec
+
+    def wait(self, key, timeout):
+        rec = self.state.ledger[key]
+        rec.status = TxStatus.CONFIRMED
+        self.store.save(self.state)
+        return rec
+
+
+class FakeChain:
+    def __init__(self):
+        self.sent: list[str] = []
+        self.head = SimpleNamespace(timestamp=T0 + 10 * 3_600, number=5)
+        self.chain_manager = SimpleNamespace(blocks=SimpleNamespace(head=self.head))
+        self.deployment = SimpleNamespace(block=0)
+        self.oracle = SimpleNamespace(address="0xoracle")
+        self.engine = SimpleNamespace(address="0xengine")
+
+    def listed_instruments(self):
+        return METAS[:5]
+
+    def post_calldata(self, ts, unds, ins, assets):
+        return repr((ts, unds, [p.as_arg() for p in ins], assets)).encode()
+
+    def accounts_touched(self, start, stop):
+        return set()
+
+    def market_int(self, ids):
+        return ChainMarket(MarketInt({}, {}), {}, {}, WAD, {})
+
+
+def open_runner(tmp_path, chain, kill_at=None, cfg=None):
+    store = StateStore(tmp_path / "keeper.json")
+    state = store.load()
+    tx = FakeTx(state, store, chain, kill_at)
+    runner = KeeperRunner(
+        chain,
+        tx,
+        store,
+        state,
+        BookStore(tmp_path / "keeper.runner.json"),
+        UNDS,
+        lambda u, ts: PSR[u],
+        cfg or KeeperConfig(block_gas_limit=500_000, gas_fraction=0.6),
+    )
+    return runner
+
+
+def tick(ts=T0 + 3_600, btc=60_000.0):
+    return Tick(ts, {"BTC": btc, "ETH": 3_000.0}, {"BTC": 0.6, "ETH": 0.8})
+
+
+def test_a_round_posts_in_several_batches_each_once(tmp_path):
+    chain = FakeChain()
+    runner = open_runner(tmp_path, chain)
+    report = runner.round(tick())
+    assert report.batches == len(chain.sent) > 1
+    assert chain.sent == [f"post:{T0 + 3_600}:{k}" for k in range(len(chain.sent))]
+    assert len(report.posted) == 8
+    runner.round(tick())  # the same tick again: nothing new to post
+    assert len(chain.sent) == report.batches
+    runner.close()
+
+
+def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):
+    chain = FakeChain()
+    runner = open_runner(tmp_path, chain, kill_at=1)
+    with pytest.raises(Killed):
+        runner.round(tick())
+    runner.close()
+    plan = BookStore(tmp_path / "keeper.runner.json").load().plan
+    assert plan is not None and len(plan.batches) > 1
+
+    restarted = open_runner(tmp_path, chain)
+    # the next tick moved the price: the old plan is finished first, with its own items
+    report = restarted.round(tick(T0 + 7_200, btc=61_000.0))
+    keys = chain.sent
+    assert len(keys) == len(set(keys))  # no key twice
+    old = [k for k in keys if k.startswith(f"post:{T0 + 3_600}:")]
+    assert len(old) == len(plan.batches)
+    new = [k for k in keys if k.startswith(f"post:{T0 + 7_200}:")]
+    assert new and report.posted
+    book = BookStore(tmp_path / "keeper.runner.json").load()
+    assert book.plan is None and book.last_ts == T0 + 7_200
+    assert restarted.state.posted["U:BTC"].quote.mark == to_wad(61_000.0)
+    restarted.close()
+    with StateStore(tmp_path / "keeper.json") as ledger:  # the file holds every key once
+        assert sorted(ledger.load().ledger) == sorted(keys)
+
+
+def test_dry_run_sends_and_saves_nothing(tmp_path):
+    chain = FakeChain()
+    store_path = tmp_path / "keeper.runner.json"
+    runner = KeeperRunner(
+        chain,
+        None,
+        None,
+        KeeperState(),
+        BookStore(store_path),
+        UNDS,
+        lambda u, ts: PSR[u],
+        dry_run=True,
+    )
+    report = runner.round(tick())
+    assert len(report.posted) == 8 and chain.sent == []
+    assert not store_path.exists()
+
+
+def test_book_store_round_trip_and_corruption(tmp_path):
+    store = BookStore(tmp_path / "b.json")
+    assert store.load() == BookState()
+    s = BookState({"0xa", "0xb"}, None, 7)
+    store.save(s)
+    assert store.load() == s
+    (tmp_path / "b.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupted runner state"):
+        store.load()
+
+
+def test_quote_json_round_trip_is_exact():
+    q = Quote(2**200 + 1, (-(2**190), 3), 10**30)
+    assert Quote(q.mark, tuple(q.risk_array), q.scale) == q
