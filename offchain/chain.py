@@ -28,6 +28,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from offchain.codec import (
+    E_LISTED,
+    E_SETTLED,
+    E_SHIFT,
+    MARK_SHIFT,
+    TS_SHIFT,
+    id_fields,
+    instrument_id,
+    pack_entries,
+    unpack_entries,
+)
 from offchain.fixed_point import WAD, encode_risk_array
 from offchain.margin import (
     AccountInt,
@@ -67,13 +78,6 @@ ROLE_KEEPER = 1
 ROLE_VENUE = 2
 ROLE_GUARDIAN = 4
 
-SLOT0_ENTRIES = 7
-SLOT_ENTRIES = 16
-MARK_SHIFT = 160
-E_SHIFT = 152
-TS_SHIFT = 112
-E_LISTED = 254
-E_SETTLED = 255
 MASK40 = 2**40 - 1
 MASK96 = 2**96 - 1
 SNAPSHOT_MAX = 32  # RiskOracle.snapshot takes at most 32 instruments / underlyings per call
@@ -103,59 +107,6 @@ def to_units(x: float | int | str | Decimal, decimals: int) -> int:
 
 
 # ------------------------------------------------------------------------ instrument ids
-
-
-def instrument_id(serial: int, kind: int, underlying: int, expiry: int) -> int:
-    """``serial | kind << 32 | underlying << 40 | expiry << 56`` (RiskOracle.list_instrument)."""
-    return serial | (kind << 32) | (underlying << 40) | (expiry << 56)
-
-
-def id_fields(instrument: int) -> tuple[int, int, int, int]:
-    """``(serial, kind, underlying, expiry)`` of an instrument id."""
-    return (
-        instrument & (2**32 - 1),
-        (instrument >> 32) & 0xFF,
-        (instrument >> 40) & 0xFFFF,
-        (instrument >> 56) & MASK40,
-    )
-
-
-def _slots(n_scenarios: int) -> int:
-    if n_scenarios <= SLOT0_ENTRIES:
-        return 1
-    return 2 if n_scenarios <= SLOT0_ENTRIES + SLOT_ENTRIES else 3
-
-
-def _position(s: int) -> tuple[int, int]:
-    if s < SLOT0_ENTRIES:
-        return 0, 16 * s
-    k = s - SLOT0_ENTRIES
-    return 1 + k // SLOT_ENTRIES, 16 * (k % SLOT_ENTRIES)
-
-
-def pack_entries(entries: Sequence[int]) -> list[int]:
-    """The ``words`` argument of ``RiskOracle.post`` for int16 ``entries``.
-
-    >>> [hex(w) for w in pack_entries([1, -1])]
-    ['0xffff0001']
-    """
-    words = [0] * _slots(len(entries))
-    for s, v in enumerate(entries):
-        if not -(2**15) <= v < 2**15:
-            raise ValueError(f"entry {s} = {v} is not int16")
-        w, shift = _position(s)
-        words[w] |= (v & 0xFFFF) << shift
-    return words
-
-
-def unpack_entries(words: Sequence[int], n_scenarios: int) -> list[int]:
-    """Inverse of ``pack_entries``; also reads full storage words (mark bits are ignored)."""
-    out = []
-    for s in range(n_scenarios):
-        w, shift = _position(s)
-        v = (words[w] >> shift) & 0xFFFF
-        out.append(v - 0x10000 if v >= 0x8000 else v)
-    return out
 
 
 @dataclass(frozen=True)

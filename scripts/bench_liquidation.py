@@ -22,9 +22,9 @@ import click  # noqa: E402
 from ape import accounts, chain, project  # noqa: E402
 from ape.cli import ConnectedProviderCommand  # noqa: E402
 
+from offchain.codec import KIND_CALL, KIND_FUTURE, pack_entries  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
 from offchain.scenarios import CRYPTO_35  # noqa: E402
-from scripts._codec import KIND_CALL, KIND_FUTURE, pack_entries  # noqa: E402
 
 SPOT = 60_000 * WAD
 PSR = 16 * WAD // 100

@@ -33,10 +33,10 @@ from contract_support import (
     System,
 )
 
+from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 from offchain.fixed_point import WAD
 from offchain.scenarios import CME_SPAN_16, CRYPTO_35
 from scripts import _anvil
-from scripts._codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 
 _anvil.install()
 

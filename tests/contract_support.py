@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from hypothesis import settings
 
+from offchain.codec import pack_entries
 from offchain.fixed_point import WAD, encode_risk_array
-from scripts._codec import pack_entries
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 

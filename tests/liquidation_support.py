@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from contract_support import BTC, ETH, PSR, SOM_RATE, SPAN, SPOTS, USD
 
+from offchain.codec import id_fields
 from offchain.fixed_point import WAD
 from offchain.liquidation import Book, LiquidationParams
 from offchain.margin import (
@@ -23,7 +24,6 @@ from offchain.margin import (
     MarketInt,
     UnderlyingInt,
 )
-from scripts._codec import id_fields
 
 BIG = 10**9 * USD  # token units minted to every funded account
 ZERO = "0x0000000000000000000000000000000000000000"

@@ -18,10 +18,10 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 )
 from test_liquidation import assert_matches, reference
 
+from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 from offchain.crash_replay import BOOK, CALL, FUT, PUT, STRIKES, observations, replay
 from offchain.fixed_point import WAD
 from offchain.margin import AccountInt, margin_state_int
-from scripts._codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 
 
 def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander, chain, admin):

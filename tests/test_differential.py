@@ -10,6 +10,7 @@ from contract_support import BTC, DAY, ETH, SPAN, USD, examples
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
 from offchain.margin import (
     AccountInt,
@@ -22,7 +23,6 @@ from offchain.margin import (
     settlement_cash,
     trade_cash_amount,
 )
-from scripts._codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
 
 HAIRCUT_WETH = WAD // 5
 D_BTC, D_ETH, D_SPAN = 11, 12, 13

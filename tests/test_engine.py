@@ -6,6 +6,7 @@ import ape
 import pytest
 from contract_support import BTC, DAY, ETH, PSR, SPOTS, USD
 
+from offchain.codec import KIND_FUTURE, id_fields
 from offchain.fixed_point import (
     WAD,
     decode_risk_array,
@@ -14,7 +15,6 @@ from offchain.fixed_point import (
     futures_risk_array_wad,
 )
 from offchain.scenarios import CRYPTO_35
-from scripts._codec import KIND_FUTURE, id_fields
 
 SPOT = SPOTS[BTC]
 

@@ -5,8 +5,8 @@ import ape
 import pytest
 from contract_support import BTC, DAY, ETH, GRID_CRYPTO, MAX_DEV, PSR, SPAN, SPOTS
 
+from offchain.codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpack_entries
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
-from scripts._codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpack_entries
 
 
 def test_listing_encodes_ids(system):

@@ -3,8 +3,8 @@
 Layout (docs/contracts.md, "Storage"): an instrument's slot0 is
 ``mark (uint96) << 160 | e (uint8) << 152 | timestamp (uint40) << 112 | entries 0..6``, slot1
 holds entries 7..22 and slot2 entries 23..38, 16 bits each, little end first, two's complement.
-``post()`` takes the entry part of those words: ``words[0]`` holds entries 0..6 in its low 112
-bits. Worked example: entries ``[1, -1]`` pack to ``[0xFFFF0001]``.
+``RiskOracle.post`` takes the entry part of those words: ``words[0]`` holds entries 0..6 in its
+low 112 bits. Worked example: entries ``[1, -1]`` pack to ``[0xFFFF0001]``.
 """
 
 from __future__ import annotations
