@@ -42,7 +42,9 @@ demo: setup
 
 bench: setup
 	$(BIN)/ape run bench_gas
+	$(BIN)/ape run bench_liquidation
 	$(PY) -m bench.offchain_speed
+	$(PY) -m bench.keeper_round
 
 # The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.
 backtest: setup
