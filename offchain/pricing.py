@@ -178,7 +178,9 @@ def black76_gamma(
     d1, _, v = _d1_d2(F, K, T, sigma)
     pdf = _pdf(d1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        g = np.where(v > 0, np.exp(-r * T) * pdf / (F * np.where(v > 0, v, 1.0)), 0.0)
+        # pdf == 0 gates the 0/0 of a subnormal v, where F * v underflows to 0 (the limit is 0).
+        live = (v > 0) & (pdf > 0)
+        g = np.where(live, np.exp(-r * T) * pdf / (F * np.where(live, v, 1.0)), 0.0)
     return _out(g)
 
 

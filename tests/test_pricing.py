@@ -117,6 +117,15 @@ def test_vega_and_gamma_non_negative(F, m, T, sigma, r, is_call):
     assert black76_gamma(F, K, T, sigma, r, is_call) >= 0.0
 
 
+def test_gamma_of_a_subnormal_volatility_is_zero_not_nan():
+    """Regression (hypothesis, shrunk): sigma = 5e-324 made F * sigma * sqrt(T) underflow to 0
+    while n(d1) was 0 too, so gamma was 0/0 = NaN."""
+    for is_call in (True, False):
+        g = black76_gamma(0.5, 1.3591409142295225, 1.0, 5e-324, 0.0, is_call)
+        assert g == 0.0
+        assert black76_vega(0.5, 1.3591409142295225, 1.0, 5e-324, 0.0, is_call) == 0.0
+
+
 @pytest.mark.parametrize("is_call", [True, False])
 @pytest.mark.parametrize("F,K,T,sigma,r", [(100, 90, 0.5, 0.3, 0.05), (100, 120, 2.0, 0.8, 0.01)])
 def test_greeks_match_finite_differences(F, K, T, sigma, r, is_call):
