@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +92,12 @@ def to_wad(x: float | int | str | Decimal) -> int:
     """Exact decimal to WAD: ``to_wad("0.2") == 2 * 10**17``; floats go through ``str``."""
     if isinstance(x, bool):
         raise ValueError("a number is needed, got bool")
-    d = Decimal(str(x)) * WAD
-    if d != d.to_integral_value():
-        raise ValueError(f"{x} has more than 18 decimals")
+    try:
+        d = Decimal(str(x)) * WAD
+    except InvalidOperation:
+        raise ValueError(f"{x!r} is not a number") from None
+    if not d.is_finite() or d != d.to_integral_value():
+        raise ValueError(f"{x} is not finite or has more than 18 decimals")
     return int(d)
 
 
@@ -209,6 +212,45 @@ def _expiry(rec: Mapping[str, Any], now: int) -> int:
     raise ValueError("instrument needs 'expiry' (ISO time) or 'expiry_days'")
 
 
+def _kind(value: Any) -> Kind:
+    try:
+        return Kind[str(value).upper()]
+    except KeyError:
+        raise ValueError(f"config: instrument kind {value!r} is not future, call or put") from None
+
+
+def _check_bounds(cfg: SystemConfig) -> None:
+    """What the contracts would refuse mid-deploy, refused here with the field named."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"config: {what}")
+
+    need(cfg.im_factor >= WAD, f"im_factor must be >= 1, got {cfg.im_factor / WAD}")
+    need(cfg.max_age > 0, "max_age must be > 0 seconds")
+    for u in cfg.underlyings:
+        need(
+            0 < u.psr_min <= u.psr_max <= WAD,
+            f"underlying {u.name}: need 0 < psr_min <= psr_max <= 1",
+        )
+        need(0 <= u.som_rate <= WAD, f"underlying {u.name}: som_rate must be in [0, 1]")
+        need(0 < u.max_deviation <= WAD, f"underlying {u.name}: max_deviation must be in (0, 1]")
+        need(u.max_array_ratio > 0, f"underlying {u.name}: max_array_ratio must be > 0")
+    for t in (cfg.cash, *cfg.collateral):
+        need(0 <= t.decimals <= 18, f"token {t.symbol}: decimals must be in [0, 18]")
+        need(t.deposit_cap > 0, f"token {t.symbol}: deposit_cap must be > 0")
+        need(0 <= t.haircut < WAD, f"token {t.symbol}: haircut must be in [0, 1)")
+        need(0 < t.max_deviation <= WAD, f"token {t.symbol}: max_deviation must be in (0, 1]")
+    for i in cfg.instruments:
+        name = f"instrument {i.underlying} {i.kind.name.lower()}"
+        need(
+            i.strike > 0 if i.kind.is_option else i.strike == 0,
+            f"{name}: strike must be > 0 for an option and absent (0) for a future",
+        )
+        need(i.contract_size > 0, f"{name}: contract_size must be > 0")
+        need(i.open_interest_cap > 0 and i.position_limit > 0, f"{name}: caps must be > 0")
+
+
 def parse_config(data: Mapping[str, Any], now: int | None = None) -> SystemConfig:
     """Build a ``SystemConfig`` from the JSON structure of ``deploy/config.json``.
 
@@ -251,7 +293,7 @@ def parse_config(data: Mapping[str, Any], now: int | None = None) -> SystemConfi
         ins = tuple(
             InstrumentSpec(
                 underlying=i["underlying"],
-                kind=Kind[str(i["kind"]).upper()],
+                kind=_kind(i["kind"]),
                 strike=to_wad(i.get("strike", 0)),
                 expiry=_expiry(i, now),
                 contract_size=to_wad(i.get("contract_size", 1)),
@@ -271,6 +313,7 @@ def parse_config(data: Mapping[str, Any], now: int | None = None) -> SystemConfi
         im_factor=to_wad(data.get("im_factor", "1.25")),
         max_age=int(data.get("max_age", 900)),
     )
+    _check_bounds(cfg)
     names = {u.name for u in unds}
     for u in unds:
         if u.grid not in grids or u.grid not in PRESETS:

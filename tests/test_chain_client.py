@@ -62,6 +62,27 @@ def test_config_errors_name_the_problem(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c["collateral"][0].update(haircut=1.5), "token WETH: haircut must be in"),
+        (lambda c: c["instruments"][0].update(strike=-5), "strike must be > 0 for an option"),
+        (lambda c: c["instruments"][0].update(kind="swap"), "kind 'swap' is not future"),
+        (lambda c: c.update(im_factor="abc"), "'abc' is not a number"),
+        (lambda c: c.update(im_factor=0.9), "im_factor must be >= 1"),
+        (lambda c: c["underlyings"][0].update(psr_max="NaN"), "NaN is not finite"),
+        (lambda c: c["underlyings"][0].update(psr_min=0.6), "psr_min <= psr_max"),
+        (lambda c: c["cash"].update(decimals=24), "decimals must be in"),
+    ],
+)
+def test_config_values_out_of_bounds_are_refused_before_deploying(edit, message):
+    """What the contracts would revert on halfway through a deploy is refused up front."""
+    bad = json.loads((REPO / "deploy" / "config.json").read_text())
+    edit(bad)
+    with pytest.raises(ValueError, match=message):
+        parse_config(bad)
+
+
 def test_exact_unit_conversions():
     assert to_wad("0.2") == 2 * 10**17 and to_wad(0.1) == 10**17 and to_wad(9000) == 9000 * WAD
     assert to_units("1.5", 6) == 1_500_000
