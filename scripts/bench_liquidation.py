@@ -22,12 +22,10 @@ import click  # noqa: E402
 from ape import accounts, chain, project  # noqa: E402
 from ape.cli import ConnectedProviderCommand  # noqa: E402
 
-from offchain.codec import KIND_CALL, KIND_FUTURE, pack_entries  # noqa: E402
+from offchain.codec import pack_entries  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
-from offchain.scenarios import CRYPTO_35  # noqa: E402
+from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
 
-SPOT = 60_000 * WAD
-PSR = 16 * WAD // 100
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SIZES = (1, 8, 16, 32)
 
@@ -44,29 +42,20 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    admin, keeper, venue, trader, maker, mm_liq, fresh_liq = (
-        accounts.test_accounts[i] for i in (0, 1, 2, 4, 5, 7, 8)
+    m = deploy_bench_market(16)
+    admin, keeper, venue, usdc, oracle, engine = (
+        m.admin,
+        m.keeper,
+        m.venue,
+        m.usdc,
+        m.oracle,
+        m.engine,
     )
-    usdc = admin.deploy(project.MockERC20, "USD Coin", "USDC", 6)
-    oracle = admin.deploy(project.RiskOracle, admin)
-    engine = admin.deploy(project.MarginEngine, admin, oracle, usdc, 10**26)
+    coeffs, opts, futs = m.coeffs, m.opts, m.futs
+    trader, maker, mm_liq, fresh_liq = (accounts.test_accounts[i] for i in (4, 5, 7, 8))
     liquidator = admin.deploy(project.Liquidator, admin, engine)
     engine.set_liquidator(liquidator, sender=admin)
-    oracle.grant_role(keeper, 1, sender=admin)
-    engine.grant_role(venue, 2, sender=admin)
-    coeffs = CRYPTO_35.linear_coefficients_wad()
-    oracle.register_grid(1, coeffs, sender=admin)
-    oracle.list_underlying(1, 1, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin)
-    expiry = chain.blocks.head.timestamp + 30 * 86_400
-    opts, futs = [], []
-    for k in range(16):
-        tx = oracle.list_instrument(1, KIND_CALL, SPOT + k * WAD, expiry, WAD, sender=admin)
-        opts.append(tx.return_value)
-        tx = oracle.list_instrument(1, KIND_FUTURE, 0, expiry + k, WAD, sender=admin)
-        futs.append(tx.return_value)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
-    for iid in book:
-        engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
 
     def post(spot: int):
         chain.pending_timestamp = chain.blocks.head.timestamp + 1
