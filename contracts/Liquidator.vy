@@ -232,6 +232,8 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
         penalty=p.penalty,
         penalty_to_liquidator=p.to_liquidator,
         penalty_to_fund=p.to_fund,
+        instruments=p.ids,
+        sizes=p.taken,
     )
     return p.fraction
 

@@ -41,7 +41,6 @@ initializes: positions
 exports: (
     roles.admin,
     roles.pending_admin,
-    roles.role_bits,
     roles.has_role,
     roles.transfer_admin,
     roles.accept_admin,
@@ -207,8 +206,7 @@ def liquidation_move(
             socialised losses on every touch.
     """
     assert msg.sender == self.liquidator.address, "engine: not liquidator"
-    for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
-        positions._move(account, receiver, ids[j], sizes[j])
+    positions._move(account, receiver, ids, sizes)
     for k: uint256 in range(len(assets), bound=fp.MAX_ASSETS):
         a: address = assets[k]
         # the vault's debit (balance, mask, total) and the matching credit
@@ -337,7 +335,7 @@ def settle(account: address) -> uint256:
         # |q| < 2**100, price < 2**96.
         amount: int256 = fp.div_floor(unsafe_mul(book.sizes[j], convert(price, int256)), fp.SWAD)
         cash += amount
-        positions._set(account, book.ids[j], 0)
+        positions._change(account, book.ids[j], -book.sizes[j])
         count += 1
         log IMarginEngine.Settled(
             account=account, instrument=book.ids[j], size=book.sizes[j], price=price, amount=amount
@@ -400,7 +398,7 @@ def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256
         self.im_factor,
     )
     margin._raise(code)
-    positions._set(account, instrument, q_new)
+    positions._change(account, instrument, dq)
     vault.cash[account] = cash + dcash
 
 

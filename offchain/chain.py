@@ -750,11 +750,15 @@ class Chain:
 
     def accounts_touched(self, start_block: int, stop_block: int) -> set[str]:
         """Accounts named by engine events in ``[start_block, stop_block]``: deposits, position
-        changes and settlements (what changes cash, positions or collateral)."""
+        changes and settlements (what changes cash, positions or collateral), and both sides
+        of each liquidation (the engine moves those positions without a per-position event)."""
         out: set[str] = set()
         for name in ("Deposit", "Withdraw", "PositionChanged", "Settled"):
             for ev in self.events(self.engine, name, start_block, stop_block):
                 out.add(str(ev["account"]))
+        if self.liquidator is not None:
+            for ev in self.events(self.liquidator, "Liquidated", start_block, stop_block):
+                out.update((str(ev["account"]), str(ev["liquidator"])))
         return out
 
     def _head(self) -> int:

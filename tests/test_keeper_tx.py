@@ -28,6 +28,7 @@ from offchain.keeper.tx import (
     TxConfig,
     TxManager,
     TxRejectedError,
+    already_known,
     bumped,
 )
 
@@ -192,6 +193,21 @@ def test_lost_answer_to_a_send_is_not_sent_twice(node, opened, tmp_path, keeper)
     assert m.record("post:round:1").mined_hash == rec.hashes[0]
     assert node.nonce(keeper) == 1
     assert node.balance(RECIPIENT) == 5
+
+
+@pytest.mark.parametrize(
+    ("message", "known"),
+    [
+        ("{'code': -32000, 'message': 'already known'}", True),
+        ("known transaction: 0xabc", True),
+        # anvil, when a retried send meets the first one still in its pool (seen under load)
+        ("{'code': -32003, 'message': 'transaction already imported'}", True),
+        ("{'code': -32003, 'message': 'insufficient funds for gas * price + value'}", False),
+        ("nonce too low", False),
+    ],
+)
+def test_a_resend_the_node_already_holds_counts_as_sent(message, known):
+    assert already_known(message) is known
 
 
 def test_rpc_down_is_bounded_and_the_signed_payload_is_sent_later(node, opened, tmp_path, keeper):

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import ape
+import pytest
 from contract_support import BTC, ETH, USD, examples
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
@@ -195,6 +196,8 @@ def test_partial_liquidation_restores_im_and_matches_reference(
     assert ev.account == trader and ev.liquidator == liquidator_account
     assert ev.fraction == r.fraction and ev.penalty == r.penalty
     assert ev.penalty_to_liquidator + ev.penalty_to_fund == r.penalty
+    # the event carries what moved (the engine logs no per-position change in a liquidation)
+    assert dict(zip(ev.instruments, ev.sizes, strict=True)) == dict(r.taken)
     assert liq.s.engine.cash(liq.liquidator) == r.penalty_to_fund
     # a second liquidation (same state, next block) takes nothing more
     with ape.reverts("liquidation: healthy"):
@@ -219,6 +222,44 @@ def test_capped_liquidation_then_the_rest(liq, trader, maker, liquidator_account
         assert_matches(liq, trader, liquidator_account, r2)
         eq, im, _mm, _ = liq.state(trader)
         assert eq >= im
+
+
+@pytest.fixture
+def double(project, liq, admin):
+    """A contract margin account that liquidates twice in one transaction, funded with 1M."""
+    d = admin.deploy(project.MockDoubleLiquidator, liq.liquidator)
+    liq.s.engine.deposit(liq.s.usdc, 1_000_000 * USD, d, sender=admin)
+    return d
+
+
+def test_second_liquidation_in_the_same_transaction_takes_nothing(liq, trader, maker, double):
+    long_btc(liq, trader, maker, 12_500)
+    liq.move(BTC, 56_000 * WAD)
+    with ape.reverts("liquidation: healthy"):
+        double.liquidate_twice(trader, WAD, WAD, sender=liq.s.admin)
+
+
+def test_capped_then_rest_in_the_same_transaction_takes_only_what_is_needed(
+    liq, trader, maker, double
+):
+    long_btc(liq, trader, maker, 12_500)
+    liq.move(BTC, 54_000 * WAD)  # deep enough that a 10 % cap leaves it below MM
+    size_before = liq.account(trader).positions
+    a, lacct, r1 = reference(liq, trader, double.address, WAD // 10)
+    # the reference of the second liquidation starts from the state the first one leaves
+    market = liq.market_int(a, lacct)
+    r2 = ref_liquidate(r1.account, r1.liquidator, market, liq.params(), r1.book, WAD)
+    tx = double.liquidate_twice(trader, WAD // 10, WAD, sender=liq.s.admin)
+    f1, f2 = tx.return_value
+    assert f1 == WAD // 10 == r1.fraction
+    # the second one took exactly the closed-form rest, no more
+    assert f2 == r2.fraction
+    assert_matches(liq, trader, double.address, r2)
+    eq, im, _mm, _ = liq.state(trader)
+    assert eq >= im
+    assert 0 < f2 < WAD
+    left = liq.account(trader).positions
+    assert all(0 < left[j] < size_before[j] for j in size_before)
 
 
 def test_dust_account_is_taken_whole(liq, trader, maker, liquidator_account):

@@ -5,9 +5,13 @@
 @notice Word = instrument id (96 bits) << 128 | size (int128 two's complement). Loading an
         account costs one SLOAD per position. Open interest per instrument is the sum of the
         long sizes (equal to the sum of the short sizes).
+        A position is found by scanning the account's words: there is no index mapping to
+        keep, and every caller has already read the words in the same transaction (margin
+        check, liquidation), so the scan reads warm slots. A removed word is filled by the
+        last one.
 @custom:security Sizes are bounded by MAX_SIZE (< 2**100) before they are stored, so the
-                 int128 packing is lossless. `_set` is the only writer (trades, settlement and
-                 the liquidation hook `_move` all go through it).
+                 int128 packing is lossless. `_shift` is the only writer of words (trades,
+                 settlement and the liquidation hook `_move` all go through it).
 """
 
 
@@ -20,8 +24,6 @@ MASK128: constant(uint256) = 2**128 - 1
 
 position_words: HashMap[address, uint256[fp.MAX_POSITIONS]]
 position_count: public(HashMap[address, uint256])
-# index + 1 of an instrument in the account's words; 0 when not held.
-position_index: HashMap[address, HashMap[uint256, uint256]]
 open_interest: public(HashMap[uint256, uint256])
 
 
@@ -30,69 +32,79 @@ open_interest: public(HashMap[uint256, uint256])
 def _load(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynArray[int256, fp.MAX_POSITIONS]):
     ids: DynArray[uint256, fp.MAX_POSITIONS] = []
     sizes: DynArray[int256, fp.MAX_POSITIONS] = []
-    n: uint256 = self.position_count[account]
-    for i: uint256 in range(n, bound=fp.MAX_POSITIONS):
+    for i: uint256 in range(self.position_count[account], bound=fp.MAX_POSITIONS):
         w: uint256 = self.position_words[account][i]
         ids.append(w >> 128)
-        # inline _size_of: sign extension of the low 128 bits, in [-2**127, 2**127).
-        sizes.append(unsafe_sub(convert((w & MASK128) ^ 2**127, int256), 2**127))
+        sizes.append(self._size_of(w))
     return ids, sizes
 
 
-@view
 @internal
-def _get(account: address, instrument: uint256) -> int256:
-    k: uint256 = self.position_index[account][instrument]
-    if k == 0:
-        return 0
-    return self._size_of(self.position_words[account][k - 1])
-
-
-@internal
-def _set(account: address, instrument: uint256, size: int256):
+def _shift(account: address, instrument: uint256, delta: int256) -> (int256, int256):
     """
-    @dev Writes a position (removes it when `size == 0`) and keeps open interest.
+    @dev Add `delta` to the account's size of `instrument`: the word is found by a scan,
+         appended when new, removed at zero (the last word fills the gap). Returns (old, new).
     """
-    assert size <= fp.MAX_SIZE and size >= -fp.MAX_SIZE, "engine: size out of bounds"
-    k: uint256 = self.position_index[account][instrument]
+    n: uint256 = self.position_count[account]
+    k: uint256 = n
     old: int256 = 0
-    if k != 0:
-        old = self._size_of(self.position_words[account][k - 1])
-    if old > 0:
-        self.open_interest[instrument] -= convert(old, uint256)
-    if size > 0:
-        self.open_interest[instrument] += convert(size, uint256)
+    for i: uint256 in range(n, bound=fp.MAX_POSITIONS):
+        w: uint256 = self.position_words[account][i]
+        if w >> 128 == instrument:
+            k = i
+            old = self._size_of(w)
+            break
+    size: int256 = old + delta
+    assert size <= fp.MAX_SIZE and size >= -fp.MAX_SIZE, "engine: size out of bounds"
     if size == 0:
-        if k != 0:
-            n: uint256 = self.position_count[account]
-            if k != n:
-                last: uint256 = self.position_words[account][n - 1]
-                self.position_words[account][k - 1] = last
-                self.position_index[account][last >> 128] = k
+        if k != n:
+            self.position_words[account][k] = self.position_words[account][n - 1]
             self.position_words[account][n - 1] = 0
-            self.position_index[account][instrument] = 0
             self.position_count[account] = n - 1
+    elif k == n:
+        assert n < fp.MAX_POSITIONS, "engine: too many positions"
+        self.position_words[account][n] = (instrument << 128) | (convert(convert(size, bytes32), uint256) & MASK128)
+        self.position_count[account] = n + 1
     else:
-        word: uint256 = (instrument << 128) | (convert(convert(size, bytes32), uint256) & MASK128)
-        if k == 0:
-            n: uint256 = self.position_count[account]
-            assert n < fp.MAX_POSITIONS, "engine: too many positions"
-            self.position_words[account][n] = word
-            self.position_count[account] = n + 1
-            self.position_index[account][instrument] = n + 1
-        else:
-            self.position_words[account][k - 1] = word
+        self.position_words[account][k] = (instrument << 128) | (convert(convert(size, bytes32), uint256) & MASK128)
+    return old, size
+
+
+@internal
+def _change(account: address, instrument: uint256, delta: int256):
+    """
+    @dev A trade or a settlement: shift the size, keep open interest, log the new size.
+    """
+    old: int256 = 0
+    size: int256 = 0
+    old, size = self._shift(account, instrument, delta)
+    self._open_interest(instrument, max(size, 0) - max(old, 0))
     log IMarginEngine.PositionChanged(account=account, instrument=instrument, size=size)
 
 
 @internal
-def _move(sender: address, receiver: address, instrument: uint256, size: int256):
+def _move(sender: address, receiver: address, ids: DynArray[uint256, fp.MAX_POSITIONS], sizes: DynArray[int256, fp.MAX_POSITIONS]):
     """
-    @dev Liquidation hook: moves `size` of an instrument from `sender` to `receiver` (the
-         caller moves the matching cash with vault._move_cash and checks margins).
+    @dev Liquidation hook: moves `sizes[j]` of `ids[j]` from `sender` to `receiver` (the
+         caller moves the matching cash, checks margins and logs the liquidation). Open
+         interest is written only where the move changes it (a long passed to a long or a
+         flat receiver leaves it as it is).
     """
-    self._set(sender, instrument, self._get(sender, instrument) - size)
-    self._set(receiver, instrument, self._get(receiver, instrument) + size)
+    for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
+        i: uint256 = ids[j]
+        s_old: int256 = 0
+        s_new: int256 = 0
+        r_old: int256 = 0
+        r_new: int256 = 0
+        s_old, s_new = self._shift(sender, i, -sizes[j])
+        r_old, r_new = self._shift(receiver, i, sizes[j])
+        self._open_interest(i, max(s_new, 0) - max(s_old, 0) + max(r_new, 0) - max(r_old, 0))
+
+
+@internal
+def _open_interest(instrument: uint256, delta: int256):
+    if delta != 0:
+        self.open_interest[instrument] = convert(convert(self.open_interest[instrument], int256) + delta, uint256)
 
 
 @pure

@@ -122,6 +122,14 @@ def _hex(value: bytes) -> str:
     return Web3.to_hex(value)
 
 
+def already_known(message: str) -> bool:
+    """Whether a node's refusal of ``eth_sendRawTransaction`` says it already holds this very
+    transaction: geth "already known" / "known transaction", anvil "transaction already
+    imported" (seen when a lost answer is retried while the first send is still pending)."""
+    low = message.lower()
+    return any(p in low for p in ("already known", "known transaction", "already imported"))
+
+
 class TxManager:
     """Transactions of one account, with the guarantees of the module docstring.
 
@@ -500,7 +508,7 @@ class TxManager:
             low = message.lower()
             if "nonce too low" in low:
                 return "nonce_used"
-            known = "already known" in low or "known transaction" in low
+            known = already_known(low)
             # anvil answers an identical re-send with "replacement transaction underpriced"
             if not known and not ("underpriced" in low and self._known(rec.hashes[-1])):
                 return message
