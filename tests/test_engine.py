@@ -148,6 +148,27 @@ def test_risk_reducing_trade_allowed_below_im(market, trader, maker, fut):
     assert mm1 < mm0 and eq1 >= eq0
 
 
+def test_closing_a_short_at_mark_is_risk_reducing_despite_rounding(market, trader, maker, fut):
+    """The buyer pays ceil(q * p) but its position value rises by floor: closing at exactly the
+    mark can cost 1 wei of equity, which the rule tolerates (docs/contracts.md, trade rule)."""
+    s = market
+    fund(s, trader, 25_000)
+    fund(s, maker, 1_000_000)
+    s.engine.trade(maker, trader, fut, 2 * WAD, SPOT, sender=s.venue)  # trader short 2
+    new = SPOT * 101 // 100 + 1  # a mark that is not a whole number of WAD
+    s.post([(BTC, new, PSR)], [s.future_item(fut, new)])
+    eq0, im0, mm0 = s.engine.margin_state(trader)
+    assert mm0 < eq0 < im0
+    # small enough to stay under IM; q * mark / WAD is not a whole number: the buyer rounds up
+    q = WAD // 300
+    s.engine.trade(trader, maker, fut, q, new, sender=s.venue)
+    eq1, im1, mm1 = s.engine.margin_state(trader)
+    assert mm1 < mm0 and eq1 == eq0 - 1 and eq1 < im1
+    # more than the 1-wei tolerance is not risk-reducing
+    with ape.reverts("engine: below initial margin"):
+        s.engine.trade(trader, maker, fut, q, new + WAD, sender=s.venue)
+
+
 def test_pause_blocks_new_risk_only(market, trader, maker, outsider, guardian, admin, fut):
     s = market
     new = _underwater_long(s, trader, maker, fut)

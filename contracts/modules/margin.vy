@@ -6,7 +6,8 @@
 @custom:contract-name margin
 @notice A `Book` is an account's positions plus one RiskOracle snapshot for them. Rules:
         new risk needs fresh data, no pause and equity >= IM afterwards; a trade that strictly
-        lowers MM without lowering equity (same snapshot) is always allowed.
+        lowers MM without lowering equity by more than 1 wei of rounding (same snapshot) is
+        always allowed.
 @custom:security Stateless. `fresh` is false when any used timestamp is zero (never posted) or
                  older than max_age; an empty book is fresh.
 """
@@ -107,12 +108,13 @@ def _trade_outcome(
     eq_after, mm_after, fresh = self._state(b, cash + dcash)
     if not paused and fresh and eq_after >= self._im(mm_after, im_factor):
         return eq_after, mm_after, OK, q_new
-    # risk-reducing path: strictly lower MM, equity not lower (same snapshot).
+    # risk-reducing path: strictly lower MM, equity not lower (same snapshot) but for 1 wei:
+    # a buyer closing at exactly the mark pays ceil(q * p) and gains floor in value.
     b.sizes[idx] = q_old
     eq_before: int256 = 0
     mm_before: int256 = 0
     eq_before, mm_before, fresh = self._state(b, cash)
-    if mm_after < mm_before and eq_after >= eq_before:
+    if mm_after < mm_before and eq_after >= eq_before - 1:
         return eq_after, mm_after, OK, q_new
     if paused:
         return eq_after, mm_after, E_PAUSED, q_new
