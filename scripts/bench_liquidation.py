@@ -3,9 +3,12 @@
 Deploys RiskOracle, MarginEngine and Liquidator on the local anvil, lists one underlying on the
 35-scenario crypto grid with 16 options and 16 futures, and liquidates an account holding 1, 8,
 16 and 32 of them (half futures, half options, all long, equity just above IM) after an 8 %
-drop: a partial liquidation (the closed-form fraction) and, after a 30 % drop, a full one. Two
-liquidators: a fresh margin account (every position it receives is a new storage slot) and a
-market maker that already holds every instrument (its position words are updated in place).
+drop: a partial liquidation (the closed-form fraction) and, after a 30 % drop, a full one of an
+insolvent account (empty fund: the loss is socialised over the instruments taken). Three
+liquidators: a fresh margin account (every position it receives is a new storage slot), a
+market maker that already holds every one of the 32 instruments (its position words are updated
+in place, but its own margin check covers 32 positions), and a matched book that holds exactly
+the account's instruments (the cheapest case: updates in place, a check over the same data).
 Prints a markdown table and writes it to docs/benchmarks.md (section "Liquidation").
 """
 
@@ -52,7 +55,7 @@ def cli():
         m.engine,
     )
     coeffs, opts, futs = m.coeffs, m.opts, m.futs
-    trader, maker, mm_liq, fresh_liq = (accounts.test_accounts[i] for i in (4, 5, 7, 8))
+    trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
     liquidator = admin.deploy(project.Liquidator, admin, engine)
     engine.set_liquidator(liquidator, sender=admin)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
@@ -65,11 +68,11 @@ def cli():
         oracle.post(chain.blocks.head.timestamp, [(1, spot, PSR)], items, [], sender=keeper)
 
     post(SPOT)
-    for acct in (trader, maker, mm_liq, fresh_liq):
+    for acct in (trader, maker, mm_liq, fresh_liq, matched):
         usdc.mint(acct, 10**16, sender=admin)
         usdc.approve(engine, 2**256 - 1, sender=acct)
         engine.authorise_venue(venue, True, sender=acct)
-    for acct in (maker, mm_liq, fresh_liq):
+    for acct in (maker, mm_liq, fresh_liq, matched):
         engine.deposit(usdc, 10**15, sender=acct)
     # the market maker liquidator holds a small long in every instrument
     for iid in book:
@@ -79,8 +82,17 @@ def cli():
     rows = []
     for n in SIZES:
         for drop, kind in ((8, "partial"), (30, "full")):
-            for who, liq_acct in (("fresh liquidator", fresh_liq), ("market maker", mm_liq)):
+            for who, liq_acct in (
+                ("fresh liquidator", fresh_liq),
+                ("market maker", mm_liq),
+                ("matched book", matched),
+            ):
                 snap = chain.snapshot()
+                if liq_acct == matched:
+                    for iid in book[:n]:
+                        engine.trade(
+                            matched, maker, iid, WAD // 100, oracle.risk_array(iid)[0], sender=venue
+                        )
                 # the account: n long positions, equity just above IM
                 # n long positions at the marks; then again from the same state with the last
                 # one bought at the price that leaves equity at 1.01 x IM (same positions, so
@@ -113,10 +125,10 @@ def cli():
         "default optimizer). Transaction gas of `Liquidator.liquidate` for an account holding n "
         "long positions (half options, half futures, 35 scenarios) with equity just above IM: "
         "partial after an 8 % drop (closed-form fraction, post-condition checked on-chain), "
-        "full after a 30 % drop. A fresh liquidator receives every position in a new storage "
-        "slot; a market maker that already holds the instruments is updated in place.\n\n"
-        + text
-        + "\n"
+        "full after a 30 % drop (insolvent, empty fund: the loss is socialised). A fresh "
+        "liquidator receives every position in a new storage slot; a market maker holding all "
+        "32 instruments is updated in place but checks 32 positions; a matched book holds "
+        "exactly the account's instruments.\n\n" + text + "\n"
     )
     old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     if "## Liquidation" in old:
