@@ -9,7 +9,18 @@ from __future__ import annotations
 import ape
 import pytest
 from ape.exceptions import ContractLogicError
-from contract_support import BTC, PSR, SPOTS, USD
+from contract_support import (
+    ARRAY_RATIO,
+    BTC,
+    DAY,
+    GRID_CRYPTO,
+    MAX_DEV,
+    OI_CAP,
+    POSITION_LIMIT,
+    PSR,
+    SOM_RATE,
+    USD,
+)
 from liquidation_support import (  # noqa: F401 (fixtures)
     bystander,
     hedger,
@@ -19,6 +30,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
     lviews,
 )
 
+from offchain.codec import KIND_FUTURE
 from offchain.fixed_point import WAD
 
 F60K = 60_000 * WAD
@@ -30,21 +42,26 @@ F60K = 60_000 * WAD
 def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, trader, maker):
     """F1. `RiskOracle.post` computes a future's array from the underlying's stored psr; before
     the underlying's first post that psr is 0, so the array is all zero (psr_min bypassed).
-    Posting the underlying next makes the data fresh, and the zero array margins a 100-BTC
-    future at ~0 until the future is posted again (up to max_age). Fix: refuse instruments of
+    Posting the underlying next makes the data fresh, and the zero array margins a 100-unit
+    future at 0 until the future is posted again (up to max_age). Fix: refuse instruments of
     an underlying without a spot (`assert spot != 0` where `post` loads the context)."""
     s = system
-    fut = s.instruments["btc-fut"]
+    new_u = 77  # a fresh underlying, never posted whatever ran before in the session
+    s.oracle.list_underlying(
+        new_u, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, sender=s.admin
+    )
+    fut = s.list_instrument("f1-fut", new_u, KIND_FUTURE, 0, s.now() + 30 * DAY)
+    s.engine.set_instrument_limits(fut, OI_CAP, POSITION_LIMIT, sender=s.admin)
     try:
         s.post([], [s.future_item(fut, F60K)])
     except ContractLogicError:
         return  # refused: fixed
-    s.post([(BTC, SPOTS[BTC], PSR)])  # underlying first posted afterwards: data fresh
+    s.post([(new_u, F60K, PSR)])  # underlying first posted afterwards: data fresh
     s.engine.deposit(s.usdc, 10 * USD, sender=trader)
     s.engine.deposit(s.usdc, 10 * USD, sender=maker)
     s.engine.trade(trader, maker, fut, 100 * WAD, F60K, sender=s.venue)
     _eq, _im, mm = s.engine.margin_state(trader)
-    # a 100-BTC future must carry at least the psr_min move (1% of 6M USD); today it is ~0
+    # 100 futures at 60,000 must carry at least the psr_min move (1% of 6M USD); today MM is 0
     assert mm >= 100 * F60K // 100
 
 
