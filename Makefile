@@ -53,10 +53,14 @@ backtest: setup
 efficiency: setup
 	$(PY) -m offchain efficiency
 
+# Contract checks: sizes; one global re-entrancy lock wherever a contract calls out;
+# vyper-guard findings against the reviewed baseline (docs/security.md).
 lint: setup
 	$(BIN)/ruff check offchain scripts tests bench
 	$(BIN)/ruff format --check offchain scripts tests bench
 	$(PY) -m scripts.lint_contracts
+	$(PY) -m scripts.lint_reentrancy
+	$(PY) -m scripts.lint_guard
 
 clean:
 	rm -rf .build out .cache

@@ -10,11 +10,14 @@
         MM = sum over underlyings of max(max(worst scan loss, 0) + pad, short-option minimum);
         IM = MM * im_factor. A trade or withdrawal is allowed when afterwards equity >= IM (data
         fresh, not paused), or (trades) when it strictly lowers MM without lowering equity.
-@custom:security Non-reentrant on every external function (views included, so no read-only
-                 re-entrancy through a token callback). Oracle bounds are enforced by
-                 RiskOracle; stale data or a guardian pause block only new-risk actions:
-                 deposits, settlement, risk-reducing trades and withdrawals of accounts without
-                 positions and debt stay open. Open interest per instrument and size per account
+@custom:security One global lock on every function defined here, views included, except
+                 `positions_of` (the Liquidator reads it inside `touch`). Getters exported from
+                 the vault, positions and roles modules follow those modules and stay open to
+                 re-entry: a token is called only before a deposit's first write or after a
+                 withdrawal's last, so they read consistent state (docs/security.md). Oracle
+                 bounds are enforced by RiskOracle; stale data or a guardian pause block only
+                 new-risk actions: deposits, settlement, risk-reducing trades and withdrawals of
+                 accounts without positions and debt stay open. Open interest per instrument and size per account
                  are capped by the admin; an instrument trades only once its caps are set.
 """
 

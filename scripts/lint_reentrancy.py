@@ -1,0 +1,194 @@
+"""Re-entrancy lint: one global lock in every contract that calls out, and only reviewed entry
+points left open to re-entry.
+
+Run: `python -m scripts.lint_reentrancy` (part of `make lint`). For every deployable contract
+(`contracts/*.vy`; the mocks in `contracts/test/` are test doubles, one of them re-enters on
+purpose, and are not checked), with the pip-installed vyper 0.4.3:
+
+1. It *calls out* when its runtime code (`vyper -f opcodes_runtime`) holds CALL, CALLCODE,
+   DELEGATECALL, CREATE, CREATE2 or SELFDESTRUCT. STATICCALL alone cannot change state, so the
+   read-only lenses (MarginViews, LiquidationViews) need no lock.
+2. A contract that calls out must be compiled under `# pragma nonreentrancy on` and its layout
+   (`vyper -f layout`) must hold exactly ONE non-reentrancy key, the global
+   `$.nonreentrant_key`: no contract without it, and no second lock that one path could hold
+   while another path re-enters.
+3. The external functions the compiler leaves re-entrant in such a contract must equal the
+   reviewed list `OPEN` below. Vyper applies the pragma per source file: functions a contract
+   `exports:` from a module without the pragma (roles, vault, positions) are NOT locked, and
+   neither are immutables or `@reentrant` functions. Adding one, or locking one, fails here until
+   the list and docs/security.md ("Re-entrancy") are updated. Read from the compiler's own
+   function types (vyper's Python API), not from the source text.
+
+Exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACTS = ROOT / "contracts"
+GLOBAL_KEY = "$.nonreentrant_key"
+LOCK_TYPE = "nonreentrant lock"
+# Opcodes by which a contract hands control to other code that may change state.
+CALL_OPCODES = frozenset({"CALL", "CALLCODE", "DELEGATECALL", "CREATE", "CREATE2", "SELFDESTRUCT"})
+
+_ROLES = "roles module (no pragma): admin / pending-admin only, makes no call"
+_VAULT = "vault getter (module without pragma): read-only, state consistent at every call-out"
+_POSITIONS = "positions getter (module without pragma): read-only, consistent at every call-out"
+_IMMUTABLE = "immutable: cannot change"
+# Reviewed external functions left re-entrant, per contract that calls out (docs/security.md,
+# "Re-entrancy": why each is safe).
+OPEN: dict[str, dict[str, str]] = {
+    "MarginEngine": {
+        "admin": _ROLES,
+        "pending_admin": _ROLES,
+        "role_bits": _ROLES,
+        "has_role": _ROLES,
+        "transfer_admin": _ROLES,
+        "accept_admin": _ROLES,
+        "grant_role": _ROLES,
+        "revoke_role": _ROLES,
+        "cash_token": _VAULT,
+        "cash_scale": _VAULT,
+        "cash_deposit_cap": _VAULT,
+        "cash": _VAULT,
+        "collateral": _VAULT,
+        "total": _VAULT,
+        "assets": _VAULT,
+        "asset_index": _VAULT,
+        "asset_haircut": _VAULT,
+        "asset_deposit_cap": _VAULT,
+        "asset_scale": _VAULT,
+        "asset_mask": _VAULT,
+        "position_count": _POSITIONS,
+        "open_interest": _POSITIONS,
+        "positions_of": "@reentrant: Liquidator.touch reads it inside the engine's call to it",
+        "oracle": _IMMUTABLE,
+    },
+    "Liquidator": {
+        "admin": _ROLES,
+        "pending_admin": _ROLES,
+        "transfer_admin": _ROLES,
+        "accept_admin": _ROLES,
+        "engine": _IMMUTABLE,
+        "oracle": _IMMUTABLE,
+    },
+}
+
+
+def _vyper() -> str:
+    local = Path(sys.executable).parent / "vyper"
+    return str(local) if local.exists() else (shutil.which("vyper") or "vyper")
+
+
+def nonreentrant_keys(layout: dict) -> list[str]:
+    """Dotted paths of every non-reentrancy lock in a `vyper -f layout` JSON object, in any
+    section (storage, transient storage) and any nested module."""
+    found: list[str] = []
+
+    def walk(node: dict, path: list[str]) -> None:
+        for name, value in node.items():
+            if not isinstance(value, dict):
+                continue
+            if value.get("type") == LOCK_TYPE:
+                found.append(".".join(path + [name]) if path else name)
+            else:
+                walk(value, path + [name])
+
+    for section in layout.values():
+        if isinstance(section, dict):
+            walk(section, [])
+    return found
+
+
+def lock_problem(layout: dict) -> str | None:
+    """Why a calling contract's layout fails the single-global-lock rule, or None."""
+    keys = nonreentrant_keys(layout)
+    if not keys:
+        return "no non-reentrancy key in the layout"
+    if len(keys) > 1:
+        return f"{len(keys)} non-reentrancy keys {keys}, expected one"
+    if keys[0] != GLOBAL_KEY:
+        return f"lock {keys[0]!r} is not the global {GLOBAL_KEY!r}"
+    return None
+
+
+def calls_out(opcodes: str) -> bool:
+    """Whether a runtime opcode listing (`vyper -f opcodes_runtime`) can call or create code."""
+    return not CALL_OPCODES.isdisjoint(opcodes.split())
+
+
+def compile_layout_and_opcodes(path: Path) -> tuple[dict, str]:
+    out = subprocess.run(
+        [_vyper(), "-p", str(CONTRACTS), "-f", "layout,opcodes_runtime", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    layout, _, opcodes = out.partition("\n")
+    return json.loads(layout), opcodes
+
+
+def reentrancy_settings(path: Path) -> tuple[bool, set[str]]:
+    """(pragma nonreentrancy on?, names of the external functions left re-entrant), from the
+    compiler's annotated module."""
+    from vyper.compiler.input_bundle import FilesystemInputBundle
+    from vyper.compiler.phases import CompilerData
+
+    bundle = FilesystemInputBundle([CONTRACTS, ROOT])
+    data = CompilerData(bundle.load_file(path), bundle)
+    module = data.annotated_vyper_module
+    functions = module._metadata["type"].exposed_functions
+    return bool(module.settings.nonreentrancy_by_default), {
+        f.name for f in functions if not f.nonreentrant
+    }
+
+
+def check(name: str, layout: dict, opcodes: str, pragma_on: bool, open_: set[str]) -> list[str]:
+    """Failures of one contract (empty: passes)."""
+    if not calls_out(opcodes):
+        return []
+    problems = []
+    if not pragma_on:
+        problems.append("calls out without `# pragma nonreentrancy on`")
+    lock = lock_problem(layout)
+    if lock:
+        problems.append(lock)
+    reviewed = set(OPEN.get(name, {}))
+    for fn in sorted(open_ - reviewed):
+        problems.append(f"`{fn}` is open to re-entry and not in the reviewed list OPEN")
+    for fn in sorted(reviewed - open_):
+        problems.append(f"`{fn}` is in OPEN but locked (or gone): update OPEN and the doc")
+    return problems
+
+
+def main() -> int:
+    failures = 0
+    for path in sorted(CONTRACTS.glob("*.vy")):
+        rel = path.relative_to(ROOT)
+        try:
+            layout, opcodes = compile_layout_and_opcodes(path)
+        except subprocess.CalledProcessError as err:
+            print(f"FAIL {rel}: does not compile\n{err.stderr.strip()}")
+            failures += 1
+            continue
+        pragma_on, open_ = reentrancy_settings(path)
+        problems = check(path.stem, layout, opcodes, pragma_on, open_)
+        if problems:
+            failures += 1
+            for p in problems:
+                print(f"FAIL {rel}: {p}")
+        elif calls_out(opcodes):
+            print(f"ok   {rel}: calls out, one global lock, {len(open_)} reviewed open functions")
+        else:
+            print(f"ok   {rel}: no state-changing call (STATICCALL at most), no lock needed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
