@@ -47,7 +47,6 @@ OPEN: dict[str, dict[str, str]] = {
     "MarginEngine": {
         "admin": _ROLES,
         "pending_admin": _ROLES,
-        "role_bits": _ROLES,
         "has_role": _ROLES,
         "transfer_admin": _ROLES,
         "accept_admin": _ROLES,
