@@ -395,6 +395,9 @@ def liquidate(
     deltas: dict[int, tuple[int, int]] = {}
     index = dict(book.index)
     if f == WAD and a_cash < 0 and _value_of_collateral(a_coll, market) == 0:
+        # collateral without a fresh price (price 0 here) may still cover the debt
+        if any(units and market.collaterals[i].price == 0 for i, units in a_coll.items()):
+            raise LiquidationError("liquidation: stale collateral")
         bad = -a_cash
         payout = min(bad, max(fund, 0))
         rest = bad - payout

@@ -180,8 +180,11 @@ class Liq:
                     spot, _psr, _t = o.underlying_state(u)
                     unds[u] = UnderlyingInt(spot, SOM_RATE, self.s.n_scenarios[u])
         colls = {}
+        now = self.s.now()
         for token, dec in ((self.s.weth, 18), (self.s.wbtc, 8)):
-            price, _t = o.asset_price(token)
+            price, t = o.asset_price(token)
+            if t == 0 or t + o.max_age() < now:
+                price = 0  # a liquidation values collateral without a fresh price at zero
             colls[e.asset_index(token) - 1] = CollateralInt(price, e.asset_haircut(token), dec)
         return MarketInt(ins, unds, colls)
 

@@ -65,9 +65,6 @@ def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, 
     assert mm >= 100 * F60K // 100
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ContractLogicError, reason="F2: unpriced collateral dust blocks liquidation"
-)
 def test_dust_of_an_unpriced_collateral_cannot_block_liquidation(
     project, liq, trader, maker, liquidator_account
 ):
@@ -75,8 +72,8 @@ def test_dust_of_an_unpriced_collateral_cannot_block_liquidation(
     a deposit needs no price. An account below MM deposits 1 unit of a listed collateral whose
     price is stale or was never posted and can no longer be liquidated ("liquidation: stale
     oracle"); anyone can do the same to any account (deposit on behalf), which also blocks that
-    account's new risk. Fix: value stale collateral at zero instead of refusing (at least in
-    `Liquidator.liquidate`), or refuse deposits of an asset without a fresh price."""
+    account's new risk. Fixed: a liquidation values collateral without a fresh price at zero
+    and ignores its timestamp (`liquidation._load`)."""
     s = liq.s
     tok = s.admin.deploy(project.MockERC20, "Dust", "DUST", 18)
     s.oracle.list_asset(tok, WAD // 2, sender=s.admin)
@@ -95,6 +92,34 @@ def test_dust_of_an_unpriced_collateral_cannot_block_liquidation(
         pass  # refused: one of the fixes
     liq.liquidator.liquidate(trader, sender=liquidator_account)
     assert liq.health(trader) >= 0
+
+
+def test_insolvent_account_with_unpriced_collateral_is_not_written_off(
+    project, liq, trader, maker, liquidator_account
+):
+    """F2, second half. Valuing unpriced collateral at zero must not let an insolvent account
+    keep it while its debt is written off as bad debt: the full liquidation waits
+    ("liquidation: stale collateral") until the price is posted, then sells it."""
+    s = liq.s
+    tok = s.admin.deploy(project.MockERC20, "Dust", "DUST", 18)
+    s.oracle.list_asset(tok, WAD // 2, sender=s.admin)
+    s.engine.list_collateral(tok, WAD // 2, 10**30, sender=s.admin)
+    tok.mint(trader, 10 * WAD, sender=s.admin)
+    tok.approve(s.engine, 10 * WAD, sender=trader)
+    liq.deposit(trader, 12_500)
+    liq.deposit(maker, 10_000_000)
+    liq.deposit(liquidator_account, 1_000_000)
+    liq.trade(trader, maker, "btc-fut", WAD, F60K)
+    s.engine.deposit(tok, 10 * WAD, sender=trader)  # 1,500 USD after haircut once priced
+    liq.move(BTC, 45_000 * WAD)  # -15,000: insolvent without the token
+    bad_debt = liq.liquidator.bad_debt()
+    with ape.reverts("liquidation: stale collateral"):
+        liq.liquidator.liquidate(trader, sender=liquidator_account)
+    s.post([], [], [(tok, 300 * WAD)])  # the first price: still insolvent (-1,000 USD)
+    liq.liquidator.liquidate(trader, sender=liquidator_account)
+    assert s.engine.position_count(trader) == 0
+    assert s.engine.collateral(tok, liquidator_account) > 0  # sold at a discount
+    assert liq.liquidator.bad_debt() == bad_debt  # covered by the token, nothing written off
 
 
 def test_exported_module_getters_stay_open_to_reentry(project, system, trader, admin):

@@ -8,7 +8,9 @@
         the post-condition with its fallback to a full liquidation, the collateral sale at a
         discount and the bad debt; and the socialised-loss charge of one position.
 @custom:security Stateless. `_load` mirrors MarginEngine._book (one oracle snapshot, collateral
-                 valued at the snapshot prices) so the margin seen here is the engine's.
+                 valued at the snapshot prices) so the margin seen here is the engine's, with
+                 one difference: a collateral price that is stale or never posted counts as
+                 zero (and its timestamp is ignored) instead of blocking the liquidation.
 """
 
 
@@ -104,13 +106,19 @@ def _load(
     for n: uint256 in range(len(a.assets), bound=fp.MAX_ASSETS):
         asset: address = a.assets[n]
         price: uint256 = aw[n] & fp.MASK96
+        ts: uint256 = aw[n] >> 96
+        # A collateral price that is stale or was never posted counts as zero here instead of
+        # blocking: dust of such an asset must not shield an account from liquidation.
+        if ts == 0 or ts + a.book.max_age < block.timestamp:
+            price = 0
+        else:
+            a.book.min_timestamp = min(a.book.min_timestamp, ts)
         scale: uint256 = staticcall engine.asset_scale(asset)
         haircut: uint256 = staticcall engine.asset_haircut(asset)
         a.prices.append(price)
         a.scales.append(scale)
         a.haircuts.append(haircut)
         a.book.collateral += fp.collateral_value(a.balances[n], scale, haircut, price)
-        a.book.min_timestamp = min(a.book.min_timestamp, aw[n] >> 96)
     return a
 
 
@@ -199,6 +207,7 @@ def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint
     cash: int256 = a.cash + p.position_cash - convert(p.penalty, int256)
     if p.fraction == fp.WAD:
         left: int256 = 0
+        unpriced: bool = False
         for n: uint256 in range(len(a.assets), bound=fp.MAX_ASSETS):
             units: uint256 = 0
             pay: uint256 = 0
@@ -214,7 +223,10 @@ def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint
             p.sold.append(units)
             p.sale_cash.append(pay)
             left += fp.collateral_value(a.balances[n] - units, a.scales[n], a.haircuts[n], a.prices[n])
+            unpriced = unpriced or (a.prices[n] == 0 and a.balances[n] != 0)
         if cash < 0 and left == 0:
+            # no bad debt while collateral without a fresh price is held: it may cover the debt
+            assert not unpriced, "liquidation: stale collateral"
             p.bad_debt = convert(-cash, uint256)
     p.cash_after = cash
     return p
