@@ -195,9 +195,16 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
         fund: int256 = staticcall engine.cash(self) + fund_from_a + convert(cl, int256)
         payout: uint256 = convert(min(d, max(fund, 0)), uint256)
         if payout < p.bad_debt:
-            social = self._socialise(p.bad_debt - payout, p, a.book.sizes, l_prior)
+            charge_l: uint256 = 0
+            social, charge_l = self._socialise(p.bad_debt - payout, p, a.book.sizes, l_prior)
             if social == 0:
                 payout = p.bad_debt
+            if charge_l != 0:
+                # the liquidator's opposite size that the takeover netted pays its share now
+                assert eq_l - convert(charge_l, int256) >= margin._im(mm_l, k), "liquidation: liquidator below IM"
+                cl += charge_l
+                self.charges_realised += charge_l
+                log ILiquidator.Charged(account=msg.sender, amount=charge_l)
         fund_from_a -= d
         self.bad_debt += p.bad_debt
         self.fund_payouts += payout
@@ -344,15 +351,20 @@ def _register(account: address):
 @internal
 def _socialise(
     rest: uint256, p: lq.Plan, a_sizes: DynArray[int256, fp.MAX_POSITIONS], l_prior: DynArray[int256, fp.MAX_POSITIONS]
-) -> uint256:
+) -> (uint256, uint256):
     """
-    @dev Spread `rest` over the open interest (after the transfer) opposite to the positions
-         taken, weights |t| * mark // WAD (|t| when they all vanish), the last eligible
-         instrument taking the rounding rest; index += div_ceil(R_j * WAD, OI_j). Returns
-         `rest`, or 0 when no instrument has open interest left (the fund then absorbs it).
+    @dev Spread `rest` over the open interest opposite to the positions taken: after the
+         transfer, plus the liquidator's opposite size that the takeover netted (n_j), so a
+         counterparty that liquidates bears the same loss as when a third party does.
+         Weights |t| * mark // WAD (|t| when they all vanish), the last eligible instrument
+         taking the rounding rest; index += div_ceil(R_j * WAD, OI_j + n_j). Returns (`rest`,
+         the liquidator's charge sum div_ceil(n_j * delta_j, WAD)), or (0, 0) when nothing is
+         eligible (the fund then absorbs it).
     """
     n: uint256 = len(p.ids)
     oi: DynArray[uint256, fp.MAX_POSITIONS] = []
+    netted: DynArray[uint256, fp.MAX_POSITIONS] = []
+    charge: uint256 = 0
     weights: DynArray[uint256, fp.MAX_POSITIONS] = []
     total: uint256 = 0
     count: uint256 = 0
@@ -365,6 +377,12 @@ def _socialise(
         # open interest (sum of longs) after the transfer, read before it is applied.
         o: uint256 = staticcall engine.open_interest(p.ids[j])
         o = o + convert(max(qa - t, 0) + max(ql + t, 0), uint256) - convert(max(qa, 0) + max(ql, 0), uint256)
+        # netted: the part of the liquidator's opposite size the takeover closed
+        n_j: uint256 = 0
+        if t * ql < 0:
+            n_j = convert(min(abs(t), abs(ql)), uint256)
+        netted.append(n_j)
+        o += n_j
         oi.append(o)
         w: uint256 = 0
         if o != 0:
@@ -374,7 +392,7 @@ def _socialise(
             last = j
         weights.append(w)
     if count == 0:
-        return 0
+        return 0, 0
     if total == 0:
         for j: uint256 in range(n, bound=fp.MAX_POSITIONS):
             if oi[j] != 0:
@@ -389,6 +407,9 @@ def _socialise(
             share = rest - given
         given += share
         delta: uint256 = share * fp.WAD // oi[j] + convert(share * fp.WAD % oi[j] != 0, uint256)
+        # netted <= |t| < 2**100, delta <= 2**128
+        x: uint256 = netted[j] * delta
+        charge += x // fp.WAD + convert(x % fp.WAD != 0, uint256)
         word: uint256 = self.loss_index[p.ids[j]]
         sh: uint256 = 0
         side: uint256 = lq.SHORT
@@ -400,7 +421,7 @@ def _socialise(
         self.loss_index[p.ids[j]] = (word & ~(lq.MASK128 << sh)) | (part << sh)
         log ILiquidator.LossIndexRaised(instrument=p.ids[j], side=side, delta=delta, index=part)
     self.loss_epoch += 1
-    return rest
+    return rest, charge
 
 
 @view

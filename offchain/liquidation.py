@@ -145,6 +145,8 @@ class LiquidationResult:
     account: AccountInt
     liquidator: AccountInt
     book: Book
+    # the socialised share of the liquidator's netted opposite size, paid at once (§8.8)
+    liquidator_charge: int = 0
 
 
 def liquidation_fraction(equity: int, mm: int, im: int, penalty_rate: int) -> int:
@@ -242,8 +244,9 @@ def socialise(
 ) -> dict[int, tuple[int, int, int]]:
     """Spread ``remainder`` over the open interest opposite to the positions taken.
 
-    Eligible instruments: those taken with open interest (after the transfer) > 0, in position
-    order. Weights ``w_j = |t_j| * mark_j // WAD`` (``|t_j|`` when they all vanish); shares
+    Eligible instruments: those taken with open interest ``open_interest[j]`` > 0 (the caller
+    passes the open interest after the transfer plus the liquidator's netted opposite size), in
+    position order. Weights ``w_j = |t_j| * mark_j // WAD`` (``|t_j|`` when they all vanish); shares
     ``R_j = R * w_j // W`` except the last eligible one, which takes the rest, so ``sum R_j = R``.
     Index increment ``delta_j = div_ceil(R_j * WAD, OI_j)`` on the side opposite to A's (A long:
     shorts pay). Returns ``{j: (side, delta_j, R_j)}``; empty when nothing is eligible.
@@ -263,6 +266,14 @@ def socialise(
         side = SHORT if taken[j] > 0 else LONG
         out[j] = (side, div_ceil(share * WAD, open_interest[j]), share)
     return out
+
+
+def netted_opposite(t: int, q_liquidator: int) -> int:
+    """The part of the liquidator's size ``q_liquidator``, opposite to the size ``t`` it takes
+    over, that the takeover closes: ``min(|t|, |q|)`` when the signs differ, else 0. Socialisation
+    counts it as opposite open interest and charges it at once (§8.8), so a counterparty that
+    liquidates bears the same loss as when a third party does."""
+    return min(abs(t), abs(q_liquidator)) if t * q_liquidator < 0 else 0
 
 
 def pending_charge(
@@ -394,6 +405,7 @@ def liquidate(
     bad = payout = social = 0
     deltas: dict[int, tuple[int, int]] = {}
     index = dict(book.index)
+    charge = 0
     if f == WAD and a_cash < 0 and _value_of_collateral(a_coll, market) == 0:
         # collateral without a fresh price (price 0 here) may still cover the debt
         if any(units and market.collaterals[i].price == 0 for i, units in a_coll.items()):
@@ -401,7 +413,10 @@ def liquidate(
         bad = -a_cash
         payout = min(bad, max(fund, 0))
         rest = bad - payout
-        spread = socialise(rest, taken, market, oi)
+        # the liquidator's opposite size closed by the takeover still bears its share
+        netted = {j: netted_opposite(t, liquidator.positions.get(j, 0)) for j, t in taken.items()}
+        base = {j: oi.get(j, 0) + netted[j] for j in taken}
+        spread = socialise(rest, taken, market, base)
         if spread:
             social = rest
             for j, (side, delta, _share) in spread.items():
@@ -409,8 +424,14 @@ def liquidate(
                 cur = list(index.get(j, (0, 0)))
                 cur[side] += delta
                 index[j] = (cur[0], cur[1])
+                charge += div_ceil(netted[j] * delta, WAD)
         else:
             payout = bad
+        if charge:
+            if lst.equity - charge < lst.initial_margin:
+                raise LiquidationError("liquidation: liquidator below IM")
+            new_l = AccountInt(new_l.cash - charge, new_l.positions, new_l.collateral)
+            fund += charge
         fund -= bad
         a_cash = 0
     new_book = Book(
@@ -437,4 +458,5 @@ def liquidate(
         account=AccountInt(a_cash, a_pos, a_coll),
         liquidator=new_l,
         book=new_book,
+        liquidator_charge=charge,
     )

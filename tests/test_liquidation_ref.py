@@ -210,15 +210,39 @@ def test_insolvent_fund_covers_everything():
     assert r.book.fund == 4_000 * WAD
 
 
-def test_no_opposite_interest_fund_absorbs():
-    """The liquidator was the only counterparty: nobody holds the opposite side afterwards, so
-    the fund absorbs the whole deficit (recorded as a fund payout)."""
+def test_counterparty_liquidator_bears_the_loss_it_nets_away():
+    """The liquidator was the only counterparty: the takeover closes its short, so no open
+    interest is left, but the netted short still counts as opposite interest and pays its share
+    at once; the fund ends where it started (a third-party liquidator leaves the same loss on
+    the short, charged later through the index)."""
     a = with_equity({FUT: WAD}, -1_000 * WAD)
     liq = AccountInt(10**8 * WAD, {FUT: -WAD})
     r = liquidate(a, liq, MARKET, P, Book(fund=0, open_interest={FUT: WAD}))
     assert r.book.open_interest[FUT] == 0
+    assert r.socialised == r.bad_debt == 1_000 * WAD and r.fund_payout == 0
+    assert r.book.fund == 0  # advanced 1,000 and repaid at once by the liquidator
+    assert r.liquidator.cash == liq.cash - r.position_cash + r.penalty_to_liquidator - 1_000 * WAD
+    third = liquidate(a, RICH, MARKET, P, Book(fund=0, open_interest={FUT: WAD}))
+    assert third.index_deltas == r.index_deltas  # the same loss per short contract
+
+
+def test_nothing_eligible_fund_absorbs():
+    """Defensive path: with no opposite open interest at all (given here directly; a consistent
+    book always has the account's counterparties somewhere), the fund absorbs the whole deficit,
+    even beyond its balance, as a fund payout."""
+    a = with_equity({FUT: WAD}, -1_000 * WAD)
+    r = liquidate(a, RICH, MARKET, P, Book(fund=0, open_interest={FUT: 0}))
     assert r.fund_payout == r.bad_debt == 1_000 * WAD and r.socialised == 0
     assert r.book.fund == -1_000 * WAD
+
+
+def test_stale_collateral_is_worth_zero_and_blocks_a_write_off():
+    """A collateral price of 0 stands for a stale one (docs/fixed-point.md §8): it adds no
+    equity, is not sold, and an insolvent account holding it is not written off."""
+    stale = make_market(20_000 * WAD, 1_000 * WAD, 1_000 * WAD, weth_price=0)
+    a = with_equity({FUT: WAD}, -1_000 * WAD, stale, {WETH: WAD})
+    with pytest.raises(LiquidationError, match="liquidation: stale collateral"):
+        liquidate(a, RICH, stale, P, Book(open_interest={FUT: WAD}))
 
 
 def test_collateral_sold_at_discount():
@@ -258,7 +282,7 @@ def scenario(draw):
         spot,
         draw(st.integers(0, 10_000)) * WAD,
         draw(st.integers(0, 10_000)) * WAD,
-        draw(st.integers(0, 5_000)) * WAD,
+        draw(st.integers(1, 5_000)) * WAD,  # posted prices are never 0 (0 stands for stale)
     )
     pos = {}
     for j in (FUT, CALL, PUT, FUT2):
@@ -324,8 +348,10 @@ def test_liquidation_properties(case):
     owed = sum(
         pending_charge(h.positions, r.book.index, {}) for h in (r.account, r.liquidator, counter)
     )
+    # the liquidator pays its netted opposite size's share at once
+    owed += r.liquidator_charge
     assert owed >= r.socialised
-    assert owed <= r.socialised + 2 * len(r.index_deltas) + sum(
+    assert owed <= r.socialised + 3 * len(r.index_deltas) + sum(
         abs(q) for h in (r.liquidator, counter) for q in h.positions.values()
     )
     assert pending_charge(r.account.positions, r.book.index, {}) == 0 or r.fraction < WAD
