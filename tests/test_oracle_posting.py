@@ -117,6 +117,35 @@ def test_futures_arrays_equal_the_reference(posting, chain_snapshot, u, mark, ps
         assert _stored(s, iid) == (mark2, expect2)
 
 
+def test_futures_exponent_follows_mark_and_psr(posting):
+    """The oracle starts from the future's previous exponent and recomputes it when the largest
+    magnitude no longer has exactly 15 significant bits: up (mark doubled, psr raised) and down
+    (mark halved, psr lowered), each step equal to the reference."""
+    s = posting
+    iid = s.instruments["u39-fut"]
+    steps = [
+        (10**22, WAD // 10),
+        (2 * 10**22, WAD // 10),  # up
+        (10**22, WAD // 10),  # down
+        (10**22 - 1, WAD // 10),  # same
+        (10**22, WAD // 2),  # psr up
+        (10**22, WAD // 20),  # psr down
+        (1, WAD // 20),  # the smallest mark: e = 0 ...
+        (2, PSR_MIN),  # ... stays 0
+    ]
+    exponents = []
+    for k, (mark, psr) in enumerate(steps):
+        if k == 6:  # a mark of 1 wei is beyond the deviation cap: the first post of another
+            iid = s.list_instrument("u39-fut-small", U39, KIND_FUTURE, 0, s.now() + 86_400)
+        s.post([(U39, SPOT39, psr)], [s.future_item(iid, mark)])
+        expect = encode_risk_array(futures_risk_array_wad(mark, C39, psr))
+        assert _stored(s, iid) == (mark, expect)
+        exponents.append(expect[0])
+    assert exponents[1] == exponents[0] + 1 and exponents[2] == exponents[0]
+    assert exponents[4] > exponents[3] > exponents[5]
+    assert exponents[6:] == [0, 0]
+
+
 # ---------------------------------------------------------------------------- options
 
 
