@@ -8,7 +8,9 @@
         underlying's scan range (docs/fixed-point.md §3), never taken from the poster.
         Storage layout (docs/contracts.md): per instrument three words,
         slot0 = mark uint96 | e uint8 | timestamp uint40 | entries 0..6 (int16),
-        slot1 = entries 7..22, slot2 = entries 23..38.
+        slot1 = entries 7..22, slot2 = entries 23..38; `post` takes instruments in that layout.
+        A grid's coefficients live in the code of a small data contract created at
+        registration (read with one EXTCODECOPY).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
                  future, a per-update deviation cap (spot, futures marks and collateral prices
                  relative to their previous value, option marks relative to spot), option array

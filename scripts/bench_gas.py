@@ -5,8 +5,9 @@ underlying on the 35-scenario crypto grid and 50 options + 50 futures, and measu
 check (`margin_state` sent as a transaction: gas used minus the 21,000 intrinsic gas and
 calldata; estimateGas in the note) at 1, 4, 16 and 32 positions; a trade and margin-checked
 withdrawals at 16 and 32 positions; posting 1 and 50 instruments (options with packed arrays,
-futures with arrays computed on-chain), per instrument. Prints a markdown table and writes it to
-docs/benchmarks.md (section "Gas").
+futures with arrays computed on-chain), per instrument, as updates in which every storage word of
+every posted instrument changes (checked: an unchanged word would cost 2,200 gas instead of
+5,000). Prints a markdown table and writes it to docs/benchmarks.md (section "Gas").
 """
 
 from __future__ import annotations
@@ -83,9 +84,7 @@ def cli():
     post([_option_item(i, SPOT // 20, coeffs, k) for k, i in enumerate(opts)], [(1, SPOT, PSR)])
     post([fut(i, 100) for i in futs])
     g1 = timed_post([_option_item(opts[0], SPOT // 20 + WAD, coeffs, 2)]).gas_used
-    g50 = timed_post(
-        [_option_item(i, SPOT // 20 + WAD, coeffs, k + 1) for k, i in enumerate(opts)]
-    )
+    g50 = timed_post([_option_item(i, SPOT // 20 + WAD, coeffs, k + 1) for k, i in enumerate(opts)])
     # futures move by 1 %, enough to change every entry word (a 1-USD move would leave most
     # int16 entries as they were)
     f1 = timed_post([fut(futs[0], 101)]).gas_used
