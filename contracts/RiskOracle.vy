@@ -8,7 +8,9 @@
         underlying's scan range (docs/fixed-point.md §3), never taken from the poster.
         Storage layout (docs/contracts.md): per instrument three words,
         slot0 = mark uint96 | e uint8 | timestamp uint40 | entries 0..6 (int16),
-        slot1 = entries 7..22, slot2 = entries 23..38.
+        slot1 = entries 7..22, slot2 = entries 23..38; `post` takes instruments in that layout.
+        A grid's coefficients live in the code of a small data contract created at
+        registration (read with one EXTCODECOPY).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
                  future, a per-update deviation cap (spot, futures marks and collateral prices
                  relative to their previous value, option marks relative to spot), option array
@@ -46,6 +48,9 @@ MAX_POST_UNDERLYINGS: constant(uint256) = 16
 MAX_POST_INSTRUMENTS: constant(uint256) = 64
 MAX_POST_ASSETS: constant(uint256) = 8
 GRID_WORDS: constant(uint256) = 10
+# PUSH2 321, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
+# STOP ++ 320 bytes of grid words.
+GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x01\x41\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
 # Parameter bounds (WAD unless noted).
 MAX_COEFFICIENT: constant(int256) = 8 * 10**18
 MIN_PSR: constant(uint256) = 10**15
@@ -66,6 +71,22 @@ UTS_SHIFT: constant(uint256) = 160
 N_SHIFT: constant(uint256) = 200
 # Asset word: price [0, 96) | timestamp [96, 136).
 ATS_SHIFT: constant(uint256) = 96
+# Post header: mark << 160 | e << 152 | entry words << 96 | instrument id.
+WORDS_SHIFT: constant(uint256) = 96
+MASK56: constant(uint256) = 2**56 - 1
+HEAD_MASK: constant(uint256) = max_value(uint256) - (2**152 - 1)
+# floor(x / WAD) of a signed x, |x| < 2**123, as (x + LIN_BIAS) // WAD - 2**128 in uint256.
+LIN_BIAS: constant(uint256) = 10**18 * 2**128
+# Bits of a future's header that must be zero: the kind byte of the id and bits 96..159.
+FUTURE_ZERO: constant(uint256) = (255 << 32) | ((2**64 - 1) << 96)
+# Lane constants of 16 int16 entries per word: 1 and 0x8000 in every 16-bit lane; the low 16
+# bits, 1 and bit 16 of every 32-bit field.
+LANE_ONE16: constant(uint256) = max_value(uint256) // (2**16 - 1)
+LANE_SIGN: constant(uint256) = LANE_ONE16 * 2**15
+LANE_ONE32: constant(uint256) = max_value(uint256) // (2**32 - 1)
+EVEN_LANES: constant(uint256) = LANE_ONE32 * (2**16 - 1)
+LANE_CARRY: constant(uint256) = LANE_ONE32 * 2**16
+LANES_0_11: constant(uint256) = 2**192 - 1
 
 
 struct UnderlyingParams:
@@ -89,13 +110,6 @@ struct UnderlyingPost:
     psr: uint256
 
 
-struct InstrumentPost:
-    instrument: uint256
-    mark: uint256
-    e: uint256
-    words: DynArray[uint256, 3]
-
-
 struct AssetPost:
     asset: address
     price: uint256
@@ -103,7 +117,10 @@ struct AssetPost:
 
 # Scenario grids: count and linear coefficients c[s] packed as int64, four per word.
 grid_size: public(HashMap[uint256, uint256])
-grid_words: HashMap[uint256, uint256[GRID_WORDS]]
+# The packed words of a grid live in the code of a data contract (deployed once, immutable):
+# reading them costs one EXTCODECOPY instead of an SLOAD per word.
+grid_code: public(HashMap[uint256, address])
+underlying_grid: HashMap[uint256, address]
 underlying_params: public(HashMap[uint256, UnderlyingParams])
 underlying_word: HashMap[uint256, uint256]
 instrument_words: HashMap[uint256, uint256[fp.ARRAY_SLOTS]]
@@ -148,7 +165,8 @@ def register_grid(grid_id: uint256, coefficients: DynArray[int256, fp.MAX_SCENAR
         # two's complement in 64 bits: |c| < 2**63 by the bound above.
         bits: uint256 = convert(convert(c, bytes32), uint256) & fp.MASK64
         packed[s >> 2] = packed[s >> 2] | (bits << ((s & 3) << 6))
-    self.grid_words[grid_id] = packed
+    # init code returning the runtime 0x00 (STOP: the contract cannot be called) ++ the words
+    self.grid_code[grid_id] = raw_create(concat(GRID_INIT_CODE, abi_encode(packed)))
     self.grid_size[grid_id] = n
     log IRiskOracle.GridRegistered(grid_id=grid_id, scenarios=n, coefficients=coefficients)
 
@@ -180,6 +198,7 @@ def list_underlying(
     assert n != 0, "oracle: unknown grid"
     self.underlying_params[underlying].grid_id = grid_id
     self.underlying_params[underlying].scenarios = n
+    self.underlying_grid[underlying] = self.grid_code[grid_id]
     # the scenario count also lives in the state word, read by `snapshot` in the same SLOAD
     self.underlying_word[underlying] = n << N_SHIFT
     log IRiskOracle.UnderlyingListed(underlying=underlying, grid_id=grid_id, scenarios=n)
@@ -288,53 +307,235 @@ def set_max_age(max_age_: uint256):
 def post(
     timestamp: uint256,
     underlyings: DynArray[UnderlyingPost, MAX_POST_UNDERLYINGS],
-    instruments: DynArray[InstrumentPost, MAX_POST_INSTRUMENTS],
+    options: DynArray[uint256[4], MAX_POST_INSTRUMENTS],
+    futures: DynArray[uint256, MAX_POST_INSTRUMENTS],
     assets: DynArray[AssetPost, MAX_POST_ASSETS],
 ):
     """
-    @notice Post one batch observed at `timestamp`: underlyings first (spot, psr), then
-            instruments (mark; options also e and the packed int16 entries in the storage
-            layout: words[0] entries 0..6 in its low 112 bits, words[1] entries 7..22,
-            words[2] entries 23..38, exactly ceil-slots(S) words, unused entries zero), then
-            collateral prices. Every item must be strictly newer than what is stored: an older
-            or equal post reverts ("oracle: not newer"), so a replayed batch cannot land.
+    @notice Post one batch observed at `timestamp`: underlyings first (spot, psr), then options,
+            futures and collateral prices. Every item must be strictly newer than what is
+            stored: an older or equal post reverts ("oracle: not newer"), so a replayed batch
+            cannot land.
+    @dev Instruments are posted in the storage layout (docs/contracts.md, "Posting format"):
+         a header `mark << 160 | e << 152 | k << 96 | instrument id` and, for an option, its
+         k = n_slots(S) entry words: entries 0..6 in the low 112 bits of the first, 7..22 in
+         the second, 23..38 in the third; entries beyond the grid's S and words beyond k
+         zero. A future is its header alone (e = k = 0); its array is computed here.
     @param timestamp Observation time, <= block.timestamp.
     @param underlyings Spot (WAD) and price scan range (WAD) per underlying.
-    @param instruments Mark (WAD) and, for options, exponent and packed entries.
+    @param options Per option [header, entry word 0, entry word 1, entry word 2].
+    @param futures Per future its header (mark and id).
     @param assets Collateral USD prices (WAD per whole token).
     """
     roles._only_keeper()
     assert timestamp <= block.timestamp, "oracle: timestamp in future"
     for u: UnderlyingPost in underlyings:
         self._post_underlying(timestamp, u)
+    stamp: uint256 = timestamp << fp.TS_SHIFT
+    ids: DynArray[uint256, 2 * MAX_POST_INSTRUMENTS] = []
     # Underlying context, reloaded whenever the next instrument is on another underlying.
     cur: uint256 = 0
     n: uint256 = 0
-    spot: uint256 = 0
-    dev: uint256 = 0
+    mark_cap: uint256 = 0
     ratio_cap: uint256 = 0
-    lin: int256[fp.MAX_SCENARIOS] = empty(int256[fp.MAX_SCENARIOS])
-    for p: InstrumentPost in instruments:
-        und: uint256 = fp.id_underlying(p.instrument)
+    # bit length allowed in each entry word (nothing beyond entry n-1)
+    cap0: uint256 = 0
+    cap1: uint256 = 0
+    cap2: uint256 = 0
+    slots: uint256 = 0
+    for p: uint256[4] in options:
+        h: uint256 = p[0]
+        iid: uint256 = h & fp.MASK96
+        und: uint256 = (iid >> fp.ID_UNDERLYING_SHIFT) & fp.MASK16
         if und != cur:
             cur = und
-            params: UnderlyingParams = self.underlying_params[und]
-            n = params.scenarios
-            word: uint256 = self.underlying_word[und]
-            spot = word & fp.MASK96
-            dev = params.max_deviation
-            # floor: rounds the bound against the poster.
-            ratio_cap = spot * params.max_array_ratio // fp.WAD
-            lin = self._linear(params.grid_id, n, (word >> PSR_SHIFT) & fp.MASK64)
-        self._post_instrument(timestamp, p, n, spot, dev, ratio_cap, lin)
+            n, mark_cap, ratio_cap = self._option_context(und)
+            cap0 = min(n, fp.SLOT0_ENTRIES) << 4
+            cap1 = min(n - min(n, fp.SLOT0_ENTRIES), fp.SLOT_ENTRIES) << 4
+            cap2 = (n - min(n, fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES)) << 4
+            slots = 1
+            if n > fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
+                slots = 3
+            elif n > fp.SLOT0_ENTRIES:
+                slots = 2
+        old: uint256 = self.instrument_words[iid][0]
+        assert old != 0, "oracle: unknown instrument"
+        old_e: uint256 = (old >> fp.E_SHIFT) & 255
+        assert old_e != fp.E_SETTLED, "oracle: instrument settled"
+        assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
+        assert (iid >> fp.ID_KIND_SHIFT) & 255 != fp.KIND_FUTURE, "oracle: future array posted"
+        mark: uint256 = h >> fp.MARK_SHIFT
+        if old_e != fp.E_LISTED:
+            old_mark: uint256 = old >> fp.MARK_SHIFT
+            # |mark - old_mark| <= max_deviation * spot; unsafe_add: both terms < 2**160.
+            assert (
+                mark <= unsafe_add(old_mark, mark_cap) and old_mark <= unsafe_add(mark, mark_cap)
+            ), "oracle: mark deviation"
+        e: uint256 = (h >> fp.E_SHIFT) & 255
+        assert e <= fp.MAX_EXPONENT, "oracle: exponent too large"
+        w0: uint256 = p[1]
+        w1: uint256 = p[2]
+        w2: uint256 = p[3]
+        # exactly n_slots(S) entry words (the header says how many were meant), nothing beyond
+        # entry S-1 and no word beyond them
+        assert (h >> WORDS_SHIFT) & MASK56 == slots, "oracle: wrong array length"
+        assert (w0 >> cap0) | (w1 >> cap1) | (w2 >> cap2) == 0, "oracle: wrong array length"
+        # Canonical exponent: e > 0 needs an entry outside [-16384, 16383], i.e. a lane whose
+        # bits 15 and 14 differ (docs/fixed-point.md §3). All 16 lanes of a word at once.
+        if e != 0:
+            assert (
+                ((w0 ^ (w0 << 1)) | (w1 ^ (w1 << 1)) | (w2 ^ (w2 << 1))) & LANE_SIGN != 0
+            ), "oracle: non-canonical exponent"
+        # Magnitude: max |entry| * 2**e <= ratio_cap <=> |v| <= lim = ratio_cap >> e in every
+        # lane (any int16 passes when lim >= 2**15). In offset binary u = v + 2**15 (the lane's
+        # sign bit flipped), even and odd lanes apart in 32-bit fields so bit 16 is free for a
+        # carry: |v| <= lim <=> u + (2**15 - 1 - lim) does not carry and u + (2**15 + lim)
+        # does. Zero lanes (u = 2**15) pass.
+        lim: uint256 = ratio_cap >> e
+        if lim < 2**15:
+            up: uint256 = unsafe_mul(2**15 - 1 - lim, LANE_ONE32)
+            low: uint256 = unsafe_mul(2**15 + lim, LANE_ONE32)
+            u: uint256 = w0 ^ LANE_SIGN
+            a: uint256 = u & EVEN_LANES
+            b: uint256 = (u >> 16) & EVEN_LANES
+            over: uint256 = unsafe_add(a, up) | unsafe_add(b, up)
+            under: uint256 = unsafe_add(a, low) & unsafe_add(b, low)
+            u = w1 ^ LANE_SIGN
+            a = u & EVEN_LANES
+            b = (u >> 16) & EVEN_LANES
+            over = over | unsafe_add(a, up) | unsafe_add(b, up)
+            under = under & unsafe_add(a, low) & unsafe_add(b, low)
+            u = w2 ^ LANE_SIGN
+            a = u & EVEN_LANES
+            b = (u >> 16) & EVEN_LANES
+            over = over | unsafe_add(a, up) | unsafe_add(b, up)
+            under = under & unsafe_add(a, low) & unsafe_add(b, low)
+            assert (
+                over & LANE_CARRY == 0 and under & LANE_CARRY == LANE_CARRY
+            ), "oracle: array magnitude"
+        w0 = w0 | (h & HEAD_MASK) | stamp
+        if slots == 3:
+            self.instrument_words[iid] = [w0, w1, w2]
+        else:
+            self._store(iid, n, w0, w1)
+        ids.append(iid)
+    cur = 0
+    dev: uint256 = 0
+    lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
+    lin_up: uint256 = 0
+    lin_down: uint256 = 0
+    for h: uint256 in futures:
+        iid: uint256 = h & fp.MASK96
+        old: uint256 = self.instrument_words[iid][0]
+        assert old != 0, "oracle: unknown instrument"
+        # a listed instrument's underlying is listed, with a grid
+        und: uint256 = (iid >> fp.ID_UNDERLYING_SHIFT) & fp.MASK16
+        if und != cur:
+            cur = und
+            n, dev, lin, lin_up, lin_down = self._future_context(und)
+        old_e: uint256 = (old >> fp.E_SHIFT) & 255
+        assert old_e != fp.E_SETTLED, "oracle: instrument settled"
+        assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
+        # kind 0, no exponent, no entry words (nothing between the id and the mark)
+        if h & FUTURE_ZERO != 0:
+            # an option needs its array: it is posted in `options`
+            assert (iid >> fp.ID_KIND_SHIFT) & 255 == fp.KIND_FUTURE, "oracle: wrong array length"
+            raise "oracle: future array posted"
+        mark: uint256 = h >> fp.MARK_SHIFT
+        assert mark != 0, "oracle: bad price"
+        if old_e != fp.E_LISTED:
+            old_mark: uint256 = old >> fp.MARK_SHIFT
+            # unsafe: old_mark < 2**96 and dev <= WAD.
+            cap: uint256 = unsafe_div(unsafe_mul(old_mark, dev), fp.WAD)
+            assert (
+                mark <= unsafe_add(old_mark, cap) and old_mark <= unsafe_add(mark, cap)
+            ), "oracle: mark deviation"
+        # ra[s] = div_floor(mark * lin[s], WAD) (docs/fixed-point.md §3). Its largest magnitude
+        # m_s is at the largest lin of either sign: floor(mark * up / WAD) for ra >= 0 and
+        # ceil(mark * down / WAD) - 1 below (unsafe: mark < 2**96, lin < 2**63, down > 0).
+        top: uint256 = unsafe_div(unsafe_mul(mark, lin_up), fp.WAD)
+        if lin_down != 0:
+            top = max(top, unsafe_div(unsafe_sub(unsafe_mul(mark, lin_down), 1), fp.WAD))
+        # e = max(0, bitlen(top) - 15); the previous exponent is usually still right.
+        e: uint256 = old_e
+        if e > fp.MAX_EXPONENT:
+            e = 0
+        # right when top >> e has 15 bits, or fewer with e = 0
+        t: uint256 = (top >> e) >> 14
+        if t != 1:
+            if t != 0 or e != 0:
+                e = self._bitlen(top)
+                e = unsafe_sub(e, min(e, 15))
+        # entry[s] = ra[s] >> e = floor(mark * lin[s] / d), d = WAD * 2**e (nested floors by
+        # positive integers). In unsigned arithmetic, with bias = 2**15 * d: x + bias >= 0 for
+        # the signed product x, and (x + bias) // d = entry + 2**15 in [0, 2**16), the entry in
+        # offset binary; flipping each lane's sign bit gives two's complement. Lanes beyond the
+        # grid (lin = 0) hold 2**15 and flip to zero.
+        d: uint256 = fp.WAD << e
+        bias: uint256 = d << 15
+        w0: uint256 = (
+            unsafe_div(unsafe_add(unsafe_mul(mark, lin[0]), bias), d)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[1]), bias), d) << 16)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[2]), bias), d) << 32)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[3]), bias), d) << 48)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[4]), bias), d) << 64)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[5]), bias), d) << 80)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[6]), bias), d) << 96)
+        )
+        w1: uint256 = (
+            unsafe_div(unsafe_add(unsafe_mul(mark, lin[7]), bias), d)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[8]), bias), d) << 16)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[9]), bias), d) << 32)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[10]), bias), d) << 48)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[11]), bias), d) << 64)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[12]), bias), d) << 80)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[13]), bias), d) << 96)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[14]), bias), d) << 112)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[15]), bias), d) << 128)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[16]), bias), d) << 144)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[17]), bias), d) << 160)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[18]), bias), d) << 176)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[19]), bias), d) << 192)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[20]), bias), d) << 208)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[21]), bias), d) << 224)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[22]), bias), d) << 240)
+        )
+        w2: uint256 = (
+            unsafe_div(unsafe_add(unsafe_mul(mark, lin[23]), bias), d)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[24]), bias), d) << 16)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[25]), bias), d) << 32)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[26]), bias), d) << 48)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[27]), bias), d) << 64)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[28]), bias), d) << 80)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[29]), bias), d) << 96)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[30]), bias), d) << 112)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[31]), bias), d) << 128)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[32]), bias), d) << 144)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[33]), bias), d) << 160)
+            | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[34]), bias), d) << 176)
+        )
+        if n > 35:
+            w2 |= (
+                (unsafe_div(unsafe_add(unsafe_mul(mark, lin[35]), bias), d) << 192)
+                | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[36]), bias), d) << 208)
+                | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[37]), bias), d) << 224)
+                | (unsafe_div(unsafe_add(unsafe_mul(mark, lin[38]), bias), d) << 240)
+            )
+            w2 = w2 ^ LANE_SIGN
+        else:
+            w2 = w2 ^ (LANE_SIGN & LANES_0_11)
+        w0 = (w0 ^ (LANE_SIGN & fp.MASK112)) | (h & HEAD_MASK) | (e << fp.E_SHIFT) | stamp
+        w1 = w1 ^ LANE_SIGN
+        if n > fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
+            self.instrument_words[iid] = [w0, w1, w2]
+        else:
+            self._store(iid, n, w0, w1)
+        ids.append(iid)
     for a: AssetPost in assets:
         self._post_asset(timestamp, a)
     und_ids: DynArray[uint256, MAX_POST_UNDERLYINGS] = []
     for u: UnderlyingPost in underlyings:
         und_ids.append(u.underlying)
-    ids: DynArray[uint256, MAX_POST_INSTRUMENTS] = []
-    for p: InstrumentPost in instruments:
-        ids.append(p.instrument)
     asset_ids: DynArray[address, MAX_POST_ASSETS] = []
     for a: AssetPost in assets:
         asset_ids.append(a.asset)
@@ -484,8 +685,11 @@ def grid(grid_id: uint256) -> DynArray[int256, fp.MAX_SCENARIOS]:
     @notice Linear coefficients c[s] (WAD) of a registered grid.
     """
     out: DynArray[int256, fp.MAX_SCENARIOS] = []
-    words: uint256[GRID_WORDS] = self.grid_words[grid_id]
-    for s: uint256 in range(self.grid_size[grid_id], bound=fp.MAX_SCENARIOS):
+    n: uint256 = self.grid_size[grid_id]
+    if n == 0:
+        return out
+    words: uint256[GRID_WORDS] = self._grid_words(self.grid_code[grid_id])
+    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
         out.append(self._coefficient(words, s))
     return out
 
@@ -587,46 +791,6 @@ def _post_underlying(timestamp: uint256, u: UnderlyingPost):
 
 
 @internal
-def _post_instrument(
-    timestamp: uint256,
-    p: InstrumentPost,
-    n: uint256,
-    spot: uint256,
-    dev: uint256,
-    ratio_cap: uint256,
-    lin: int256[fp.MAX_SCENARIOS],
-):
-    old: uint256 = self.instrument_words[p.instrument][0]
-    assert old != 0, "oracle: unknown instrument"
-    old_e: uint256 = (old >> fp.E_SHIFT) & 255
-    assert old_e != fp.E_SETTLED, "oracle: instrument settled"
-    assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
-    assert p.mark <= fp.MAX_PRICE, "oracle: bad price"
-    old_mark: uint256 = old >> fp.MARK_SHIFT
-    has_old: bool = old_e != fp.E_LISTED
-    words: uint256[3] = empty(uint256[3])
-    e: uint256 = 0
-    if fp.id_kind(p.instrument) == fp.KIND_FUTURE:
-        assert p.mark != 0, "oracle: bad price"
-        assert len(p.words) == 0 and p.e == 0, "oracle: future array posted"
-        if has_old:
-            assert self._within(p.mark, old_mark, old_mark * dev // fp.WAD), "oracle: mark deviation"
-        e, words = self._future_array(convert(p.mark, int256), n, lin)
-    else:
-        if has_old:
-            assert self._within(p.mark, old_mark, spot * dev // fp.WAD), "oracle: mark deviation"
-        e = p.e
-        assert e <= fp.MAX_EXPONENT, "oracle: exponent too large"
-        words = self._check_option_array(p.words, n, e, ratio_cap)
-    words[0] = words[0] | (p.mark << fp.MARK_SHIFT) | (e << fp.E_SHIFT) | (timestamp << fp.TS_SHIFT)
-    self.instrument_words[p.instrument][0] = words[0]
-    if n > fp.SLOT0_ENTRIES:
-        self.instrument_words[p.instrument][1] = words[1]
-    if n > fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
-        self.instrument_words[p.instrument][2] = words[2]
-
-
-@internal
 def _post_asset(timestamp: uint256, a: AssetPost):
     dev: uint256 = self.asset_max_deviation[a.asset]
     assert dev != 0, "oracle: unknown asset"
@@ -641,218 +805,70 @@ def _post_asset(timestamp: uint256, a: AssetPost):
 
 @view
 @internal
-def _linear(grid_id: uint256, n: uint256, psr: uint256) -> int256[fp.MAX_SCENARIOS]:
+def _option_context(und: uint256) -> (uint256, uint256, uint256):
     """
-    @dev lin[s] = div_trunc(c[s] * psr, WAD), computed once per underlying per batch.
+    @dev (scenario count, max_deviation * spot, max_array_ratio * spot) of an underlying, from
+         the spot already updated by this batch; floors round the bounds against the poster.
     """
-    out: int256[fp.MAX_SCENARIOS] = empty(int256[fp.MAX_SCENARIOS])
-    words: uint256[GRID_WORDS] = self.grid_words[grid_id]
-    spsr: int256 = convert(psr, int256)
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        # unsafe_mul: |c| <= 8e18 and psr <= 1e18, product < 2**63.
-        out[s] = unsafe_mul(self._coefficient(words, s), spsr) // fp.SWAD
-    return out
+    word: uint256 = self.underlying_word[und]
+    spot: uint256 = word & fp.MASK96
+    dev: uint256 = self.underlying_params[und].max_deviation
+    ratio: uint256 = self.underlying_params[und].max_array_ratio
+    return (word >> N_SHIFT) & 255, spot * dev // fp.WAD, spot * ratio // fp.WAD
 
 
-@pure
+@view
 @internal
-def _future_array(mark: int256, n: uint256, lin: int256[fp.MAX_SCENARIOS]) -> (uint256, uint256[3]):
+def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS], uint256, uint256):
     """
-    @dev ra[s] = div_trunc(mark * lin[s], WAD), encoded per docs/fixed-point.md §3.
+    @dev (scenario count, max_deviation, lin, largest lin >= 0, largest -lin >= 0) of an
+         underlying: lin[s] = div_floor(c[s] * psr, WAD) (docs/fixed-point.md §3) as two's
+         complement words, zero beyond the count, from the psr already updated by this batch.
     """
-    ra: int256[fp.MAX_SCENARIOS] = empty(int256[fp.MAX_SCENARIOS])
-    top: uint256 = 0
+    word: uint256 = self.underlying_word[und]
+    n: uint256 = (word >> N_SHIFT) & 255
+    psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
+    out: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
+    words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
+    # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and
+    # q = (x + LIN_BIAS) // WAD = lin + 2**128, LIN_BIAS = WAD * 2**128 making x + LIN_BIAS > 0.
+    hi: uint256 = 2**128
+    lo: uint256 = 2**128
+    gw: uint256 = 0
     for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        # unsafe_mul: mark < 2**96 and |lin| <= 16e18 < 2**64, product < 2**160.
-        r: int256 = unsafe_mul(mark, lin[s]) // fp.SWAD
-        ra[s] = r
-        m: int256 = r
-        if r < 0:
-            # unsafe_sub: r > -2**160, no overflow.
-            m = unsafe_sub(-r, 1)
-        top = max(top, convert(m, uint256))
-    bits: uint256 = self._bitlen(top)
-    e: uint256 = 0
-    if bits > 15:
-        e = bits - 15
-    words: uint256[3] = empty(uint256[3])
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        entry: uint256 = convert(convert(ra[s] >> e, bytes32), uint256) & fp.MASK16
-        if s < fp.SLOT0_ENTRIES:
-            words[0] = words[0] | (entry << (s << 4))
-        elif s < fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
-            words[1] = words[1] | (entry << ((s - fp.SLOT0_ENTRIES) << 4))
+        if s & 3 == 0:
+            gw = words[s >> 2]
         else:
-            words[2] = words[2] | (entry << ((s - fp.SLOT0_ENTRIES - fp.SLOT_ENTRIES) << 4))
-    return e, words
+            gw = gw >> 64
+        # c sign-extended from 64 bits (|c| <= 8e18, psr <= 1e18): all wrapping operations.
+        c: uint256 = unsafe_sub((gw & fp.MASK64) ^ 2**63, 2**63)
+        q: uint256 = unsafe_div(unsafe_add(unsafe_mul(c, psr), LIN_BIAS), fp.WAD)
+        if q > hi:
+            hi = q
+        elif q < lo:
+            lo = q
+        out[s] = unsafe_sub(q, 2**128)
+    return n, self.underlying_params[und].max_deviation, out, hi - 2**128, 2**128 - lo
 
 
-@pure
+@view
 @internal
-def _check_option_array(
-    posted: DynArray[uint256, 3], n: uint256, e: uint256, ratio_cap: uint256
-) -> uint256[3]:
+def _grid_words(data: address) -> uint256[GRID_WORDS]:
     """
-    @dev Checks the posted words: exact slot count, no bits beyond entry n-1, canonical
-         exponent (e > 0 needs an entry outside [-16384, 16383]) and max |entry| * 2**e <=
-         max_array_ratio * spot.
+    @dev The packed words of a grid from its data contract (after the STOP byte).
     """
-    slots: uint256 = 1
-    if n > fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
-        slots = 3
-    elif n > fp.SLOT0_ENTRIES:
-        slots = 2
-    assert len(posted) == slots, "oracle: wrong array length"
-    words: uint256[3] = empty(uint256[3])
-    # entries of the last word, and the bit length they may use
-    used: uint256 = n
-    if slots > 1:
-        used = n - fp.SLOT0_ENTRIES - (slots - 2) * fp.SLOT_ENTRIES
-    for k: uint256 in range(slots, bound=3):
-        w: uint256 = posted[k]
-        cap: uint256 = fp.SLOT_ENTRIES
-        if k == 0:
-            cap = fp.SLOT0_ENTRIES
-        if k == slots - 1:
-            cap = used
-        if cap < fp.SLOT_ENTRIES:
-            assert w >> (cap << 4) == 0, "oracle: wrong array length"
-        words[k] = w
-    # Largest and smallest entry, unrolled over the 39 positions (entries beyond n are zero,
-    # checked above): entry i of a word sits at bits [16i, 16i + 16) and an arithmetic
-    # shift to the top and back sign-extends it.
-    w0: int256 = convert(convert(words[0], bytes32), int256)
-    w1: int256 = convert(convert(words[1], bytes32), int256)
-    w2: int256 = convert(convert(words[2], bytes32), int256)
-    hi: int256 = 0
-    lo: int256 = 0
-    v: int256 = 0
-    v = (w0 << 240) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w0 << 224) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w0 << 208) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w0 << 192) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w0 << 176) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w0 << 160) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w0 << 144) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 240) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 224) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 208) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 192) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 176) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 160) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 144) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 128) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 112) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 96) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 80) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 64) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 48) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 32) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 16) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w1 << 0) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 240) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 224) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 208) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 192) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 176) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 160) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 144) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 128) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 112) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 96) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 80) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 64) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 48) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 32) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 16) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    v = (w2 << 0) >> 240
-    hi = max(hi, v)
-    lo = min(lo, v)
-    # m = v for v >= 0 and -v - 1 for v < 0 (docs/fixed-point.md §3); |v| <= 32768.
-    top_m: int256 = max(hi, -lo - 1)
-    top_abs: uint256 = convert(max(hi, -lo), uint256)
-    # canonical: bitlen(max m) == 15 when e > 0 (docs/fixed-point.md §3).
-    if e != 0:
-        assert top_m >= 16384, "oracle: non-canonical exponent"
-    # top_abs <= 2**15 and e <= 127: the shift stays below 2**143.
-    assert top_abs << e <= ratio_cap, "oracle: array magnitude"
-    return words
+    return abi_decode(slice(data.code, 1, 32 * GRID_WORDS), uint256[GRID_WORDS])
+
+
+@internal
+def _store(iid: uint256, n: uint256, w0: uint256, w1: uint256):
+    """
+    @dev Writes the words of an array of n <= 23 entries (the callers write all three words of
+         a larger one at once).
+    """
+    self.instrument_words[iid][0] = w0
+    if n > fp.SLOT0_ENTRIES:
+        self.instrument_words[iid][1] = w1
 
 
 @pure
@@ -876,15 +892,33 @@ def _coefficient(words: uint256[GRID_WORDS], s: uint256) -> int256:
 @pure
 @internal
 def _bitlen(x: uint256) -> uint256:
+    """
+    @dev Bit length of x < 2**128 (futures magnitudes are below 2**100).
+    """
     n: uint256 = 0
     y: uint256 = x
-    for k: uint256 in [128, 64, 32, 16, 8, 4, 2, 1]:
-        if y >> k != 0:
-            y = y >> k
-            n += k
-    if y != 0:
+    if y >> 64 != 0:
+        y = y >> 64
+        n = 64
+    if y >> 32 != 0:
+        y = y >> 32
+        n += 32
+    if y >> 16 != 0:
+        y = y >> 16
+        n += 16
+    if y >> 8 != 0:
+        y = y >> 8
+        n += 8
+    if y >> 4 != 0:
+        y = y >> 4
+        n += 4
+    if y >> 2 != 0:
+        y = y >> 2
+        n += 2
+    if y >> 1 != 0:
+        y = y >> 1
         n += 1
-    return n
+    return n + y
 
 
 @pure

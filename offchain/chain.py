@@ -37,6 +37,7 @@ from offchain.codec import (
     id_fields,
     instrument_id,
     pack_entries,
+    pack_post,
     unpack_entries,
 )
 from offchain.fixed_point import WAD, encode_risk_array
@@ -774,11 +775,13 @@ class Chain:
         underlyings: Sequence[tuple[int, int, int]],
         instruments: Sequence[OptionPost],
         assets: Sequence[tuple[str, int]],
-    ) -> tuple[int, list, list, list]:
+    ) -> tuple[int, list, list, list, list]:
+        options, futures = pack_post([p.as_arg() for p in instruments])
         return (
             int(timestamp),
             [tuple(u) for u in underlyings],
-            [p.as_arg() for p in instruments],
+            options,
+            futures,
             [tuple(a) for a in assets],
         )
 

@@ -3,19 +3,24 @@
 Layout (docs/contracts.md, "Storage"): an instrument's slot0 is
 ``mark (uint96) << 160 | e (uint8) << 152 | timestamp (uint40) << 112 | entries 0..6``, slot1
 holds entries 7..22 and slot2 entries 23..38, 16 bits each, little end first, two's complement.
-``RiskOracle.post`` takes the entry part of those words: ``words[0]`` holds entries 0..6 in its
-low 112 bits. Worked example: entries ``[1, -1]`` pack to ``[0xFFFF0001]``.
+``RiskOracle.post`` takes the instruments in that layout (``pack_post``): a header word
+``mark << 160 | e << 152 | n_words << 96 | instrument id`` and, for an option, the entry part of
+its storage words (``words[0]`` holds entries 0..6 in its low 112 bits). Worked example: entries
+``[1, -1]`` pack to ``[0xFFFF0001]``; a future of id 7 at mark 5 posts the single word
+``5 << 160 | 7``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+MASK96 = 2**96 - 1
 SLOT0_ENTRIES = 7
 SLOT_ENTRIES = 16
 MARK_SHIFT = 160
 E_SHIFT = 152
 TS_SHIFT = 112
+WORDS_SHIFT = 96
 E_LISTED = 254
 E_SETTLED = 255
 KIND_FUTURE, KIND_CALL, KIND_PUT = 0, 1, 2
@@ -71,3 +76,49 @@ def unpack_entries(words: Sequence[int], n_scenarios: int) -> list[int]:
         v = (words[w] >> shift) & 0xFFFF
         out.append(v - 0x10000 if v >= 0x8000 else v)
     return out
+
+
+def post_header(instrument: int, mark: int, e: int = 0, n_words: int = 0) -> int:
+    """Header word of one instrument in ``RiskOracle.post``:
+    ``mark << 160 | e << 152 | n_words << 96 | id`` (``n_words`` entry words follow it).
+
+    >>> post_header(7, 5) == 5 << 160 | 7
+    True
+    """
+    if not 0 <= instrument <= MASK96:
+        raise ValueError(f"instrument id {instrument} does not fit 96 bits")
+    if not 0 <= mark <= MASK96:
+        raise ValueError(f"mark {mark} does not fit 96 bits")
+    if not 0 <= e <= 0xFF:
+        raise ValueError(f"exponent {e} does not fit 8 bits")
+    if not 0 <= n_words <= 3:
+        raise ValueError(f"{n_words} entry words, at most 3")
+    return (mark << MARK_SHIFT) | (e << E_SHIFT) | (n_words << WORDS_SHIFT) | instrument
+
+
+def pack_post(
+    items: Sequence[tuple[int, int, int, Sequence[int]]],
+) -> tuple[list[list[int]], list[int]]:
+    """The ``options`` and ``futures`` arguments of ``RiskOracle.post`` for ``(instrument, mark,
+    e, words)`` items (``words`` from ``pack_entries``; none for a future).
+
+    An option becomes ``[header, w0, w1, w2]`` (missing words zero, the header counting the
+    words given: the oracle requires ``n_slots(S)`` of them); a future without exponent or
+    words is its header alone. Anything else (a future with an array) goes to ``options``,
+    where the oracle rejects it.
+
+    >>> pack_post([(7, 5, 0, []), (8, 1, 2, [0xFFFF0001])]) == (
+    ...     [[1 << 160 | 2 << 152 | 1 << 96 | 8, 0xFFFF0001, 0, 0]], [5 << 160 | 7])
+    True
+    """
+    options: list[list[int]] = []
+    futures: list[int] = []
+    for instrument, mark, e, words in items:
+        words = [int(w) for w in words]
+        if id_fields(instrument)[1] == KIND_FUTURE and e == 0 and not words:
+            futures.append(post_header(instrument, mark))
+            continue
+        if len(words) > 3:
+            raise ValueError(f"{len(words)} entry words, at most 3")
+        options.append([post_header(instrument, mark, e, len(words)), *words, 0, 0, 0][:4])
+    return options, futures

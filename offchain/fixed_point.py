@@ -184,10 +184,13 @@ def decode_risk_array(e: int, entries: Sequence[int]) -> list[int]:
 def futures_risk_array_wad(mark: int, c: Sequence[int], psr: int) -> list[int]:
     """Risk array of one long future computed on-chain from its mark (§3).
 
-    ``lin[s] = div_trunc(c[s] * psr, WAD)`` and ``ra[s] = div_trunc(mark * lin[s], WAD)``.
+    ``lin[s] = div_floor(c[s] * psr, WAD)`` and ``ra[s] = div_floor(mark * lin[s], WAD)``: both
+    round toward minus infinity, so a long's loss is never understated.
 
     >>> futures_risk_array_wad(100 * WAD, [WAD // 3, -7 * WAD // 10], 16 * WAD // 100)
     [5333333333333333300, -11200000000000000000]
+    >>> futures_risk_array_wad(3 * WAD // 2, [-WAD // 3], 16 * WAD // 100)  # trunc: ...99999
+    [-80000000000000001]
 
     Raises:
         ValueError: ``mark`` outside ``(0, 2**96)``, ``psr`` outside ``(0, WAD]``, or ``c`` empty,
@@ -203,6 +206,6 @@ def futures_risk_array_wad(mark: int, c: Sequence[int], psr: int) -> list[int]:
         raise ValueError(f"c must hold 1..{MAX_SCENARIOS} coefficients, got {len(c)}")
     out = []
     for cs in c:
-        lin = div_trunc(_check_int("c[s]", cs) * psr, WAD)
-        out.append(div_trunc(mark * lin, WAD))
+        lin = div_floor(_check_int("c[s]", cs) * psr, WAD)
+        out.append(div_floor(mark * lin, WAD))
     return out

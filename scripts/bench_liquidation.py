@@ -25,7 +25,7 @@ import click  # noqa: E402
 from ape import accounts, chain, project  # noqa: E402
 from ape.cli import ConnectedProviderCommand  # noqa: E402
 
-from offchain.codec import pack_entries  # noqa: E402
+from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
 
@@ -65,7 +65,9 @@ def cli():
         chain.mine()
         items = [_option_item(i, spot, coeffs, k) for k, i in enumerate(opts)]
         items += [(i, spot, 0, []) for i in futs]
-        oracle.post(chain.blocks.head.timestamp, [(1, spot, PSR)], items, [], sender=keeper)
+        oracle.post(
+            chain.blocks.head.timestamp, [(1, spot, PSR)], *pack_post(items), [], sender=keeper
+        )
 
     post(SPOT)
     for acct in (trader, maker, mm_liq, fresh_liq, matched):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import settings
 
-from offchain.codec import pack_entries
+from offchain.codec import pack_entries, pack_post
 from offchain.fixed_point import WAD, encode_risk_array
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -76,7 +76,11 @@ class System:
         self.sleep(1)
         ts = self.now() if timestamp is None else timestamp
         return self.oracle.post(
-            ts, list(underlyings), list(instruments), list(assets), sender=sender or self.keeper
+            ts,
+            list(underlyings),
+            *pack_post(instruments),
+            list(assets),
+            sender=sender or self.keeper,
         )
 
     @staticmethod

@@ -176,12 +176,29 @@ def test_decoding_bad_inputs(e, entries, match):
 
 
 def test_futures_array_worked_example():
-    """Mark 100, PSR 16%: +1/3 -> 100 * trunc(0.16/3 in WAD) = 5.3333333333333333 (trunc), and
-    the CME extreme -0.7 -> -11.2 exactly."""
+    """Mark 100, PSR 16%: +1/3 -> 100 * floor(0.16/3 in WAD) = 5.3333333333333333, and the CME
+    extreme -0.7 -> -11.2 exactly."""
     c = [WAD // 3, -7 * WAD // 10, 0]
     ra = futures_risk_array_wad(100 * WAD, c, 16 * WAD // 100)
-    # lin = trunc(333333333333333333 * 0.16e18 / 1e18) = 53333333333333333
+    # lin = floor(333333333333333333 * 0.16e18 / 1e18) = 53333333333333333
     assert ra == [100 * 53333333333333333, -112 * WAD // 10, 0]
+
+
+def test_futures_array_floors_negative_quotients():
+    """§3 says div_floor in both steps: a down scenario with non-integer quotients rounds toward
+    minus infinity (a long's loss is never understated). Truncation toward zero would give
+    lin = -53333333333333333 and ra = trunc(-79999999999999999.5) = -79999999999999999."""
+    c = -(WAD // 3)  # -333333333333333333
+    psr = 16 * WAD // 100
+    # c * psr / WAD = -53333333333333333.28: floor -53333333333333334
+    assert div_floor(c * psr, WAD) == -53333333333333334
+    assert div_trunc(c * psr, WAD) == -53333333333333333
+    # 1.5 * -53333333333333334 = -80000000000000001 exactly; with mark 1.5 + 1 wei the
+    # quotient is non-integer again and floors one further
+    assert futures_risk_array_wad(3 * WAD // 2, [c], psr) == [-80000000000000001]
+    assert futures_risk_array_wad(3 * WAD // 2 + 1, [c], psr) == [-80000000000000002]
+    # up scenarios are unchanged: floor == trunc for non-negative quotients
+    assert futures_risk_array_wad(3 * WAD // 2, [-c], psr) == [79999999999999999]
 
 
 @settings(max_examples=200)
@@ -190,15 +207,16 @@ def test_futures_array_worked_example():
     c=st.lists(st.integers(-10 * WAD, 10 * WAD), min_size=1, max_size=MAX_SCENARIOS),
     psr=st.integers(1, WAD),
 )
-def test_futures_array_is_truncated_linear_value(mark, c, psr):
+def test_futures_array_is_floored_linear_value(mark, c, psr):
     ra = futures_risk_array_wad(mark, c, psr)
     for cs, x in zip(c, ra, strict=True):
-        lin = math.trunc(Fraction(cs * psr, WAD))
-        assert x == math.trunc(Fraction(mark * lin, WAD))
+        lin = math.floor(Fraction(cs * psr, WAD))
+        assert x == math.floor(Fraction(mark * lin, WAD))
         exact = Fraction(mark * cs * psr, WAD * WAD)
-        # Truncation toward zero: |ra| <= |exact| and the gap is below mark/WAD + 1 wei.
-        assert abs(x) <= abs(exact)
-        assert abs(exact) - abs(x) < Fraction(mark, WAD) + 1
+        # Floor in both steps: ra <= exact (a long's value change is never overstated, its
+        # loss never understated) and the gap is below mark/WAD + 1 wei.
+        assert x <= exact
+        assert exact - x < Fraction(mark, WAD) + 1
 
 
 @pytest.mark.parametrize(

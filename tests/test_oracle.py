@@ -67,20 +67,20 @@ def test_timestamp_guards(market):
     s = market
     s.sleep(5)
     with ape.reverts("oracle: timestamp in future"):
-        s.oracle.post(s.now() + 100, [(BTC, SPOTS[BTC], PSR)], [], [], sender=s.keeper)
+        s.post([(BTC, SPOTS[BTC], PSR)], timestamp=s.now() + 100)
     s.post([(BTC, SPOTS[BTC], PSR)])
     last = s.oracle.underlying_state(BTC)[2]
     # equal and older timestamps revert
     for ts in (last, last - 1):
         with ape.reverts("oracle: not newer"):
-            s.oracle.post(ts, [(BTC, SPOTS[BTC], PSR)], [], [], sender=s.keeper)
+            s.post([(BTC, SPOTS[BTC], PSR)], timestamp=ts)
     iid = s.instruments["btc-fut"]
     last_i = s.oracle.risk_array(iid)[2]
     with ape.reverts("oracle: not newer"):
-        s.oracle.post(last_i, [], [s.future_item(iid, SPOTS[BTC])], [], sender=s.keeper)
+        s.post([], [s.future_item(iid, SPOTS[BTC])], timestamp=last_i)
     with ape.reverts("oracle: not newer"):
         last_a = s.oracle.asset_price(s.weth)[1]
-        s.oracle.post(last_a, [], [], [(s.weth.address, SPOTS[ETH])], sender=s.keeper)
+        s.post([], [], [(s.weth.address, SPOTS[ETH])], timestamp=last_a)
 
 
 def test_unknown_items_revert(market, outsider):

@@ -108,7 +108,8 @@ class UnderlyingInfo:
 @dataclass(frozen=True)
 class Item:
     """One element of a post: ``kind`` is "underlying", "asset" or "instrument"; ``arg`` the
-    tuple ``RiskOracle.post`` takes for it (JSON-friendly ints and strings)."""
+    tuple ``RiskOracle.post`` takes for it, an instrument's as ``(id, mark, e, words)`` which
+    ``codec.pack_post`` turns into the contract's packed words (JSON-friendly ints and strings)."""
 
     name: str
     kind: str

@@ -1,0 +1,297 @@
+"""RiskOracle.post in its packed format (docs/contracts.md, "Posting format"): futures arrays
+computed on-chain with floor division and equal to the off-chain reference bit for bit (also on
+grids of 5 and 39 scenarios and when the exponent changes between posts), the lane-parallel
+option checks (canonical exponent, magnitude bound) against a straightforward model, and the
+header guards that only raw calldata can reach."""
+
+import ape
+import pytest
+from contract_support import BTC, ETH, SPAN, SPOTS, examples
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+
+from offchain.codec import KIND_CALL, KIND_FUTURE, pack_entries, pack_post, post_header
+from offchain.fixed_point import (
+    MAX_PRICE,
+    WAD,
+    div_trunc,
+    encode_risk_array,
+    futures_risk_array_wad,
+)
+
+# Test underlyings: a 39-scenario grid (every lane of the three words) with extreme and odd
+# coefficients, and a 5-scenario grid (one word).
+G39, G5 = 39, 5
+U39, U5 = 39, 5
+C39 = [
+    8 * WAD,
+    -8 * WAD,
+    -(WAD // 3),
+    WAD // 3,
+    -7 * WAD // 10,
+    1,
+    -1,
+    0,
+] + [(-1) ** k * (k * WAD // 7 + k) for k in range(31)]
+C5 = [-(WAD // 3), WAD // 3, -WAD, 1, -1]
+RATIO = 2 * WAD
+SPOT39 = 60_000 * WAD
+PSR_MIN = 10**15
+
+
+@pytest.fixture(scope="module")
+def posting(system, admin):
+    s = system
+    o = s.oracle
+    o.register_grid(G39, C39, sender=admin)
+    o.register_grid(G5, C5, sender=admin)
+    for u, g, c in ((U39, G39, C39), (U5, G5, C5)):
+        # deviation cap 100 %: a second mark anywhere in [0, 2 * first]
+        o.list_underlying(u, g, PSR_MIN, WAD, WAD // 10, WAD, RATIO, sender=admin)
+        s.grids[u], s.n_scenarios[u] = c, len(c)
+    expiry = s.now() + 30 * 86_400
+    s.list_instrument("u39-call", U39, KIND_CALL, SPOT39, expiry)
+    s.list_instrument("u39-fut", U39, KIND_FUTURE, 0, expiry)
+    s.list_instrument("u5-fut", U5, KIND_FUTURE, 0, expiry)
+    s.list_instrument("u5-call", U5, KIND_CALL, WAD, expiry)
+    s.post([(U39, SPOT39, 16 * WAD // 100), (U5, WAD, 16 * WAD // 100)])
+    return s
+
+
+def _trunc_array(mark, c, psr):
+    """The arrays before the fix: truncation toward zero in both steps."""
+    return [div_trunc(mark * div_trunc(cs * psr, WAD), WAD) for cs in c]
+
+
+def _stored(s, iid):
+    mark, e, _ts, entries = s.oracle.risk_array(iid)
+    return mark, (e, list(entries))
+
+
+# ---------------------------------------------------------------------------- futures
+
+
+@pytest.mark.parametrize("tag,u", [("btc", BTC), ("eth", ETH), ("span", SPAN)])
+def test_futures_arrays_of_a_mixed_batch_equal_the_reference(market, tag, u):
+    """`market` posted BTC, ETH (35 scenarios) and SPAN (16) futures and options in one batch:
+    the underlying context is reloaded between them."""
+    s = market
+    mark, stored = _stored(s, s.instruments[f"{tag}-fut"])
+    assert stored == encode_risk_array(futures_risk_array_wad(mark, s.grids[u], 16 * WAD // 100))
+
+
+def test_futures_array_floors_negative_quotients_on_chain(posting):
+    """A tiny mark keeps e = 0, so the stored entries are the WAD values themselves and the
+    floor of §3 is visible: truncation would store -5333 where floor stores -5334."""
+    s = posting
+    iid = s.instruments["u5-fut"]
+    mark, psr = 100_001, 16 * WAD // 100
+    s.post([(U5, WAD, psr)], [s.future_item(iid, mark)])
+    floor = futures_risk_array_wad(mark, C5, psr)
+    assert floor == [-5334, 5333, -16001, 0, -1]
+    assert _trunc_array(mark, C5, psr) == [-5333, 5333, -16000, 0, 0]
+    assert _stored(s, iid) == (mark, encode_risk_array(floor)) == (mark, (0, floor))
+
+
+@examples(25, 300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    u=st.sampled_from([U39, U5]),
+    mark=st.one_of(st.integers(1, 10**7), st.integers(1, MAX_PRICE - 1)),
+    psr=st.integers(PSR_MIN, WAD),
+    move=st.integers(0, 2 * WAD),
+    psr2=st.integers(PSR_MIN, WAD),
+)
+def test_futures_arrays_equal_the_reference(posting, chain_snapshot, u, mark, psr, move, psr2):
+    """First post (exponent from scratch) and a second one within the 100 % deviation cap
+    (the oracle first tries the previous exponent): both equal the off-chain encoding."""
+    s = posting
+    iid = s.instruments["u39-fut" if u == U39 else "u5-fut"]
+    spot = SPOT39 if u == U39 else WAD
+    with chain_snapshot():
+        s.post([(u, spot, psr)], [s.future_item(iid, mark)])
+        expect = encode_risk_array(futures_risk_array_wad(mark, s.grids[u], psr))
+        assert _stored(s, iid) == (mark, expect)
+        mark2 = max(1, mark * move // WAD)
+        s.post([(u, spot, psr2)], [s.future_item(iid, mark2)])
+        expect2 = encode_risk_array(futures_risk_array_wad(mark2, s.grids[u], psr2))
+        assert _stored(s, iid) == (mark2, expect2)
+
+
+def test_futures_exponent_follows_mark_and_psr(posting):
+    """The oracle starts from the future's previous exponent and recomputes it when the largest
+    magnitude no longer has exactly 15 significant bits: up (mark doubled, psr raised) and down
+    (mark halved, psr lowered), each step equal to the reference."""
+    s = posting
+    iid = s.instruments["u39-fut"]
+    steps = [
+        (10**22, WAD // 10),
+        (2 * 10**22, WAD // 10),  # up
+        (10**22, WAD // 10),  # down
+        (10**22 - 1, WAD // 10),  # same
+        (10**22, WAD // 2),  # psr up
+        (10**22, WAD // 20),  # psr down
+        (1, WAD // 20),  # the smallest mark: e = 0 ...
+        (2, PSR_MIN),  # ... stays 0
+    ]
+    exponents = []
+    for k, (mark, psr) in enumerate(steps):
+        if k == 6:  # a mark of 1 wei is beyond the deviation cap: the first post of another
+            iid = s.list_instrument("u39-fut-small", U39, KIND_FUTURE, 0, s.now() + 86_400)
+        s.post([(U39, SPOT39, psr)], [s.future_item(iid, mark)])
+        expect = encode_risk_array(futures_risk_array_wad(mark, C39, psr))
+        assert _stored(s, iid) == (mark, expect)
+        exponents.append(expect[0])
+    assert exponents[1] == exponents[0] + 1 and exponents[2] == exponents[0]
+    assert exponents[4] > exponents[3] > exponents[5]
+    assert exponents[6:] == [0, 0]
+
+
+# ---------------------------------------------------------------------------- options
+
+
+def _verdict(entries, e, ratio_cap):
+    """The option checks of docs/contracts.md, written out plainly."""
+    if e > 127:
+        return "oracle: exponent too large"
+    if e and all(-16384 <= v <= 16383 for v in entries):
+        return "oracle: non-canonical exponent"
+    if max(abs(v) for v in entries) << e > ratio_cap:
+        return "oracle: array magnitude"
+    return None
+
+
+def _post_option(s, iid, e, entries):
+    mark = s.oracle.risk_array(iid)[0]
+    return s.post([], [(iid, mark, e, pack_entries(entries))])
+
+
+RATIO_CAP = SPOT39 * RATIO // WAD  # 1.2e23: limit = RATIO_CAP >> e is below 2**15 from e = 62
+
+
+@st.composite
+def option_arrays(draw):
+    e = draw(st.one_of(st.integers(55, 80), st.integers(0, 130)))
+    lim = RATIO_CAP >> e if e <= 127 else 0
+    edge = sorted({0, 1, lim - 1, lim, lim + 1, 16383, 16384, 32767})
+    edge = [v for v in edge if 0 <= v <= 32767]
+    value = st.one_of(
+        st.integers(-(2**15), 2**15 - 1),
+        st.integers(-min(lim + 1, 2**15), min(lim + 1, 2**15 - 1)),
+        st.sampled_from(edge + [-v for v in edge] + [-(2**15), -16385]),
+    )
+    return e, draw(st.lists(value, min_size=39, max_size=39))
+
+
+@examples(40, 400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arr=option_arrays())
+def test_option_checks_equal_the_plain_model(posting, chain_snapshot, arr):
+    s = posting
+    e, entries = arr
+    iid = s.instruments["u39-call"]
+    want = _verdict(entries, e, RATIO_CAP)
+    with chain_snapshot():
+        if want is None:
+            _post_option(s, iid, e, entries)
+            assert _stored(s, iid)[1] == (e, entries)
+        else:
+            with ape.reverts(want):
+                _post_option(s, iid, e, entries)
+
+
+@pytest.mark.parametrize("lane", [0, 6, 7, 8, 22, 23, 24, 34, 35, 38])
+def test_magnitude_bound_is_exact_in_every_word(posting, lane):
+    """max |entry| * 2**e <= max_array_ratio * spot, tried at lim and lim + 1 (both signs) in
+    the first, middle and last lanes of each word."""
+    s = posting
+    iid = s.instruments["u39-call"]
+    e = 62
+    lim = RATIO_CAP >> e
+    assert 16384 <= lim < 2**15 - 1
+    for v, ok in ((lim, True), (-lim, True), (lim + 1, False), (-lim - 1, False)):
+        entries = [0] * 39
+        entries[lane] = v
+        if ok:
+            _post_option(s, iid, e, entries)
+        else:
+            with ape.reverts("oracle: array magnitude"):
+                _post_option(s, iid, e, entries)
+    # one exponent lower the limit is above int16: even -2**15 passes
+    assert RATIO_CAP >> (e - 1) >= 2**15
+    entries = [0] * 39
+    entries[lane] = -(2**15)
+    _post_option(s, iid, e - 1, entries)
+    assert _stored(s, iid)[1] == (e - 1, entries)
+
+
+@pytest.mark.parametrize("lane", [0, 6, 7, 22, 23, 38])
+def test_canonical_exponent_needs_an_entry_with_15_bits(posting, lane):
+    """e > 0 needs some entry outside [-16384, 16383] (bits 15 and 14 of its lane differ)."""
+    s = posting
+    iid = s.instruments["u39-call"]
+    e = 62  # the magnitude limit (26,020) lets all of these through
+    for v, ok in ((16383, False), (-16384, False), (16384, True), (-16385, True)):
+        entries = [0] * 39
+        entries[lane] = v
+        if ok:
+            _post_option(s, iid, e, entries)
+        else:
+            with ape.reverts("oracle: non-canonical exponent"):
+                _post_option(s, iid, e, entries)
+    # e = 0 is always canonical
+    entries = [0] * 39
+    entries[lane] = 1
+    _post_option(s, iid, 0, entries)
+
+
+# ---------------------------------------------------------------------------- raw format
+
+
+def _raw_post(s, options=(), futures=()):
+    s.sleep(1)
+    return s.oracle.post(s.now(), [], list(options), list(futures), [], sender=s.keeper)
+
+
+def test_header_guards(market):
+    s = market
+    call = s.instruments["btc-call"]
+    fut = s.instruments["btc-fut"]
+    mark = s.oracle.risk_array(call)[0]
+    e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 2))
+    words = pack_entries(entries)
+    good = [post_header(call, mark, e, 3), *words]
+    _raw_post(s, [good])
+    # the header's word count must be n_slots(S) (3 for 35 scenarios); other bits between
+    # the id and e are not allowed either
+    for bad in (post_header(call, mark, e, 2), post_header(call, mark, e, 3) | 1 << 140):
+        with ape.reverts("oracle: wrong array length"):
+            _raw_post(s, [[bad, *words]])
+    # an option has no array in `futures`
+    with ape.reverts("oracle: wrong array length"):
+        _raw_post(s, [], [post_header(call, mark)])
+    # a future carries nothing besides mark and id in `futures`, and is never in `options`
+    fmark = s.oracle.risk_array(fut)[0]
+    for bad in (
+        post_header(fut, fmark, 1),
+        post_header(fut, fmark, 0, 1),
+        post_header(fut, fmark) | 1 << 159,
+    ):
+        with ape.reverts("oracle: future array posted"):
+            _raw_post(s, [], [bad])
+    with ape.reverts("oracle: future array posted"):
+        _raw_post(s, [[post_header(fut, fmark, 0, 3), 0, 0, 0]])
+    # an id beyond 96 bits is no id
+    with ape.reverts("oracle: unknown instrument"):
+        _raw_post(s, [], [post_header(fut, fmark) | 1 << 95])
+
+
+def test_posted_event_lists_options_then_futures(market):
+    s = market
+    items = [s.future_item(s.instruments["eth-fut"], SPOTS[ETH])]
+    for tag, u in (("btc", BTC), ("eth", ETH)):
+        iid = s.instruments[f"{tag}-call"]
+        items.append(s.option_item(iid, s.oracle.risk_array(iid)[0], s.flat_option_ra(u, WAD)))
+    options, futures = pack_post(items)
+    assert len(options) == 2 and len(futures) == 1
+    tx = s.post([], items)
+    ev = tx.events.filter(s.oracle.Posted)[0]
+    assert ev.instruments == [s.instruments[k] for k in ("btc-call", "eth-call", "eth-fut")]
