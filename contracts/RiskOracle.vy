@@ -812,6 +812,7 @@ def _option_context(und: uint256) -> (uint256, uint256, uint256):
     """
     word: uint256 = self.underlying_word[und]
     spot: uint256 = word & fp.MASK96
+    assert spot != 0, "oracle: underlying not posted"
     dev: uint256 = self.underlying_params[und].max_deviation
     ratio: uint256 = self.underlying_params[und].max_array_ratio
     return (word >> N_SHIFT) & 255, spot * dev // fp.WAD, spot * ratio // fp.WAD
@@ -828,6 +829,8 @@ def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS
     word: uint256 = self.underlying_word[und]
     n: uint256 = (word >> N_SHIFT) & 255
     psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
+    # before its first spot an underlying has psr 0: a future's array would be all zero
+    assert psr != 0, "oracle: underlying not posted"
     out: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
     words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
     # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and

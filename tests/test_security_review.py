@@ -7,7 +7,6 @@ until the marker is removed. Documented behaviour the review confirmed is a plai
 from __future__ import annotations
 
 import ape
-import pytest
 from ape.exceptions import ContractLogicError
 from contract_support import (
     ARRAY_RATIO,
@@ -30,21 +29,17 @@ from liquidation_support import (  # noqa: F401 (fixtures)
     lviews,
 )
 
-from offchain.codec import KIND_FUTURE
+from offchain.codec import KIND_CALL, KIND_FUTURE
 from offchain.fixed_point import WAD
 
 F60K = 60_000 * WAD
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="F1: future posted before its underlying spot"
-)
 def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, trader, maker):
-    """F1. `RiskOracle.post` computes a future's array from the underlying's stored psr; before
-    the underlying's first post that psr is 0, so the array is all zero (psr_min bypassed).
-    Posting the underlying next makes the data fresh, and the zero array margins a 100-unit
-    future at 0 until the future is posted again (up to max_age). Fix: refuse instruments of
-    an underlying without a spot (`assert spot != 0` where `post` loads the context)."""
+    """F1 (fixed). `RiskOracle.post` computes a future's array from the underlying's stored psr;
+    before the underlying's first post that psr was 0, so the array was all zero (psr_min
+    bypassed) and, once the underlying was posted, a 100-unit future margined at 0. Now an
+    instrument of an underlying without a spot is refused, futures and options alike."""
     s = system
     new_u = 77  # a fresh underlying, never posted whatever ran before in the session
     s.oracle.list_underlying(
@@ -52,17 +47,17 @@ def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, 
     )
     fut = s.list_instrument("f1-fut", new_u, KIND_FUTURE, 0, s.now() + 30 * DAY)
     s.engine.set_instrument_limits(fut, OI_CAP, POSITION_LIMIT, sender=s.admin)
-    try:
+    with ape.reverts("oracle: underlying not posted"):
         s.post([], [s.future_item(fut, F60K)])
-    except ContractLogicError:
-        return  # refused: fixed
-    s.post([(new_u, F60K, PSR)])  # underlying first posted afterwards: data fresh
+    call = s.list_instrument("f1-call", new_u, KIND_CALL, F60K, s.now() + 30 * DAY)
+    with ape.reverts("oracle: underlying not posted"):
+        s.post([], [s.option_item(call, 1_000 * WAD, [-1_000 * WAD] * 35)])
+    # in the same batch after its underlying, the future gets its psr_min-bounded array
+    s.post([(new_u, F60K, PSR)], [s.future_item(fut, F60K)])
     s.engine.deposit(s.usdc, 10 * USD, sender=trader)
     s.engine.deposit(s.usdc, 10 * USD, sender=maker)
-    s.engine.trade(trader, maker, fut, 100 * WAD, F60K, sender=s.venue)
-    _eq, _im, mm = s.engine.margin_state(trader)
-    # 100 futures at 60,000 must carry at least the psr_min move (1% of 6M USD); today MM is 0
-    assert mm >= 100 * F60K // 100
+    with ape.reverts("engine: below initial margin"):
+        s.engine.trade(trader, maker, fut, 100 * WAD, F60K, sender=s.venue)
 
 
 def test_dust_of_an_unpriced_collateral_cannot_block_liquidation(
