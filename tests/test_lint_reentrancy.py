@@ -65,6 +65,14 @@ def test_calls_out_reads_opcodes_not_bytes():
     assert not lint.calls_out("PUSH1 0xF1 PUSH2 0xF4F1 STOP")  # CALL bytes inside push data
 
 
+def test_only_a_reviewed_contract_may_create_its_own_code_without_a_lock():
+    creating = "PUSH0 PUSH1 0x20 PUSH0 CREATE STOP"
+    assert lint.calls_out(creating)
+    assert not lint.calls_out(creating, "RiskOracle")  # its grid data contracts
+    assert lint.calls_out(creating + " GAS CALL", "RiskOracle")  # any real call still counts
+    assert lint.calls_out(creating, "MarginEngine")
+
+
 def test_check_fails_without_pragma_lock_or_review():
     reviewed = set(lint.OPEN["Liquidator"])
     assert lint.check("Liquidator", ONE_LOCK, CALLING, True, reviewed) == []
