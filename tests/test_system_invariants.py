@@ -39,7 +39,7 @@ Checked inside the rules:
   account (equity >= MM, pending charge deducted) unhealthy; a successful withdrawal leaves
   the account flat with cash >= 0, or at equity >= IM on fresh data while not paused; a
   successful trade leaves each side at equity >= IM (fresh, not paused) or strictly lowers its
-  MM without lowering its equity; previews agree with the engine when no charge is pending;
+  MM without lowering its equity; the previews (pending charge deducted) agree with the engine;
 - liquidation: the outcome is what `liquidation_preview` said (healthy, stale, cap guards,
   fraction, penalty, bad debt); it never lowers the account's health; uncapped and solvent it
   restores equity >= IM; the liquidator ends at or above IM; cash is conserved; the fund pays
@@ -440,8 +440,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             )
             done = got is None
             self.outcome(f"withdraw {'done' if done else got}")
-            if pending == 0:
-                assert done == preview[3], (preview, got)
+            assert done == preview[3], (preview, got, pending)  # pending charge included
             after = self.obs()
             self.no_one_turned_unhealthy(before, after)
             if not done:
@@ -524,9 +523,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             if expired:
                 assert got == "engine: instrument expired"
                 return
-            if before[buyer.address][3] == 0 and before[seller.address][3] == 0:
-                oi_ok = oi_after <= oi or oi_after <= caps[iid][0]
-                assert done == (pb[3] and ps[3] and oi_ok), (pb, ps, oi_ok, got)
+            oi_ok = oi_after <= oi or oi_after <= caps[iid][0]
+            assert done == (pb[3] and ps[3] and oi_ok), (pb, ps, oi_ok, got)
             if not done:
                 return
             for acct in (buyer, seller):
