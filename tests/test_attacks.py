@@ -824,6 +824,32 @@ def test_double_liquidation_in_one_block(liq, trader, maker, liquidator_account,
     assert eq >= im
 
 
+def test_liquidator_with_a_stale_book_of_its_own_is_refused(liq, trader, maker, liquidator_account):
+    """Regression of the system state machine's first long-profile counterexample (a wrong
+    expectation, not a contract bug): `liquidation_preview` covers the account's side only, so
+    it can say "liquidatable" while the liquidation reverts "stale oracle" because the
+    LIQUIDATOR holds something whose price is stale (here WETH after ETH stopped being posted).
+    Once the keeper posts ETH again the same liquidation goes through."""
+    s, lq = liq.s, liq.liquidator
+    liq.deposit(trader, 12_500)
+    liq.deposit(maker, 10_000_000)
+    liq.deposit(liquidator_account, 10_000_000)
+    s.engine.deposit(s.weth, WAD, sender=liquidator_account)
+    liq.trade(trader, maker, "btc-fut", WAD, F60K)
+    s.sleep(s.oracle.max_age() + 1)
+    liq.move(BTC, 56_000 * WAD)  # BTC fresh, ETH / WETH stale
+    assert liq.views.liquidation_preview(trader).status == 0
+    refused(
+        "liquidator with a stale book",
+        "liquidation: stale oracle",
+        lq.liquidate,
+        trader,
+        sender=liquidator_account,
+    )
+    liq.move(ETH, SPOTS[ETH])
+    assert lq.liquidate(trader, sender=liquidator_account).return_value > 0
+
+
 def test_liquidations_continue_while_paused(liq, trader, maker, liquidator_account, guardian):
     """FINDING (documented behaviour check): the guardian's pause stops new risk of traders,
     not liquidations; the liquidator takes positions over while the engine is paused (its own
