@@ -69,7 +69,8 @@ def liquidation_preview(account: address, max_fraction: uint256 = fp.WAD) -> Pre
     """
     @notice What `Liquidator.liquidate(account, max_fraction)` would do now, without the
             liquidator's side: status (0 liquidatable, 1 healthy, 2 stale data, 3 cap below the
-            minimum, 4 cap outside (0, 1]), fraction, positions taken (ids and signed sizes the
+            minimum, 4 cap outside (0, 1], 5 insolvent with collateral that has no fresh
+            price: waits for its price), fraction, positions taken (ids and signed sizes the
             liquidator receives), cash the liquidator pays for them (negative: it receives),
             penalty and its split, collateral units sold (per held asset, vault order) and what
             the liquidator pays for them, bad debt, and the pending charge realised first.
@@ -98,6 +99,9 @@ def liquidation_preview(account: address, max_fraction: uint256 = fp.WAD) -> Pre
     if out.status != lq.OK:
         return out
     p: lq.Plan = lq._plan(a, f, capped, eq, mm, k, prm)
+    if p.unpriced:
+        out.status = lq.UNPRICED
+        return out
     out.fraction = p.fraction
     out.ids = p.ids
     out.taken = p.taken

@@ -150,6 +150,7 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     assert code != lq.BAD_CAP, "liquidation: bad fraction"
     assert code != lq.BELOW_MINIMUM, "liquidation: fraction too small"
     p: lq.Plan = lq._plan(a, f, capped, eq, mm, k, self._params())
+    assert not p.unpriced, "liquidation: stale collateral"
 
     # the liquidator: its book with the positions and collateral it receives
     sold_assets: DynArray[address, fp.MAX_ASSETS] = []
@@ -185,23 +186,21 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     mm_l: int256 = 0
     eq_l, mm_l, fresh = margin._state(l.book, l.cash)
     assert fresh, "liquidation: stale oracle"
-    assert eq_l >= margin._im(mm_l, k), "liquidation: liquidator below IM"
 
     # bad debt: the fund pays up to its balance, the rest is socialised
     fund_from_a: int256 = convert(p.to_fund + ca, int256)
     social: uint256 = 0
+    charge_l: uint256 = 0
     if p.bad_debt != 0:
         d: int256 = convert(p.bad_debt, int256)
         fund: int256 = staticcall engine.cash(self) + fund_from_a + convert(cl, int256)
         payout: uint256 = convert(min(d, max(fund, 0)), uint256)
         if payout < p.bad_debt:
-            charge_l: uint256 = 0
             social, charge_l = self._socialise(p.bad_debt - payout, p, a.book.sizes, l_prior)
             if social == 0:
                 payout = p.bad_debt
+            # the liquidator's opposite size that the takeover netted pays its share now
             if charge_l != 0:
-                # the liquidator's opposite size that the takeover netted pays its share now
-                assert eq_l - convert(charge_l, int256) >= margin._im(mm_l, k), "liquidation: liquidator below IM"
                 cl += charge_l
                 self.charges_realised += charge_l
                 log ILiquidator.Charged(account=msg.sender, amount=charge_l)
@@ -210,6 +209,8 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
         self.fund_payouts += payout
         self.socialised += social
         log ILiquidator.BadDebt(account=account, amount=p.bad_debt, fund_payout=payout, socialised=social)
+    # the liquidator, after what it takes over and any netted share of the socialised loss
+    assert eq_l - convert(charge_l, int256) >= margin._im(mm_l, k), "liquidation: liquidator below IM"
 
     # apply: one engine call moves positions, collateral and cash
     amounts: DynArray[uint256, fp.MAX_ASSETS] = []
@@ -383,6 +384,9 @@ def _socialise(
             n_j = convert(min(abs(t), abs(ql)), uint256)
         netted.append(n_j)
         o += n_j
+        if (p.settled_mask >> j) & 1 != 0:
+            # settled: short and long holders settle at different times, OI is no measure
+            o = 0
         oi.append(o)
         w: uint256 = 0
         if o != 0:

@@ -8,6 +8,9 @@
         SAME module code (`margin`, `portfolio`) the engine enforces, so a preview and the
         engine cannot disagree. Outcome codes: 0 allowed, 1 paused, 2 stale oracle, 3 below
         initial margin, 4 position limit, 5 too many positions, 6 insufficient balance.
+        The previews and `health` deduct the socialised-loss charge the engine realises before
+        a trade or a withdrawal (Liquidator.pending_charge); `margin_status` mirrors
+        MarginEngine.margin_state, which does not.
 @custom:security Holds no state and no funds. Calls only views of the engine and the oracle.
 """
 
@@ -17,6 +20,15 @@ from .interfaces import IRiskOracle
 from .modules import fixed_point as fp
 from .modules import portfolio
 from .modules import margin
+
+
+interface IEngineLiquidator:
+    def liquidator() -> address: view
+    def socialising() -> bool: view
+
+
+interface ILiquidatorCharge:
+    def pending_charge(account: address) -> uint256: view
 
 
 engine: public(immutable(IMarginEngine))
@@ -52,14 +64,15 @@ def margin_status(account: address) -> (int256, int256, int256, bool):
 @external
 def health(account: address) -> int256:
     """
-    @notice equity - MM (WAD); below zero the account is liquidatable.
+    @notice equity - MM (WAD), the pending socialised-loss charge deducted; below zero the
+            account is liquidatable.
     @param account The account.
     """
     book: margin.Book = self._book(account, 0, empty(address), 0)
     eq: int256 = 0
     mm: int256 = 0
     fresh: bool = False
-    eq, mm, fresh = margin._state(book, staticcall engine.cash(account))
+    eq, mm, fresh = margin._state(book, staticcall engine.cash(account) - self._pending(account))
     return eq - mm
 
 
@@ -83,7 +96,8 @@ def trade_preview(
 ) -> (int256, int256, int256, bool, uint256):
     """
     @notice (equity, IM, MM, allowed, code) of `account` after trading `size` (> 0 buys,
-            < 0 sells) at `price`, by the engine's own rule. Not covered: the open-interest cap
+            < 0 sells) at `price`, by the engine's own rule (pending socialised charge
+            deducted). Not covered: the open-interest cap
             (it depends on the counterparty too) and the venue authorisation.
     @param account The account.
     @param instrument The instrument.
@@ -106,7 +120,7 @@ def trade_preview(
         self._book(account, instrument, empty(address), 0),
         instrument,
         size,
-        staticcall engine.cash(account),
+        staticcall engine.cash(account) - self._pending(account),
         dcash,
         staticcall engine.position_limit(instrument),
         staticcall engine.position_count(account),
@@ -121,13 +135,13 @@ def trade_preview(
 def withdraw_preview(account: address, asset: address, amount: uint256) -> (int256, int256, int256, bool, uint256):
     """
     @notice (equity, IM, MM, allowed, code) of `account` after withdrawing `amount` token
-            units of `asset`, by the engine's own rule.
+            units of `asset`, by the engine's own rule (pending socialised charge deducted).
     @param account The account.
     @param asset The settlement stablecoin or a listed collateral asset.
     @param amount Token units.
     """
     assert amount != 0, "vault: zero amount"
-    cash: int256 = staticcall engine.cash(account)
+    cash: int256 = staticcall engine.cash(account) - self._pending(account)
     if asset == staticcall engine.cash_token():
         cash -= convert(amount * staticcall engine.cash_scale(), int256)
         if cash < 0:
@@ -145,6 +159,20 @@ def withdraw_preview(account: address, asset: address, amount: uint256) -> (int2
         book, cash, staticcall engine.paused(), staticcall engine.im_factor()
     )
     return eq, im, mm, code == margin.OK, code
+
+
+@view
+@internal
+def _pending(account: address) -> int256:
+    """
+    @dev The socialised-loss charge the engine's `_touch` realises first (nothing before the
+         first socialisation).
+    """
+    e: IEngineLiquidator = IEngineLiquidator(engine.address)
+    if not staticcall e.socialising():
+        return 0
+    charge: uint256 = staticcall ILiquidatorCharge(staticcall e.liquidator()).pending_charge(account)
+    return convert(charge, int256)
 
 
 @view

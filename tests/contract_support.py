@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import requests
+from eth_abi import decode as abi_decode
 from hypothesis import settings
 
-from offchain.codec import pack_entries, pack_post
+from offchain.codec import n_slots, pack_entries, pack_post
 from offchain.fixed_point import WAD, encode_risk_array
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -18,6 +20,34 @@ def examples(ci: int, long: int, **kwargs) -> settings:
     """Hypothesis settings for contract tests: `ci` examples by default, `long` when
     HYPOTHESIS_PROFILE=long (chain tests are slow, so the counts are set per test)."""
     return settings(max_examples=long if LONG else ci, deadline=None, **kwargs)
+
+
+def batch_call(provider, calls):
+    """Many views in ONE JSON-RPC batch of `eth_call`s (a separate call costs ~7 ms of HTTP
+    round trip, a batched one ~0.1 ms): `calls` is a list of `(contract.method, *args)`; returns
+    the decoded outputs in order, a bare value for a one-output method, else a tuple (structs as
+    tuples). Raises on the first call that reverts."""
+    payload, abis = [], []
+    for k, (handler, *args) in enumerate(calls):
+        abi = next(a for a in handler.abis if len(a.inputs) == len(args))
+        tx = {
+            "to": handler.contract.address,
+            "data": "0x" + bytes(handler.encode_input(*args)).hex(),
+        }
+        payload.append({"jsonrpc": "2.0", "id": k, "method": "eth_call", "params": [tx, "latest"]})
+        abis.append(abi)
+    if not payload:
+        return []
+    replies = {r["id"]: r for r in requests.post(provider.uri, json=payload, timeout=60).json()}
+    out = []
+    for k, abi in enumerate(abis):
+        reply = replies[k]
+        if "error" in reply:
+            raise RuntimeError(f"{abi.name}{calls[k][1:]} reverted: {reply['error']}")
+        raw = bytes.fromhex(reply["result"][2:])
+        values = abi_decode([o.canonical_type for o in abi.outputs], raw)
+        out.append(values[0] if len(values) == 1 else tuple(values))
+    return out
 
 
 USD = 10**6  # settlement stablecoin has 6 decimals
@@ -91,6 +121,35 @@ class System:
     @staticmethod
     def future_item(iid, mark):
         return (iid, mark, 0, [])
+
+    @staticmethod
+    def raw_option_item(iid, mark, e, entries):
+        """An option item with an explicit exponent and int16 entries (no canonical encoding):
+        for posts the oracle must refuse (exponent too large, non-canonical exponent)."""
+        return (iid, mark, e, pack_entries(entries))
+
+    @staticmethod
+    def future_item_with_array(iid, mark, ra_wad):
+        """A future posted with an array (the oracle computes futures arrays itself)."""
+        e, entries = encode_risk_array(ra_wad)
+        return (iid, mark, e, pack_entries(entries))
+
+    @staticmethod
+    def malformed_option_item(iid, mark, ra_wad, how):
+        """An option item of the wrong length (`oracle: wrong array length`): one word missing
+        ("short"), one word too many ("long"), or an entry beyond the grid's last ("stray")."""
+        e, entries = encode_risk_array(ra_wad)
+        words = pack_entries(entries)
+        if how == "short":
+            words = words[:-1]
+        elif how == "long":
+            words = [*words, 0]
+        elif how == "stray":
+            assert n_slots(len(entries) + 1) == len(words), "no spare entry in the last word"
+            words = pack_entries([*entries, 1])
+        else:
+            raise ValueError(how)
+        return (iid, mark, e, words)
 
     def flat_option_ra(self, underlying, scale):
         """A simple option array: value change = scale * c[s] (WAD), like a delta-`scale` option."""

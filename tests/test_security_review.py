@@ -108,6 +108,7 @@ def test_insolvent_account_with_unpriced_collateral_is_not_written_off(
     s.engine.deposit(tok, 10 * WAD, sender=trader)  # 1,500 USD after haircut once priced
     liq.move(BTC, 45_000 * WAD)  # -15,000: insolvent without the token
     bad_debt = liq.liquidator.bad_debt()
+    assert liq.views.liquidation_preview(trader).status == 5  # waits for the price
     with ape.reverts("liquidation: stale collateral"):
         liq.liquidator.liquidate(trader, sender=liquidator_account)
     s.post([], [], [(tok, 300 * WAD)])  # the first price: still insolvent (-1,000 USD)

@@ -30,6 +30,7 @@ HEALTHY: constant(uint256) = 1
 STALE: constant(uint256) = 2
 BELOW_MINIMUM: constant(uint256) = 3
 BAD_CAP: constant(uint256) = 4
+UNPRICED: constant(uint256) = 5
 
 
 struct Params:
@@ -64,6 +65,10 @@ struct Plan:
     paid: uint256
     cash_after: int256
     bad_debt: uint256
+    # bit j: p.ids[j] has a settlement price (its holders settle and leave: not socialised over)
+    settled_mask: uint256
+    # bad debt would be written off while collateral without a fresh price is held: refused
+    unpriced: bool
 
 
 @view
@@ -184,6 +189,7 @@ def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint
             # |t| < 2**100, mark < 2**96.
             if (w0 >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
                 settled += fp.div_ceil(t * convert(mark, int256), fp.SWAD)
+                p.settled_mask |= 1 << (len(p.ids) - 1)
             else:
                 value += t * convert(mark, int256)
         p.position_cash = fp.div_ceil(value, fp.SWAD) + settled
@@ -226,8 +232,10 @@ def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint
             unpriced = unpriced or (a.prices[n] == 0 and a.balances[n] != 0)
         if cash < 0 and left == 0:
             # no bad debt while collateral without a fresh price is held: it may cover the debt
-            assert not unpriced, "liquidation: stale collateral"
-            p.bad_debt = convert(-cash, uint256)
+            if unpriced:
+                p.unpriced = True
+            else:
+                p.bad_debt = convert(-cash, uint256)
     p.cash_after = cash
     return p
 

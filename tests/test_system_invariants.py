@@ -1,0 +1,1035 @@
+# ruff: noqa: F811  (pytest fixtures imported from liquidation_support by name)
+"""One hypothesis state machine over the whole system on anvil (issue #7, adversarial review):
+RiskOracle + MarginEngine + MarginViews + Liquidator + LiquidationViews, six accounts, the
+settlement stablecoin, a risky collateral (WETH, 20 % haircut, priced off ETH) and misbehaving
+tokens (a 1 % fee-on-transfer token priced off ETH, a USDT-style token without return values,
+a token that returns false or lies).
+
+Rules: deposits (own account, on behalf of another, fund top-ups; failing tokens), withdrawals
+(cash and collateral, to another receiver), trades through the venue (at, near and far off the
+mark), honest oracle posts (moves and crashes of 30-60 % in one or several posts within the
+deviation cap), hostile posts (beyond the deviation caps, future / equal / older timestamps,
+wrong array lengths, unknown ids, a non-keeper poster, bad prices, magnitude and exponent
+abuse; each must revert and leave every stored word unchanged), time passing (stale data),
+liquidations (partial, capped, dust caps, full, self) by a third account, expiry with
+settlement prices and lazy per-account settlement, guardian pause and admin unpause, and a flat
+account taking everything out.
+
+Checked after EVERY step (invariants), with the definitions used:
+- vault: per asset, credited balances (accounts + fund) == `total` <= the engine's token
+  balance; for the stablecoin, sum of cash == total * 10**12 + sum of settlement amounts booked
+  (trades, liquidations and charges conserve cash exactly), and once every holder of a settled
+  instrument has settled, the vault owes no more than it holds;
+- books: `fund_payouts + socialised == bad_debt`; the insurance fund (the Liquidator's engine
+  cash) == top-ups + penalty shares + charges realised - bad debt (exact), and it is negative
+  only by what holders still owe (socialised advances) plus documented deficits (bad debt with
+  no open interest left, paid beyond the fund's balance): `fund + sum pending >= -deficits`;
+  socialised loss <= charges realised + charges pending;
+- accounts without positions owe no charge; the bystander (never trades) keeps exactly what it
+  deposited; every flat account with non-negative cash can withdraw everything (its preview
+  allows it, paused or stale included; a rule also does it);
+- oracle: every stored timestamp is <= the head's and never decreases;
+- open interest == sum of longs == sum of shorts <= its cap; sizes within the position limit
+  for accounts that never received positions through a liquidation;
+- margin: `LiquidationViews.margin_state` == `offchain.margin.margin_state_int` (through the
+  chain client `offchain.chain.Chain`, pending charge deducted) for every account, and
+  `MarginEngine.margin_state` == the same plus the pending charge.
+Checked inside the rules:
+- a user action (deposit, withdraw, trade, settle) at a fixed oracle never turns a healthy
+  account (equity >= MM, pending charge deducted) unhealthy; a successful withdrawal leaves
+  the account flat with cash >= 0, or at equity >= IM on fresh data while not paused; a
+  successful trade leaves each side at equity >= IM (fresh, not paused) or strictly lowers its
+  MM without lowering its equity; the previews (pending charge deducted) agree with the engine;
+- liquidation: the outcome is what `liquidation_preview` said (healthy, stale, cap guards,
+  fraction, penalty, bad debt); it never lowers the account's health; uncapped and solvent it
+  restores equity >= IM; the liquidator ends at or above IM; cash is conserved; the fund pays
+  bad debt only up to its balance unless no open interest is left; self-liquidation reverts;
+- settlement leaves every margin state unchanged.
+
+Profiles: CI by default (a few short examples, about a minute); `PM_STATEFUL_PROFILE=long` (or
+`HYPOTHESIS_PROFILE=long`) runs many more and longer ones. The numbers of examples, steps and
+rule calls are printed at the end (`-s` shows them) and, when `PM_STATEFUL_STATS` names a file,
+written there as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from ape.exceptions import ContractLogicError
+from contract_support import BTC, DAY, ETH, MAX_DEV, PSR, USD, batch_call
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from liquidation_support import (  # noqa: F401 (fixtures)
+    bystander,
+    hedger,
+    liq,
+    liquidator,
+    liquidator_account,
+    lviews,
+)
+
+from offchain.chain import Chain, Deployment
+from offchain.codec import KIND_FUTURE, KIND_PUT, id_fields
+from offchain.fixed_point import WAD
+from offchain.margin import margin_state_int, settlement_cash
+
+LONG = (
+    os.environ.get("PM_STATEFUL_PROFILE") == "long"
+    or os.environ.get("HYPOTHESIS_PROFILE") == "long"
+)
+PROFILE = (
+    dict(max_examples=150, stateful_step_count=60)
+    if LONG
+    else dict(max_examples=8, stateful_step_count=25)
+)
+if os.environ.get("PM_STATEFUL_EXAMPLES"):  # override either profile's number of examples
+    PROFILE["max_examples"] = int(os.environ["PM_STATEFUL_EXAMPLES"])
+SCALE = 10**12  # stablecoin units (6 decimals) -> WAD
+FIRST = ("btc-fut", "btc-call", "btc-put", "eth-fut", "eth-call", "eth-put")
+SECOND = ("btc-fut2", "btc-put2", "eth-fut2")
+TIGHT_OI_CAP, TIGHT_LIMIT = 30 * WAD, 12 * WAD  # eth-fut2
+FEE_BPS = 100
+
+MOVE_REASONS = {
+    "engine: below initial margin",
+    "engine: stale oracle",
+    "engine: paused",
+    "engine: position limit",
+    "engine: open interest cap",
+    "engine: too many positions",
+    "engine: instrument expired",
+}
+WITHDRAW_REASONS = {
+    "vault: insufficient balance",
+    "engine: below initial margin",
+    "engine: stale oracle",
+    "engine: paused",
+}
+
+
+@pytest.fixture(scope="module")
+def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liquidator_account):
+    """`liq` plus the misbehaving collateral tokens, a second expiry (one instrument with tight
+    caps) and a chain client for the integer reference."""
+    s = liq.s
+    fee = admin.deploy(project.MockFeeToken, 18, FEE_BPS)
+    noret = admin.deploy(project.MockNoReturnToken, 6)
+    false = admin.deploy(project.MockFalseToken, 18)
+    for tok, haircut in ((fee, WAD // 2), (noret, WAD // 10), (false, WAD // 2)):
+        s.oracle.list_asset(tok, MAX_DEV, sender=admin)
+        s.engine.list_collateral(tok, haircut, 10**24, sender=admin)
+    people = [trader, hedger, outsider, maker, liquidator_account, bystander]
+    for p in people:
+        for tok, amount in ((fee, 10**6 * WAD), (noret, 10**12), (false, 10**6 * WAD)):
+            tok.mint(p, amount, sender=admin)
+            tok.approve(s.engine, 2**256 - 1, sender=p)
+        s.weth.mint(p, 1_000 * WAD, sender=admin)
+        s.weth.approve(s.engine, 2**256 - 1, sender=p)
+        s.usdc.mint(p, 10**9 * USD, sender=admin)
+        s.usdc.approve(s.engine, 2**256 - 1, sender=p)
+        s.engine.authorise_venue(s.venue, True, sender=p)
+    expiry2 = s.now() + 60 * DAY
+    s.list_instrument("btc-fut2", BTC, KIND_FUTURE, 0, expiry2)
+    s.list_instrument("btc-put2", BTC, KIND_PUT, 55_000 * WAD, expiry2)
+    s.list_instrument("eth-fut2", ETH, KIND_FUTURE, 0, expiry2)
+    for name in ("btc-fut2", "btc-put2"):
+        s.engine.set_instrument_limits(s.instruments[name], 10**24, 10**23, sender=admin)
+    s.engine.set_instrument_limits(
+        s.instruments["eth-fut2"], TIGHT_OI_CAP, TIGHT_LIMIT, sender=admin
+    )
+    dep = Deployment(
+        network="local",
+        chain_id=s.chain.chain_id,
+        block=0,
+        oracle=s.oracle.address,
+        engine=s.engine.address,
+        views=s.views.address,
+        cash=s.usdc.address,
+        collateral={
+            "WETH": s.weth.address,
+            "WBTC": s.wbtc.address,
+            "FEE": fee.address,
+            "NORET": noret.address,
+            "FALSE": false.address,
+        },
+        underlyings={"BTC": BTC, "ETH": ETH},
+        instruments={n: s.instruments[n] for n in FIRST + SECOND},
+        liquidator=liq.liquidator.address,
+        liquidation_views=liq.views.address,
+    )
+    client = Chain(project, s.chain, dep)
+    return liq, client, {"fee": fee, "noret": noret, "false": false}, people
+
+
+TIMING = [time.monotonic()] if os.environ.get("PM_STATEFUL_TIMING") else []
+STATS = {"examples": 0, "steps": 0, "rules": Counter(), "outcomes": Counter(), "seconds": 0.0}
+
+
+def test_system_state_machine(world, admin, guardian, trader, maker, outsider, hedger):
+    liq_, client, toks, people = world
+    s, lq, lv = liq_.s, liq_.liquidator, liq_.views
+    e, o = s.engine, s.oracle
+    fee, noret, false = toks["fee"], toks["noret"], toks["false"]
+    traders = people[:3]
+    mk, lacct, by = people[3], people[4], people[5]
+    assets = [s.weth, s.wbtc, fee, noret]  # the collateral the machine moves
+    all_assets = [*assets, false]
+    ids = {n: s.instruments[n] for n in FIRST + SECOND}
+    all_ids = list(ids.values())
+    first_ids = {ids[n] for n in FIRST}
+    caps = {i: (e.open_interest_cap(i), e.position_limit(i)) for i in all_ids}
+    max_age = o.max_age()
+    t_start = time.monotonic()
+
+    class SystemMachine(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            STATS["examples"] += 1
+            self.snap = s.chain.snapshot()
+            self.expired = False
+            self.topups = 0
+            self.pen_to_fund = 0
+            self.deficits = 0
+            self.settled_sum = 0
+            self.received = set()  # accounts that got positions through a liquidation
+            self.by_cash = 0
+            self.by_coll = Counter()
+            self.stamps = {}
+            self.view, self.view_step, self.view_example = None, -1, -1
+            self.cm, self.cm_step = None, None
+            self.spots = {BTC: 60_000 * WAD, ETH: 3_000 * WAD}
+            self.post_market()
+            for p, usd in ((mk, 100_000_000), (lacct, 100_000_000)):
+                liq_.deposit(p, usd)
+            for p in traders:
+                liq_.deposit(p, 15_000)
+            e.deposit(s.weth, 4 * WAD, sender=outsider)
+            liq_.deposit(by, 10_000)
+            e.deposit(s.weth, 2 * WAD, sender=by)
+            self.by_cash = 10_000 * WAD
+            self.by_coll[s.weth.address] = 2 * WAD
+            liq_.trade(trader, mk, "btc-fut", WAD, 60_000 * WAD)
+            liq_.trade(mk, hedger, "btc-fut", WAD, 60_000 * WAD)
+            liq_.trade(outsider, mk, "eth-fut", 10 * WAD, 3_000 * WAD)
+
+        def teardown(self):
+            s.chain.restore(self.snap)
+            s.chain.provider.make_request("evm_setTime", [s.chain.blocks.head.timestamp + 1])
+
+        # ------------------------------------------------------------ helpers
+        def step(self, name):
+            STATS["steps"] += 1
+            STATS["rules"][name] += 1
+            if TIMING:
+                now = time.monotonic()
+                print(f"{now - TIMING[0]:7.2f}s {name}")
+                TIMING[0] = now
+
+        def outcome(self, what):
+            STATS["outcomes"][what] += 1
+            event(what)
+
+        def live(self):
+            return [n for n in FIRST + SECOND if not (self.expired and n in FIRST)]
+
+        def market_items(self, spots):
+            unds, items, prices = [], [], []
+            for u, spot in spots.items():
+                unds.append((u, spot, PSR))
+            for n in self.live():
+                iid = ids[n]
+                _, kind, u, _ = id_fields(iid)
+                if u not in spots:
+                    continue
+                spot = spots[u]
+                if kind == KIND_FUTURE:
+                    items.append(s.future_item(iid, spot))
+                else:
+                    delta = 50 if n.endswith("call") else -50
+                    items.append(s.option_item(iid, spot // 20, liq_.option_ra(u, spot, delta)))
+            if ETH in spots:
+                prices += [(s.weth.address, spots[ETH]), (fee.address, spots[ETH] // 10)]
+            if BTC in spots:
+                prices.append((s.wbtc.address, spots[BTC]))
+            prices += [(noret.address, WAD), (false.address, WAD)]
+            return unds, items, prices
+
+        def post_market(self, spots=None):
+            spots = dict(self.spots if spots is None else spots)
+            s.post(*self.market_items(spots))
+            self.spots.update(spots)
+
+        def oracle_words(self):
+            return o.snapshot(all_ids, [BTC, ETH], [a.address for a in all_assets])
+
+        def obs(self):
+            """account -> (equity, IM, MM, pending, fresh), pending charge deducted."""
+            got = batch_call(s.chain.provider, [(lv.margin_state, p) for p in people])
+            return {p.address: tuple(v) for p, v in zip(people, got, strict=True)}
+
+        def read(self):
+            """Everything the invariants look at, in one batch, once per step."""
+            if self.view_step == STATS["steps"] and self.view_example == STATS["examples"]:
+                return self.view
+            calls = [(e.paused,), (lq.bad_debt,), (lq.fund_payouts,), (lq.socialised,)]
+            calls += [(lq.charges_realised,), (e.cash, lq), (e.total, s.usdc)]
+            calls += [(s.usdc.balanceOf, e)]
+            calls += [(o.underlying_state, u) for u in (BTC, ETH)]
+            calls += [(o.asset_price, a) for a in all_assets]
+            calls += [(o.risk_array, i) for i in all_ids]
+            calls += [(e.open_interest, i) for i in all_ids]
+            for tok in all_assets:
+                calls += [(e.total, tok), (tok.balanceOf, e), (e.collateral, tok, lq)]
+            for p in people:
+                calls += [(e.cash, p), (e.positions_of, p), (lq.pending_charge, p)]
+                calls += [(lv.margin_state, p), (e.margin_state, p), (e.asset_mask, p)]
+                calls += [(e.collateral, tok, p) for tok in all_assets]
+            it = iter(batch_call(s.chain.provider, calls))
+            v = {"paused": next(it), "books": [next(it) for _ in range(4)]}
+            v["fund"], v["total_usdc"], v["bal_usdc"] = next(it), next(it), next(it)
+            v["stamps"] = {("u", u): next(it)[2] for u in (BTC, ETH)}
+            v["stamps"].update({("a", a.address): next(it)[1] for a in all_assets})
+            v["stamps"].update({("i", i): next(it)[2] for i in all_ids})
+            v["oi"] = {i: next(it) for i in all_ids}
+            v["asset"] = {}
+            for tok in all_assets:
+                v["asset"][tok.address] = (next(it), next(it), next(it))
+            v["acct"] = {}
+            for p in people:
+                cash, (pids, sizes), pending, lvs, ems, mask = (next(it) for _ in range(6))
+                coll = {tok.address: next(it) for tok in all_assets}
+                v["acct"][p.address] = dict(
+                    cash=cash,
+                    pos=dict(zip(pids, sizes, strict=True)),
+                    pending=pending,
+                    lv=tuple(lvs),
+                    em=tuple(ems),
+                    mask=mask,
+                    coll=coll,
+                )
+            self.view, self.view_step, self.view_example = v, STATS["steps"], STATS["examples"]
+            return v
+
+        @staticmethod
+        def core(obs):
+            """(equity, IM, MM) per account: what a reverted call or a settlement must keep."""
+            return {a: v[:3] for a, v in obs.items()}
+
+        def no_one_turned_unhealthy(self, before, after):
+            for a, b in before.items():
+                if b[0] >= b[2]:
+                    assert after[a][0] >= after[a][2], f"{a} turned unhealthy"
+
+        def cash_all(self):
+            return sum(batch_call(s.chain.provider, [(e.cash, p) for p in [*people, lq]]))
+
+        def expect_revert(self, reasons, fn, *args, **kw):
+            try:
+                fn(*args, **kw)
+            except ContractLogicError as exc:
+                assert str(exc) in reasons, str(exc)
+                return str(exc)
+            return None
+
+        # ------------------------------------------------------------ deposits
+        @rule(
+            who=st.integers(0, 5),
+            to=st.sampled_from(["self", "self", "other", "fund"]),
+            asset=st.integers(0, 4),
+            amount=st.sampled_from([1, 10, 1_000, 20_000, 300_000]),
+        )
+        def deposit(self, who, to, asset, amount):
+            self.step("deposit")
+            sender = people[who]
+            if sender == by and to != "self":
+                return
+            token = s.usdc if asset == 0 else assets[asset - 1]
+            if to == "fund" and token != s.usdc:
+                return
+            if token == s.wbtc:
+                return  # WBTC: only received through liquidations in this machine
+            if token == s.usdc:
+                units = amount * USD
+            elif token == s.weth:
+                units = amount * WAD // 10_000  # up to 30 WETH
+            elif token == fee:
+                units = amount * WAD // 100
+            else:
+                units = amount * 10**6  # USDT-style, 6 decimals
+            target = {"self": sender, "other": people[(who + 1) % 5], "fund": lq}[to]
+            if target == by and sender != by:
+                return
+            before = self.obs()
+            bal = token.balanceOf(e)
+            tx = e.deposit(token, units, target, sender=sender)
+            credited = tx.events.filter(e.Deposit)[0].amount
+            expect = units - units * FEE_BPS // 10_000 if token == fee else units
+            assert credited == expect and token.balanceOf(e) == bal + credited
+            if to == "fund":
+                self.topups += credited * SCALE
+            if target == by:
+                if token == s.usdc:
+                    self.by_cash += credited * SCALE
+                else:
+                    self.by_coll[token.address] += credited
+            self.no_one_turned_unhealthy(before, self.obs())
+
+        @rule(kind=st.sampled_from(["fail", "noop", "unknown", "zero", "zero account"]))
+        def bad_deposit(self, kind):
+            self.step("bad_deposit")
+            words, cash = self.oracle_words(), self.cash_all()
+            total = e.total(false)
+            if kind == "fail":
+                false.set_fail_all(True, sender=admin)
+                reasons, args = {"vault: transfer failed"}, (false, WAD)
+            elif kind == "noop":
+                false.set_noop_all(True, sender=admin)
+                reasons, args = {"vault: nothing received"}, (false, WAD)
+            elif kind == "unknown":
+                reasons, args = {"vault: unknown asset"}, (outsider.address, WAD)
+            elif kind == "zero":
+                reasons, args = {"vault: zero amount"}, (s.usdc, 0)
+            else:
+                reasons, args = {"vault: zero account"}, (s.usdc, USD, "0x" + "00" * 20)
+            got = self.expect_revert(reasons, e.deposit, *args, sender=trader)
+            assert got is not None, f"bad deposit {kind} went through"
+            false.set_fail_all(False, sender=admin)
+            false.set_noop_all(False, sender=admin)
+            assert e.total(false) == total and self.cash_all() == cash
+            assert self.oracle_words() == words
+
+        # ------------------------------------------------------------ withdrawals
+        @rule(
+            who=st.integers(0, 5),
+            asset=st.integers(0, 4),
+            frac=st.sampled_from([1, 10, 50, 100, 100, 101]),
+            other=st.booleans(),
+        )
+        def withdraw(self, who, asset, frac, other):
+            self.step("withdraw")
+            acct = people[who]
+            if acct == lacct:
+                frac = min(frac, 10)  # the keeper's liquidator keeps its capital
+            token = s.usdc if asset == 0 else assets[asset - 1]
+            if token == s.usdc:
+                bal = max(e.cash(acct), 0) // SCALE
+            else:
+                bal = e.collateral(token, acct)
+            amount = bal * frac // 100 + (1 if frac == 101 else 0)
+            if amount == 0:
+                return
+            receiver = outsider if other and acct != outsider else acct
+            before = self.obs()
+            pending = before[acct.address][3]
+            preview = s.views.withdraw_preview(acct, token, amount)
+            eng_bal, rec_bal = token.balanceOf(e), token.balanceOf(receiver)
+            got = self.expect_revert(
+                WITHDRAW_REASONS, e.withdraw, token, amount, receiver, sender=acct
+            )
+            done = got is None
+            self.outcome(f"withdraw {'done' if done else got}")
+            assert done == preview[3], (preview, got, pending)  # pending charge included
+            after = self.obs()
+            self.no_one_turned_unhealthy(before, after)
+            if not done:
+                return
+            assert token.balanceOf(e) == eng_bal - amount
+            fee_cut = amount * FEE_BPS // 10_000 if token == fee else 0
+            assert token.balanceOf(receiver) == rec_bal + amount - fee_cut
+            eq, im, _mm, _p, fresh = after[acct.address]
+            if e.position_count(acct) != 0 or e.cash(acct) < 0:
+                assert fresh and not e.paused() and eq >= im
+            if acct == by:
+                if token == s.usdc:
+                    self.by_cash -= amount * SCALE
+                else:
+                    self.by_coll[token.address] -= amount
+
+        @rule(who=st.integers(0, 5))
+        def flat_account_exits(self, who):
+            """A flat account with cash >= 0 takes everything out (paused or stale too)."""
+            self.step("flat_exit")
+            acct = people[who]
+            if e.position_count(acct) != 0 or e.cash(acct) < 0:
+                return
+            for token in assets:
+                amt = e.collateral(token, acct)
+                if amt:
+                    e.withdraw(token, amt, sender=acct)
+            units = e.cash(acct) // SCALE
+            if units:
+                e.withdraw(s.usdc, units, sender=acct)
+            assert e.asset_mask(acct) == 0 and e.cash(acct) < SCALE
+            self.outcome("flat exit")
+            if acct == by:
+                self.by_cash = e.cash(acct)
+                self.by_coll = Counter()
+                liq_.deposit(by, 5_000)
+                self.by_cash += 5_000 * WAD
+            if acct == lacct:
+                liq_.deposit(lacct, 100_000_000)  # the keeper's liquidator comes back
+
+        # ------------------------------------------------------------ trades
+        @rule(
+            b=st.integers(0, 4),
+            sl=st.integers(0, 4),
+            k=st.integers(0, len(FIRST + SECOND) - 1),
+            size=st.sampled_from([WAD // 100, WAD // 10, WAD // 2, WAD, 3 * WAD, 13 * WAD]),
+            skew=st.sampled_from([0, 0, 0, 1, -1, 5, -5, 50, -50]),
+        )
+        def trade(self, b, sl, k, size, skew):
+            self.step("trade")
+            buyer, seller = people[b], people[sl]
+            name = (FIRST + SECOND)[k]
+            iid = ids[name]
+            if buyer == seller:
+                with_reason = self.expect_revert(
+                    {"engine: self trade"}, e.trade, buyer, seller, iid, size, 1, sender=s.venue
+                )
+                assert with_reason == "engine: self trade"
+                return
+            mark = o.risk_array(iid)[0]
+            price = mark * (100 + skew) // 100
+            before = self.obs()
+            qb, qs = e.positions_of(buyer), e.positions_of(seller)
+            qb = dict(zip(*qb, strict=True)).get(iid, 0)
+            qs = dict(zip(*qs, strict=True)).get(iid, 0)
+            oi = e.open_interest(iid)
+            expired = self.expired and name in FIRST
+            pb = ps = None
+            if not expired:
+                pb = s.views.trade_preview(buyer, iid, size, price)
+                ps = s.views.trade_preview(seller, iid, -size, price)
+            got = self.expect_revert(
+                MOVE_REASONS, e.trade, buyer, seller, iid, size, price, sender=s.venue
+            )
+            done = got is None
+            self.outcome(f"trade {'booked' if done else got}")
+            after = self.obs()
+            self.no_one_turned_unhealthy(before, after)
+            oi_after = oi + max(qb + size, 0) - max(qb, 0) + max(qs - size, 0) - max(qs, 0)
+            if expired:
+                assert got == "engine: instrument expired"
+                return
+            oi_ok = oi_after <= oi or oi_after <= caps[iid][0]
+            assert done == (pb[3] and ps[3] and oi_ok), (pb, ps, oi_ok, got)
+            if not done:
+                return
+            for acct in (buyer, seller):
+                eq0, _im0, mm0, _p0, _f0 = before[acct.address]
+                eq, im, mm, _p, fresh = after[acct.address]
+                new_risk_ok = fresh and not e.paused() and eq >= im
+                assert new_risk_ok or (mm < mm0 and eq >= eq0), (acct, before, after)
+            assert e.open_interest(iid) == oi_after
+            assert oi_after <= oi or oi_after <= caps[iid][0]
+
+        @precondition(lambda self: not self.paused_now())
+        @rule(
+            who=st.integers(0, 2),
+            k=st.integers(0, len(FIRST + SECOND) - 1),
+            buy=st.booleans(),
+            use=st.sampled_from([100, 90, 50]),
+        )
+        def lever(self, who, k, buy, use):
+            """A trader opens (against the maker, at the mark) the largest position of a
+            ladder that its preview allows, using `use` % of it: accounts near IM make the
+            crashes bite (liquidations, bad debt, socialisation)."""
+            self.step("lever")
+            name = (FIRST + SECOND)[k]
+            if self.expired and name in FIRST:
+                return
+            acct, iid = traders[who], ids[name]
+            mark = o.risk_array(iid)[0]
+            sign = 1 if buy else -1
+            ladder = [x * WAD // 10 for x in (200, 100, 50, 20, 10, 5, 2, 1)]
+            previews = batch_call(
+                s.chain.provider,
+                [(s.views.trade_preview, acct, iid, sign * q, mark) for q in ladder],
+            )
+            sizes = [q for q, pv in zip(ladder, previews, strict=True) if pv[3] and pv[4] == 0]
+            if not sizes:
+                return
+            size = sizes[0] * use // 100
+            buyer, seller = (acct, mk) if buy else (mk, acct)
+            before = self.obs()
+            got = self.expect_revert(
+                MOVE_REASONS, e.trade, buyer, seller, iid, size, mark, sender=s.venue
+            )
+            self.outcome(f"lever {got or 'booked'}")
+            self.no_one_turned_unhealthy(before, self.obs())
+
+        def paused_now(self):
+            return e.paused()
+
+        # ------------------------------------------------------------ oracle
+        @rule(u=st.sampled_from([BTC, ETH]), pct=st.sampled_from([-45, -20, -8, -2, 2, 8, 20, 45]))
+        def move(self, u, pct):
+            self.step("move")
+            self.post_market({u: self.spots[u] * (100 + pct) // 100})
+
+        @rule(u=st.sampled_from([BTC, ETH]), pct=st.integers(30, 60), posts=st.integers(1, 3))
+        def crash(self, u, pct, posts):
+            """A 30-60 % fall, in `posts` posts (each within the 50 % cap)."""
+            self.step("crash")
+            spot = self.spots[u]
+            target = spot * (100 - pct) // 100
+            for k in range(1, posts + 1):
+                nxt = spot - (spot - target) * k // posts if posts > 1 else target
+                nxt = max(nxt, self.spots[u] * 51 // 100)
+                self.post_market({u: nxt})
+            self.outcome("crash")
+
+        @rule(
+            kind=st.sampled_from(
+                [
+                    "spot 1000x",
+                    "spot over cap",
+                    "future 1000x",
+                    "option mark over cap",
+                    "asset over cap",
+                    "future",
+                    "equal",
+                    "older",
+                    "short array",
+                    "long array",
+                    "stray entry",
+                    "unknown underlying",
+                    "unknown instrument",
+                    "unknown asset",
+                    "not keeper",
+                    "future with array",
+                    "zero spot",
+                    "huge spot",
+                    "zero mark",
+                    "zero asset price",
+                    "psr",
+                    "magnitude",
+                    "exponent",
+                    "non-canonical",
+                    "settle early",
+                ]
+            )
+        )
+        def hostile_post(self, kind):
+            """A batch with valid items first and one hostile item: it must revert with its
+            reason and leave every stored word (and so every margin) unchanged."""
+            self.step("hostile_post")
+            words, before = self.oracle_words(), self.obs()
+            spots = dict(self.spots)
+            unds, items, prices = self.market_items(spots)
+            btc = spots[BTC]
+            fut, call = ids["btc-fut2"], ids["btc-put2"]
+            ra = liq_.option_ra(BTC, btc, -50)
+            mark = o.risk_array(call)[0]
+            ts, sender = None, s.keeper
+            over = btc + btc * MAX_DEV // WAD + 1
+            bad = {
+                "spot 1000x": ("und", (BTC, btc * 1000, PSR), "oracle: spot deviation"),
+                "spot over cap": ("und", (BTC, over, PSR), "oracle: spot deviation"),
+                "future 1000x": ("ins", s.future_item(fut, btc * 1000), "oracle: mark deviation"),
+                "option mark over cap": (
+                    "ins",
+                    s.option_item(call, mark + btc * MAX_DEV // WAD + 1, ra),
+                    "oracle: mark deviation",
+                ),
+                "asset over cap": (
+                    "ast",
+                    (s.weth.address, spots[ETH] * 2 + 1),
+                    "oracle: price deviation",
+                ),
+                "short array": (
+                    "ins",
+                    s.malformed_option_item(call, mark, ra, "short"),
+                    "oracle: wrong array length",
+                ),
+                "long array": (
+                    "ins",
+                    s.malformed_option_item(call, mark, ra, "long"),
+                    "oracle: wrong array length",
+                ),
+                "stray entry": (
+                    "ins",
+                    s.malformed_option_item(call, mark, ra, "stray"),
+                    "oracle: wrong array length",
+                ),
+                "unknown underlying": ("und", (77, btc, PSR), "oracle: unknown underlying"),
+                "unknown instrument": (
+                    "ins",
+                    s.future_item(fut + 12345, btc),
+                    "oracle: unknown instrument",
+                ),
+                "unknown asset": ("ast", (outsider.address, WAD), "oracle: unknown asset"),
+                "future with array": (
+                    "ins",
+                    s.future_item_with_array(fut, btc, ra),
+                    "oracle: future array posted",
+                ),
+                "zero spot": ("und", (BTC, 0, PSR), "oracle: bad price"),
+                "huge spot": ("und", (BTC, 2**96, PSR), "oracle: bad price"),
+                "zero mark": ("ins", s.future_item(fut, 0), "oracle: bad price"),
+                "zero asset price": ("ast", (s.weth.address, 0), "oracle: bad price"),
+                "psr": ("und", (BTC, btc, WAD // 1000), "oracle: psr out of bounds"),
+                "magnitude": (
+                    "ins",
+                    s.option_item(call, mark, [3 * btc * c // WAD for c in s.grids[BTC]]),
+                    "oracle: array magnitude",
+                ),
+                "exponent": (
+                    "ins",
+                    s.raw_option_item(call, mark, 128, [1] * s.n_scenarios[BTC]),
+                    "oracle: exponent too large",
+                ),
+                "non-canonical": (
+                    "ins",
+                    s.raw_option_item(call, mark, 3, [100] * s.n_scenarios[BTC]),
+                    "oracle: non-canonical exponent",
+                ),
+            }
+            if kind in bad:
+                where, item, reason = bad[kind]
+                batch = {"und": unds, "ins": items, "ast": prices}[where]
+                # the valid prefix must not post the same id at the same timestamp first
+                batch[:] = [x for x in batch if x[0] != item[0]]
+                batch.append(item)
+            elif kind == "future":
+                ts, reason = s.now() + 1000, "oracle: timestamp in future"
+            elif kind == "equal":
+                ts, reason = o.underlying_state(BTC)[2], "oracle: not newer"
+            elif kind == "older":
+                ts, reason = o.underlying_state(BTC)[2] - 1, "oracle: not newer"
+            elif kind == "not keeper":
+                sender, reason = outsider, "roles: not keeper"
+            else:  # settle before expiry, or a second time
+                reason = None
+            if reason is None:
+                iid = ids["btc-fut"]
+                got = self.expect_revert(
+                    {"oracle: not expired", "oracle: instrument settled"},
+                    o.post_settlement,
+                    iid,
+                    o.risk_array(iid)[0],
+                    sender=s.keeper,
+                )
+                assert got is not None
+            else:
+                # four words do not fit the ABI's three: the decoder reverts without a reason
+                reasons = {reason, "Transaction failed."} if kind == "long array" else {reason}
+                got = self.expect_revert(
+                    reasons, s.post, unds, items, prices, timestamp=ts, sender=sender
+                )
+                assert got in reasons, f"hostile post {kind} went through"
+            self.outcome(f"hostile {kind}")
+            assert self.oracle_words() == words
+            assert self.core(self.obs()) == self.core(before)
+
+        @rule(seconds=st.sampled_from([1, 60, 600, max_age + 1, 3 * max_age]))
+        def sleep(self, seconds):
+            self.step("sleep")
+            s.sleep(seconds)
+
+        # ------------------------------------------------------------ guardian
+        @rule(on=st.booleans(), rogue=st.booleans())
+        def pause(self, on, rogue):
+            self.step("pause")
+            if rogue:  # a trader cannot pause, the guardian cannot unpause
+                who, reason = (
+                    (trader, "roles: not guardian") if on else (guardian, "roles: not admin")
+                )
+                fn = e.pause if on else e.unpause
+                assert self.expect_revert({reason}, fn, sender=who) == reason
+                return
+            if on:
+                e.pause(sender=guardian)
+            else:
+                e.unpause(sender=admin)
+
+        # ------------------------------------------------------------ liquidation
+        @rule(
+            who=st.integers(0, 3),
+            cap=st.sampled_from([WAD, WAD, WAD, WAD // 2, WAD // 10, WAD // 1000, 0, WAD + 1]),
+            by=st.sampled_from(["third", "third", "maker", "self"]),
+        )
+        def liquidate(self, who, cap, by):
+            self.step("liquidate")
+            acct = people[who]
+            caller = {"third": lacct, "maker": mk if acct != mk else lacct, "self": acct}[by]
+            if by == "self":
+                got = self.expect_revert(
+                    {"liquidation: self"}, lq.liquidate, acct, cap, sender=acct
+                )
+                assert got == "liquidation: self"
+                return
+            self.liquidate_checked(acct, cap, caller)
+
+        @rule(cap=st.sampled_from([WAD, WAD, WAD // 2, WAD // 10]))
+        def keeper_sweep(self, cap):
+            """The keeper liquidates every account below MM (after a crash, say)."""
+            self.step("keeper_sweep")
+            obs = self.obs()
+            for acct in [*traders, mk]:
+                eq, _im, mm, _p, _fresh = obs[acct.address]
+                if eq < mm:
+                    self.liquidate_checked(acct, cap, lacct)
+
+        def liquidate_checked(self, acct, cap, caller):
+            before = self.obs()
+            pv = lv.liquidation_preview(acct, cap)
+            expected = {
+                1: "liquidation: healthy",
+                2: "liquidation: stale oracle",
+                3: "liquidation: fraction too small",
+                4: "liquidation: bad fraction",
+                5: "liquidation: stale collateral",
+            }
+            cash0 = self.cash_all()
+            fund0 = e.cash(lq)
+            pend_a, pend_l = before[acct.address][3], before[caller.address][3]
+            try:
+                tx = lq.liquidate(acct, cap, sender=caller)
+                got = None
+            except ContractLogicError as exc:
+                got = str(exc)
+            self.outcome(f"liquidation {got or 'done'}")
+            if pv.status != 0:
+                assert got == expected[pv.status], (pv.status, got)
+                assert self.core(self.obs()) == self.core(before)
+                return
+            if got is not None:  # the preview does not cover the liquidator's side
+                assert got in {
+                    "liquidation: liquidator below IM",
+                    "liquidation: too many positions",
+                    "liquidation: stale oracle",
+                }
+                if got == "liquidation: stale oracle":
+                    assert not before[caller.address][4]  # its own book is stale
+                return
+            ev = tx.events.filter(lq.Liquidated)[0]
+            assert (ev.fraction, ev.position_cash, ev.penalty) == (
+                pv.fraction,
+                pv.position_cash,
+                pv.penalty,
+            )
+            assert (ev.penalty_to_liquidator, ev.penalty_to_fund) == (
+                pv.penalty_to_liquidator,
+                pv.penalty_to_fund,
+            )
+            self.pen_to_fund += ev.penalty_to_fund
+            self.received.add(caller.address)
+            bad = tx.events.filter(lq.BadDebt)
+            assert (bad[0].amount if bad else 0) == pv.bad_debt
+            if bad:
+                b = bad[0]
+                assert b.fund_payout + b.socialised == b.amount
+                inflow = fund0 + ev.penalty_to_fund + pend_a + pend_l
+                if b.fund_payout > max(inflow, 0):
+                    # documented: no open interest left to socialise over, the fund pays all
+                    assert b.socialised == 0
+                    assert all(e.open_interest(i) == 0 for i in pv.ids)
+                    self.deficits += b.fund_payout - max(inflow, 0)
+                    self.outcome("fund deficit")
+                self.outcome("bad debt")
+            after = self.obs()
+            eq, im, mm, _p, _f = before[acct.address]
+            eq2, im2, mm2, _p2, _f2 = after[acct.address]
+            assert eq2 - mm2 >= eq - mm, "liquidation lowered the account's health"
+            if cap == WAD and eq > 0 and pv.fraction < WAD:
+                assert eq2 >= im2
+            leq, lim, _lmm, _lp, _lf = after[caller.address]
+            assert leq >= lim, "liquidator below IM after a liquidation"
+            assert self.cash_all() == cash0
+            if pv.fraction == WAD:
+                assert e.position_count(acct) == 0
+
+        # ------------------------------------------------------------ expiry
+        @precondition(lambda self: not self.expired)
+        @rule(pct=st.integers(70, 130))
+        def expire(self, pct):
+            """Past the first expiry: the keeper posts settlement prices (the future at its
+            mark moved by `pct` %, options at their marks) and fresh data for the rest."""
+            self.step("expire")
+            expiry = (ids["btc-fut"] >> 56) & (2**40 - 1)
+            s.sleep(expiry - s.now() + 1)
+            for n in FIRST:
+                price = o.risk_array(ids[n])[0]
+                if n == "btc-fut":
+                    price = price * pct // 100
+                o.post_settlement(ids[n], price, sender=s.keeper)
+            self.expired = True
+            self.post_market()
+
+        @precondition(lambda self: self.expired)
+        @rule(who=st.integers(0, 5), sender=st.integers(0, 5))
+        def settle(self, who, sender):
+            self.step("settle")
+            acct = people[who]
+            before = self.obs()
+            tx = e.settle(acct, sender=people[sender])
+            self.settled_sum += sum(ev.amount for ev in tx.events.filter(e.Settled))
+            after = self.obs()
+            assert self.core(after) == self.core(before), "settlement changed a margin state"
+
+        # ------------------------------------------------------------ invariants
+        @invariant()
+        def vault_books(self):
+            v = self.read()
+            for tok in all_assets:
+                total, held, fund_coll = v["asset"][tok.address]
+                credited = fund_coll + sum(a["coll"][tok.address] for a in v["acct"].values())
+                assert credited == total <= held, tok
+            total = v["total_usdc"]
+            assert total <= v["bal_usdc"]
+            cash = v["fund"] + sum(a["cash"] for a in v["acct"].values())
+            assert cash == total * SCALE + self.settled_sum
+            cm = self.market()
+            owed = 0
+            for a in v["acct"].values():
+                owed += sum(
+                    settlement_cash(q, cm.settled[i])
+                    for i, q in a["pos"].items()
+                    if i in cm.settled
+                )
+            assert cash + owed <= total * SCALE
+
+        @invariant()
+        def liquidation_books(self):
+            v = self.read()
+            bad, paid, social, realised = v["books"]
+            assert paid + social == bad
+            fund = v["fund"]
+            assert fund == self.topups + self.pen_to_fund + realised - bad
+            pending = sum(a["pending"] for a in v["acct"].values())
+            assert fund + pending >= -self.deficits
+            assert social <= realised + pending
+
+        @invariant()
+        def no_positions_no_charge(self):
+            v = self.read()
+            for a in v["acct"].values():
+                if not a["pos"]:
+                    assert a["pending"] == 0
+            b = v["acct"][by.address]
+            assert not b["pos"] and b["cash"] == self.by_cash
+            for tok in assets:
+                assert b["coll"][tok.address] == self.by_coll[tok.address]
+
+        @invariant()
+        def flat_accounts_can_leave(self):
+            v = self.read()
+            calls = []
+            for p in people:
+                a = v["acct"][p.address]
+                if a["pos"] or a["cash"] < 0:
+                    continue
+                if a["cash"] // SCALE:
+                    calls.append((s.views.withdraw_preview, p, s.usdc, a["cash"] // SCALE))
+                for tok in assets:
+                    if a["coll"][tok.address]:
+                        calls.append((s.views.withdraw_preview, p, tok, a["coll"][tok.address]))
+            for preview in batch_call(s.chain.provider, calls):
+                assert preview[3], preview
+
+        @invariant()
+        def oracle_timestamps(self):
+            v = self.read()
+            now = s.now()
+            for key, ts in v["stamps"].items():
+                assert ts <= now, key
+                assert ts >= self.stamps.get(key, 0), key
+            self.stamps = v["stamps"]
+
+        @invariant()
+        def open_interest_and_limits(self):
+            v = self.read()
+            longs, shorts = Counter(), Counter()
+            for addr, a in v["acct"].items():
+                for i, q in a["pos"].items():
+                    assert q != 0
+                    if q > 0:
+                        longs[i] += q
+                    else:
+                        shorts[i] -= q
+                    if addr not in self.received:
+                        assert abs(q) <= caps[i][1], "position limit exceeded"
+            for i in all_ids:
+                oi = v["oi"][i]
+                assert oi == longs[i] and oi <= caps[i][0]
+                if not (self.expired and i in first_ids):  # settled side by side, lazily
+                    assert oi == shorts[i]
+
+        @invariant()
+        def margin_equals_reference(self):
+            """The engine's margin equals the reference; the liquidation views' margin equals
+            it with collateral lacking a fresh price valued at zero (docs/fixed-point.md §8)."""
+            v = self.read()
+            cm = self.market()
+            now = s.chain.blocks.head.timestamp
+            stale = {
+                cm.asset_index[a]
+                for (kind, a), ts in v["stamps"].items()
+                if kind == "a" and a in cm.asset_index and (ts == 0 or ts + max_age < now)
+            }
+            colls = cm.market.collaterals
+            seen_by_liquidation = replace(
+                cm.market,
+                collaterals={i: replace(c, price=0) if i in stale else c for i, c in colls.items()},
+            )
+            for addr, a in v["acct"].items():
+                coll = {t: amt for t, amt in a["coll"].items() if amt}
+                ref = cm.margin(cm.account(a["cash"], a["pos"], coll))
+                assert a["em"] == (ref.equity, ref.initial_margin, ref.maintenance_margin), addr
+                acct = cm.account(a["cash"] - a["pending"], a["pos"], coll)
+                ref_l = margin_state_int(acct, seen_by_liquidation, cm.im_factor)
+                eq, im, mm, pending, _fresh = a["lv"]
+                assert pending == a["pending"]
+                assert (eq, im, mm) == (
+                    ref_l.equity,
+                    ref_l.initial_margin,
+                    ref_l.maintenance_margin,
+                ), addr
+
+        def market(self):
+            """The oracle as the integer reference sees it (chain client), once per step."""
+            if self.cm_step != (STATS["examples"], STATS["steps"]):
+                self.cm, self.cm_step = (
+                    client.market_int(all_ids),
+                    (STATS["examples"], STATS["steps"]),
+                )
+            return self.cm
+
+    try:
+        run_state_machine_as_test(
+            SystemMachine,
+            settings=settings(
+                **PROFILE,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    finally:
+        STATS["seconds"] = round(time.monotonic() - t_start, 1)
+        report = {
+            "profile": "long" if LONG else "ci",
+            "examples": STATS["examples"],
+            "steps": STATS["steps"],
+            "rules": dict(STATS["rules"]),
+            "outcomes": dict(STATS["outcomes"]),
+            "seconds": STATS["seconds"],
+        }
+        print("\nsystem state machine:", json.dumps(report, sort_keys=True))
+        path = os.environ.get("PM_STATEFUL_STATS")
+        if path:
+            with open(path, "w") as f:
+                json.dump(report, f, indent=2, sort_keys=True)
