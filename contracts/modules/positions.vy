@@ -35,7 +35,8 @@ def _load(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynArray[in
     for i: uint256 in range(self.position_count[account], bound=fp.MAX_POSITIONS):
         w: uint256 = self.position_words[account][i]
         ids.append(w >> 128)
-        sizes.append(self._size_of(w))
+        # inline _size_of (hot path of every margin check): sign extension of the low 128 bits
+        sizes.append(unsafe_sub(convert((w & MASK128) ^ 2**127, int256), 2**127))
     return ids, sizes
 
 
@@ -61,12 +62,11 @@ def _shift(account: address, instrument: uint256, delta: int256) -> (int256, int
             self.position_words[account][k] = self.position_words[account][n - 1]
             self.position_words[account][n - 1] = 0
             self.position_count[account] = n - 1
-    elif k == n:
+        return old, size
+    if k == n:
         assert n < fp.MAX_POSITIONS, "engine: too many positions"
-        self.position_words[account][n] = (instrument << 128) | (convert(convert(size, bytes32), uint256) & MASK128)
         self.position_count[account] = n + 1
-    else:
-        self.position_words[account][k] = (instrument << 128) | (convert(convert(size, bytes32), uint256) & MASK128)
+    self.position_words[account][k] = (instrument << 128) | (convert(convert(size, bytes32), uint256) & MASK128)
     return old, size
 
 
