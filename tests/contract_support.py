@@ -10,7 +10,7 @@ import requests
 from eth_abi import decode as abi_decode
 from hypothesis import settings
 
-from offchain.codec import n_slots, pack_entries, pack_post
+from offchain.codec import WORDS_SHIFT, n_slots, pack_entries, pack_post, post_header
 from offchain.fixed_point import WAD, encode_risk_array
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -105,10 +105,16 @@ class System:
         than anything posted before."""
         self.sleep(1)
         ts = self.now() if timestamp is None else timestamp
+        options, futures = pack_post([it for it in instruments if len(it[3]) <= 3])
+        for iid, mark, e, words in instruments:
+            if len(words) > 3:  # a hostile header claiming more entry words than it carries
+                extra = (len(words) - 3) << WORDS_SHIFT
+                options.append([post_header(iid, mark, e, 3) + extra, *words[:3]])
         return self.oracle.post(
             ts,
             list(underlyings),
-            *pack_post(instruments),
+            options,
+            futures,
             list(assets),
             sender=sender or self.keeper,
         )

@@ -136,6 +136,8 @@ def test_array_guards(market):
     words = pack_entries(entries)
     with ape.reverts("oracle: wrong array length"):
         s.post([], [(call, mark, e, words[:2])])
+    with ape.reverts("oracle: wrong array length"):  # a header claiming a fourth word
+        s.post([], [(call, mark, e, [*words, 0])])
     stray = list(words)
     stray[2] |= 1 << (16 * (35 - 23))  # entry 35 of a 35-scenario grid
     with ape.reverts("oracle: wrong array length"):

@@ -725,7 +725,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 )
                 assert got is not None
             else:
-                # four words do not fit the ABI's three: the decoder reverts without a reason
+                # a header claiming four entry words (only three fit the ABI): refused
                 reasons = {reason, "Transaction failed."} if kind == "long array" else {reason}
                 got = self.expect_revert(
                     reasons, s.post, unds, items, prices, timestamp=ts, sender=sender
