@@ -508,7 +508,7 @@ class TxManager:
             low = message.lower()
             if "nonce too low" in low:
                 return "nonce_used"
-            known = already_known(low)
+            known = already_known(message)
             # anvil answers an identical re-send with "replacement transaction underpriced"
             if not known and not ("underpriced" in low and self._known(rec.hashes[-1])):
                 return message
