@@ -41,20 +41,28 @@ def _load(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynArray[in
 
 
 @internal
-def _shift(account: address, instrument: uint256, delta: int256) -> (int256, int256):
+def _shift(account: address, instrument: uint256, delta: int256, hint: uint256) -> (int256, int256):
     """
-    @dev Add `delta` to the account's size of `instrument`: the word is found by a scan,
-         appended when new, removed at zero (the last word fills the gap). Returns (old, new).
+    @dev Add `delta` to the account's size of `instrument`: the word is found by a scan that
+         starts at index `hint`, appended when new, removed at zero (the last word fills the gap).
+         Returns (old, new).
     """
     n: uint256 = self.position_count[account]
     k: uint256 = n
     old: int256 = 0
-    for i: uint256 in range(n, bound=fp.MAX_POSITIONS):
+    # a cyclic scan that starts at the hint
+    i: uint256 = hint
+    if i >= n:
+        i = 0
+    for c: uint256 in range(n, bound=fp.MAX_POSITIONS):
         w: uint256 = self.position_words[account][i]
         if w >> 128 == instrument:
             k = i
             old = self._size_of(w)
             break
+        i += 1
+        if i == n:
+            i = 0
     size: int256 = old + delta
     assert size <= fp.MAX_SIZE and size >= -fp.MAX_SIZE, "engine: size out of bounds"
     if size == 0:
@@ -77,7 +85,7 @@ def _change(account: address, instrument: uint256, delta: int256):
     """
     old: int256 = 0
     size: int256 = 0
-    old, size = self._shift(account, instrument, delta)
+    old, size = self._shift(account, instrument, delta, 0)
     self._open_interest(instrument, max(size, 0) - max(old, 0))
     log IMarginEngine.PositionChanged(account=account, instrument=instrument, size=size)
 
@@ -86,8 +94,9 @@ def _change(account: address, instrument: uint256, delta: int256):
 def _move(sender: address, receiver: address, ids: DynArray[uint256, fp.MAX_POSITIONS], sizes: DynArray[int256, fp.MAX_POSITIONS]):
     """
     @dev Liquidation hook: moves `sizes[j]` of `ids[j]` from `sender` to `receiver` (the
-         caller moves the matching cash, checks margins and logs the liquidation). Open
-         interest is written only where the move changes it (a long passed to a long or a
+         caller moves the matching cash, checks margins and logs the liquidation). Both scans
+         start at word j: `ids` follows the sender's words, and a liquidator's book often
+         follows the same order (a wrong guess costs a longer scan, never a wrong word). Open interest is written only where the move changes it (a long passed to a long or a
          flat receiver leaves it as it is).
     """
     for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
@@ -96,8 +105,8 @@ def _move(sender: address, receiver: address, ids: DynArray[uint256, fp.MAX_POSI
         s_new: int256 = 0
         r_old: int256 = 0
         r_new: int256 = 0
-        s_old, s_new = self._shift(sender, i, -sizes[j])
-        r_old, r_new = self._shift(receiver, i, sizes[j])
+        s_old, s_new = self._shift(sender, i, -sizes[j], j)
+        r_old, r_new = self._shift(receiver, i, sizes[j], j)
         self._open_interest(i, max(s_new, 0) - max(s_old, 0) + max(r_new, 0) - max(r_old, 0))
 
 

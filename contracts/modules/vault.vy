@@ -61,16 +61,15 @@ def __init__(cash_token_: address, cash_deposit_cap_: uint256):
 @internal
 def _list(asset: address, haircut: uint256, deposit_cap: uint256):
     assert asset != empty(address), "vault: zero token"
-    assert haircut <= MAX_HAIRCUT, "vault: haircut out of bounds"
+    is_cash: bool = asset == self.cash_token
+    # the settlement stablecoin carries no haircut
+    assert haircut <= MAX_HAIRCUT and not (is_cash and haircut != 0), "vault: haircut out of bounds"
     assert deposit_cap <= MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
-    decimals: uint256 = 0
-    if asset == self.cash_token:
-        assert haircut == 0, "vault: haircut out of bounds"
-        assert deposit_cap * self.cash_scale <= MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
+    scale: uint256 = self.cash_scale
+    if is_cash:
         self.cash_deposit_cap = deposit_cap
-        decimals = 18 - self._log10(self.cash_scale)
     else:
-        scale: uint256 = self.asset_scale[asset]
+        scale = self.asset_scale[asset]
         if self.asset_index[asset] == 0:
             assert len(self.assets) < fp.MAX_ASSETS, "vault: too many assets"
             self.assets.append(asset)
@@ -79,10 +78,10 @@ def _list(asset: address, haircut: uint256, deposit_cap: uint256):
             assert d <= 18, "vault: decimals above 18"
             scale = 10 ** (18 - d)
             self.asset_scale[asset] = scale
-        decimals = 18 - self._log10(scale)
-        assert deposit_cap * scale <= MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
         self.asset_haircut[asset] = haircut
         self.asset_deposit_cap[asset] = deposit_cap
+    assert deposit_cap * scale <= MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
+    decimals: uint256 = 18 - self._log10(scale)
     log IMarginEngine.CollateralListed(
         asset=asset, haircut=haircut, deposit_cap=deposit_cap, decimals=decimals
     )
