@@ -215,3 +215,23 @@ def test_settlement_matches_reference(book, trader, maker):
     events = tx.events.filter(s.engine.Settled)
     assert {(e.instrument, e.size, e.price) for e in events} == {(fut, q_f, p_f), (call, q_c, p_c)}
     assert s.engine.open_interest(fut) == 0
+
+
+def test_worst_scenario_is_the_first_of_rounded_ties(book, trader, maker, chain_snapshot):
+    """Scenario losses 1000.3 and 1000.6 wei round to the same 1001 wei: the worst scenario is
+    the first of them (docs/fixed-point.md §5), not the larger loss before rounding. The chain
+    divides only the largest loss and finds the scenario in a second pass."""
+    s = book
+    iid = s.own[2]  # d-btc-call1
+    ra = [0] * s.n_scenarios[D_BTC]
+    ra[1] = -(1000 * WAD + 3 * WAD // 10)
+    ra[2] = -(1000 * WAD + 6 * WAD // 10)
+    with chain_snapshot():
+        s.post([(D_BTC, 60_000 * WAD, WAD // 10)], [s.option_item(iid, WAD, ra)])
+        s.engine.trade(trader, maker, iid, 1, WAD, sender=s.venue)  # long 1 wei contract
+        (d,) = s.views.worst_scenarios(trader)
+        assert (d.worst_scenario, d.worst_loss) == (1, 1001)
+        _, ref = _model(
+            s, trader, {D_BTC: (60_000 * WAD, WAD // 10)}, [(iid, 1, WAD, WAD, ra)], 0, 0, WAD
+        )
+        assert tuple(ref.per_underlying[D_BTC])[:2] == (1, 1001)

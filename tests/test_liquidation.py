@@ -510,8 +510,6 @@ LIQUIDATION_NOT_REACHED = {
     "liquidation: too many positions",
     # an index above 2**128 WAD per contract
     "liquidation: loss index overflow",
-    # internal invariant: every taken instrument is in the liquidator's loaded book
-    "liquidation: missing instrument",
 }
 
 

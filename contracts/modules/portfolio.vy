@@ -184,13 +184,19 @@ def _scan(
             acc[38] = unsafe_add(acc[38], unsafe_mul(term, (w2 << 0) >> 240))
     if not held:
         return empty(UnderlyingRisk), False
-    worst: int256 = fp.div_ceil(-acc[0], fp.SWAD)
-    worst_s: uint256 = 0
+    # div_ceil is monotonic: divide the largest loss once. The worst scenario is the first
+    # whose rounded loss equals it, i.e. whose loss exceeds (worst - 1) * WAD.
+    # unsafe: |acc[s]| < 2**247.
+    top: int256 = unsafe_sub(0, acc[0])
     for s: uint256 in range(1, n_s, bound=fp.MAX_SCENARIOS):
-        loss: int256 = fp.div_ceil(-acc[s], fp.SWAD)
-        if loss > worst:
-            worst = loss
+        top = max(top, unsafe_sub(0, acc[s]))
+    worst: int256 = fp.div_ceil(top, fp.SWAD)
+    above: int256 = (worst - 1) * fp.SWAD
+    worst_s: uint256 = 0
+    for s: uint256 in range(n_s, bound=fp.MAX_SCENARIOS):
+        if unsafe_sub(0, acc[s]) > above:
             worst_s = s
+            break
     spot: int256 = convert(uword[0] & fp.MASK96, int256)
     pad: int256 = fp.div_ceil(pad_sum, fp.SWAD)
     # unsafe: short_options <= 32e30 < 2**105 and spot < 2**96.
