@@ -17,8 +17,9 @@
                  withdrawal's last, so they read consistent state (docs/security.md). Oracle
                  bounds are enforced by RiskOracle; stale data or a guardian pause block only
                  new-risk actions: deposits, settlement, risk-reducing trades and withdrawals of
-                 accounts without positions and debt stay open. Open interest per instrument and size per account
-                 are capped by the admin; an instrument trades only once its caps are set.
+                 accounts without positions and debt stay open. Open interest per instrument
+                 and size per account are capped by the admin; an instrument trades only once
+                 its caps are set.
 """
 
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ape import accounts, chain, project
 
@@ -16,8 +15,9 @@ SPOT = 60_000 * WAD
 PSR = 16 * WAD // 100
 
 
-@dataclass(frozen=True)
-class BenchMarket:
+class BenchMarket(NamedTuple):
+    """Unpacks in field order: admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs."""
+
     admin: Any
     keeper: Any
     venue: Any

@@ -43,16 +43,7 @@ def _option_item(iid: int, mark: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    m = deploy_bench_market(50)
-    admin, keeper, venue, usdc, oracle, engine = (
-        m.admin,
-        m.keeper,
-        m.venue,
-        m.usdc,
-        m.oracle,
-        m.engine,
-    )
-    coeffs, opts, futs = m.coeffs, m.opts, m.futs
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs = deploy_bench_market(50)
     trader, maker = (accounts.test_accounts[i] for i in (4, 5))
 
     def post(items, unds=()):

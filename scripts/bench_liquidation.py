@@ -45,16 +45,7 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    m = deploy_bench_market(16)
-    admin, keeper, venue, usdc, oracle, engine = (
-        m.admin,
-        m.keeper,
-        m.venue,
-        m.usdc,
-        m.oracle,
-        m.engine,
-    )
-    coeffs, opts, futs = m.coeffs, m.opts, m.futs
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs = deploy_bench_market(16)
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
     liquidator = admin.deploy(project.Liquidator, admin, engine)
     engine.set_liquidator(liquidator, sender=admin)

@@ -96,7 +96,8 @@ def _move(sender: address, receiver: address, ids: DynArray[uint256, fp.MAX_POSI
     @dev Liquidation hook: moves `sizes[j]` of `ids[j]` from `sender` to `receiver` (the
          caller moves the matching cash, checks margins and logs the liquidation). Both scans
          start at word j: `ids` follows the sender's words, and a liquidator's book often
-         follows the same order (a wrong guess costs a longer scan, never a wrong word). Open interest is written only where the move changes it (a long passed to a long or a
+         follows the same order (a wrong guess costs a longer scan, never a wrong word). Open
+         interest is written only where the move changes it (a long passed to a long or a
          flat receiver leaves it as it is).
     """
     for j: uint256 in range(len(ids), bound=fp.MAX_POSITIONS):
