@@ -6,7 +6,7 @@
       BTC: worst scenario 25 (-1 PSR, vol up, w 1) loss 7,100.00, pad 0.07, ...
     In [2]: engine.cash("0xAbc...")
 
-Objects: ``system`` (the ``offchain.chain.Chain`` client), ``engine`` (also ``vault``: the
+Objects: ``system`` (the ``offchain.sdk.Client``), ``engine`` (also ``vault``: the
 vault lives in the engine), ``oracle``, ``views``, ``usdc`` (the settlement token),
 ``liquidator`` and ``liquidation_views`` (``liquidation_preview``, ``accounts_below_mm``). The
 deployment file is ``deployments/<network>.json`` or ``$PM_DEPLOYMENT``.
@@ -19,14 +19,14 @@ from pathlib import Path
 
 
 def ape_init_extras(project, chain, networks):
-    from offchain.chain import Chain, format_margin_report
+    from offchain.sdk import Client, format_margin_report
 
     name = networks.provider.network.name
     path = Path(os.environ.get("PM_DEPLOYMENT") or Path("deployments") / f"{name}.json")
     if not path.exists():
         print(f"no deployment at {path}: `ape run deploy` first (or set PM_DEPLOYMENT)")
         return {}
-    system = Chain.connect(project, chain, path)
+    system = Client.connect(project, chain, path)
     if not chain.provider.get_code(system.deployment.oracle):
         print(f"{path} does not match this node (no RiskOracle at {system.deployment.oracle})")
         return {}

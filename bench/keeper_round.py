@@ -6,7 +6,7 @@ times is the keeper's own work per round (``offchain.keeper.runner``), without t
 1. ``compute_quotes``: marks and 35-scenario risk arrays of 1,000 instruments (2 underlyings,
    4 expiries, futures and 60 strikes of calls and puts each), WAD conversion and encoding;
 2. ``plan_round``: threshold / heartbeat selection and gas batching of all of them;
-3. ``health_by_account``: the integer reference margin (``margin_state_int``, bit-equal to
+3. ``health_by_account``: the integer reference margin (``account_margin_int``, bit-equal to
    the chain) of 10,000 accounts holding 6 positions each.
 
 Each step is the best of ``--repeat`` runs after one warm-up.
@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 
-from offchain.chain import ChainMarket, InstrumentMeta, decode_market
 from offchain.fixed_point import WAD, futures_risk_array_wad, to_wad
 from offchain.keeper.runner import (
     KeeperConfig,
@@ -31,6 +30,7 @@ from offchain.keeper.runner import (
 )
 from offchain.margin import AccountInt, InstrumentInt, Kind, MarketInt
 from offchain.scenarios import CRYPTO_35
+from offchain.sdk import ChainMarket, InstrumentMeta, decode_market
 
 T0 = 1_700_000_000
 DAY = 86_400

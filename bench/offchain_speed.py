@@ -5,9 +5,9 @@ table and asserts nothing about time.
 
 1. Risk arrays for 10,000 options x 35 scenarios (CRYPTO_35): ``risk_arrays`` against a per-option,
    per-scenario pure-Python Black-76 loop (``math.erf``) run on a subset and extrapolated.
-2. Margin for 100,000 accounts x 16 positions (scipy CSR): ``margin_state`` against a per-account
-   loop (numpy per account and underlying) run on a subset and extrapolated; plus the integer
-   model (``margin_state_int``, what the chain computes) per account, also extrapolated.
+2. Margin for 100,000 accounts x 16 positions (scipy CSR): ``margin_of_accounts`` against a
+   per-account loop (numpy per account and underlying) run on a subset and extrapolated; plus the
+   integer model (``account_margin_int``, what the chain computes) per account, also extrapolated.
 
 Timings are the best of ``--repeat`` runs (default 5) after one warm-up run.
 """
@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 import offchain.risk_arrays as ra_module
 from offchain.fixed_point import WAD
-from offchain.margin import AccountInt, MarketArrays, margin_state, margin_state_int
+from offchain.margin import AccountInt, MarketArrays, account_margin_int, margin_of_accounts
 from offchain.risk_arrays import (
     SECONDS_PER_YEAR,
     Instruments,
@@ -221,12 +221,12 @@ def main() -> None:
     ra = risk_arrays(ins, mkt, CRYPTO_35, PSR)
     fm = market_arrays(ins, mkt, ra, SOM)
     pos = make_positions(args.accounts, args.positions, ins.underlying, rng)
-    t_vec_m = best_of(lambda: margin_state(pos, fm), args.repeat)
+    t_vec_m = best_of(lambda: margin_of_accounts(pos, fm), args.repeat)
     sub_a = max(1, args.accounts // 50)
     t0 = time.perf_counter()
     mm_loop = loop_margin(pos[:sub_a], fm)
     t_loop_m = (time.perf_counter() - t0) * args.accounts / sub_a
-    mm_err = np.max(np.abs(mm_loop - margin_state(pos[:sub_a], fm).maintenance_margin))
+    mm_err = np.max(np.abs(mm_loop - margin_of_accounts(pos[:sub_a], fm).maintenance_margin))
     rows.append(
         (
             f"margin {args.accounts:,} accounts x {args.positions} (float)",
@@ -250,7 +250,7 @@ def main() -> None:
         accounts.append(AccountInt(0, qs))
     t0 = time.perf_counter()
     for acc in accounts:
-        margin_state_int(acc, im, 125 * 10**16)
+        account_margin_int(acc, im, 125 * 10**16)
     t_int = (time.perf_counter() - t0) * args.accounts / sub_i
 
     rows.append(
@@ -258,7 +258,7 @@ def main() -> None:
             f"margin {args.accounts:,} accounts (integer model)",
             None,
             t_int,
-            f"margin_state_int on {sub_i:,}, x{args.accounts / sub_i:g}",
+            f"account_margin_int on {sub_i:,}, x{args.accounts / sub_i:g}",
             "",
         )
     )

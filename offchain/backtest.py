@@ -7,7 +7,7 @@ Method. For every day ``t`` of an asset's history after the calibration warm-up:
    ``iv_proxy`` from the same EWMA vol, forward = the close (rate 0: a cash-settled future on a
    stablecoin with no carry);
 2. the standard portfolios (``STRATEGIES``) formed at that close, one unit per leg;
-3. MM from ``risk_arrays`` + ``margin.margin_state`` (the float reference model: scan over the
+3. MM from ``risk_arrays`` + ``margin.margin_of_accounts`` (the float reference model: scan over the
    grid, short-option minimum as a floor);
 4. the realised loss over the next horizon: every leg marked again at the close ``t + h`` with
    the implied-vol proxy of that day and ``h`` days less to expiry (Black-76, ``marks``);
@@ -31,7 +31,7 @@ from scipy.special import xlogy
 
 from offchain.calibration import CalibrationParams, psr_series
 from offchain.data import PriceSeries
-from offchain.margin import Kind, MarketArrays, margin_state
+from offchain.margin import Kind, MarketArrays, margin_of_accounts
 from offchain.pricing import black76_delta
 from offchain.risk_arrays import Instruments, MarketState, marks, risk_arrays
 from offchain.scenarios import CRYPTO_35, ScenarioGrid
@@ -311,7 +311,8 @@ def run_asset(
     """Backtest the strategy suite on one asset's closes (see the module docs for the method).
 
     Each day is its own underlying in one vectorised risk-array call (``risk_arrays``) and in
-    ``margin_state`` (in chunks of ``chunk_days`` days), so the run has no per-day Python loop.
+    ``margin_of_accounts`` (in chunks of ``chunk_days`` days), so the run has no per-day Python
+    loop.
     ``advance(k)`` is called as chunks finish (for a progress bar; total = number of days).
     """
     cal = config.calibration
@@ -362,7 +363,7 @@ def run_asset(
         pos = sp.csr_matrix(
             (book.qty[rows], (acc, rows - lo)), shape=((d1 - d0) * n_strat, hi - lo)
         )
-        state = margin_state(pos, market, im_factor=config.im_factor)
+        state = margin_of_accounts(pos, market, im_factor=config.im_factor)
         margin[d0 * n_strat : d1 * n_strat] = state.maintenance_margin
         if advance is not None:
             advance(d1 - d0)

@@ -1,7 +1,7 @@
 """Capital efficiency: the strategy suite margined three ways at one market state.
 
 (a) **portfolio**: the portfolio model (DESIGN §5: one scan over all legs on the underlying, the
-    short-option minimum as a floor), ``margin.margin_state`` on the strategy as one account;
+    short-option minimum as a floor), ``margin.margin_of_accounts`` on the strategy as one account;
 (b) **sum of legs**: each leg margined alone by the same model, the margins added (what a venue
     without cross-margining charges);
 (c) **full collateral**: the way Opyn-style option vaults secure a short option, by locking its
@@ -30,7 +30,7 @@ from offchain.backtest import (
 )
 from offchain.calibration import calibrate
 from offchain.data import PriceSeries
-from offchain.margin import Kind, MarketArrays, margin_state
+from offchain.margin import Kind, MarketArrays, margin_of_accounts
 from offchain.risk_arrays import Instruments, MarketState, marks, risk_arrays
 
 __all__ = ["EfficiencyRow", "MarketPoint", "efficiency_table", "market_point"]
@@ -115,8 +115,8 @@ def efficiency_table(
     k = len(strategies)
     whole = sp.csr_matrix((book.qty, (book.strategy, rows)), shape=(k, n))
     alone = sp.csr_matrix((book.qty, (rows, rows)), shape=(n, n))
-    mm_whole = margin_state(whole, ma, im_factor=config.im_factor).maintenance_margin
-    mm_leg = margin_state(alone, ma, im_factor=config.im_factor).maintenance_margin
+    mm_whole = margin_of_accounts(whole, ma, im_factor=config.im_factor).maintenance_margin
+    mm_leg = margin_of_accounts(alone, ma, im_factor=config.im_factor).maintenance_margin
     short = book.qty < 0
     locked = np.where(
         is_option,

@@ -284,13 +284,13 @@ def market_risk_arrays(m: LoadedMarket) -> np.ndarray:
 
 def what_if(p: Portfolio) -> dict[str, Any]:
     """Per-underlying scenario losses, scan, SOM, risk; MM, IM, equity, health (float model)."""
-    from offchain.margin import margin_state, scenario_losses
+    from offchain.margin import margin_of_accounts, scenario_losses
     from offchain.risk_arrays import market_arrays
 
     m = p.market
     arrays = market_risk_arrays(m)
     ma = market_arrays(m.instruments, m.state, arrays, m.som_rate)
-    state = margin_state(p.sizes[None, :], ma, cash=np.array([p.cash]), im_factor=m.im_factor)
+    state = margin_of_accounts(p.sizes[None, :], ma, cash=np.array([p.cash]), im_factor=m.im_factor)
     labels = [sc.label for sc in m.grid.scenarios]
     out: dict[str, Any] = {"underlyings": []}
     for u, name in enumerate(m.names):

@@ -13,16 +13,21 @@ its storage words (``words[0]`` holds entries 0..6 in its low 112 bits). Worked 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from offchain.fixed_point import encode_risk_array
 
 MASK96 = 2**96 - 1
 SLOT0_ENTRIES = 7
 SLOT_ENTRIES = 16
 MARK_SHIFT = 160
-E_SHIFT = 152
+EXPONENT_SHIFT = 152
 TS_SHIFT = 112
 WORDS_SHIFT = 96
-E_LISTED = 254
-E_SETTLED = 255
+# Exponent bytes no risk array uses mark an instrument listed but never posted, or settled
+# (its mark is then the settlement price).
+EXPONENT_LISTED = 254
+EXPONENT_SETTLED = 255
 KIND_FUTURE, KIND_CALL, KIND_PUT = 0, 1, 2
 
 
@@ -93,7 +98,7 @@ def post_header(instrument: int, mark: int, e: int = 0, n_words: int = 0) -> int
         raise ValueError(f"exponent {e} does not fit 8 bits")
     if not 0 <= n_words <= 3:
         raise ValueError(f"{n_words} entry words, at most 3")
-    return (mark << MARK_SHIFT) | (e << E_SHIFT) | (n_words << WORDS_SHIFT) | instrument
+    return (mark << MARK_SHIFT) | (e << EXPONENT_SHIFT) | (n_words << WORDS_SHIFT) | instrument
 
 
 def pack_post(
@@ -122,3 +127,26 @@ def pack_post(
             raise ValueError(f"{len(words)} entry words, at most 3")
         options.append([post_header(instrument, mark, e, len(words)), *words, 0, 0, 0][:4])
     return options, futures
+
+
+@dataclass(frozen=True)
+class OptionPost:
+    """One instrument of a post: futures carry only the mark (their array is computed
+    on-chain); options carry the exponent and packed entries."""
+
+    instrument: int
+    mark: int
+    exponent: int = 0
+    words: tuple[int, ...] = ()
+
+    @classmethod
+    def future(cls, instrument: int, mark: int) -> OptionPost:
+        return cls(instrument, mark)
+
+    @classmethod
+    def option(cls, instrument: int, mark: int, ra_wad: Sequence[int]) -> OptionPost:
+        exponent, entries = encode_risk_array(list(ra_wad))
+        return cls(instrument, mark, exponent, tuple(pack_entries(entries)))
+
+    def as_arg(self) -> tuple[int, int, int, list[int]]:
+        return (self.instrument, self.mark, self.exponent, list(self.words))

@@ -40,7 +40,7 @@ from offchain.liquidation import (
     liquidate,
     pending_charge,
 )
-from offchain.margin import AccountInt, MarketInt, margin_state_int
+from offchain.margin import AccountInt, MarketInt, account_margin_int
 from offchain.risk_arrays import Instruments, MarketState, market_int, risk_arrays_wad
 from offchain.scenarios import CRYPTO_35
 
@@ -207,13 +207,13 @@ def opening_accounts(market: MarketInt, params: LiquidationParams) -> dict[str, 
     maker_pos: dict[int, int] = {}
     for spec in BOOK:
         pos = {j: _to_contracts(q) for j, q in spec.positions.items()}
-        st = margin_state_int(AccountInt(0, pos), market, params.im_factor)
+        st = account_margin_int(AccountInt(0, pos), market, params.im_factor)
         target = int(st.initial_margin * spec.margin_ratio)
         accts[spec.name] = AccountInt(target - st.equity, pos)
         for j, q in pos.items():
             maker_pos[j] = maker_pos.get(j, 0) - q
     mk = AccountInt(0, {j: q for j, q in maker_pos.items() if q})
-    value = margin_state_int(mk, market, params.im_factor).equity
+    value = account_margin_int(mk, market, params.im_factor).equity
     accts[MAKER] = AccountInt(10_000_000 * WAD - value, mk.positions)
     accts[LIQUIDATOR] = AccountInt(10_000_000 * WAD)
     return accts
@@ -258,7 +258,7 @@ def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResu
             if not a.positions:
                 continue
             pend = pending_charge(a.positions, book.index, snaps[name])
-            st = margin_state_int(
+            st = account_margin_int(
                 AccountInt(a.cash - pend, a.positions, a.collateral), ob.market, params.im_factor
             )
             if st.equity >= st.maintenance_margin:
@@ -279,7 +279,7 @@ def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResu
             result.outcome[spec.name] = "liquidated"
         else:
             pend = pending_charge(a.positions, book.index, snaps[spec.name])
-            st = margin_state_int(AccountInt(a.cash - pend, a.positions), last, params.im_factor)
+            st = account_margin_int(AccountInt(a.cash - pend, a.positions), last, params.im_factor)
             assert st.equity >= st.maintenance_margin, spec.name
             result.outcome[spec.name] = (
                 "partially liquidated" if spec.name in liquidated else "healthy"

@@ -16,7 +16,8 @@ with floor: ``-21317``) and ``5e17 >> 47 = 3552``::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral, Real
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from numbers import Integral
 
 import numpy as np
 
@@ -39,6 +40,8 @@ MAX_SCENARIOS: int = 39
 
 INT256_MIN: int = -(2**255)
 INT256_MAX: int = 2**255 - 1
+
+_EXACT = Context(prec=400)  # enough digits that scaling by 10**18 never rounds
 
 ENTRY_BITS: int = 15
 """Magnitude bits of an int16 entry: ``e = max(0, max_s bitlen(m_s) - ENTRY_BITS)``."""
@@ -91,36 +94,34 @@ def div_ceil(a: int, b: int) -> int:
     return -((-a) // b)
 
 
-def to_wad(x: float | np.ndarray | Sequence[float]) -> int | list:
-    """Convert a float (or an array of floats) to WAD integers: ``round(x * 1e18)``, half to even.
+def to_wad(x: float | int | str | Decimal | np.ndarray | Sequence[float]) -> int | list:
+    """A number in WAD: ``x * 10**18`` rounded to the nearest integer, half to even.
 
-    This is the keeper's conversion of §3, literally: the product ``x * 1e18`` is a float
-    multiplication and Python's ``round`` rounds that float half to even. A scalar gives an
-    ``int``; an array (any shape) gives nested lists of ``int`` of the same shape.
+    ``x`` is taken at the decimal value it is written as: an ``int``, ``str`` or ``Decimal``
+    exactly, a float through its shortest representation (``str(0.1) == "0.1"``), so a config's
+    ``0.2`` is exactly ``2 * 10**17`` and the keeper's ``61000.0`` exactly ``61_000 * WAD``. Only
+    a value with more than 18 decimals rounds, by at most half a wei. An array (any shape) gives
+    nested lists of ``int`` of the same shape.
 
-    >>> to_wad(1.5), to_wad(-2.5e-18), to_wad([0.25, -1.0])
-    (1500000000000000000, -2, [250000000000000000, -1000000000000000000])
+    >>> to_wad("0.2"), to_wad(1.5), to_wad(-2.5e-18), to_wad([0.25, -1.0])
+    (200000000000000000, 1500000000000000000, -2, [250000000000000000, -1000000000000000000])
 
     Raises:
-        ValueError: if any value is NaN or infinite.
+        ValueError: for a bool, text that is not a number, NaN or an infinity.
     """
-    if isinstance(x, bool):
-        raise ValueError("x must be a real number or an array of them, got bool")
-    if isinstance(x, Real):
-        xf = float(x)
-        if not np.isfinite(xf):
-            raise ValueError(f"x must be finite, got {xf}")
-        return round(xf * 1e18)
-    arr = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("x must be finite (found NaN or inf)")
-    return _round_nested((arr * 1e18).tolist())
-
-
-def _round_nested(values: float | list) -> int | list:
-    if isinstance(values, list):
-        return [_round_nested(v) for v in values]
-    return round(values)
+    if isinstance(x, np.ndarray) or (isinstance(x, Sequence) and not isinstance(x, str)):
+        return [to_wad(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
+    if isinstance(x, bool | np.bool_):
+        raise ValueError("a number is needed, got bool")
+    if isinstance(x, Integral):
+        return int(x) * WAD
+    try:
+        d = Decimal(str(float(x)) if isinstance(x, np.floating) else str(x))
+    except InvalidOperation:
+        raise ValueError(f"{x!r} is not a number") from None
+    if not d.is_finite():
+        raise ValueError(f"{x} is not finite")
+    return int(d.scaleb(18, _EXACT).to_integral_value(ROUND_HALF_EVEN))
 
 
 def _magnitude(ra: int) -> int:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from offchain.fixed_point import WAD, div_ceil, div_floor
-from offchain.margin import AccountInt, MarketInt, equity_int, margin_state_int
+from offchain.margin import AccountInt, MarketInt, account_margin_int, equity_int
 
 __all__ = [
     "LONG",
@@ -343,7 +343,7 @@ def liquidate(
         raise LiquidationError("liquidation: self")
     if not fresh:
         raise LiquidationError("liquidation: stale oracle")
-    st = margin_state_int(account, market, params.im_factor)
+    st = account_margin_int(account, market, params.im_factor)
     eq, mm, im = st.equity, st.maintenance_margin, st.initial_margin
     if eq >= mm:
         raise LiquidationError("liquidation: healthy")
@@ -357,7 +357,7 @@ def liquidate(
         a_cash = account.cash + x - pen
         if f == WAD:
             break
-        after = margin_state_int(
+        after = account_margin_int(
             AccountInt(a_cash, a_pos, account.collateral), market, params.im_factor
         )
         if capped and after.health >= eq - mm:
@@ -391,7 +391,7 @@ def liquidate(
     l_pos = _apply_positions(liquidator.positions, taken, +1)
     l_cash = liquidator.cash - x + to_liq - paid
     new_l = AccountInt(l_cash, l_pos, l_coll)
-    lst = margin_state_int(new_l, market, params.im_factor)
+    lst = account_margin_int(new_l, market, params.im_factor)
     if lst.equity < lst.initial_margin:
         raise LiquidationError("liquidation: liquidator below IM")
     # open interest after the transfer

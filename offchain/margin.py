@@ -1,10 +1,10 @@
 """Reference margin: an integer model equal to the contracts, and a vectorised float model.
 
 Semantics: DESIGN §4-§5 (SPAN-style scan per underlying, short-option minimum as a floor, MM, IM,
-equity, health). The integer model (``margin_state_int`` and friends) implements
+equity, health). The integer model (``account_margin_int`` and friends) implements
 ``docs/fixed-point.md`` §4-§6 exactly, bit for bit; the contracts are tested against it. The float
-model (``margin_state``) is the same formula without the encoding pad and integer rounding, for
-many accounts at once (research, backtests, what-if).
+model (``margin_of_accounts``) is the same formula without the encoding pad and integer rounding,
+for many accounts at once (research, backtests, what-if).
 
 Worked example (integer model, numbers from this code): one short call (q = -1) whose risk array
 is [0, +1,234.5, -300] USD per long unit encodes with e = 56 as entries [0, 17132, -4164]; the
@@ -48,15 +48,15 @@ __all__ = [
     "MarketInt",
     "AccountInt",
     "UnderlyingRisk",
-    "MarginStateInt",
+    "AccountMarginInt",
     "equity_int",
     "underlying_risk_int",
-    "margin_state_int",
+    "account_margin_int",
     "trade_cash_amount",
     "settlement_cash",
     "MarketArrays",
-    "MarginState",
-    "margin_state",
+    "MarginArrays",
+    "margin_of_accounts",
     "scenario_losses",
 ]
 
@@ -231,8 +231,8 @@ class UnderlyingRisk(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MarginStateInt:
-    """Result of ``margin_state_int`` (WAD integers)."""
+class AccountMarginInt:
+    """Result of ``account_margin_int`` (WAD integers)."""
 
     equity: int
     initial_margin: int
@@ -326,7 +326,7 @@ def _underlying_risk(legs: list[tuple[InstrumentInt, int]], und: UnderlyingInt) 
     return UnderlyingRisk(worst_s, worst, pad, som, _int256("risk", risk))
 
 
-def margin_state_int(account: AccountInt, market: MarketInt, im_factor: int) -> MarginStateInt:
+def account_margin_int(account: AccountInt, market: MarketInt, im_factor: int) -> AccountMarginInt:
     """Equity, MM, IM and per-underlying terms of one account, exactly as the contracts compute.
 
     ``MM = sum_u risk_u`` over the underlyings the account holds a non-zero position on;
@@ -353,7 +353,7 @@ def margin_state_int(account: AccountInt, market: MarketInt, im_factor: int) -> 
     per_u = {u: _underlying_risk(legs[u], market.underlyings[u]) for u in sorted(legs)}
     mm = _int256("MM", sum(r.risk for r in per_u.values()))
     im = div_ceil(_int256("MM * im_factor", mm * im_factor), WAD)
-    return MarginStateInt(equity, im, mm, MappingProxyType(per_u))
+    return AccountMarginInt(equity, im, mm, MappingProxyType(per_u))
 
 
 def trade_cash_amount(q: int, p: int) -> int:
@@ -482,7 +482,7 @@ class MarketArrays:
 
 
 @dataclass(frozen=True)
-class MarginState:
+class MarginArrays:
     """Float margin of many accounts (A accounts, U underlyings).
 
     Attributes:
@@ -541,13 +541,13 @@ def _pair_rows(pos: sp.csr_matrix, market: MarketArrays) -> tuple[sp.csr_matrix,
     return mat, pair_keys
 
 
-def margin_state(
+def margin_of_accounts(
     positions: np.ndarray | sp.spmatrix,
     market: MarketArrays,
     cash: np.ndarray | None = None,
     collateral: np.ndarray | sp.spmatrix | None = None,
     im_factor: float = 1.25,
-) -> MarginState:
+) -> MarginArrays:
     """Float margin of many accounts at once (DESIGN §5, SPAN-style).
 
     For each account a and underlying u it holds a position on:
@@ -609,7 +609,7 @@ def margin_state(
 
     risk = scatter(risk_p, 0.0)
     mm = risk.sum(axis=1)
-    return MarginState(
+    return MarginArrays(
         equity=equity,
         maintenance_margin=mm,
         initial_margin=mm * im_factor,

@@ -28,12 +28,12 @@ from typing import Any
 
 from ape import accounts, chain, project
 
-from offchain.chain import Chain, InstrumentMeta, load_config, to_units
 from offchain.fixed_point import WAD
 from offchain.keeper.runner import CalibratedPsr, KeeperConfig, ShiftedSource, open_keeper
 from offchain.keeper.sources import CsvReplaySource
 from offchain.keeper.tx import TxConfig
-from offchain.margin import AccountInt, margin_state_int
+from offchain.margin import AccountInt, account_margin_int
+from offchain.sdk import Client, InstrumentMeta, deploy_system, load_config, to_units
 from scripts._common import REPO
 
 DAY = 86_400
@@ -251,7 +251,7 @@ def _key(meta: InstrumentMeta, names: dict[int, str], offset: int) -> str:
     return shifted.name(names)
 
 
-def _fund(c: Chain, admin: Any, acct: Any, usd: int, coll: dict[str, float]) -> None:
+def _fund(c: Client, admin: Any, acct: Any, usd: int, coll: dict[str, float]) -> None:
     chain.set_balance(acct.address, 10**21)
     c.fund(admin, acct, "cash", usd * USD)
     c.deposit(acct, "cash", usd * USD)
@@ -268,14 +268,14 @@ def _im_needed(market: Any, legs: list[tuple[int, int]], coll_value: int) -> tup
     im = 0
     for iid, q in legs:
         pos[iid] = pos.get(iid, 0) + q
-        st = margin_state_int(AccountInt(0, dict(pos)), market.market, market.im_factor)
+        st = account_margin_int(AccountInt(0, dict(pos)), market.market, market.im_factor)
         im = st.initial_margin
         worst = max(worst, im)
     return worst, im
 
 
 def open_books(
-    c: Chain, admin: Any, venue: Any, books: tuple[Book, ...], offset: int, say: Any
+    c: Client, admin: Any, venue: Any, books: tuple[Book, ...], offset: int, say: Any
 ) -> dict[str, Any]:
     """Fund makers and traders, trade every leg at the posted mark against a maker, and bring
     each trader to its target equity / IM by withdrawing the excess cash."""
@@ -310,13 +310,14 @@ def open_books(
             mark = market.market.instruments[iid].mark
             buyer, seller = (acct, maker) if q > 0 else (maker, acct)
             c.trade(venue, buyer, seller, iid, abs(q), mark)
-        eq, im, _ = c.margin_state(acct)
-        excess = eq - max(im * book.target, MIN_EQUITY * WAD)
+        state = c.account_state(acct)
+        excess = state.equity - max(state.initial_margin * book.target, MIN_EQUITY * WAD)
         cash = int(c.engine.cash(acct))
         amount = min(int(excess), cash) // 10**12  # to USDC units, floor
         if amount > 0:
             c.withdraw(acct, "cash", amount)
-        eq, im, mm = c.margin_state(acct)
+        state = c.account_state(acct)
+        eq, im, mm = state.equity, state.initial_margin, state.maintenance_margin
         say(
             f"  {book.name:<22} {book.style:<44} equity {eq / WAD:>12,.0f}  "
             f"IM {im / WAD:>11,.0f}  MM {mm / WAD:>11,.0f}"
@@ -352,7 +353,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
         f"{offset // DAY} days"
     )
     cfg = load_config(CONFIG, now=now)
-    c = Chain.deploy(
+    c = deploy_system(
         project,
         chain,
         admin,
@@ -433,13 +434,13 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     return result
 
 
-def _snapshot(c: Chain, runner: Any, tick: Any, offset: int, report: Any, labels: dict) -> dict:
+def _snapshot(c: Client, runner: Any, tick: Any, offset: int, report: Any, labels: dict) -> dict:
     market = runner.last_market
     accts = {}
     for addr, acct in runner.accounts.items():
         if addr not in labels:
             continue
-        st = market.margin(acct)
+        st = market.account_margin(acct)
         accts[labels[addr]] = (st.equity, st.initial_margin, st.maintenance_margin)
     return {
         "date": datetime.fromtimestamp(tick.timestamp - offset, UTC),
@@ -507,7 +508,7 @@ class _Live:
 # ------------------------------------------------------------------------------ solvency
 
 
-def solvency(c: Chain, runner: Any, people: list[Any]) -> Solvency:
+def solvency(c: Client, runner: Any, people: list[Any]) -> Solvency:
     """The books balance, nobody is left below MM, bad debt is covered."""
     holders = {p.address for p in people} | set(runner.book.accounts)
     scale = int(c.engine.cash_scale())
@@ -523,17 +524,17 @@ def solvency(c: Chain, runner: Any, people: list[Any]) -> Solvency:
     for a in sorted(holders):
         if c.liquidator is not None and a == c.liquidator.address:
             continue  # the fund is not a margin account
-        eq, _, mm = c.margin_state(a)
-        if eq < mm:
+        state = c.account_state(a)
+        if state.health < 0:
             below.append(a)
-        if eq < 0:
+        if state.equity < 0:
             negative.append(a)
     total = payouts = social = 0
     if c.liquidator is not None:
         total = int(c.liquidator.bad_debt())
         payouts = int(c.liquidator.fund_payouts())
         social = int(c.liquidator.socialised())
-    uncovered = (total - payouts - social) - sum(min(c.margin_state(a)[0], 0) for a in negative)
+    uncovered = (total - payouts - social) - sum(c.account_state(a).equity for a in negative)
     return Solvency(
         vault_cash,
         sum_cash,

@@ -18,7 +18,7 @@ import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
-from offchain.chain import Chain, Deployment, load_config
+from offchain.sdk import Client, Deployment, deploy_system, load_config
 from scripts import _anvil
 from scripts._common import REPO, deployment_path, resolve_account
 
@@ -32,14 +32,14 @@ def deploy(
     out: str | Path | None = None,
     time_offset: int = 0,
     now: int | None = None,
-) -> Chain:
+) -> Client:
     """Deploy or complete the system; return its client. ``now`` resolves relative expiries
     (default: the chain's clock)."""
     path = Path(out) if out else deployment_path(network_name)
     existing = Deployment.load(path) if path.exists() else None
     now = chain.blocks.head.timestamp if now is None else now
     cfg = load_config(config_path, now=now)
-    c = Chain.deploy(
+    c = deploy_system(
         project,
         chain,
         admin,

@@ -22,7 +22,6 @@ import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
-from offchain.chain import Chain
 from offchain.keeper.runner import KeeperConfig, ShiftedSource, open_keeper
 from offchain.keeper.sources import (
     AggregatorV3Source,
@@ -33,6 +32,7 @@ from offchain.keeper.sources import (
     SimulationConfig,
 )
 from offchain.keeper.tx import TxConfig
+from offchain.sdk import Client
 from scripts import _anvil
 from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, private_key, resolve_account
 
@@ -130,7 +130,7 @@ def cli(
     path = Path(deployment) if deployment else deployment_path(name)
     if not path.exists():
         raise SystemExit(f"{path} not found: run `ape run deploy` on {name} first")
-    c = Chain.connect(project, chain, path)
+    c = Client.connect(project, chain, path)
     if not chain.provider.get_code(c.deployment.oracle):
         raise SystemExit(
             f"no RiskOracle at {c.deployment.oracle} on {name}: {path} belongs to another node "

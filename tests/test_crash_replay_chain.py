@@ -21,7 +21,7 @@ from test_liquidation import assert_matches, reference
 from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 from offchain.crash_replay import BOOK, CALL, FUT, PUT, STRIKES, observations, replay
 from offchain.fixed_point import WAD
-from offchain.margin import AccountInt, margin_state_int
+from offchain.margin import AccountInt, account_margin_int
 
 
 def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander, chain, admin):
@@ -59,7 +59,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
         s.engine.authorise_venue(s.venue, True, sender=acct)
         pos = {ids[j]: int(round(q * WAD)) for j, q in spec.positions.items()}
         probe = AccountInt(0, pos)
-        st = margin_state_int(probe, liq.market_int(probe), params.im_factor)
+        st = account_margin_int(probe, liq.market_int(probe), params.im_factor)
         target = int(st.initial_margin * spec.margin_ratio)
         # deposit plenty and trade every leg at its mark; then bring the equity down to exactly
         # `target` (the opening of offchain.crash_replay): through the price of the last leg when

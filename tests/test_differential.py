@@ -2,7 +2,7 @@
 underlyings on the 35- and 16-scenario grids, futures and options, long and short, random sizes,
 posted arrays, marks, prices and collateral), books them on-chain through trades, and the
 engine's `margin_state` (and MarginViews' per-underlying terms) must equal the offchain integer
-reference `offchain.margin.margin_state_int` exactly. Futures arrays, computed on-chain, must
+reference `offchain.margin.account_margin_int` exactly. Futures arrays, computed on-chain, must
 equal `offchain.fixed_point.futures_risk_array_wad` encoded."""
 
 import pytest
@@ -19,7 +19,7 @@ from offchain.margin import (
     Kind,
     MarketInt,
     UnderlyingInt,
-    margin_state_int,
+    account_margin_int,
     settlement_cash,
     trade_cash_amount,
 )
@@ -117,7 +117,7 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
         {iid: q for iid, q, *_ in positions},
         {0: weth_amount} if weth_amount else {},
     )
-    return instruments, margin_state_int(acct, mkt, im_factor)
+    return instruments, account_margin_int(acct, mkt, im_factor)
 
 
 @examples(

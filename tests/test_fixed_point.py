@@ -1,6 +1,7 @@
 """docs/fixed-point.md §2-§3: division helpers, to_wad, risk-array encoding, futures arrays."""
 
 import math
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -81,17 +82,42 @@ def test_to_wad_scalars_and_arrays():
     assert all(isinstance(v, int) for row in nested for v in row)
 
 
-def test_to_wad_rounds_half_to_even():
-    # Preconditions: these products are exact halves in float arithmetic.
-    assert 2.5e-18 * 1e18 == 2.5 and 3.5e-18 * 1e18 == 3.5
-    assert to_wad(2.5e-18) == 2
-    assert to_wad(3.5e-18) == 4
-    assert to_wad(-2.5e-18) == -2
+def test_to_wad_takes_the_decimal_a_value_is_written_as():
+    # 0.07 * 1e18 in float arithmetic is 70000000000000008: the decimal reading is exact.
+    assert 0.07 * 1e18 != 7 * 10**16
+    assert to_wad(0.07) == to_wad("0.07") == to_wad(Decimal("0.07")) == 7 * 10**16
+    assert to_wad(0.1) == 10**17 and to_wad("0.2") == 2 * 10**17 and to_wad(9000) == 9000 * WAD
+    assert to_wad(10**30) == 10**48  # ints exactly, beyond float and default Decimal precision
+    assert to_wad("123456789012345678.123456789012345678") == 123456789012345678123456789012345678
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), [1.0, float("-inf")], True])
-def test_to_wad_bad_inputs(bad):
-    with pytest.raises(ValueError, match="x must be"):
+def test_to_wad_rounds_half_to_even_beyond_18_decimals():
+    assert to_wad(2.5e-18) == 2 and to_wad(3.5e-18) == 4 and to_wad(-2.5e-18) == -2
+    assert to_wad("0.0000000000000000014") == 1 and to_wad("-0.0000000000000000016") == -2
+
+
+@given(
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=18, min_value=-(10**9), max_value=10**9
+    )
+)
+def test_to_wad_is_exact_up_to_18_decimals(value):
+    assert to_wad(value) == int(value * 10**18) == to_wad(str(value))
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (float("nan"), "nan is not finite"),
+        (float("inf"), "inf is not finite"),
+        ([1.0, float("-inf")], "-inf is not finite"),
+        ("NaN", "NaN is not finite"),
+        ("abc", "'abc' is not a number"),
+        (True, "got bool"),
+    ],
+)
+def test_to_wad_bad_inputs(bad, message):
+    with pytest.raises(ValueError, match=message):
         to_wad(bad)
 
 

@@ -12,12 +12,12 @@ import pytest
 from faulty_rpc import FaultyRpcProxy
 from web3 import Web3
 
-from offchain.chain import Chain, parse_config
 from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.runner import KeeperConfig, open_keeper
 from offchain.keeper.sources import Tick
 from offchain.keeper.tx import TxConfig, TxManager
 from offchain.margin import settlement_cash
+from offchain.sdk import ROLE_KEEPER, Client, deploy_system, parse_config
 
 HOUR = 3_600
 USD = 10**6
@@ -64,10 +64,10 @@ FAST = TxConfig(
 @pytest.fixture(scope="module")
 def sysm(project, chain, admin, keeper, venue, accounts):
     cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
-    return Chain.deploy(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
+    return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
-def by_kind(c: Chain, und: str, kind: str, strike: int | None = None, near: bool = False) -> int:
+def by_kind(c: Client, und: str, kind: str, strike: int | None = None, near: bool = False) -> int:
     """An instrument id by underlying, kind ("F", "C", "P"), strike, nearest or farthest expiry."""
     found = []
     for name, iid in c.deployment.instruments.items():
@@ -129,8 +129,9 @@ def test_off_chain_margin_equals_the_engine(
     report = k.round(tick(advance(chain, HOUR), 59_000.0, 2_950.0))
     assert set(report.health) == {trader.address, maker.address, accounts[7].address}
     for addr, (eq, im, mm) in report.health.items():
-        assert (eq, im, mm) == c.margin_state(addr)
-        ref = k.last_market.margin(k.accounts[addr])
+        state = c.account_state(addr)
+        assert (eq, im, mm) == (state.equity, state.initial_margin, state.maintenance_margin)
+        ref = k.last_market.account_margin(k.accounts[addr])
         worst = {int(r.underlying): int(r.worst_scenario) for r in c.worst_scenarios(addr)}
         assert worst == {u: r.worst_scenario for u, r in ref.per_underlying.items()}
     k.close()
@@ -146,7 +147,7 @@ def test_a_shock_puts_exactly_the_engine_s_under_margin_accounts_below_mm(
     seen_below = set()
     for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
         report = k.round(tick(advance(chain, HOUR), btc, eth))
-        engine_below = {a for a in report.health if c.margin_state(a)[0] < c.margin_state(a)[2]}
+        engine_below = {a for a in report.health if c.account_state(a).health < 0}
         assert set(report.below_mm) == engine_below
         seen_below |= engine_below
     assert accounts[7].address in seen_below and maker.address not in seen_below
@@ -183,7 +184,7 @@ def test_expired_instruments_are_settled(
     k.close()
 
 
-def posted_items(c: Chain, ts: int) -> list[int]:
+def posted_items(c: Client, ts: int) -> list[int]:
     """Instrument ids in every Posted event for data timestamp ``ts``."""
     out = []
     head = c.chain_manager.provider.web3.eth.block_number
@@ -234,7 +235,7 @@ def test_a_keeper_killed_mid_round_resumes_without_double_posts(sysm, chain, kee
 
 def test_two_keepers_racing_on_one_round_post_once(sysm, chain, admin, keeper, outsider, tmp_path):
     c = sysm
-    c.oracle.grant_role(outsider, 1, sender=admin)
+    c.oracle.grant_role(outsider, ROLE_KEEPER, sender=admin)
     a = keeper_for(c, keeper, tmp_path / "a")
     b = keeper_for(c, outsider, tmp_path / "b")
     ts = advance(chain, 60)
@@ -254,7 +255,7 @@ def test_the_oracle_refuses_the_second_of_two_racing_posts(
     from offchain.keeper.state import StateStore
 
     c = sysm
-    c.oracle.grant_role(outsider, 1, sender=admin)
+    c.oracle.grant_role(outsider, ROLE_KEEPER, sender=admin)
     ts = advance(chain, 60)
     data = c.post_calldata(ts, [(1, 60_000 * WAD, to_wad(0.1))], [], [])
     w3 = Web3(Web3.HTTPProvider(chain.provider.uri))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from offchain.chain import ChainMarket, InstrumentMeta, decode_market, unpack_entries
+from offchain.codec import unpack_entries
 from offchain.fixed_point import WAD, decode_risk_array, to_wad
 from offchain.keeper.book import BookState, BookStore
 from offchain.keeper.policy import Posted, Quote
@@ -33,6 +33,7 @@ from offchain.margin import (
     UnderlyingInt,
 )
 from offchain.scenarios import CRYPTO_35
+from offchain.sdk import ChainMarket, InstrumentMeta, decode_market
 
 T0 = 1_700_000_000
 DAY = 86_400

@@ -24,7 +24,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 from offchain.fixed_point import WAD
 from offchain.liquidation import Book, LiquidationError
 from offchain.liquidation import liquidate as ref_liquidate
-from offchain.margin import AccountInt, margin_state_int
+from offchain.margin import AccountInt, account_margin_int
 
 F60K = 60_000 * WAD
 
@@ -466,7 +466,7 @@ def test_chain_equals_reference(
         positions = {opt: size * hedge // 2, fut: q} if hedge else {fut: q}
         # deposit margin_pct % of the portfolio's IM (reference margin on the chain's market)
         probe = AccountInt(0, positions)
-        im = margin_state_int(probe, liq.market_int(probe), liq.params().im_factor).initial_margin
+        im = account_margin_int(probe, liq.market_int(probe), liq.params().im_factor).initial_margin
         liq.deposit(trader, im * margin_pct // 100 // WAD + 1)
         if hedge:  # a protective option first, bought from the maker at its mark
             liq.trade(

@@ -36,8 +36,8 @@ from offchain.margin import (
     Kind,
     MarketInt,
     UnderlyingInt,
+    account_margin_int,
     equity_int,
-    margin_state_int,
 )
 from offchain.scenarios import CME_SPAN_16
 
@@ -69,7 +69,7 @@ MARKET = make_market(60_000 * WAD, 3_000 * WAD, 2_500 * WAD)
 
 
 def state(acct, market=MARKET):
-    return margin_state_int(acct, market, P.im_factor)
+    return account_margin_int(acct, market, P.im_factor)
 
 
 def with_equity(positions, target, market=MARKET, collateral=None):
@@ -308,21 +308,21 @@ def scenario(draw):
 @given(scenario())
 def test_liquidation_properties(case):
     market, pos, coll, ratio, l_pos, fund, cap, params = case
-    base = margin_state_int(AccountInt(0, pos, coll), market, params.im_factor)
+    base = account_margin_int(AccountInt(0, pos, coll), market, params.im_factor)
     mm = base.maintenance_margin
     assume(mm > 0)
     a = with_equity(pos, mm * ratio // 1000, market, coll)
     liq = AccountInt(10**9 * WAD, l_pos)
     counter = closing(a, liq)
     oi = book_for(a, liq, counter)
-    st0 = margin_state_int(a, market, params.im_factor)
+    st0 = account_margin_int(a, market, params.im_factor)
     assert st0.equity < st0.maintenance_margin
     try:
         r = liquidate(a, liq, market, params, Book(fund=fund, open_interest=oi), max_fraction=cap)
     except LiquidationError as exc:
         assert str(exc) == "liquidation: fraction too small"
         return
-    after = margin_state_int(r.account, market, params.im_factor)
+    after = account_margin_int(r.account, market, params.im_factor)
     # health never lowered
     assert after.health >= st0.health
     # uncapped partial: at or above IM
@@ -367,7 +367,7 @@ def test_liquidation_properties(case):
 def test_second_liquidation_takes_nothing_more(case):
     """After an uncapped liquidation the account is at or above IM: a second one reverts."""
     market, pos, coll, ratio, l_pos, fund, _cap, params = case
-    base = margin_state_int(AccountInt(0, pos, coll), market, params.im_factor)
+    base = account_margin_int(AccountInt(0, pos, coll), market, params.im_factor)
     assume(base.maintenance_margin > 0)
     a = with_equity(pos, base.maintenance_margin * ratio // 1000, market, coll)
     liq = AccountInt(10**9 * WAD, l_pos)

@@ -19,9 +19,9 @@ from offchain.margin import (
     MarketInt,
     UnderlyingInt,
     UnderlyingRisk,
+    account_margin_int,
     equity_int,
-    margin_state,
-    margin_state_int,
+    margin_of_accounts,
     scenario_losses,
     settlement_cash,
     trade_cash_amount,
@@ -57,7 +57,7 @@ def test_worked_example_short_call_som_binds():
     )
     assert (ins.exponent, ins.entries) == (56, (0, 17132, -4164))
     market = MarketInt({7: ins}, {1: UnderlyingInt(30_000 * WAD, WAD // 10, 3)})
-    state = margin_state_int(AccountInt(10_000 * WAD, {7: -WAD}), market, IM_125)
+    state = account_margin_int(AccountInt(10_000 * WAD, {7: -WAD}), market, IM_125)
     assert state.per_underlying[1] == UnderlyingRisk(
         worst_scenario=1,
         worst_loss=17132 * 2**56,  # 1_234_490_701_057_781_399_552
@@ -110,7 +110,7 @@ def test_worked_example_two_underlyings():
         positions={10: 2 * WAD, 11: -3 * WAD, 20: -10 * WAD},
         collateral={1: 15 * 10**17, 2: 1_234_567_891},
     )
-    state = margin_state_int(account, market, 12 * 10**17)
+    state = account_margin_int(account, market, 12 * 10**17)
     assert state.equity == 94_822_222_212_090_000_000_000
     assert state.per_underlying[1] == UnderlyingRisk(
         2, 1700 * 2**58, 3 * 2**58, 150 * WAD, 1703 * 2**58
@@ -145,7 +145,7 @@ def test_worst_scenario_is_first_of_ties_and_q_zero_is_ignored():
         },
         {0: UnderlyingInt(WAD, 0, 3), 3: UnderlyingInt(WAD, WAD, 1)},
     )
-    state = margin_state_int(AccountInt(0, {1: -WAD, 2: 0}), market, WAD)
+    state = account_margin_int(AccountInt(0, {1: -WAD, 2: 0}), market, WAD)
     assert state.per_underlying == {0: UnderlyingRisk(0, 5, 1, 0, 6)}
     assert state.maintenance_margin == state.initial_margin == 6
 
@@ -224,8 +224,8 @@ def test_int_mm_positively_homogeneous_within_rounding(market, data, c):
     c * ceil(x) - (c - 1) <= ceil(c x) <= c * ceil(x); the SOM has two ceilings, hence 2 (c - 1).
     """
     pos = _positions(data, market)
-    base = margin_state_int(AccountInt(0, pos), market, IM_125)
-    scaled = margin_state_int(AccountInt(0, {j: c * q for j, q in pos.items()}), market, IM_125)
+    base = account_margin_int(AccountInt(0, pos), market, IM_125)
+    scaled = account_margin_int(AccountInt(0, {j: c * q for j, q in pos.items()}), market, IM_125)
     n_und = len(base.per_underlying)
     assert c * base.maintenance_margin - 2 * (c - 1) * n_und <= scaled.maintenance_margin
     assert scaled.maintenance_margin <= c * base.maintenance_margin
@@ -239,7 +239,7 @@ def test_int_netting_never_costs(market, data):
     """risk_u(A + B) <= risk_u(A) + risk_u(B) per underlying, exactly (ceil is subadditive)."""
     a, b = _positions(data, market), _positions(data, market)
     both = {j: a.get(j, 0) + b.get(j, 0) for j in set(a) | set(b)}
-    sa, sb, sab = (margin_state_int(AccountInt(0, p), market, IM_125) for p in (a, b, both))
+    sa, sb, sab = (account_margin_int(AccountInt(0, p), market, IM_125) for p in (a, b, both))
     zero = UnderlyingRisk(0, 0, 0, 0, 0)
     for u, r in sab.per_underlying.items():
         assert r.risk <= sa.per_underlying.get(u, zero).risk + sb.per_underlying.get(u, zero).risk
@@ -284,7 +284,7 @@ def _reference_underlying_risk(positions, market, u):
 @given(market=int_markets(), data=st.data())
 def test_int_model_equals_exact_fraction_reference(market, data):
     pos = _positions(data, market)
-    state = margin_state_int(AccountInt(0, pos), market, IM_125)
+    state = account_margin_int(AccountInt(0, pos), market, IM_125)
     for u, r in state.per_underlying.items():
         assert r == _reference_underlying_risk(pos, market, u)
     mm = sum(r.risk for r in state.per_underlying.values())
@@ -297,7 +297,7 @@ def test_int_model_equals_exact_fraction_reference(market, data):
 @given(market=int_markets(), data=st.data())
 def test_int_terms_are_consistent(market, data):
     pos = _positions(data, market)
-    state = margin_state_int(AccountInt(0, pos), market, IM_125)
+    state = account_margin_int(AccountInt(0, pos), market, IM_125)
     assert state.maintenance_margin == sum(r.risk for r in state.per_underlying.values())
     assert state.initial_margin >= state.maintenance_margin >= 0
     for r in state.per_underlying.values():
@@ -383,21 +383,21 @@ def test_int_inputs_are_validated(build, match):
         build()
 
 
-def test_margin_state_int_bad_inputs():
+def test_account_margin_int_bad_inputs():
     market = _two_underlying_book()
     with pytest.raises(ValueError, match="im_factor must be in"):
-        margin_state_int(AccountInt(0, {10: WAD}), market, WAD - 1)
+        account_margin_int(AccountInt(0, {10: WAD}), market, WAD - 1)
     with pytest.raises(ValueError, match=r"positions\[99\]: unknown instrument"):
-        margin_state_int(AccountInt(0, {99: WAD}), market, WAD)
+        account_margin_int(AccountInt(0, {99: WAD}), market, WAD)
     with pytest.raises(ValueError, match=r"collateral\[9\]: unknown collateral asset"):
-        margin_state_int(AccountInt(0, {}, {9: 1}), market, WAD)
+        account_margin_int(AccountInt(0, {}, {9: 1}), market, WAD)
     with pytest.raises(ValueError, match="underlying 5 is unknown"):
         underlying_risk_int({}, market, 5)
     huge = MarketInt(
         {1: InstrumentInt(0, Kind.FUTURE, 1, 255, (INT16_MAX,))}, {0: UnderlyingInt(1, 0, 1)}
     )
     with pytest.raises(OverflowError, match="margin: int256 overflow"):
-        margin_state_int(AccountInt(0, {1: -MAX_SIZE}), huge, WAD)
+        account_margin_int(AccountInt(0, {1: -MAX_SIZE}), huge, WAD)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,7 +447,7 @@ def test_float_model_equals_per_account_loop(seed):
     cash = rng.normal(size=40) * 100
     equity, mm, im, risk = _reference_margin(P, m, cash, 1.3)
     for positions in (P, sp.csr_matrix(P), sp.coo_matrix(P)):
-        st_ = margin_state(positions, m, cash=cash, im_factor=1.3)
+        st_ = margin_of_accounts(positions, m, cash=cash, im_factor=1.3)
         np.testing.assert_allclose(st_.maintenance_margin, mm, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(st_.initial_margin, im, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(st_.risk, risk, rtol=1e-12, atol=1e-12)
@@ -473,7 +473,7 @@ def test_float_losses_and_collateral():
     q = np.array([[1.0, -2.0, 4.0]])
     np.testing.assert_allclose(scenario_losses(q[0], m, 0), [-8.0, 6.0, 6.0])
     np.testing.assert_allclose(scenario_losses(q, m, 1), [[-2.0, 2.0]])
-    st_ = margin_state(q, m, cash=np.array([-50.0]), collateral=np.array([[0.5]]))
+    st_ = margin_of_accounts(q, m, cash=np.array([-50.0]), collateral=np.array([[0.5]]))
     # u0: worst loss 6 at scenario 1 (first of the tie), SOM 2 x 100 x 1% = 2 -> 6; u1: 2 -> 8
     np.testing.assert_array_equal(st_.worst_scenario, [[1, 1]])
     np.testing.assert_allclose(st_.maintenance_margin, [8.0])
@@ -486,8 +486,8 @@ def test_float_mm_positively_homogeneous(seed, c):
     rng = np.random.default_rng(seed)
     m = _random_float_market(rng)
     P = rng.normal(size=(10, m.n_instruments))
-    base = margin_state(P, m).maintenance_margin
-    np.testing.assert_allclose(margin_state(c * P, m).maintenance_margin, c * base, rtol=1e-9)
+    base = margin_of_accounts(P, m).maintenance_margin
+    np.testing.assert_allclose(margin_of_accounts(c * P, m).maintenance_margin, c * base, rtol=1e-9)
 
 
 @settings(max_examples=100, deadline=None)
@@ -497,7 +497,7 @@ def test_float_netting_and_perfect_hedge(seed):
     m = _random_float_market(rng)
     A = rng.normal(size=(10, m.n_instruments)) * (rng.random((10, m.n_instruments)) < 0.5)
     B = rng.normal(size=(10, m.n_instruments)) * (rng.random((10, m.n_instruments)) < 0.5)
-    ra, rb, rab = (margin_state(P, m).risk for P in (A, B, A + B))
+    ra, rb, rab = (margin_of_accounts(P, m).risk for P in (A, B, A + B))
     assert np.all(rab <= ra + rb + 1e-9 * (1 + ra + rb))
     # Perfect hedge: duplicate the instruments, hold +A on the originals and -A on the twins.
     twin = MarketArrays(
@@ -509,7 +509,7 @@ def test_float_netting_and_perfect_hedge(seed):
         som_rate=m.som_rate,
         n_scenarios=m.n_scenarios,
     )
-    hedged = margin_state(np.hstack([A, -A]), twin)
+    hedged = margin_of_accounts(np.hstack([A, -A]), twin)
     np.testing.assert_allclose(hedged.scan, 0.0, atol=1e-12)
     np.testing.assert_allclose(hedged.risk, hedged.som, atol=1e-12)
 
@@ -548,20 +548,20 @@ def test_float_market_bad_inputs(kwargs, match):
         MarketArrays(**args)
 
 
-def test_margin_state_bad_inputs():
+def test_margin_of_accounts_bad_inputs():
     m = _random_float_market(np.random.default_rng(0), n=4)
     with pytest.raises(ValueError, match="positions must have 4 columns"):
-        margin_state(np.zeros((2, 3)), m)
+        margin_of_accounts(np.zeros((2, 3)), m)
     with pytest.raises(ValueError, match="positions must be 2-D"):
-        margin_state(np.zeros(4), m)
+        margin_of_accounts(np.zeros(4), m)
     with pytest.raises(ValueError, match="positions must be finite"):
-        margin_state(np.full((1, 4), np.inf), m)
+        margin_of_accounts(np.full((1, 4), np.inf), m)
     with pytest.raises(ValueError, match="im_factor must be >= 1"):
-        margin_state(np.zeros((1, 4)), m, im_factor=0.9)
+        margin_of_accounts(np.zeros((1, 4)), m, im_factor=0.9)
     with pytest.raises(ValueError, match=r"cash must have shape \(1,\)"):
-        margin_state(np.zeros((1, 4)), m, cash=np.zeros(2))
+        margin_of_accounts(np.zeros((1, 4)), m, cash=np.zeros(2))
     with pytest.raises(ValueError, match=r"collateral must have shape \(1, 0\)"):
-        margin_state(np.zeros((1, 4)), m, collateral=np.zeros((1, 1)))
+        margin_of_accounts(np.zeros((1, 4)), m, collateral=np.zeros((1, 1)))
     with pytest.raises(ValueError, match="underlying must be in"):
         scenario_losses(np.zeros(4), m, 9)
     with pytest.raises(ValueError, match="positions must have shape"):
@@ -603,8 +603,8 @@ def test_int_and_float_models_agree_within_the_pad(q):
     a few wei of rounding per underlying."""
     q_wad = [k * 10**12 for k in q]
     q_f = np.array(q, dtype=float) / 1e6
-    state_i = margin_state_int(AccountInt(0, dict(enumerate(q_wad))), MARKET_I, IM_125)
-    state_f = margin_state(q_f[None, :], MARKET_F, im_factor=1.25)
+    state_i = account_margin_int(AccountInt(0, dict(enumerate(q_wad))), MARKET_I, IM_125)
+    state_f = margin_of_accounts(q_f[None, :], MARKET_F, im_factor=1.25)
     exps = [MARKET_I.instruments[j].exponent for j in range(10)]
     enc = sum(abs(k) * 2**e for k, e in zip(q_wad, exps, strict=True)) / WAD
     # Float noise and to_wad conversion (including truncated on-chain futures arrays).

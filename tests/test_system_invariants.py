@@ -31,8 +31,8 @@ Checked after EVERY step (invariants), with the definitions used:
 - oracle: every stored timestamp is <= the head's and never decreases;
 - open interest == sum of longs == sum of shorts <= its cap; sizes within the position limit
   for accounts that never received positions through a liquidation;
-- margin: `LiquidationViews.margin_state` == `offchain.margin.margin_state_int` (through the
-  chain client `offchain.chain.Chain`, pending charge deducted) for every account, and
+- margin: `LiquidationViews.margin_state` == `offchain.margin.account_margin_int` (through the
+  client `offchain.sdk.Client`, pending charge deducted) for every account, and
   `MarginEngine.margin_state` == the same plus the pending charge.
 Checked inside the rules:
 - a user action (deposit, withdraw, trade, settle) at a fixed oracle never turns a healthy
@@ -81,10 +81,10 @@ from liquidation_support import (  # noqa: F401 (fixtures)
     lviews,
 )
 
-from offchain.chain import Chain, Deployment
 from offchain.codec import KIND_FUTURE, KIND_PUT, id_fields
 from offchain.fixed_point import WAD
-from offchain.margin import margin_state_int, settlement_cash
+from offchain.margin import account_margin_int, settlement_cash
+from offchain.sdk import Client, Deployment
 
 LONG = (
     os.environ.get("PM_STATEFUL_PROFILE") == "long"
@@ -170,7 +170,7 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
         liquidator=liq.liquidator.address,
         liquidation_views=liq.views.address,
     )
-    client = Chain(project, s.chain, dep)
+    client = Client(project, s.chain, dep)
     return liq, client, {"fee": fee, "noret": noret, "false": false}, people
 
 
@@ -990,10 +990,10 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             )
             for addr, a in v["acct"].items():
                 coll = {t: amt for t, amt in a["coll"].items() if amt}
-                ref = cm.margin(cm.account(a["cash"], a["pos"], coll))
+                ref = cm.account_margin(cm.account(a["cash"], a["pos"], coll))
                 assert a["em"] == (ref.equity, ref.initial_margin, ref.maintenance_margin), addr
                 acct = cm.account(a["cash"] - a["pending"], a["pos"], coll)
-                ref_l = margin_state_int(acct, seen_by_liquidation, cm.im_factor)
+                ref_l = account_margin_int(acct, seen_by_liquidation, cm.im_factor)
                 eq, im, mm, pending, _fresh = a["lv"]
                 assert pending == a["pending"]
                 assert (eq, im, mm) == (

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from offchain.calibration import CalibrationParams, psr_series
-from offchain.chain import ChainMarket, InstrumentMeta, OptionPost
+from offchain.codec import OptionPost
 from offchain.data import load_asset
 from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.book import Batch, BookState, BookStore, RoundPlan
@@ -51,6 +51,7 @@ from offchain.keeper.tx import TRANSIENT_ERRORS, TxError
 from offchain.margin import AccountInt, Kind
 from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
 from offchain.scenarios import ScenarioGrid
+from offchain.sdk import ChainMarket, InstrumentMeta
 
 __all__ = [
     "CalibratedPsr",
@@ -325,7 +326,7 @@ def health_by_account(
     for addr, acct in accounts.items():
         if not acct.positions:
             continue
-        st = market.margin(acct)
+        st = market.account_margin(acct)
         out[addr] = (st.equity, st.initial_margin, st.maintenance_margin)
     return out
 

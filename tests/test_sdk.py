@@ -1,4 +1,4 @@
-"""``offchain.chain``: config parsing, ids and packing, decoding the oracle's words, the
+"""``offchain.sdk``: config parsing, ids and packing, decoding the oracle's words, the
 deployment file; then on anvil: idempotent deployment, posts read back exactly, the reference
 margin of ``account_int`` equal to the engine's, and ``ape console``'s ``margin_of``."""
 
@@ -12,24 +12,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offchain.chain import (
-    Chain,
-    Deployment,
-    InstrumentMeta,
-    OptionPost,
-    decode_market,
-    id_fields,
-    instrument_id,
-    load_config,
-    pack_entries,
-    parse_config,
-    to_units,
-    to_wad,
-    unpack_entries,
-)
+from offchain.codec import OptionPost, id_fields, instrument_id, pack_entries, unpack_entries
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
 from offchain.margin import Kind
 from offchain.scenarios import CRYPTO_35
+from offchain.sdk import (
+    ROLE_GUARDIAN,
+    ROLE_KEEPER,
+    ROLE_VENUE,
+    Client,
+    Deployment,
+    InstrumentMeta,
+    decode_market,
+    deploy_system,
+    load_config,
+    parse_config,
+    to_units,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 USD = 10**6
@@ -84,7 +83,6 @@ def test_config_values_out_of_bounds_are_refused_before_deploying(edit, message)
 
 
 def test_exact_unit_conversions():
-    assert to_wad("0.2") == 2 * 10**17 and to_wad(0.1) == 10**17 and to_wad(9000) == 9000 * WAD
     assert to_units("1.5", 6) == 1_500_000
     with pytest.raises(ValueError):
         to_units("0.0000001", 6)
@@ -114,6 +112,21 @@ def test_instrument_names():
     put = InstrumentMeta(2, 1, Kind.PUT, 2_500 * WAD // 10, 1_585_296_000)
     assert put.name(names) == "BTC-20200327-P-250"
     assert InstrumentMeta(3, 1, Kind.FUTURE, 0, 1_585_296_000).name(names) == "BTC-20200327-F"
+
+
+def test_instrument_names_spell_out_an_expiry_other_than_0800():
+    later = InstrumentMeta(4, 1, Kind.FUTURE, 0, 1_585_296_000 + 5_401)
+    assert later.name({1: "BTC"}) == "BTC-20200327T093001-F"
+
+
+def test_role_constants_are_the_contracts_bits():
+    source = (REPO / "contracts" / "modules" / "roles.vy").read_text()
+    for name, bit in (
+        ("ROLE_KEEPER", ROLE_KEEPER),
+        ("ROLE_VENUE", ROLE_VENUE),
+        ("ROLE_GUARDIAN", ROLE_GUARDIAN),
+    ):
+        assert f"{name}: constant(uint256) = {bit}\n" in source
 
 
 def test_decode_market_reads_the_storage_layout():
@@ -160,13 +173,13 @@ def test_deployment_file_round_trip(tmp_path):
 @pytest.fixture(scope="module")
 def deployed(project, chain, admin, keeper, venue):
     cfg = load_config(REPO / "deploy" / "config.json", now=chain.blocks.head.timestamp)
-    return Chain.deploy(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
+    return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
 def test_deploy_is_idempotent(deployed, project, chain, admin, keeper, venue):
     cfg = load_config(REPO / "deploy" / "config.json", now=chain.blocks.head.timestamp)
     nonce = admin.nonce
-    again = Chain.deploy(
+    again = deploy_system(
         project,
         chain,
         admin,
@@ -183,7 +196,7 @@ def test_deploy_is_idempotent(deployed, project, chain, admin, keeper, venue):
     )
 
 
-def post_everything(c: Chain, chain, keeper):
+def post_everything(c: Client, chain, keeper):
     ts = chain.blocks.head.timestamp + 1
     chain.mine(timestamp=ts)
     ids = c.deployment.instruments
@@ -224,7 +237,7 @@ def test_posts_read_back_exactly(deployed, chain, keeper):
         if id_fields(p.instrument)[1] == 0:
             e, entries = encode_risk_array(futures_risk_array_wad(p.mark, coeffs, psr))
         else:
-            e, entries = p.e, unpack_entries(p.words, len(coeffs))
+            e, entries = p.exponent, unpack_entries(p.words, len(coeffs))
         assert (ins.exponent, list(ins.entries)) == (e, entries)
     assert m.market.collaterals[m.asset_index[c.deployment.collateral["WETH"]]].price == (
         3_000 * WAD
@@ -261,8 +274,13 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
     c.trade(venue, maker, trader, put, 40 * WAD, 150 * WAD)
     m = c.market_int()
     for acct in (trader, maker):
-        ref = m.margin(c.account_int(acct, m))
-        assert (ref.equity, ref.initial_margin, ref.maintenance_margin) == c.margin_state(acct)
+        ref = m.account_margin(c.account_int(acct, m))
+        state = c.account_state(acct)
+        assert (ref.equity, ref.initial_margin, ref.maintenance_margin) == (
+            state.equity,
+            state.initial_margin,
+            state.maintenance_margin,
+        )
     assert c.account_int(trader, m).collateral == {m.asset_index[weth]: 10 * WAD}
 
     path = tmp_path / "local.json"
@@ -277,7 +295,8 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
     assert extras["engine"].address == c.engine.address
     report = extras["margin_of"](trader.address)
     out = capsys.readouterr().out
-    eq, im, mm = c.margin_state(trader)
+    state = c.account_state(trader)
+    eq, im, mm = state.equity, state.initial_margin, state.maintenance_margin
     assert (report["equity"], report["initial_margin"], report["maintenance_margin"]) == (
         eq,
         im,
@@ -287,8 +306,8 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
 
 
 def test_event_reads_in_small_chunks_see_the_same_events(deployed, monkeypatch):
-    import offchain.chain as chain_module
+    import offchain.sdk.client as client_module
 
     whole = deployed.listed_instruments()
-    monkeypatch.setattr(chain_module, "LOG_CHUNK", 2)
+    monkeypatch.setattr(client_module, "LOG_CHUNK", 2)
     assert deployed.listed_instruments() == whole and len(whole) == 6

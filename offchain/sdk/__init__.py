@@ -1,0 +1,57 @@
+"""The off-chain SDK: one way to configure, deploy, decode and talk to the system.
+
+- ``config``: the system a deployment lists (``deploy/config.json``), validated up front.
+- ``deploy``: deploying and listing it, idempotently; the only place that deploys.
+- ``decode``: listed instruments and the oracle's packed words, as the integer reference reads them.
+- ``client``: the typed client every script, the keeper and the tests read and send through.
+- ``roles``: the contracts' role bits.
+"""
+
+from offchain.sdk.client import AccountState, Client, Deployment, format_margin_report
+from offchain.sdk.config import (
+    CollateralSpec,
+    InstrumentSpec,
+    SystemConfig,
+    UnderlyingSpec,
+    load_config,
+    parse_config,
+    to_units,
+)
+from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
+from offchain.sdk.deploy import (
+    deploy_core,
+    deploy_liquidator,
+    deploy_system,
+    deploy_token,
+    grant_roles,
+    instrument_name,
+    list_config,
+)
+from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
+
+__all__ = [
+    "ROLE_GUARDIAN",
+    "ROLE_KEEPER",
+    "ROLE_VENUE",
+    "AccountState",
+    "ChainMarket",
+    "Client",
+    "CollateralSpec",
+    "Deployment",
+    "InstrumentMeta",
+    "InstrumentSpec",
+    "SystemConfig",
+    "UnderlyingSpec",
+    "decode_market",
+    "deploy_core",
+    "deploy_liquidator",
+    "deploy_system",
+    "deploy_token",
+    "format_margin_report",
+    "grant_roles",
+    "instrument_name",
+    "list_config",
+    "load_config",
+    "parse_config",
+    "to_units",
+]

@@ -1,0 +1,440 @@
+"""The typed client over a deployed system: the scripts, the keeper, the console and the tests
+read and send through it, so every contract call of the off-chain side is written once.
+
+``Client.connect`` opens a ``Deployment`` (``deployments/<network>.json``); ``deploy.deploy_system``
+builds one. Sending methods take Ape accounts (``sender=``); the keeper, which signs through its
+``TxManager``, takes the ``*_calldata`` methods instead. ``market_int()`` and
+``account_int(address)`` read back everything the integer reference of ``docs/fixed-point.md``
+needs, so the keeper computes health off-chain exactly as the engine does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offchain.codec import OptionPost, id_fields, pack_post
+from offchain.fixed_point import WAD
+from offchain.margin import AccountInt, Kind
+from offchain.scenarios import PRESETS
+from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
+
+__all__ = ["AccountState", "Client", "Deployment", "format_margin_report"]
+
+SNAPSHOT_MAX = 32  # RiskOracle.snapshot takes at most 32 instruments / underlyings per call
+ASSETS_MAX = 8
+LOG_CHUNK = 5_000  # blocks per eth_getLogs call
+
+
+@dataclass
+class Deployment:
+    """Addresses of one deployment (``deployments/<network>.json``)."""
+
+    network: str
+    chain_id: int
+    block: int
+    oracle: str
+    engine: str
+    views: str
+    cash: str
+    collateral: dict[str, str] = field(default_factory=dict)
+    underlyings: dict[str, int] = field(default_factory=dict)
+    instruments: dict[str, int] = field(default_factory=dict)
+    asset_prices: dict[str, str] = field(default_factory=dict)  # token -> underlying name
+    liquidator: str | None = None
+    liquidation_views: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "chain_id": self.chain_id,
+            "block": self.block,
+            "oracle": self.oracle,
+            "engine": self.engine,
+            "views": self.views,
+            "cash": self.cash,
+            "collateral": dict(self.collateral),
+            "underlyings": dict(self.underlyings),
+            "instruments": {k: str(v) for k, v in self.instruments.items()},
+            "asset_prices": dict(self.asset_prices),
+            "liquidator": self.liquidator,
+            "liquidation_views": self.liquidation_views,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Deployment:
+        return cls(
+            network=obj["network"],
+            chain_id=int(obj["chain_id"]),
+            block=int(obj["block"]),
+            oracle=obj["oracle"],
+            engine=obj["engine"],
+            views=obj["views"],
+            cash=obj["cash"],
+            collateral=dict(obj.get("collateral", {})),
+            underlyings={k: int(v) for k, v in obj.get("underlyings", {}).items()},
+            instruments={k: int(v) for k, v in obj.get("instruments", {}).items()},
+            asset_prices=dict(obj.get("asset_prices", {})),
+            liquidator=obj.get("liquidator"),
+            liquidation_views=obj.get("liquidation_views"),
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Atomic write (temporary file + rename)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_json(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, p)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Deployment:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """An account as the engine values it (WAD): below MM (``health < 0``) it is liquidatable."""
+
+    equity: int
+    initial_margin: int
+    maintenance_margin: int
+
+    @property
+    def health(self) -> int:
+        return self.equity - self.maintenance_margin
+
+
+class Client:
+    """The deployed system behind Ape contract objects.
+
+    Build with ``deploy.deploy_system(...)`` (fresh or idempotent re-run) or ``Client.connect(...)``
+    on a ``Deployment``. Sending methods take Ape accounts (``sender=``); the keeper, which signs
+    through ``TxManager``, uses the ``*_calldata`` methods instead.
+    """
+
+    def __init__(self, project: Any, chain_manager: Any, deployment: Deployment) -> None:
+        self.project = project
+        self.chain_manager = chain_manager
+        self.deployment = deployment
+        self.oracle = project.RiskOracle.at(deployment.oracle)
+        self.engine = project.MarginEngine.at(deployment.engine)
+        self.views = project.MarginViews.at(deployment.views)
+        self.cash = project.MockERC20.at(deployment.cash)
+        self.tokens = {sym: project.MockERC20.at(a) for sym, a in deployment.collateral.items()}
+        self.underlying_names = {v: k for k, v in deployment.underlyings.items()}
+        self.liquidator = (
+            project.Liquidator.at(deployment.liquidator) if deployment.liquidator else None
+        )
+        self.liquidation_views = (
+            project.LiquidationViews.at(deployment.liquidation_views)
+            if deployment.liquidation_views
+            else None
+        )
+        self._asset_info: dict[str, tuple[int, int, int]] | None = None
+        self._w3_events: dict[tuple[str, str], Any] = {}
+        self._im_factor: int | None = None
+
+    @classmethod
+    def connect(
+        cls, project: Any, chain_manager: Any, deployment: Deployment | str | os.PathLike[str]
+    ) -> Client:
+        dep = deployment if isinstance(deployment, Deployment) else Deployment.load(deployment)
+        return cls(project, chain_manager, dep)
+
+    # ---------------------------------------------------------------- listings (events)
+
+    def listed_instruments(self, start_block: int | None = None) -> list[InstrumentMeta]:
+        """Every instrument listed by the oracle, from its ``InstrumentListed`` events."""
+        start = self.deployment.block if start_block is None else start_block
+        out = []
+        for ev in self.events(self.oracle, "InstrumentListed", start, self._head()):
+            out.append(
+                InstrumentMeta(
+                    int(ev["instrument"]),
+                    int(ev["underlying"]),
+                    Kind(int(ev["kind"])),
+                    int(ev["strike"]),
+                    int(ev["expiry"]),
+                    int(ev["contract_size"]),
+                )
+            )
+        return sorted(out, key=lambda m: m.id)
+
+    def events(self, contract: Any, name: str, start: int, stop: int) -> list[Mapping[str, Any]]:
+        """Decoded arguments of ``contract``'s ``name`` events in blocks ``[start, stop]``,
+        in chain order, read with ``eth_getLogs`` from the node (Ape's event queries clamp
+        the range to its own cached head, which can lag behind the keeper's transactions)."""
+        if stop < start:
+            return []
+        key = (contract.address, name)
+        if key not in self._w3_events:
+            abi = [
+                a.model_dump(by_alias=True, mode="json")
+                for a in contract.contract_type.abi
+                if a.type == "event" and a.name == name
+            ]
+            w3 = self.chain_manager.provider.web3
+            self._w3_events[key] = getattr(
+                w3.eth.contract(address=contract.address, abi=abi).events, name
+            )
+        out = []
+        for lo in range(start, stop + 1, LOG_CHUNK):  # public RPCs cap the range per call
+            hi = min(lo + LOG_CHUNK - 1, stop)
+            logs = self._w3_events[key]().get_logs(from_block=lo, to_block=hi)
+            out += [dict(log["args"]) for log in logs]
+        return out
+
+    def underlying_params(self, underlying: int) -> Any:
+        return self.oracle.underlying_params(underlying)
+
+    def accounts_touched(self, start_block: int, stop_block: int) -> set[str]:
+        """Accounts named by engine events in ``[start_block, stop_block]``: deposits, position
+        changes and settlements (what changes cash, positions or collateral), and both sides
+        of each liquidation (the engine moves those positions without a per-position event)."""
+        out: set[str] = set()
+        for name in ("Deposit", "Withdraw", "PositionChanged", "Settled"):
+            for ev in self.events(self.engine, name, start_block, stop_block):
+                out.add(str(ev["account"]))
+        if self.liquidator is not None:
+            for ev in self.events(self.liquidator, "Liquidated", start_block, stop_block):
+                out.update((str(ev["account"]), str(ev["liquidator"])))
+        return out
+
+    def _head(self) -> int:
+        """The node's latest block number (asked each time: Ape's head can lag behind
+        transactions sent by the keeper's own transaction manager)."""
+        return int(self.chain_manager.provider.web3.eth.block_number)
+
+    # ---------------------------------------------------------------- oracle posts
+
+    def post_args(
+        self,
+        timestamp: int,
+        underlyings: Sequence[tuple[int, int, int]],
+        instruments: Sequence[OptionPost],
+        assets: Sequence[tuple[str, int]],
+    ) -> tuple[int, list, list, list, list]:
+        options, futures = pack_post([p.as_arg() for p in instruments])
+        return (
+            int(timestamp),
+            [tuple(u) for u in underlyings],
+            options,
+            futures,
+            [tuple(a) for a in assets],
+        )
+
+    def post_calldata(self, *args: Any) -> bytes:
+        """Calldata of ``RiskOracle.post`` for ``post_args(...)``."""
+        return bytes(self.oracle.post.encode_input(*self.post_args(*args)))
+
+    def post(self, sender: Any, *args: Any) -> Any:
+        return self.oracle.post(*self.post_args(*args), sender=sender)
+
+    def settlement_calldata(self, instrument: int, price: int) -> bytes:
+        return bytes(self.oracle.post_settlement.encode_input(instrument, price))
+
+    def settle_calldata(self, account: str) -> bytes:
+        return bytes(self.engine.settle.encode_input(account))
+
+    def liquidate_calldata(self, account: str) -> bytes:
+        """``Liquidator.liquidate(account)``: the caller's margin account takes the positions."""
+        return bytes(self.liquidator.liquidate.encode_input(account))
+
+    def register_calldata(self, account: str) -> bytes:
+        """``Liquidator.register(account)``: adds it to the on-chain paged scan."""
+        return bytes(self.liquidator.register.encode_input(account))
+
+    def insurance_fund(self) -> int:
+        """The insurance fund (WAD): the Liquidator's cash in the engine; 0 without one."""
+        return 0 if self.liquidator is None else int(self.liquidator.insurance_fund())
+
+    # ---------------------------------------------------------------- accounts
+
+    def fund(self, admin: Any, account: Any, symbol: str, amount: int) -> None:
+        """Mint mock tokens (token units) to ``account`` and approve the engine (local only)."""
+        token = self.cash if symbol == "cash" else self.tokens[symbol]
+        token.mint(account, amount, sender=admin)
+        token.approve(self.engine, 2**256 - 1, sender=account)
+
+    def deposit(self, account: Any, symbol: str, amount: int) -> Any:
+        token = self.cash if symbol == "cash" else self.tokens[symbol]
+        return self.engine.deposit(token, amount, sender=account)
+
+    def withdraw(self, account: Any, symbol: str, amount: int) -> Any:
+        token = self.cash if symbol == "cash" else self.tokens[symbol]
+        return self.engine.withdraw(token, amount, sender=account)
+
+    def authorise(self, account: Any, venue: Any) -> Any:
+        return self.engine.authorise_venue(venue, True, sender=account)
+
+    def trade(
+        self, venue: Any, buyer: Any, seller: Any, instrument: int, size: int, price: int
+    ) -> Any:
+        """Book ``size`` (WAD, > 0) of ``instrument`` at ``price`` (WAD): buyer long."""
+        return self.engine.trade(buyer, seller, instrument, size, price, sender=venue)
+
+    def settle(self, sender: Any, account: Any) -> Any:
+        return self.engine.settle(account, sender=sender)
+
+    # ---------------------------------------------------------------- reads
+
+    def account_state(self, account: Any) -> AccountState:
+        """Equity, IM and MM of ``account`` as the engine computes them (the one read of the
+        engine's account view)."""
+        equity, initial, maintenance = self.engine.margin_state(account)
+        return AccountState(int(equity), int(initial), int(maintenance))
+
+    def worst_scenarios(self, account: Any) -> list[Any]:
+        return list(self.views.worst_scenarios(account))
+
+    def positions(self, account: Any) -> dict[int, int]:
+        ids, sizes = self.engine.positions_of(account)
+        return {int(i): int(q) for i, q in zip(ids, sizes, strict=True)}
+
+    def assets(self) -> dict[str, tuple[int, int, int]]:
+        """Listed non-cash collateral: address -> (asset index, haircut WAD, decimals)."""
+        if self._asset_info is None:
+            info = {}
+            for addr in self.deployment.collateral.values():
+                index = int(self.engine.asset_index(addr))
+                if index == 0:
+                    continue
+                scale = int(self.engine.asset_scale(addr))
+                decimals = 18 - (len(str(scale)) - 1)
+                info[addr] = (index - 1, int(self.engine.asset_haircut(addr)), decimals)
+            self._asset_info = info
+        return self._asset_info
+
+    def im_factor(self) -> int:
+        if self._im_factor is None:
+            self._im_factor = int(self.engine.im_factor())
+        return self._im_factor
+
+    def market_int(self, instruments: Sequence[int] | None = None) -> ChainMarket:
+        """Oracle state of ``instruments`` (default: every listed one) for the reference."""
+        ids = (
+            [m.id for m in self.listed_instruments()] if instruments is None else list(instruments)
+        )
+        unds = sorted({id_fields(i)[2] for i in ids} | set(self.deployment.underlyings.values()))
+        assets = self.assets()
+        addrs = list(assets)
+        iw: dict[int, list[int]] = {}
+        uw: dict[int, list[int]] = {}
+        aw: dict[str, int] = {}
+        first = True
+        for chunk in _chunks(ids, SNAPSHOT_MAX) if ids else [[]]:
+            u_arg = unds[:SNAPSHOT_MAX] if first else []
+            a_arg = addrs[:ASSETS_MAX] if first else []
+            words, uwords, awords, _ = self.oracle.snapshot(list(chunk), u_arg, a_arg)
+            for i, w in zip(chunk, words, strict=True):
+                iw[i] = [int(x) for x in w]
+            for u, w in zip(u_arg, uwords, strict=True):
+                uw[u] = [int(x) for x in w]
+            for a, w in zip(a_arg, awords, strict=True):
+                aw[a] = int(w)
+            first = False
+        return decode_market(iw, uw, aw, assets, self.im_factor())
+
+    def account_raw(self, account: Any) -> tuple[int, dict[int, int], dict[str, int]]:
+        """``(cash WAD, {instrument: size}, {token: units})`` as the engine stores them."""
+        cash = int(self.engine.cash(account))
+        positions = self.positions(account)
+        if self.liquidator is not None and positions and self.engine.socialising():
+            # a socialised loss not yet realised is owed: equity counts it (LiquidationViews)
+            cash -= int(self.liquidator.pending_charge(account))
+        mask = int(self.engine.asset_mask(account))
+        coll = {}
+        for addr, (index, _, _) in self.assets().items():
+            if mask >> index & 1:
+                coll[addr] = int(self.engine.collateral(addr, account))
+        return cash, positions, coll
+
+    def account_int(self, account: Any, market: ChainMarket) -> AccountInt:
+        """The account as the reference model sees it (cash, live positions, collateral)."""
+        return market.account(*self.account_raw(account))
+
+    def margin_report(self, account: Any) -> dict[str, Any]:
+        """Equity, IM, MM, health and the worst scenario per underlying (WAD ints), from the
+        engine and the views, plus the off-chain reference's equity and MM for comparison."""
+        state = self.account_state(account)
+        eq, im, mm = state.equity, state.initial_margin, state.maintenance_margin
+        market = self.market_int()
+        ref = market.account_margin(self.account_int(account, market))
+        worst = []
+        for r in self.worst_scenarios(account):
+            u = int(r.underlying)
+            grid = PRESETS[self.grid_name(u)]
+            s = int(r.worst_scenario)
+            worst.append(
+                {
+                    "underlying": self.underlying_names.get(u, str(u)),
+                    "scenario": s,
+                    "label": grid.scenarios[s].label if s < len(grid) else str(s),
+                    "loss": int(r.worst_loss),
+                    "pad": int(r.pad),
+                    "som": int(r.som),
+                    "risk": int(r.risk),
+                }
+            )
+        return {
+            "equity": eq,
+            "initial_margin": im,
+            "maintenance_margin": mm,
+            "health": eq - mm,
+            "worst": worst,
+            "reference_equity": ref.equity,
+            "reference_mm": ref.maintenance_margin,
+        }
+
+    def grid_name(self, underlying: int) -> str:
+        """The preset grid (``offchain.scenarios.PRESETS``) whose coefficients the underlying's
+        registered grid holds."""
+        gid = int(self.oracle.underlying_params(underlying).grid_id)
+        coefficients = [int(c) for c in self.oracle.grid(gid)]
+        for name, grid in PRESETS.items():
+            if grid.linear_coefficients_wad() == coefficients:
+                return name
+        raise KeyError(f"grid {gid} is none of the presets {sorted(PRESETS)}")
+
+
+def format_margin_report(report: Mapping[str, Any], account: str = "") -> str:
+    """Plain-text rendering of ``Client.margin_report`` (USD with two decimals).
+
+    >>> print(format_margin_report({"equity": 10**22, "initial_margin": 5 * 10**21,
+    ...     "maintenance_margin": 4 * 10**21, "health": 6 * 10**21, "worst": [],
+    ...     "reference_equity": 10**22, "reference_mm": 4 * 10**21}))
+    equity 10,000.00  IM 5,000.00  MM 4,000.00  health 6,000.00 (ok)
+    off-chain reference: equity 10,000.00  MM 4,000.00 (equal)
+    """
+    eq, im, mm = report["equity"], report["initial_margin"], report["maintenance_margin"]
+    status = "below MM: liquidatable" if eq < mm else "below IM" if eq < im else "ok"
+    lines = [
+        (f"{account}\n" if account else "")
+        + f"equity {eq / WAD:,.2f}  IM {im / WAD:,.2f}  MM {mm / WAD:,.2f}  "
+        f"health {report['health'] / WAD:,.2f} ({status})"
+    ]
+    for w in report["worst"]:
+        lines.append(
+            f"  {w['underlying']}: worst scenario {w['scenario']} ({w['label']}) loss "
+            f"{w['loss'] / WAD:,.2f}, pad {w['pad'] / WAD:,.2f}, short-option minimum "
+            f"{w['som'] / WAD:,.2f} -> risk {w['risk'] / WAD:,.2f}"
+        )
+    same = report["reference_equity"] == eq and report["reference_mm"] == mm
+    lines.append(
+        f"off-chain reference: equity {report['reference_equity'] / WAD:,.2f}  "
+        f"MM {report['reference_mm'] / WAD:,.2f} ({'equal' if same else 'DIFFERENT'})"
+    )
+    return "\n".join(lines)
