@@ -7,12 +7,21 @@ from typing import Any, NamedTuple
 
 from ape import accounts, chain, project
 
-from offchain.codec import KIND_CALL, KIND_FUTURE
 from offchain.fixed_point import WAD
+from offchain.margin import Kind
 from offchain.scenarios import CRYPTO_35
+from offchain.sdk import (
+    CollateralSpec,
+    InstrumentSpec,
+    SystemConfig,
+    UnderlyingSpec,
+    deploy_system,
+    instrument_name,
+)
 
 SPOT = 60_000 * WAD
 PSR = 16 * WAD // 100
+LIMITS = (10**24, 10**23)  # open-interest cap and position limit of every instrument
 
 
 class BenchMarket(NamedTuple):
@@ -32,21 +41,31 @@ class BenchMarket(NamedTuple):
 def deploy_bench_market(n: int) -> BenchMarket:
     """Deploy oracle, engine and a 6-decimal mock USDC; list ``n`` calls and ``n`` futures."""
     admin, keeper, venue = (accounts.test_accounts[i] for i in (0, 1, 2))
-    usdc = admin.deploy(project.MockERC20, "USD Coin", "USDC", 6)
-    oracle = admin.deploy(project.RiskOracle, admin)
-    engine = admin.deploy(project.MarginEngine, admin, oracle, usdc, 10**26)
-    oracle.grant_role(keeper, 1, sender=admin)
-    engine.grant_role(venue, 2, sender=admin)
-    coeffs = CRYPTO_35.linear_coefficients_wad()
-    oracle.register_grid(1, coeffs, sender=admin)
-    oracle.list_underlying(1, 1, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin)
     expiry = chain.blocks.head.timestamp + 30 * 86_400
-    opts, futs = [], []
+    instruments = []
     for k in range(n):
-        tx = oracle.list_instrument(1, KIND_CALL, SPOT + k * WAD, expiry, WAD, sender=admin)
-        opts.append(tx.return_value)
-        tx = oracle.list_instrument(1, KIND_FUTURE, 0, expiry + k, WAD, sender=admin)
-        futs.append(tx.return_value)
-    for iid in opts + futs:
-        engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
-    return BenchMarket(admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs)
+        instruments.append(InstrumentSpec("BTC", Kind.CALL, SPOT + k * WAD, expiry, WAD, *LIMITS))
+        instruments.append(InstrumentSpec("BTC", Kind.FUTURE, 0, expiry + k, WAD, *LIMITS))
+    config = SystemConfig(
+        grids={CRYPTO_35.name: 1},
+        underlyings=(
+            UnderlyingSpec("BTC", 1, CRYPTO_35.name, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD),
+        ),
+        instruments=tuple(instruments),
+        cash=CollateralSpec("USDC", 6, 10**26),
+    )
+    client = deploy_system(
+        project, chain, admin, config, keepers=[keeper], venues=[venue], liquidator=False
+    )
+    ids = [client.deployment.instruments[instrument_name(config, spec)] for spec in instruments]
+    return BenchMarket(
+        admin,
+        keeper,
+        venue,
+        client.cash,
+        client.oracle,
+        client.engine,
+        CRYPTO_35.linear_coefficients_wad(),
+        ids[0::2],
+        ids[1::2],
+    )

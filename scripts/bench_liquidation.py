@@ -27,6 +27,7 @@ from ape.cli import ConnectedProviderCommand  # noqa: E402
 
 from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
+from offchain.sdk import deploy_liquidator  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -47,8 +48,7 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
 def cli():
     admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs = deploy_bench_market(16)
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
-    liquidator = admin.deploy(project.Liquidator, admin, engine)
-    engine.set_liquidator(liquidator, sender=admin)
+    liquidator = deploy_liquidator(project, admin, engine)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
 
     def post(spot: int):

@@ -1,5 +1,6 @@
 """Fixtures for the contract tests: accounts by role, one deployment of RiskOracle, MarginEngine
-and MarginViews with mock tokens, and a `System` helper that lists and posts market data.
+and MarginViews with mock tokens (deployed and listed by `offchain.sdk`, like every deployment),
+and a `System` helper that posts market data.
 
 Deployments are session-scoped; Ape's isolation snapshots the chain around every test, so each
 test starts from the same listed-and-funded state. Hypothesis tests snapshot/restore per
@@ -33,9 +34,22 @@ from contract_support import (
     System,
 )
 
-from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 from offchain.fixed_point import WAD
+from offchain.margin import Kind
 from offchain.scenarios import CME_SPAN_16, CRYPTO_35
+from offchain.sdk import (
+    Client,
+    CollateralSpec,
+    Deployment,
+    InstrumentSpec,
+    SystemConfig,
+    UnderlyingSpec,
+    deploy_core,
+    deploy_token,
+    grant_roles,
+    instrument_name,
+    list_config,
+)
 from scripts import _anvil
 
 _anvil.install()
@@ -92,69 +106,113 @@ def outsider(accounts):
 
 @pytest.fixture(scope="session")
 def usdc(project, admin):
-    return admin.deploy(project.MockERC20, "USD Coin", "USDC", 6)
+    return deploy_token(project, admin, "USDC", 6, "USD Coin")
 
 
 @pytest.fixture(scope="session")
 def weth(project, admin):
-    return admin.deploy(project.MockERC20, "Wrapped Ether", "WETH", 18)
+    return deploy_token(project, admin, "WETH", 18, "Wrapped Ether")
 
 
 @pytest.fixture(scope="session")
 def wbtc(project, admin):
-    return admin.deploy(project.MockERC20, "Wrapped BTC", "WBTC", 8)
+    return deploy_token(project, admin, "WBTC", 8, "Wrapped BTC")
 
 
 @pytest.fixture(scope="session")
-def oracle(project, admin):
-    return admin.deploy(project.RiskOracle, admin)
+def core(project, admin, usdc):
+    """RiskOracle, MarginEngine and MarginViews with nothing listed."""
+    return deploy_core(project, admin, usdc, CASH_CAP)
 
 
 @pytest.fixture(scope="session")
-def engine(project, admin, oracle, usdc):
-    return admin.deploy(project.MarginEngine, admin, oracle, usdc, CASH_CAP)
+def oracle(core):
+    return core[0]
 
 
 @pytest.fixture(scope="session")
-def views(project, admin, engine):
-    return admin.deploy(project.MarginViews, engine)
+def engine(core):
+    return core[1]
+
+
+@pytest.fixture(scope="session")
+def views(core):
+    return core[2]
+
+
+def system_config(usdc, weth, wbtc, expiry: int) -> SystemConfig:
+    """Three underlyings (BTC and ETH on the crypto grid, SPAN on the CME one), a future, an
+    at-the-money call and put on each, WETH and WBTC as collateral."""
+    grids = {CRYPTO_35.name: GRID_CRYPTO, CME_SPAN_16.name: GRID_CME}
+    underlyings = tuple(
+        UnderlyingSpec(name, u, grid.name, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO)
+        for name, u, grid in (
+            ("BTC", BTC, CRYPTO_35),
+            ("ETH", ETH, CRYPTO_35),
+            ("SPAN", SPAN, CME_SPAN_16),
+        )
+    )
+    instruments = tuple(
+        InstrumentSpec(u.name, kind, strike, expiry, WAD, OI_CAP, POSITION_LIMIT)
+        for u in underlyings
+        for kind, strike in ((Kind.FUTURE, 0), (Kind.CALL, SPOTS[u.id]), (Kind.PUT, SPOTS[u.id]))
+    )
+    return SystemConfig(
+        grids=grids,
+        underlyings=underlyings,
+        instruments=instruments,
+        cash=CollateralSpec("USDC", 6, CASH_CAP, address=usdc.address),
+        collateral=(
+            CollateralSpec("WETH", 18, 10**30, WAD // 5, "ETH", MAX_DEV, weth.address),
+            CollateralSpec("WBTC", 8, 10**20, WAD // 4, "BTC", MAX_DEV, wbtc.address),
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
 def system(
-    chain, oracle, engine, views, usdc, weth, wbtc, admin, keeper, venue, guardian, trader, maker
+    project,
+    chain,
+    oracle,
+    engine,
+    views,
+    usdc,
+    weth,
+    wbtc,
+    admin,
+    keeper,
+    venue,
+    guardian,
+    trader,
+    maker,
 ):
     s = System(chain, oracle, engine, views, usdc, weth, wbtc, admin, keeper, venue, guardian)
-    oracle.register_grid(GRID_CRYPTO, CRYPTO_35.linear_coefficients_wad(), sender=admin)
-    oracle.register_grid(GRID_CME, CME_SPAN_16.linear_coefficients_wad(), sender=admin)
-    for u, g in ((BTC, GRID_CRYPTO), (ETH, GRID_CRYPTO), (SPAN, GRID_CME)):
-        oracle.list_underlying(u, g, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, sender=admin)
-        coeffs = (CRYPTO_35 if g == GRID_CRYPTO else CME_SPAN_16).linear_coefficients_wad()
-        s.grids[u] = coeffs
-        s.n_scenarios[u] = len(coeffs)
-    oracle.list_asset(weth, MAX_DEV, sender=admin)
-    oracle.list_asset(wbtc, MAX_DEV, sender=admin)
-    oracle.grant_role(keeper, 1, sender=admin)
-    engine.grant_role(venue, 2, sender=admin)
-    engine.grant_role(guardian, 4, sender=admin)
-    engine.list_collateral(weth, WAD // 5, 10**30, sender=admin)
-    engine.list_collateral(wbtc, WAD // 4, 10**20, sender=admin)
-    expiry = s.now() + 30 * DAY
-    for u, tag in ((BTC, "btc"), (ETH, "eth"), (SPAN, "span")):
-        spot = SPOTS[u]
-        s.list_instrument(f"{tag}-fut", u, KIND_FUTURE, 0, expiry)
-        s.list_instrument(f"{tag}-call", u, KIND_CALL, spot, expiry)
-        s.list_instrument(f"{tag}-put", u, KIND_PUT, spot, expiry)
-    for iid in s.instruments.values():
-        engine.set_instrument_limits(iid, OI_CAP, POSITION_LIMIT, sender=admin)
+    cfg = system_config(usdc, weth, wbtc, s.now() + 30 * DAY)
+    dep = Deployment(
+        "local",
+        chain.chain_id,
+        chain.blocks.head.number,
+        oracle.address,
+        engine.address,
+        views.address,
+        usdc.address,
+        collateral={"WETH": weth.address, "WBTC": wbtc.address},
+    )
+    list_config(oracle, engine, dep, admin, cfg)
+    grant_roles(oracle, engine, admin, keepers=[keeper], venues=[venue], guardians=[guardian])
+    for u in cfg.underlyings:
+        coeffs = u.scenario_grid.linear_coefficients_wad()
+        s.grids[u.id] = coeffs
+        s.n_scenarios[u.id] = len(coeffs)
+    for spec in cfg.instruments:
+        tag = f"{spec.underlying.lower()}-{spec.kind.name.lower().replace('future', 'fut')}"
+        s.instruments[tag] = dep.instruments[instrument_name(cfg, spec)]
+    client = Client(project, chain, dep)
     for acct in (trader, maker):
-        usdc.mint(acct, 10**9 * USD, sender=admin)
-        usdc.approve(engine, 2**256 - 1, sender=acct)
-        weth.mint(acct, 1_000 * WAD, sender=admin)
-        weth.approve(engine, 2**256 - 1, sender=acct)
-        wbtc.mint(acct, 100 * 10**8, sender=admin)
-        wbtc.approve(engine, 2**256 - 1, sender=acct)
-        engine.authorise_venue(venue, True, sender=acct)
+        client.fund(admin, acct, "cash", 10**9 * USD)
+        client.fund(admin, acct, "WETH", 1_000 * WAD)
+        client.fund(admin, acct, "WBTC", 100 * 10**8)
+        client.authorise(acct, venue)
     return s
 
 
@@ -184,7 +242,7 @@ def _resync_clock(chain):
     chain.provider.make_request("evm_setTime", [chain.blocks.head.timestamp + 1])
 
 
-_CHAIN_FIXTURES = {"chain", "project", "oracle", "engine", "views", "usdc", "weth", "wbtc"}
+_CHAIN_FIXTURES = {"chain", "project", "core", "oracle", "engine", "views", "usdc", "weth", "wbtc"}
 _CHAIN_FIXTURES |= {"system", "market"}
 
 

@@ -24,6 +24,7 @@ from offchain.margin import (
     MarketInt,
     UnderlyingInt,
 )
+from offchain.sdk import deploy_liquidation_views, deploy_liquidator
 
 BIG = 10**9 * USD  # token units minted to every funded account
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -54,14 +55,12 @@ def liquidator(project, admin, engine, market):
     wired = engine.liquidator()
     if wired != ZERO:
         return project.Liquidator.at(wired)
-    liq = admin.deploy(project.Liquidator, admin, engine)
-    engine.set_liquidator(liq, sender=admin)
-    return liq
+    return deploy_liquidator(project, admin, engine)
 
 
 @pytest.fixture(scope="session")
 def lviews(project, admin, liquidator):
-    return admin.deploy(project.LiquidationViews, liquidator)
+    return deploy_liquidation_views(project, admin, liquidator)
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 
 from offchain.codec import KIND_FUTURE
 from offchain.fixed_point import WAD
+from offchain.sdk import ROLE_KEEPER
 
 F60K = 60_000 * WAD
 SCALE = 10**12
@@ -201,7 +202,7 @@ def test_compromised_keeper_reaches_1000x_only_in_18_posts(liq, trader, hedger, 
         spot,
         sender=s.venue,
     )
-    s.oracle.revoke_role(s.keeper, 1, sender=admin)
+    s.oracle.revoke_role(s.keeper, ROLE_KEEPER, sender=admin)
     refused("revoked keeper posts", "roles: not keeper", s.post, [(BTC, spot, PSR)])
 
 

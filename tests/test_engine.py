@@ -15,6 +15,7 @@ from offchain.fixed_point import (
     futures_risk_array_wad,
 )
 from offchain.scenarios import CRYPTO_35
+from offchain.sdk import ROLE_GUARDIAN
 
 SPOT = SPOTS[BTC]
 
@@ -336,7 +337,7 @@ def test_admin_setters_and_roles(market, admin, outsider, guardian):
     s.engine.accept_admin(sender=outsider)
     with ape.reverts("roles: not admin"):
         s.engine.set_im_factor(WAD, sender=admin)
-    s.engine.revoke_role(guardian, 4, sender=outsider)
+    s.engine.revoke_role(guardian, ROLE_GUARDIAN, sender=outsider)
     with ape.reverts("roles: not guardian"):
         s.engine.pause(sender=guardian)
     s.engine.pause(sender=outsider)  # the admin may pause too

@@ -7,6 +7,7 @@ from contract_support import BTC, DAY, ETH, GRID_CRYPTO, MAX_DEV, PSR, SPAN, SPO
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpack_entries
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.sdk import ROLE_KEEPER, ROLE_VENUE
 
 
 def test_listing_encodes_ids(system):
@@ -57,7 +58,7 @@ def test_only_keeper_posts(market, request, role_holder):
 
 
 def test_revoked_keeper_cannot_post(market, admin, keeper):
-    tx = market.oracle.revoke_role(keeper, 1, sender=admin)
+    tx = market.oracle.revoke_role(keeper, ROLE_KEEPER, sender=admin)
     assert tx.events.filter(market.oracle.RoleRevoked)[0].account == keeper.address
     with ape.reverts("roles: not keeper"):
         market.post([(BTC, SPOTS[BTC], PSR)])
@@ -297,12 +298,12 @@ def test_admin_two_step_transfer(system, admin, outsider):
 def test_role_management(system, admin, outsider):
     o = system.oracle
     with ape.reverts("roles: unknown role"):
-        o.grant_role(outsider, 3, sender=admin)
+        o.grant_role(outsider, ROLE_KEEPER | ROLE_VENUE, sender=admin)  # one bit per call
     with ape.reverts("roles: zero account"):
-        o.grant_role("0x0000000000000000000000000000000000000000", 1, sender=admin)
+        o.grant_role("0x0000000000000000000000000000000000000000", ROLE_KEEPER, sender=admin)
     with ape.reverts("roles: not admin"):
-        o.grant_role(outsider, 1, sender=outsider)
-    tx = o.grant_role(outsider, 1, sender=admin)
+        o.grant_role(outsider, ROLE_KEEPER, sender=outsider)
+    tx = o.grant_role(outsider, ROLE_KEEPER, sender=admin)
     ev = tx.events.filter(o.RoleGranted)[0]
-    assert (ev.role, ev.account, ev.sender) == (1, outsider.address, admin.address)
-    assert o.has_role(outsider, 1) and not o.has_role(outsider, 2)
+    assert (ev.role, ev.account, ev.sender) == (ROLE_KEEPER, outsider.address, admin.address)
+    assert o.has_role(outsider, ROLE_KEEPER) and not o.has_role(outsider, ROLE_VENUE)

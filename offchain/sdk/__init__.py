@@ -20,6 +20,7 @@ from offchain.sdk.config import (
 from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
 from offchain.sdk.deploy import (
     deploy_core,
+    deploy_liquidation_views,
     deploy_liquidator,
     deploy_system,
     deploy_token,
@@ -44,6 +45,7 @@ __all__ = [
     "UnderlyingSpec",
     "decode_market",
     "deploy_core",
+    "deploy_liquidation_views",
     "deploy_liquidator",
     "deploy_system",
     "deploy_token",

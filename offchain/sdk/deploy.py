@@ -22,6 +22,7 @@ from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
 
 __all__ = [
     "deploy_core",
+    "deploy_liquidation_views",
     "deploy_liquidator",
     "deploy_system",
     "deploy_token",
@@ -46,11 +47,15 @@ def deploy_core(project: Any, admin: Any, cash: Any, deposit_cap: int) -> tuple[
     return oracle, engine, views
 
 
-def deploy_liquidator(project: Any, admin: Any, engine: Any) -> tuple[Any, Any]:
-    """``(liquidator, liquidation_views)``, the liquidator wired to ``engine``."""
+def deploy_liquidator(project: Any, admin: Any, engine: Any) -> Any:
+    """A Liquidator wired to ``engine`` (the engine takes one, once)."""
     liquidator = admin.deploy(project.Liquidator, admin, engine)
     engine.set_liquidator(liquidator, sender=admin)
-    return liquidator, admin.deploy(project.LiquidationViews, liquidator)
+    return liquidator
+
+
+def deploy_liquidation_views(project: Any, admin: Any, liquidator: Any) -> Any:
+    return admin.deploy(project.LiquidationViews, liquidator)
 
 
 def grant_roles(
@@ -195,8 +200,9 @@ def deploy_system(
     engine = project.MarginEngine.at(dep.engine)
     if liquidator:
         if not has_code(dep.liquidator):
-            liq, lviews = deploy_liquidator(project, admin, engine)
-            dep.liquidator, dep.liquidation_views = liq.address, lviews.address
+            liq = deploy_liquidator(project, admin, engine)
+            dep.liquidator = liq.address
+            dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
             say(f"deployed liquidator {liq.address}")
         elif str(engine.liquidator()) != dep.liquidator:
             engine.set_liquidator(dep.liquidator, sender=admin)
