@@ -21,13 +21,9 @@ import time
 import numpy as np
 
 from offchain.fixed_point import WAD, futures_risk_array_wad, to_wad
-from offchain.keeper.runner import (
-    KeeperConfig,
-    UnderlyingInfo,
-    compute_quotes,
-    health_by_account,
-    plan_round,
-)
+from offchain.keeper.config import KeeperConfig, UnderlyingInfo
+from offchain.keeper.policy import health_by_account
+from offchain.keeper.quotes import compute_quotes, plan_round
 from offchain.margin import AccountInt, InstrumentInt, Kind, MarketInt
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import ChainMarket, InstrumentMeta, decode_market

@@ -29,7 +29,9 @@ from typing import Any
 from ape import accounts, chain, project
 
 from offchain.fixed_point import WAD
-from offchain.keeper.runner import CalibratedPsr, KeeperConfig, ShiftedSource, open_keeper
+from offchain.keeper.config import KeeperConfig
+from offchain.keeper.replay import CalibratedPsr, ShiftedSource
+from offchain.keeper.runner import open_keeper
 from offchain.keeper.sources import CsvReplaySource
 from offchain.keeper.tx import TxConfig
 from offchain.margin import AccountInt, account_margin_int
@@ -510,7 +512,7 @@ class _Live:
 
 def solvency(c: Client, runner: Any, people: list[Any]) -> Solvency:
     """The books balance, nobody is left below MM, bad debt is covered."""
-    holders = {p.address for p in people} | set(runner.book.accounts)
+    holders = {p.address for p in people} | runner.known_accounts
     scale = int(c.engine.cash_scale())
     vault_cash = int(c.cash.balanceOf(c.engine)) * scale
     sum_cash = sum(int(c.engine.cash(a)) for a in holders)

@@ -22,7 +22,9 @@ import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
-from offchain.keeper.runner import KeeperConfig, ShiftedSource, open_keeper
+from offchain.keeper.config import KeeperConfig
+from offchain.keeper.replay import ShiftedSource
+from offchain.keeper.runner import open_keeper
 from offchain.keeper.sources import (
     AggregatorV3Source,
     CsvReplaySource,

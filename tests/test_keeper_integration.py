@@ -13,7 +13,8 @@ from faulty_rpc import FaultyRpcProxy
 from web3 import Web3
 
 from offchain.fixed_point import WAD, to_wad
-from offchain.keeper.runner import KeeperConfig, open_keeper
+from offchain.keeper.config import KeeperConfig
+from offchain.keeper.runner import open_keeper
 from offchain.keeper.sources import Tick
 from offchain.keeper.tx import TxConfig, TxManager
 from offchain.margin import settlement_cash
@@ -204,14 +205,14 @@ def test_a_keeper_killed_mid_round_resumes_without_double_posts(sysm, chain, kee
         block_gas_limit=700_000, gas_fraction=0.5, heartbeat=12 * HOUR, heartbeat_margin=HOUR
     )
     k = keeper_for(c, keeper, tmp_path, cfg=cfg)
-    real_send = k.tx.send
+    real_send = k.sender.tx.send
 
     def die_on_second(key, *args, **kw):
         if key.endswith(":1"):
             raise Killed(key)  # the process dies after the first batch was sent
         return real_send(key, *args, **kw)
 
-    k.tx.send = die_on_second
+    k.sender.tx.send = die_on_second
     w3 = chain.provider.web3
     nonce0 = w3.eth.get_transaction_count(keeper.address)
     ts = advance(chain, 60)
@@ -221,7 +222,7 @@ def test_a_keeper_killed_mid_round_resumes_without_double_posts(sysm, chain, kee
     assert w3.eth.get_transaction_count(keeper.address) == nonce0 + 1  # one batch landed
 
     k2 = keeper_for(c, keeper, tmp_path, cfg=cfg)
-    plan = k2.book.plan
+    plan = k2.runner_state.plan
     assert plan is not None and plan.ts == ts and len(plan.batches) > 1
     k2.round(tick(ts, 60_000.0, 3_000.0))  # the same tick again after the restart
     items = posted_items(c, ts)
@@ -229,7 +230,7 @@ def test_a_keeper_killed_mid_round_resumes_without_double_posts(sysm, chain, kee
     sent = w3.eth.get_transaction_count(keeper.address) - nonce0
     keys = [key for key in k2.state.ledger if key.startswith(f"post:{ts}:")]
     assert sent == len(keys) == len(plan.batches)  # one transaction per key, none twice
-    assert k2.book.plan is None and k2.book.last_ts == ts
+    assert k2.runner_state.plan is None and k2.runner_state.last_ts == ts
     k2.close()
 
 
@@ -337,13 +338,13 @@ def test_a_shock_gets_every_account_below_mm_liquidated_within_the_round(
     for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
         ts = advance(chain, HOUR)
         report = k.round(tick(ts, btc, eth))
-        post_block = k.tx.record(f"post:{ts}:0").block_number
+        post_block = k.sender.tx.record(f"post:{ts}:0").block_number
         assert set(report.liquidations) == set(report.below_mm)
         for n, addr in enumerate(report.below_mm):
             # worst first, one block each, right after the post that revealed it
-            assert k.tx.record(f"liq:{ts}:{addr}").block_number == post_block + 1 + n
+            assert k.sender.tx.record(f"liq:{ts}:{addr}").block_number == post_block + 1 + n
         liquidated |= set(report.liquidations)
-        for addr in k.book.accounts:  # nobody is left below MM after the round
+        for addr in k.known_accounts:  # nobody is left below MM after the round
             eq, _, mm, _, _ = c.liquidation_views.margin_state(addr)
             assert eq >= mm
     assert thin.address in liquidated and maker.address not in liquidated

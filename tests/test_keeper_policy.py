@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from offchain.fixed_point import WAD
 from offchain.keeper.policy import (
     Posted,
     Quote,
@@ -16,8 +17,13 @@ from offchain.keeper.policy import (
     batch_by_gas,
     choose_liquidations,
     due_settlements,
+    liquidation_targets,
     select_updates,
+    settlement_prices_due,
+    settlements_due,
 )
+from offchain.margin import Kind
+from offchain.sdk import InstrumentMeta
 
 HOUR = 3_600
 NOW = 1_700_000_000
@@ -196,3 +202,36 @@ def test_due_settlements():
     expiries = {"BTC-28MAR": NOW - 10, "ETH-28MAR": NOW - 10, "BTC-27JUN": NOW + 1, "X": NOW}
     assert due_settlements(expiries, NOW, settled={"ETH-28MAR"}) == ["BTC-28MAR", "X"]
     assert due_settlements(list(expiries.items()), NOW - 11, settled=()) == []
+
+
+# --------------------------------------------------------------------------- whom, what to settle
+
+
+def test_liquidation_targets_keep_the_order_and_skip_the_keeper_s_own_account():
+    assert liquidation_targets(["0xb", "0xk", "0xa"], "0xk") == ["0xb", "0xa"]
+    assert liquidation_targets(["0xb", "0xk"], None) == ["0xb", "0xk"]
+
+
+def test_settlement_prices_due_value_expired_instruments_at_the_last_spot():
+    call = InstrumentMeta(1, 1, Kind.CALL, 9_000 * WAD, 100)
+    settled_future = InstrumentMeta(2, 1, Kind.FUTURE, 0, 50)
+    eth_put = InstrumentMeta(3, 2, Kind.PUT, 3_000 * WAD, 60)
+    live = InstrumentMeta(4, 1, Kind.FUTURE, 0, 500)
+    earlier_put = InstrumentMeta(5, 1, Kind.PUT, 10_000 * WAD, 80)
+    names = {1: "c", 2: "f", 3: "p", 4: "l", 5: "q"}
+    due = settlement_prices_due(
+        [call, settled_future, eth_put, live, earlier_put],
+        names,
+        settled={2},
+        now=200,
+        spots={"BTC": 9_500.0},  # no ETH spot yet: its put waits
+        underlying_names={1: "BTC", 2: "ETH"},
+    )
+    assert due == [(earlier_put, 500 * WAD), (call, 500 * WAD)]
+
+
+def test_settlements_due_one_call_per_account_within_the_limit():
+    holdings = {"0xb": {7: WAD, 9: -WAD}, "0xa": {9: WAD}, "0xc": {8: WAD}}
+    assert settlements_due(holdings, {7, 9}, 10) == [("0xa", 9), ("0xb", 7)]
+    assert settlements_due(holdings, {7, 9}, 1) == [("0xa", 9)]
+    assert settlements_due(holdings, set(), 10) == []

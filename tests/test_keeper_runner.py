@@ -10,19 +10,12 @@ import pytest
 
 from offchain.codec import unpack_entries
 from offchain.fixed_point import WAD, decode_risk_array, to_wad
-from offchain.keeper.book import BookState, BookStore
-from offchain.keeper.policy import Posted, Quote
-from offchain.keeper.runner import (
-    KeeperConfig,
-    KeeperRunner,
-    UnderlyingInfo,
-    batch_args,
-    compute_quotes,
-    health_by_account,
-    item_gas,
-    plan_round,
-    settlement_price,
-)
+from offchain.keeper.config import KeeperConfig, UnderlyingInfo
+from offchain.keeper.policy import Posted, Quote, health_by_account, settlement_price
+from offchain.keeper.quotes import batch_args, compute_quotes, item_gas, plan_round
+from offchain.keeper.runner import KeeperRunner
+from offchain.keeper.runner_state import RunnerState, RunnerStore
+from offchain.keeper.senders import ChainSender, DryRunSender
 from offchain.keeper.sources import Tick
 from offchain.keeper.state import KeeperState, StateStore, TxRecord, TxStatus
 from offchain.margin import (
@@ -299,10 +292,10 @@ def open_runner(tmp_path, chain, kill_at=None, cfg=None):
     tx = FakeTx(state, store, chain, kill_at)
     runner = KeeperRunner(
         chain,
-        tx,
+        ChainSender(tx),
         store,
         state,
-        BookStore(tmp_path / "keeper.runner.json"),
+        RunnerStore(tmp_path / "keeper.runner.json"),
         UNDS,
         lambda u, ts: PSR[u],
         cfg or KeeperConfig(block_gas_limit=500_000, gas_fraction=0.6),
@@ -332,7 +325,7 @@ def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):
     with pytest.raises(Killed):
         runner.round(tick())
     runner.close()
-    plan = BookStore(tmp_path / "keeper.runner.json").load().plan
+    plan = RunnerStore(tmp_path / "keeper.runner.json").load().plan
     assert plan is not None and len(plan.batches) > 1
 
     restarted = open_runner(tmp_path, chain)
@@ -344,8 +337,8 @@ def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):
     assert len(old) == len(plan.batches)
     new = [k for k in keys if k.startswith(f"post:{T0 + 7_200}:")]
     assert new and report.posted
-    book = BookStore(tmp_path / "keeper.runner.json").load()
-    assert book.plan is None and book.last_ts == T0 + 7_200
+    saved = RunnerStore(tmp_path / "keeper.runner.json").load()
+    assert saved.plan is None and saved.last_ts == T0 + 7_200
     assert restarted.state.posted["U:BTC"].quote.mark == to_wad(61_000.0)
     restarted.close()
     with StateStore(tmp_path / "keeper.json") as ledger:  # the file holds every key once
@@ -355,25 +348,28 @@ def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):
 def test_dry_run_sends_and_saves_nothing(tmp_path):
     chain = FakeChain()
     store_path = tmp_path / "keeper.runner.json"
+    state_path = tmp_path / "keeper.json"
     runner = KeeperRunner(
         chain,
-        None,
-        None,
+        DryRunSender(),
+        StateStore(state_path),
         KeeperState(),
-        BookStore(store_path),
+        RunnerStore(store_path),
         UNDS,
         lambda u, ts: PSR[u],
-        dry_run=True,
     )
     report = runner.round(tick())
     assert len(report.posted) == 8 and chain.sent == []
-    assert not store_path.exists()
+    assert not store_path.exists() and not state_path.exists()
+    # the same decisions again: what it would have posted counts as posted
+    assert runner.round(tick(T0 + 3_660)).posted == []
+    runner.close()
 
 
-def test_book_store_round_trip_and_corruption(tmp_path):
-    store = BookStore(tmp_path / "b.json")
-    assert store.load() == BookState()
-    s = BookState({"0xa", "0xb"}, None, 7)
+def test_runner_store_round_trip_and_corruption(tmp_path):
+    store = RunnerStore(tmp_path / "b.json")
+    assert store.load() == RunnerState()
+    s = RunnerState({"0xa", "0xb"}, None, 7)
     store.save(s)
     assert store.load() == s
     (tmp_path / "b.json").write_text("{not json")

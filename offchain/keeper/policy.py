@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from offchain.fixed_point import WAD, to_wad
+from offchain.margin import AccountInt, Kind
+from offchain.sdk import ChainMarket, InstrumentMeta
+
 __all__ = [
     "Posted",
     "Quote",
@@ -23,7 +27,12 @@ __all__ = [
     "batch_by_gas",
     "choose_liquidations",
     "due_settlements",
+    "health_by_account",
+    "liquidation_targets",
     "select_updates",
+    "settlement_price",
+    "settlement_prices_due",
+    "settlements_due",
 ]
 
 T = TypeVar("T")
@@ -199,3 +208,79 @@ def due_settlements(
     done = set(settled)
     due = sorted((expiry, name) for name, expiry in pairs if expiry <= now and name not in done)
     return [name for _, name in due]
+
+
+def liquidation_targets(below_mm: Sequence[str], own_account: str | None) -> list[str]:
+    """The accounts below MM the keeper liquidates, in the order given (worst first): all but
+    its own margin account, which is the one that takes the positions."""
+    return [a for a in below_mm if a != own_account]
+
+
+def health_by_account(
+    market: ChainMarket, accounts: Mapping[str, AccountInt]
+) -> dict[str, tuple[int, int, int]]:
+    """``{address: (equity, IM, MM)}`` with the integer reference, for accounts that hold
+    positions (an account without positions has MM 0 and cannot be liquidated)."""
+    out = {}
+    for addr, acct in accounts.items():
+        if not acct.positions:
+            continue
+        st = market.account_margin(acct)
+        out[addr] = (st.equity, st.initial_margin, st.maintenance_margin)
+    return out
+
+
+def settlement_price(meta: InstrumentMeta, spot: float) -> int:
+    """Value of one long contract at expiry (WAD): future ``S``, call ``max(S - K, 0)``, put
+    ``max(K - S, 0)``, times the contract size. ``settlement_price(BTC call K=9,000, 9,500)`` is
+    500 USD."""
+    s = to_wad(float(spot))
+    if meta.kind is Kind.FUTURE:
+        v = s
+    elif meta.kind is Kind.CALL:
+        v = max(s - meta.strike, 0)
+    else:
+        v = max(meta.strike - s, 0)
+    return v * meta.contract_size // WAD
+
+
+def settlement_prices_due(
+    instruments: Sequence[InstrumentMeta],
+    names: Mapping[int, str],
+    settled: Collection[int],
+    now: int,
+    spots: Mapping[str, float],
+    underlying_names: Mapping[int, int | str],
+) -> list[tuple[InstrumentMeta, int]]:
+    """``(instrument, price)`` of every expired instrument not settled yet whose underlying has a
+    spot, earliest expiry first (``due_settlements``), valued by ``settlement_price``."""
+    by_name = {names[m.id]: m for m in instruments}
+    due = due_settlements(
+        {name: m.expiry for name, m in by_name.items()},
+        now,
+        {names[i] for i in settled if i in names},
+    )
+    out = []
+    for name in due:
+        meta = by_name[name]
+        spot = spots.get(underlying_names[meta.underlying])
+        if spot is not None:
+            out.append((meta, settlement_price(meta, spot)))
+    return out
+
+
+def settlements_due(
+    holdings: Mapping[str, Mapping[int, int]], settled: Collection[int], limit: int
+) -> list[tuple[str, int]]:
+    """``(account, instrument)`` per ``settle(account)`` call to send: among the first ``limit``
+    (account, settled instrument) pairs by address then id, one per account (one call settles
+    all of an account's expired positions)."""
+    done = set(settled)
+    pairs = [(a, j) for a in sorted(holdings) for j in sorted(holdings[a]) if j in done]
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for account, instrument in pairs[:limit]:
+        if account not in seen:
+            seen.add(account)
+            out.append((account, instrument))
+    return out

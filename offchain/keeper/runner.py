@@ -1,351 +1,84 @@
-"""The keeper loop (DESIGN §8): decisions as plain functions, ``KeeperRunner`` a thin adapter.
+"""The keeper loop (``docs/keeper.md``): ``KeeperRunner`` only orchestrates; what to quote and post
+(``quotes``), whom to liquidate and what to settle (``policy``) are plain functions, and every
+action leaves through one ``Sender`` (``senders``: signing, or a dry run that changes nothing).
 
 One round for a tick of market data:
 
-1. ``compute_quotes``: marks and SPAN risk arrays of every live instrument (vectorised Black-76
-   over the scenario grid, ``offchain.risk_arrays``) with the PSR of ``offchain.calibration``,
-   as WAD integers ready for ``RiskOracle.post``; futures carry only their mark because the
-   oracle computes their arrays itself (``docs/fixed-point.md`` §3).
-2. ``plan_round``: ``policy.select_updates`` picks what moved beyond the threshold or nears its
-   heartbeat (an underlying is posted with any of its instruments, so option arrays are checked
-   against the spot they were computed from); ``policy.batch_by_gas`` splits the items into
-   gas-bounded batches, then into the oracle's per-call limits.
-3. The plan is written ahead (``book.BookStore``), then each batch is sent through ``TxManager``
-   with the key ``post:<ts>:<k>`` and awaited; confirmed names become ``state.posted``.
-4. The account index is extended from the engine's events since ``state.last_block``; changed
+1. ``quotes.compute_quotes``: marks and SPAN risk arrays of every live instrument (vectorised
+   Black-76 over the scenario grid) with the PSR in force, as WAD integers ready for
+   ``RiskOracle.post``; ``quotes.plan_round`` picks what moved beyond the threshold or nears its
+   heartbeat and splits it into gas-bounded batches within the oracle's per-call limits.
+2. The plan is written ahead (``runner_state.RunnerStore``), then each batch is sent with the key
+   ``post:<ts>:<k>`` and awaited; confirmed names become ``state.posted``.
+3. The account index is extended from the engine's events since ``state.last_block``; changed
    accounts are re-read; every account's health is computed off-chain with the integer
-   reference (``ChainMarket.margin``), and those below MM are reported (and liquidated once the
-   chain has a liquidation entry point).
-5. Expired instruments get a settlement price (``policy.due_settlements``) and every account
-   holding them is settled.
-
-Dry-run: the same decisions, logged, nothing signed or saved.
+   reference, and ``policy.liquidation_targets`` are liquidated, worst first.
+4. ``policy.settlement_prices_due`` are posted and ``policy.settlements_due`` settled.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
-
-from offchain.calibration import CalibrationParams, psr_series
-from offchain.codec import OptionPost
-from offchain.data import load_asset
-from offchain.fixed_point import WAD, to_wad
-from offchain.keeper.book import Batch, BookState, BookStore, RoundPlan
+from offchain.fixed_point import WAD
+from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.logfmt import log_event
 from offchain.keeper.policy import (
     Posted,
     Quote,
-    batch_by_gas,
     choose_liquidations,
-    due_settlements,
-    select_updates,
+    health_by_account,
+    liquidation_targets,
+    settlement_prices_due,
+    settlements_due,
 )
+from offchain.keeper.quotes import batch_args, compute_quotes, plan_round
+from offchain.keeper.replay import CalibratedPsr
+from offchain.keeper.runner_state import Batch, RoundPlan, RunnerStore
+from offchain.keeper.senders import ChainSender, DryRunSender, Sender, Store
 from offchain.keeper.sources import Tick
-from offchain.keeper.tx import TRANSIENT_ERRORS, TxError
-from offchain.margin import AccountInt, Kind
-from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
-from offchain.scenarios import ScenarioGrid
+from offchain.keeper.tx import TxError
+from offchain.margin import AccountInt
 from offchain.sdk import ChainMarket, InstrumentMeta
 
-__all__ = [
-    "CalibratedPsr",
-    "Item",
-    "KeeperConfig",
-    "KeeperRunner",
-    "RoundReport",
-    "ShiftedSource",
-    "UnderlyingInfo",
-    "compute_quotes",
-    "health_by_account",
-    "item_gas",
-    "plan_round",
-    "settlement_price",
-]
+__all__ = ["KeeperChain", "KeeperRunner", "RoundReport", "keeper_underlyings", "open_keeper"]
 
 _log = logging.getLogger(__name__)
 
-MAX_POST_UNDERLYINGS = 16
-MAX_POST_INSTRUMENTS = 64
-MAX_POST_ASSETS = 8
-MIN_TIME_TO_EXPIRY = 60  # seconds; closer to expiry an instrument is not repriced any more
+DEFAULTS = KeeperConfig()
+RawAccount = tuple[int, dict[int, int], dict[str, int]]  # cash, positions, collateral
 
 
-@dataclass(frozen=True)
-class KeeperConfig:
-    """Knobs of the keeper (defaults for a public network; the demo shortens nothing but the
-    heartbeat, whose clock is the replayed one)."""
+class KeeperChain(Protocol):
+    """What the runner reads and encodes through the SDK client (``offchain.sdk.Client``)."""
 
-    threshold: float = 0.002  # relative move that triggers a post
-    heartbeat: int = 600  # seconds; must stay below the oracle's max_age
-    heartbeat_margin: int = 60
-    block_gas_limit: int = 30_000_000
-    gas_fraction: float = 0.5  # share of a block one batch may take
-    base_gas: int = 60_000  # per post transaction
-    vol_default: float = 0.8  # annualised, when the tick has no vol for an underlying
-    vol_floor: float = 0.2
-    skew: float = -0.1  # d(vol) / d ln(K/F): puts richer than calls
-    wait_timeout: float = 120.0  # seconds to wait for a transaction to be final
-    settle_batch: int = 50  # settle() calls per round at most
+    deployment: Any
+    oracle: Any
+    engine: Any
+    liquidator: Any
+    chain_manager: Any
 
+    def listed_instruments(self) -> list[InstrumentMeta]: ...
 
-@dataclass(frozen=True)
-class UnderlyingInfo:
-    """What the keeper knows of an underlying: names, grid, PSR bounds, collateral it prices."""
+    def accounts_touched(self, start_block: int, stop_block: int) -> set[str]: ...
 
-    name: str
-    id: int
-    grid: ScenarioGrid
-    psr_min: float
-    psr_max: float
-    assets: tuple[str, ...] = ()  # token addresses whose USD price is this spot
+    def account_raw(self, account: str) -> RawAccount: ...
 
+    def market_int(self, instruments: Sequence[int]) -> ChainMarket: ...
 
-@dataclass(frozen=True)
-class Item:
-    """One element of a post: ``kind`` is "underlying", "asset" or "instrument"; ``arg`` the
-    tuple ``RiskOracle.post`` takes for it, an instrument's as ``(id, mark, e, words)`` which
-    ``codec.pack_post`` turns into the contract's packed words (JSON-friendly ints and strings)."""
+    def post_calldata(self, *args: Any) -> bytes: ...
 
-    name: str
-    kind: str
-    underlying: int
-    arg: tuple
+    def settlement_calldata(self, instrument: int, price: int) -> bytes: ...
 
+    def settle_calldata(self, account: str) -> bytes: ...
 
-def item_gas(item: Item) -> int:
-    """Gas budgeted for one item inside a post. Measured in the demo (35-scenario grid): a
-    first post of 19 items (2 spots, 2 prices, 15 instruments) costs 1.31M gas, about 68k an
-    item, since it writes fresh slots; a repeat post of the same 19 costs 0.74M, about 37k an
-    item. The budget uses the first-post figures, so a batch never outgrows its share.
-    """
-    if item.kind == "instrument":
-        return 75_000 if item.arg[3] else 70_000
-    return 30_000
+    def liquidate_calldata(self, account: str) -> bytes: ...
 
-
-# --------------------------------------------------------------------------- PSR and time
-
-
-class CalibratedPsr:
-    """PSR per underlying from ``offchain.calibration.psr_series`` on the shared daily history:
-    the PSR in force is the one calibrated at the last close before the tick (no look-ahead);
-    ticks after the history use its last value. ``time_offset`` is subtracted from tick
-    timestamps first (the demo replays 2020 on a later chain clock)."""
-
-    def __init__(
-        self,
-        underlyings: Sequence[str],
-        params: CalibrationParams | None = None,
-        time_offset: int = 0,
-    ) -> None:
-        params = params or CalibrationParams()
-        self.time_offset = time_offset
-        self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for u in underlyings:
-            prices = load_asset(u)
-            ps = psr_series(prices.close, params)
-            days = np.array(
-                [np.datetime64(str(d), "s").astype(np.int64) for d in prices.dates],
-                dtype=np.int64,
-            )
-            ok = np.isfinite(ps.psr)
-            # a close of day d is known at the end of d
-            self._series[u] = (days[ok] + 86_400, ps.psr[ok])
-
-    def __call__(self, underlying: str, ts: int) -> float:
-        known, psr = self._series[underlying]
-        i = int(np.searchsorted(known, ts - self.time_offset, side="right")) - 1
-        return float(psr[max(i, 0)])
-
-
-class ShiftedSource:
-    """A market data source whose tick timestamps are moved by ``offset`` seconds (replaying
-    history on a chain whose clock is later). ``first_ts`` / ``last_ts`` track what passed."""
-
-    def __init__(self, source: Any, offset: int) -> None:
-        self.source = source
-        self.offset = offset
-
-    def next_tick(self) -> Tick | None:
-        t = self.source.next_tick()
-        if t is None:
-            return None
-        return Tick(t.timestamp + self.offset, t.spots, t.realised_vol, t.implied_vol)
-
-
-# --------------------------------------------------------------------------- decisions
-
-
-def compute_quotes(
-    ts: int,
-    spots: Mapping[str, float],
-    vols: Mapping[str, float],
-    psr: Mapping[str, float],
-    underlyings: Sequence[UnderlyingInfo],
-    instruments: Sequence[InstrumentMeta],
-    names: Mapping[int, str],
-    cfg: KeeperConfig = KeeperConfig(),
-) -> dict[str, tuple[Quote, Item]]:
-    """Quote (for ``select_updates``) and post item of every underlying, collateral price and
-    live instrument at ``ts``; WAD integers throughout.
-
-    Underlying quote: ``mark = spot``, ``risk_array = (psr,)``. Future: ``mark = F x size``,
-    ``risk_array = (F x psr,)`` (its on-chain array scales with both). Option: Black-76 mark and
-    the weighted scenario P&L per long contract, ``scale = spot x size``. An instrument within
-    ``MIN_TIME_TO_EXPIRY`` of expiry (or past it) is not quoted: it awaits settlement.
-    Underlyings missing from ``spots`` are skipped with their instruments.
-    """
-    out: dict[str, tuple[Quote, Item]] = {}
-    by_grid: dict[str, list[UnderlyingInfo]] = {}
-    for u in underlyings:
-        if u.name not in spots:
-            continue
-        p = min(max(psr[u.name], u.psr_min), u.psr_max)
-        spot_w, psr_w = to_wad(float(spots[u.name])), to_wad(p)
-        out[f"U:{u.name}"] = (
-            Quote(spot_w, (psr_w,)),
-            Item(f"U:{u.name}", "underlying", u.id, (u.id, spot_w, psr_w)),
-        )
-        for addr in u.assets:
-            out[f"A:{addr}"] = (Quote(spot_w), Item(f"A:{addr}", "asset", u.id, (addr, spot_w)))
-        by_grid.setdefault(u.grid.name, []).append(u)
-    for group in by_grid.values():
-        grid = group[0].grid
-        index = {u.id: k for k, u in enumerate(group)}
-        live = [
-            m for m in instruments if m.underlying in index and m.expiry > ts + MIN_TIME_TO_EXPIRY
-        ]
-        if not live:
-            continue
-        ins = Instruments(
-            np.array([index[m.underlying] for m in live], dtype=np.int64),
-            np.array([int(m.kind) for m in live], dtype=np.int64),
-            np.array([m.strike / WAD if m.kind is not Kind.FUTURE else np.nan for m in live]),
-            np.array([m.expiry for m in live], dtype=np.int64),
-        )
-        spot = np.array([float(spots[u.name]) for u in group])
-        atm = np.array(
-            [max(float(vols.get(u.name, cfg.vol_default)), cfg.vol_floor) for u in group]
-        )
-        psr_vec = np.array([min(max(psr[u.name], u.psr_min), u.psr_max) for u in group])
-        mkt = MarketState(ts, spot, VolSurface(atm, np.full(len(group), cfg.skew)))
-        arrays = risk_arrays(ins, mkt, grid, psr_vec)
-        mk = marks(ins, mkt)
-        for j, m in enumerate(live):
-            name = names[m.id]
-            size = m.contract_size
-            u = group[index[m.underlying]]
-            scale = to_wad(float(spots[u.name])) * size // WAD
-            mark = to_wad(float(mk[j])) * size // WAD
-            if m.kind is Kind.FUTURE:
-                psr_w = to_wad(float(psr_vec[index[m.underlying]]))
-                quote = Quote(mark, (mark * psr_w // WAD,), scale)
-                post = OptionPost.future(m.id, mark)
-            else:
-                ra = [v * size // WAD for v in to_wad(arrays[j])]
-                quote = Quote(mark, tuple(ra), scale)
-                post = OptionPost.option(m.id, mark, ra)
-            out[name] = (quote, Item(name, "instrument", m.underlying, post.as_arg()))
-    return out
-
-
-def plan_round(
-    ts: int,
-    quotes: Mapping[str, tuple[Quote, Item]],
-    posted: Mapping[str, Posted],
-    cfg: KeeperConfig = KeeperConfig(),
-) -> list[list[Item]]:
-    """Items to post at ``ts``, in gas-bounded batches that also respect the oracle's per-call
-    limits (16 underlyings, 64 instruments, 8 prices).
-
-    Selected by ``select_updates``; an underlying (and the prices it drives) is added whenever
-    one of its instruments is posted. Order: per underlying id, the underlying, its prices, then
-    its instruments by id, so every batch sees its spot posted in the same or an earlier batch.
-    """
-    current = {name: q for name, (q, _) in quotes.items()}
-    chosen = {
-        u.name
-        for u in select_updates(
-            posted, current, ts, cfg.threshold, cfg.heartbeat, cfg.heartbeat_margin
-        )
-    }
-    items = [item for _, item in quotes.values()]
-    with_instruments = {i.underlying for i in items if i.kind == "instrument" and i.name in chosen}
-    rank = {"underlying": 0, "asset": 1, "instrument": 2}
-    ordered = sorted(
-        (
-            i
-            for i in items
-            if i.name in chosen or (i.kind != "instrument" and i.underlying in with_instruments)
-        ),
-        key=lambda i: (i.underlying, rank[i.kind], i.arg[0] if i.kind == "instrument" else 0),
-    )
-    budget_batches = batch_by_gas(
-        ordered, item_gas, cfg.base_gas, cfg.block_gas_limit, cfg.gas_fraction
-    )
-    limits = {"underlying": MAX_POST_UNDERLYINGS, "asset": MAX_POST_ASSETS}
-    out: list[list[Item]] = []
-    for batch in budget_batches:
-        cur: list[Item] = []
-        counts = {"underlying": 0, "asset": 0, "instrument": 0}
-        for item in batch:
-            if counts[item.kind] == limits.get(item.kind, MAX_POST_INSTRUMENTS):
-                out.append(cur)
-                cur, counts = [], {"underlying": 0, "asset": 0, "instrument": 0}
-            cur.append(item)
-            counts[item.kind] += 1
-        if cur:
-            out.append(cur)
-    return out
-
-
-def batch_args(ts: int, batch: Sequence[Item]) -> tuple[int, list, list, list]:
-    """``RiskOracle.post`` arguments of one batch."""
-    unds = [i.arg for i in batch if i.kind == "underlying"]
-    ins = [
-        OptionPost(i.arg[0], i.arg[1], i.arg[2], tuple(i.arg[3]))
-        for i in batch
-        if i.kind == "instrument"
-    ]
-    assets = [i.arg for i in batch if i.kind == "asset"]
-    return ts, unds, ins, assets
-
-
-def health_by_account(
-    market: ChainMarket, accounts: Mapping[str, AccountInt]
-) -> dict[str, tuple[int, int, int]]:
-    """``{address: (equity, IM, MM)}`` with the integer reference, for accounts that hold
-    positions (an account without positions has MM 0 and cannot be liquidated)."""
-    out = {}
-    for addr, acct in accounts.items():
-        if not acct.positions:
-            continue
-        st = market.account_margin(acct)
-        out[addr] = (st.equity, st.initial_margin, st.maintenance_margin)
-    return out
-
-
-def settlement_price(meta: InstrumentMeta, spot: float) -> int:
-    """Value of one long contract at expiry (WAD): future ``S``, call ``max(S - K, 0)``, put
-    ``max(K - S, 0)``, times the contract size. ``settlement_price(BTC call K=9,000, 9,500)`` is
-    500 USD."""
-    s = to_wad(float(spot))
-    if meta.kind is Kind.FUTURE:
-        v = s
-    elif meta.kind is Kind.CALL:
-        v = max(s - meta.strike, 0)
-    else:
-        v = max(meta.strike - s, 0)
-    return v * meta.contract_size // WAD
-
-
-# --------------------------------------------------------------------------- the runner
+    def register_calldata(self, account: str) -> bytes: ...
 
 
 @dataclass
@@ -367,41 +100,43 @@ class RoundReport:
 
 
 class KeeperRunner:
-    """Wires sources, decisions, the chain client and ``TxManager`` (``tx`` None = dry run)."""
+    """Wires a market data tick, the decisions, the chain client and a ``Sender``.
+
+    ``state_store`` saves ``state`` (the ``KeeperState`` whose ledger ``TxManager`` keeps);
+    ``runner_store`` holds the account index and the round plan in flight. Both are written
+    through ``sender.save``, so a ``DryRunSender`` leaves them untouched.
+    """
 
     def __init__(
         self,
-        chain: Any,
-        tx: Any,
-        store: Any,
+        chain: KeeperChain,
+        sender: Sender,
+        state_store: Store | None,
         state: Any,
-        book_store: BookStore,
+        runner_store: RunnerStore,
         underlyings: Sequence[UnderlyingInfo],
         psr: Callable[[str, int], float],
-        cfg: KeeperConfig = KeeperConfig(),
+        cfg: KeeperConfig = DEFAULTS,
         *,
         w3: Any = None,
-        dry_run: bool = False,
         liquidate: bool = True,
     ) -> None:
         self.chain = chain
-        self.tx = tx
-        self.store = store
+        self.sender = sender
+        self.state_store = state_store
         self.state = state
-        self.book_store = book_store
-        self.book: BookState = book_store.load()
+        self.runner_store = runner_store
+        self.runner_state = runner_store.load()
         self.underlyings = list(underlyings)
         self.psr = psr
         self.cfg = cfg
         self.w3 = w3
-        self.dry_run = dry_run or tx is None
         self.liquidate = liquidate and getattr(chain, "liquidator", None) is not None
-        self.address = None if tx is None else tx.address
         self.instruments: list[InstrumentMeta] = []
         self.names: dict[int, str] = {}
-        self.raw: dict[str, tuple[int, dict[int, int], dict[str, int]]] = {}
+        self.raw: dict[str, RawAccount] = {}
         self.accounts: dict[str, AccountInt] = {}
-        self._stale: set[str] = set(self.book.accounts)
+        self._stale: set[str] = set(self.runner_state.accounts)
         self.last_spots: dict[str, float] = {}
         self.last_market: ChainMarket | None = None
         self.totals = {
@@ -413,16 +148,26 @@ class KeeperRunner:
             "settlement_prices": 0,
             "settlements": 0,
         }
-        self._by_name = {u.name: u for u in self.underlyings}
         self._by_id = {u.id: u for u in self.underlyings}
         self.refresh_instruments()
+
+    @property
+    def address(self) -> str | None:
+        """The keeper's account (its margin account takes liquidated positions)."""
+        return self.sender.address
+
+    @property
+    def known_accounts(self) -> set[str]:
+        """Every account the engine's events have named so far."""
+        return set(self.runner_state.accounts)
 
     # ---------------------------------------------------------------- setup
 
     def close(self) -> None:
         """Release the state file's lock."""
-        if self.store is not None:
-            self.store.close()
+        close = getattr(self.state_store, "close", None)
+        if close is not None:
+            close()
 
     def refresh_instruments(self) -> None:
         """Re-read the listed instruments from the oracle's events."""
@@ -440,24 +185,31 @@ class KeeperRunner:
         ts = min(int(tick.timestamp), int(head_ts))
         report = RoundReport(ts)
         self.last_spots.update(tick.spots)
-        if self.book.plan is not None and not self.dry_run:
-            self._execute(self.book.plan, report)
-        if ts > self.book.last_ts:
+        if self.runner_state.plan is not None:
+            self._execute(self.runner_state.plan, report)
+        if ts > self.runner_state.last_ts:
             self._post(tick, ts, report)
         self._index(report)
         market = self.chain.market_int([m.id for m in self.instruments])
         self.last_market = market
         self.accounts = {a: market.account(*raw) for a, raw in self.raw.items()}
         report.health = health_by_account(market, self.accounts)
-        below = choose_liquidations({a: h[0] - h[2] for a, h in report.health.items()}, ())
-        report.below_mm = below
-        self._liquidate(below, ts, report)
+        report.below_mm = choose_liquidations(
+            {a: eq - mm for a, (eq, _im, mm) in report.health.items()}, ()
+        )
+        for addr in report.below_mm:
+            log_event(_log, logging.WARNING, "below_mm", account=addr, ts=ts)
+        if self.liquidate:
+            self._liquidate(liquidation_targets(report.below_mm, self.address), ts, report)
         self._settle(market, head_ts, report)
         report.seconds = time.monotonic() - t0
         self.totals["posts"] += len(report.posted)
         self.totals["batches"] += report.batches
         self.totals["transactions"] += report.transactions
         self.totals["gas"] += report.gas_used
+        self.totals["liquidations"] += len(report.liquidations)
+        self.totals["settlement_prices"] += len(report.settlement_prices)
+        self.totals["settlements"] += len(report.settled)
         log_event(
             _log,
             logging.INFO,
@@ -467,11 +219,10 @@ class KeeperRunner:
             batches=report.batches,
             gas=report.gas_used,
             accounts=len(report.health),
-            below_mm=len(below),
+            below_mm=len(report.below_mm),
             liquidated=len(report.liquidations),
             settled=len(report.settled),
             seconds=round(report.seconds, 3),
-            dry_run=self.dry_run,
         )
         return report
 
@@ -525,36 +276,26 @@ class KeeperRunner:
                 for q in (quotes[i.name][0],)
             },
         )
-        if self.dry_run:
-            report.posted = [n for b in plan.batches for n in b.names]
-            report.batches = len(plan.batches)
-            for b in plan.batches:
-                log_event(_log, logging.INFO, "would_post", key=b.key, items=len(b.names))
-            return
-        self.book.plan = plan
-        self.book_store.save(self.book)
+        self.runner_state.plan = plan
+        self.sender.save(self.runner_store, self.runner_state)
         self._execute(plan, report)
 
     def _execute(self, plan: RoundPlan, report: RoundReport) -> None:
-        """Send every batch of ``plan`` (idempotent per key), wait, record what landed."""
-        from web3.exceptions import ContractLogicError
-
+        """Send every batch of ``plan`` (idempotent per key), then wait for each, and record
+        what landed: all are in flight before the first wait."""
+        to = self.chain.oracle.address
         sent = []
         for b in plan.batches:
-            try:
-                self.tx.send(b.key, self.chain.oracle.address, data=bytes.fromhex(b.calldata[2:]))
+            if self.sender.send(b.key, to, bytes.fromhex(b.calldata[2:])):
                 sent.append(b)
-            except ContractLogicError as exc:
-                # The batch would revert now (e.g. another keeper posted this timestamp).
+            else:
                 report.rejected.append(b.key)
-                log_event(_log, logging.WARNING, "post_rejected", key=b.key, reason=str(exc))
         for b in sent:
-            rec = self.tx.wait(b.key, self.cfg.wait_timeout)
-            if str(rec.status) != "confirmed":
+            outcome = self.sender.wait(b.key)
+            if not outcome.confirmed:
                 report.rejected.append(b.key)
-                log_event(_log, logging.WARNING, "post_failed", key=b.key, status=str(rec.status))
                 continue
-            report.gas_used += self._gas(rec)
+            report.gas_used += outcome.gas_used
             report.transactions += 1
             report.batches += 1
             for name in b.names:
@@ -562,10 +303,10 @@ class KeeperRunner:
                 quote = Quote(q["mark"], tuple(q["risk_array"]), q["scale"])
                 self.state.posted[name] = Posted(quote, plan.ts)
                 report.posted.append(name)
-        self.store.save(self.state)
-        self.book.plan = None
-        self.book.last_ts = max(self.book.last_ts, plan.ts)
-        self.book_store.save(self.book)
+        self.sender.save(self.state_store, self.state)
+        self.runner_state.plan = None
+        self.runner_state.last_ts = max(self.runner_state.last_ts, plan.ts)
+        self.sender.save(self.runner_store, self.runner_state)
 
     def _head(self) -> dict[str, int]:
         """Number and timestamp of the latest block, read from the node each time."""
@@ -575,149 +316,82 @@ class KeeperRunner:
         head = self.chain.chain_manager.blocks.head
         return {"number": int(head.number), "timestamp": int(head.timestamp)}
 
-    def _gas(self, rec: Any) -> int:
-        """Gas used by a final transaction (reporting only: after a few failed reads, 0)."""
-        if self.w3 is None or rec.mined_hash is None:
-            return 0
-        for attempt in range(5):
-            try:
-                return int(self.w3.eth.get_transaction_receipt(rec.mined_hash)["gasUsed"])
-            except TRANSIENT_ERRORS as exc:
-                log_event(_log, logging.WARNING, "gas_read_retry", key=rec.key, error=str(exc))
-                time.sleep(0.05 * 2**attempt)
-        return 0
-
     # ---------------------------------------------------------------- accounts
 
     def _index(self, report: RoundReport) -> None:
         """Extend the account index from engine events; re-read the accounts they touched."""
         head = self._head()["number"]
-        start = (
-            self.chain.deployment.block
-            if self.state.last_block is None
-            else self.state.last_block + 1
-        )
+        last = self.state.last_block
+        start = self.chain.deployment.block if last is None else last + 1
         if start <= head:
             touched = self.chain.accounts_touched(start, head)
-            new = touched - self.book.accounts
+            new = touched - self.runner_state.accounts
             self._stale |= touched
-            if new and not self.dry_run:
-                self.book.accounts |= new
-                self.book_store.save(self.book)
+            if new:
+                self.runner_state.accounts |= new
+                self.sender.save(self.runner_store, self.runner_state)
                 if self.liquidate:
                     self._register(sorted(new), report)
-            elif new:
-                self.book.accounts |= new
-            if not self.dry_run:
-                self.state.last_block = head
-                self.store.save(self.state)
-            else:
-                self.state.last_block = head
+            self.state.last_block = head
+            self.sender.save(self.state_store, self.state)
         for addr in sorted(self._stale):
             self.raw[addr] = self.chain.account_raw(addr)
         self._stale = set()
 
     # ---------------------------------------------------------------- liquidation
 
-    def _liquidate(self, below: Sequence[str], ts: int, report: RoundReport) -> None:
-        """``Liquidator.liquidate`` for each account below MM, worst first; the keeper's own
-        margin account takes the positions (it must stay above IM, or the call reverts)."""
-        for addr in below:
-            log_event(_log, logging.WARNING, "below_mm", account=addr, ts=ts)
-            if not self.liquidate or addr == self.address:
-                continue
+    def _liquidate(self, targets: Sequence[str], ts: int, report: RoundReport) -> None:
+        """``Liquidator.liquidate`` for each target; the keeper's own margin account takes the
+        positions (it must stay above IM, or the call reverts)."""
+        to = self.chain.liquidator.address
+        for addr in targets:
             key = f"liq:{ts}:{addr}"
-            if self.dry_run:
-                log_event(_log, logging.INFO, "would_liquidate", key=key)
-                report.liquidations.append(addr)
-                continue
-            target = self.chain.liquidator.address
-            if self._send_and_wait(key, target, self.chain.liquidate_calldata(addr), report):
+            if self._send_and_wait(key, to, self.chain.liquidate_calldata(addr), report):
                 report.liquidations.append(addr)
                 self._stale.add(addr)
                 if self.address is not None:
                     self._stale.add(self.address)
-        self.totals["liquidations"] += len(report.liquidations)
 
     def _register(self, accounts: Sequence[str], report: RoundReport) -> None:
         """Add newly seen accounts to the Liquidator's on-chain list (``accounts_below_mm``
         pages through it), once each."""
+        to = self.chain.liquidator.address
         for addr in accounts:
-            self._send_and_wait(
-                f"register:{addr}",
-                self.chain.liquidator.address,
-                self.chain.register_calldata(addr),
-                report,
-            )
+            self._send_and_wait(f"register:{addr}", to, self.chain.register_calldata(addr), report)
 
     # ---------------------------------------------------------------- settlement
 
     def _settle(self, market: ChainMarket, now: int, report: RoundReport) -> None:
         """Post the settlement price of every expired instrument (the value at the spot of the
-        first tick at or after its expiry), then ``settle`` each account holding one (a single
-        call settles all of an account's expired positions)."""
-        expiries = {self.names[m.id]: m.expiry for m in self.instruments}
-        due = due_settlements(
-            expiries, int(now), {self.names[i] for i in market.settled if i in self.names}
+        last tick), then ``settle`` each account holding one."""
+        underlying_names = {u.id: u.name for u in self.underlyings}
+        due = settlement_prices_due(
+            self.instruments, self.names, market.settled, now, self.last_spots, underlying_names
         )
-        by_name = {self.names[m.id]: m for m in self.instruments}
         newly = set()
-        for name in due:
-            meta = by_name[name]
-            und = self._by_id[meta.underlying].name
-            if und not in self.last_spots:
-                continue
-            price = settlement_price(meta, self.last_spots[und])
-            key = f"settle_price:{meta.id}"
-            if self.dry_run:
-                log_event(_log, logging.INFO, "would_post_settlement", instrument=name, price=price)
-                report.settlement_prices.append(name)
-                continue
+        for meta, price in due:
             data = self.chain.settlement_calldata(meta.id, price)
+            key = f"settle_price:{meta.id}"
             if self._send_and_wait(key, self.chain.oracle.address, data, report):
-                report.settlement_prices.append(name)
+                report.settlement_prices.append(self.names[meta.id])
                 newly.add(meta.id)
-        settled_ids = set(market.settled) | newly
-        todo = [
-            (addr, iid)
-            for addr, (_, positions, _) in sorted(self.raw.items())
-            for iid in sorted(positions)
-            if iid in settled_ids
-        ]
-        done_accounts: set[str] = set()
-        for addr, iid in todo[: self.cfg.settle_batch]:
-            if addr in done_accounts:
-                continue
+        holdings = {addr: positions for addr, (_, positions, _) in self.raw.items()}
+        settled = set(market.settled) | newly
+        for addr, iid in settlements_due(holdings, settled, self.cfg.settle_batch):
             key = f"settle:{iid}:{addr}"
-            if self.dry_run:
-                report.settled.append((addr, self.names.get(iid, str(iid))))
-                done_accounts.add(addr)
-                continue
-            if self._send_and_wait(
-                key, self.chain.engine.address, self.chain.settle_calldata(addr), report
-            ):
+            data = self.chain.settle_calldata(addr)
+            if self._send_and_wait(key, self.chain.engine.address, data, report):
                 report.settled.append((addr, self.names.get(iid, str(iid))))
                 self._stale.add(addr)
-            done_accounts.add(addr)
-        self.totals["settlement_prices"] += len(report.settlement_prices)
-        self.totals["settlements"] += len(report.settled)
 
     def _send_and_wait(self, key: str, to: str, data: bytes, report: RoundReport) -> bool:
-        from web3.exceptions import ContractLogicError
-
-        try:
-            self.tx.send(key, to, data=data)
-        except ContractLogicError as exc:
-            log_event(_log, logging.WARNING, "tx_would_revert", key=key, reason=str(exc))
+        if not self.sender.send(key, to, data):
             return False
-        rec = self.tx.wait(key, self.cfg.wait_timeout)
-        ok = str(rec.status) == "confirmed"
-        if ok:
-            report.gas_used += self._gas(rec)
+        outcome = self.sender.wait(key)
+        if outcome.confirmed:
+            report.gas_used += outcome.gas_used
             report.transactions += 1
-        else:
-            log_event(_log, logging.WARNING, "tx_not_confirmed", key=key, status=str(rec.status))
-        return ok
+        return outcome.confirmed
 
 
 def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
@@ -744,7 +418,7 @@ def open_keeper(
     state_dir: str,
     *,
     rpc_url: str | None = None,
-    cfg: KeeperConfig = KeeperConfig(),
+    cfg: KeeperConfig = DEFAULTS,
     tx_config: Any = None,
     psr: Callable[[str, int], float] | None = None,
     dry_run: bool = False,
@@ -753,9 +427,10 @@ def open_keeper(
     """A ``KeeperRunner`` with its state files in ``state_dir`` (one pair per signing account:
     ``<address>.json`` for ``StateStore``, ``<address>.runner.json`` for the runner's own).
 
-    ``private_key`` None (or ``dry_run``) builds a dry-run keeper that signs nothing and writes
-    nothing. ``rpc_url`` defaults to the Ape provider's URI. ``psr`` defaults to
-    ``CalibratedPsr`` on the shared history. Close it with ``runner.close()``.
+    ``private_key`` None (or ``dry_run``) builds a dry-run keeper: a ``DryRunSender``, and the
+    account's state file (if any) read without locking it. ``rpc_url`` defaults to the Ape
+    provider's URI. ``psr`` defaults to ``CalibratedPsr`` on the bundled history. Close it with
+    ``runner.close()``.
     """
     import json
     from pathlib import Path
@@ -770,41 +445,24 @@ def open_keeper(
     url = rpc_url or chain.chain_manager.provider.uri
     w3 = Web3(Web3.HTTPProvider(url, exception_retry_configuration=None))
     psr = psr or CalibratedPsr([u.name for u in unds])
-    if private_key is None or dry_run:
-        # Reads the account's state file (if any) without locking it; writes nothing.
-        addr = "dry-run" if private_key is None else Account.from_key(private_key).address
-        path = Path(state_dir) / f"{addr}.json"
+    address = None if private_key is None else Account.from_key(private_key).address
+    name = address or "dry-run"
+    state_path = Path(state_dir) / f"{name}.json"
+    runner_store = RunnerStore(Path(state_dir) / f"{name}.runner.json")
+    if address is None or dry_run:
         state = (
-            KeeperState.from_json(json.loads(path.read_text())) if path.exists() else KeeperState()
+            KeeperState.from_json(json.loads(state_path.read_text()))
+            if state_path.exists()
+            else KeeperState()
         )
-        book = BookStore(Path(state_dir) / f"{addr}.runner.json")
-        return KeeperRunner(
-            chain,
-            None,
-            None,
-            state,
-            book,
-            unds,
-            psr,
-            cfg,
-            w3=w3,
-            dry_run=True,
-            liquidate=liquidate,
+        sender: Sender = DryRunSender(address)
+        store = None
+    else:
+        store = StateStore(state_path)
+        state = store.load()
+        sender = ChainSender(
+            TxManager(w3, private_key, store, state, tx_config), w3, cfg.wait_timeout
         )
-    address = Account.from_key(private_key).address
-    store = StateStore(Path(state_dir) / f"{address}.json")
-    state = store.load()
-    tx = TxManager(w3, private_key, store, state, tx_config)
-    runner = KeeperRunner(
-        chain,
-        tx,
-        store,
-        state,
-        BookStore(Path(state_dir) / f"{address}.runner.json"),
-        unds,
-        psr,
-        cfg,
-        w3=w3,
-        liquidate=liquidate,
+    return KeeperRunner(
+        chain, sender, store, state, runner_store, unds, psr, cfg, w3=w3, liquidate=liquidate
     )
-    return runner

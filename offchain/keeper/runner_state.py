@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Batch", "BookState", "BookStore", "RoundPlan"]
+__all__ = ["Batch", "RunnerState", "RunnerStore", "RoundPlan"]
 
 SCHEMA_VERSION = 1
 
@@ -67,7 +67,7 @@ class RoundPlan:
 
 
 @dataclass
-class BookState:
+class RunnerState:
     accounts: set[str] = field(default_factory=set)
     plan: RoundPlan | None = None
     last_ts: int = 0
@@ -81,7 +81,7 @@ class BookState:
         }
 
     @classmethod
-    def from_json(cls, obj: Any) -> BookState:
+    def from_json(cls, obj: Any) -> RunnerState:
         if not isinstance(obj, dict) or obj.get("version") != SCHEMA_VERSION:
             raise ValueError(f"not a version {SCHEMA_VERSION} runner state")
         plan = obj.get("plan")
@@ -92,23 +92,23 @@ class BookState:
         )
 
 
-class BookStore:
-    """Load / atomically save one ``BookState`` file. A file that does not parse raises
+class RunnerStore:
+    """Load / atomically save one ``RunnerState`` file. A file that does not parse raises
     ``ValueError`` naming it (never reset silently: the plan guards against double posts)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def load(self) -> BookState:
+    def load(self) -> RunnerState:
         if not self.path.exists():
-            return BookState()
+            return RunnerState()
         try:
-            return BookState.from_json(json.loads(self.path.read_text()))
+            return RunnerState.from_json(json.loads(self.path.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path}: corrupted runner state: {exc}") from None
 
-    def save(self, state: BookState) -> None:
+    def save(self, state: RunnerState) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as f:

@@ -1,0 +1,40 @@
+"""What the keeper is told: its knobs (``KeeperConfig``) and what it knows of each underlying
+(``UnderlyingInfo``, read from the deployment by ``runner.keeper_underlyings``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from offchain.scenarios import ScenarioGrid
+
+__all__ = ["KeeperConfig", "UnderlyingInfo"]
+
+
+@dataclass(frozen=True)
+class KeeperConfig:
+    """Knobs of the keeper (defaults for a public network; the demo shortens nothing but the
+    heartbeat, whose clock is the replayed one)."""
+
+    threshold: float = 0.002  # relative move that triggers a post
+    heartbeat: int = 600  # seconds; must stay below the oracle's max_age
+    heartbeat_margin: int = 60
+    block_gas_limit: int = 30_000_000
+    gas_fraction: float = 0.5  # share of a block one batch may take
+    base_gas: int = 60_000  # per post transaction
+    vol_default: float = 0.8  # annualised, when the tick has no vol for an underlying
+    vol_floor: float = 0.2
+    skew: float = -0.1  # d(vol) / d ln(K/F): puts richer than calls
+    wait_timeout: float = 120.0  # seconds to wait for a transaction to be final
+    settle_batch: int = 50  # settle() calls per round at most
+
+
+@dataclass(frozen=True)
+class UnderlyingInfo:
+    """What the keeper knows of an underlying: names, grid, PSR bounds, collateral it prices."""
+
+    name: str
+    id: int
+    grid: ScenarioGrid
+    psr_min: float
+    psr_max: float
+    assets: tuple[str, ...] = ()  # token addresses whose USD price is this spot
