@@ -14,8 +14,8 @@ marks, with equity a stated multiple of its initial margin; a keeper liquidates 
 one well-capitalised liquidator. The insurance fund starts empty (default), so any bad debt
 beyond the penalties it has collected is socialised.
 
-``replay()`` returns the bad debt and the books; ``observations()`` gives the exact oracle data
-(marks, encoded arrays), so the on-chain test can post the same and compare.
+``replay()`` returns the bad debt and how it was covered; ``observations()`` gives the exact
+oracle data (marks, encoded arrays), so the on-chain test can post the same and compare.
 
 Result with default parameters (``tests/test_crash_replay.py`` pins it): see
 ``docs/liquidation.md`` "March 2020".
@@ -35,8 +35,8 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.liquidation import (
     LONG,
     SHORT,
-    Book,
     LiquidationParams,
+    LossLedger,
     liquidate,
     pending_charge,
 )
@@ -220,7 +220,7 @@ def opening_accounts(market: MarketInt, params: LiquidationParams) -> dict[str, 
 
 
 def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResult:
-    """Run the book through the crash; return bad debt, books and each account's outcome."""
+    """Run the book through the crash; return the bad debt, its split and each account's outcome."""
     params = params or LiquidationParams()
     obs = observations()
     accts = opening_accounts(obs[0].market, params)
@@ -228,28 +228,28 @@ def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResu
     for a in accts.values():
         for j, q in a.positions.items():
             oi[j] = oi.get(j, 0) + max(q, 0)
-    book = Book(fund=fund, open_interest=oi)
+    ledger = LossLedger(fund=fund, open_interest=oi)
     snaps: dict[str, dict[int, tuple[int, int]]] = {n: {} for n in accts}
     result = ReplayResult(0, 0, 0, fund)
     liquidated: set[str] = set()
     charges = 0
 
     def realise(name: str) -> None:
-        nonlocal book, charges
+        nonlocal ledger, charges
         a = accts[name]
-        c = pending_charge(a.positions, book.index, snaps[name])
+        c = pending_charge(a.positions, ledger.index, snaps[name])
         if c:
             accts[name] = AccountInt(a.cash - c, a.positions, a.collateral)
-            book = Book(
-                book.fund + c,
-                book.open_interest,
-                book.index,
-                book.bad_debt,
-                book.fund_payouts,
-                book.socialised,
+            ledger = LossLedger(
+                ledger.fund + c,
+                ledger.open_interest,
+                ledger.index,
+                ledger.bad_debt,
+                ledger.fund_payouts,
+                ledger.socialised,
             )
             charges += c
-        snaps[name] = {j: book.index.get(j, (0, 0)) for j in a.positions}
+        snaps[name] = {j: ledger.index.get(j, (0, 0)) for j in a.positions}
 
     for ob in obs[1:]:
         for spec in BOOK:
@@ -257,7 +257,7 @@ def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResu
             a = accts[name]
             if not a.positions:
                 continue
-            pend = pending_charge(a.positions, book.index, snaps[name])
+            pend = pending_charge(a.positions, ledger.index, snaps[name])
             st = account_margin_int(
                 AccountInt(a.cash - pend, a.positions, a.collateral), ob.market, params.im_factor
             )
@@ -265,11 +265,11 @@ def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResu
                 continue
             realise(name)
             realise(LIQUIDATOR)
-            r = liquidate(accts[name], accts[LIQUIDATOR], ob.market, params, book)
+            r = liquidate(accts[name], accts[LIQUIDATOR], ob.market, params, ledger)
             for j in r.taken:
                 if accts[LIQUIDATOR].positions.get(j, 0) == 0:
-                    snaps[LIQUIDATOR][j] = book.index.get(j, (0, 0))
-            accts[name], accts[LIQUIDATOR], book = r.account, r.liquidator, r.book
+                    snaps[LIQUIDATOR][j] = ledger.index.get(j, (0, 0))
+            accts[name], accts[LIQUIDATOR], ledger = r.account, r.liquidator, r.ledger
             liquidated.add(name)
             result.liquidations.append((ob.label, name, r.fraction, r.bad_debt))
     last = obs[-1].market
@@ -278,18 +278,18 @@ def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResu
         if not a.positions:
             result.outcome[spec.name] = "liquidated"
         else:
-            pend = pending_charge(a.positions, book.index, snaps[spec.name])
+            pend = pending_charge(a.positions, ledger.index, snaps[spec.name])
             st = account_margin_int(AccountInt(a.cash - pend, a.positions), last, params.im_factor)
             assert st.equity >= st.maintenance_margin, spec.name
             result.outcome[spec.name] = (
                 "partially liquidated" if spec.name in liquidated else "healthy"
             )
     result.bad_debt, result.fund_payouts, result.socialised = (
-        book.bad_debt,
-        book.fund_payouts,
-        book.socialised,
+        ledger.bad_debt,
+        ledger.fund_payouts,
+        ledger.socialised,
     )
-    result.fund = book.fund
+    result.fund = ledger.fund
     result.final = dict(accts)
     result.charges = charges
     assert LONG == 0 and SHORT == 1 and math.isfinite(result.bad_debt_usd)

@@ -46,7 +46,7 @@ __all__ = [
     "LiquidationError",
     "LiquidationParams",
     "LiquidationResult",
-    "Book",
+    "LossLedger",
     "liquidation_fraction",
     "choose_fraction",
     "taken_sizes",
@@ -109,10 +109,10 @@ class LiquidationParams:
 
 
 @dataclass(frozen=True)
-class Book:
+class LossLedger:
     """Socialisation state: insurance fund cash (WAD, the fund's engine cash, negative while it
     advances socialised losses), open interest per instrument (WAD, sum of longs), loss indices
-    per instrument ``(long, short)`` (WAD USD per contract) and the books."""
+    per instrument ``(long, short)`` (WAD USD per contract) and the bad-debt totals."""
 
     fund: int = 0
     open_interest: Mapping[int, int] = field(default_factory=dict)
@@ -144,7 +144,7 @@ class LiquidationResult:
     index_deltas: Mapping[int, tuple[int, int]]  # instrument -> (side, delta)
     account: AccountInt
     liquidator: AccountInt
-    book: Book
+    ledger: LossLedger
     # the socialised share of the liquidator's netted opposite size, paid at once (§8.8)
     liquidator_charge: int = 0
 
@@ -318,7 +318,7 @@ def liquidate(
     liquidator: AccountInt,
     market: MarketInt,
     params: LiquidationParams,
-    book: Book,
+    ledger: LossLedger,
     max_fraction: int = WAD,
     same: bool = False,
     fresh: bool = True,
@@ -331,10 +331,10 @@ def liquidate(
         liquidator: L.
         market: oracle state.
         params: parameters.
-        book: insurance fund, open interest, loss indices, books.
+        ledger: insurance fund, open interest, loss indices, bad-debt totals.
         max_fraction: the caller's cap (WAD, in (0, WAD]).
         same: L is A (self-liquidation).
-        fresh: the oracle data of A's book is fresh.
+        fresh: the oracle data of A's positions is fresh.
 
     Raises:
         LiquidationError: with the contract's reason string.
@@ -395,16 +395,16 @@ def liquidate(
     if lst.equity < lst.initial_margin:
         raise LiquidationError("liquidation: liquidator below IM")
     # open interest after the transfer
-    oi = dict(book.open_interest)
+    oi = dict(ledger.open_interest)
     for j, t in taken.items():
         qa, ql = account.positions.get(j, 0), liquidator.positions.get(j, 0)
         before = max(qa, 0) + max(ql, 0)
         after = max(qa - t, 0) + max(ql + t, 0)
         oi[j] = oi.get(j, 0) - before + after
-    fund = book.fund + to_fund
+    fund = ledger.fund + to_fund
     bad = payout = social = 0
     deltas: dict[int, tuple[int, int]] = {}
-    index = dict(book.index)
+    index = dict(ledger.index)
     charge = 0
     if f == WAD and a_cash < 0 and _value_of_collateral(a_coll, market) == 0:
         # collateral without a fresh price (price 0 here) may still cover the debt
@@ -434,13 +434,13 @@ def liquidate(
             fund += charge
         fund -= bad
         a_cash = 0
-    new_book = Book(
+    new_ledger = LossLedger(
         fund,
         oi,
         index,
-        book.bad_debt + bad,
-        book.fund_payouts + payout,
-        book.socialised + social,
+        ledger.bad_debt + bad,
+        ledger.fund_payouts + payout,
+        ledger.socialised + social,
     )
     return LiquidationResult(
         fraction=f,
@@ -457,6 +457,6 @@ def liquidate(
         index_deltas=MappingProxyType(deltas),
         account=AccountInt(a_cash, a_pos, a_coll),
         liquidator=new_l,
-        book=new_book,
+        ledger=new_ledger,
         liquidator_charge=charge,
     )

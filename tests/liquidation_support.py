@@ -15,7 +15,7 @@ from contract_support import BTC, ETH, PSR, SOM_RATE, SPAN, SPOTS, USD
 
 from offchain.codec import id_fields
 from offchain.fixed_point import WAD
-from offchain.liquidation import Book, LiquidationParams
+from offchain.liquidation import LiquidationParams, LossLedger
 from offchain.margin import (
     AccountInt,
     CollateralInt,
@@ -187,7 +187,7 @@ class Liq:
             colls[e.asset_index(token) - 1] = CollateralInt(price, e.asset_haircut(token), dec)
         return MarketInt(ins, unds, colls)
 
-    def book(self, instruments) -> Book:
+    def ledger(self, instruments) -> LossLedger:
         """Fund cash, open interest and loss indices of the given instruments."""
         e, lq = self.s.engine, self.liquidator
         oi = {j: e.open_interest(j) for j in instruments}
@@ -195,7 +195,7 @@ class Liq:
         for j in instruments:
             w = lq.loss_index(j)
             index[j] = (w >> 128, w & (2**128 - 1))
-        return Book(
+        return LossLedger(
             fund=e.cash(lq),
             open_interest=oi,
             index=index,
@@ -204,7 +204,7 @@ class Liq:
             socialised=lq.socialised(),
         )
 
-    def check_books(self) -> None:
+    def check_bad_debt_split(self) -> None:
         lq = self.liquidator
         assert lq.fund_payouts() + lq.socialised() == lq.bad_debt()
 

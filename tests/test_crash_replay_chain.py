@@ -88,7 +88,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
             _, _, r = reference(liq, acct, liquidator_account)
             liq.liquidator.liquidate(acct, sender=liquidator_account)
             assert_matches(liq, acct, liquidator_account, r)
-            liq.check_books()
+            liq.check_bad_debt_split()
 
     pure = replay()
     lq = liq.liquidator

@@ -22,7 +22,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 )
 
 from offchain.fixed_point import WAD
-from offchain.liquidation import Book, LiquidationError
+from offchain.liquidation import LiquidationError, LossLedger
 from offchain.liquidation import liquidate as ref_liquidate
 from offchain.margin import AccountInt, account_margin_int
 
@@ -46,11 +46,11 @@ def reference(liq, account, liquidator_acct, max_fraction=WAD):
     a = AccountInt(a.cash - pa, a.positions, a.collateral)
     lacct = AccountInt(lacct.cash - pl, lacct.positions, lacct.collateral)
     market = liq.market_int(a, lacct)
-    b = liq.book(set(a.positions) | set(lacct.positions))
-    book = Book(
+    b = liq.ledger(set(a.positions) | set(lacct.positions))
+    ledger = LossLedger(
         b.fund + pa + pl, b.open_interest, b.index, b.bad_debt, b.fund_payouts, b.socialised
     )
-    return a, lacct, ref_liquidate(a, lacct, market, liq.params(), book, max_fraction)
+    return a, lacct, ref_liquidate(a, lacct, market, liq.params(), ledger, max_fraction)
 
 
 def assert_matches(liq, account, liquidator_acct, r):
@@ -63,14 +63,14 @@ def assert_matches(liq, account, liquidator_acct, r):
     assert lacct.cash == r.liquidator.cash
     assert dict(lacct.positions) == dict(r.liquidator.positions)
     assert dict(lacct.collateral) == dict(r.liquidator.collateral)
-    book = liq.book(set(r.taken))
-    assert book.fund == r.book.fund
-    assert dict(book.open_interest) == {j: r.book.open_interest[j] for j in r.taken}
-    assert dict(book.index) == {j: r.book.index.get(j, (0, 0)) for j in r.taken}
-    assert (book.bad_debt, book.fund_payouts, book.socialised) == (
-        r.book.bad_debt,
-        r.book.fund_payouts,
-        r.book.socialised,
+    ledger = liq.ledger(set(r.taken))
+    assert ledger.fund == r.ledger.fund
+    assert dict(ledger.open_interest) == {j: r.ledger.open_interest[j] for j in r.taken}
+    assert dict(ledger.index) == {j: r.ledger.index.get(j, (0, 0)) for j in r.taken}
+    assert (ledger.bad_debt, ledger.fund_payouts, ledger.socialised) == (
+        r.ledger.bad_debt,
+        r.ledger.fund_payouts,
+        r.ledger.socialised,
     )
 
 
@@ -248,7 +248,7 @@ def test_capped_then_rest_in_the_same_transaction_takes_only_what_is_needed(
     a, lacct, r1 = reference(liq, trader, double.address, WAD // 10)
     # the reference of the second liquidation starts from the state the first one leaves
     market = liq.market_int(a, lacct)
-    r2 = ref_liquidate(r1.account, r1.liquidator, market, liq.params(), r1.book, WAD)
+    r2 = ref_liquidate(r1.account, r1.liquidator, market, liq.params(), r1.ledger, WAD)
     tx = double.liquidate_twice(trader, WAD // 10, WAD, sender=liq.s.admin)
     f1, f2 = tx.return_value
     assert f1 == WAD // 10 == r1.fraction
@@ -296,7 +296,7 @@ def test_insolvent_account_fund_then_socialisation(
     assert r.socialised == r.bad_debt - r.fund_payout
     tx = liq.liquidator.liquidate(trader, sender=liquidator_account)
     assert_matches(liq, trader, liquidator_account, r)
-    liq.check_books()
+    liq.check_bad_debt_split()
     assert e.socialising()
     bd = [x for x in tx.events if x.event_name == "BadDebt"][0]
     assert (bd.amount, bd.fund_payout, bd.socialised) == (r.bad_debt, r.fund_payout, r.socialised)
@@ -494,7 +494,7 @@ def test_chain_equals_reference(
             return
         liq.liquidator.liquidate(trader, cap, sender=liquidator_account)
         assert_matches(liq, trader, liquidator_account, r)
-        liq.check_books()
+        liq.check_bad_debt_split()
         assert liq.health(trader) >= h0
         _ = ETH
 

@@ -16,9 +16,9 @@ from offchain.fixed_point import WAD, futures_risk_array_wad
 from offchain.liquidation import (
     LONG,
     SHORT,
-    Book,
     LiquidationError,
     LiquidationParams,
+    LossLedger,
     choose_fraction,
     liquidate,
     liquidation_fraction,
@@ -79,7 +79,7 @@ def with_equity(positions, target, market=MARKET, collateral=None):
     return AccountInt(target - base, positions, collateral)
 
 
-def book_for(*accounts):
+def open_interest_of(*accounts):
     """Open interest (sum of longs) of the given accounts plus a counterparty closing the book."""
     oi = {}
     net = {}
@@ -112,7 +112,7 @@ def test_worked_example_single_future():
     a = with_equity({FUT: WAD}, 9_000 * WAD)
     st0 = state(a)
     assert st0.maintenance_margin == 9_600_377_368_861_214_769_152
-    r = liquidate(a, RICH, MARKET, P, Book(open_interest={FUT: WAD}))
+    r = liquidate(a, RICH, MARKET, P, LossLedger(open_interest={FUT: WAD}))
     assert r.fraction == 271_771_174_764_581_229
     assert r.taken == {FUT: 271_771_174_764_581_229}
     assert r.position_cash == 16_306_270_485_874_873_740_000
@@ -122,7 +122,7 @@ def test_worked_example_single_future():
     assert after.equity - after.initial_margin < 10**6  # and no more than needed
     assert r.penalty_to_liquidator == r.penalty // 2
     assert r.penalty_to_fund == r.penalty - r.penalty // 2
-    assert r.book.fund == r.penalty_to_fund
+    assert r.ledger.fund == r.penalty_to_fund
 
 
 def test_fraction_formula_and_bounds():
@@ -167,17 +167,17 @@ def test_taken_sizes_round_away_from_zero():
 
 def test_guards():
     a = with_equity({FUT: WAD}, 9_000 * WAD)
-    book = Book(open_interest={FUT: WAD})
+    ledger = LossLedger(open_interest={FUT: WAD})
     with pytest.raises(LiquidationError, match="liquidation: self"):
-        liquidate(a, a, MARKET, P, book, same=True)
+        liquidate(a, a, MARKET, P, ledger, same=True)
     with pytest.raises(LiquidationError, match="liquidation: stale oracle"):
-        liquidate(a, RICH, MARKET, P, book, fresh=False)
+        liquidate(a, RICH, MARKET, P, ledger, fresh=False)
     healthy = with_equity({FUT: WAD}, 9_601 * WAD)
     with pytest.raises(LiquidationError, match="liquidation: healthy"):
-        liquidate(healthy, RICH, MARKET, P, book)
+        liquidate(healthy, RICH, MARKET, P, ledger)
     poor = AccountInt(1_000 * WAD)
     with pytest.raises(LiquidationError, match="liquidation: liquidator below IM"):
-        liquidate(a, poor, MARKET, P, book)
+        liquidate(a, poor, MARKET, P, ledger)
 
 
 def test_penalty_split():
@@ -189,25 +189,25 @@ def test_penalty_split():
 def test_insolvent_fund_pays_then_socialises():
     a = with_equity({FUT: WAD}, -1_000 * WAD)
     counter = AccountInt(0, {FUT: -WAD})
-    oi = book_for(a, counter)
+    oi = open_interest_of(a, counter)
     # fund holds 400: pays 400, socialises 600 on the shorts (open interest 1)
-    r = liquidate(a, RICH, MARKET, P, Book(fund=400 * WAD, open_interest=oi))
+    r = liquidate(a, RICH, MARKET, P, LossLedger(fund=400 * WAD, open_interest=oi))
     assert r.fraction == WAD and r.penalty == 0
     assert r.bad_debt == 1_000 * WAD
     assert r.fund_payout == 400 * WAD and r.socialised == 600 * WAD
     assert r.index_deltas == {FUT: (SHORT, 600 * WAD)}
     assert r.account.cash == 0 and r.account.positions == {}
-    assert r.book.fund == -600 * WAD  # the fund advanced the socialised part
-    assert pending_charge(counter.positions, r.book.index, {}) == 600 * WAD
-    assert pending_charge(r.liquidator.positions, r.book.index, {}) == 0  # L is long
-    assert pending_charge({}, r.book.index, {}) == 0
+    assert r.ledger.fund == -600 * WAD  # the fund advanced the socialised part
+    assert pending_charge(counter.positions, r.ledger.index, {}) == 600 * WAD
+    assert pending_charge(r.liquidator.positions, r.ledger.index, {}) == 0  # L is long
+    assert pending_charge({}, r.ledger.index, {}) == 0
 
 
 def test_insolvent_fund_covers_everything():
     a = with_equity({FUT: -WAD}, -1_000 * WAD)
-    r = liquidate(a, RICH, MARKET, P, Book(fund=5_000 * WAD, open_interest={FUT: WAD}))
+    r = liquidate(a, RICH, MARKET, P, LossLedger(fund=5_000 * WAD, open_interest={FUT: WAD}))
     assert r.fund_payout == 1_000 * WAD and r.socialised == 0 and r.index_deltas == {}
-    assert r.book.fund == 4_000 * WAD
+    assert r.ledger.fund == 4_000 * WAD
 
 
 def test_counterparty_liquidator_bears_the_loss_it_nets_away():
@@ -217,12 +217,12 @@ def test_counterparty_liquidator_bears_the_loss_it_nets_away():
     the short, charged later through the index)."""
     a = with_equity({FUT: WAD}, -1_000 * WAD)
     liq = AccountInt(10**8 * WAD, {FUT: -WAD})
-    r = liquidate(a, liq, MARKET, P, Book(fund=0, open_interest={FUT: WAD}))
-    assert r.book.open_interest[FUT] == 0
+    r = liquidate(a, liq, MARKET, P, LossLedger(fund=0, open_interest={FUT: WAD}))
+    assert r.ledger.open_interest[FUT] == 0
     assert r.socialised == r.bad_debt == 1_000 * WAD and r.fund_payout == 0
-    assert r.book.fund == 0  # advanced 1,000 and repaid at once by the liquidator
+    assert r.ledger.fund == 0  # advanced 1,000 and repaid at once by the liquidator
     assert r.liquidator.cash == liq.cash - r.position_cash + r.penalty_to_liquidator - 1_000 * WAD
-    third = liquidate(a, RICH, MARKET, P, Book(fund=0, open_interest={FUT: WAD}))
+    third = liquidate(a, RICH, MARKET, P, LossLedger(fund=0, open_interest={FUT: WAD}))
     assert third.index_deltas == r.index_deltas  # the same loss per short contract
 
 
@@ -231,9 +231,9 @@ def test_nothing_eligible_fund_absorbs():
     book always has the account's counterparties somewhere), the fund absorbs the whole deficit,
     even beyond its balance, as a fund payout."""
     a = with_equity({FUT: WAD}, -1_000 * WAD)
-    r = liquidate(a, RICH, MARKET, P, Book(fund=0, open_interest={FUT: 0}))
+    r = liquidate(a, RICH, MARKET, P, LossLedger(fund=0, open_interest={FUT: 0}))
     assert r.fund_payout == r.bad_debt == 1_000 * WAD and r.socialised == 0
-    assert r.book.fund == -1_000 * WAD
+    assert r.ledger.fund == -1_000 * WAD
 
 
 def test_stale_collateral_is_worth_zero_and_blocks_a_write_off():
@@ -242,13 +242,13 @@ def test_stale_collateral_is_worth_zero_and_blocks_a_write_off():
     stale = make_market(20_000 * WAD, 1_000 * WAD, 1_000 * WAD, weth_price=0)
     a = with_equity({FUT: WAD}, -1_000 * WAD, stale, {WETH: WAD})
     with pytest.raises(LiquidationError, match="liquidation: stale collateral"):
-        liquidate(a, RICH, stale, P, Book(open_interest={FUT: WAD}))
+        liquidate(a, RICH, stale, P, LossLedger(open_interest={FUT: WAD}))
 
 
 def test_collateral_sold_at_discount():
     # A: short future, 1 WETH collateral, cash deeply negative after a crash-up
     a = with_equity({FUT: -WAD}, 500 * WAD, collateral={WETH: WAD})
-    r = liquidate(a, RICH, MARKET, P, Book(open_interest={FUT: WAD}))
+    r = liquidate(a, RICH, MARKET, P, LossLedger(open_interest={FUT: WAD}))
     assert r.fraction == WAD
     d = min(P.collateral_discount, WAD // 5)
     cash_after_pen = a.cash + r.position_cash - r.penalty
@@ -314,11 +314,13 @@ def test_liquidation_properties(case):
     a = with_equity(pos, mm * ratio // 1000, market, coll)
     liq = AccountInt(10**9 * WAD, l_pos)
     counter = closing(a, liq)
-    oi = book_for(a, liq, counter)
+    oi = open_interest_of(a, liq, counter)
     st0 = account_margin_int(a, market, params.im_factor)
     assert st0.equity < st0.maintenance_margin
     try:
-        r = liquidate(a, liq, market, params, Book(fund=fund, open_interest=oi), max_fraction=cap)
+        r = liquidate(
+            a, liq, market, params, LossLedger(fund=fund, open_interest=oi), max_fraction=cap
+        )
     except LiquidationError as exc:
         assert str(exc) == "liquidation: fraction too small"
         return
@@ -337,16 +339,16 @@ def test_liquidation_properties(case):
     assert eq_transfer >= st0.equity  # the transfer at mark never costs the account
     assert r.penalty_to_liquidator + r.penalty_to_fund == r.penalty
     # conservation of cash (accounts + fund) and collateral
-    assert r.account.cash + r.liquidator.cash + r.book.fund == a.cash + liq.cash + fund
+    assert r.account.cash + r.liquidator.cash + r.ledger.fund == a.cash + liq.cash + fund
     for i in set(a.collateral) | set(r.liquidator.collateral):
         total = r.account.collateral.get(i, 0) + r.liquidator.collateral.get(i, 0)
         assert total == a.collateral.get(i, 0) + liq.collateral.get(i, 0)
     # books
-    assert r.book.fund_payouts + r.book.socialised == r.book.bad_debt == r.bad_debt
+    assert r.ledger.fund_payouts + r.ledger.socialised == r.ledger.bad_debt == r.bad_debt
     assert r.fund_payout <= max(fund + r.penalty_to_fund, 0) or r.socialised == 0
     # holders of the opposite side owe at least the socialised loss; no-position accounts nothing
     owed = sum(
-        pending_charge(h.positions, r.book.index, {}) for h in (r.account, r.liquidator, counter)
+        pending_charge(h.positions, r.ledger.index, {}) for h in (r.account, r.liquidator, counter)
     )
     # the liquidator pays its netted opposite size's share at once
     owed += r.liquidator_charge
@@ -354,12 +356,12 @@ def test_liquidation_properties(case):
     assert owed <= r.socialised + 3 * len(r.index_deltas) + sum(
         abs(q) for h in (r.liquidator, counter) for q in h.positions.values()
     )
-    assert pending_charge(r.account.positions, r.book.index, {}) == 0 or r.fraction < WAD
-    assert pending_charge({}, r.book.index, {}) == 0
+    assert pending_charge(r.account.positions, r.ledger.index, {}) == 0 or r.fraction < WAD
+    assert pending_charge({}, r.ledger.index, {}) == 0
     # open interest bookkeeping matches the accounts
-    oi_after = book_for(r.account, r.liquidator, counter)
+    oi_after = open_interest_of(r.account, r.liquidator, counter)
     for j in r.taken:
-        assert r.book.open_interest[j] == oi_after.get(j, 0)
+        assert r.ledger.open_interest[j] == oi_after.get(j, 0)
 
 
 @settings(max_examples=100, deadline=None)
@@ -371,7 +373,7 @@ def test_second_liquidation_takes_nothing_more(case):
     assume(base.maintenance_margin > 0)
     a = with_equity(pos, base.maintenance_margin * ratio // 1000, market, coll)
     liq = AccountInt(10**9 * WAD, l_pos)
-    book = Book(fund=fund, open_interest=book_for(a, liq, closing(a, liq)))
-    r = liquidate(a, liq, market, params, book)
+    ledger = LossLedger(fund=fund, open_interest=open_interest_of(a, liq, closing(a, liq)))
+    r = liquidate(a, liq, market, params, ledger)
     with pytest.raises(LiquidationError, match="liquidation: healthy"):
-        liquidate(r.account, r.liquidator, market, params, r.book)
+        liquidate(r.account, r.liquidator, market, params, r.ledger)
