@@ -11,6 +11,7 @@ from offchain.fixed_point import WAD
 from offchain.margin import Kind
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import (
+    Client,
     CollateralSpec,
     InstrumentSpec,
     SystemConfig,
@@ -25,7 +26,8 @@ LIMITS = (10**24, 10**23)  # open-interest cap and position limit of every instr
 
 
 class BenchMarket(NamedTuple):
-    """Unpacks in field order: admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs."""
+    """Unpacks in field order: admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs,
+    client (the SDK client of the same deployment)."""
 
     admin: Any
     keeper: Any
@@ -36,6 +38,7 @@ class BenchMarket(NamedTuple):
     coeffs: list[int]
     opts: list[int]
     futs: list[int]
+    client: Client
 
 
 def deploy_bench_market(n: int) -> BenchMarket:
@@ -68,4 +71,5 @@ def deploy_bench_market(n: int) -> BenchMarket:
         CRYPTO_35.linear_coefficients_wad(),
         ids[0::2],
         ids[1::2],
+        client,
     )

@@ -43,7 +43,7 @@ def _option_item(iid: int, mark: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs = deploy_bench_market(50)
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, _ = deploy_bench_market(50)
     trader, maker = (accounts.test_accounts[i] for i in (4, 5))
 
     def post(items, unds=()):

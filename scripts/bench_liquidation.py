@@ -46,7 +46,7 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs = deploy_bench_market(16)
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(16)
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
     liquidator = deploy_liquidator(project, admin, engine)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
@@ -97,9 +97,9 @@ def cli():
                     for k, iid in enumerate(book[:n]):
                         price = oracle.risk_array(iid)[0] + (excess if k == n - 1 else 0)
                         engine.trade(trader, maker, iid, WAD, price, sender=venue)
-                    eq, im, _mm = engine.margin_state(trader)
+                    state = client.account_state(trader)
                     if attempt == 0:
-                        excess = eq - im * 101 // 100
+                        excess = state.equity - state.initial_margin * 101 // 100
                         chain.restore(inner)
                 post(SPOT * (100 - drop) // 100)
                 tx = liquidator.liquidate(trader, sender=liq_acct)

@@ -283,7 +283,7 @@ class Client:
     def trade(
         self, venue: Any, buyer: Any, seller: Any, instrument: int, size: int, price: int
     ) -> Any:
-        """Book ``size`` (WAD, > 0) of ``instrument`` at ``price`` (WAD): buyer long."""
+        """A trade of ``size`` (WAD, > 0) of ``instrument`` at ``price`` (WAD): buyer long."""
         return self.engine.trade(buyer, seller, instrument, size, price, sender=venue)
 
     def settle(self, sender: Any, account: Any) -> Any:
