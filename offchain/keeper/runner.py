@@ -1,4 +1,4 @@
-"""The keeper loop (DESIGN §8): decisions as plain functions, ``KeeperRunner`` a thin adapter.
+"""The keeper loop (docs/design.md §8): plain decision functions, ``KeeperRunner`` a thin adapter.
 
 One round for a tick of market data:
 
@@ -132,7 +132,7 @@ def item_gas(item: Item) -> int:
 
 
 class CalibratedPsr:
-    """PSR per underlying from ``offchain.calibration.psr_series`` on the shared daily history:
+    """PSR per underlying from ``offchain.calibration.psr_series`` on the history in ``data/``:
     the PSR in force is the one calibrated at the last close before the tick (no look-ahead);
     ticks after the history use its last value. ``time_offset`` is subtracted from tick
     timestamps first (the demo replays 2020 on a later chain clock)."""
@@ -754,7 +754,7 @@ def open_keeper(
 
     ``private_key`` None (or ``dry_run``) builds a dry-run keeper that signs nothing and writes
     nothing. ``rpc_url`` defaults to the Ape provider's URI. ``psr`` defaults to
-    ``CalibratedPsr`` on the shared history. Close it with ``runner.close()``.
+    ``CalibratedPsr`` on the daily history in ``data/``. Close it with ``runner.close()``.
     """
     import json
     from pathlib import Path
