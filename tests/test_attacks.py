@@ -786,8 +786,8 @@ def test_griefing_liquidator_cannot_take_dust(liq, trader, maker, liquidator_acc
 
 
 def test_double_liquidation_in_one_block(liq, trader, maker, liquidator_account, hedger):
-    """Two liquidators race for the same account in ONE block (MEV; DESIGN §6 "double
-    liquidation in one block: revert"). Mined together with automine off: the first restores
+    """Two liquidators race for the same account in ONE block (MEV; docs/design.md §6: "double
+    liquidation in one block" reverts). Mined together with automine off: the first restores
     IM, the second reverts."""
     s, lq = liq.s, liq.liquidator
     liq.deposit(trader, 12_500)
