@@ -29,7 +29,7 @@ $(STAMP_PY): pyproject.toml requirements.lock
 $(STAMP_JS): package.json package-lock.json
 	@# `npm install` rather than `npm ci`: the lock holds only the platforms this registry serves.
 	npm install --no-save --no-audit --no-fund --loglevel=error
-	@node_modules/.bin/anvil --version >/dev/null || { echo "error: anvil from @foundry-rs/anvil does not run on this machine"; exit 1; }
+	@node_modules/.bin/anvil --version >/dev/null || { echo "error: the anvil binary of @foundry-rs/anvil does not run on this platform"; exit 1; }
 	@touch $@
 
 # `compile --force`: ape-vyper rebuilds a changed module but not the contracts importing it.

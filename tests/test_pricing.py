@@ -119,8 +119,8 @@ def test_vega_and_gamma_non_negative(F, m, T, sigma, r, is_call):
 
 
 def test_gamma_of_a_subnormal_volatility_is_zero_not_nan():
-    """Regression (hypothesis, shrunk): sigma = 5e-324 made F * sigma * sqrt(T) underflow to 0
-    while n(d1) was 0 too, so gamma was 0/0 = NaN."""
+    """Regression (hypothesis, shrunk): sigma = 5e-324 makes F * sigma * sqrt(T) underflow to 0
+    while n(d1) is 0 too; gamma is 0 there, not 0/0 = NaN."""
     for is_call in (True, False):
         g = black76_gamma(0.5, 1.3591409142295225, 1.0, 5e-324, 0.0, is_call)
         assert g == 0.0
