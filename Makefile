@@ -54,10 +54,12 @@ efficiency: setup
 	$(PY) -m offchain efficiency
 
 # Contract checks: sizes; one global re-entrancy lock wherever a contract calls out;
-# vyper-guard findings against the reviewed baseline (docs/security.md).
+# vyper-guard findings against the reviewed baseline (docs/security.md). No tracked file may
+# point outside the checkout (scripts/lint_paths.py).
 lint: setup
 	$(BIN)/ruff check offchain scripts tests bench
 	$(BIN)/ruff format --check offchain scripts tests bench
+	$(PY) -m scripts.lint_paths
 	$(PY) -m scripts.lint_contracts
 	$(PY) -m scripts.lint_reentrancy
 	$(PY) -m scripts.lint_guard
