@@ -29,7 +29,7 @@ $(STAMP_PY): pyproject.toml requirements.lock
 $(STAMP_JS): package.json package-lock.json
 	@# `npm install` rather than `npm ci`: the lock holds only the platforms this registry serves.
 	npm install --no-save --no-audit --no-fund --loglevel=error
-	@node_modules/.bin/anvil --version >/dev/null || { echo "error: anvil from @foundry-rs/anvil does not run on this machine"; exit 1; }
+	@node_modules/.bin/anvil --version >/dev/null || { echo "error: the anvil binary of @foundry-rs/anvil does not run on this platform"; exit 1; }
 	@touch $@
 
 # `compile --force`: ape-vyper rebuilds a changed module but not the contracts importing it.
@@ -54,10 +54,12 @@ efficiency: setup
 	$(PY) -m offchain efficiency
 
 # Contract checks: sizes; one global re-entrancy lock wherever a contract calls out;
-# vyper-guard findings against the reviewed baseline (docs/security.md).
+# vyper-guard findings against the reviewed baseline (docs/security.md). No tracked file may
+# point outside the checkout (scripts/lint_paths.py).
 lint: setup
 	$(BIN)/ruff check offchain scripts tests bench
 	$(BIN)/ruff format --check offchain scripts tests bench
+	$(PY) -m scripts.lint_paths
 	$(PY) -m scripts.lint_contracts
 	$(PY) -m scripts.lint_reentrancy
 	$(PY) -m scripts.lint_guard

@@ -1,6 +1,6 @@
 """Calibration of the price scan range (PSR): EWMA volatility x fat-tailed quantile.
 
-Method (DESIGN §5, "PSR calibrated per underlying from an EWMA volatility and a fat-tailed
+Method (docs/design.md §5, "PSR calibrated per underlying from an EWMA volatility and a fat-tailed
 quantile"):
 
 1. Daily log returns ``r_t = ln(C_t / C_{t-1})``.

@@ -47,6 +47,7 @@ import click
 import numpy as np
 
 from offchain.data import InputError
+from offchain.paths import data_dir as data_folder
 
 if TYPE_CHECKING:  # the core is imported lazily so that `--help` starts fast
     from offchain.risk_arrays import Instruments, MarketState
@@ -366,7 +367,7 @@ def cli() -> None:
     "--data-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder with btc_usd_daily.csv and eth_usd_daily.csv [shared/data].",
+    help="Folder with btc_usd_daily_coingecko.csv and eth_usd_daily.csv [data/].",
 )
 @click.option(
     "--asset",
@@ -419,7 +420,7 @@ def backtest(
 
     from offchain.backtest import BacktestConfig, run_asset
     from offchain.calibration import CalibrationParams
-    from offchain.data import load_asset
+    from offchain.data import backtest_file, load_backtest_series
     from offchain.report import efficiency_rows, write_report
 
     try:
@@ -435,7 +436,7 @@ def backtest(
         ]
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
-    series = [load_asset(a, data_dir) for a in assets]
+    series = [load_backtest_series(a, data_dir) for a in assets]
     runs = []
     total = sum(len(s) for s in series) * len(configs)
     with Progress(transient=True) as progress:
@@ -447,13 +448,13 @@ def backtest(
                 try:
                     run = run_asset(s, config, lambda k: progress.advance(task, k))
                 except ValueError as err:
-                    raise InputError(_price_file(s.asset, data_dir), "", str(err)) from None
+                    raise InputError(backtest_file(s.asset, data_dir), "", str(err)) from None
                 progress.advance(task, start - run.margin.shape[0])
                 runs.append(run)
     try:
         eff = efficiency_rows(series, configs[0])
     except ValueError as err:
-        raise InputError(data_dir or "shared/data", "", str(err)) from None
+        raise InputError(data_dir or data_folder(), "", str(err)) from None
     argv = " ".join(["python -m offchain", *sys.argv[1:]]) if sys.argv[1:] else None
     report = write_report(out_dir, runs, eff, charts=not no_charts, command=argv)
     click.echo(f"wrote {report}")
@@ -557,7 +558,7 @@ def arrays(market: Path, out_file: Path | None) -> None:
     "--data-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder with the price CSVs [shared/data].",
+    help="Folder with btc_usd_daily_coingecko.csv and eth_usd_daily.csv [data/].",
 )
 @click.option(
     "--asset",
@@ -572,25 +573,17 @@ def arrays(market: Path, out_file: Path | None) -> None:
 def efficiency(data_dir: Path | None, assets: tuple[str, ...], som_rate: float) -> None:
     """Margin of the strategy suite: portfolio model vs sum of legs vs full collateral."""
     from offchain.backtest import BacktestConfig
-    from offchain.data import load_asset
+    from offchain.data import load_backtest_series
     from offchain.report import efficiency_markdown, efficiency_rows
 
     config = replace(BacktestConfig(), som_rate=som_rate)
     try:
-        rows = efficiency_rows([load_asset(a, data_dir) for a in assets], config)
+        rows = efficiency_rows([load_backtest_series(a, data_dir) for a in assets], config)
     except InputError:
         raise
     except ValueError as err:
-        raise InputError(data_dir or "shared/data", "", str(err)) from None
+        raise InputError(data_dir or data_folder(), "", str(err)) from None
     click.echo(efficiency_markdown(rows))
-
-
-def _price_file(asset: str, data_dir: Path | None) -> Path:
-    from offchain.data import ASSET_FILES
-    from offchain.paths import shared_dir
-
-    folder = Path(data_dir) if data_dir is not None else Path(shared_dir()) / "data"
-    return folder / ASSET_FILES[asset.upper()]
 
 
 def _write(path: Path, text: str) -> None:

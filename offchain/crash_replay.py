@@ -1,9 +1,9 @@
 """Replay of the BTC crash of March 2020 on a book of hedged and unhedged accounts.
 
-The market: BTC (``shared/data/btc_usd_daily.csv``, 2020-03-05 .. 2020-03-20), one future and two
-options expiring 2020-03-27, Black-76 marks, risk arrays on the CRYPTO_35 grid with the default
-PSR of 16% and short-option minimum 10% (DESIGN §5). Implied vol: the annualised EWMA (lambda
-0.94) of daily log returns, floored at 50%. Each day is observed three times, its extreme
+The market: BTC (``data/btc_usd_daily.csv``, 2020-03-05 .. 2020-03-20), one future and two
+options expiring 2020-03-27, Black-76 marks, risk arrays on the CRYPTO_35 grid with a PSR of 16%
+and short-option minimum 10% (docs/design.md §5). Implied vol: the annualised EWMA (lambda 0.94)
+of daily log returns, floored at 50%. Each day is observed three times, its extreme
 against the day's direction first (a down day: high, low, close; an up day: low, high, close),
 so the intraday low of 2020-03-12/13 (3,858 intraday on some venues; 4,107 in this file) is
 seen by the keeper.

@@ -1,9 +1,12 @@
 """Daily price history for calibration and backtests.
 
-The files live in the shared data folder (``paths.shared_dir() / "data"``, see its SOURCES.md):
-``btc_usd_daily.csv`` (date, open, high, low, close) and ``eth_usd_daily.csv`` (date, close). Every
-loader validates once, at the edge, and reports the first problem as a single ``InputError`` that
-names the file, the row and the field, so the command line can print one line and exit 2.
+The files live in the repo's ``data/`` folder (``paths.data_dir()``, described in its SOURCES.md):
+``btc_usd_daily.csv`` (date, open, high, low, close), ``btc_usd_daily_coingecko.csv`` and
+``eth_usd_daily.csv`` (date, close). ``load_asset`` reads the replay files (``ASSET_FILES``: BTC
+with OHLC bars), ``load_backtest_series`` the longest daily-close history of each asset
+(``BACKTEST_FILES``: CoinGecko for both, so BTC reaches past 2021 into the out-of-sample window).
+Every loader validates once, at the edge, and reports the first problem as a single ``InputError``
+that names the file, the row and the field, so the command line can print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -14,10 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ASSET_FILES", "InputError", "PriceSeries", "load_asset", "load_prices"]
+__all__ = [
+    "ASSET_FILES",
+    "BACKTEST_FILES",
+    "InputError",
+    "PriceSeries",
+    "backtest_file",
+    "load_asset",
+    "load_backtest_series",
+    "load_prices",
+]
 
-#: Asset name -> file name inside ``<shared>/data``.
+#: Asset name -> file name inside ``data/``: the bars the replays and the crash study use.
 ASSET_FILES: dict[str, str] = {"BTC": "btc_usd_daily.csv", "ETH": "eth_usd_daily.csv"}
+
+#: Asset name -> file name inside ``data/``: the longest daily-close history, one source for both
+#: assets (CoinGecko snapshots at 00:00 UTC), which the backtest and the capital-efficiency table
+#: read.
+BACKTEST_FILES: dict[str, str] = {"BTC": "btc_usd_daily_coingecko.csv", "ETH": "eth_usd_daily.csv"}
 
 _OHLC = ("open", "high", "low")
 
@@ -152,15 +169,36 @@ def load_prices(path: str | Path, asset: str | None = None) -> PriceSeries:
 
 
 def load_asset(asset: str, data_dir: str | Path | None = None) -> PriceSeries:
-    """Load the shared history of ``asset`` ("BTC" or "ETH").
+    """Load the replay history of ``asset`` ("BTC" or "ETH") from ``ASSET_FILES``.
 
-    ``data_dir`` defaults to ``shared_dir() / "data"`` (env ``PM_SHARED_DIR`` first).
+    ``data_dir`` defaults to ``paths.data_dir()`` (the repo's ``data/``, env ``PM_DATA_DIR`` first).
     """
+    return _load_from(ASSET_FILES, asset, data_dir)
+
+
+def load_backtest_series(asset: str, data_dir: str | Path | None = None) -> PriceSeries:
+    """Load the backtest history of ``asset`` ("BTC" or "ETH") from ``BACKTEST_FILES``.
+
+    ``data_dir`` defaults to ``paths.data_dir()`` as in ``load_asset``.
+    """
+    return _load_from(BACKTEST_FILES, asset, data_dir)
+
+
+def backtest_file(asset: str, data_dir: str | Path | None = None) -> Path:
+    """The path ``load_backtest_series`` reads for ``asset``."""
+    return _file_of(BACKTEST_FILES, asset, data_dir)
+
+
+def _file_of(files: dict[str, str], asset: str, data_dir: str | Path | None) -> Path:
     key = asset.upper()
-    if key not in ASSET_FILES:
-        raise ValueError(f"asset: unknown {asset!r}, expected one of {sorted(ASSET_FILES)}")
+    if key not in files:
+        raise ValueError(f"asset: unknown {asset!r}, expected one of {sorted(files)}")
     if data_dir is None:
         from offchain.paths import data_dir as paths_data_dir
 
         data_dir = paths_data_dir()
-    return load_prices(Path(data_dir) / ASSET_FILES[key], asset=key)
+    return Path(data_dir) / files[key]
+
+
+def _load_from(files: dict[str, str], asset: str, data_dir: str | Path | None) -> PriceSeries:
+    return load_prices(_file_of(files, asset, data_dir), asset=asset.upper())

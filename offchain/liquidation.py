@@ -1,7 +1,7 @@
 """Liquidation, insurance fund and loss socialisation: the integer reference of the chain.
 
 Implements ``docs/fixed-point.md`` §8 exactly (the ``Liquidator`` contract is tested against it).
-Semantics: DESIGN §6. One liquidation of account A (equity ``E``, maintenance ``M``, initial
+Semantics: docs/design.md §6. One liquidation of account A (equity ``E``, maintenance ``M``, initial
 ``I = div_ceil(M * k, WAD)``) by a liquidator L:
 
 1. fraction ``f`` (WAD): ``WAD`` when ``E <= 0``, else

@@ -1,6 +1,6 @@
 """Reference margin: an integer model equal to the contracts, and a vectorised float model.
 
-Semantics: DESIGN §4-§5 (SPAN-style scan per underlying, short-option minimum as a floor, MM, IM,
+Semantics: docs/design.md §4-§5 (SPAN-style scan per underlying, short-option minimum as a floor, MM, IM,
 equity, health). The integer model (``account_margin_int`` and friends) implements
 ``docs/fixed-point.md`` §4-§6 exactly, bit for bit; the contracts are tested against it. The float
 model (``margin_of_accounts``) is the same formula without the encoding pad and integer rounding,
@@ -548,7 +548,7 @@ def margin_of_accounts(
     collateral: np.ndarray | sp.spmatrix | None = None,
     im_factor: float = 1.25,
 ) -> MarginArrays:
-    """Float margin of many accounts at once (DESIGN §5, SPAN-style).
+    """Float margin of many accounts at once (docs/design.md §5, SPAN-style).
 
     For each account a and underlying u it holds a position on:
     ``loss[s] = -sum_{j on u} q_aj * RA[j, s]``, ``scan = max(0, max_s loss[s])``,

@@ -1,7 +1,7 @@
-"""Where the shared project data lives (``shared/``: design, golden files, market data).
+"""Where the product's own files live: the market history in ``<repo>/data``.
 
-A worktree sits at ``/work/wt/<name>``, the main checkout next to ``shared/``; so the location is
-resolved at run time rather than from ``__file__``'s depth.
+The checkout is self-contained: nothing outside it is read. ``PM_DATA_DIR`` points the loaders at
+another folder with the same file names (a newer download, a test fixture).
 """
 
 from __future__ import annotations
@@ -10,32 +10,18 @@ import os
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
-_FALLBACK = Path("/work/shared")
-
-
-def shared_dir() -> Path:
-    """Return the shared directory.
-
-    Order: the environment variable ``PM_SHARED_DIR`` if set (it must exist), else the first
-    existing of ``<repo>/../shared`` and ``/work/shared``.
-
-    Raises:
-        FileNotFoundError: if ``PM_SHARED_DIR`` points nowhere or no candidate exists.
-    """
-    env = os.environ.get("PM_SHARED_DIR")
-    if env:
-        path = Path(env).expanduser().resolve()
-        if not path.is_dir():
-            raise FileNotFoundError(f"PM_SHARED_DIR={env} is not a directory")
-        return path
-    for candidate in (_REPO.parent / "shared", _FALLBACK):
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise FileNotFoundError(
-        f"shared directory not found: set PM_SHARED_DIR or create {_REPO.parent / 'shared'}"
-    )
 
 
 def data_dir() -> Path:
-    """The market data folder, ``<shared>/data``."""
-    return shared_dir() / "data"
+    """The market data folder: ``$PM_DATA_DIR`` if set (it must exist), else ``<repo>/data``.
+
+    Raises:
+        FileNotFoundError: if ``PM_DATA_DIR`` points nowhere.
+    """
+    env = os.environ.get("PM_DATA_DIR")
+    if env:
+        path = Path(env).expanduser().resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(f"PM_DATA_DIR={env} is not a directory")
+        return path
+    return _REPO / "data"

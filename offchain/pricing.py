@@ -6,7 +6,7 @@ Source: F. Black, "The pricing of commodity contracts", Journal of Financial Eco
 
     call = D * (F N(d1) - K N(d2))          put = D * (K N(-d2) - F N(-d1))
 
-Worked number (Haug 1998, p. 4; ``shared/golden/black76.csv``): F = K = 19, T = 0.75, r = 0.10,
+Worked number (Haug 1998, p. 4; ``tests/golden/black76.csv``): F = K = 19, T = 0.75, r = 0.10,
 sigma = 0.28 gives v = 0.242487, d1 = 0.121244, call = put = 1.7011.
 
 All functions broadcast their arguments with numpy; they return a float when every argument is a

@@ -148,9 +148,9 @@ def _method(config: BacktestConfig, runs: Sequence[AssetRun]) -> str:
         "LR > 3.841); Basel zone from the binomial probability of at most N exceedances: green "
         "< 95%, red >= 99.99% (the 250-day table at 99%: green 0-4, yellow 5-9, red 10+), "
         "scaled to the window.",
-        f"- Windows: ETH starts {config.start_of('ETH')} (the August 2015 launch market moves "
-        "-53%, -48%, +55% and +45% in a day on a few quotes); BTC data ends 2021-08-24, so BTC "
-        "has no out-of-sample window.",
+        "- Data: the CoinGecko daily closes of both assets (data/SOURCES.md). Windows: BTC from "
+        f"the file's start, ETH from {config.start_of('ETH')} (the August 2015 launch market "
+        "moves -53%, -48%, +55% and +45% in a day on a few quotes).",
         windows,
         "",
     ]

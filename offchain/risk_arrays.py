@@ -2,9 +2,10 @@
 
 ``RA[j, s] = w_s * (V_j(F * (1 + m_s), sigma_js, T_j) - V_j(F, sigma_j, T_j))`` where ``m_s`` is
 the scenario's price move as a fraction of the price (``move * PSR`` or a fraction), ``w_s`` its
-effective weight and ``sigma_js`` the shocked vol (DESIGN §5, SPAN). Losses are negative. Options
-are repriced with Black-76 (``offchain.pricing``) on the forward of their expiry, sticky strike;
-futures are linear: ``RA = F * m_s * w_s`` exactly, which equals ``F * c_s * PSR``.
+effective weight and ``sigma_js`` the shocked vol (docs/design.md §5, SPAN). Losses are
+negative. Options are repriced with Black-76 (``offchain.pricing``) on the forward of their
+expiry, sticky strike; futures are linear: ``RA = F * m_s * w_s`` exactly, which equals
+``F * c_s * PSR``.
 
 For the chain, ``risk_arrays_wad`` gives WAD integers (futures through
 ``fixed_point.futures_risk_array_wad``, the formula the oracle itself applies; options through

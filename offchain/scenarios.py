@@ -1,4 +1,6 @@
-"""Scenario grids: price moves, volatility shocks and weights of a SPAN-style scan (DESIGN §5).
+"""Scenario grids: price moves, volatility shocks and weights of a SPAN-style scan.
+
+The grids and the volatility shock rule are those of docs/design.md §5.
 
 A grid is data. Each scenario has a price move (in price scan ranges, ``unit="psr"``, or as a
 fraction of the price, ``unit="price"``), a volatility shock direction (up / none / down, applied
@@ -11,9 +13,9 @@ units of the scan range (``docs/fixed-point.md`` §3); the chain computes a futu
 ``mark * c[s] * psr``. Example: the CME extreme move of 2 scan ranges counted at 35% has
 ``c = 2 * 0.35 = 0.7``; a crypto tail of +300% weighted ``0.7 * PSR / 3`` has ``c = +0.7``.
 
-Presets: ``CRYPTO_35`` (DESIGN §5) and ``CME_SPAN_16`` (CME SPAN's classic 16 scenarios: thirds of
-the scan range with vol up/down, and two extreme moves of two scan ranges counted at 35%; see CME
-Group, "SPAN Methodology Overview").
+Presets: ``CRYPTO_35`` (the default) and ``CME_SPAN_16`` (CME SPAN's classic 16 scenarios:
+thirds of the scan range with vol up/down, and two extreme moves of two scan ranges counted at
+35%; see CME Group, "SPAN Methodology Overview").
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def _fraction(name: str, value: object) -> Fraction:
 
 @dataclass(frozen=True)
 class VolShockRule:
-    """Multiplicative volatility shocks that shrink with days to expiry (DESIGN §5).
+    """Multiplicative volatility shocks that shrink with days to expiry (docs/design.md §5).
 
     With ``f = (ref_days / max(DTE, min_days)) ** p``::
 
@@ -370,7 +372,7 @@ def _cme_span_16() -> ScenarioGrid:
 
 
 CRYPTO_35: ScenarioGrid = _crypto_35()
-"""DESIGN §5: {0, +-1/4, +-1/2, +-3/4, +-1} PSR x vol up/none/down (27) + 8 tails, vol up,
+"""docs/design.md §5: {0, +-1/4, +-1/2, +-3/4, +-1} PSR x vol up/none/down (27) + 8 tails, vol up,
 weighted 0.7 * PSR / |move| (like CME's extreme 2 x 35%)."""
 
 CME_SPAN_16: ScenarioGrid = _cme_span_16()

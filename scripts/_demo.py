@@ -1,8 +1,8 @@
 """The demo behind ``ape run demo`` (``make demo``): the March 2020 crash through the system.
 
 Starts anvil (Ape's local foundry provider), deploys ``deploy/demo.json``, opens realistic books
-for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the shared daily
-history with intraday steps, compressed in time, the keeper posting risk arrays, checking every
+for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the daily history
+in ``data/`` with intraday steps, compressed in time, the keeper posting risk arrays, checking every
 account off-chain with the integer reference, liquidating and settling. A live table follows the
 replay; ``out/demo/report.md`` (with PNG charts) and a solvency check close it.
 

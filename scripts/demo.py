@@ -1,9 +1,10 @@
 """``ape run demo`` (``make demo``): the March 2020 crash replayed through the whole system.
 
 Deploys on anvil, opens 24 traders' books and 4 market makers on BTC and ETH, replays BTC and ETH
-from the shared history with the keeper posting, liquidating and settling, shows a live table and
-writes ``out/demo/report.md`` with charts and a solvency check (``scripts/_demo.py`` does the
-work; Ape loads script files outside the module system, so the dataclasses live there).
+from the daily history in ``data/`` with the keeper posting, liquidating and settling, shows a
+live table and writes ``out/demo/report.md`` with charts and a solvency check
+(``scripts/_demo.py`` does the work; Ape loads script files outside the module system, so the
+dataclasses live there).
 
     ape run demo               # full: 2020-03-09 .. 2020-03-28, 4 steps a day
     ape run demo --short       # CI: 10 traders, 2020-03-10 .. 2020-03-14

@@ -6,8 +6,8 @@
     ape run keeper --network ethereum:sepolia:node --account keeper --source http \\
         --url https://example.org/ticks.json --interval 30
 
-Sources: ``csv`` (shared history, timestamps shifted to the chain's clock), ``sim`` (seeded
-GARCH + jumps starting now), ``json`` (a file of ticks), ``http`` (polled URL), ``feed``
+Sources: ``csv`` (the history in ``data/``, timestamps shifted to the chain's clock), ``sim``
+(seeded GARCH + jumps starting now), ``json`` (a file of ticks), ``http`` (polled URL), ``feed``
 (Chainlink-style AggregatorV3 feeds, ``--feed BTC=0x... --feed ETH=0x...``). Logs are one line
 per event (``event=round posted=... gas=...``).
 """

@@ -1,5 +1,5 @@
-"""Fixtures and helpers of the liquidation tests (kept out of conftest.py, which the contracts
-helper owns): the Liquidator and LiquidationViews deployed on the `market` fixture, funded
+"""Fixtures and helpers of the liquidation tests (kept out of conftest.py, whose fixtures every
+contract test loads): the Liquidator and LiquidationViews deployed on the `market` fixture, funded
 accounts by role, market moves, and the chain -> reference conversion used to compare every
 liquidation with `offchain.liquidation`.
 

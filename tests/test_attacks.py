@@ -1,8 +1,8 @@
 # ruff: noqa: F811  (pytest fixtures imported from liquidation_support by name)
-"""Named attacks on anvil (issue #7, adversarial review). Each test's docstring names the
-incident it stands for and says what the engine does about it; findings the lead must decide on
-are marked FINDING (behaviour as documented, but a risk) or BUG (contradicts a documented
-property; kept as a strict xfail until fixed).
+"""Named attacks on anvil (adversarial review). Each test's docstring names the incident it
+stands for and says what the engine does about it; open findings are marked FINDING (behaviour
+as documented, but a risk) or BUG (contradicts a documented property; kept as a strict xfail
+until fixed).
 
 Every attack or bad input tried is counted (`ATTEMPTS`); the module prints the count at the end
 (`-s`), and writes it as JSON to the file named by `PM_ATTACK_STATS` when set.
@@ -563,14 +563,14 @@ def test_self_liquidation_reverts_and_a_third_party_liquidation_balances(
 def test_colluding_counterparty_liquidator_cannot_escape_socialisation(
     liq, trader, hedger, liquidator_account
 ):
-    """Mango-style collusion (found by this suite, fixed): the attacker (long, 12,500 USD) and
-    its colluder (the only short) against an empty fund; BTC -40 %. Liquidated by a third
-    party, the 11,500 USD of bad debt is socialised onto the colluder's short (it gained what
-    the attacker lost). Before the fix, when the COLLUDER liquidated, it took the long over,
-    its short netted to zero, no open interest was left and the fund paid everything beyond its
-    balance: the pair walked away with 11,500 USD of the fund. Now the netted short counts as
-    opposite open interest and pays its share at once (docs/fixed-point.md §8.8): the same
-    loss to the colluder whichever account liquidates, and no fund deficit."""
+    """Mango-style collusion (found by this suite, F5): the attacker (long, 12,500 USD) and its
+    colluder (the only short) against an empty fund; BTC -40 %. Liquidated by a third party,
+    the 11,500 USD of bad debt is socialised onto the colluder's short (it gained what the
+    attacker lost). When the COLLUDER liquidates, it takes the long over and its short nets to
+    zero; if that left no open interest, the fund would pay everything beyond its balance and
+    the pair would walk away with 11,500 USD of the fund. The netted short counts as opposite
+    open interest and pays its share at once (docs/fixed-point.md §8.8): the same loss to the
+    colluder whichever account liquidates, and no fund deficit."""
     s, e, lq = liq.s, liq.s.engine, liq.liquidator
     liq.deposit(trader, 12_500)
     liq.deposit(hedger, 100_000)
@@ -787,8 +787,8 @@ def test_griefing_liquidator_cannot_take_dust(liq, trader, maker, liquidator_acc
 
 
 def test_double_liquidation_in_one_block(liq, trader, maker, liquidator_account, hedger):
-    """Two liquidators race for the same account in ONE block (MEV; DESIGN §6 "double
-    liquidation in one block: revert"). Mined together with automine off: the first restores
+    """Two liquidators race for the same account in ONE block (MEV; docs/design.md §6: "double
+    liquidation in one block" reverts). Mined together with automine off: the first restores
     IM, the second reverts."""
     s, lq = liq.s, liq.liquidator
     liq.deposit(trader, 12_500)
@@ -822,10 +822,10 @@ def test_liquidator_with_stale_collateral_of_its_own_is_not_refused(
     liq, trader, maker, liquidator_account
 ):
     """Regression of the system state machine's first long-profile counterexample:
-    `liquidation_preview` covers the account's side only, and the liquidation used to revert
-    "stale oracle" because the LIQUIDATOR held collateral whose price was stale (here WETH after
-    ETH stopped being posted). Since the F2 fix a liquidation values collateral without a fresh
-    price at zero, for the liquidator too: with enough cash it goes through."""
+    `liquidation_preview` covers the account's side only, and the LIQUIDATOR holds collateral
+    whose price is stale (here WETH after ETH stops being posted). A liquidation values
+    collateral without a fresh price at zero (F2), for the liquidator too: with enough cash it
+    goes through instead of reverting "stale oracle"."""
     s, lq = liq.s, liq.liquidator
     liq.deposit(trader, 12_500)
     liq.deposit(maker, 10_000_000)
@@ -933,12 +933,12 @@ def test_every_path_that_lowers_collateral_or_adds_risk_is_health_checked(
 def test_previews_count_the_pending_socialised_charge(
     liq, trader, hedger, maker, liquidator_account
 ):
-    """BUG (fixed): after a socialisation a holder owes a charge the engine realises before
-    checking a withdrawal or a trade, but MarginViews' `withdraw_preview` and `trade_preview`
-    used the cash without it, so a preview could allow what the engine then refused
-    (docs/contracts.md: previews and the engine cannot disagree). Reproduction: the attacker
-    defaults with an empty fund, its loss is socialised onto the short `hedger`, and `hedger`
-    withdraws its whole excess over IM as the old preview computed it."""
+    """F7: after a socialisation a holder owes a charge the engine realises before checking a
+    withdrawal or a trade; MarginViews' `withdraw_preview` and `trade_preview` deduct it too, so
+    a preview cannot allow what the engine then refuses (docs/contracts.md: previews and the
+    engine cannot disagree). Reproduction: the attacker defaults with an empty fund, its loss is
+    socialised onto the short `hedger`, and `hedger` withdraws its whole excess over IM as a
+    preview without the charge would compute it."""
     s, e, lq = liq.s, liq.s.engine, liq.liquidator
     liq.deposit(trader, 12_500)
     liq.deposit(hedger, 30_000)
@@ -960,10 +960,10 @@ def test_unpriced_collateral_dust_cannot_block_liquidation(
     project, liq, trader, maker, liquidator_account, admin
 ):
     """Griefing / self-protection by dust (cf. any "stale price blocks liquidation" incident;
-    docs/security.md F2, fixed): `list_collateral` accepts an asset the oracle lists but has
-    never priced, and `deposit` is open to anyone for any account. An account below MM that
-    deposits 1 wei of such an asset used to become unliquidatable ("stale oracle"). Now a
-    liquidation values that collateral at zero and ignores its timestamp. FINDING left: the
+    docs/security.md F2): `list_collateral` accepts an asset the oracle lists but has never
+    priced, and `deposit` is open to anyone for any account. An account below MM that deposits
+    1 wei of such an asset would be unliquidatable ("stale oracle") if liquidation required its
+    price; a liquidation values that collateral at zero and ignores its timestamp. FINDING: the
     same dust deposited into someone else's account still freezes that account's new risk and
     withdrawals (the engine's own checks want every price fresh) until the keeper prices it."""
     s, e, lq = liq.s, liq.s.engine, liq.liquidator

@@ -23,7 +23,7 @@ from offchain.backtest import (
     traffic_light,
 )
 from offchain.calibration import CalibrationParams
-from offchain.data import PriceSeries, load_asset
+from offchain.data import PriceSeries, load_backtest_series
 from offchain.pricing import black76_delta, black76_price
 
 NAMES = [s.name for s in STRATEGIES]
@@ -179,13 +179,13 @@ def test_config_validates():
 
 @pytest.fixture(scope="module")
 def eth_run():
-    return run_asset(load_asset("ETH"), DEFAULT_CONFIG)
+    return run_asset(load_backtest_series("ETH"), DEFAULT_CONFIG)
 
 
 def test_futures_exceed_exactly_when_the_move_beats_the_psr(eth_run):
     """On real data the linear books are an exact check: long exceeds iff return < -PSR."""
     run = eth_run
-    series = load_asset("ETH")
+    series = load_backtest_series("ETH")
     pos = np.searchsorted(series.dates, run.dates)
     ret = series.close[pos + 1] / series.close[pos] - 1.0
     np.testing.assert_array_equal(run.exceed[:, NAMES.index("long future")], ret < -run.psr)
@@ -209,8 +209,17 @@ def test_99_model_not_rejected_in_sample_for_linear_books(eth_run):
             assert r.zone == "green"
 
 
-def test_btc_has_no_out_of_sample_window():
-    run = run_asset(load_asset("BTC").window(end="2017-12-31"), DEFAULT_CONFIG)
+def test_btc_windows_split_at_2022():
+    """BTC's history runs to 2025-03, so it has an out-of-sample window like ETH."""
+    run = run_asset(load_backtest_series("BTC").window(start="2019-01-01"), DEFAULT_CONFIG)
+    assert str(run.dates[run.in_sample][-1]) == "2021-12-31"
+    assert str(run.dates[~run.in_sample][0]) == "2022-01-01"
+    assert str(run.dates[-1]) == "2025-02-28"
+    assert {r.window for r in summarize(run)} == {"in-sample", "out-of-sample"}
+
+
+def test_history_before_the_cut_only_is_all_in_sample():
+    run = run_asset(load_backtest_series("BTC").window(end="2017-12-31"), DEFAULT_CONFIG)
     assert run.in_sample.all()
     assert {r.window for r in summarize(run)} == {"in-sample"}
 
@@ -222,7 +231,7 @@ def test_kupiec_rows_are_consistent(eth_run):
 
 
 def test_higher_confidence_never_lowers_margin():
-    series = load_asset("ETH").window(end="2018-12-31")
+    series = load_backtest_series("ETH").window(end="2018-12-31")
     lo = run_asset(series, DEFAULT_CONFIG)
     hi = run_asset(series, replace(DEFAULT_CONFIG, calibration=CalibrationParams(confidence=0.995)))
     assert np.all(hi.margin >= lo.margin - 1e-9)
@@ -259,7 +268,7 @@ def test_docs_hold_the_numbers_this_code_produces(eth_run):
     from offchain.report import backtest_markdown
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "backtest-results.md").read_text()
-    btc = run_asset(load_asset("BTC"), DEFAULT_CONFIG)
+    btc = run_asset(load_backtest_series("BTC"), DEFAULT_CONFIG)
     table = backtest_markdown(summarize(btc) + summarize(eth_run))
     for line in table.splitlines()[2:]:
         assert line in doc, line

@@ -22,12 +22,13 @@ from offchain.calibration import (
     psr_from_sigma,
     psr_series,
 )
-from offchain.data import InputError, load_asset, load_prices
-from offchain.paths import shared_dir
+from offchain.data import InputError, load_asset, load_backtest_series, load_prices
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
 def _golden_rows() -> list[dict[str, str]]:
-    path = shared_dir() / "golden" / "backtest.csv"
+    path = GOLDEN_DIR / "backtest.csv"
     lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
     return list(csv.DictReader(lines))
 
@@ -45,7 +46,7 @@ def test_golden_file_has_both_kinds_of_rows():
 
 @pytest.mark.parametrize("row", KUPIEC_ROWS, ids=lambda r: f"p{r['p']}-T{r['T']}-N{r['N']}")
 def test_kupiec_lr_golden(row):
-    """Kupiec (1995) POF statistic, values in shared/golden/backtest.csv (4 decimals)."""
+    """Kupiec (1995) POF statistic, values in tests/golden/backtest.csv (4 decimals)."""
     lr = kupiec_lr(float(row["p"]), int(row["T"]), int(row["N"]))
     assert lr == pytest.approx(float(row["expected"]), abs=1e-4)
 
@@ -212,11 +213,16 @@ def test_log_returns_rejects_bad_prices():
         log_returns(np.array([1.0]))
 
 
-def test_load_shared_data():
+def test_load_repo_data():
     btc, eth = load_asset("BTC"), load_asset("ETH")
     assert (len(btc), str(btc.dates[0]), str(btc.dates[-1])) == (2530, "2014-09-17", "2021-08-24")
     assert (len(eth), str(eth.dates[0]), str(eth.dates[-1])) == (3804, "2015-08-07", "2026-01-05")
     assert btc.high is not None and eth.high is None
+    long_btc = load_backtest_series("BTC")
+    span = (len(long_btc), str(long_btc.dates[0]), str(long_btc.dates[-1]))
+    assert span == (4324, "2013-04-28", "2025-03-01")
+    assert long_btc.high is None
+    assert load_backtest_series("ETH").close.tolist() == eth.close.tolist()
     assert np.all(btc.low <= btc.close) and np.all(btc.close <= btc.high)
     w = eth.window("2022-01-01", "2022-12-31")
     assert len(w) == 365 and str(w.dates[0]) == "2022-01-01"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from offchain.backtest import STRATEGIES
 from offchain.capital_efficiency import MarketPoint, efficiency_table, market_point
-from offchain.data import load_asset
+from offchain.data import load_backtest_series
 
 SINGLE = {s.name for s in STRATEGIES if s.n_legs == 1}
 OPTION_ONLY = {
@@ -22,11 +22,11 @@ def _by_name(point: MarketPoint) -> dict:
 
 @pytest.fixture(scope="module", params=["BTC", "ETH"])
 def table(request):
-    return _by_name(market_point(load_asset(request.param)))
+    return _by_name(market_point(load_backtest_series(request.param)))
 
 
 def test_market_point_is_the_last_close():
-    point = market_point(load_asset("ETH"))
+    point = market_point(load_backtest_series("ETH"))
     assert point.as_of == "2026-01-05"
     assert point.forward == pytest.approx(3139.057042)
     assert 0.04 <= point.psr <= 0.5 and 0.1 < point.iv < 3.0

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from offchain.cli import cli, load_market
-from offchain.paths import shared_dir
+from offchain.paths import data_dir
 from offchain.scenarios import CRYPTO_35
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,10 +116,18 @@ def test_backtest_writes_report_and_chart(runner, tmp_path):
     assert result.exit_code == 0, result.stderr
     report = (tmp_path / "report.md").read_text()
     assert "| BTC | long future | in-sample |" in report
-    assert "out-of-sample" not in report.split("## Backtest")[1].split("## Capital")[0]
+    assert "| BTC | long future | out-of-sample | 2022-01-01 .. 2025-02-28 |" in report
     assert (tmp_path / "btc_990.png").stat().st_size > 10_000
     rows = list(csv.DictReader((tmp_path / "backtest.csv").open()))
-    assert len(rows) == 10 and {r["window"] for r in rows} == {"in-sample"}
+    assert len(rows) == 20 and {r["window"] for r in rows} == {"in-sample", "out-of-sample"}
+
+
+def test_data_options_name_the_repo_data_folder(runner):
+    for command in ("backtest", "efficiency"):
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, result.stderr
+        text = " ".join(result.output.split())  # click wraps the help text
+        assert "btc_usd_daily_coingecko.csv and eth_usd_daily.csv [data/]" in text
 
 
 def test_module_entry_point():
@@ -215,13 +223,13 @@ def test_missing_file(runner, tmp_path):
 
 
 def test_backtest_bad_price_file(runner, tmp_path):
-    lines = (shared_dir() / "data" / "btc_usd_daily.csv").read_text().splitlines()
-    lines[5] = lines[5].replace(lines[5].split(",")[4], "n/a")
-    (tmp_path / "btc_usd_daily.csv").write_text("\n".join(lines) + "\n")
+    lines = (data_dir() / "btc_usd_daily_coingecko.csv").read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[1], "n/a")
+    (tmp_path / "btc_usd_daily_coingecko.csv").write_text("\n".join(lines) + "\n")
     result = runner.invoke(
         cli, ["backtest", "--data-dir", str(tmp_path), "--asset", "BTC", "--out", str(tmp_path)]
     )
-    _one_line_error(result, "btc_usd_daily.csv", "row 6, field 'close'")
+    _one_line_error(result, "btc_usd_daily_coingecko.csv", "row 6, field 'close'")
 
 
 def test_load_market_uses_explicit_iv_over_the_smile():

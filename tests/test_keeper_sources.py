@@ -27,7 +27,7 @@ from offchain.keeper.sources import (
     SourceError,
     Tick,
 )
-from offchain.paths import shared_dir
+from offchain.paths import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,20 +103,20 @@ def test_csv_replay_rejects_bad_arguments():
         CsvReplaySource(["BTC", "ETH"], "2022-01-01", "2022-02-01")  # BTC file ends 2021-08
 
 
-def test_shared_dir_env_override_and_malformed_csv(tmp_path, monkeypatch):
+def test_data_dir_env_override_and_malformed_csv(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     (data / "eth_usd_daily.csv").write_text("date,close\n2020-01-01,100\n2020-01-02,110\n")
-    monkeypatch.setenv("PM_SHARED_DIR", str(tmp_path))
-    assert shared_dir() == tmp_path.resolve()
+    monkeypatch.setenv("PM_DATA_DIR", str(data))
+    assert data_dir() == data.resolve()
     ticks = drain(CsvReplaySource(["ETH"], "2020-01-01", "2020-01-02"))
     assert [t.spots["ETH"] for t in ticks] == [100.0, 110.0]
     (data / "eth_usd_daily.csv").write_text("date,close\n2020-01-01,100\n2020-01-02,-5\n")
     with pytest.raises(SourceError, match="line 3: close -5.0 is not positive"):
         CsvReplaySource(["ETH"], "2020-01-01", "2020-01-02")
-    monkeypatch.setenv("PM_SHARED_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="PM_SHARED_DIR"):
-        shared_dir()
+    monkeypatch.setenv("PM_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="PM_DATA_DIR"):
+        data_dir()
 
 
 # --------------------------------------------------------------------------- simulation

@@ -59,7 +59,8 @@ def posting(system, admin):
 
 
 def _trunc_array(mark, c, psr):
-    """The arrays before the fix: truncation toward zero in both steps."""
+    """Truncation toward zero in both steps: the rounding the oracle must not use (it can
+    understate a long future's loss)."""
     return [div_trunc(mark * div_trunc(cs * psr, WAD), WAD) for cs in c]
 
 

@@ -1,39 +1,34 @@
-"""shared_dir(): PM_SHARED_DIR first, then <repo>/../shared, then /work/shared."""
+"""data_dir(): PM_DATA_DIR first, else the repo's own data/ (nothing outside the checkout)."""
 
 from pathlib import Path
 
 import pytest
 
 from offchain import paths
+from offchain.data import ASSET_FILES, BACKTEST_FILES
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_env_var_wins(tmp_path, monkeypatch):
-    monkeypatch.setenv("PM_SHARED_DIR", str(tmp_path))
-    assert paths.shared_dir() == tmp_path.resolve()
+    monkeypatch.setenv("PM_DATA_DIR", str(tmp_path))
+    assert paths.data_dir() == tmp_path.resolve()
 
 
 def test_env_var_must_exist(tmp_path, monkeypatch):
-    monkeypatch.setenv("PM_SHARED_DIR", str(tmp_path / "missing"))
-    with pytest.raises(FileNotFoundError, match="PM_SHARED_DIR=.*missing is not a directory"):
-        paths.shared_dir()
+    monkeypatch.setenv("PM_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="PM_DATA_DIR=.*missing is not a directory"):
+        paths.data_dir()
 
 
-def test_sibling_of_the_repo_then_fallback(tmp_path, monkeypatch):
-    monkeypatch.delenv("PM_SHARED_DIR", raising=False)
-    repo = tmp_path / "wt" / "offchain"
-    repo.mkdir(parents=True)
-    fallback = tmp_path / "fallback"
-    monkeypatch.setattr(paths, "_REPO", repo)
-    monkeypatch.setattr(paths, "_FALLBACK", fallback)
-    with pytest.raises(FileNotFoundError, match="set PM_SHARED_DIR"):
-        paths.shared_dir()
-    fallback.mkdir()
-    assert paths.shared_dir() == fallback.resolve()
-    (tmp_path / "wt" / "shared").mkdir()
-    assert paths.shared_dir() == (tmp_path / "wt" / "shared").resolve()
+def test_default_is_the_repo_data_folder_with_every_file(monkeypatch):
+    monkeypatch.delenv("PM_DATA_DIR", raising=False)
+    folder = paths.data_dir()
+    assert folder == REPO / "data"
+    for name in {*ASSET_FILES.values(), *BACKTEST_FILES.values(), "SOURCES.md"}:
+        assert (folder / name).is_file(), name
 
 
-def test_real_shared_dir_has_the_golden_files(monkeypatch):
-    monkeypatch.delenv("PM_SHARED_DIR", raising=False)
-    assert (paths.shared_dir() / "golden" / "black76.csv").is_file()
-    assert isinstance(paths.shared_dir(), Path)
+def test_golden_files_live_under_tests():
+    for name in ("black76.csv", "backtest.csv", "README.md"):
+        assert (REPO / "tests" / "golden" / name).is_file(), name

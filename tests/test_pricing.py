@@ -2,13 +2,13 @@
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offchain.paths import shared_dir
 from offchain.pricing import (
     black76_delta,
     black76_gamma,
@@ -17,11 +17,12 @@ from offchain.pricing import (
     black76_vega,
 )
 
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_TOL = 1e-4  # the published values carry 4 decimals
 
 
 def _golden_rows() -> list[dict[str, str]]:
-    path = shared_dir() / "golden" / "black76.csv"
+    path = GOLDEN_DIR / "black76.csv"
     with path.open() as fh:
         lines = [line for line in fh if not line.startswith("#")]
     return list(csv.DictReader(lines))
@@ -39,7 +40,7 @@ def test_golden_file_has_rows():
     "row", GOLDEN, ids=lambda r: f"{r['quantity']}-{r['type']}-{r['F']}-{r['K']}"
 )
 def test_golden_black76(row):
-    """Every row of shared/golden/black76.csv (Haug, The Complete Guide..., 1998)."""
+    """Every row of tests/golden/black76.csv (Haug, The Complete Guide..., 1998)."""
     args = tuple(float(row[k]) for k in ("F", "K", "T", "sigma", "r"))
     is_call = row["type"] == "call"
     fn = {"price": black76_price, "delta": black76_delta}[row["quantity"]]
@@ -118,8 +119,8 @@ def test_vega_and_gamma_non_negative(F, m, T, sigma, r, is_call):
 
 
 def test_gamma_of_a_subnormal_volatility_is_zero_not_nan():
-    """Regression (hypothesis, shrunk): sigma = 5e-324 made F * sigma * sqrt(T) underflow to 0
-    while n(d1) was 0 too, so gamma was 0/0 = NaN."""
+    """Regression (hypothesis, shrunk): sigma = 5e-324 makes F * sigma * sqrt(T) underflow to 0
+    while n(d1) is 0 too; gamma is 0 there, not 0/0 = NaN."""
     for is_call in (True, False):
         g = black76_gamma(0.5, 1.3591409142295225, 1.0, 5e-324, 0.0, is_call)
         assert g == 0.0

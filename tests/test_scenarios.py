@@ -26,7 +26,7 @@ def _table(grid):
 
 
 def test_crypto_35_table():
-    """DESIGN §5: {0, +-1/4, +-1/2, +-3/4, +-1} PSR x vol up/none/down, then 8 tails, vol up."""
+    """docs/design.md §5: {0, +-1/4, +-1/2, +-3/4, +-1} PSR x vol up/none/down, 8 tails vol up."""
     moves = [F(0), F(1, 4), F(-1, 4), F(1, 2), F(-1, 2), F(3, 4), F(-3, 4), F(1), F(-1)]
     expected = [(m, "psr", v, F(1), "fixed") for m in moves for v in ("up", "none", "down")]
     tails = [F(-66, 100), F(-33, 100), F(1, 2), F(1), F(2), F(3), F(4), F(5)]

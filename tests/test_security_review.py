@@ -36,12 +36,12 @@ F60K = 60_000 * WAD
 
 
 def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, trader, maker):
-    """F1 (fixed). `RiskOracle.post` computes a future's array from the underlying's stored psr;
-    before the underlying's first post that psr was 0, so the array was all zero (psr_min
-    bypassed) and, once the underlying was posted, a 100-unit future margined at 0. Now an
-    instrument of an underlying without a spot is refused, futures and options alike."""
+    """F1. `RiskOracle.post` computes a future's array from the underlying's stored psr; before
+    the underlying's first post that psr is 0, so the array would be all zero (psr_min bypassed)
+    and, once the underlying is posted, a 100-unit future would margin at 0. An instrument of an
+    underlying without a spot is refused, futures and options alike."""
     s = system
-    new_u = 77  # a fresh underlying, never posted whatever ran before in the session
+    new_u = 77  # a fresh underlying, never posted whatever ran before in this test run
     s.oracle.list_underlying(
         new_u, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, sender=s.admin
     )
@@ -63,12 +63,12 @@ def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, 
 def test_dust_of_an_unpriced_collateral_cannot_block_liquidation(
     project, liq, trader, maker, liquidator_account
 ):
-    """F2. Liquidation needs every price the account uses to be fresh, collateral included, and
-    a deposit needs no price. An account below MM deposits 1 unit of a listed collateral whose
-    price is stale or was never posted and can no longer be liquidated ("liquidation: stale
-    oracle"); anyone can do the same to any account (deposit on behalf), which also blocks that
-    account's new risk. Fixed: a liquidation values collateral without a fresh price at zero
-    and ignores its timestamp (`liquidation._load`)."""
+    """F2. A deposit needs no price. If liquidation needed every price the account uses to be
+    fresh, collateral included, an account below MM could deposit 1 unit of a listed collateral
+    whose price is stale or was never posted and no longer be liquidated ("liquidation: stale
+    oracle"); anyone could do the same to any account (deposit on behalf), which also blocks
+    that account's new risk. A liquidation values collateral without a fresh price at zero and
+    ignores its timestamp (`liquidation._load`)."""
     s = liq.s
     tok = s.admin.deploy(project.MockERC20, "Dust", "DUST", 18)
     s.oracle.list_asset(tok, WAD // 2, sender=s.admin)

@@ -1,5 +1,5 @@
 # ruff: noqa: F811  (pytest fixtures imported from liquidation_support by name)
-"""One hypothesis state machine over the whole system on anvil (issue #7, adversarial review):
+"""One hypothesis state machine over the whole system on anvil (adversarial review):
 RiskOracle + MarginEngine + MarginViews + Liquidator + LiquidationViews, six accounts, the
 settlement stablecoin, a risky collateral (WETH, 20 % haircut, priced off ETH) and misbehaving
 tokens (a 1 % fee-on-transfer token priced off ETH, a USDT-style token without return values,

@@ -6,7 +6,7 @@ on-chain feeds) return ``None`` while nothing newer than their last tick is avai
 runner polls them again later.
 
 Implementations:
-- ``CsvReplaySource``: real daily history from ``<shared>/data`` (see SOURCES.md), aligned across
+- ``CsvReplaySource``: real daily history from the repo's ``data/`` (see SOURCES.md), aligned across
   underlyings by instant, optionally split into intraday steps by geometric interpolation.
 - ``SimulatedSource``: seeded GBM with GARCH(1,1) variance and common Poisson jumps, several
   correlated underlyings; the same seed gives the same path.
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 SECONDS_PER_DAY = 86_400
-SECONDS_PER_YEAR = 31_536_000  # DESIGN.md section 3: year fraction = seconds / 31_536_000
+SECONDS_PER_YEAR = 31_536_000  # docs/design.md §3: year fraction = seconds / 31_536_000
 
 
 class SourceError(RuntimeError):
@@ -86,7 +86,7 @@ class MarketDataSource(Protocol):
 
 # --------------------------------------------------------------------------- CSV replay
 
-#: Underlying -> (file in ``<shared>/data``, days from the row's date to the instant its close
+#: Underlying -> (file in ``data/``, days from the row's date to the instant its close
 #: refers to). Yahoo's BTC bar of day d closes at the end of d (= d+1 00:00 UTC); CoinGecko's ETH
 #: snapshot of day d is taken at d 00:00 UTC. Aligning by instant pairs BTC(d) with ETH(d+1).
 HISTORY_FILES: dict[str, tuple[str, int]] = {
