@@ -1,18 +1,18 @@
-"""A private anvil node per test: a free loopback port, killed at teardown."""
+"""A private anvil node per test: a free loopback port, killed at teardown.
+
+The native binary, not the npm wrapper: killing the wrapper would orphan the node it spawns."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 from web3 import Web3
 
-_REPO = Path(__file__).resolve().parents[1]
+from scripts._anvil import native_anvil
 
 #: Private keys of anvil's default accounts (mnemonic "test test ... junk"); test value only.
 DEV_KEYS = (
@@ -21,14 +21,6 @@ DEV_KEYS = (
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 )
-
-
-def anvil_binary() -> str:
-    local = _REPO / "node_modules" / ".bin" / "anvil"
-    found = str(local) if local.exists() else shutil.which("anvil")
-    if found is None:
-        raise RuntimeError("anvil not found: run `make setup`")
-    return found
 
 
 def free_port() -> int:
@@ -53,7 +45,7 @@ class AnvilNode:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *args],
+            [native_anvil(), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,0 +1,44 @@
+"""Nodes and helpers the tests start are gone when stopped; the session's leak check finds
+orphans (the session itself fails when one outlives it, see ``pytest_unconfigure``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from anvil_node import AnvilNode
+from leaked_processes import MARKER, kill, processes_with_token, survivors
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+
+
+def test_a_stopped_node_leaves_no_process(monkeypatch):
+    token = "anvil-node-" + str(id(monkeypatch))
+    monkeypatch.setenv(MARKER, token)
+    node = AnvilNode()
+    try:
+        # one process, the node itself: nothing in between that could be killed instead of it
+        assert list(processes_with_token(token)) == [node.proc.pid]
+        assert f"--port {node.port}" in processes_with_token(token)[node.proc.pid]
+    finally:
+        node.stop()
+        # this token hides the node from the session's own check: clean up before asserting
+        leaked = survivors(token, grace=1)
+        kill(list(leaked))
+    assert leaked == {}
+
+
+def test_an_orphan_is_found_by_the_token_it_inherited():
+    token = "orphan-" + str(id(sys))
+    shell = "sleep 60 >/dev/null 2>&1 & echo $!"
+    env = {"PATH": "/usr/bin:/bin", MARKER: token}
+    # the shell exits at once: the sleep it started is reparented away from this process
+    pid = int(subprocess.run(["sh", "-c", shell], env=env, capture_output=True).stdout)
+    try:
+        assert pid in processes_with_token(token)
+        assert processes_with_token("another-" + token) == {}
+    finally:
+        kill([pid])
+    assert survivors(token, grace=2) == {}
