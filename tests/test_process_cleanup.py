@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,10 @@ def test_an_orphan_is_found_by_the_token_it_inherited():
     # the shell exits at once: the sleep it started is reparented away from this process
     pid = int(subprocess.run(["sh", "-c", shell], env=env, capture_output=True).stdout)
     try:
+        # the child may still be between fork and exec, when its environ reads empty
+        deadline = time.monotonic() + 5
+        while pid not in processes_with_token(token) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert pid in processes_with_token(token)
         assert processes_with_token("another-" + token) == {}
     finally:
