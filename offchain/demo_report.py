@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,14 @@ def _dates_label(run: DemoRun) -> str:
     return f"date ({first if first == last else f'{first}-{last}'}, UTC)"
 
 
+def _finish(plt: Any, fig: Any, ax: Any, run: DemoRun, title: str, path: Path) -> None:
+    """Title, date axis, save, close: the end of every single-panel chart."""
+    ax.set_title(title)
+    _date_axis(ax, _days(run), _dates_label(run))
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _plot_prices(run: DemoRun, path: Path) -> None:
     """BTC and ETH on their own scales; a dotted line at each round that liquidated."""
     plt = _pyplot()
@@ -280,10 +289,7 @@ def _plot_prices(run: DemoRun, path: Path) -> None:
             line.set_label("round with liquidations")
             handles.append(line)
     ax.legend(handles=handles, loc="upper right", fontsize=8)
-    ax.set_title("Replayed prices")
-    _date_axis(ax, _days(run), _dates_label(run))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _finish(plt, fig, ax, run, "Replayed prices", path)
 
 
 def _plot_accounts(run: DemoRun, path: Path) -> None:
@@ -338,21 +344,14 @@ def _plot_accounts(run: DemoRun, path: Path) -> None:
 def _plot_liquidations(run: DemoRun, path: Path) -> None:
     plt = _pyplot()
     dates = [h.date for h in run.history]
-    cumulative = []
-    total = 0
-    for h in run.history:
-        total += len(h.liquidated)
-        cumulative.append(total)
+    cumulative = list(accumulate(len(h.liquidated) for h in run.history))
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.step(dates, cumulative, where="post", label="liquidations (cumulative)")
     below = [len(h.below_mm) for h in run.history]
     ax.bar(dates, below, width=0.15, alpha=0.5, color="tab:red", label="accounts below MM")
     ax.set_ylabel("liquidations / accounts")
     ax.legend(fontsize=8)
-    ax.set_title("Liquidations")
-    _date_axis(ax, _days(run), _dates_label(run))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _finish(plt, fig, ax, run, "Liquidations", path)
 
 
 def _plot_insurance_fund(run: DemoRun, path: Path) -> None:
@@ -363,10 +362,7 @@ def _plot_insurance_fund(run: DemoRun, path: Path) -> None:
     ax.set_ylabel("USD")
     ax.yaxis.set_major_formatter("{x:,.0f}")
     ax.legend(fontsize=8)
-    ax.set_title("Insurance fund: its share of penalties in, bad debt out")
-    _date_axis(ax, _days(run), _dates_label(run))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _finish(plt, fig, ax, run, "Insurance fund: its share of penalties in, bad debt out", path)
 
 
 def _solvency(run: DemoRun) -> Solvency:

@@ -379,7 +379,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
             report = runner.try_round(tick)
             if report is None:
                 run.failed_rounds += 1
-                say(f"  {_real_date(tick, offset)}  the keeper gave up on this round")
+                say(f"  {_real_date(tick, offset):%Y-%m-%d %H:%M}  the keeper gave up this round")
                 continue
             snap = _snapshot(c, runner, tick, offset, report, run.labels)
             run.history.append(snap)
@@ -430,7 +430,8 @@ def _snapshot(
 
 
 def _round_line(snap: RoundSnapshot) -> str:
-    """``2020-03-12 18:00  BTC 5,830  ETH 128.40  liquidated ...; settled 3`` for the log."""
+    """``2020-03-12 18:00  BTC  5,583  ETH 127.32  liquidated btc_naked_put, ...`` (and
+    ``settled 6 accounts`` in a round that settles)."""
     events = []
     if snap.liquidated:
         events.append(f"liquidated {', '.join(snap.liquidated)}")
