@@ -19,7 +19,15 @@ from typing import Any
 from offchain.fixed_point import WAD
 from offchain.solvency import Solvency
 
-__all__ = ["DemoRun", "RoundSnapshot", "closing_lines", "summary", "write_report"]
+__all__ = [
+    "CHARTS",
+    "DemoRun",
+    "RoundSnapshot",
+    "closing_lines",
+    "report_markdown",
+    "summary",
+    "write_report",
+]
 
 CHARTS = ("price.png", "accounts.png", "liquidations.png", "insurance_fund.png")
 
@@ -82,6 +90,10 @@ def closing_lines(run: DemoRun) -> list[str]:
     """The end of the story: counts, bad debt and the solvency verdict."""
     s = _solvency(run)
     verdict = "solvent" if s.ok else "NOT solvent (see the report)"
+    if s.dust >= 0:
+        cash = f"the vault keeps {s.dust} wei of rounding"
+    else:
+        cash = f"the vault owes {-s.dust} wei more than it holds"
     return [
         f"{run.rounds} keeper rounds: {run.posts:,} items posted in {run.batches} transactions, "
         f"{run.transactions} keeper transactions in all, {run.gas:,} gas",
@@ -90,7 +102,7 @@ def closing_lines(run: DemoRun) -> list[str]:
         f"bad debt {_usd(s.bad_debt)} USD (insurance fund {_usd(s.fund_payouts)}, socialised "
         f"{_usd(s.socialised)}, uncovered {_usd(s.uncovered_bad_debt)}); insurance fund at the "
         f"end {_usd(s.insurance_fund)} USD",
-        f"{verdict}: the vault keeps {s.dust} wei of rounding, "
+        f"{verdict}: {cash}, "
         f"{len(s.unbalanced_assets)} unbalanced collateral assets, "
         f"{len(s.below_mm)} accounts below MM; {run.total_seconds:.0f} s",
     ]
@@ -146,6 +158,7 @@ def summary(run: DemoRun) -> dict[str, Any]:
 
 
 def report_markdown(run: DemoRun) -> str:
+    """``report.md``: the numbers, the solvency check, the charts, every account and round."""
     s = _solvency(run)
     lines = [
         "# Demo: the March 2020 crash through the margin engine",
@@ -197,7 +210,7 @@ def report_markdown(run: DemoRun) -> str:
         "",
         "## Accounts at the end",
         "",
-        "| account | book | equity (USD) | IM (USD) | MM (USD) |",
+        "| account | what it holds | equity (USD) | IM (USD) | MM (USD) |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for name, (eq, im, mm) in sorted(run.history[-1].accounts.items()):

@@ -73,6 +73,8 @@ def test_the_report_names_the_liquidation_and_the_verdict(tmp_path):
 
 def test_a_vault_short_of_cash_reads_not_solvent(tmp_path):
     demo = run(vault_cash=1_001_000 * WAD - 1)
-    assert closing_lines(demo)[-1].startswith("NOT solvent")
+    assert closing_lines(demo)[-1].startswith(
+        "NOT solvent (see the report): the vault owes 1 wei more than it holds"
+    )
     report = write_report(tmp_path, demo).read_text()
     assert "**NOT balanced**" in report and "verdict: **NOT solvent**" in report
