@@ -210,7 +210,7 @@ def report_markdown(run: DemoRun) -> str:
         "",
         "## Accounts at the end",
         "",
-        "| account | what it holds | equity (USD) | IM (USD) | MM (USD) |",
+        "| account | strategy or role | equity (USD) | IM (USD) | MM (USD) |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for name, (eq, im, mm) in sorted(run.history[-1].accounts.items()):

@@ -356,7 +356,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
     say(f"opening {len(books)} books and {len(MAKERS)} market makers")
     people = open_books(c, admin, venue, books, offset, say)
     styles = {b.name: b.style for b in books} | {m: "market maker" for m in MAKERS}
-    styles[KEEPER_LABEL] = "the keeper's account, which takes liquidated positions"
+    styles[KEEPER_LABEL] = "liquidator: takes the positions it liquidates"
     run = DemoRun(
         opts.start,
         opts.end,
