@@ -4,8 +4,11 @@ The native binary, not the npm wrapper: killing the wrapper would orphan the nod
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -13,6 +16,8 @@ import requests
 from web3 import Web3
 
 from scripts._anvil import native_anvil
+
+_PR_SET_PDEATHSIG = 1  # prctl option, linux/prctl.h
 
 #: Private keys of anvil's default accounts (mnemonic "test test ... junk"); test value only.
 DEV_KEYS = (
@@ -38,6 +43,13 @@ def http_web3(url: str, timeout: float = 10.0) -> Web3:
     )
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills the node when the process that started it dies, even by SIGKILL
+    (a CI timeout), when no teardown runs. Tied to the starting thread: start nodes from the
+    main thread (fixtures do)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class AnvilNode:
     """``anvil --host 127.0.0.1 --port <free> --silent``; ``stop()`` kills it."""
 
@@ -48,6 +60,7 @@ class AnvilNode:
             [native_anvil(), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.w3 = http_web3(self.url)
         deadline = time.monotonic() + 20

@@ -3,6 +3,7 @@ orphans (the session itself fails when one outlives it, see ``pytest_unconfigure
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -47,3 +48,27 @@ def test_an_orphan_is_found_by_the_token_it_inherited():
     finally:
         kill([pid])
     assert survivors(token, grace=2) == {}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's parent-death signal")
+def test_a_node_dies_with_a_killed_test_process(tmp_path):
+    """A test process killed outright (a CI timeout) runs no teardown; its nodes go with it."""
+    token = "killed-parent-" + str(id(tmp_path))
+    script = (
+        "import time; from anvil_node import AnvilNode\n"
+        "node = AnvilNode(); print('up', flush=True); time.sleep(60)"
+    )
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, MARKER: token, "PYTHONPATH": f"{tests}{os.pathsep}{tests.parent}"}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout.readline() == b"up\n"
+        node = [pid for pid, cmd in processes_with_token(token).items() if "--port" in cmd]
+        assert len(node) == 1
+        parent.kill()
+        parent.wait(timeout=10)
+        leaked = survivors(token, grace=5)
+    finally:
+        parent.kill()
+        kill(list(processes_with_token(token)))
+    assert leaked == {}
