@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(CURDIR)/$(VENV)/bin
-# ape-foundry finds anvil on PATH; the npm package ships the binary.
+# The npm package ships anvil; the project's scripts and tests start its native binary
+# (scripts/_anvil.py), and `.bin` on PATH serves an `ape console` started by hand.
 export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
 STAMP_PY := $(VENV)/.installed
 STAMP_JS := node_modules/.installed

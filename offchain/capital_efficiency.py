@@ -1,7 +1,8 @@
 """Capital efficiency: the strategy suite margined three ways at one market state.
 
-(a) **portfolio**: the portfolio model (docs/design.md §5: one scan over all legs on the underlying, the
-    short-option minimum as a floor), ``margin.margin_of_accounts`` on the strategy as one account;
+(a) **portfolio**: the portfolio model (docs/design.md §5: one scan over all legs on the
+    underlying, the short-option minimum as a floor), ``margin.margin_of_accounts`` on the
+    strategy as one account;
 (b) **sum of legs**: each leg margined alone by the same model, the margins added (what a venue
     without cross-margining charges);
 (c) **full collateral**: the way Opyn-style option vaults secure a short option, by locking its

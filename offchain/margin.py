@@ -1,7 +1,7 @@
 """Reference margin: an integer model equal to the contracts, and a vectorised float model.
 
-Semantics: docs/design.md §4-§5 (SPAN-style scan per underlying, short-option minimum as a floor, MM, IM,
-equity, health). The integer model (``account_margin_int`` and friends) implements
+Semantics: docs/design.md §4-§5 (SPAN-style scan per underlying, short-option minimum as a
+floor, MM, IM, equity, health). The integer model (``account_margin_int`` and friends) implements
 ``docs/fixed-point.md`` §4-§6 exactly, bit for bit; the contracts are tested against it. The float
 model (``margin_of_accounts``) is the same formula without the encoding pad and integer rounding,
 for many accounts at once (research, backtests, what-if).

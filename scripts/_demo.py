@@ -1,8 +1,8 @@
 """The demo behind ``ape run demo`` (``make demo``): the March 2020 crash through the system.
 
 Starts anvil (Ape's local foundry provider), deploys ``deploy/demo.json``, opens realistic books
-for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the daily history
-in ``data/`` with intraday steps, compressed in time, the keeper posting risk arrays, checking every
+for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the shared daily
+history with intraday steps, compressed in time, the keeper posting risk arrays, checking every
 account off-chain with the integer reference, liquidating and settling. A live table follows the
 replay; ``out/demo/report.md`` (with PNG charts) and a solvency check close it.
 
@@ -16,18 +16,18 @@ before its round; dates shown are the real ones.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ape import accounts, chain, project
 
+from offchain.demo_report import DemoRun, RoundSnapshot
 from offchain.fixed_point import WAD
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.replay import CalibratedPsr, ShiftedSource
@@ -36,6 +36,7 @@ from offchain.keeper.sources import CsvReplaySource
 from offchain.keeper.tx import TxConfig
 from offchain.margin import AccountInt, account_margin_int
 from offchain.sdk import Client, InstrumentMeta, deploy_system, load_config, to_units
+from offchain.solvency import audit, read_ledger
 from scripts._common import REPO
 
 DAY = 86_400
@@ -180,6 +181,7 @@ MIN_EQUITY = 5_000  # USD
 MAKER_CASH = 20_000_000  # USD each: market makers are well capitalised
 LIQUIDATOR_CASH = 20_000_000  # the keeper's own margin account, which takes liquidated books
 INSURANCE_FUND = 250_000  # USD seeded into the insurance fund
+KEEPER_LABEL = "keeper (liquidator)"
 
 
 @dataclass(frozen=True)
@@ -197,51 +199,6 @@ class DemoOptions:
             kw.setdefault("start", "2020-03-10")
             kw.setdefault("end", "2020-03-14")
         return cls(short=short, **kw)
-
-
-@dataclass
-class Solvency:
-    vault_cash: int  # stablecoin held by the engine, WAD
-    sum_cash: int  # sum of every account's cash (WAD), insurance fund included
-    dust: int  # vault_cash - sum_cash (rounding kept by the vault, >= 0)
-    collateral_ok: bool  # per asset: sum of balances == total owed <= vault holdings
-    below_mm: list[str]
-    negative_equity: list[str]
-    bad_debt: int  # WAD, uncovered: left as negative equity or not paid by fund / socialisation
-    bad_debt_total: int = 0  # WAD, all bad debt met by liquidations
-    fund_payouts: int = 0
-    socialised: int = 0
-    insurance_fund: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return (
-            0 <= self.dust <= 10**9
-            and self.collateral_ok
-            and not self.below_mm
-            and not self.negative_equity
-            and self.bad_debt == 0
-        )
-
-
-@dataclass
-class DemoResult:
-    rounds: int = 0
-    failed_rounds: int = 0  # rounds the keeper gave up on (resumed at the next tick)
-    posts: int = 0
-    batches: int = 0
-    transactions: int = 0
-    gas: int = 0
-    liquidations: int = 0
-    settlement_prices: int = 0
-    settlements: int = 0
-    setup_seconds: float = 0.0
-    replay_seconds: float = 0.0
-    total_seconds: float = 0.0
-    accounts: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    solvency: Solvency | None = None
-    report: Path | None = None
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -330,11 +287,10 @@ def open_books(
 # ------------------------------------------------------------------------------ the run
 
 
-def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
-    """Deploy, open the books, replay, check solvency, write the report. Needs a connected
-    local provider (``ape run demo`` or an Ape test)."""
+def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
+    """Deploy, open the books, replay, audit solvency. Needs a connected local provider
+    (``ape run demo`` or an Ape test); ``offchain.demo_report`` writes the report of the run."""
     t_start = time.monotonic()
-    result = DemoResult()
     out = Path(opts.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -366,6 +322,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
         network="local",
     )
     c.deployment.save(out / "deployment.json")
+    say(f"deployed {CONFIG.relative_to(REPO)}; addresses in {out / 'deployment.json'}")
     kcfg = KeeperConfig(heartbeat=12 * 3_600, heartbeat_margin=3_600, threshold=0.002)
     txcfg = TxConfig(
         confirmations=1,
@@ -401,67 +358,98 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoResult:
     books = BOOKS[:SHORT_BOOKS] if opts.short else BOOKS
     say(f"opening {len(books)} books and {len(MAKERS)} market makers")
     people = open_books(c, admin, venue, books, offset, say)
-    result.accounts = len(people)
-    result.setup_seconds = time.monotonic() - t_start
-    labels = {p.address: n for n, p in people.items()}
-    labels[keeper.address] = "keeper (liquidator)"
+    styles = {b.name: b.style for b in books} | {m: "market maker" for m in MAKERS}
+    styles[KEEPER_LABEL] = "liquidator: takes the positions it liquidates"
+    run = DemoRun(
+        opts.start,
+        opts.end,
+        opts.steps_per_day,
+        opts.short,
+        traders=len(books),
+        makers=len(MAKERS),
+        styles=styles,
+        labels={p.address: n for n, p in people.items()} | {keeper.address: KEEPER_LABEL},
+        setup_seconds=time.monotonic() - t_start,
+    )
     t_replay = time.monotonic()
-    result.history.append(_snapshot(c, runner, tick, offset, report, labels))
-    live = _Live(opts.live, labels)
-    with live:
+    run.history.append(_snapshot(c, runner, tick, offset, report, run.labels))
+    with _Live(opts.live) as live:
+        if not live.enabled:
+            say("replay: the rounds that liquidate or settle")
         while (tick := source.next_tick()) is not None:
             if tick.timestamp > chain.blocks.head.timestamp:
                 chain.mine(timestamp=tick.timestamp)
             report = runner.try_round(tick)
             if report is None:
-                result.failed_rounds += 1
+                run.failed_rounds += 1
+                say(f"  {_real_date(tick, offset):%Y-%m-%d %H:%M}  the keeper gave up this round")
                 continue
-            snap = _snapshot(c, runner, tick, offset, report, labels)
-            result.history.append(snap)
+            snap = _snapshot(c, runner, tick, offset, report, run.labels)
+            run.history.append(snap)
             live.update(snap, runner.totals)
-    result.replay_seconds = time.monotonic() - t_replay
-    result.rounds = len(result.history)
-    t = runner.totals
-    result.posts, result.batches, result.gas = t["posts"], t["batches"], t["gas"]
-    result.transactions = t["transactions"]
-    result.liquidations, result.settlements = t["liquidations"], t["settlements"]
-    result.settlement_prices = t["settlement_prices"]
-    result.solvency = solvency(c, runner, [*people.values(), keeper])
+            if not live.enabled and (snap.liquidated or snap.settled):
+                say(_round_line(snap))
+    run.replay_seconds = time.monotonic() - t_replay
+    totals = runner.totals
+    run.posts, run.batches, run.gas = totals["posts"], totals["batches"], totals["gas"]
+    run.transactions = totals["transactions"]
+    run.liquidations, run.settlements = totals["liquidations"], totals["settlements"]
+    run.settlement_prices = totals["settlement_prices"]
+    holders = {p.address for p in people.values()} | {keeper.address} | runner.known_accounts
+    run.solvency = audit(read_ledger(c, holders))
     runner.close()
-    result.total_seconds = time.monotonic() - t_start
-    result.report = write_report(out, opts, result, labels, books)
+    run.total_seconds = time.monotonic() - t_start
     klog.removeHandler(handler)
     handler.close()
     klog.propagate = True
-    return result
+    return run
 
 
-def _snapshot(c: Client, runner: Any, tick: Any, offset: int, report: Any, labels: dict) -> dict:
+def _real_date(tick: Any, offset: int) -> datetime:
+    return datetime.fromtimestamp(tick.timestamp - offset, UTC)
+
+
+def _snapshot(
+    c: Client, runner: Any, tick: Any, offset: int, report: Any, labels: dict[str, str]
+) -> RoundSnapshot:
     market = runner.last_market
-    accts = {}
+    states = {}
     for addr, acct in runner.accounts.items():
-        if addr not in labels:
-            continue
-        st = market.account_margin(acct)
-        accts[labels[addr]] = (st.equity, st.initial_margin, st.maintenance_margin)
-    return {
-        "date": datetime.fromtimestamp(tick.timestamp - offset, UTC),
-        "spots": dict(tick.spots),
-        "accounts": accts,
-        "posted": len(report.posted),
-        "gas": report.gas_used,
-        "liquidations": [labels.get(a, a) for a in report.liquidations],
-        "below_mm": [labels.get(a, a) for a in report.below_mm],
-        "settled": len(report.settled),
-        "fund": c.insurance_fund(),
-        "seconds": report.seconds,
-    }
+        if addr in labels:
+            st = market.account_margin(acct)
+            states[labels[addr]] = (st.equity, st.initial_margin, st.maintenance_margin)
+    return RoundSnapshot(
+        date=_real_date(tick, offset),
+        spots=dict(tick.spots),
+        accounts=states,
+        posted=len(report.posted),
+        gas=report.gas_used,
+        liquidated=tuple(labels.get(a, a) for a in report.liquidations),
+        below_mm=tuple(labels.get(a, a) for a in report.below_mm),
+        settled=len(report.settled),
+        insurance_fund=c.insurance_fund(),
+        seconds=report.seconds,
+    )
+
+
+def _round_line(snap: RoundSnapshot) -> str:
+    """``2020-03-12 18:00  BTC  5,583  ETH 127.32  liquidated btc_naked_put, ...`` (and
+    ``settled 6 accounts`` in a round that settles)."""
+    events = []
+    if snap.liquidated:
+        events.append(f"liquidated {', '.join(snap.liquidated)}")
+    if snap.settled:
+        events.append(f"settled {snap.settled} accounts")
+    return (
+        f"  {snap.date:%Y-%m-%d %H:%M}  BTC {snap.spots['BTC']:>6,.0f}  "
+        f"ETH {snap.spots['ETH']:>6,.2f}  " + "; ".join(events)
+    )
 
 
 class _Live:
     """The rich live table (a no-op when ``enabled`` is false or stdout is not a terminal)."""
 
-    def __init__(self, enabled: bool, labels: dict) -> None:
+    def __init__(self, enabled: bool) -> None:
         from rich.console import Console
 
         self.console = Console()
@@ -480,20 +468,20 @@ class _Live:
         if self._live is not None:
             self._live.__exit__(*exc)
 
-    def update(self, snap: dict, totals: dict) -> None:
+    def update(self, snap: RoundSnapshot, totals: dict) -> None:
         if self._live is None:
             return
         from rich.table import Table
 
         title = (
-            f"{snap['date']:%Y-%m-%d %H:%M}  BTC {snap['spots']['BTC']:,.0f}  "
-            f"ETH {snap['spots']['ETH']:,.2f}  posts {totals['posts']}  gas {totals['gas']:,}  "
+            f"{snap.date:%Y-%m-%d %H:%M}  BTC {snap.spots['BTC']:,.0f}  "
+            f"ETH {snap.spots['ETH']:,.2f}  posts {totals['posts']}  gas {totals['gas']:,}  "
             f"liquidations {totals['liquidations']}  settlements {totals['settlements']}"
         )
         table = Table(title=title)
         for col in ("account", "equity", "IM", "MM", "equity/MM", "status"):
             table.add_column(col, justify="left" if col in ("account", "status") else "right")
-        for name, (eq, im, mm) in sorted(snap["accounts"].items()):
+        for name, (eq, im, mm) in sorted(snap.accounts.items()):
             ratio = eq / mm if mm else math.inf
             status = "[red]below MM" if eq < mm else "[yellow]below IM" if eq < im else "[green]ok"
             table.add_row(
@@ -505,233 +493,3 @@ class _Live:
                 status,
             )
         self._live.update(table)
-
-
-# ------------------------------------------------------------------------------ solvency
-
-
-def solvency(c: Client, runner: Any, people: list[Any]) -> Solvency:
-    """The books balance, nobody is left below MM, bad debt is covered."""
-    holders = {p.address for p in people} | runner.known_accounts
-    scale = int(c.engine.cash_scale())
-    vault_cash = int(c.cash.balanceOf(c.engine)) * scale
-    sum_cash = sum(int(c.engine.cash(a)) for a in holders)
-    coll_ok = True
-    for addr in c.assets():
-        owed = sum(int(c.engine.collateral(addr, a)) for a in holders)
-        total = int(c.engine.total(addr))
-        held = int(c.project.MockERC20.at(addr).balanceOf(c.engine))
-        coll_ok &= owed == total <= held
-    below, negative = [], []
-    for a in sorted(holders):
-        if c.liquidator is not None and a == c.liquidator.address:
-            continue  # the fund is not a margin account
-        state = c.account_state(a)
-        if state.health < 0:
-            below.append(a)
-        if state.equity < 0:
-            negative.append(a)
-    total = payouts = social = 0
-    if c.liquidator is not None:
-        total = int(c.liquidator.bad_debt())
-        payouts = int(c.liquidator.fund_payouts())
-        social = int(c.liquidator.socialised())
-    uncovered = (total - payouts - social) - sum(c.account_state(a).equity for a in negative)
-    return Solvency(
-        vault_cash,
-        sum_cash,
-        vault_cash - sum_cash,
-        coll_ok,
-        below,
-        negative,
-        uncovered,
-        total,
-        payouts,
-        social,
-        c.insurance_fund(),
-    )
-
-
-# ------------------------------------------------------------------------------ report
-
-
-def write_report(
-    out: Path, opts: DemoOptions, r: DemoResult, labels: dict, books: tuple[Book, ...]
-) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dates = [h["date"] for h in r.history]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    btc = [h["spots"]["BTC"] for h in r.history]
-    eth = [h["spots"]["ETH"] for h in r.history]
-    ax.plot(dates, btc, color="tab:orange", label="BTC")
-    ax.set_ylabel("BTC (USD)")
-    ax2 = ax.twinx()
-    ax2.plot(dates, eth, color="tab:blue", label="ETH")
-    ax2.set_ylabel("ETH (USD)")
-    ax.set_title("Replayed prices")
-    fig.autofmt_xdate()
-    fig.savefig(out / "price.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    names = sorted({n for h in r.history for n in h["accounts"]})
-    cols = 4
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.4 * rows), sharex=True)
-    for k, name in enumerate(names):
-        axk = axes.flat[k]
-        eqs = [h["accounts"].get(name, (math.nan,) * 3)[0] / WAD for h in r.history]
-        mms = [h["accounts"].get(name, (math.nan,) * 3)[2] / WAD for h in r.history]
-        axk.plot(dates, eqs, label="equity")
-        axk.plot(dates, mms, label="MM", color="tab:red")
-        axk.set_title(name, fontsize=8)
-        axk.tick_params(labelsize=6)
-    for k in range(len(names), rows * cols):
-        axes.flat[k].axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(out / "accounts.png", dpi=90)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(9, 3))
-    cum = 0
-    series = []
-    for h in r.history:
-        cum += len(h["liquidations"])
-        series.append(cum)
-    ax.step(dates, series, where="post", label="liquidations (cumulative)")
-    ax.bar(
-        dates,
-        [len(h["below_mm"]) for h in r.history],
-        width=0.15,
-        alpha=0.4,
-        color="tab:red",
-        label="accounts below MM",
-    )
-    ax.legend(fontsize=8)
-    ax.set_title("Liquidations")
-    fig.autofmt_xdate()
-    fig.savefig(out / "liquidations.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(9, 3))
-    ax.plot(dates, [h["fund"] / WAD for h in r.history])
-    ax.set_title("Insurance fund (USD)")
-    fig.autofmt_xdate()
-    fig.savefig(out / "insurance_fund.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    s = r.solvency
-    last = r.history[-1]
-    lines = [
-        "# Demo: the March 2020 crash through the margin engine",
-        "",
-        f"Replay {opts.start} .. {opts.end}, {opts.steps_per_day} steps a day, "
-        f"{'short' if opts.short else 'full'} mode: {r.accounts} accounts "
-        f"({len(books)} traders, {len(MAKERS)} market makers), {r.rounds} keeper rounds.",
-        "",
-        "| | |",
-        "| --- | ---: |",
-        f"| keeper posts (items) | {r.posts:,} |",
-        f"| post transactions (batches) | {r.batches:,} |",
-        f"| keeper transactions in all (posts, registrations, liquidations, settlements) | "
-        f"{r.transactions:,} |",
-        f"| gas spent by the keeper | {r.gas:,} |",
-        f"| liquidations | {r.liquidations} |",
-        f"| settlement prices posted / accounts settled | {r.settlement_prices} / "
-        f"{r.settlements} |",
-        f"| bad debt met by liquidations (USD) | {s.bad_debt_total / WAD:,.2f} |",
-        f"| paid by the insurance fund / socialised (USD) | {s.fund_payouts / WAD:,.2f} / "
-        f"{s.socialised / WAD:,.2f} |",
-        f"| uncovered bad debt (USD) | {s.bad_debt / WAD:,.2f} |",
-        f"| insurance fund at the end (USD) | {s.insurance_fund / WAD:,.2f} |",
-        f"| setup time (deploy, books) | {r.setup_seconds:.1f} s |",
-        f"| replay time | {r.replay_seconds:.1f} s |",
-        f"| total | {r.total_seconds:.1f} s |",
-        "",
-        "## Solvency check",
-        "",
-        f"- stablecoin held by the vault: {s.vault_cash / WAD:,.6f} USD; sum of account cash: "
-        f"{s.sum_cash / WAD:,.6f} USD; difference {s.dust} wei (rounding kept by the vault, "
-        "never owed): " + ("balanced" if 0 <= s.dust <= 10**9 else "**NOT balanced**"),
-        "- collateral balances equal what the vault owes and holds: "
-        + ("yes" if s.collateral_ok else "**no**"),
-        f"- accounts below MM at the end: {len(s.below_mm)}"
-        + ("" if not s.below_mm else " (" + ", ".join(labels.get(a, a) for a in s.below_mm) + ")"),
-        f"- accounts with negative equity: {len(s.negative_equity)}",
-        f"- verdict: **{'solvent' if s.ok else 'NOT solvent'}**",
-        "",
-        "## Charts",
-        "",
-        "![price](price.png)",
-        "",
-        "![equity vs MM](accounts.png)",
-        "",
-        "![liquidations](liquidations.png)",
-        "",
-        "![insurance fund](insurance_fund.png)",
-        "",
-        "## Accounts at the end",
-        "",
-        "| account | book | equity | IM | MM |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
-    styles = {b.name: b.style for b in books}
-    for name in sorted(last["accounts"]):
-        eq, im, mm = last["accounts"][name]
-        lines.append(
-            f"| {name} | {styles.get(name, 'market maker')} | {eq / WAD:,.0f} | "
-            f"{im / WAD:,.0f} | {mm / WAD:,.0f} |"
-        )
-    lines += [
-        "",
-        "## Rounds",
-        "",
-        "| date (UTC) | BTC | ETH | posted | gas | below MM | liquidated | settled |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
-    ]
-    for h in r.history:
-        lines.append(
-            f"| {h['date']:%Y-%m-%d %H:%M} | {h['spots']['BTC']:,.0f} | "
-            f"{h['spots']['ETH']:,.2f} | {h['posted']} | {h['gas']:,} | {len(h['below_mm'])} | "
-            f"{', '.join(h['liquidations'])} | {h['settled']} |"
-        )
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    summary = {
-        "mode": "short" if opts.short else "full",
-        "rounds": r.rounds,
-        "failed_rounds": r.failed_rounds,
-        "accounts": r.accounts,
-        "posts": r.posts,
-        "batches": r.batches,
-        "transactions": r.transactions,
-        "gas": r.gas,
-        "liquidations": r.liquidations,
-        "settlement_prices": r.settlement_prices,
-        "settlements": r.settlements,
-        "rounds_below_mm": sum(1 for h in r.history if h["below_mm"]),
-        "setup_seconds": round(r.setup_seconds, 1),
-        "replay_seconds": round(r.replay_seconds, 1),
-        "total_seconds": round(r.total_seconds, 1),
-        "solvency": {
-            "ok": s.ok,
-            "vault_cash_wad": str(s.vault_cash),
-            "sum_cash_wad": str(s.sum_cash),
-            "dust_wei": s.dust,
-            "collateral_ok": s.collateral_ok,
-            "below_mm": [labels.get(a, a) for a in s.below_mm],
-            "negative_equity": [labels.get(a, a) for a in s.negative_equity],
-            "bad_debt_total_wad": str(s.bad_debt_total),
-            "fund_payouts_wad": str(s.fund_payouts),
-            "socialised_wad": str(s.socialised),
-            "uncovered_wad": str(s.bad_debt),
-            "insurance_fund_wad": str(s.insurance_fund),
-        },
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return path

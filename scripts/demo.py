@@ -3,8 +3,8 @@
 Deploys on anvil, opens 24 traders' books and 4 market makers on BTC and ETH, replays BTC and ETH
 from the daily history in ``data/`` with the keeper posting, liquidating and settling, shows a
 live table and writes ``out/demo/report.md`` with charts and a solvency check
-(``scripts/_demo.py`` does the work; Ape loads script files outside the module system, so the
-dataclasses live there).
+(``scripts/_demo.py`` tells the story; ``offchain.demo_report`` and ``offchain.solvency`` write
+the report and audit the books).
 
     ape run demo               # full: 2020-03-09 .. 2020-03-28, 4 steps a day
     ape run demo --short       # CI: 10 traders, 2020-03-10 .. 2020-03-14
@@ -12,20 +12,26 @@ dataclasses live there).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 from ape.cli import ConnectedProviderCommand
+from ape.logging import LogLevel, logger
 
-from offchain.fixed_point import WAD
+from offchain.demo_report import closing_lines, write_report
 from scripts import _anvil
 from scripts._common import REPO
 from scripts._demo import DemoOptions, run_demo
 
-# Ape's anvil records every EVM step in memory (--steps-tracing); a full replay of keeper posts
-# grows it past 20 GB. The project's patch (scripts/_anvil.py) starts it without.
+# anvil's native binary without --steps-tracing, which would grow it past 20 GB over a full replay
 _anvil.install()
+# The story, not Ape's `INFO: Confirmed 0x...` per transaction; warnings and errors still show
+# (`-v INFO` brings the lines back).
+logger.set_level(LogLevel.WARNING)
+# pydantic-settings warns about a field of ape-vyper's own config at every compile: noise here
+warnings.filterwarnings("ignore", message="Field 'import_remapping' has an incomplete definition")
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -44,13 +50,11 @@ def cli(network, short, out, start, end, steps_per_day, no_live):
         kw["start"] = start
     if end:
         kw["end"] = end
-    r = run_demo(DemoOptions.for_mode(short, **kw), say=click.echo)
-    s = r.solvency
-    click.echo(
-        f"{r.rounds} rounds, {r.posts} posts in {r.batches} batches ({r.transactions} keeper "
-        f"transactions), gas {r.gas:,}, {r.liquidations} liquidations, {r.settlements} "
-        f"settlements, bad debt {s.bad_debt_total / WAD:,.2f} USD ({s.bad_debt / WAD:,.2f} "
-        f"uncovered); {r.total_seconds:.0f} s. Report: {r.report}"
-    )
-    if not s.ok:
+    opts = DemoOptions.for_mode(short, **kw)
+    run = run_demo(opts, say=click.echo)
+    report = write_report(opts.out, run)
+    for line in closing_lines(run):
+        click.echo(line)
+    click.echo(f"report: {report}")
+    if not run.solvency.ok:
         raise SystemExit("solvency check failed (see the report)")

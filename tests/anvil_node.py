@@ -1,18 +1,23 @@
-"""A private anvil node per test: a free loopback port, killed at teardown."""
+"""A private anvil node per test: a free loopback port, killed at teardown.
+
+The native binary, not the npm wrapper: killing the wrapper would orphan the node it spawns."""
 
 from __future__ import annotations
 
-import shutil
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 from web3 import Web3
 
-_REPO = Path(__file__).resolve().parents[1]
+from scripts._anvil import native_anvil
+
+_PR_SET_PDEATHSIG = 1  # prctl option, linux/prctl.h
 
 #: Private keys of anvil's default accounts (mnemonic "test test ... junk"); test value only.
 DEV_KEYS = (
@@ -21,14 +26,6 @@ DEV_KEYS = (
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 )
-
-
-def anvil_binary() -> str:
-    local = _REPO / "node_modules" / ".bin" / "anvil"
-    found = str(local) if local.exists() else shutil.which("anvil")
-    if found is None:
-        raise RuntimeError("anvil not found: run `make setup`")
-    return found
 
 
 def free_port() -> int:
@@ -46,6 +43,13 @@ def http_web3(url: str, timeout: float = 10.0) -> Web3:
     )
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills the node when the process that started it dies, even by SIGKILL
+    (a CI timeout), when no teardown runs. Tied to the starting thread: start nodes from the
+    main thread (fixtures do)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class AnvilNode:
     """``anvil --host 127.0.0.1 --port <free> --silent``; ``stop()`` kills it."""
 
@@ -53,9 +57,10 @@ class AnvilNode:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *args],
+            [native_anvil(), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.w3 = http_web3(self.url)
         deadline = time.monotonic() + 20

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import pytest
 from ape.exceptions import ContractLogicError, TransactionError
@@ -33,6 +34,7 @@ from contract_support import (
     USD,
     System,
 )
+from leaked_processes import kill, mark_session, survivors
 
 from offchain.fixed_point import WAD
 from offchain.margin import Kind
@@ -67,6 +69,33 @@ def _plain_revert(self, exception, revert_message=None, **kwargs):
 
 if not os.environ.get("APE_TRACES"):
     FoundryProvider._handle_execution_reverted = _plain_revert
+
+
+_LEAK_TOKEN = pytest.StashKey[str]()
+_SESSION = pytest.StashKey[pytest.Session]()
+
+
+def pytest_configure(config):
+    config.stash[_LEAK_TOKEN] = mark_session()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_SESSION] = session
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Fail the run when a process it started outlives it (after Ape stops its own node in its
+    `pytest_unconfigure`); the survivors are listed, then killed."""
+    session = config.stash.get(_SESSION, None)
+    leaked = survivors(config.stash[_LEAK_TOKEN]) if session is not None else {}
+    if not leaked:
+        return
+    lines = [f"  {pid}: {cmd[:160]}" for pid, cmd in sorted(leaked.items())]
+    message = f"FAILED: {len(leaked)} process(es) started by the tests outlived them (killed):"
+    sys.stderr.write("\n".join([message, *lines]) + "\n")
+    kill(list(leaked))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

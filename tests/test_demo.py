@@ -38,7 +38,11 @@ def test_short_demo_replays_the_crash_and_stays_solvent(tmp_path):
     # nobody is left below MM and all bad debt is covered by the fund or socialised
     assert s["below_mm"] == [] and s["negative_equity"] == [] and int(s["uncovered_wad"]) == 0
     assert int(s["bad_debt_total_wad"]) == int(s["fund_payouts_wad"]) + int(s["socialised_wad"])
-    assert s["ok"]
+    assert s["ok"] and s["unbalanced_assets"] == []
     assert "verdict: **solvent**" in (out / "report.md").read_text()
+    # the story, with the summary's numbers, not Ape's line per transaction
+    assert "Confirmed 0x" not in proc.stdout + proc.stderr
+    assert f"{summary['liquidations']} liquidations" in proc.stdout
+    assert f"solvent: the vault keeps {s['dust_wei']} wei of rounding" in proc.stdout
     for png in ("price.png", "accounts.png", "liquidations.png", "insurance_fund.png"):
         assert (out / png).stat().st_size > 1_000

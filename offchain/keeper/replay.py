@@ -17,7 +17,7 @@ __all__ = ["CalibratedPsr", "ShiftedSource"]
 
 
 class CalibratedPsr:
-    """PSR per underlying from ``offchain.calibration.psr_series`` on the daily history in ``data/``:
+    """PSR per underlying from ``offchain.calibration.psr_series`` on the history in ``data/``:
     the PSR in force is the one calibrated at the last close before the tick (no look-ahead);
     ticks after the history use its last value. ``time_offset`` is subtracted from tick
     timestamps first (the demo replays 2020 on a later chain clock)."""
