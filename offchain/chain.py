@@ -349,6 +349,7 @@ class Deployment:
     chain_id: int
     block: int
     oracle: str
+    engine_admin: str
     engine: str
     views: str
     cash: str
@@ -365,6 +366,7 @@ class Deployment:
             "chain_id": self.chain_id,
             "block": self.block,
             "oracle": self.oracle,
+            "engine_admin": self.engine_admin,
             "engine": self.engine,
             "views": self.views,
             "cash": self.cash,
@@ -383,6 +385,7 @@ class Deployment:
             chain_id=int(obj["chain_id"]),
             block=int(obj["block"]),
             oracle=obj["oracle"],
+            engine_admin=obj["engine_admin"],
             engine=obj["engine"],
             views=obj["views"],
             cash=obj["cash"],
@@ -545,6 +548,7 @@ class Chain:
         self.chain_manager = chain_manager
         self.deployment = deployment
         self.oracle = project.RiskOracle.at(deployment.oracle)
+        self.engine_admin = project.EngineAdmin.at(deployment.engine_admin)
         self.engine = project.MarginEngine.at(deployment.engine)
         self.views = project.MarginViews.at(deployment.views)
         self.cash = project.MockERC20.at(deployment.cash)
@@ -600,7 +604,14 @@ class Chain:
             return bool(addr) and len(chain_manager.provider.get_code(addr)) > 0
 
         reuse = existing is not None and all(
-            has_code(a) for a in (existing.oracle, existing.engine, existing.views, existing.cash)
+            has_code(a)
+            for a in (
+                existing.oracle,
+                existing.engine_admin,
+                existing.engine,
+                existing.views,
+                existing.cash,
+            )
         )
         if reuse:
             dep = existing
@@ -613,15 +624,18 @@ class Chain:
                     project.MockERC20, config.cash.symbol, config.cash.symbol, config.cash.decimals
                 ).address
             oracle = admin.deploy(project.RiskOracle, admin)
+            engine_admin = admin.deploy(project.EngineAdmin, admin)
             engine = admin.deploy(
-                project.MarginEngine, admin, oracle, cash_addr, config.cash.deposit_cap
+                project.MarginEngine, engine_admin, oracle, cash_addr, config.cash.deposit_cap
             )
+            engine_admin.bind(engine, sender=admin)
             views = admin.deploy(project.MarginViews, engine)
             dep = Deployment(
                 network=network,
                 chain_id=chain_manager.chain_id,
                 block=block,
                 oracle=oracle.address,
+                engine_admin=engine_admin.address,
                 engine=engine.address,
                 views=views.address,
                 cash=cash_addr,
@@ -643,11 +657,13 @@ class Chain:
                 dep.liquidation_views = admin.deploy(project.LiquidationViews, liq).address
                 say(f"deployed liquidator {liq.address}")
             if str(engine.liquidator()) != dep.liquidator:
-                engine.set_liquidator(dep.liquidator, sender=admin)
+                project.EngineAdmin.at(dep.engine_admin).set_liquidator(
+                    dep.liquidator, sender=admin
+                )
         self = cls(project, chain_manager, dep)
         self._list(admin, config, time_offset, say)
         for role, who in ((ROLE_KEEPER, keepers), (ROLE_VENUE, venues), (ROLE_GUARDIAN, guardians)):
-            target = self.oracle if role == ROLE_KEEPER else self.engine
+            target = self.oracle if role == ROLE_KEEPER else self.engine_admin
             for acct in who:
                 if not target.has_role(acct, role):
                     target.grant_role(acct, role, sender=admin)
@@ -656,6 +672,7 @@ class Chain:
 
     def _list(self, admin: Any, cfg: SystemConfig, time_offset: int, say: Any) -> None:
         o, e, dep = self.oracle, self.engine, self.deployment
+        ea = self.engine_admin
         for u in cfg.underlyings:
             gid = cfg.grids[u.grid]
             if o.grid_size(gid) == 0:
@@ -677,13 +694,13 @@ class Chain:
         if o.max_age() != cfg.max_age:
             o.set_max_age(cfg.max_age, sender=admin)
         if e.im_factor() != cfg.im_factor:
-            e.set_im_factor(cfg.im_factor, sender=admin)
+            ea.set_im_factor(cfg.im_factor, sender=admin)
         for spec in cfg.collateral:
             token = dep.collateral[spec.symbol]
             if not o.asset_listed(token):
                 o.list_asset(token, spec.max_deviation, sender=admin)
             if e.asset_index(token) == 0:
-                e.list_collateral(token, spec.haircut, spec.deposit_cap, sender=admin)
+                ea.list_collateral(token, spec.haircut, spec.deposit_cap, sender=admin)
                 say(f"collateral {spec.symbol} listed (haircut {spec.haircut / WAD:.0%})")
         for spec in cfg.instruments:
             uid = cfg.underlying(spec.underlying).id
@@ -699,7 +716,7 @@ class Chain:
                 dep.instruments[name] = iid
                 say(f"instrument {name} listed as {iid:#x}")
             if e.open_interest_cap(iid) != spec.open_interest_cap:
-                e.set_instrument_limits(
+                ea.set_instrument_limits(
                     iid, spec.open_interest_cap, spec.position_limit, sender=admin
                 )
 
@@ -827,7 +844,7 @@ class Chain:
         return self.engine.withdraw(token, amount, sender=account)
 
     def authorise(self, account: Any, venue: Any) -> Any:
-        return self.engine.authorise_venue(venue, True, sender=account)
+        return self.engine_admin.authorise_venue(venue, True, sender=account)
 
     def trade(
         self, venue: Any, buyer: Any, seller: Any, instrument: int, size: int, price: int
@@ -840,10 +857,17 @@ class Chain:
 
     # ---------------------------------------------------------------- reads
 
-    def margin_state(self, account: Any) -> tuple[int, int, int]:
-        """``(equity, IM, MM)`` WAD, from the engine."""
-        eq, im, mm = self.engine.margin_state(account)
-        return int(eq), int(im), int(mm)
+    def account_state(self, account: Any) -> tuple[int, int, int, int, bool]:
+        """``(equity, IM, MM, pending charge, fresh)`` WAD, from the engine: equity has the
+        pending socialised-loss charge deducted and collateral without a fresh price at zero."""
+        st = self.engine.account_state(account)
+        return (
+            int(st.equity),
+            int(st.initial_margin),
+            int(st.maintenance_margin),
+            int(st.pending_charge),
+            bool(st.fresh),
+        )
 
     def worst_scenarios(self, account: Any) -> list[Any]:
         return list(self.views.worst_scenarios(account))
@@ -917,7 +941,7 @@ class Chain:
     def margin_report(self, account: Any) -> dict[str, Any]:
         """Equity, IM, MM, health and the worst scenario per underlying (WAD ints), from the
         engine and the views, plus the off-chain reference's equity and MM for comparison."""
-        eq, im, mm = self.margin_state(account)
+        eq, im, mm, _pending, _fresh = self.account_state(account)
         market = self.market_int()
         ref = market.margin(self.account_int(account, market))
         worst = []

@@ -16,7 +16,8 @@ PSR = 16 * WAD // 100
 
 
 class BenchMarket(NamedTuple):
-    """Unpacks in field order: admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs."""
+    """Unpacks in field order: admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs,
+    engine_admin."""
 
     admin: Any
     keeper: Any
@@ -27,6 +28,7 @@ class BenchMarket(NamedTuple):
     coeffs: list[int]
     opts: list[int]
     futs: list[int]
+    engine_admin: Any
 
 
 def deploy_bench_market(n: int) -> BenchMarket:
@@ -34,9 +36,11 @@ def deploy_bench_market(n: int) -> BenchMarket:
     admin, keeper, venue = (accounts.test_accounts[i] for i in (0, 1, 2))
     usdc = admin.deploy(project.MockERC20, "USD Coin", "USDC", 6)
     oracle = admin.deploy(project.RiskOracle, admin)
-    engine = admin.deploy(project.MarginEngine, admin, oracle, usdc, 10**26)
+    engine_admin = admin.deploy(project.EngineAdmin, admin)
+    engine = admin.deploy(project.MarginEngine, engine_admin, oracle, usdc, 10**26)
+    engine_admin.bind(engine, sender=admin)
     oracle.grant_role(keeper, 1, sender=admin)
-    engine.grant_role(venue, 2, sender=admin)
+    engine_admin.grant_role(venue, 2, sender=admin)
     coeffs = CRYPTO_35.linear_coefficients_wad()
     oracle.register_grid(1, coeffs, sender=admin)
     oracle.list_underlying(1, 1, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin)
@@ -48,5 +52,5 @@ def deploy_bench_market(n: int) -> BenchMarket:
         tx = oracle.list_instrument(1, KIND_FUTURE, 0, expiry + k, WAD, sender=admin)
         futs.append(tx.return_value)
     for iid in opts + futs:
-        engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
-    return BenchMarket(admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs)
+        engine_admin.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
+    return BenchMarket(admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, engine_admin)

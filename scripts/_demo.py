@@ -310,13 +310,13 @@ def open_books(
             mark = market.market.instruments[iid].mark
             buyer, seller = (acct, maker) if q > 0 else (maker, acct)
             c.trade(venue, buyer, seller, iid, abs(q), mark)
-        eq, im, _ = c.margin_state(acct)
+        eq, im, _ = c.account_state(acct)[:3]
         excess = eq - max(im * book.target, MIN_EQUITY * WAD)
         cash = int(c.engine.cash(acct))
         amount = min(int(excess), cash) // 10**12  # to USDC units, floor
         if amount > 0:
             c.withdraw(acct, "cash", amount)
-        eq, im, mm = c.margin_state(acct)
+        eq, im, mm = c.account_state(acct)[:3]
         say(
             f"  {book.name:<22} {book.style:<44} equity {eq / WAD:>12,.0f}  "
             f"IM {im / WAD:>11,.0f}  MM {mm / WAD:>11,.0f}"
@@ -523,7 +523,7 @@ def solvency(c: Chain, runner: Any, people: list[Any]) -> Solvency:
     for a in sorted(holders):
         if c.liquidator is not None and a == c.liquidator.address:
             continue  # the fund is not a margin account
-        eq, _, mm = c.margin_state(a)
+        eq, _, mm = c.account_state(a)[:3]
         if eq < mm:
             below.append(a)
         if eq < 0:
@@ -533,7 +533,7 @@ def solvency(c: Chain, runner: Any, people: list[Any]) -> Solvency:
         total = int(c.liquidator.bad_debt())
         payouts = int(c.liquidator.fund_payouts())
         social = int(c.liquidator.socialised())
-    uncovered = (total - payouts - social) - sum(min(c.margin_state(a)[0], 0) for a in negative)
+    uncovered = (total - payouts - social) - sum(min(c.account_state(a)[0], 0) for a in negative)
     return Solvency(
         vault_cash,
         sum_cash,

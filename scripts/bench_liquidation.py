@@ -45,10 +45,11 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs = deploy_bench_market(16)
+    market = deploy_bench_market(16)
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, engine_admin = market
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
     liquidator = admin.deploy(project.Liquidator, admin, engine)
-    engine.set_liquidator(liquidator, sender=admin)
+    engine_admin.set_liquidator(liquidator, sender=admin)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
 
     def post(spot: int):
@@ -64,7 +65,7 @@ def cli():
     for acct in (trader, maker, mm_liq, fresh_liq, matched):
         usdc.mint(acct, 10**16, sender=admin)
         usdc.approve(engine, 2**256 - 1, sender=acct)
-        engine.authorise_venue(venue, True, sender=acct)
+        engine_admin.authorise_venue(venue, True, sender=acct)
     for acct in (maker, mm_liq, fresh_liq, matched):
         engine.deposit(usdc, 10**15, sender=acct)
     # the market maker liquidator holds a small long in every instrument
@@ -97,7 +98,8 @@ def cli():
                     for k, iid in enumerate(book[:n]):
                         price = oracle.risk_array(iid)[0] + (excess if k == n - 1 else 0)
                         engine.trade(trader, maker, iid, WAD, price, sender=venue)
-                    eq, im, _mm = engine.margin_state(trader)
+                    state = engine.account_state(trader)
+                    eq, im = state.equity, state.initial_margin
                     if attempt == 0:
                         excess = eq - im * 101 // 100
                         chain.restore(inner)

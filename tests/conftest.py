@@ -1,5 +1,6 @@
-"""Fixtures for the contract tests: accounts by role, one deployment of RiskOracle, MarginEngine
-and MarginViews with mock tokens, and a `System` helper that lists and posts market data.
+"""Fixtures for the contract tests: accounts by role, one deployment of RiskOracle, EngineAdmin,
+MarginEngine and MarginViews with mock tokens, and a `System` helper that lists and posts market
+data.
 
 Deployments are session-scoped; Ape's isolation snapshots the chain around every test, so each
 test starts from the same listed-and-funded state. Hypothesis tests snapshot/restore per
@@ -111,8 +112,15 @@ def oracle(project, admin):
 
 
 @pytest.fixture(scope="session")
-def engine(project, admin, oracle, usdc):
-    return admin.deploy(project.MarginEngine, admin, oracle, usdc, CASH_CAP)
+def engine_admin(project, admin):
+    return admin.deploy(project.EngineAdmin, admin)
+
+
+@pytest.fixture(scope="session")
+def engine(project, admin, engine_admin, oracle, usdc):
+    engine = admin.deploy(project.MarginEngine, engine_admin, oracle, usdc, CASH_CAP)
+    engine_admin.bind(engine, sender=admin)
+    return engine
 
 
 @pytest.fixture(scope="session")
@@ -122,9 +130,23 @@ def views(project, admin, engine):
 
 @pytest.fixture(scope="session")
 def system(
-    chain, oracle, engine, views, usdc, weth, wbtc, admin, keeper, venue, guardian, trader, maker
+    chain,
+    oracle,
+    engine_admin,
+    engine,
+    views,
+    usdc,
+    weth,
+    wbtc,
+    admin,
+    keeper,
+    venue,
+    guardian,
+    trader,
+    maker,
 ):
     s = System(chain, oracle, engine, views, usdc, weth, wbtc, admin, keeper, venue, guardian)
+    s.engine_admin = engine_admin
     oracle.register_grid(GRID_CRYPTO, CRYPTO_35.linear_coefficients_wad(), sender=admin)
     oracle.register_grid(GRID_CME, CME_SPAN_16.linear_coefficients_wad(), sender=admin)
     for u, g in ((BTC, GRID_CRYPTO), (ETH, GRID_CRYPTO), (SPAN, GRID_CME)):
@@ -135,10 +157,10 @@ def system(
     oracle.list_asset(weth, MAX_DEV, sender=admin)
     oracle.list_asset(wbtc, MAX_DEV, sender=admin)
     oracle.grant_role(keeper, 1, sender=admin)
-    engine.grant_role(venue, 2, sender=admin)
-    engine.grant_role(guardian, 4, sender=admin)
-    engine.list_collateral(weth, WAD // 5, 10**30, sender=admin)
-    engine.list_collateral(wbtc, WAD // 4, 10**20, sender=admin)
+    engine_admin.grant_role(venue, 2, sender=admin)
+    engine_admin.grant_role(guardian, 4, sender=admin)
+    engine_admin.list_collateral(weth, WAD // 5, 10**30, sender=admin)
+    engine_admin.list_collateral(wbtc, WAD // 4, 10**20, sender=admin)
     expiry = s.now() + 30 * DAY
     for u, tag in ((BTC, "btc"), (ETH, "eth"), (SPAN, "span")):
         spot = SPOTS[u]
@@ -146,7 +168,7 @@ def system(
         s.list_instrument(f"{tag}-call", u, KIND_CALL, spot, expiry)
         s.list_instrument(f"{tag}-put", u, KIND_PUT, spot, expiry)
     for iid in s.instruments.values():
-        engine.set_instrument_limits(iid, OI_CAP, POSITION_LIMIT, sender=admin)
+        engine_admin.set_instrument_limits(iid, OI_CAP, POSITION_LIMIT, sender=admin)
     for acct in (trader, maker):
         usdc.mint(acct, 10**9 * USD, sender=admin)
         usdc.approve(engine, 2**256 - 1, sender=acct)
@@ -154,7 +176,7 @@ def system(
         weth.approve(engine, 2**256 - 1, sender=acct)
         wbtc.mint(acct, 100 * 10**8, sender=admin)
         wbtc.approve(engine, 2**256 - 1, sender=acct)
-        engine.authorise_venue(venue, True, sender=acct)
+        engine_admin.authorise_venue(venue, True, sender=acct)
     return s
 
 

@@ -142,6 +142,7 @@ def test_deployment_file_round_trip(tmp_path):
         11155111,
         5,
         "0xo",
+        "0xa",
         "0xe",
         "0xv",
         "0xc",
@@ -262,7 +263,7 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
     m = c.market_int()
     for acct in (trader, maker):
         ref = m.margin(c.account_int(acct, m))
-        assert (ref.equity, ref.initial_margin, ref.maintenance_margin) == c.margin_state(acct)
+        assert (ref.equity, ref.initial_margin, ref.maintenance_margin) == c.account_state(acct)[:3]
     assert c.account_int(trader, m).collateral == {m.asset_index[weth]: 10 * WAD}
 
     path = tmp_path / "local.json"
@@ -277,7 +278,7 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
     assert extras["engine"].address == c.engine.address
     report = extras["margin_of"](trader.address)
     out = capsys.readouterr().out
-    eq, im, mm = c.margin_state(trader)
+    eq, im, mm, _pending, _fresh = c.account_state(trader)
     assert (report["equity"], report["initial_margin"], report["maintenance_margin"]) == (
         eq,
         im,

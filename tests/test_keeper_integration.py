@@ -129,7 +129,7 @@ def test_off_chain_margin_equals_the_engine(
     report = k.round(tick(advance(chain, HOUR), 59_000.0, 2_950.0))
     assert set(report.health) == {trader.address, maker.address, accounts[7].address}
     for addr, (eq, im, mm) in report.health.items():
-        assert (eq, im, mm) == c.margin_state(addr)
+        assert (eq, im, mm) == c.account_state(addr)[:3]
         ref = k.last_market.margin(k.accounts[addr])
         worst = {int(r.underlying): int(r.worst_scenario) for r in c.worst_scenarios(addr)}
         assert worst == {u: r.worst_scenario for u, r in ref.per_underlying.items()}
@@ -146,7 +146,8 @@ def test_a_shock_puts_exactly_the_engine_s_under_margin_accounts_below_mm(
     seen_below = set()
     for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
         report = k.round(tick(advance(chain, HOUR), btc, eth))
-        engine_below = {a for a in report.health if c.margin_state(a)[0] < c.margin_state(a)[2]}
+        states = {a: c.account_state(a) for a in report.health}
+        engine_below = {a for a, (eq, _im, mm, _p, _f) in states.items() if eq < mm}
         assert set(report.below_mm) == engine_below
         seen_below |= engine_below
     assert accounts[7].address in seen_below and maker.address not in seen_below
@@ -343,7 +344,7 @@ def test_a_shock_gets_every_account_below_mm_liquidated_within_the_round(
             assert k.tx.record(f"liq:{ts}:{addr}").block_number == post_block + 1 + n
         liquidated |= set(report.liquidations)
         for addr in k.book.accounts:  # nobody is left below MM after the round
-            eq, _, mm, _, _ = c.liquidation_views.margin_state(addr)
+            eq, _, mm, _, _ = c.account_state(addr)
             assert eq >= mm
     assert thin.address in liquidated and maker.address not in liquidated
     k.close()
