@@ -25,7 +25,7 @@
                  bounds are enforced by RiskOracle; stale data or a guardian pause block only
                  new-risk actions: deposits, settlement, risk-reducing trades and withdrawals of
                  accounts without positions and debt stay open. Open interest per instrument
-                 and size per account are capped by the admin; an instrument trades only once
+                 and size per account are capped by EngineAdmin; an instrument trades only once
                  its caps are set.
 """
 
@@ -37,7 +37,6 @@ from .interfaces import IEngineAdmin
 from .modules import fixed_point as fp
 from .modules import vault
 from .modules import positions
-from .modules import portfolio
 from .modules import margin
 from .modules import assembler
 
@@ -312,18 +311,7 @@ def account_state(account: address) -> margin.AccountState:
             settled. Trade and withdrawal outcomes are previewed by MarginViews.
     @param account The account.
     """
-    inputs: margin.Inputs = assembler._inputs(oracle, account, [], [], True, self._charge_source())
-    eq: int256 = 0
-    mm: int256 = 0
-    fresh: bool = False
-    eq, mm, fresh = margin._state(inputs.book, inputs.cash - convert(inputs.pending_charge, int256))
-    return margin.AccountState(
-        equity=eq,
-        initial_margin=margin._im(mm, self.im_factor),
-        maintenance_margin=mm,
-        pending_charge=inputs.pending_charge,
-        fresh=fresh,
-    )
+    return assembler._account_state(oracle, account, self._charge_source(), self.im_factor)
 
 
 @view

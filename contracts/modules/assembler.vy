@@ -87,3 +87,26 @@ def _inputs(
         out.book.collateral += fp.collateral_value(h.balance, h.scale, h.haircut, h.price)
         out.holdings[n] = h
     return out
+
+
+@view
+@internal
+def _account_state(
+    oracle: IRiskOracle, account: address, charge_source: address, im_factor: uint256
+) -> margin.AccountState:
+    """
+    @dev The state of `account` under liquidation's collateral rule, its pending charge (from
+         `charge_source`) deducted. Built here so the inputs are not copied out first.
+    """
+    inputs: margin.Inputs = self._inputs(oracle, account, [], [], True, charge_source)
+    eq: int256 = 0
+    mm: int256 = 0
+    fresh: bool = False
+    eq, mm, fresh = margin._state(inputs.book, inputs.cash - convert(inputs.pending_charge, int256))
+    return margin.AccountState(
+        equity=eq,
+        initial_margin=margin._im(mm, im_factor),
+        maintenance_margin=mm,
+        pending_charge=inputs.pending_charge,
+        fresh=fresh,
+    )

@@ -5,7 +5,8 @@
 @notice Lives inside the MarginEngine (no cross-contract call on a margin check). Cash is an
         int256 WAD per account; every other listed asset is a token-unit balance per account,
         valued at the oracle price less a haircut. `total[asset]` counts the token units the
-        vault owes its accounts; it never exceeds the vault's token balance.
+        vault owes its accounts; it never exceeds the vault's token balance. EngineAdmin
+        validates each listing (haircut, cap, decimals); `_list` records it.
 @custom:security Deposits credit the measured balance change (fee-on-transfer safe) and check
                  that the vault holds what it owes; withdrawals check the vault's balance fell by
                  exactly the amount sent. Calls use `default_return_value=True` (USDT-style
