@@ -58,15 +58,16 @@ def _inputs(
     if charge_source != empty(address):
         out.pending_charge = staticcall IChargeSource(charge_source).pending_charge(account)
     held: DynArray[address, fp.MAX_ASSETS] = vault._held_assets(account)
-    for asset: address in held:
-        out.holdings.append(empty(margin.Holding))
-        out.holdings[len(out.holdings) - 1].asset = asset
-        out.holdings[len(out.holdings) - 1].balance = vault.collateral[asset][account]
     for asset: address in extra_assets:
         if asset not in held:
             held.append(asset)
-            out.holdings.append(empty(margin.Holding))
-            out.holdings[len(out.holdings) - 1].asset = asset
+    for asset: address in held:
+        # an asset asked for but not held has balance 0
+        out.holdings.append(
+            margin.Holding(
+                asset=asset, balance=vault.collateral[asset][account], price=0, scale=0, haircut=0, stamp=0
+            )
+        )
     out.book.min_timestamp = max_value(uint256)
     if len(out.book.ids) == 0 and len(held) == 0:
         return out
