@@ -478,7 +478,7 @@ def _realise(account: address, ids: DynArray[uint256, fp.MAX_POSITIONS], sizes: 
 @internal
 def _index_of(ids: DynArray[uint256, fp.MAX_POSITIONS], i: uint256, hint: uint256) -> uint256:
     """
-    @dev Index of `i`, present by construction (`lq._load` adds every instrument taken; were
+    @dev Index of `i`, present by construction (`margin_inputs` adds every instrument taken; were
          it missing, the index returned is out of bounds and its use reverts). Index `hint`
          is tried first: a liquidator's book often lists the account's instruments in order.
     """
