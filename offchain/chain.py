@@ -925,7 +925,7 @@ class Chain:
         cash = int(self.engine.cash(account))
         positions = self.positions(account)
         if self.liquidator is not None and positions and self.engine.socialising():
-            # a socialised loss not yet realised is owed: equity counts it (LiquidationViews)
+            # a socialised loss not yet realised is owed: equity counts it (account_state)
             cash -= int(self.liquidator.pending_charge(account))
         mask = int(self.engine.asset_mask(account))
         coll = {}
