@@ -3,16 +3,16 @@
 @title LiquidationViews: keeper-facing previews of the Liquidator
 @custom:contract-name LiquidationViews
 @notice Read-only companion of Liquidator (as MarginViews is of MarginEngine), so the Liquidator
-        stays under the 24,576-byte limit. It runs the SAME module code (`liquidation`, `margin`)
-        the Liquidator enforces on the same engine and oracle state, so a preview cannot disagree
-        with a liquidation. Equity here has the pending socialised-loss charge deducted.
-@custom:security Holds no state and no funds. Calls only views of the Liquidator, the engine and
-                 the oracle.
+        stays under the 24,576-byte limit. It reads the account as the engine assembles it for
+        the Liquidator (`MarginEngine.margin_inputs`, stale collateral at zero) and runs the
+        SAME module code (`liquidation`, `margin`) the Liquidator enforces, so a preview cannot
+        disagree with a liquidation. Equity here has the pending socialised-loss charge
+        deducted; an account's state is `MarginEngine.account_state`.
+@custom:security Holds no state and no funds. Calls only views of the Liquidator and the engine.
 """
 
 
 from .interfaces import ILiquidationEngine
-from .interfaces import IRiskOracle
 from .modules import fixed_point as fp
 from .modules import margin
 from .modules import liquidation as lq
@@ -25,7 +25,6 @@ interface ILiquidatorViews:
     def min_fraction() -> uint256: view
     def min_remaining_mm() -> uint256: view
     def collateral_discount() -> uint256: view
-    def pending_charge(account: address) -> uint256: view
     def account_list(i: uint256) -> address: view
     def account_count() -> uint256: view
 
@@ -50,7 +49,6 @@ struct Preview:
 
 liquidator: public(immutable(ILiquidatorViews))
 engine: public(immutable(ILiquidationEngine))
-oracle: public(immutable(IRiskOracle))
 
 
 @deploy
@@ -60,7 +58,6 @@ def __init__(liquidator_: ILiquidatorViews):
     """
     liquidator = liquidator_
     engine = ILiquidationEngine(staticcall liquidator_.engine())
-    oracle = IRiskOracle(staticcall engine.oracle())
 
 
 @view
@@ -78,9 +75,9 @@ def liquidation_preview(account: address, max_fraction: uint256 = fp.WAD) -> Pre
     @param max_fraction Cap on the fraction (WAD, default 1).
     """
     out: Preview = empty(Preview)
-    a: lq.Account = lq._load(engine, oracle, account, [], [])
-    out.pending_charge = staticcall liquidator.pending_charge(account)
-    a.cash -= convert(out.pending_charge, int256)
+    a: margin.Inputs = staticcall engine.margin_inputs(account, [], [], True, True)
+    out.pending_charge = a.pending_charge
+    a.cash -= convert(a.pending_charge, int256)
     k: uint256 = staticcall engine.im_factor()
     eq: int256 = 0
     mm: int256 = 0
@@ -117,23 +114,6 @@ def liquidation_preview(account: address, max_fraction: uint256 = fp.WAD) -> Pre
 
 @view
 @external
-def margin_state(account: address) -> (int256, int256, int256, uint256, bool):
-    """
-    @notice (equity, IM, MM, pending charge, fresh): MarginEngine.margin_state with the pending
-            socialised-loss charge deducted from equity.
-    @param account The account.
-    """
-    a: lq.Account = lq._load(engine, oracle, account, [], [])
-    pending: uint256 = staticcall liquidator.pending_charge(account)
-    eq: int256 = 0
-    mm: int256 = 0
-    fresh: bool = False
-    eq, mm, fresh = margin._state(a.book, a.cash - convert(pending, int256))
-    return eq, margin._im(mm, staticcall engine.im_factor()), mm, pending, fresh
-
-
-@view
-@external
 def accounts_below_mm(_from: uint256, _limit: uint256) -> DynArray[address, MAX_PAGE]:
     """
     @notice Registered accounts whose equity (pending charge deducted) is below MM, among
@@ -148,13 +128,8 @@ def accounts_below_mm(_from: uint256, _limit: uint256) -> DynArray[address, MAX_
         return out
     for i: uint256 in range(_from, end, bound=MAX_PAGE):
         acct: address = staticcall liquidator.account_list(i)
-        a: lq.Account = lq._load(engine, oracle, acct, [], [])
-        pending: uint256 = staticcall liquidator.pending_charge(acct)
-        eq: int256 = 0
-        mm: int256 = 0
-        fresh: bool = False
-        eq, mm, fresh = margin._state(a.book, a.cash - convert(pending, int256))
-        if eq < mm:
+        state: margin.AccountState = staticcall engine.account_state(acct)
+        if state.equity < state.maintenance_margin:
             out.append(acct)
     return out
 

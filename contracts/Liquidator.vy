@@ -17,8 +17,9 @@
         A separate contract because the engine has no room for this code under 24,576 bytes;
         the engine trusts it only through two hooks (`liquidation_move`, by which it moves
         positions, collateral and cash, and `touch`, by which the engine asks for the charge).
-@custom:security Non-reentrant. Reads the engine and the oracle, then applies everything with
-                 the engine hooks at the end. A solvent partial liquidation is checked on-chain
+@custom:security Non-reentrant. Reads each account as the engine assembles it
+                 (`MarginEngine.margin_inputs`, one oracle snapshot each, collateral without a
+                 fresh price at zero), then applies everything with the engine hooks at the end. A solvent partial liquidation is checked on-chain
                  to leave the account at or above IM (else the whole account is taken); the
                  liquidator must end at or above IM with fresh data. Self-liquidation, a
                  healthy account and stale data revert. A caller may cap the fraction but not
@@ -29,7 +30,6 @@
 
 from .interfaces import ILiquidator
 from .interfaces import ILiquidationEngine
-from .interfaces import IRiskOracle
 from .modules import fixed_point as fp
 from .modules import margin
 from .modules import liquidation as lq
@@ -54,7 +54,6 @@ MAX_PENALTY_RATE: constant(uint256) = 5 * 10**17
 MAX_DISCOUNT: constant(uint256) = 5 * 10**17
 MAX_MIN_REMAINING_MM: constant(uint256) = 10**24
 engine: public(immutable(ILiquidationEngine))
-oracle: public(immutable(IRiskOracle))
 
 
 penalty_rate: public(uint256)
@@ -89,7 +88,6 @@ def __init__(admin_: address, engine_: ILiquidationEngine):
     """
     roles.__init__(admin_)
     engine = engine_
-    oracle = IRiskOracle(staticcall engine_.oracle())
     self._set_params(10**17, 5 * 10**17, 10**17, 100 * fp.WAD, 5 * 10**16)
 
 
@@ -133,117 +131,131 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     @return The fraction taken (WAD).
     """
     assert account != msg.sender, "liquidation: self"
-    a: lq.Account = lq._load(engine, oracle, account, [], [])
-    ca: uint256 = self._realise(account, a.book.ids, a.book.sizes)
-    a.cash -= convert(ca, int256)
-    k: uint256 = staticcall engine.im_factor()
+    target: margin.Inputs = staticcall engine.margin_inputs(account, [], [], True, False)
+    charge_target: uint256 = self._realise(account, target.book.ids, target.book.sizes)
+    target.cash -= convert(charge_target, int256)
+    im_factor: uint256 = staticcall engine.im_factor()
     eq: int256 = 0
     mm: int256 = 0
     fresh: bool = False
-    eq, mm, fresh = margin._state(a.book, a.cash)
+    eq, mm, fresh = margin._state(target.book, target.cash)
     assert fresh, "liquidation: stale oracle"
     assert eq < mm, "liquidation: healthy"
     code: uint256 = lq.OK
-    f: uint256 = 0
+    fraction: uint256 = 0
     capped: bool = False
-    code, f, capped = lq._fraction(eq, mm, margin._im(mm, k), max_fraction, self._params())
+    code, fraction, capped = lq._fraction(eq, mm, margin._im(mm, im_factor), max_fraction, self._params())
     assert code != lq.BAD_CAP, "liquidation: bad fraction"
     assert code != lq.BELOW_MINIMUM, "liquidation: fraction too small"
-    p: lq.Plan = lq._plan(a, f, capped, eq, mm, k, self._params())
-    assert not p.unpriced, "liquidation: stale collateral"
+    plan: lq.Plan = lq._plan(target, fraction, capped, eq, mm, im_factor, self._params())
+    assert not plan.unpriced, "liquidation: stale collateral"
 
-    # the liquidator: its book with the positions and collateral it receives
+    # the liquidator: its inputs with the positions and collateral it receives
     sold_assets: DynArray[address, fp.MAX_ASSETS] = []
-    for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
-        if p.sold[i] != 0:
-            sold_assets.append(a.assets[i])
-    l: lq.Account = lq._load(engine, oracle, msg.sender, p.ids, sold_assets)
-    cl: uint256 = self._realise(msg.sender, l.book.ids, l.book.sizes)
-    l_prior: DynArray[int256, fp.MAX_POSITIONS] = []
+    for slot: uint256 in range(len(plan.sold), bound=fp.MAX_ASSETS):
+        if plan.sold[slot] != 0:
+            sold_assets.append(target.holdings[slot].asset)
+    taker: margin.Inputs = staticcall engine.margin_inputs(msg.sender, plan.ids, sold_assets, True, False)
+    charge_taker: uint256 = self._realise(msg.sender, taker.book.ids, taker.book.sizes)
+    taker_prior: DynArray[int256, fp.MAX_POSITIONS] = []
     # before the first socialisation every index and snapshot is zero: nothing to snapshot
     socialised_before: bool = self.loss_epoch != 0
-    for j: uint256 in range(len(p.ids), bound=fp.MAX_POSITIONS):
-        idx: uint256 = self._index_of(l.book.ids, p.ids[j], j)
-        q: int256 = l.book.sizes[idx]
-        l_prior.append(q)
-        if q == 0 and socialised_before:
-            self.loss_snapshot[msg.sender][p.ids[j]] = self.loss_index[p.ids[j]]
-        q += p.taken[j]
-        assert q <= fp.MAX_SIZE and q >= -fp.MAX_SIZE, "liquidation: size out of bounds"
-        l.book.sizes[idx] = q
-    for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
-        if p.sold[i] != 0:
-            m: uint256 = 0
-            for n: uint256 in range(len(l.assets), bound=fp.MAX_ASSETS):
-                if l.assets[n] == a.assets[i]:
-                    m = n
+    for slot: uint256 in range(len(plan.ids), bound=fp.MAX_POSITIONS):
+        instrument: uint256 = plan.ids[slot]
+        at: uint256 = self._index_of(taker.book.ids, instrument, slot)
+        size: int256 = taker.book.sizes[at]
+        taker_prior.append(size)
+        if size == 0 and socialised_before:
+            self.loss_snapshot[msg.sender][instrument] = self.loss_index[instrument]
+        size += plan.taken[slot]
+        assert size <= fp.MAX_SIZE and size >= -fp.MAX_SIZE, "liquidation: size out of bounds"
+        taker.book.sizes[at] = size
+    for slot: uint256 in range(len(plan.sold), bound=fp.MAX_ASSETS):
+        if plan.sold[slot] != 0:
+            at: uint256 = 0
+            for held: uint256 in range(len(taker.holdings), bound=fp.MAX_ASSETS):
+                if taker.holdings[held].asset == target.holdings[slot].asset:
+                    at = held
                     break
-            old: int256 = fp.collateral_value(l.balances[m], l.scales[m], l.haircuts[m], l.prices[m])
-            l.balances[m] += p.sold[i]
-            l.book.collateral += fp.collateral_value(l.balances[m], l.scales[m], l.haircuts[m], l.prices[m]) - old
-    l.cash = l.cash - convert(cl, int256) - p.position_cash + convert(p.to_liquidator, int256) - convert(p.paid, int256)
-    eq_l: int256 = 0
-    mm_l: int256 = 0
-    eq_l, mm_l, fresh = margin._state(l.book, l.cash)
+            holding: margin.Holding = taker.holdings[at]
+            before: int256 = fp.collateral_value(holding.balance, holding.scale, holding.haircut, holding.price)
+            holding.balance += plan.sold[slot]
+            taker.book.collateral += (
+                fp.collateral_value(holding.balance, holding.scale, holding.haircut, holding.price) - before
+            )
+    taker.cash = (
+        taker.cash
+        - convert(charge_taker, int256)
+        - plan.position_cash
+        + convert(plan.to_liquidator, int256)
+        - convert(plan.paid, int256)
+    )
+    eq_taker: int256 = 0
+    mm_taker: int256 = 0
+    eq_taker, mm_taker, fresh = margin._state(taker.book, taker.cash)
     assert fresh, "liquidation: stale oracle"
 
     # bad debt: the fund pays up to its balance, the rest is socialised
-    fund_from_a: int256 = convert(p.to_fund + ca, int256)
-    social: uint256 = 0
-    charge_l: uint256 = 0
-    if p.bad_debt != 0:
-        d: int256 = convert(p.bad_debt, int256)
-        fund: int256 = staticcall engine.cash(self) + fund_from_a + convert(cl, int256)
-        payout: uint256 = convert(min(d, max(fund, 0)), uint256)
-        if payout < p.bad_debt:
-            social, charge_l = self._socialise(p.bad_debt - payout, p, a.book.sizes, l_prior)
-            if social == 0:
-                payout = p.bad_debt
+    fund_from_target: int256 = convert(plan.to_fund + charge_target, int256)
+    socialised_now: uint256 = 0
+    netted_charge: uint256 = 0
+    if plan.bad_debt != 0:
+        debt: int256 = convert(plan.bad_debt, int256)
+        fund: int256 = staticcall engine.cash(self) + fund_from_target + convert(charge_taker, int256)
+        payout: uint256 = convert(min(debt, max(fund, 0)), uint256)
+        if payout < plan.bad_debt:
+            socialised_now, netted_charge = self._socialise(plan.bad_debt - payout, plan, target.book.sizes, taker_prior)
+            if socialised_now == 0:
+                payout = plan.bad_debt
             # the liquidator's opposite size that the takeover netted pays its share now
-            if charge_l != 0:
-                cl += charge_l
-                self.charges_realised += charge_l
-                log ILiquidator.Charged(account=msg.sender, amount=charge_l)
-        fund_from_a -= d
-        self.bad_debt += p.bad_debt
+            if netted_charge != 0:
+                charge_taker += netted_charge
+                self.charges_realised += netted_charge
+                log ILiquidator.Charged(account=msg.sender, amount=netted_charge)
+        fund_from_target -= debt
+        self.bad_debt += plan.bad_debt
         self.fund_payouts += payout
-        self.socialised += social
-        log ILiquidator.BadDebt(account=account, amount=p.bad_debt, fund_payout=payout, socialised=social)
+        self.socialised += socialised_now
+        log ILiquidator.BadDebt(account=account, amount=plan.bad_debt, fund_payout=payout, socialised=socialised_now)
     # the liquidator, after what it takes over and any netted share of the socialised loss
-    assert eq_l - convert(charge_l, int256) >= margin._im(mm_l, k), "liquidation: liquidator below IM"
+    assert eq_taker - convert(netted_charge, int256) >= margin._im(mm_taker, im_factor), "liquidation: liquidator below IM"
 
     # apply: one engine call moves positions, collateral and cash
     amounts: DynArray[uint256, fp.MAX_ASSETS] = []
-    for i: uint256 in range(len(p.sold), bound=fp.MAX_ASSETS):
-        if p.sold[i] != 0:
-            amounts.append(p.sold[i])
+    for slot: uint256 in range(len(plan.sold), bound=fp.MAX_ASSETS):
+        if plan.sold[slot] != 0:
+            amounts.append(plan.sold[slot])
             log ILiquidator.CollateralSold(
-                account=account, liquidator=msg.sender, asset=a.assets[i], amount=p.sold[i], paid=p.sale_cash[i]
+                account=account,
+                liquidator=msg.sender,
+                asset=target.holdings[slot].asset,
+                amount=plan.sold[slot],
+                paid=plan.sale_cash[slot],
             )
     extcall engine.liquidation_move(
         account,
         msg.sender,
-        p.ids,
-        p.taken,
+        plan.ids,
+        plan.taken,
         sold_assets,
         amounts,
-        p.position_cash - convert(p.to_liquidator, int256) + convert(p.paid, int256),
-        fund_from_a,
-        convert(cl, int256),
-        social != 0,
+        plan.position_cash - convert(plan.to_liquidator, int256) + convert(plan.paid, int256),
+        fund_from_target,
+        convert(charge_taker, int256),
+        socialised_now != 0,
     )
     log ILiquidator.Liquidated(
         account=account,
         liquidator=msg.sender,
-        fraction=p.fraction,
-        position_cash=p.position_cash,
-        penalty=p.penalty,
-        penalty_to_liquidator=p.to_liquidator,
-        penalty_to_fund=p.to_fund,
-        instruments=p.ids,
-        sizes=p.taken,
+        fraction=plan.fraction,
+        position_cash=plan.position_cash,
+        penalty=plan.penalty,
+        penalty_to_liquidator=plan.to_liquidator,
+        penalty_to_fund=plan.to_fund,
+        instruments=plan.ids,
+        sizes=plan.taken,
     )
-    return p.fraction
+    return plan.fraction
 
 
 @external
@@ -466,7 +478,7 @@ def _realise(account: address, ids: DynArray[uint256, fp.MAX_POSITIONS], sizes: 
 @internal
 def _index_of(ids: DynArray[uint256, fp.MAX_POSITIONS], i: uint256, hint: uint256) -> uint256:
     """
-    @dev Index of `i`, present by construction (`lq._load` adds every instrument taken; were
+    @dev Index of `i`, present by construction (`margin_inputs` adds every instrument taken; were
          it missing, the index returned is out of bounds and its use reverts). Index `hint`
          is tried first: a liquidator's book often lists the account's instruments in order.
     """

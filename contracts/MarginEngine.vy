@@ -6,19 +6,26 @@
 @notice Holds collateral (vault module), records positions (positions module) and checks
         initial / maintenance margin by netting each account's portfolio over the risk arrays of
         RiskOracle (portfolio module), reading the oracle in ONE staticcall per computation.
+        An account's margin inputs are built in one place (assembler module), which the
+        engine's checks, `account_state` and `margin_inputs` share; MarginViews,
+        LiquidationViews and the Liquidator read accounts through those two views.
+        EngineAdmin holds the roles and decides listings, limits, the IM factor, the pause and
+        the Liquidator; it writes each decision here through an `apply_*` hook, so the
+        numbers a check reads stay in this contract's storage.
         equity = cash + sum collateral * price * (1 - haircut) + sum q * mark;
         MM = sum over underlyings of max(max(worst scan loss, 0) + pad, short-option minimum);
         IM = MM * im_factor. A trade or withdrawal is allowed when afterwards equity >= IM (data
         fresh, not paused), or (trades) when it strictly lowers MM without lowering equity.
 @custom:security One global lock on every function defined here, views included, except
-                 `positions_of` (the Liquidator reads it inside `touch`). Getters exported from
-                 the vault, positions and roles modules follow those modules and stay open to
+                 `positions_of` (the Liquidator reads it inside `touch`). The `apply_*` hooks
+                 accept only EngineAdmin, which validates every value first. Getters exported from
+                 the vault and positions modules follow those modules and stay open to
                  re-entry: a token is called only before a deposit's first write or after a
                  withdrawal's last, so they read consistent state (docs/security.md). Oracle
                  bounds are enforced by RiskOracle; stale data or a guardian pause block only
                  new-risk actions: deposits, settlement, risk-reducing trades and withdrawals of
                  accounts without positions and debt stay open. Open interest per instrument
-                 and size per account are capped by the admin; an instrument trades only once
+                 and size per account are capped by EngineAdmin; an instrument trades only once
                  its caps are set.
 """
 
@@ -26,30 +33,23 @@
 from .interfaces import IMarginEngine
 from .interfaces import IRiskOracle
 from .interfaces import ILiquidator
+from .interfaces import IEngineAdmin
 from .modules import fixed_point as fp
-from .modules import roles
 from .modules import vault
 from .modules import positions
-from .modules import portfolio
 from .modules import margin
+from .modules import assembler
 
 
 implements: IMarginEngine
 
 
-initializes: roles
 initializes: vault
 initializes: positions
+initializes: assembler[positions := positions, vault := vault]
 
 
 exports: (
-    roles.admin,
-    roles.pending_admin,
-    roles.has_role,
-    roles.transfer_admin,
-    roles.accept_admin,
-    roles.grant_role,
-    roles.revoke_role,
     vault.cash_token,
     vault.cash_scale,
     vault.cash_deposit_cap,
@@ -67,126 +67,91 @@ exports: (
 )
 
 
-MIN_IM_FACTOR: constant(uint256) = 10**18
-MAX_IM_FACTOR: constant(uint256) = 3 * 10**18
 DEFAULT_IM_FACTOR: constant(uint256) = 125 * 10**16
-MAX_OPEN_INTEREST_CAP: constant(uint256) = 10**33
+# `risk_word` = IM factor (WAD, at most 3e18 < 2**128) | SOCIALISING_BIT once a loss is socialised.
+SOCIALISING_BIT: constant(uint256) = 1 << 128
+IM_FACTOR_MASK: constant(uint256) = SOCIALISING_BIT - 1
 
 
 oracle: public(immutable(IRiskOracle))
+# Holds the roles and validates every configuration change before it is applied here.
+engine_admin: public(immutable(address))
 
 
-im_factor: public(uint256)
+# The IM factor and whether a loss has been socialised share one word: every margin computation
+# reads both (the factor for IM, the flag for the pending charge), for one cold SLOAD instead of
+# two. Read through `im_factor` and `socialising`.
+risk_word: uint256
 paused: public(bool)
-# account => venue => authorised
-authorised: public(HashMap[address, HashMap[address, bool]])
 # Per instrument, WAD contracts; a zero open-interest cap means not enabled.
 open_interest_cap: public(HashMap[uint256, uint256])
 position_limit: public(HashMap[uint256, uint256])
 # Liquidator contract (set once): moves positions, cash and collateral of liquidations, and its
 # loss index charges socialised losses to holders on every touch once `socialising` is set.
 liquidator: public(ILiquidator)
-socialising: public(bool)
 
 
 @deploy
-def __init__(admin_: address, oracle_: IRiskOracle, cash_token_: address, cash_deposit_cap_: uint256):
+def __init__(engine_admin_: address, oracle_: IRiskOracle, cash_token_: address, cash_deposit_cap_: uint256):
     """
-    @param admin_ The admin.
+    @param engine_admin_ The EngineAdmin (which must then `bind` this engine).
     @param oracle_ The RiskOracle.
     @param cash_token_ The settlement stablecoin (<= 18 decimals).
     @param cash_deposit_cap_ Cap on the stablecoin held by the vault (token units).
     """
     assert oracle_.address != empty(address), "engine: zero oracle"
-    roles.__init__(admin_)
+    assert engine_admin_ != empty(address), "engine: zero admin"
     vault.__init__(cash_token_, cash_deposit_cap_)
     oracle = oracle_
-    self.im_factor = DEFAULT_IM_FACTOR
-    log IMarginEngine.ImFactorSet(im_factor=DEFAULT_IM_FACTOR)
+    engine_admin = engine_admin_
+    self.risk_word = DEFAULT_IM_FACTOR
 
 
-# ---------------------------------------------------------------- admin and guardian
-
-
-@external
-def list_collateral(asset: address, haircut: uint256, deposit_cap: uint256):
-    """
-    @notice List (or re-parameterise) a collateral asset; the settlement stablecoin takes only
-            a cap (haircut 0). Non-cash assets must be priced by the oracle.
-    @param asset The ERC-20 token (<= 18 decimals).
-    @param haircut WAD, <= 0.9.
-    @param deposit_cap Token units; cap * 10**(18 - decimals) <= 2**128.
-    """
-    roles._only_admin()
-    if asset != vault.cash_token:
-        assert staticcall oracle.asset_listed(asset), "engine: asset not priced"
-    vault._list(asset, haircut, deposit_cap)
+# ---------------------------------------------------------------- hooks
 
 
 @external
-def set_instrument_limits(instrument: uint256, open_interest_cap_: uint256, position_limit_: uint256):
+def apply_collateral(asset: address, haircut: uint256, deposit_cap: uint256, scale: uint256):
     """
-    @notice Enable an instrument for trading with an open-interest cap (sum of long sizes) and
-            a per-account size limit. A cap of 0 disables it: only trades that lower open
-            interest and sizes remain possible.
-    @param instrument A listed instrument.
-    @param open_interest_cap_ WAD contracts, <= 1e33.
-    @param position_limit_ WAD contracts, <= MAX_SIZE and <= open_interest_cap_.
+    @notice EngineAdmin hook: list `asset` (appended on first listing) or re-parameterise it;
+            for the settlement stablecoin only the cap applies.
+    @param asset The token.
+    @param haircut WAD.
+    @param deposit_cap Token units.
+    @param scale 10**(18 - decimals), kept from the first listing.
     """
-    roles._only_admin()
-    assert staticcall oracle.instrument_listed(instrument), "engine: unknown instrument"
-    assert open_interest_cap_ <= MAX_OPEN_INTEREST_CAP, "engine: limit out of bounds"
-    assert position_limit_ <= convert(fp.MAX_SIZE, uint256) and position_limit_ <= open_interest_cap_, "engine: limit out of bounds"
+    self._only_engine_admin()
+    vault._list(asset, haircut, deposit_cap, scale)
+
+
+@external
+def apply_instrument_limits(instrument: uint256, open_interest_cap_: uint256, position_limit_: uint256):
+    """
+    @notice EngineAdmin hook: the open-interest cap and per-account size limit of `instrument`.
+    """
+    self._only_engine_admin()
     self.open_interest_cap[instrument] = open_interest_cap_
     self.position_limit[instrument] = position_limit_
-    log IMarginEngine.InstrumentLimitsSet(
-        instrument=instrument, open_interest_cap=open_interest_cap_, position_limit=position_limit_
-    )
 
 
 @external
-def set_im_factor(im_factor_: uint256):
+def apply_risk_switches(im_factor_: uint256, paused_: bool):
     """
-    @notice IM = div_ceil(MM * im_factor, WAD).
-    @param im_factor_ WAD, in [1, 3].
+    @notice EngineAdmin hook: the IM factor and the pause switch.
     """
-    roles._only_admin()
-    assert im_factor_ >= MIN_IM_FACTOR and im_factor_ <= MAX_IM_FACTOR, "engine: im_factor out of bounds"
-    self.im_factor = im_factor_
-    log IMarginEngine.ImFactorSet(im_factor=im_factor_)
+    self._only_engine_admin()
+    # EngineAdmin bounds the IM factor to [1, 3] WAD: it never reaches SOCIALISING_BIT
+    self.risk_word = im_factor_ | (self.risk_word & SOCIALISING_BIT)
+    self.paused = paused_
 
 
 @external
-def pause():
+def apply_liquidator(liquidator_: address):
     """
-    @notice Guardian (or admin): stop new risk. Risk-reducing trades, deposits, settlement and
-            withdrawals of accounts without positions and debt stay open.
+    @notice EngineAdmin hook: wire the Liquidator (EngineAdmin allows it once).
     """
-    roles._only_guardian()
-    self.paused = True
-    log IMarginEngine.PauseSet(sender=msg.sender, paused=True)
-
-
-@external
-def unpause():
-    """
-    @notice Admin only: resume new risk.
-    """
-    roles._only_admin()
-    self.paused = False
-    log IMarginEngine.PauseSet(sender=msg.sender, paused=False)
-
-
-@external
-def set_liquidator(liquidator_: ILiquidator):
-    """
-    @notice Wire the Liquidator contract, once (a later admin cannot swap in another one).
-    @param liquidator_ The Liquidator; its engine cash is the insurance fund.
-    """
-    roles._only_admin()
-    assert self.liquidator.address == empty(address), "engine: liquidator already set"
-    self.liquidator = liquidator_
-    log IMarginEngine.LiquidatorSet(liquidator=liquidator_.address)
+    self._only_engine_admin()
+    self.liquidator = ILiquidator(liquidator_)
 
 
 @external
@@ -222,21 +187,10 @@ def liquidation_move(
     vault._move_cash(account, msg.sender, fund_from_account)
     vault._move_cash(receiver, msg.sender, fund_from_receiver)
     if socialise:
-        self.socialising = True
+        self.risk_word |= SOCIALISING_BIT
 
 
 # ---------------------------------------------------------------- accounts
-
-
-@external
-def authorise_venue(venue: address, allowed: bool):
-    """
-    @notice Allow (or stop) `venue` to book trades for the caller.
-    @param venue A venue address (must also hold the venue role to trade).
-    @param allowed True to authorise.
-    """
-    self.authorised[msg.sender][venue] = allowed
-    log IMarginEngine.VenueAuthorised(account=msg.sender, venue=venue, allowed=allowed)
 
 
 @external
@@ -267,12 +221,14 @@ def withdraw(asset: address, amount: uint256, receiver: address = msg.sender):
     self._touch(msg.sender, 0)
     vault._debit(asset, amount, msg.sender)
     if positions.position_count[msg.sender] != 0 or vault.cash[msg.sender] < 0:
-        book: margin.Book = self._book(msg.sender, 0)
+        book: margin.Book = self._book(msg.sender, [])
         eq: int256 = 0
         im: int256 = 0
         mm: int256 = 0
-        code: uint256 = margin.OK
-        eq, im, mm, code = margin._withdraw_outcome(book, vault.cash[msg.sender], self.paused, self.im_factor)
+        code: uint256 = margin.ALLOWED
+        eq, im, mm, code = margin._withdraw_outcome(
+            book, vault.cash[msg.sender], self.paused, self.risk_word & IM_FACTOR_MASK
+        )
         margin._raise(code)
     vault._push(asset, amount, receiver)
     log IMarginEngine.Withdraw(account=msg.sender, asset=asset, receiver=receiver, amount=amount)
@@ -281,7 +237,7 @@ def withdraw(asset: address, amount: uint256, receiver: address = msg.sender):
 @external
 def trade(buyer: address, seller: address, instrument: uint256, size: uint256, price: uint256):
     """
-    @notice Book a matched trade (venue role, authorised by both accounts): the buyer goes long
+    @notice Book a matched trade (venue role, authorised by both accounts in EngineAdmin): the buyer goes long
             `size`, the seller short, and amount = div_ceil(size * price, WAD) moves from the
             buyer's cash to the seller's. Each side must end with equity >= IM (fresh data, not
             paused) or strictly lower MM without lower equity. Open interest must stay within
@@ -292,8 +248,9 @@ def trade(buyer: address, seller: address, instrument: uint256, size: uint256, p
     @param size WAD contracts, in (0, MAX_SIZE].
     @param price WAD per contract (futures price or option premium), < 2**96.
     """
-    roles._only_venue()
-    assert self.authorised[buyer][msg.sender] and self.authorised[seller][msg.sender], "engine: venue not authorised"
+    # reverts with its reason unless the caller holds the venue role and both accounts
+    # authorised it
+    assert staticcall IEngineAdmin(engine_admin).check_venue(msg.sender, buyer, seller)
     assert buyer != seller, "engine: self trade"
     assert size != 0 and size <= convert(fp.MAX_SIZE, uint256), "engine: bad size"
     assert price <= fp.MAX_PRICE, "engine: bad price"
@@ -328,7 +285,7 @@ def settle(account: address) -> uint256:
     @return The number of positions settled.
     """
     self._touch(account, 0)
-    book: margin.Book = self._book(account, 0)
+    book: margin.Book = self._book(account, [])
     count: uint256 = 0
     cash: int256 = vault.cash[account]
     for j: uint256 in range(len(book.ids), bound=fp.MAX_POSITIONS):
@@ -353,19 +310,63 @@ def settle(account: address) -> uint256:
 
 @view
 @external
-def margin_state(account: address) -> (int256, int256, int256):
+def account_state(account: address) -> margin.AccountState:
     """
-    @notice (equity, initial margin, maintenance margin) in WAD, positions of instruments with
-            a settlement price counted as settled. Liquidatable when equity < MM. Freshness,
-            previews and the worst scenarios are in MarginViews.
+    @notice Equity (pending socialised-loss charge deducted), IM, MM, the pending charge and
+            whether every price used is fresh, in WAD, collateral without a fresh price valued
+            at zero: the Liquidator's view, so the account is liquidatable exactly when it is
+            fresh with equity < MM. Positions of instruments with a settlement price count as
+            settled. Trade and withdrawal outcomes are previewed by MarginViews.
     @param account The account.
     """
-    book: margin.Book = self._book(account, 0)
-    eq: int256 = 0
-    mm: int256 = 0
-    fresh: bool = False
-    eq, mm, fresh = margin._state(book, vault.cash[account])
-    return eq, margin._im(mm, self.im_factor), mm
+    return assembler._account_state(
+        oracle, account, self._charge_source(), self.risk_word & IM_FACTOR_MASK
+    )
+
+
+@view
+@external
+def margin_inputs(
+    account: address,
+    extra_ids: DynArray[uint256, fp.MAX_POSITIONS],
+    extra_assets: DynArray[address, fp.MAX_ASSETS],
+    stale_at_zero: bool,
+    with_charge: bool,
+) -> margin.Inputs:
+    """
+    @notice What every margin computation of `account` starts from, built by the code the
+            engine's own checks use: positions (`extra_ids` added at size 0), cash, held
+            collateral (`extra_assets` added at balance 0), ONE oracle snapshot and, with
+            `with_charge`, the pending socialised-loss charge. `stale_at_zero` values
+            collateral without a fresh price at zero (liquidation's rule).
+    @param account The account.
+    @param extra_ids Instruments to include even when not held.
+    @param extra_assets Collateral assets to include even when not held.
+    @param stale_at_zero Liquidation's collateral rule instead of the engine's.
+    @param with_charge Read the pending charge (not from inside the Liquidator).
+    """
+    source: address = empty(address)
+    if with_charge:
+        source = self._charge_source()
+    return assembler._inputs(oracle, account, extra_ids, extra_assets, stale_at_zero, source)
+
+
+@view
+@external
+def im_factor() -> uint256:
+    """
+    @notice IM = div_ceil(MM * im_factor, WAD) (WAD, set by EngineAdmin within [1, 3]).
+    """
+    return self.risk_word & IM_FACTOR_MASK
+
+
+@view
+@external
+def socialising() -> bool:
+    """
+    @notice Whether a loss has been socialised; from then on every touch realises charges.
+    """
+    return self.risk_word & SOCIALISING_BIT != 0
 
 
 @view
@@ -388,10 +389,10 @@ def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256
     cash: int256 = vault.cash[account]
     eq: int256 = 0
     mm: int256 = 0
-    code: uint256 = margin.OK
+    code: uint256 = margin.ALLOWED
     q_new: int256 = 0
     eq, mm, code, q_new = margin._trade_outcome(
-        self._book(account, instrument),
+        self._book(account, [instrument]),
         instrument,
         dq,
         cash,
@@ -399,7 +400,7 @@ def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256
         limit,
         positions.position_count[account],
         self.paused,
-        self.im_factor,
+        self.risk_word & IM_FACTOR_MASK,
     )
     margin._raise(code)
     positions._change(account, instrument, dq)
@@ -414,7 +415,7 @@ def _touch(account: address, extra: uint256):
          The Liquidator reads the positions back through `positions_of`, the one view open to
          re-entry: positions never change around an external call of the engine.
     """
-    if not self.socialising:
+    if self.risk_word & SOCIALISING_BIT == 0:
         return
     charge: int256 = extcall self.liquidator.touch(account, extra)
     vault._move_cash(account, self.liquidator.address, charge)
@@ -422,26 +423,26 @@ def _touch(account: address, extra: uint256):
 
 @view
 @internal
-def _book(account: address, extra: uint256) -> margin.Book:
+def _book(account: address, extra_ids: DynArray[uint256, 1]) -> margin.Book:
     """
-    @dev Positions of `account` (plus `extra` at size 0 if not held), their underlyings and
-         ONE oracle snapshot; collateral valued at the snapshot prices.
+    @dev The book the engine's rules judge: collateral at posted prices, no pending charge
+         (`_touch` has realised it).
     """
-    book: margin.Book = empty(margin.Book)
-    book.ids, book.sizes = positions._load(account)
-    if extra != 0 and extra not in book.ids:
-        assert len(book.ids) < fp.MAX_POSITIONS, "engine: too many positions"
-        book.ids.append(extra)
-        book.sizes.append(0)
-    book.unds = margin._underlyings(book.ids)
-    held: DynArray[address, fp.MAX_ASSETS] = vault._held_assets(account)
-    book.min_timestamp = max_value(uint256)
-    if len(book.ids) == 0 and len(held) == 0:
-        return book
-    aw: DynArray[uint256, fp.MAX_ASSETS] = []
-    book.iw, book.uw, aw, book.max_age = staticcall oracle.snapshot(book.ids, book.unds, held)
-    for k: uint256 in range(len(held), bound=fp.MAX_ASSETS):
-        a: address = held[k]
-        book.collateral += vault._collateral_value(a, vault.collateral[a][account], aw[k] & fp.MASK96)
-        book.min_timestamp = min(book.min_timestamp, aw[k] >> 96)
-    return book
+    return assembler._inputs(oracle, account, extra_ids, [], False, empty(address)).book
+
+
+@view
+@internal
+def _only_engine_admin():
+    assert msg.sender == engine_admin, "engine: not engine admin"
+
+
+@view
+@internal
+def _charge_source() -> address:
+    """
+    @dev The Liquidator once a loss has been socialised (before, no account owes anything).
+    """
+    if self.risk_word & SOCIALISING_BIT != 0:
+        return self.liquidator.address
+    return empty(address)

@@ -2,7 +2,7 @@
 
 Deploys RiskOracle, MarginEngine and MarginViews with mock tokens on the local anvil, lists one
 underlying on the 35-scenario crypto grid and 50 options + 50 futures, and measures: the margin
-check (`margin_state` sent as a transaction: gas used minus the 21,000 intrinsic gas and
+check (`account_state` sent as a transaction: gas used minus the 21,000 intrinsic gas and
 calldata; estimateGas in the note) at 1, 4, 16 and 32 positions; a trade and margin-checked
 withdrawals at 16 and 32 positions; posting 1 and 50 instruments (options with packed arrays,
 futures with arrays computed on-chain), per instrument, as updates in which every storage word of
@@ -43,7 +43,7 @@ def _option_item(iid: int, mark: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ConnectedProviderCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, _ = deploy_bench_market(50)
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(50)
     trader, maker = (accounts.test_accounts[i] for i in (4, 5))
 
     def post(items, unds=()):
@@ -93,7 +93,7 @@ def cli():
         usdc.mint(acct, 10**15, sender=admin)
         usdc.approve(engine, 2**256 - 1, sender=acct)
         engine.deposit(usdc, 10**15, sender=acct)
-        engine.authorise_venue(venue, True, sender=acct)
+        client.engine_admin.authorise_venue(venue, True, sender=acct)
     book = [x for pair in zip(opts[:16], futs[:16], strict=True) for x in pair]
     held = 0
     margin = {}
@@ -106,15 +106,15 @@ def cli():
             if held == 15:
                 trade16 = tx.gas_used
             held += 1
-        est = engine.margin_state.estimate_gas_cost(trader)
-        data = engine.margin_state.encode_input(trader)
+        est = engine.account_state.estimate_gas_cost(trader)
+        data = engine.account_state.encode_input(trader)
         # the view sent as a transaction: gas actually used, minus intrinsic and calldata
-        used = engine.margin_state.transact(trader, sender=maker).gas_used
+        used = engine.account_state.transact(trader, sender=maker).gas_used
         margin[n] = (est, used - 21_000 - _calldata_gas(bytes.fromhex(data.hex()[2:])))
         if n in (16, 32):
             withdrawals[n] = engine.withdraw(usdc, 10**6, sender=trader).gas_used
     for n, (est, exe) in margin.items():
-        rows.append((f"margin_state, {n} positions (35 scenarios)", exe, f"estimateGas {est:,}"))
+        rows.append((f"account_state, {n} positions (35 scenarios)", exe, f"estimateGas {est:,}"))
     per = (margin[32][1] - margin[16][1]) // 16
     rows.append(("margin check, marginal cost per position (16 -> 32)", per, ""))
     rows.append(("trade opening the 16th position (both sides checked)", trade16, "tx total"))
@@ -127,7 +127,7 @@ def cli():
     click.echo(text)
     section = (
         "## Gas\n\nCommand: `ape run bench_gas` (local anvil, Vyper 0.4.3, default optimizer). "
-        "Margin check = gas used by `margin_state` sent as a transaction - 21,000 intrinsic "
+        "Margin check = gas used by `account_state` sent as a transaction - 21,000 intrinsic "
         "- calldata (estimateGas in the note).\n\n" + text + "\n"
     )
     old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"

@@ -48,7 +48,7 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
 def cli():
     admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(16)
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
-    liquidator = deploy_liquidator(project, admin, engine)
+    liquidator = deploy_liquidator(project, admin, client.engine_admin, engine)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
 
     def post(spot: int):
@@ -64,7 +64,7 @@ def cli():
     for acct in (trader, maker, mm_liq, fresh_liq, matched):
         usdc.mint(acct, 10**16, sender=admin)
         usdc.approve(engine, 2**256 - 1, sender=acct)
-        engine.authorise_venue(venue, True, sender=acct)
+        client.engine_admin.authorise_venue(venue, True, sender=acct)
     for acct in (maker, mm_liq, fresh_liq, matched):
         engine.deposit(usdc, 10**15, sender=acct)
     # the market maker liquidator holds a small long in every instrument

@@ -52,7 +52,7 @@ _IMMUTABLE = "immutable: cannot change"
 # Reviewed external functions left re-entrant, per contract that calls out (docs/security.md,
 # "Re-entrancy": why each is safe).
 OPEN: dict[str, dict[str, str]] = {
-    "MarginEngine": {
+    "EngineAdmin": {
         "admin": _ROLES,
         "pending_admin": _ROLES,
         "has_role": _ROLES,
@@ -60,6 +60,8 @@ OPEN: dict[str, dict[str, str]] = {
         "accept_admin": _ROLES,
         "grant_role": _ROLES,
         "revoke_role": _ROLES,
+    },
+    "MarginEngine": {
         "cash_token": _VAULT,
         "cash_scale": _VAULT,
         "cash_deposit_cap": _VAULT,
@@ -76,6 +78,7 @@ OPEN: dict[str, dict[str, str]] = {
         "open_interest": _POSITIONS,
         "positions_of": "@reentrant: Liquidator.touch reads it inside the engine's call to it",
         "oracle": _IMMUTABLE,
+        "engine_admin": _IMMUTABLE,
     },
     "Liquidator": {
         "admin": _ROLES,
@@ -83,7 +86,6 @@ OPEN: dict[str, dict[str, str]] = {
         "transfer_admin": _ROLES,
         "accept_admin": _ROLES,
         "engine": _IMMUTABLE,
-        "oracle": _IMMUTABLE,
     },
 }
 

@@ -1,6 +1,6 @@
-"""Fixtures for the contract tests: accounts by role, one deployment of RiskOracle, MarginEngine
-and MarginViews with mock tokens (deployed and listed by `offchain.sdk`, like every deployment),
-and a `System` helper that posts market data.
+"""Fixtures for the contract tests: accounts by role, one deployment of RiskOracle, EngineAdmin,
+MarginEngine and MarginViews with mock tokens (deployed and listed by `offchain.sdk`, like every
+deployment), and a `System` helper that posts market data.
 
 Deployments are session-scoped; Ape's isolation snapshots the chain around every test, so each
 test starts from the same listed-and-funded state. Hypothesis tests snapshot/restore per
@@ -150,23 +150,28 @@ def wbtc(project, admin):
 
 @pytest.fixture(scope="session")
 def core(project, admin, usdc):
-    """RiskOracle, MarginEngine and MarginViews with nothing listed."""
+    """RiskOracle, EngineAdmin, MarginEngine and MarginViews, wired, with nothing listed."""
     return deploy_core(project, admin, usdc, CASH_CAP)
 
 
 @pytest.fixture(scope="session")
 def oracle(core):
-    return core[0]
+    return core.oracle
+
+
+@pytest.fixture(scope="session")
+def engine_admin(core):
+    return core.engine_admin
 
 
 @pytest.fixture(scope="session")
 def engine(core):
-    return core[1]
+    return core.engine
 
 
 @pytest.fixture(scope="session")
 def views(core):
-    return core[2]
+    return core.views
 
 
 def system_config(usdc, weth, wbtc, expiry: int) -> SystemConfig:
@@ -203,6 +208,7 @@ def system(
     project,
     chain,
     oracle,
+    engine_admin,
     engine,
     views,
     usdc,
@@ -216,19 +222,21 @@ def system(
     maker,
 ):
     s = System(chain, oracle, engine, views, usdc, weth, wbtc, admin, keeper, venue, guardian)
+    s.engine_admin = engine_admin
     cfg = system_config(usdc, weth, wbtc, s.now() + 30 * DAY)
     dep = Deployment(
         "local",
         chain.chain_id,
         chain.blocks.head.number,
         oracle.address,
+        engine_admin.address,
         engine.address,
         views.address,
         usdc.address,
         collateral={"WETH": weth.address, "WBTC": wbtc.address},
     )
-    list_config(oracle, engine, dep, admin, cfg)
-    grant_roles(oracle, engine, admin, keepers=[keeper], venues=[venue], guardians=[guardian])
+    list_config(oracle, engine_admin, engine, dep, admin, cfg)
+    grant_roles(oracle, engine_admin, admin, keepers=[keeper], venues=[venue], guardians=[guardian])
     for u in cfg.underlyings:
         coeffs = u.scenario_grid.linear_coefficients_wad()
         s.grids[u.id] = coeffs

@@ -79,6 +79,8 @@ class System:
     keeper: object
     venue: object
     guardian: object
+    # roles, venue authorisations and configuration of the engine
+    engine_admin: object = None
     instruments: dict = field(default_factory=dict)  # name -> id
     n_scenarios: dict = field(default_factory=dict)  # underlying -> S
     grids: dict = field(default_factory=dict)  # underlying -> c[s] (WAD)

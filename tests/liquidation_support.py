@@ -48,14 +48,14 @@ def hedger(accounts):
 
 
 @pytest.fixture(scope="session")
-def liquidator(project, admin, engine, market):
+def liquidator(project, admin, engine, engine_admin, market):
     """The Liquidator wired to the session's engine. Every test module that imports this fixture
     gets its own instance of it, but the engine takes a liquidator only once: later modules
     reuse the one already wired."""
     wired = engine.liquidator()
     if wired != ZERO:
         return project.Liquidator.at(wired)
-    return deploy_liquidator(project, admin, engine)
+    return deploy_liquidator(project, admin, engine_admin, engine)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,7 @@ def liq(market, liquidator, lviews, liquidator_account, bystander, hedger, trade
         s.usdc.approve(s.engine, 2**256 - 1, sender=acct)
         s.weth.mint(acct, 1_000 * WAD, sender=s.admin)
         s.weth.approve(s.engine, 2**256 - 1, sender=acct)
-        s.engine.authorise_venue(s.venue, True, sender=acct)
+        s.engine_admin.authorise_venue(s.venue, True, sender=acct)
     s.usdc.mint(s.admin, BIG, sender=s.admin)
     s.usdc.approve(s.engine, 2**256 - 1, sender=s.admin)
     return Liq(s, liquidator, lviews)
@@ -134,8 +134,8 @@ class Liq:
     # ---- state
     def state(self, acct):
         """(equity, IM, MM, pending) with the pending socialisation charge deducted."""
-        eq, im, mm, pending, _fresh = self.views.margin_state(acct)
-        return eq, im, mm, pending
+        st = self.s.engine.account_state(acct)
+        return st.equity, st.initial_margin, st.maintenance_margin, st.pending_charge
 
     def health(self, acct) -> int:
         eq, _im, mm, _p = self.state(acct)

@@ -73,7 +73,7 @@ def post_assets(s, prices):
 
 def list_collateral_token(s, admin, token, haircut, price=None):
     s.oracle.list_asset(token, MAX_DEV, sender=admin)
-    s.engine.list_collateral(token, haircut, 10**24, sender=admin)
+    s.engine_admin.list_collateral(token, haircut, 10**24, sender=admin)
     if price is not None:
         post_assets(s, {token: price})
 
@@ -190,7 +190,7 @@ def test_compromised_keeper_reaches_1000x_only_in_18_posts(liq, trader, hedger, 
         sender=trader,
     )
     # the guardian pauses: the realising trade adds risk for the colluder and is refused
-    s.engine.pause(sender=s.guardian)
+    s.engine_admin.pause(sender=s.guardian)
     refused(
         "realise at the fake mark while paused",
         "engine: paused",
@@ -378,7 +378,7 @@ def hostile_tokens(project, liq, admin, trader, hedger):
     probe = admin.deploy(project.MockCallbackToken, 18)
     for tok in (reent, probe):
         s.oracle.list_asset(tok, MAX_DEV, sender=admin)
-        s.engine.list_collateral(tok, WAD // 2, 10**30, sender=admin)
+        s.engine_admin.list_collateral(tok, WAD // 2, 10**30, sender=admin)
         for acct in (trader, hedger):
             tok.mint(acct, 10**6 * WAD, sender=admin)
             tok.approve(s.engine, 2**256 - 1, sender=acct)
@@ -472,7 +472,7 @@ def test_read_only_reentrancy_sees_a_revert_or_a_consistent_state(
     non-reentrant) or return exactly what it returns before or after the transaction, never a
     half-updated state. The engine writes every balance before it transfers (withdraw) and
     credits only after the transfer (deposit), so its storage getters, which Vyper leaves
-    re-entrant, read the state after or before; `margin_state` reverts.
+    re-entrant, read the state after or before; `account_state` and `margin_inputs` revert.
     FINDING (docs): the engine's docstring says every external function, views included, is
     non-reentrant; the storage getters exported from its modules are not (harmless, shown
     here)."""
@@ -484,14 +484,14 @@ def test_read_only_reentrancy_sees_a_revert_or_a_consistent_state(
     e.deposit(probe, 1_000 * WAD, sender=trader)
     liq.trade(trader, maker, "btc-fut", WAD, F60K)
     views = {
-        "engine.margin_state": (e.margin_state, trader),
+        "engine.account_state": (e.account_state, trader),
+        "engine.margin_inputs": (e.margin_inputs, trader, [], [], False, True),
         "engine.positions_of": (e.positions_of, trader),
         "engine.cash": (e.cash, trader),
         "engine.collateral": (e.collateral, probe, trader),
         "engine.total": (e.total, probe),
-        "MarginViews.margin_status": (s.views.margin_status, trader),
+        "MarginViews.health": (s.views.health, trader),
         "MarginViews.withdraw_preview": (s.views.withdraw_preview, trader, probe, WAD),
-        "LiquidationViews.margin_state": (lv.margin_state, trader),
         "LiquidationViews.liquidation_preview": (lv.liquidation_preview, trader, WAD),
         "Liquidator.pending_charge": (lq.pending_charge, trader),
         "Liquidator.insurance_fund": (lq.insurance_fund,),
@@ -522,7 +522,8 @@ def test_read_only_reentrancy_sees_a_revert_or_a_consistent_state(
     # the engine's declared views are locked mid-transaction; its storage getters (exported
     # from the vault and positions modules) are not, and read a consistent state
     for action in ("withdraw", "deposit"):
-        assert outcomes[(action, "engine.margin_state")] == "reverted"
+        assert outcomes[(action, "engine.account_state")] == "reverted"
+        assert outcomes[(action, "engine.margin_inputs")] == "reverted"
     print("\nread-only re-entry:", {f"{a} {n}": v for (a, n), v in sorted(outcomes.items())})
 
 
@@ -601,13 +602,13 @@ def test_open_interest_and_position_caps_hold(
     liquidator can end above it); afterwards it can only reduce."""
     s, e = liq.s, liq.s.engine
     iid = s.list_instrument("btc-capped", BTC, KIND_FUTURE, 0, s.now() + 20 * DAY)
-    e.set_instrument_limits(iid, 10 * WAD, 4 * WAD, sender=admin)
+    s.engine_admin.set_instrument_limits(iid, 10 * WAD, 4 * WAD, sender=admin)
     s.post([(BTC, SPOTS[BTC], PSR)], [s.future_item(iid, F60K)])
     users = [trader, hedger, maker, bystander, admin, keeper, liquidator_account]
     for u in users:
         s.usdc.mint(u, 10**7 * USD, sender=admin)
         s.usdc.approve(e, 2**256 - 1, sender=u)
-        e.authorise_venue(s.venue, True, sender=u)
+        s.engine_admin.authorise_venue(s.venue, True, sender=u)
         liq.deposit(u, 60_000 if u == hedger else 400_000)
     e.trade(trader, maker, iid, 2 * WAD, F60K, sender=s.venue)
     e.trade(hedger, bystander, iid, 4 * WAD, F60K, sender=s.venue)
@@ -639,12 +640,12 @@ def test_open_interest_and_position_caps_hold(
     e.trade(admin, trader, iid, WAD, F60K, sender=s.venue)
     assert e.open_interest(iid) == 10 * WAD
     # zero cap: no new exposure, reductions open
-    e.set_instrument_limits(iid, 0, 0, sender=admin)
+    s.engine_admin.set_instrument_limits(iid, 0, 0, sender=admin)
     refused(
         "zero cap", "engine: position limit", e.trade, hedger, trader, iid, 1, F60K, sender=s.venue
     )
     e.trade(maker, hedger, iid, WAD, F60K, sender=s.venue)  # both sides shrink
-    e.set_instrument_limits(iid, 10 * WAD, 4 * WAD, sender=admin)
+    s.engine_admin.set_instrument_limits(iid, 10 * WAD, 4 * WAD, sender=admin)
     # `hedger` (long 3, 60,000 USD) after -25 %: the liquidator (long 4) takes ~1.45 over
     oi = e.open_interest(iid)
     s.post([(BTC, 45_000 * WAD, PSR)], [s.future_item(iid, 45_000 * WAD)])
@@ -708,15 +709,21 @@ def test_insurance_fund_cannot_be_drained(
         WAD // 2,
         sender=outsider,
     )
-    refused("set_liquidator", "roles: not admin", e.set_liquidator, outsider, sender=outsider)
+    refused(
+        "set_liquidator",
+        "roles: not admin",
+        liq.s.engine_admin.set_liquidator,
+        outsider,
+        sender=outsider,
+    )
     refused(
         "set_liquidator again",
         "engine: liquidator already set",
-        e.set_liquidator,
+        liq.s.engine_admin.set_liquidator,
         outsider,
         sender=admin,
     )
-    refused("unpause", "roles: not admin", e.unpause, sender=outsider)
+    refused("unpause", "roles: not admin", liq.s.engine_admin.unpause, sender=outsider)
     liq.top_up_fund(50_000)
     liq.deposit(maker, 10_000_000)
     liq.deposit(liquidator_account, 10_000_000)
@@ -850,7 +857,7 @@ def test_liquidations_continue_while_paused(liq, trader, maker, liquidator_accou
     liq.deposit(liquidator_account, 10_000_000)
     liq.trade(trader, maker, "btc-fut", WAD, F60K)
     liq.move(BTC, 56_000 * WAD)
-    s.engine.pause(sender=guardian)
+    s.engine_admin.pause(sender=guardian)
     lq.liquidate(trader, sender=liquidator_account)
     tried("liquidation while paused")
     assert s.engine.position_count(liquidator_account) == 1

@@ -34,7 +34,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
         CALL: s.list_instrument("m20-call", BTC, KIND_CALL, int(STRIKES[CALL]) * WAD, expiry),
     }
     for iid in ids.values():
-        s.engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
+        s.engine_admin.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
 
     def post(ob):
         items = [s.future_item(ids[FUT], ob.marks_wad[FUT])]
@@ -56,7 +56,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
         chain.set_balance(acct, 10**21)
         s.usdc.mint(acct, 10**9 * 10**6, sender=admin)
         s.usdc.approve(s.engine, 2**256 - 1, sender=acct)
-        s.engine.authorise_venue(s.venue, True, sender=acct)
+        s.engine_admin.authorise_venue(s.venue, True, sender=acct)
         pos = {ids[j]: int(round(q * WAD)) for j, q in spec.positions.items()}
         probe = AccountInt(0, pos)
         st = account_margin_int(probe, liq.market_int(probe), params.im_factor)

@@ -1,7 +1,7 @@
 """Differential test, the core of the on-chain margin: hypothesis builds portfolios (several
 underlyings on the 35- and 16-scenario grids, futures and options, long and short, random sizes,
 posted arrays, marks, prices and collateral), books them on-chain through trades, and the
-engine's `margin_state` (and MarginViews' per-underlying terms) must equal the offchain integer
+engine's `account_state` (and MarginViews' per-underlying terms) must equal the offchain integer
 reference `offchain.margin.account_margin_int` exactly. Futures arrays, computed on-chain, must
 equal `offchain.fixed_point.futures_risk_array_wad` encoded."""
 
@@ -52,11 +52,11 @@ def book(project, system, trader, maker, admin):
     # own collateral token (never priced)
     s.dweth = admin.deploy(project.MockERC20, "Diff WETH", "DWETH", 18)
     s.oracle.list_asset(s.dweth, WAD // 2, sender=admin)
-    s.engine.list_collateral(s.dweth, HAIRCUT_WETH, 10**30, sender=admin)
+    s.engine_admin.list_collateral(s.dweth, HAIRCUT_WETH, 10**30, sender=admin)
     s.dweth.mint(trader, 1_000 * WAD, sender=admin)
     s.dweth.approve(s.engine, 2**256 - 1, sender=trader)
     for iid in own:
-        s.engine.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
+        s.engine_admin.set_instrument_limits(iid, 10**24, 10**23, sender=admin)
     for acct in (trader, maker):
         s.usdc.mint(acct, DEPOSIT, sender=admin)
         s.engine.deposit(s.usdc, DEPOSIT, sender=acct)
@@ -124,7 +124,7 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
     20, 300, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(data=st.data())
-def test_margin_state_equals_offchain_integer_model(book, trader, maker, chain_snapshot, data):
+def test_account_state_equals_offchain_integer_model(book, trader, maker, chain_snapshot, data):
     s = book
     market, positions, weth, weth_price = data.draw(portfolios(s.own))
     with chain_snapshot():
@@ -153,7 +153,7 @@ def test_margin_state_equals_offchain_integer_model(book, trader, maker, chain_s
         for iid, ins in instruments_int.items():
             _, e, _, entries = s.oracle.risk_array(iid)
             assert (e, tuple(entries)) == (ins.exponent, ins.entries)
-        assert s.engine.margin_state(trader) == (
+        assert s.engine.account_state(trader)[:3] == (
             ref.equity,
             ref.initial_margin,
             ref.maintenance_margin,
@@ -166,7 +166,7 @@ def test_margin_state_equals_offchain_integer_model(book, trader, maker, chain_s
         # the maker holds the mirror book, no collateral
         mirror = [(iid, -q, p, m, ra) for iid, q, p, m, ra in positions]
         _, ref_m = _model(s, maker, market, mirror, 0, weth_price, im_factor)
-        assert s.engine.margin_state(maker) == (
+        assert s.engine.account_state(maker)[:3] == (
             ref_m.equity,
             ref_m.initial_margin,
             ref_m.maintenance_margin,
@@ -175,7 +175,7 @@ def test_margin_state_equals_offchain_integer_model(book, trader, maker, chain_s
         if s.views.withdraw_preview(trader, s.usdc, USD)[3]:
             s.engine.withdraw(s.usdc, USD, sender=trader)
             _, ref_w = _model(s, trader, market, positions, weth, weth_price, im_factor)
-            assert s.engine.margin_state(trader) == (
+            assert s.engine.account_state(trader)[:3] == (
                 ref_w.equity,
                 ref_w.initial_margin,
                 ref_w.maintenance_margin,
@@ -204,13 +204,13 @@ def test_settlement_matches_reference(book, trader, maker):
     s.oracle.post_settlement(fut, p_f, sender=s.keeper)
     s.oracle.post_settlement(call, p_c, sender=s.keeper)
     before = s.engine.cash(trader)
-    eq_view = s.engine.margin_state(trader)[0]
+    eq_view = s.engine.account_state(trader)[0]
     tx = s.engine.settle(trader, sender=maker)
     assert tx.return_value == 2
     expected = before + settlement_cash(q_f, p_f) + settlement_cash(q_c, p_c)
     assert s.engine.cash(trader) == expected
     assert s.engine.positions_of(trader) == ([], [])
-    assert s.engine.margin_state(trader) == (expected, 0, 0)
+    assert s.engine.account_state(trader)[:3] == (expected, 0, 0)
     assert eq_view == expected  # the view counted settled positions as settled
     events = tx.events.filter(s.engine.Settled)
     assert {(e.instrument, e.size, e.price) for e in events} == {(fut, q_f, p_f), (call, q_c, p_c)}

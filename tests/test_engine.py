@@ -64,7 +64,7 @@ def test_trade_books_positions_cash_and_event(market, trader, maker, fut):
     assert s.engine.cash(maker) == 100_000 * WAD + SPOT
     assert s.engine.positions_of(trader) == ([fut], [WAD])
     assert s.engine.open_interest(fut) == WAD
-    eq, im, mm = s.engine.margin_state(trader)
+    eq, im, mm = s.engine.account_state(trader)[:3]
     assert (eq, mm) == (100_000 * WAD, FUT_MM)
     assert im == div_ceil(FUT_MM * 125, 100)
     worst = s.views.worst_scenarios(trader)
@@ -73,7 +73,7 @@ def test_trade_books_positions_cash_and_event(market, trader, maker, fut):
     s.engine.trade(maker, trader, fut, WAD, SPOT, sender=s.venue)
     assert s.engine.positions_of(trader) == ([], [])
     assert s.engine.open_interest(fut) == 0
-    assert s.engine.margin_state(trader) == (100_000 * WAD, 0, 0)
+    assert s.engine.account_state(trader)[:3] == (100_000 * WAD, 0, 0)
 
 
 def test_trade_guards(market, trader, maker, outsider, fut):
@@ -84,11 +84,11 @@ def test_trade_guards(market, trader, maker, outsider, fut):
         s.engine.trade(trader, maker, fut, WAD, SPOT, sender=outsider)
     with ape.reverts("engine: venue not authorised"):
         s.engine.trade(trader, outsider, fut, WAD, SPOT, sender=s.venue)
-    s.engine.authorise_venue(s.venue, False, sender=maker)
+    s.engine_admin.authorise_venue(s.venue, False, sender=maker)
     with ape.reverts("engine: venue not authorised"):
         s.engine.trade(trader, maker, fut, WAD, SPOT, sender=s.venue)
-    tx = s.engine.authorise_venue(s.venue, True, sender=maker)
-    assert tx.events.filter(s.engine.VenueAuthorised)[0].allowed
+    tx = s.engine_admin.authorise_venue(s.venue, True, sender=maker)
+    assert tx.events.filter(s.engine_admin.VenueAuthorised)[0].allowed
     with ape.reverts("engine: self trade"):
         s.engine.trade(trader, trader, fut, WAD, SPOT, sender=s.venue)
     with ape.reverts("engine: bad size"):
@@ -116,7 +116,7 @@ def test_initial_margin_check_and_preview(market, trader, maker, fut):
     eq, p_im, p_mm, allowed, code = s.views.trade_preview(trader, fut, WAD, SPOT)
     assert allowed and code == 0
     s.engine.trade(trader, maker, fut, WAD, SPOT, sender=s.venue)
-    assert s.engine.margin_state(trader) == (eq, p_im, p_mm)
+    assert s.engine.account_state(trader)[:3] == (eq, p_im, p_mm)
     # the seller side is checked too
     with ape.reverts("engine: below initial margin"):
         s.engine.trade(maker, trader, s.instruments["eth-fut"], WAD, SPOTS[ETH], sender=s.venue)
@@ -129,7 +129,7 @@ def _underwater_long(s, trader, maker, fut):
     s.engine.trade(trader, maker, fut, 2 * WAD, SPOT, sender=s.venue)
     new = SPOT * 95 // 100
     s.post([(BTC, new, PSR)], [s.future_item(fut, new)])
-    eq, im, mm = s.engine.margin_state(trader)
+    eq, im, mm = s.engine.account_state(trader)[:3]
     assert mm < eq < im
     return new
 
@@ -142,10 +142,10 @@ def test_risk_reducing_trade_allowed_below_im(market, trader, maker, fut):
     # a reduction that lowers equity (sold far below mark) is not risk-reducing
     with ape.reverts("engine: below initial margin"):
         s.engine.trade(maker, trader, fut, WAD // 10, new - 2_000 * WAD, sender=s.venue)
-    eq0, _, mm0 = s.engine.margin_state(trader)
+    eq0, _, mm0 = s.engine.account_state(trader)[:3]
     assert s.views.trade_preview(trader, fut, -WAD, new)[3]
     s.engine.trade(maker, trader, fut, WAD, new, sender=s.venue)  # trader sells 1 at mark
-    eq1, _, mm1 = s.engine.margin_state(trader)
+    eq1, _, mm1 = s.engine.account_state(trader)[:3]
     assert mm1 < mm0 and eq1 >= eq0
 
 
@@ -158,12 +158,12 @@ def test_closing_a_short_at_mark_is_risk_reducing_despite_rounding(market, trade
     s.engine.trade(maker, trader, fut, 2 * WAD, SPOT, sender=s.venue)  # trader short 2
     new = SPOT * 101 // 100 + 1  # a mark that is not a whole number of WAD
     s.post([(BTC, new, PSR)], [s.future_item(fut, new)])
-    eq0, im0, mm0 = s.engine.margin_state(trader)
+    eq0, im0, mm0 = s.engine.account_state(trader)[:3]
     assert mm0 < eq0 < im0
     # small enough to stay under IM; q * mark / WAD is not a whole number: the buyer rounds up
     q = WAD // 300
     s.engine.trade(trader, maker, fut, q, new, sender=s.venue)
-    eq1, im1, mm1 = s.engine.margin_state(trader)
+    eq1, im1, mm1 = s.engine.account_state(trader)[:3]
     assert mm1 < mm0 and eq1 == eq0 - 1 and eq1 < im1
     # more than the 1-wei tolerance is not risk-reducing
     with ape.reverts("engine: below initial margin"):
@@ -175,10 +175,10 @@ def test_pause_blocks_new_risk_only(market, trader, maker, outsider, guardian, a
     new = _underwater_long(s, trader, maker, fut)
     fund(s, outsider, 10)
     with ape.reverts("roles: not guardian"):
-        s.engine.pause(sender=outsider)
-    tx = s.engine.pause(sender=guardian)
-    assert tx.events.filter(s.engine.PauseSet)[0].paused
-    s.engine.authorise_venue(s.venue, True, sender=outsider)
+        s.engine_admin.pause(sender=outsider)
+    tx = s.engine_admin.pause(sender=guardian)
+    assert tx.events.filter(s.engine_admin.PauseSet)[0].paused
+    s.engine_admin.authorise_venue(s.venue, True, sender=outsider)
     with ape.reverts("engine: paused"):
         s.engine.trade(maker, outsider, fut, WAD // 10, new, sender=s.venue)
     with ape.reverts("engine: paused"):
@@ -187,8 +187,8 @@ def test_pause_blocks_new_risk_only(market, trader, maker, outsider, guardian, a
     s.engine.withdraw(s.usdc, 10 * USD, sender=outsider)  # no positions: stays open
     s.engine.trade(maker, trader, fut, WAD, new, sender=s.venue)  # risk-reducing for both
     with ape.reverts("roles: not admin"):
-        s.engine.unpause(sender=guardian)
-    s.engine.unpause(sender=admin)
+        s.engine_admin.unpause(sender=guardian)
+    s.engine_admin.unpause(sender=admin)
     assert not s.engine.paused()
 
 
@@ -199,7 +199,7 @@ def test_stale_oracle_blocks_new_risk_only(market, trader, maker, outsider, fut)
     fund(s, outsider, 10)
     s.engine.trade(trader, maker, fut, 2 * WAD, SPOT, sender=s.venue)
     s.sleep(s.oracle.max_age() + 1)
-    assert not s.views.margin_status(trader)[3]
+    assert not s.engine.account_state(trader).fresh
     assert s.views.trade_preview(trader, fut, WAD, SPOT)[4] == 2
     with ape.reverts("engine: stale oracle"):
         s.engine.trade(trader, maker, fut, WAD, SPOT, sender=s.venue)
@@ -214,7 +214,7 @@ def test_withdraw_is_margin_checked(market, trader, maker, fut):
     fund(s, trader, 20_000)
     fund(s, maker, 100_000)
     s.engine.trade(maker, trader, fut, WAD, SPOT, sender=s.venue)  # trader short: cash 80k
-    eq, im, _ = s.engine.margin_state(trader)
+    eq, im, _ = s.engine.account_state(trader)[:3]
     free = (eq - im) // 10**12
     assert s.views.withdraw_preview(trader, s.usdc, free)[3]
     pv = s.views.withdraw_preview(trader, s.usdc, free + 1)
@@ -222,14 +222,14 @@ def test_withdraw_is_margin_checked(market, trader, maker, fut):
     with ape.reverts("engine: below initial margin"):
         s.engine.withdraw(s.usdc, free + 1, sender=trader)
     s.engine.withdraw(s.usdc, free, sender=trader)
-    assert s.engine.margin_state(trader)[:2] == (pv[0] + 10**12, pv[1])
+    assert s.engine.account_state(trader)[:2] == (pv[0] + 10**12, pv[1])
 
 
 def test_collateral_counts_and_debt_blocks_free_exit(market, trader, maker, fut):
     s = market
     s.engine.deposit(s.weth, 10 * WAD, sender=trader)  # 30,000 USD at 20% haircut = 24,000
     fund(s, maker, 100_000)
-    assert s.engine.margin_state(trader)[0] == 24_000 * WAD
+    assert s.engine.account_state(trader)[0] == 24_000 * WAD
     s.engine.trade(trader, maker, fut, WAD, SPOT, sender=s.venue)
     assert s.engine.cash(trader) == -SPOT  # negative cash backed by margin
     with ape.reverts("engine: below initial margin"):
@@ -261,21 +261,21 @@ def test_open_interest_cap_and_position_limit(
     fund(s, trader, 1_000_000)
     fund(s, maker, 1_000_000)
     with ape.reverts("roles: not admin"):
-        s.engine.set_instrument_limits(fut, WAD, WAD, sender=outsider)
+        s.engine_admin.set_instrument_limits(fut, WAD, WAD, sender=outsider)
     with ape.reverts("engine: unknown instrument"):
-        s.engine.set_instrument_limits(fut + 999, WAD, WAD, sender=admin)
+        s.engine_admin.set_instrument_limits(fut + 999, WAD, WAD, sender=admin)
     with ape.reverts("engine: limit out of bounds"):
-        s.engine.set_instrument_limits(fut, 10**33 + 1, WAD, sender=admin)
+        s.engine_admin.set_instrument_limits(fut, 10**33 + 1, WAD, sender=admin)
     with ape.reverts("engine: limit out of bounds"):
-        s.engine.set_instrument_limits(fut, WAD, 2 * WAD, sender=admin)
-    tx = s.engine.set_instrument_limits(fut, 3 * WAD, 2 * WAD, sender=admin)
-    ev = tx.events.filter(s.engine.InstrumentLimitsSet)[0]
+        s.engine_admin.set_instrument_limits(fut, WAD, 2 * WAD, sender=admin)
+    tx = s.engine_admin.set_instrument_limits(fut, 3 * WAD, 2 * WAD, sender=admin)
+    ev = tx.events.filter(s.engine_admin.InstrumentLimitsSet)[0]
     assert (ev.instrument, ev.open_interest_cap, ev.position_limit) == (fut, 3 * WAD, 2 * WAD)
     with ape.reverts("engine: position limit"):
         s.engine.trade(trader, maker, fut, 2 * WAD + 1, SPOT, sender=s.venue)
     s.engine.trade(trader, maker, fut, 2 * WAD, SPOT, sender=s.venue)  # OI 2
-    s.engine.authorise_venue(s.venue, True, sender=outsider)
-    s.engine.authorise_venue(s.venue, True, sender=guardian)
+    s.engine_admin.authorise_venue(s.venue, True, sender=outsider)
+    s.engine_admin.authorise_venue(s.venue, True, sender=guardian)
     fund(s, outsider, 1_000_000)
     fund(s, guardian, 1_000_000)
     with ape.reverts("engine: open interest cap"):
@@ -283,7 +283,7 @@ def test_open_interest_cap_and_position_limit(
     s.engine.trade(outsider, trader, fut, 2 * WAD, SPOT, sender=s.venue)  # OI unchanged
     assert s.engine.open_interest(fut) == 2 * WAD
     # a zero cap disables new exposure, reductions stay possible
-    s.engine.set_instrument_limits(fut, 0, 0, sender=admin)
+    s.engine_admin.set_instrument_limits(fut, 0, 0, sender=admin)
     with ape.reverts("engine: position limit"):
         s.engine.trade(outsider, maker, fut, WAD, SPOT, sender=s.venue)
     s.engine.trade(maker, outsider, fut, WAD, SPOT, sender=s.venue)
@@ -295,7 +295,7 @@ def test_too_many_positions(system, trader, maker, admin):
     expiry = s.now() + 10 * DAY
     ids = [s.list_instrument(f"f{k}", ETH, KIND_FUTURE, 0, expiry) for k in range(33)]
     for i in ids:
-        s.engine.set_instrument_limits(i, 10**24, 10**23, sender=admin)
+        s.engine_admin.set_instrument_limits(i, 10**24, 10**23, sender=admin)
     s.post([(ETH, SPOTS[ETH], PSR)], [s.future_item(i, SPOTS[ETH]) for i in ids])
     fund(s, trader, 10_000_000)
     fund(s, maker, 10_000_000)
@@ -327,24 +327,25 @@ def test_settle_without_settled_positions(market, trader, outsider, maker, fut):
 def test_admin_setters_and_roles(market, admin, outsider, guardian):
     s = market
     with ape.reverts("roles: not admin"):
-        s.engine.set_im_factor(WAD, sender=outsider)
+        s.engine_admin.set_im_factor(WAD, sender=outsider)
     for bad in (WAD - 1, 3 * WAD + 1):
         with ape.reverts("engine: im_factor out of bounds"):
-            s.engine.set_im_factor(bad, sender=admin)
-    tx = s.engine.set_im_factor(3 * WAD, sender=admin)
-    assert tx.events.filter(s.engine.ImFactorSet)[0].im_factor == 3 * WAD
-    s.engine.transfer_admin(outsider, sender=admin)
-    s.engine.accept_admin(sender=outsider)
+            s.engine_admin.set_im_factor(bad, sender=admin)
+    tx = s.engine_admin.set_im_factor(3 * WAD, sender=admin)
+    assert tx.events.filter(s.engine_admin.ImFactorSet)[0].im_factor == 3 * WAD
+    s.engine_admin.transfer_admin(outsider, sender=admin)
+    s.engine_admin.accept_admin(sender=outsider)
     with ape.reverts("roles: not admin"):
-        s.engine.set_im_factor(WAD, sender=admin)
-    s.engine.revoke_role(guardian, ROLE_GUARDIAN, sender=outsider)
+        s.engine_admin.set_im_factor(WAD, sender=admin)
+    s.engine_admin.revoke_role(guardian, ROLE_GUARDIAN, sender=outsider)
     with ape.reverts("roles: not guardian"):
-        s.engine.pause(sender=guardian)
-    s.engine.pause(sender=outsider)  # the admin may pause too
+        s.engine_admin.pause(sender=guardian)
+    s.engine_admin.pause(sender=outsider)  # the admin may pause too
 
 
-def test_deployed_bytecode_below_limit(chain, oracle, engine, views):
-    sizes = {c: len(chain.provider.get_code(c.address)) for c in (oracle, engine, views)}
+def test_deployed_bytecode_below_limit(chain, oracle, engine_admin, engine, views):
+    contracts = (oracle, engine_admin, engine, views)
+    sizes = {c: len(chain.provider.get_code(c.address)) for c in contracts}
     assert all(n < 24_576 for n in sizes.values()), sizes
     assert all(n > 0 for n in sizes.values())
 
@@ -352,9 +353,41 @@ def test_deployed_bytecode_below_limit(chain, oracle, engine, views):
 def test_constructor_guards(project, admin, oracle, usdc):
     with ape.reverts("engine: zero oracle"):
         admin.deploy(project.MarginEngine, admin, ZERO, usdc, 1)
-    with ape.reverts("roles: zero admin"):
+    with ape.reverts("engine: zero admin"):
         admin.deploy(project.MarginEngine, ZERO, oracle, usdc, 1)
+    with ape.reverts("roles: zero admin"):
+        admin.deploy(project.EngineAdmin, ZERO)
     with ape.reverts("vault: zero token"):
         admin.deploy(project.MarginEngine, admin, oracle, ZERO, 1)
     with ape.reverts("vault: cap out of bounds"):
         admin.deploy(project.MarginEngine, admin, oracle, usdc, 2**128)
+
+
+def test_engine_admin_binds_one_engine_once_and_only_it_configures(
+    project, admin, outsider, oracle, usdc, engine_admin, engine
+):
+    assert engine.engine_admin() == engine_admin.address
+    assert engine_admin.engine() == engine.address and engine_admin.oracle() == oracle.address
+    with ape.reverts("engine: admin already bound"):
+        engine_admin.bind(engine, sender=admin)
+    fresh = admin.deploy(project.EngineAdmin, admin)
+    with ape.reverts("roles: not admin"):
+        fresh.bind(engine, sender=outsider)
+    with ape.reverts("engine: not administered here"):
+        fresh.bind(engine, sender=admin)
+    other = admin.deploy(project.MarginEngine, fresh, oracle, usdc, 1)
+    tx = fresh.bind(other, sender=admin)
+    assert tx.events.filter(fresh.ImFactorSet)[0].im_factor == 125 * WAD // 100
+    tx = fresh.set_liquidator(outsider, sender=admin)
+    assert tx.events.filter(fresh.LiquidatorSet)[0].liquidator == outsider.address
+    assert other.liquidator() == outsider.address
+    # the hooks take values from EngineAdmin only (it validates them first)
+    for hook, args in (
+        (engine.apply_collateral, (usdc, 0, 1, 1)),
+        (engine.apply_instrument_limits, (1, 1, 1)),
+        (engine.apply_risk_switches, (WAD, True)),
+        (engine.apply_liquidator, (outsider,)),
+    ):
+        for who in (admin, outsider):
+            with ape.reverts("engine: not engine admin"):
+                hook(*args, sender=who)

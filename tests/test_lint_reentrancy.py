@@ -92,4 +92,6 @@ def test_margin_engine_compiles_to_one_global_lock():
     assert "$.nonreentrant_key" in layout["transient_storage_layout"]
     pragma_on, open_ = lint.reentrancy_settings(lint.CONTRACTS / "MarginEngine.vy")
     assert pragma_on and open_ == set(lint.OPEN["MarginEngine"])
-    assert {"deposit", "withdraw", "trade", "settle", "margin_state"}.isdisjoint(open_)
+    assert {"deposit", "withdraw", "trade", "settle", "account_state", "margin_inputs"}.isdisjoint(
+        open_
+    )

@@ -135,7 +135,7 @@ def test_liquidation_state_machine(liq, trader, maker, hedger, bystander, liquid
         def liquidate(self, who, cap):
             acct = traders[who]
             eq, im, mm, _ = liq.state(acct)
-            fresh = liq.views.margin_state(acct)[4]
+            fresh = liq.s.engine.account_state(acct).fresh
             if eq >= mm:
                 with ape.reverts("liquidation: healthy"):
                     lq.liquidate(acct, cap, sender=liquidator_account)

@@ -155,6 +155,7 @@ def test_deployment_file_round_trip(tmp_path):
         11155111,
         5,
         "0xo",
+        "0xa",
         "0xe",
         "0xv",
         "0xc",

@@ -46,7 +46,7 @@ def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, 
         new_u, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, sender=s.admin
     )
     fut = s.list_instrument("f1-fut", new_u, KIND_FUTURE, 0, s.now() + 30 * DAY)
-    s.engine.set_instrument_limits(fut, OI_CAP, POSITION_LIMIT, sender=s.admin)
+    s.engine_admin.set_instrument_limits(fut, OI_CAP, POSITION_LIMIT, sender=s.admin)
     with ape.reverts("oracle: underlying not posted"):
         s.post([], [s.future_item(fut, F60K)])
     call = s.list_instrument("f1-call", new_u, KIND_CALL, F60K, s.now() + 30 * DAY)
@@ -72,7 +72,9 @@ def test_dust_of_an_unpriced_collateral_cannot_block_liquidation(
     s = liq.s
     tok = s.admin.deploy(project.MockERC20, "Dust", "DUST", 18)
     s.oracle.list_asset(tok, WAD // 2, sender=s.admin)
-    s.engine.list_collateral(tok, WAD // 2, 10**24, sender=s.admin)  # priced "listed", no price
+    s.engine_admin.list_collateral(
+        tok, WAD // 2, 10**24, sender=s.admin
+    )  # priced "listed", no price
     tok.mint(trader, 10, sender=s.admin)
     tok.approve(s.engine, 10, sender=trader)
     liq.deposit(trader, 12_500)
@@ -98,7 +100,7 @@ def test_insolvent_account_with_unpriced_collateral_is_not_written_off(
     s = liq.s
     tok = s.admin.deploy(project.MockERC20, "Dust", "DUST", 18)
     s.oracle.list_asset(tok, WAD // 2, sender=s.admin)
-    s.engine.list_collateral(tok, WAD // 2, 10**30, sender=s.admin)
+    s.engine_admin.list_collateral(tok, WAD // 2, 10**30, sender=s.admin)
     tok.mint(trader, 10 * WAD, sender=s.admin)
     tok.approve(s.engine, 10 * WAD, sender=trader)
     liq.deposit(trader, 12_500)
@@ -127,11 +129,11 @@ def test_exported_module_getters_stay_open_to_reentry(project, system, trader, a
     s = system
     t = admin.deploy(project.MockReentrantToken, 18)
     s.oracle.list_asset(t, WAD // 2, sender=admin)
-    s.engine.list_collateral(t, WAD // 2, 10**24, sender=admin)
+    s.engine_admin.list_collateral(t, WAD // 2, 10**24, sender=admin)
     t.mint(trader, 10 * WAD, sender=admin)
     t.approve(s.engine, 2**256 - 1, sender=trader)
     s.engine.deposit(t, 4 * WAD, sender=trader)
-    t.arm(s.engine, s.engine.margin_state.encode_input(trader), sender=admin)
+    t.arm(s.engine, s.engine.account_state.encode_input(trader), sender=admin)
     s.engine.withdraw(t, WAD, sender=trader)
     assert t.reentry_attempts() == 1 and not t.reentry_succeeded()  # engine view: locked
     t.arm(s.engine, s.engine.collateral.encode_input(t, trader), sender=admin)

@@ -32,7 +32,7 @@ def test_engine_state_machine(market, trader, maker, outsider, admin, chain, cha
         s.usdc.approve(s.engine, 2**256 - 1, sender=p)
         s.weth.mint(p, 1_000 * WAD, sender=admin)
         s.weth.approve(s.engine, 2**256 - 1, sender=p)
-        s.engine.authorise_venue(s.venue, True, sender=p)
+        s.engine_admin.authorise_venue(s.venue, True, sender=p)
     ids = [s.instruments[n] for n in NAMES]
 
     class EngineMachine(RuleBasedStateMachine):
@@ -49,7 +49,7 @@ def test_engine_state_machine(market, trader, maker, outsider, admin, chain, cha
         def _healthy(self):
             out = {}
             for p in people:
-                eq, _, mm = s.engine.margin_state(p)
+                eq, _, mm = s.engine.account_state(p)[:3]
                 out[p.address] = eq >= mm
             return out
 
@@ -183,7 +183,7 @@ def test_flat_account_withdraws_everything(market, outsider, admin):
     s.weth.approve(s.engine, 2**256 - 1, sender=outsider)
     s.engine.deposit(s.usdc, 123 * USD, sender=outsider)
     s.engine.deposit(s.weth, 3 * WAD, sender=outsider)
-    s.engine.pause(sender=admin)
+    s.engine_admin.pause(sender=admin)
     s.sleep(s.oracle.max_age() + 10)
     s.engine.withdraw(s.usdc, 123 * USD, sender=outsider)
     s.engine.withdraw(s.weth, 3 * WAD, sender=outsider)

@@ -31,9 +31,9 @@ Checked after EVERY step (invariants), with the definitions used:
 - oracle: every stored timestamp is <= the head's and never decreases;
 - open interest == sum of longs == sum of shorts <= its cap; sizes within the position limit
   for accounts that never received positions through a liquidation;
-- margin: `LiquidationViews.margin_state` == `offchain.margin.account_margin_int` (through the
-  client `offchain.sdk.Client`, pending charge deducted) for every account, and
-  `MarginEngine.margin_state` == the same plus the pending charge.
+- margin: `MarginEngine.account_state` == `offchain.margin.account_margin_int` (through the
+  SDK client `offchain.sdk.Client`, pending charge deducted, collateral without a fresh
+  price at zero) for every account, pending charge included.
 Checked inside the rules:
 - a user action (deposit, withdraw, trade, settle) at a fixed oracle never turns a healthy
   account (equity >= MM, pending charge deducted) unhealthy; a successful withdrawal leaves
@@ -130,7 +130,7 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
     false = admin.deploy(project.MockFalseToken, 18)
     for tok, haircut in ((fee, WAD // 2), (noret, WAD // 10), (false, WAD // 2)):
         s.oracle.list_asset(tok, MAX_DEV, sender=admin)
-        s.engine.list_collateral(tok, haircut, 10**24, sender=admin)
+        s.engine_admin.list_collateral(tok, haircut, 10**24, sender=admin)
     people = [trader, hedger, outsider, maker, liquidator_account, bystander]
     for p in people:
         for tok, amount in ((fee, 10**6 * WAD), (noret, 10**12), (false, 10**6 * WAD)):
@@ -140,14 +140,14 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
         s.weth.approve(s.engine, 2**256 - 1, sender=p)
         s.usdc.mint(p, 10**9 * USD, sender=admin)
         s.usdc.approve(s.engine, 2**256 - 1, sender=p)
-        s.engine.authorise_venue(s.venue, True, sender=p)
+        s.engine_admin.authorise_venue(s.venue, True, sender=p)
     expiry2 = s.now() + 60 * DAY
     s.list_instrument("btc-fut2", BTC, KIND_FUTURE, 0, expiry2)
     s.list_instrument("btc-put2", BTC, KIND_PUT, 55_000 * WAD, expiry2)
     s.list_instrument("eth-fut2", ETH, KIND_FUTURE, 0, expiry2)
     for name in ("btc-fut2", "btc-put2"):
-        s.engine.set_instrument_limits(s.instruments[name], 10**24, 10**23, sender=admin)
-    s.engine.set_instrument_limits(
+        s.engine_admin.set_instrument_limits(s.instruments[name], 10**24, 10**23, sender=admin)
+    s.engine_admin.set_instrument_limits(
         s.instruments["eth-fut2"], TIGHT_OI_CAP, TIGHT_LIMIT, sender=admin
     )
     dep = Deployment(
@@ -155,6 +155,7 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
         chain_id=s.chain.chain_id,
         block=0,
         oracle=s.oracle.address,
+        engine_admin=s.engine_admin.address,
         engine=s.engine.address,
         views=s.views.address,
         cash=s.usdc.address,
@@ -277,7 +278,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
 
         def obs(self):
             """account -> (equity, IM, MM, pending, fresh), pending charge deducted."""
-            got = batch_call(s.chain.provider, [(lv.margin_state, p) for p in people])
+            got = batch_call(s.chain.provider, [(e.account_state, p) for p in people])
             return {p.address: tuple(v) for p, v in zip(people, got, strict=True)}
 
         def read(self):
@@ -295,7 +296,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 calls += [(e.total, tok), (tok.balanceOf, e), (e.collateral, tok, lq)]
             for p in people:
                 calls += [(e.cash, p), (e.positions_of, p), (lq.pending_charge, p)]
-                calls += [(lv.margin_state, p), (e.margin_state, p), (e.asset_mask, p)]
+                calls += [(e.account_state, p), (e.asset_mask, p)]
                 calls += [(e.collateral, tok, p) for tok in all_assets]
             it = iter(batch_call(s.chain.provider, calls))
             v = {"paused": next(it), "books": [next(it) for _ in range(4)]}
@@ -309,14 +310,13 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 v["asset"][tok.address] = (next(it), next(it), next(it))
             v["acct"] = {}
             for p in people:
-                cash, (pids, sizes), pending, lvs, ems, mask = (next(it) for _ in range(6))
+                cash, (pids, sizes), pending, state, mask = (next(it) for _ in range(5))
                 coll = {tok.address: next(it) for tok in all_assets}
                 v["acct"][p.address] = dict(
                     cash=cash,
                     pos=dict(zip(pids, sizes, strict=True)),
                     pending=pending,
-                    lv=tuple(lvs),
-                    em=tuple(ems),
+                    state=tuple(state),
                     mask=mask,
                     coll=coll,
                 )
@@ -748,13 +748,13 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 who, reason = (
                     (trader, "roles: not guardian") if on else (guardian, "roles: not admin")
                 )
-                fn = e.pause if on else e.unpause
+                fn = s.engine_admin.pause if on else s.engine_admin.unpause
                 assert self.expect_revert({reason}, fn, sender=who) == reason
                 return
             if on:
-                e.pause(sender=guardian)
+                s.engine_admin.pause(sender=guardian)
             else:
-                e.unpause(sender=admin)
+                s.engine_admin.unpause(sender=admin)
 
         # ------------------------------------------------------------ liquidation
         @rule(
@@ -810,7 +810,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             if got is not None:  # the preview does not cover the liquidator's side
                 assert got in {
                     "liquidation: liquidator below IM",
-                    "liquidation: too many positions",
+                    "engine: too many positions",
                     "liquidation: stale oracle",
                 }
                 if got == "liquidation: stale oracle":
@@ -973,8 +973,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
 
         @invariant()
         def margin_equals_reference(self):
-            """The engine's margin equals the reference; the liquidation views' margin equals
-            it with collateral lacking a fresh price valued at zero (docs/fixed-point.md §8)."""
+            """The engine's account state equals the reference with the pending charge deducted
+            and collateral lacking a fresh price valued at zero (docs/fixed-point.md §8)."""
             v = self.read()
             cm = self.market()
             now = s.chain.blocks.head.timestamp
@@ -990,11 +990,9 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             )
             for addr, a in v["acct"].items():
                 coll = {t: amt for t, amt in a["coll"].items() if amt}
-                ref = cm.account_margin(cm.account(a["cash"], a["pos"], coll))
-                assert a["em"] == (ref.equity, ref.initial_margin, ref.maintenance_margin), addr
                 acct = cm.account(a["cash"] - a["pending"], a["pos"], coll)
                 ref_l = account_margin_int(acct, seen_by_liquidation, cm.im_factor)
-                eq, im, mm, pending, _fresh = a["lv"]
+                eq, im, mm, pending, _fresh = a["state"]
                 assert pending == a["pending"]
                 assert (eq, im, mm) == (
                     ref_l.equity,

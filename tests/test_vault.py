@@ -22,7 +22,7 @@ def kit(project, system, admin, trader):
     }
     for t in toks.values():
         s.oracle.list_asset(t, MAX_DEV, sender=admin)
-        s.engine.list_collateral(t, WAD // 2, 10**24, sender=admin)
+        s.engine_admin.list_collateral(t, WAD // 2, 10**24, sender=admin)
         t.mint(trader, 10**24, sender=admin)
         t.approve(s.engine, 2**256 - 1, sender=trader)
     return toks
@@ -61,7 +61,7 @@ def test_deposit_guards(system, trader, outsider, admin):
         s.engine.deposit(s.usdc, 0, sender=trader)
     with ape.reverts("vault: zero account"):
         s.engine.deposit(s.usdc, 1, ZERO, sender=trader)
-    s.engine.list_collateral(s.wbtc, WAD // 4, 10**8, sender=admin)
+    s.engine_admin.list_collateral(s.wbtc, WAD // 4, 10**8, sender=admin)
     with ape.reverts("vault: deposit cap"):
         s.engine.deposit(s.wbtc, 10**8 + 1, sender=trader)
 
@@ -163,7 +163,7 @@ def test_reentrant_deposit_and_read_only_reentrancy_blocked(system, kit, trader)
     s.engine.deposit(t, WAD, sender=trader)  # transferFrom re-enters withdraw: blocked
     assert t.reentry_attempts() == 1 and not t.reentry_succeeded()
     # a view read from inside a transfer is blocked too (no read-only re-entrancy)
-    t.arm(s.engine, s.engine.margin_state.encode_input(trader), sender=trader)
+    t.arm(s.engine, s.engine.account_state.encode_input(trader), sender=trader)
     s.engine.withdraw(t, WAD, sender=trader)
     assert t.reentry_attempts() == 2 and not t.reentry_succeeded()
     assert s.engine.collateral(t, trader) == 4 * WAD
@@ -173,25 +173,25 @@ def test_reentrant_deposit_and_read_only_reentrancy_blocked(system, kit, trader)
 def test_listing_guards(project, system, admin, outsider):
     s = system
     with ape.reverts("roles: not admin"):
-        s.engine.list_collateral(s.weth, 0, 1, sender=outsider)
+        s.engine_admin.list_collateral(s.weth, 0, 1, sender=outsider)
     with ape.reverts("engine: asset not priced"):
-        s.engine.list_collateral(outsider, 0, 1, sender=admin)
+        s.engine_admin.list_collateral(outsider, 0, 1, sender=admin)
     with ape.reverts("vault: haircut out of bounds"):
-        s.engine.list_collateral(s.weth, 9 * WAD // 10 + 1, 1, sender=admin)
+        s.engine_admin.list_collateral(s.weth, 9 * WAD // 10 + 1, 1, sender=admin)
     with ape.reverts("vault: haircut out of bounds"):
-        s.engine.list_collateral(s.usdc, 1, 1, sender=admin)
+        s.engine_admin.list_collateral(s.usdc, 1, 1, sender=admin)
     with ape.reverts("vault: cap out of bounds"):
-        s.engine.list_collateral(s.usdc, 0, 2**128 // 10**12 + 1, sender=admin)
+        s.engine_admin.list_collateral(s.usdc, 0, 2**128 // 10**12 + 1, sender=admin)
     with ape.reverts("vault: cap out of bounds"):
-        s.engine.list_collateral(s.wbtc, 0, 2**128 // 10**10 + 1, sender=admin)
-    tx = s.engine.list_collateral(s.usdc, 0, 10**20, sender=admin)
-    ev = tx.events.filter(s.engine.CollateralListed)[0]
+        s.engine_admin.list_collateral(s.wbtc, 0, 2**128 // 10**10 + 1, sender=admin)
+    tx = s.engine_admin.list_collateral(s.usdc, 0, 10**20, sender=admin)
+    ev = tx.events.filter(s.engine_admin.CollateralListed)[0]
     assert (ev.asset, ev.haircut, ev.deposit_cap, ev.decimals) == (s.usdc.address, 0, 10**20, 6)
     assert s.engine.cash_deposit_cap() == 10**20
     odd = admin.deploy(project.MockERC20, "Odd", "ODD", 19)
     s.oracle.list_asset(odd, MAX_DEV, sender=admin)
     with ape.reverts("vault: decimals above 18"):
-        s.engine.list_collateral(odd, 0, 1, sender=admin)
+        s.engine_admin.list_collateral(odd, 0, 1, sender=admin)
     listed = 0
     while listed < 8:
         try:
@@ -202,8 +202,8 @@ def test_listing_guards(project, system, admin, outsider):
     for _ in range(8 - listed):  # fill up to the 8-asset bound
         tok = admin.deploy(project.MockERC20, "T", "T", 18)
         s.oracle.list_asset(tok, MAX_DEV, sender=admin)
-        s.engine.list_collateral(tok, 0, 1, sender=admin)
+        s.engine_admin.list_collateral(tok, 0, 1, sender=admin)
     tok = admin.deploy(project.MockERC20, "T", "T", 18)
     s.oracle.list_asset(tok, MAX_DEV, sender=admin)
     with ape.reverts("vault: too many assets"):
-        s.engine.list_collateral(tok, 0, 1, sender=admin)
+        s.engine_admin.list_collateral(tok, 0, 1, sender=admin)

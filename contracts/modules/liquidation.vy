@@ -7,15 +7,13 @@
         taken (rounded away from zero), the cash at mark, the penalty (capped by the equity),
         the post-condition with its fallback to a full liquidation, the collateral sale at a
         discount and the bad debt; and the socialised-loss charge of one position.
-@custom:security Stateless. `_load` mirrors MarginEngine._book (one oracle snapshot, collateral
-                 valued at the snapshot prices) so the margin seen here is the engine's, with
-                 one difference: a collateral price that is stale or never posted counts as
-                 zero (and its timestamp is ignored) instead of blocking the liquidation.
+@custom:security Stateless. An account arrives as the engine assembles it
+                 (`MarginEngine.margin_inputs` with the stale-at-zero rule: a collateral price
+                 that is stale or never posted counts as zero instead of blocking the
+                 liquidation), so the margin seen here is the engine's.
 """
 
 
-from ..interfaces import ILiquidationEngine
-from ..interfaces import IRiskOracle
 from . import fixed_point as fp
 from . import margin
 
@@ -41,16 +39,6 @@ struct Params:
     collateral_discount: uint256
 
 
-struct Account:
-    book: margin.Book
-    cash: int256
-    assets: DynArray[address, fp.MAX_ASSETS]
-    balances: DynArray[uint256, fp.MAX_ASSETS]
-    prices: DynArray[uint256, fp.MAX_ASSETS]
-    scales: DynArray[uint256, fp.MAX_ASSETS]
-    haircuts: DynArray[uint256, fp.MAX_ASSETS]
-
-
 struct Plan:
     fraction: uint256
     ids: DynArray[uint256, fp.MAX_POSITIONS]
@@ -69,62 +57,6 @@ struct Plan:
     settled_mask: uint256
     # bad debt would be written off while collateral without a fresh price is held: refused
     unpriced: bool
-
-
-@view
-@internal
-def _load(
-    engine: ILiquidationEngine,
-    oracle: IRiskOracle,
-    account: address, extra_ids: DynArray[uint256, fp.MAX_POSITIONS], extra_assets: DynArray[address, fp.MAX_ASSETS]
-) -> Account:
-    """
-    @dev The engine's view of `account` (as MarginEngine._book), plus `extra_ids` at size 0 and
-         `extra_assets` at balance 0 when not held, with ONE oracle snapshot.
-    """
-    a: Account = empty(Account)
-    a.book.ids, a.book.sizes = staticcall engine.positions_of(account)
-    for i: uint256 in extra_ids:
-        if i not in a.book.ids:
-            assert len(a.book.ids) < fp.MAX_POSITIONS, "liquidation: too many positions"
-            a.book.ids.append(i)
-            a.book.sizes.append(0)
-    a.book.unds = margin._underlyings(a.book.ids)
-    a.cash = staticcall engine.cash(account)
-    mask: uint256 = staticcall engine.asset_mask(account)
-    for i: uint256 in range(fp.MAX_ASSETS):
-        if mask >> i == 0:
-            break
-        if mask & (1 << i) != 0:
-            asset: address = staticcall engine.assets(i)
-            a.assets.append(asset)
-            a.balances.append(staticcall engine.collateral(asset, account))
-    for asset: address in extra_assets:
-        if asset not in a.assets:
-            a.assets.append(asset)
-            a.balances.append(0)
-    a.book.min_timestamp = max_value(uint256)
-    if len(a.book.ids) == 0 and len(a.assets) == 0:
-        return a
-    aw: DynArray[uint256, fp.MAX_ASSETS] = []
-    a.book.iw, a.book.uw, aw, a.book.max_age = staticcall oracle.snapshot(a.book.ids, a.book.unds, a.assets)
-    for n: uint256 in range(len(a.assets), bound=fp.MAX_ASSETS):
-        asset: address = a.assets[n]
-        price: uint256 = aw[n] & fp.MASK96
-        ts: uint256 = aw[n] >> 96
-        # A collateral price that is stale or was never posted counts as zero here instead of
-        # blocking: dust of such an asset must not shield an account from liquidation.
-        if ts == 0 or ts + a.book.max_age < block.timestamp:
-            price = 0
-        else:
-            a.book.min_timestamp = min(a.book.min_timestamp, ts)
-        scale: uint256 = staticcall engine.asset_scale(asset)
-        haircut: uint256 = staticcall engine.asset_haircut(asset)
-        a.prices.append(price)
-        a.scales.append(scale)
-        a.haircuts.append(haircut)
-        a.book.collateral += fp.collateral_value(a.balances[n], scale, haircut, price)
-    return a
 
 
 @pure
@@ -157,7 +89,7 @@ def _fraction(eq: int256, mm: int256, im: int256, max_fraction: uint256, prm: Pa
 
 @view
 @internal
-def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint256, prm: Params) -> Plan:
+def _plan(a: margin.Inputs, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint256, prm: Params) -> Plan:
     """
     @dev Sizes taken, cash at mark, penalty, post-condition (at or above IM; capped: health not
          lower; else f = WAD), collateral sale and bad debt of a liquidation at fraction f0
@@ -214,22 +146,22 @@ def _plan(a: Account, f0: uint256, capped: bool, eq: int256, mm: int256, k: uint
     if p.fraction == fp.WAD:
         left: int256 = 0
         unpriced: bool = False
-        for n: uint256 in range(len(a.assets), bound=fp.MAX_ASSETS):
+        for h: margin.Holding in a.holdings:
             units: uint256 = 0
             pay: uint256 = 0
             if cash < 0:
-                d: uint256 = min(prm.collateral_discount, a.haircuts[n])
-                den: uint256 = a.scales[n] * a.prices[n] * (fp.WAD - d)
+                d: uint256 = min(prm.collateral_discount, h.haircut)
+                den: uint256 = h.scale * h.price * (fp.WAD - d)
                 if den != 0:
                     need: uint256 = convert(-cash, uint256) * fp.WAD * fp.WAD
-                    units = min(a.balances[n], need // den + convert(need % den != 0, uint256))
-                    pay = units * a.scales[n] * a.prices[n] // fp.WAD * (fp.WAD - d) // fp.WAD
+                    units = min(h.balance, need // den + convert(need % den != 0, uint256))
+                    pay = units * h.scale * h.price // fp.WAD * (fp.WAD - d) // fp.WAD
                     cash += convert(pay, int256)
                     p.paid += pay
             p.sold.append(units)
             p.sale_cash.append(pay)
-            left += fp.collateral_value(a.balances[n] - units, a.scales[n], a.haircuts[n], a.prices[n])
-            unpriced = unpriced or (a.prices[n] == 0 and a.balances[n] != 0)
+            left += fp.collateral_value(h.balance - units, h.scale, h.haircut, h.price)
+            unpriced = unpriced or (h.price == 0 and h.balance != 0)
         if cash < 0 and left == 0:
             # no bad debt while collateral without a fresh price is held: it may cover the debt
             if unpriced:

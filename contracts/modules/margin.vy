@@ -1,10 +1,14 @@
 # pragma version 0.4.3
 """
-@title Margin decisions over a loaded book: equity, MM, IM, freshness and the trade /
-       withdrawal rules, shared by MarginEngine (which enforces them) and MarginViews (which
-       previews them), so a preview can never disagree with the engine.
+@title Margin decisions over an account's inputs: equity, MM, IM, freshness and the trade /
+       withdrawal rules, shared by MarginEngine (which enforces them), MarginViews (which
+       previews them) and the Liquidator, so a preview can never disagree with the engine.
 @custom:contract-name margin
-@notice A `Book` is an account's positions plus one RiskOracle snapshot for them. Rules:
+@notice A `Book` is an account's positions plus one RiskOracle snapshot for them; `Inputs`
+        adds the account's cash, its collateral one asset at a time and the pending
+        socialised-loss charge, as the engine's assembler (`assembler._inputs`) builds them;
+        `AccountState` is what MarginEngine.account_state returns.
+        Rules:
         new risk needs fresh data, no pause and equity >= IM afterwards; a trade that strictly
         lowers MM without lowering equity by more than 1 wei of rounding (same snapshot) is
         always allowed.
@@ -17,14 +21,14 @@ from . import fixed_point as fp
 from . import portfolio
 
 
-# Outcome codes of the trade / withdrawal rules (0 = allowed).
-OK: constant(uint256) = 0
-E_PAUSED: constant(uint256) = 1
-E_STALE: constant(uint256) = 2
-E_MARGIN: constant(uint256) = 3
-E_LIMIT: constant(uint256) = 4
-E_COUNT: constant(uint256) = 5
-E_BALANCE: constant(uint256) = 6
+# Outcomes of the trade / withdrawal rules (MarginViews returns them as `code`).
+ALLOWED: constant(uint256) = 0
+DENIED_PAUSED: constant(uint256) = 1
+DENIED_STALE: constant(uint256) = 2
+DENIED_MARGIN: constant(uint256) = 3
+DENIED_LIMIT: constant(uint256) = 4
+DENIED_COUNT: constant(uint256) = 5
+DENIED_BALANCE: constant(uint256) = 6
 
 
 struct Book:
@@ -36,6 +40,38 @@ struct Book:
     collateral: int256
     min_timestamp: uint256
     max_age: uint256
+
+
+struct Holding:
+    # one collateral asset of an account
+    asset: address
+    balance: uint256
+    # price used: the posted one, or zero under the stale-at-zero rule
+    price: uint256
+    scale: uint256
+    haircut: uint256
+    # when the price was posted (0: never)
+    stamp: uint256
+
+
+struct Inputs:
+    book: Book
+    # engine cash, before the pending charge is paid
+    cash: int256
+    # socialised loss owed (Liquidator.pending_charge); zero when not asked for
+    pending_charge: uint256
+    # held collateral in vault order, then assets asked for at balance 0
+    holdings: DynArray[Holding, fp.MAX_ASSETS]
+
+
+struct AccountState:
+    # cash - pending charge + collateral + position value + settled cash (WAD)
+    equity: int256
+    initial_margin: int256
+    maintenance_margin: int256
+    pending_charge: uint256
+    # every price used is posted and within max_age (an empty account is fresh)
+    fresh: bool
 
 
 @pure
@@ -98,16 +134,16 @@ def _trade_outcome(
     q_new: int256 = q_old + dq
     assert q_new <= fp.MAX_SIZE and q_new >= -fp.MAX_SIZE, "engine: size out of bounds"
     if abs(q_new) > abs(q_old) and convert(abs(q_new), uint256) > limit:
-        return 0, 0, E_LIMIT, q_new
+        return 0, 0, DENIED_LIMIT, q_new
     if q_old == 0 and count == fp.MAX_POSITIONS:
-        return 0, 0, E_COUNT, q_new
+        return 0, 0, DENIED_COUNT, q_new
     b.sizes[idx] = q_new
     eq_after: int256 = 0
     mm_after: int256 = 0
     fresh: bool = False
     eq_after, mm_after, fresh = self._state(b, cash + dcash)
     if not paused and fresh and eq_after >= self._im(mm_after, im_factor):
-        return eq_after, mm_after, OK, q_new
+        return eq_after, mm_after, ALLOWED, q_new
     # risk-reducing path: strictly lower MM, equity not lower (same snapshot) but for 1 wei:
     # a buyer closing at exactly the mark pays ceil(q * p) and gains floor in value.
     b.sizes[idx] = q_old
@@ -115,12 +151,12 @@ def _trade_outcome(
     mm_before: int256 = 0
     eq_before, mm_before, fresh = self._state(b, cash)
     if mm_after < mm_before and eq_after >= eq_before - 1:
-        return eq_after, mm_after, OK, q_new
+        return eq_after, mm_after, ALLOWED, q_new
     if paused:
-        return eq_after, mm_after, E_PAUSED, q_new
+        return eq_after, mm_after, DENIED_PAUSED, q_new
     if not fresh:
-        return eq_after, mm_after, E_STALE, q_new
-    return eq_after, mm_after, E_MARGIN, q_new
+        return eq_after, mm_after, DENIED_STALE, q_new
+    return eq_after, mm_after, DENIED_MARGIN, q_new
 
 
 @view
@@ -136,28 +172,26 @@ def _withdraw_outcome(book: Book, cash: int256, paused: bool, im_factor: uint256
     eq, mm, fresh = self._state(book, cash)
     im: int256 = self._im(mm, im_factor)
     if len(book.ids) == 0 and cash >= 0:
-        return eq, im, mm, OK
+        return eq, im, mm, ALLOWED
     if paused:
-        return eq, im, mm, E_PAUSED
+        return eq, im, mm, DENIED_PAUSED
     if not fresh:
-        return eq, im, mm, E_STALE
+        return eq, im, mm, DENIED_STALE
     if eq < im:
-        return eq, im, mm, E_MARGIN
-    return eq, im, mm, OK
+        return eq, im, mm, DENIED_MARGIN
+    return eq, im, mm, ALLOWED
 
 
 @pure
 @internal
 def _raise(code: uint256):
-    if code == E_PAUSED:
+    if code == DENIED_PAUSED:
         raise "engine: paused"
-    if code == E_STALE:
+    if code == DENIED_STALE:
         raise "engine: stale oracle"
-    if code == E_MARGIN:
+    if code == DENIED_MARGIN:
         raise "engine: below initial margin"
-    if code == E_LIMIT:
+    if code == DENIED_LIMIT:
         raise "engine: position limit"
-    if code == E_COUNT:
+    if code == DENIED_COUNT:
         raise "engine: too many positions"
-    if code == E_BALANCE:
-        raise "vault: insufficient balance"

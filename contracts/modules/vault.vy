@@ -5,7 +5,8 @@
 @notice Lives inside the MarginEngine (no cross-contract call on a margin check). Cash is an
         int256 WAD per account; every other listed asset is a token-unit balance per account,
         valued at the oracle price less a haircut. `total[asset]` counts the token units the
-        vault owes its accounts; it never exceeds the vault's token balance.
+        vault owes its accounts; it never exceeds the vault's token balance. EngineAdmin
+        validates each listing (haircut, cap, decimals); `_list` records it.
 @custom:security Deposits credit the measured balance change (fee-on-transfer safe) and check
                  that the vault holds what it owes; withdrawals check the vault's balance fell by
                  exactly the amount sent. Calls use `default_return_value=True` (USDT-style
@@ -59,32 +60,21 @@ def __init__(cash_token_: address, cash_deposit_cap_: uint256):
 
 
 @internal
-def _list(asset: address, haircut: uint256, deposit_cap: uint256):
-    assert asset != empty(address), "vault: zero token"
-    is_cash: bool = asset == self.cash_token
-    # the settlement stablecoin carries no haircut
-    assert haircut <= MAX_HAIRCUT and not (is_cash and haircut != 0), "vault: haircut out of bounds"
-    assert deposit_cap <= MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
-    scale: uint256 = self.cash_scale
-    if is_cash:
+def _list(asset: address, haircut: uint256, deposit_cap: uint256, scale: uint256):
+    """
+    @dev Record a listing EngineAdmin validated: the stablecoin takes only its cap; another
+         asset is appended on first listing (its scale kept from then on).
+    """
+    if asset == self.cash_token:
         self.cash_deposit_cap = deposit_cap
-    else:
-        scale = self.asset_scale[asset]
-        if self.asset_index[asset] == 0:
-            assert len(self.assets) < fp.MAX_ASSETS, "vault: too many assets"
-            self.assets.append(asset)
-            self.asset_index[asset] = len(self.assets)
-            d: uint256 = convert(staticcall IERC20Detailed(asset).decimals(), uint256)
-            assert d <= 18, "vault: decimals above 18"
-            scale = 10 ** (18 - d)
-            self.asset_scale[asset] = scale
-        self.asset_haircut[asset] = haircut
-        self.asset_deposit_cap[asset] = deposit_cap
-    assert deposit_cap * scale <= MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
-    decimals: uint256 = 18 - self._log10(scale)
-    log IMarginEngine.CollateralListed(
-        asset=asset, haircut=haircut, deposit_cap=deposit_cap, decimals=decimals
-    )
+        return
+    if self.asset_index[asset] == 0:
+        assert len(self.assets) < fp.MAX_ASSETS, "vault: too many assets"
+        self.assets.append(asset)
+        self.asset_index[asset] = len(self.assets)
+        self.asset_scale[asset] = scale
+    self.asset_haircut[asset] = haircut
+    self.asset_deposit_cap[asset] = deposit_cap
 
 
 @internal
@@ -176,16 +166,3 @@ def _held_assets(account: address) -> DynArray[address, fp.MAX_ASSETS]:
 @internal
 def _collateral_value(asset: address, amount: uint256, price: uint256) -> int256:
     return fp.collateral_value(amount, self.asset_scale[asset], self.asset_haircut[asset], price)
-
-
-@pure
-@internal
-def _log10(scale: uint256) -> uint256:
-    n: uint256 = 0
-    x: uint256 = scale
-    for i: uint256 in range(18):
-        if x < 10:
-            break
-        x //= 10
-        n += 1
-    return n

@@ -39,6 +39,7 @@ class Deployment:
     chain_id: int
     block: int
     oracle: str
+    engine_admin: str
     engine: str
     views: str
     cash: str
@@ -55,6 +56,7 @@ class Deployment:
             "chain_id": self.chain_id,
             "block": self.block,
             "oracle": self.oracle,
+            "engine_admin": self.engine_admin,
             "engine": self.engine,
             "views": self.views,
             "cash": self.cash,
@@ -73,6 +75,7 @@ class Deployment:
             chain_id=int(obj["chain_id"]),
             block=int(obj["block"]),
             oracle=obj["oracle"],
+            engine_admin=obj["engine_admin"],
             engine=obj["engine"],
             views=obj["views"],
             cash=obj["cash"],
@@ -106,11 +109,15 @@ def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
 
 @dataclass(frozen=True)
 class AccountState:
-    """An account as the engine values it (WAD): below MM (``health < 0``) it is liquidatable."""
+    """An account as the engine's ``account_state`` values it (WAD). ``equity`` has the pending
+    socialised-loss charge deducted and counts collateral without a fresh price at zero; the
+    account is liquidatable when it is ``fresh`` and ``health < 0``."""
 
     equity: int
     initial_margin: int
     maintenance_margin: int
+    pending_charge: int = 0
+    fresh: bool = True
 
     @property
     def health(self) -> int:
@@ -130,6 +137,7 @@ class Client:
         self.chain_manager = chain_manager
         self.deployment = deployment
         self.oracle = project.RiskOracle.at(deployment.oracle)
+        self.engine_admin = project.EngineAdmin.at(deployment.engine_admin)
         self.engine = project.MarginEngine.at(deployment.engine)
         self.views = project.MarginViews.at(deployment.views)
         self.cash = project.MockERC20.at(deployment.cash)
@@ -278,7 +286,7 @@ class Client:
         return self.engine.withdraw(token, amount, sender=account)
 
     def authorise(self, account: Any, venue: Any) -> Any:
-        return self.engine.authorise_venue(venue, True, sender=account)
+        return self.engine_admin.authorise_venue(venue, True, sender=account)
 
     def trade(
         self, venue: Any, buyer: Any, seller: Any, instrument: int, size: int, price: int
@@ -292,10 +300,15 @@ class Client:
     # ---------------------------------------------------------------- reads
 
     def account_state(self, account: Any) -> AccountState:
-        """Equity, IM and MM of ``account`` as the engine computes them (the one read of the
-        engine's account view)."""
-        equity, initial, maintenance = self.engine.margin_state(account)
-        return AccountState(int(equity), int(initial), int(maintenance))
+        """``account`` as the engine values it (the one read of the engine's account view)."""
+        st = self.engine.account_state(account)
+        return AccountState(
+            int(st.equity),
+            int(st.initial_margin),
+            int(st.maintenance_margin),
+            int(st.pending_charge),
+            bool(st.fresh),
+        )
 
     def worst_scenarios(self, account: Any) -> list[Any]:
         return list(self.views.worst_scenarios(account))
@@ -353,7 +366,7 @@ class Client:
         cash = int(self.engine.cash(account))
         positions = self.positions(account)
         if self.liquidator is not None and positions and self.engine.socialising():
-            # a socialised loss not yet realised is owed: equity counts it (LiquidationViews)
+            # a socialised loss not yet realised is owed: equity counts it (account_state)
             cash -= int(self.liquidator.pending_charge(account))
         mask = int(self.engine.asset_mask(account))
         coll = {}

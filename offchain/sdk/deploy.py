@@ -12,7 +12,7 @@ contract before anything is listed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from offchain.fixed_point import WAD
 from offchain.sdk.client import Client, Deployment
@@ -21,6 +21,7 @@ from offchain.sdk.decode import InstrumentMeta
 from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
 
 __all__ = [
+    "Core",
     "deploy_core",
     "deploy_liquidation_views",
     "deploy_liquidator",
@@ -39,18 +40,33 @@ def deploy_token(project: Any, admin: Any, symbol: str, decimals: int, name: str
     return admin.deploy(project.MockERC20, name or symbol, symbol, decimals)
 
 
-def deploy_core(project: Any, admin: Any, cash: Any, deposit_cap: int) -> tuple[Any, Any, Any]:
-    """``(oracle, engine, views)``, nothing listed: ``deposit_cap`` in units of ``cash``."""
+class Core(NamedTuple):
+    """The contracts every deployment has: the oracle, the engine's configuration contract
+    (roles, venue authorisations, listings and limits), the engine and its views."""
+
+    oracle: Any
+    engine_admin: Any
+    engine: Any
+    views: Any
+
+
+def deploy_core(project: Any, admin: Any, cash: Any, deposit_cap: int) -> Core:
+    """The core contracts, wired, nothing listed: ``deposit_cap`` in units of ``cash``.
+
+    EngineAdmin is deployed first, the engine takes its address, and EngineAdmin is bound to
+    that engine once (it writes every configuration change into it)."""
     oracle = admin.deploy(project.RiskOracle, admin)
-    engine = admin.deploy(project.MarginEngine, admin, oracle, cash, deposit_cap)
+    engine_admin = admin.deploy(project.EngineAdmin, admin)
+    engine = admin.deploy(project.MarginEngine, engine_admin, oracle, cash, deposit_cap)
+    engine_admin.bind(engine, sender=admin)
     views = admin.deploy(project.MarginViews, engine)
-    return oracle, engine, views
+    return Core(oracle, engine_admin, engine, views)
 
 
-def deploy_liquidator(project: Any, admin: Any, engine: Any) -> Any:
-    """A Liquidator wired to ``engine`` (the engine takes one, once)."""
+def deploy_liquidator(project: Any, admin: Any, engine_admin: Any, engine: Any) -> Any:
+    """A Liquidator wired to ``engine`` through ``engine_admin`` (the engine takes one, once)."""
     liquidator = admin.deploy(project.Liquidator, admin, engine)
-    engine.set_liquidator(liquidator, sender=admin)
+    engine_admin.set_liquidator(liquidator, sender=admin)
     return liquidator
 
 
@@ -60,16 +76,17 @@ def deploy_liquidation_views(project: Any, admin: Any, liquidator: Any) -> Any:
 
 def grant_roles(
     oracle: Any,
-    engine: Any,
+    engine_admin: Any,
     admin: Any,
     *,
     keepers: Sequence[Any] = (),
     venues: Sequence[Any] = (),
     guardians: Sequence[Any] = (),
 ) -> None:
-    """Keepers post to the oracle; venues and guardians act on the engine. Sent once each."""
+    """Keepers post to the oracle; venues and guardians hold their roles in EngineAdmin (the
+    engine asks it). Sent once each."""
     for role, who in ((ROLE_KEEPER, keepers), (ROLE_VENUE, venues), (ROLE_GUARDIAN, guardians)):
-        target = oracle if role == ROLE_KEEPER else engine
+        target = oracle if role == ROLE_KEEPER else engine_admin
         for account in who:
             if not target.has_role(account, role):
                 target.grant_role(account, role, sender=admin)
@@ -85,6 +102,7 @@ def instrument_name(config: SystemConfig, spec: InstrumentSpec, time_offset: int
 
 def list_config(
     oracle: Any,
+    engine_admin: Any,
     engine: Any,
     deployment: Deployment,
     admin: Any,
@@ -117,13 +135,13 @@ def list_config(
     if oracle.max_age() != config.max_age:
         oracle.set_max_age(config.max_age, sender=admin)
     if engine.im_factor() != config.im_factor:
-        engine.set_im_factor(config.im_factor, sender=admin)
+        engine_admin.set_im_factor(config.im_factor, sender=admin)
     for spec in config.collateral:
         token = deployment.collateral[spec.symbol]
         if not oracle.asset_listed(token):
             oracle.list_asset(token, spec.max_deviation, sender=admin)
         if engine.asset_index(token) == 0:
-            engine.list_collateral(token, spec.haircut, spec.deposit_cap, sender=admin)
+            engine_admin.list_collateral(token, spec.haircut, spec.deposit_cap, sender=admin)
             say(f"collateral {spec.symbol} listed (haircut {spec.haircut / WAD:.0%})")
     for spec in config.instruments:
         uid = config.underlying(spec.underlying).id
@@ -138,7 +156,7 @@ def list_config(
             deployment.instruments[name] = iid
             say(f"instrument {name} listed as {iid:#x}")
         if engine.open_interest_cap(iid) != spec.open_interest_cap:
-            engine.set_instrument_limits(
+            engine_admin.set_instrument_limits(
                 iid, spec.open_interest_cap, spec.position_limit, sender=admin
             )
 
@@ -169,7 +187,14 @@ def deploy_system(
         return bool(addr) and len(chain_manager.provider.get_code(addr)) > 0
 
     reuse = existing is not None and all(
-        has_code(a) for a in (existing.oracle, existing.engine, existing.views, existing.cash)
+        has_code(a)
+        for a in (
+            existing.oracle,
+            existing.engine_admin,
+            existing.engine,
+            existing.views,
+            existing.cash,
+        )
     )
     if reuse:
         dep = existing
@@ -179,17 +204,21 @@ def deploy_system(
         cash = config.cash.address
         if cash is None:
             cash = deploy_token(project, admin, config.cash.symbol, config.cash.decimals).address
-        oracle, engine, views = deploy_core(project, admin, cash, config.cash.deposit_cap)
+        core = deploy_core(project, admin, cash, config.cash.deposit_cap)
         dep = Deployment(
             network=network,
             chain_id=chain_manager.chain_id,
             block=block,
-            oracle=oracle.address,
-            engine=engine.address,
-            views=views.address,
+            oracle=core.oracle.address,
+            engine_admin=core.engine_admin.address,
+            engine=core.engine.address,
+            views=core.views.address,
             cash=cash,
         )
-        say(f"deployed oracle {oracle.address}, engine {engine.address}, views {views.address}")
+        say(
+            f"deployed oracle {core.oracle.address}, engine admin {core.engine_admin.address}, "
+            f"engine {core.engine.address}, views {core.views.address}"
+        )
     for spec in config.collateral:
         addr = dep.collateral.get(spec.symbol) or spec.address
         if not has_code(addr):
@@ -197,15 +226,16 @@ def deploy_system(
         dep.collateral[spec.symbol] = addr
         dep.asset_prices[addr] = spec.priced_by
     oracle = project.RiskOracle.at(dep.oracle)
+    engine_admin = project.EngineAdmin.at(dep.engine_admin)
     engine = project.MarginEngine.at(dep.engine)
     if liquidator:
         if not has_code(dep.liquidator):
-            liq = deploy_liquidator(project, admin, engine)
+            liq = deploy_liquidator(project, admin, engine_admin, engine)
             dep.liquidator = liq.address
             dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
             say(f"deployed liquidator {liq.address}")
         elif str(engine.liquidator()) != dep.liquidator:
-            engine.set_liquidator(dep.liquidator, sender=admin)
-    list_config(oracle, engine, dep, admin, config, time_offset, say)
-    grant_roles(oracle, engine, admin, keepers=keepers, venues=venues, guardians=guardians)
+            engine_admin.set_liquidator(dep.liquidator, sender=admin)
+    list_config(oracle, engine_admin, engine, dep, admin, config, time_offset, say)
+    grant_roles(oracle, engine_admin, admin, keepers=keepers, venues=venues, guardians=guardians)
     return Client(project, chain_manager, dep)

@@ -1,0 +1,218 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title EngineAdmin: who may act on one MarginEngine, and its configuration
+@custom:contract-name EngineAdmin
+@notice Holds the engine's roles (admin, venue, guardian) and the venues each account
+        authorises, and decides the engine's configuration: collateral listings, instrument
+        limits, the IM factor, the pause and the Liquidator. Each decision is validated here,
+        written into the engine through one of its `apply_*` hooks and logged here (the events
+        of IMarginEngine), so the engine keeps only what its checks read and has room under
+        the 24,576-byte limit. The engine asks `check_venue` once per trade.
+@custom:security The engine accepts its hooks from this contract only (an immutable), and this
+                 contract accepts one engine, bound once by the admin, whose `engine_admin` is
+                 this contract. Every bound enforced before is enforced here, in the same order
+                 with the same reasons. Non-reentrant; calls only the bound engine, the oracle
+                 and a token's `decimals`.
+"""
+
+
+from ethereum.ercs import IERC20Detailed
+from .interfaces import IEngineAdmin
+from .interfaces import IMarginEngine
+from .interfaces import IRiskOracle
+from .interfaces import ILiquidator
+from .modules import fixed_point as fp
+from .modules import roles
+from .modules import vault
+
+
+implements: IEngineAdmin
+
+
+initializes: roles
+
+
+exports: (
+    roles.admin,
+    roles.pending_admin,
+    roles.has_role,
+    roles.transfer_admin,
+    roles.accept_admin,
+    roles.grant_role,
+    roles.revoke_role,
+)
+
+
+MIN_IM_FACTOR: constant(uint256) = 10**18
+MAX_IM_FACTOR: constant(uint256) = 3 * 10**18
+MAX_OPEN_INTEREST_CAP: constant(uint256) = 10**33
+
+
+engine: public(IMarginEngine)
+oracle: public(IRiskOracle)
+# account => venue => allowed to book trades for the account
+authorised: public(HashMap[address, HashMap[address, bool]])
+
+
+@deploy
+def __init__(admin_: address):
+    """
+    @param admin_ The admin (then `bind` the engine deployed with this contract as its admin).
+    """
+    roles.__init__(admin_)
+
+
+@external
+def bind(engine_: IMarginEngine):
+    """
+    @notice Attach the engine this contract administers, once.
+    @param engine_ A MarginEngine deployed with this contract as `engine_admin`.
+    """
+    roles._only_admin()
+    assert self.engine.address == empty(address), "engine: admin already bound"
+    assert staticcall engine_.engine_admin() == self, "engine: not administered here"
+    self.engine = engine_
+    self.oracle = IRiskOracle(staticcall engine_.oracle())
+    log IMarginEngine.ImFactorSet(im_factor=staticcall engine_.im_factor())
+
+
+@external
+def authorise_venue(venue: address, allowed: bool):
+    """
+    @notice Allow (or stop) `venue` to book trades for the caller.
+    @param venue A venue address (must also hold the venue role to trade).
+    @param allowed True to authorise.
+    """
+    self.authorised[msg.sender][venue] = allowed
+    log IMarginEngine.VenueAuthorised(account=msg.sender, venue=venue, allowed=allowed)
+
+
+@view
+@external
+def check_venue(venue: address, buyer: address, seller: address) -> bool:
+    """
+    @notice Reverts unless `venue` holds the venue role and both accounts authorised it (the
+            engine's first check of a trade); returns True otherwise.
+    @param venue The caller of `MarginEngine.trade`.
+    @param buyer The long side.
+    @param seller The short side.
+    """
+    assert roles.role_bits[venue] & roles.ROLE_VENUE != 0, "roles: not venue"
+    assert self.authorised[buyer][venue] and self.authorised[seller][venue], "engine: venue not authorised"
+    return True
+
+
+@external
+def list_collateral(asset: address, haircut: uint256, deposit_cap: uint256):
+    """
+    @notice List (or re-parameterise) a collateral asset; the settlement stablecoin takes only
+            a cap (haircut 0). Non-cash assets must be priced by the oracle.
+    @param asset The ERC-20 token (<= 18 decimals).
+    @param haircut WAD, <= 0.9.
+    @param deposit_cap Token units; cap * 10**(18 - decimals) <= 2**128.
+    """
+    roles._only_admin()
+    is_cash: bool = asset == staticcall self.engine.cash_token()
+    if not is_cash:
+        assert staticcall self.oracle.asset_listed(asset), "engine: asset not priced"
+    assert asset != empty(address), "vault: zero token"
+    # the settlement stablecoin carries no haircut
+    assert haircut <= vault.MAX_HAIRCUT and not (is_cash and haircut != 0), "vault: haircut out of bounds"
+    assert deposit_cap <= vault.MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
+    scale: uint256 = 0
+    if is_cash:
+        scale = staticcall self.engine.cash_scale()
+    elif staticcall self.engine.asset_index(asset) != 0:
+        scale = staticcall self.engine.asset_scale(asset)
+    else:
+        d: uint256 = convert(staticcall IERC20Detailed(asset).decimals(), uint256)
+        assert d <= 18, "vault: decimals above 18"
+        scale = 10 ** (18 - d)
+    assert deposit_cap * scale <= vault.MAX_DEPOSIT_CAP_WAD, "vault: cap out of bounds"
+    extcall self.engine.apply_collateral(asset, haircut, deposit_cap, scale)
+    log IMarginEngine.CollateralListed(
+        asset=asset, haircut=haircut, deposit_cap=deposit_cap, decimals=18 - self._log10(scale)
+    )
+
+
+@external
+def set_instrument_limits(instrument: uint256, open_interest_cap_: uint256, position_limit_: uint256):
+    """
+    @notice Enable an instrument for trading with an open-interest cap (sum of long sizes) and
+            a per-account size limit. A cap of 0 disables it: only trades that lower open
+            interest and sizes remain possible.
+    @param instrument A listed instrument.
+    @param open_interest_cap_ WAD contracts, <= 1e33.
+    @param position_limit_ WAD contracts, <= MAX_SIZE and <= open_interest_cap_.
+    """
+    roles._only_admin()
+    assert staticcall self.oracle.instrument_listed(instrument), "engine: unknown instrument"
+    assert open_interest_cap_ <= MAX_OPEN_INTEREST_CAP, "engine: limit out of bounds"
+    assert position_limit_ <= convert(fp.MAX_SIZE, uint256) and position_limit_ <= open_interest_cap_, "engine: limit out of bounds"
+    extcall self.engine.apply_instrument_limits(instrument, open_interest_cap_, position_limit_)
+    log IMarginEngine.InstrumentLimitsSet(
+        instrument=instrument, open_interest_cap=open_interest_cap_, position_limit=position_limit_
+    )
+
+
+@external
+def set_im_factor(im_factor_: uint256):
+    """
+    @notice IM = div_ceil(MM * im_factor, WAD).
+    @param im_factor_ WAD, in [1, 3].
+    """
+    roles._only_admin()
+    assert im_factor_ >= MIN_IM_FACTOR and im_factor_ <= MAX_IM_FACTOR, "engine: im_factor out of bounds"
+    extcall self.engine.apply_risk_switches(im_factor_, staticcall self.engine.paused())
+    log IMarginEngine.ImFactorSet(im_factor=im_factor_)
+
+
+@external
+def pause():
+    """
+    @notice Guardian (or admin): stop new risk. Risk-reducing trades, deposits, settlement and
+            withdrawals of accounts without positions and debt stay open.
+    """
+    roles._only_guardian()
+    self._set_paused(True)
+
+
+@external
+def unpause():
+    """
+    @notice Admin only: resume new risk.
+    """
+    roles._only_admin()
+    self._set_paused(False)
+
+
+@external
+def set_liquidator(liquidator_: ILiquidator):
+    """
+    @notice Wire the Liquidator contract, once (a later admin cannot swap in another one).
+    @param liquidator_ The Liquidator; its engine cash is the insurance fund.
+    """
+    roles._only_admin()
+    assert staticcall self.engine.liquidator() == empty(address), "engine: liquidator already set"
+    extcall self.engine.apply_liquidator(liquidator_.address)
+    log IMarginEngine.LiquidatorSet(liquidator=liquidator_.address)
+
+
+@internal
+def _set_paused(paused_: bool):
+    extcall self.engine.apply_risk_switches(staticcall self.engine.im_factor(), paused_)
+    log IMarginEngine.PauseSet(sender=msg.sender, paused=paused_)
+
+
+@pure
+@internal
+def _log10(scale: uint256) -> uint256:
+    n: uint256 = 0
+    x: uint256 = scale
+    for i: uint256 in range(18):
+        if x < 10:
+            break
+        x //= 10
+        n += 1
+    return n
