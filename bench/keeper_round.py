@@ -1,6 +1,7 @@
 """Off-chain time of one keeper round at scale: 1,000 instruments and 10,000 accounts.
 
-Run: ``python -m bench.keeper_round`` (a benchmark: it prints a table, asserts nothing). What it
+Run: ``python -m bench.keeper_round`` (a benchmark: it prints a table, writes it to
+docs/benchmarks.md, section "Keeper round", and asserts nothing). What it
 times is the keeper's own work per round (``offchain.keeper.runner``), without the node:
 
 1. ``compute_quotes``: marks and 35-scenario risk arrays of 1,000 instruments (2 underlyings,
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 
+from bench.doc import write_section
 from offchain.fixed_point import WAD, futures_risk_array_wad, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import health_by_account
@@ -121,6 +123,17 @@ def main() -> None:
         print(f"{name:<62} {t:>8.3f}")
     print(f"{'one round, off-chain part':<62} {sum(t for _, t in rows):>8.3f}")
     print(f"({below:,} of {len(accounts):,} random accounts below MM; numpy {np.__version__})")
+    table = ["| step | seconds |", "| --- | ---: |"]
+    table += [f"| {name} | {t:.3f} |" for name, t in rows]
+    table.append(f"| **one round, off-chain part** | **{sum(t for _, t in rows):.3f}** |")
+    write_section(
+        "Keeper round",
+        "Command: `python -m bench.keeper_round` (in `make bench`). The keeper's own work in "
+        "one round, without the node: marks and 35-scenario arrays of 1,000 instruments, their "
+        "selection and gas batching, and the integer reference margin (bit-equal to the chain) of "
+        f"{len(accounts):,} accounts of 6 positions ({below:,} below MM). Best of {args.repeat} "
+        f"runs after a warm-up, numpy {np.__version__}.\n\n" + "\n".join(table),
+    )
 
 
 if __name__ == "__main__":

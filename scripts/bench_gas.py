@@ -12,9 +12,6 @@ every posted instrument changes (checked: an unchanged word would cost 2,200 gas
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from scripts import _anvil
 
 _anvil.install()  # before ape connects: anvil without --steps-tracing
@@ -23,11 +20,10 @@ import click  # noqa: E402
 from ape import accounts, chain  # noqa: E402
 from ape.cli import ConnectedProviderCommand  # noqa: E402
 
+from bench.doc import write_section  # noqa: E402
 from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 def _calldata_gas(data: bytes) -> int:
@@ -125,14 +121,9 @@ def cli():
     table += [f"| {name} | {gas:,} | {note} |" for name, gas, note in rows]
     text = "\n".join(table)
     click.echo(text)
-    section = (
-        "## Gas\n\nCommand: `ape run bench_gas` (local anvil, Vyper 0.4.3, default optimizer). "
+    write_section(
+        "Gas",
+        "Command: `ape run bench_gas` (local anvil, Vyper 0.4.3, default optimizer). "
         "Margin check = gas used by `account_state` sent as a transaction - 21,000 intrinsic "
-        "- calldata (estimateGas in the note).\n\n" + text + "\n"
+        "- calldata (estimateGas in the note).\n\n" + text,
     )
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "## Gas" in old:
-        old = re.sub(r"## Gas\n.*?(?=\n## |\Z)", section, old, flags=re.S)
-    else:
-        old = old.rstrip() + "\n\n" + section
-    DOC.write_text(old)
