@@ -9,13 +9,14 @@ liquidators: a fresh margin account (every position it receives is a new storage
 market maker that already holds every one of the 32 instruments (its position words are updated
 in place, but its own margin check covers 32 positions), and a matched book that holds exactly
 the account's instruments (the cheapest case: updates in place, a check over the same data).
-Prints a markdown table and writes it to docs/benchmarks.md (section "Liquidation").
+Prints a markdown table and writes it to docs/benchmarks.md (section "Liquidation"). The
+16-position partial liquidation into the matched book is also traced (anvil's
+`debug_traceTransaction`, call tracer) and split into intrinsic gas, each external call the
+Liquidator makes (named by its selector in the contracts' ABIs, with the calls nested in it) and
+the Liquidator's own gas (section "Where the gas of a 16-position partial liquidation goes").
 """
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 from scripts import _anvil
 
@@ -25,13 +26,15 @@ import click  # noqa: E402
 from ape import accounts, chain, project  # noqa: E402
 from ape.cli import ConnectedProviderCommand  # noqa: E402
 
+from bench.doc import write_section  # noqa: E402
 from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
 from offchain.sdk import deploy_liquidator  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SIZES = (1, 8, 16, 32)
+TRACED = (16, "partial", "matched book")
+TRACE_TITLE = "Where the gas of a 16-position partial liquidation goes"
 
 
 def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
@@ -42,6 +45,75 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
         ra.append(lin * (40 + k % 20) // 100 + abs(lin) // 10)
     e, entries = encode_risk_array(ra)
     return (iid, spot // 20, e, pack_entries(entries))
+
+
+def _intrinsic_gas(calldata: bytes) -> int:
+    # EIP-2028 calldata prices; no access list, not a creation
+    return 21_000 + sum(4 if byte == 0 else 16 for byte in calldata)
+
+
+def _call_namer(contracts: list, roles: dict[str, str]):
+    """A function naming a call-tracer frame `Contract.method(role, ...)`: the contract by its
+    address, the method by the 4-byte selector in that contract's ABI, and each address argument
+    that belongs to one of ``roles`` by its role."""
+    ecosystem = chain.provider.network.ecosystem
+    by_address = {}
+    for contract in contracts:
+        methods = {
+            bytes(ecosystem.get_method_selector(abi)): abi for abi in contract.contract_type.methods
+        }
+        by_address[contract.address.lower()] = (contract.contract_type.name, methods)
+    role_of = {address.lower(): role for address, role in roles.items()}
+
+    def name(frame: dict) -> str:
+        contract, methods = by_address.get(frame["to"].lower(), (frame["to"], {}))
+        calldata = bytes.fromhex(frame.get("input", "0x")[2:])
+        abi = methods.get(calldata[:4])
+        if abi is None:
+            return f"`{contract}` selector 0x{calldata[:4].hex()}"
+        args = ecosystem.decode_calldata(abi, calldata[4:]).values()
+        known = [role_of[a.lower()] for a in args if isinstance(a, str) and a.lower() in role_of]
+        return f"`{contract}.{abi.name}`" + (f" ({', '.join(known)})" if known else "")
+
+    return name
+
+
+def _gas_breakdown(tx, contracts: list, roles: dict[str, str]) -> list[tuple[str, int, int]]:
+    """Rows (part, depth, gas) of ``tx`` from anvil's call tracer: intrinsic gas, each call the
+    entry contract makes (depth 1) with the calls nested in it (depth 2 and more, their gas
+    already counted in their parent's), and the entry contract's own gas."""
+    trace = chain.provider.make_request(
+        "debug_traceTransaction", [tx.txn_hash, {"tracer": "callTracer"}]
+    )
+    total = int(trace["gasUsed"], 16)
+    assert total == tx.gas_used, (total, tx.gas_used)  # the top frame counts the whole tx
+    name = _call_namer(contracts, roles)
+    intrinsic = _intrinsic_gas(bytes(tx.transaction.data))
+    rows = [("intrinsic (21,000 + calldata)", 0, intrinsic)]
+
+    def add(frame: dict, depth: int) -> None:
+        rows.append((name(frame), depth, int(frame["gasUsed"], 16)))
+        for child in frame.get("calls", []):
+            add(child, depth + 1)
+
+    for call in trace.get("calls", []):
+        add(call, 1)
+    called = sum(gas for _, depth, gas in rows if depth == 1)
+    entry = next(c for c in contracts if c.address.lower() == trace["to"].lower())
+    rows.append((f"`{entry.contract_type.name}` itself (the rest)", 0, total - intrinsic - called))
+    return rows
+
+
+def _breakdown_table(rows: list[tuple[str, int, int]], total: int) -> str:
+    table = ["| part | gas | share |", "| --- | ---: | ---: |"]
+    for part, depth, gas in rows:
+        if depth > 1:  # nested: already in its parent's gas
+            indent = "&nbsp;&nbsp;" * (depth - 1)
+            table.append(f"| {indent}inside it: {part} | ({gas:,}) | |")
+        else:
+            table.append(f"| {part} | {gas:,} | {100 * gas / total:.1f} % |")
+    table.append(f"| **total (transaction gas used)** | **{total:,}** | 100 % |")
+    return "\n".join(table)
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -105,6 +177,10 @@ def cli():
                 tx = liquidator.liquidate(trader, sender=liq_acct)
                 frac = tx.return_value
                 rows.append((n, kind, who, frac, tx.gas_used))
+                if (n, kind, who) == TRACED:
+                    contracts = [liquidator, engine, oracle, client.engine_admin, usdc]
+                    roles = {trader.address: "account", liq_acct.address: "liquidator"}
+                    breakdown = (_gas_breakdown(tx, contracts, roles), tx.gas_used)
                 chain.restore(snap)
     table = [
         "| positions | liquidation | liquidator | fraction | gas |",
@@ -113,19 +189,29 @@ def cli():
     table += [f"| {n} | {k} | {w} | {f / WAD:.3f} | {g:,} |" for n, k, w, f, g in rows]
     text = "\n".join(table)
     click.echo(text)
-    section = (
-        "## Liquidation\n\nCommand: `ape run bench_liquidation` (local anvil, Vyper 0.4.3, "
+    write_section(
+        "Liquidation",
+        "Command: `ape run bench_liquidation` (local anvil, Vyper 0.4.3, "
         "default optimizer). Transaction gas of `Liquidator.liquidate` for an account holding n "
         "long positions (half options, half futures, 35 scenarios) with equity just above IM: "
         "partial after an 8 % drop (closed-form fraction, post-condition checked on-chain), "
         "full after a 30 % drop (insolvent, empty fund: the loss is socialised). A fresh "
         "liquidator receives every position in a new storage slot; a market maker holding all "
         "32 instruments is updated in place but checks 32 positions; a matched book holds "
-        "exactly the account's instruments.\n\n" + text + "\n"
+        "exactly the account's instruments.\n\n" + text,
     )
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "## Liquidation" in old:
-        old = re.sub(r"## Liquidation\n.*?(?=\n## |\Z)", section, old, flags=re.S)
-    else:
-        old = old.rstrip() + "\n\n" + section
-    DOC.write_text(old)
+
+    traced = _breakdown_table(*breakdown)
+    click.echo("\n" + traced)
+    write_section(
+        TRACE_TITLE,
+        "Command: `ape run bench_liquidation`, the 16-position partial "
+        "liquidation into the matched book above, traced with anvil's `debug_traceTransaction` "
+        "(call tracer). Each call the Liquidator makes is named by its selector in the contracts' "
+        "ABIs and by the accounts it is passed; the gas of a call is what the callee spends "
+        "(its calldata, cold-access and memory costs in the caller are the Liquidator's); "
+        "indented rows are calls nested in the row above, already counted in it. The "
+        "Liquidator's own gas is the rest: its three portfolio computations, the plan, the ABI "
+        "decoding of the inputs, the `Liquidated` log and any refund.\n\n" + traced,
+        after="Liquidation",
+    )

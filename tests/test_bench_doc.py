@@ -15,3 +15,12 @@ def test_a_missing_section_is_appended(tmp_path):
     doc.write_text("# Benchmarks\n\n## Gas\n\ntable\n")
     write_section("Keeper round", "timings", doc)
     assert doc.read_text() == "# Benchmarks\n\n## Gas\n\ntable\n\n## Keeper round\n\ntimings\n"
+
+
+def test_a_missing_section_goes_after_the_one_named(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Liquidation\n\ntable\n\n## Floor\n\nprose\n")
+    write_section("Trace", "calls", doc, after="Liquidation")
+    assert doc.read_text() == (
+        "# Benchmarks\n\n## Liquidation\n\ntable\n\n## Trace\n\ncalls\n\n## Floor\n\nprose\n"
+    )
