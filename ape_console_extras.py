@@ -7,7 +7,8 @@
     In [2]: engine.cash("0xAbc...")
 
 Objects: ``system`` (the ``offchain.sdk.Client``), ``engine`` (also ``vault``: the
-vault lives in the engine), ``oracle``, ``views``, ``usdc`` (the settlement token),
+vault lives in the engine), ``engine_admin`` (roles, venue authorisations, listings, limits,
+pause), ``oracle``, ``views``, ``usdc`` (the settlement token),
 ``liquidator`` and ``liquidation_views`` (``liquidation_preview``, ``accounts_below_mm``). The
 deployment file is ``deployments/<network>.json`` or ``$PM_DEPLOYMENT``.
 """
@@ -39,6 +40,7 @@ def ape_init_extras(project, chain, networks):
 
     return {
         "system": system,
+        "engine_admin": system.engine_admin,
         "engine": system.engine,
         "vault": system.engine,
         "oracle": system.oracle,

@@ -11,9 +11,11 @@
         the 24,576-byte limit. The engine asks `check_venue` once per trade.
 @custom:security The engine accepts its hooks from this contract only (an immutable), and this
                  contract accepts one engine, bound once by the admin, whose `engine_admin` is
-                 this contract. Every bound enforced before is enforced here, in the same order
-                 with the same reasons. Non-reentrant; calls only the bound engine, the oracle
-                 and a token's `decimals`.
+                 this contract. Every configuration bound is checked here, before the hook;
+                 the engine's hooks add the checks that need its storage (the asset count).
+                 Until `bind`, every configuration call reverts with "engine: admin not bound".
+                 Non-reentrant; calls only the bound engine, the oracle and a token's
+                 `decimals`.
 """
 
 
@@ -113,6 +115,7 @@ def list_collateral(asset: address, haircut: uint256, deposit_cap: uint256):
     @param deposit_cap Token units; cap * 10**(18 - decimals) <= 2**128.
     """
     roles._only_admin()
+    self._bound()
     is_cash: bool = asset == staticcall self.engine.cash_token()
     if not is_cash:
         assert staticcall self.oracle.asset_listed(asset), "engine: asset not priced"
@@ -147,6 +150,7 @@ def set_instrument_limits(instrument: uint256, open_interest_cap_: uint256, posi
     @param position_limit_ WAD contracts, <= MAX_SIZE and <= open_interest_cap_.
     """
     roles._only_admin()
+    self._bound()
     assert staticcall self.oracle.instrument_listed(instrument), "engine: unknown instrument"
     assert open_interest_cap_ <= MAX_OPEN_INTEREST_CAP, "engine: limit out of bounds"
     assert position_limit_ <= convert(fp.MAX_SIZE, uint256) and position_limit_ <= open_interest_cap_, "engine: limit out of bounds"
@@ -163,6 +167,7 @@ def set_im_factor(im_factor_: uint256):
     @param im_factor_ WAD, in [1, 3].
     """
     roles._only_admin()
+    self._bound()
     assert im_factor_ >= MIN_IM_FACTOR and im_factor_ <= MAX_IM_FACTOR, "engine: im_factor out of bounds"
     extcall self.engine.apply_risk_switches(im_factor_, staticcall self.engine.paused())
     log IMarginEngine.ImFactorSet(im_factor=im_factor_)
@@ -194,13 +199,21 @@ def set_liquidator(liquidator_: ILiquidator):
     @param liquidator_ The Liquidator; its engine cash is the insurance fund.
     """
     roles._only_admin()
+    self._bound()
     assert staticcall self.engine.liquidator() == empty(address), "engine: liquidator already set"
     extcall self.engine.apply_liquidator(liquidator_.address)
     log IMarginEngine.LiquidatorSet(liquidator=liquidator_.address)
 
 
+@view
+@internal
+def _bound():
+    assert self.engine.address != empty(address), "engine: admin not bound"
+
+
 @internal
 def _set_paused(paused_: bool):
+    self._bound()
     extcall self.engine.apply_risk_switches(staticcall self.engine.im_factor(), paused_)
     log IMarginEngine.PauseSet(sender=msg.sender, paused=paused_)
 

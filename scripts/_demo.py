@@ -1,8 +1,8 @@
 """The demo behind ``ape run demo`` (``make demo``): the March 2020 crash through the system.
 
 Starts anvil (Ape's local foundry provider), deploys ``deploy/demo.json``, opens realistic books
-for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the shared daily
-history with intraday steps, compressed in time, the keeper posting risk arrays, checking every
+for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the daily history
+in ``data/`` with intraday steps, compressed in time, the keeper posting risk arrays, checking every
 account off-chain with the integer reference, liquidating and settling. A live table follows the
 replay; ``out/demo/report.md`` (with PNG charts) and a solvency check close it.
 
@@ -28,7 +28,7 @@ from typing import Any
 from ape import accounts, chain, project
 
 from offchain.demo_report import DemoRun, RoundSnapshot
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.replay import CalibratedPsr, ShiftedSource
 from offchain.keeper.runner import open_keeper
@@ -215,12 +215,12 @@ def _fund(c: Client, admin: Any, acct: Any, usd: int, coll: dict[str, float]) ->
     c.fund(admin, acct, "cash", usd * USD)
     c.deposit(acct, "cash", usd * USD)
     for sym, amount in coll.items():
-        units = to_units(amount, 18 if sym == "WETH" else 8)
+        units = to_units(amount, int(c.tokens[sym].decimals()))
         c.fund(admin, acct, sym, units)
         c.deposit(acct, sym, units)
 
 
-def _im_needed(market: Any, legs: list[tuple[int, int]], coll_value: int) -> tuple[int, int]:
+def _im_needed(market: Any, legs: list[tuple[int, int]]) -> tuple[int, int]:
     """(max IM over the book's prefixes, IM of the full book), reference model, cash 0."""
     worst = 0
     pos: dict[int, int] = {}
@@ -252,10 +252,9 @@ def open_books(
     for book in books:
         acct = accounts.test_accounts.generate_test_account()
         people[book.name] = acct
-        legs = [(by_key[k].id, int(q * WAD)) for k, q in book.legs]
+        legs = [(by_key[k].id, to_wad(q)) for k, q in book.legs]
         coll = dict(book.collateral)
-        coll_value = 0
-        worst_im, full_im = _im_needed(market, legs, coll_value)
+        worst_im, full_im = _im_needed(market, legs)
         # a hedged book can have an IM near zero (a calendar spread nets on one grid): every
         # trader keeps at least MIN_EQUITY
         eq_target = max(math.ceil(full_im * book.target / WAD), MIN_EQUITY)

@@ -371,6 +371,17 @@ def test_engine_admin_binds_one_engine_once_and_only_it_configures(
     with ape.reverts("engine: admin already bound"):
         engine_admin.bind(engine, sender=admin)
     fresh = admin.deploy(project.EngineAdmin, admin)
+    # before `bind`, every configuration call names the missing engine
+    for call, args in (
+        (fresh.list_collateral, (usdc, 0, 1)),
+        (fresh.set_instrument_limits, (1, 0, 0)),
+        (fresh.set_im_factor, (WAD,)),
+        (fresh.pause, ()),
+        (fresh.unpause, ()),
+        (fresh.set_liquidator, (outsider,)),
+    ):
+        with ape.reverts("engine: admin not bound"):
+            call(*args, sender=admin)
     with ape.reverts("roles: not admin"):
         fresh.bind(engine, sender=outsider)
     with ape.reverts("engine: not administered here"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from offchain.sdk import (
     InstrumentMeta,
     decode_market,
     deploy_system,
+    instrument_name,
     load_config,
     parse_config,
     to_units,
@@ -149,6 +151,19 @@ def test_decode_market_reads_the_storage_layout():
     assert m.market.collaterals[0].price == 3_000 * WAD and m.asset_index == {"0xweth": 0}
 
 
+def test_decode_market_values_stale_collateral_at_zero_as_liquidation_does():
+    assets = {"0xweth": (0, 2 * 10**17, 18), "0xwbtc": (1, 25 * 10**16, 8)}
+    words = {"0xweth": 3_000 * WAD | 1_700_000_000 << 96}  # WBTC never posted
+
+    def prices(stale_before):
+        m = decode_market({}, {}, words, assets, WAD, stale_before=stale_before)
+        return [m.market.collaterals[i].price for i in (0, 1)]
+
+    assert prices(None) == [3_000 * WAD, 0]
+    assert prices(1_700_000_000) == [3_000 * WAD, 0]  # stamped exactly at the limit: fresh
+    assert prices(1_700_000_001) == [0, 0]
+
+
 def test_deployment_file_round_trip(tmp_path):
     d = Deployment(
         "sepolia",
@@ -195,6 +210,32 @@ def test_deploy_is_idempotent(deployed, project, chain, admin, keeper, venue):
     assert sorted(m.name(again.underlying_names) for m in metas) == sorted(
         deployed.deployment.instruments
     )
+
+
+def test_deploy_applies_a_changed_limit_or_haircut(deployed, project, chain, admin, keeper, venue):
+    cfg = load_config(REPO / "deploy" / "config.json", now=chain.blocks.head.timestamp)
+    first, weth = cfg.instruments[0], cfg.collateral[0]
+    changed = replace(
+        cfg,
+        instruments=(
+            replace(first, position_limit=first.position_limit // 2),
+            *cfg.instruments[1:],
+        ),
+        collateral=(replace(weth, haircut=weth.haircut + 10**16), *cfg.collateral[1:]),
+    )
+    again = deploy_system(
+        project,
+        chain,
+        admin,
+        changed,
+        keepers=[keeper],
+        venues=[venue],
+        existing=deployed.deployment,
+    )
+    iid = again.deployment.instruments[instrument_name(changed, changed.instruments[0])]
+    token = again.deployment.collateral[weth.symbol]
+    assert again.engine.position_limit(iid) == first.position_limit // 2
+    assert again.engine.asset_haircut(token) == weth.haircut + 10**16
 
 
 def post_everything(c: Client, chain, keeper):

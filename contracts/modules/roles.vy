@@ -105,12 +105,6 @@ def _only_keeper():
 
 @view
 @internal
-def _only_venue():
-    assert self.role_bits[msg.sender] & ROLE_VENUE != 0, "roles: not venue"
-
-
-@view
-@internal
 def _only_guardian():
     assert self.role_bits[msg.sender] & ROLE_GUARDIAN != 0 or msg.sender == self.admin, "roles: not guardian"
 

@@ -160,9 +160,3 @@ def _held_assets(account: address) -> DynArray[address, fp.MAX_ASSETS]:
         if mask & (1 << i) != 0:
             out.append(self.assets[i])
     return out
-
-
-@view
-@internal
-def _collateral_value(asset: address, amount: uint256, price: uint256) -> int256:
-    return fp.collateral_value(amount, self.asset_scale[asset], self.asset_haircut[asset], price)

@@ -116,8 +116,8 @@ class AccountState:
     equity: int
     initial_margin: int
     maintenance_margin: int
-    pending_charge: int = 0
-    fresh: bool = True
+    pending_charge: int
+    fresh: bool
 
     @property
     def health(self) -> int:
@@ -337,7 +337,8 @@ class Client:
         return self._im_factor
 
     def market_int(self, instruments: Sequence[int] | None = None) -> ChainMarket:
-        """Oracle state of ``instruments`` (default: every listed one) for the reference."""
+        """Oracle state of ``instruments`` (default: every listed one) for the reference, with
+        collateral priced by liquidation's rule (stale or never posted: zero)."""
         ids = (
             [m.id for m in self.listed_instruments()] if instruments is None else list(instruments)
         )
@@ -351,7 +352,7 @@ class Client:
         for chunk in _chunks(ids, SNAPSHOT_MAX) if ids else [[]]:
             u_arg = unds[:SNAPSHOT_MAX] if first else []
             a_arg = addrs[:ASSETS_MAX] if first else []
-            words, uwords, awords, _ = self.oracle.snapshot(list(chunk), u_arg, a_arg)
+            words, uwords, awords, max_age = self.oracle.snapshot(list(chunk), u_arg, a_arg)
             for i, w in zip(chunk, words, strict=True):
                 iw[i] = [int(x) for x in w]
             for u, w in zip(u_arg, uwords, strict=True):
@@ -359,7 +360,10 @@ class Client:
             for a, w in zip(a_arg, awords, strict=True):
                 aw[a] = int(w)
             first = False
-        return decode_market(iw, uw, aw, assets, self.im_factor())
+        # collateral is valued as account_state and the Liquidator value it: a price older than
+        # max_age (or never posted) counts as zero
+        now = int(self.chain_manager.blocks.head.timestamp)
+        return decode_market(iw, uw, aw, assets, self.im_factor(), stale_before=now - int(max_age))
 
     def account_raw(self, account: Any) -> tuple[int, dict[int, int], dict[str, int]]:
         """``(cash WAD, {instrument: size}, {token: units})`` as the engine stores them."""

@@ -106,6 +106,7 @@ def decode_market(
     asset_words: Mapping[str, int],
     assets: Mapping[str, tuple[int, int, int]],
     im_factor: int,
+    stale_before: int | None = None,
 ) -> ChainMarket:
     """Build the integer reference's market from ``RiskOracle.snapshot`` words.
 
@@ -115,6 +116,9 @@ def decode_market(
         asset_words: token address -> ``price | ts << 96``.
         assets: token address -> (engine asset index, haircut WAD, decimals).
         im_factor: the engine's IM factor (WAD).
+        stale_before: if given, a collateral price stamped before it (or never posted) counts
+            as zero, as ``MarginEngine.account_state`` and the Liquidator value collateral
+            (``ts + max_age < block.timestamp``: pass ``block.timestamp - max_age``).
     """
     unds = {
         u: UnderlyingInt(w[0] & MASK96, w[2], w[1]) for u, w in underlying_words.items() if w[1]
@@ -136,10 +140,12 @@ def decode_market(
         n = unds[und].n_scenarios
         entries = unpack_entries([w0, *words[1:]], n)
         instruments[iid] = InstrumentInt(und, Kind(kind), mark, exponent, tuple(entries))
-    colls = {
-        index: CollateralInt(asset_words.get(addr, 0) & MASK96, haircut, decimals)
-        for addr, (index, haircut, decimals) in assets.items()
-    }
+    colls = {}
+    for addr, (index, haircut, decimals) in assets.items():
+        word = asset_words.get(addr, 0)
+        stamp = word >> 96
+        stale = stale_before is not None and (stamp == 0 or stamp < stale_before)
+        colls[index] = CollateralInt(0 if stale else word & MASK96, haircut, decimals)
     return ChainMarket(
         MarketInt(instruments, unds, colls),
         settled,

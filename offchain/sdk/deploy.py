@@ -140,7 +140,11 @@ def list_config(
         token = deployment.collateral[spec.symbol]
         if not oracle.asset_listed(token):
             oracle.list_asset(token, spec.max_deviation, sender=admin)
-        if engine.asset_index(token) == 0:
+        listed = engine.asset_index(token) != 0
+        if not listed or (engine.asset_haircut(token), engine.asset_deposit_cap(token)) != (
+            spec.haircut,
+            spec.deposit_cap,
+        ):
             engine_admin.list_collateral(token, spec.haircut, spec.deposit_cap, sender=admin)
             say(f"collateral {spec.symbol} listed (haircut {spec.haircut / WAD:.0%})")
     for spec in config.instruments:
@@ -155,7 +159,8 @@ def list_config(
             iid = int(tx.events.filter(oracle.InstrumentListed)[0].instrument)
             deployment.instruments[name] = iid
             say(f"instrument {name} listed as {iid:#x}")
-        if engine.open_interest_cap(iid) != spec.open_interest_cap:
+        limits = (engine.open_interest_cap(iid), engine.position_limit(iid))
+        if limits != (spec.open_interest_cap, spec.position_limit):
             engine_admin.set_instrument_limits(
                 iid, spec.open_interest_cap, spec.position_limit, sender=admin
             )
@@ -234,8 +239,12 @@ def deploy_system(
             dep.liquidator = liq.address
             dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
             say(f"deployed liquidator {liq.address}")
-        elif str(engine.liquidator()) != dep.liquidator:
-            engine_admin.set_liquidator(dep.liquidator, sender=admin)
+        else:
+            if str(engine.liquidator()) != dep.liquidator:
+                engine_admin.set_liquidator(dep.liquidator, sender=admin)
+            if not has_code(dep.liquidation_views):
+                liq = project.Liquidator.at(dep.liquidator)
+                dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
     list_config(oracle, engine_admin, engine, dep, admin, config, time_offset, say)
     grant_roles(oracle, engine_admin, admin, keepers=keepers, venues=venues, guardians=guardians)
     return Client(project, chain_manager, dep)

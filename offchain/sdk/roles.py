@@ -1,8 +1,10 @@
 """Role bits of the contracts' ``roles`` module (``contracts/modules/roles.vy``).
 
-``grant_role(account, role)`` takes one bit at a time: the keeper posts to ``RiskOracle``, a venue
-books trades in ``MarginEngine``, a guardian pauses the engine. ``has_role(account, ROLE_VENUE)``
-asks for one bit; any other value is refused on-chain (``roles: unknown role``).
+``grant_role(account, role)`` takes one bit at a time: the keeper's role is held in
+``RiskOracle`` (it posts there); the venue's and the guardian's in ``EngineAdmin`` (a venue books
+trades in ``MarginEngine``, which asks EngineAdmin; a guardian pauses the engine through it).
+``has_role(account, ROLE_VENUE)`` asks for one bit; any other value is refused on-chain
+(``roles: unknown role``).
 """
 
 from __future__ import annotations
