@@ -196,17 +196,13 @@ class ReplayResult:
         return self.bad_debt / WAD
 
 
-def _to_contracts(x: float) -> int:
-    return int(round(x * WAD))
-
-
 def opening_accounts(market: MarketInt, params: LiquidationParams) -> dict[str, AccountInt]:
     """Accounts at the opening: every spec with equity = margin_ratio * IM (cash set so), the
     maker holding the opposite of the whole book with 10M USD, the liquidator 10M USD."""
     accts: dict[str, AccountInt] = {}
     maker_pos: dict[int, int] = {}
     for spec in BOOK:
-        pos = {j: _to_contracts(q) for j, q in spec.positions.items()}
+        pos = {j: to_wad(q) for j, q in spec.positions.items()}
         st = account_margin_int(AccountInt(0, pos), market, params.im_factor)
         target = int(st.initial_margin * spec.margin_ratio)
         accts[spec.name] = AccountInt(target - st.equity, pos)

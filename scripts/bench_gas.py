@@ -125,5 +125,7 @@ def cli():
         "Gas",
         "Command: `ape run bench_gas` (local anvil, Vyper 0.4.3, default optimizer). "
         "Margin check = gas used by `account_state` sent as a transaction - 21,000 intrinsic "
-        "- calldata (estimateGas in the note).\n\n" + text,
+        "- calldata (estimateGas in the note). `account_state` runs the assembler and the scan "
+        "that a trade's or a withdrawal's check runs, with collateral valued by liquidation's rule "
+        "and the pending socialised charge read.\n\n" + text,
     )

@@ -20,7 +20,7 @@ from test_liquidation import assert_matches, reference
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 from offchain.crash_replay import BOOK, CALL, FUT, PUT, STRIKES, observations, replay
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, to_wad
 from offchain.margin import AccountInt, account_margin_int
 
 
@@ -57,7 +57,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
         s.usdc.mint(acct, 10**9 * 10**6, sender=admin)
         s.usdc.approve(s.engine, 2**256 - 1, sender=acct)
         s.engine_admin.authorise_venue(s.venue, True, sender=acct)
-        pos = {ids[j]: int(round(q * WAD)) for j, q in spec.positions.items()}
+        pos = {ids[j]: to_wad(q) for j, q in spec.positions.items()}
         probe = AccountInt(0, pos)
         st = account_margin_int(probe, liq.market_int(probe), params.im_factor)
         target = int(st.initial_margin * spec.margin_ratio)
