@@ -4,6 +4,7 @@ keeps its idempotency ledger in the real state file, as ``TxManager`` does."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -380,3 +381,60 @@ def test_runner_store_round_trip_and_corruption(tmp_path):
 def test_quote_json_round_trip_is_exact():
     q = Quote(2**200 + 1, (-(2**190), 3), 10**30)
     assert Quote(q.mark, tuple(q.risk_array), q.scale) == q
+
+
+# --------------------------------------------------------------------------- market data failures
+
+
+def feed_tick(ts: int) -> dict:
+    return {"timestamp": ts, "spots": {"BTC": 60_000.0, "ETH": 3_000.0}}
+
+
+@pytest.mark.parametrize("fault", ["down", "error", "slow", "malformed", "invalid"])
+def test_a_failing_feed_skips_the_round_and_the_next_good_tick_proceeds(
+    tmp_path, caplog, monkeypatch, fault
+):
+    """``--source http`` with the feed down (connection refused), answering 503, slower than
+    the source's timeout, serving something that is not JSON, or JSON that is not a valid tick:
+    each round it cannot deliver is skipped with one log line and no traceback, the keeper
+    pauses before asking again, and the round after the feed recovers posts."""
+    from tick_server import TickServer
+
+    from offchain.keeper.sources import HttpJsonSource
+
+    pauses: list[float] = []
+    clock = SimpleNamespace(sleep=pauses.append, monotonic=time.monotonic)
+    monkeypatch.setattr("offchain.keeper.runner.time", clock)  # the runner's pauses only
+    server = TickServer()
+    src = HttpJsonSource(server.url, timeout=0.3)
+    if fault == "down":
+        server.stop()
+    elif fault == "error":
+        server.status = 503
+    elif fault == "slow":
+        server.delay, server.payload = 1.0, feed_tick(T0 + 3_600)
+    elif fault == "malformed":
+        server.body = b'{"timestamp": 1, "spots": {"BTC": 6'
+    else:
+        server.payload = {"timestamp": T0 + 3_600, "spots": {"BTC": -1.0}}
+    chain = FakeChain()
+    runner = open_runner(
+        tmp_path, chain, cfg=KeeperConfig(block_gas_limit=500_000, source_retry=2.5)
+    )
+    with caplog.at_level("INFO", logger="offchain.keeper"):
+        assert runner.run(src, rounds=2, idle_sleep=1.0) == 2
+    skipped = [r for r in caplog.records if "event=round_skipped" in r.getMessage()]
+    assert len(skipped) == 2 and chain.sent == []
+    assert all(r.exc_info is None and "cause=source" in r.getMessage() for r in skipped)
+    assert not [r for r in caplog.records if "event=round " in r.getMessage() + " "]
+    assert pauses == [2.5]  # between the two skipped rounds, none after the last
+    if fault == "down":
+        server = TickServer(server.port)
+    server.status, server.delay, server.body = 200, 0.0, None
+    server.payload = feed_tick(T0 + 3_600)
+    try:
+        assert runner.run(src, rounds=1) == 1
+    finally:
+        server.stop()
+        runner.close()
+    assert chain.sent and chain.sent[0] == f"post:{T0 + 3_600}:0"

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import vyper
 from anvil_node import AnvilNode
+from tick_server import TickServer
 
 from offchain.keeper.sources import (
     AggregatorV3Source,
@@ -223,38 +222,6 @@ def test_json_file_source_rejects_bad_data(tmp_path, payload, message):
         JsonFileSource(path)
 
 
-class TickServer:
-    """A tiny http.server on 127.0.0.1 serving ``payload`` (JSON) with ``status``."""
-
-    def __init__(self) -> None:
-        self.payload: object = []
-        self.status = 200
-        self.hits = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server.hits += 1
-                body = json.dumps(server.payload).encode()
-                self.send_response(server.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ticks"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def tick_server() -> Iterator[TickServer]:
     server = TickServer()
@@ -287,6 +254,14 @@ def test_http_source_errors(tick_server):
         HttpJsonSource(tick_server.url, timeout=2).next_tick()
     with pytest.raises(ValueError, match="http"):
         HttpJsonSource("file:///etc/passwd")
+
+
+def test_http_source_bounds_the_whole_answer_by_its_timeout(tick_server):
+    """Each byte arrives well within the socket timeout, the whole answer does not."""
+    tick_server.payload = {"timestamp": 1, "spots": {"BTC": 60_000}}
+    tick_server.drip = 0.05
+    with pytest.raises(SourceError, match="no complete answer within 0.3 s"):
+        HttpJsonSource(tick_server.url, timeout=0.3).next_tick()
 
 
 # --------------------------------------------------------------------------- AggregatorV3
@@ -373,6 +348,18 @@ def test_aggregator_source_rejects_an_incomplete_round(feeds):
     src = AggregatorV3Source(node.w3, {"ETH": c["ETH"].address}, clock=lambda: 10**10)
     with pytest.raises(FeedError, match="incomplete"):
         src.next_tick()
+
+
+def test_aggregator_source_turns_an_unreadable_feed_or_node_into_a_source_error(feeds):
+    from web3 import Web3
+
+    node, c = feeds
+    no_code = "0x" + "11" * 20
+    with pytest.raises(SourceError, match="feeds unreadable"):
+        AggregatorV3Source(node.w3, {"BTC": no_code}, clock=lambda: 1).next_tick()
+    closed = Web3(Web3.HTTPProvider("http://127.0.0.1:9", exception_retry_configuration=None))
+    with pytest.raises(SourceError, match="feeds unreadable"):
+        AggregatorV3Source(closed, {"BTC": c["BTC"].address}, clock=lambda: 1).next_tick()
 
 
 def test_mock_aggregator_is_admin_only(feeds):

@@ -26,6 +26,7 @@ class KeeperConfig:
     skew: float = -0.1  # d(vol) / d ln(K/F): puts richer than calls
     wait_timeout: float = 120.0  # seconds to wait for a transaction to be final
     settle_batch: int = 50  # settle() calls per round at most
+    source_retry: float = 5.0  # seconds before asking a failed market data source again
 
 
 @dataclass(frozen=True)

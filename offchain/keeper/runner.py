@@ -40,7 +40,7 @@ from offchain.keeper.quotes import batch_args, compute_quotes, plan_round
 from offchain.keeper.replay import CalibratedPsr
 from offchain.keeper.runner_state import Batch, RoundPlan, RunnerStore
 from offchain.keeper.senders import ChainSender, DryRunSender, Sender, Store
-from offchain.keeper.sources import Tick
+from offchain.keeper.sources import SourceError, Tick
 from offchain.keeper.tx import TxError
 from offchain.margin import AccountInt
 from offchain.sdk import ChainMarket, InstrumentMeta
@@ -227,10 +227,21 @@ class KeeperRunner:
         return report
 
     def run(self, source: Any, rounds: int | None = None, idle_sleep: float = 0.0) -> int:
-        """Rounds from ``source`` until it is exhausted (finite sources) or ``rounds`` done."""
+        """Rounds from ``source`` until it is exhausted (finite sources) or ``rounds`` done.
+
+        A tick the source cannot deliver (``SourceError``) is a skipped round: one
+        ``round_skipped`` log line, then a pause of ``idle_sleep`` but at least
+        ``cfg.source_retry`` seconds before the source is asked again."""
         done = 0
         while rounds is None or done < rounds:
-            tick = source.next_tick()
+            try:
+                tick = source.next_tick()
+            except SourceError as exc:
+                log_event(_log, logging.WARNING, "round_skipped", cause="source", error=str(exc))
+                done += 1
+                if rounds is None or done < rounds:
+                    time.sleep(max(idle_sleep, self.cfg.source_retry))
+                continue
             if tick is None:
                 if idle_sleep <= 0:
                     break

@@ -17,8 +17,10 @@ Implementations:
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import math
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -402,7 +404,9 @@ class HttpJsonSource:
 
     Each ``next_tick`` returns the oldest tick newer than the last one returned; when the URL
     serves nothing newer it fetches again on the next call and returns ``None`` meanwhile. Only
-    ``http`` and ``https`` URLs are accepted.
+    ``http`` and ``https`` URLs are accepted. A server that is down, answers with an error, takes
+    longer than ``timeout`` seconds for the whole answer, or serves anything but valid ticks
+    raises ``SourceError``.
     """
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
@@ -416,12 +420,20 @@ class HttpJsonSource:
 
     def _fetch(self) -> list[Tick]:
         request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
+        # urllib's timeout bounds each socket read; the deadline bounds the whole answer, so a
+        # server sending a byte at a time cannot hold the keeper
+        deadline = time.monotonic() + self.timeout
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
+                chunks = []
+                while chunk := response.read1(65_536):
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no complete answer within {self.timeout} s")
+                body = b"".join(chunks)
         except urllib.error.HTTPError as exc:
             raise SourceError(f"{self.url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise SourceError(f"{self.url}: {exc}") from exc
         try:
             payload = json.loads(body)
@@ -472,7 +484,8 @@ class AggregatorV3Source:
 
     Each answer must be positive, complete (``updatedAt`` > 0, ``answeredInRound >= roundId``),
     not in the future and at most ``max_age`` seconds old; otherwise ``FeedError`` names the
-    feed and the reason, and no tick is produced. "Now" is the latest block's timestamp unless
+    feed and the reason, and no tick is produced. A node that cannot be reached, or a feed that
+    answers nothing readable, raises ``SourceError``. "Now" is the latest block's timestamp unless
     ``clock`` is given. The tick's timestamp is the oldest ``updatedAt`` in it (the data is no
     fresher than that). ``None`` when no feed has a new round since the last tick.
 
@@ -536,8 +549,15 @@ class AggregatorV3Source:
         return answer / 10 ** self._decimals[underlying], int(updated_at), int(round_id)
 
     def next_tick(self) -> Tick | None:
-        now = self._now()
-        reads = {u: self.read(u, now) for u in self._contracts}
+        from requests.exceptions import RequestException
+        from web3.exceptions import Web3Exception
+
+        try:
+            now = self._now()
+            reads = {u: self.read(u, now) for u in self._contracts}
+        except (Web3Exception, RequestException, OSError) as exc:
+            # the node is unreachable or a feed address answers nothing readable
+            raise SourceError(f"feeds unreadable: {exc}") from exc
         rounds = {u: r[2] for u, r in reads.items()}
         if rounds == self._last_rounds:
             return None
