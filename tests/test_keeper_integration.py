@@ -349,3 +349,88 @@ def test_a_shock_gets_every_account_below_mm_liquidated_within_the_round(
             assert state.health >= 0
     assert thin.address in liquidated and maker.address not in liquidated
     k.close()
+
+
+def fund_keeper(c, admin, keeper, chain) -> None:
+    """The keeper liquidates into its own margin account, which must hold cash."""
+    chain.set_balance(keeper.address, 10**21)
+    c.fund(admin, keeper, "cash", 5_000_000 * USD)
+    c.deposit(keeper, "cash", 5_000_000 * USD)
+
+
+def open_account(c, admin, venue, chain, acct, usd: int, weth: int = 0) -> None:
+    chain.set_balance(acct.address, 10**21)
+    c.fund(admin, acct, "cash", usd * USD)
+    c.deposit(acct, "cash", usd * USD)
+    if weth:
+        c.fund(admin, acct, "WETH", weth * WAD)
+        c.deposit(acct, "WETH", weth * WAD)
+    c.authorise(acct, venue)
+
+
+def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_falls(
+    sysm, chain, admin, keeper, venue, maker, accounts, tmp_path
+):
+    """25 ETH puts (strike 3,000) written against 10 WETH and 1,000 USD settle in the money at
+    2,400: the writer has no positions, owes cash, and its WETH covers it. ETH then falls to
+    1,800 (still covered) and 1,300: equity goes negative, and the keeper liquidates it in that
+    very round."""
+    c, writer = sysm, accounts[7]
+    fund_keeper(c, admin, keeper, chain)
+    expiry = by_kind(c, "BTC", "F", near=True) >> 56
+    tx = c.oracle.list_instrument(2, 2, 3_000 * WAD, expiry, WAD, sender=admin)
+    put = int(tx.events.filter(c.oracle.InstrumentListed)[0].instrument)
+    c.engine_admin.set_instrument_limits(put, 1_000 * WAD, 100 * WAD, sender=admin)
+    k = keeper_for(c, keeper, tmp_path)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    open_account(c, admin, venue, chain, writer, 1_000, weth=10)
+    open_account(c, admin, venue, chain, maker, 1_000_000)
+    premium = c.market_int([put]).market.instruments[put].mark
+    c.trade(venue, maker, writer, put, 25 * WAD, premium)
+
+    chain.mine(timestamp=expiry + HOUR)
+    report = k.round(tick(expiry + HOUR, 60_000.0, 2_400.0))
+    assert (writer.address, k.names[put]) in report.settled
+    cash, positions, weth = c.account_raw(writer)
+    assert positions == {} and cash < 0 < weth[c.tokens["WETH"].address]
+    assert c.account_state(writer).health >= 0 and writer.address not in report.below_mm
+
+    report = k.round(tick(advance(chain, HOUR), 60_000.0, 1_800.0))
+    assert c.account_state(writer).health >= 0 and report.liquidations == []
+    report = k.round(tick(advance(chain, HOUR), 60_000.0, 1_300.0))
+    assert report.below_mm == [writer.address] and report.liquidations == [writer.address]
+    assert c.account_state(writer).health >= 0
+    k.close()
+
+
+def test_a_book_whose_hedge_settles_is_liquidated_in_the_same_round(
+    sysm, chain, admin, keeper, venue, maker, accounts, tmp_path, caplog
+):
+    """A BTC calendar (long the 2-day future, short the 30-day) margins at almost nothing. Every
+    mark is older than max_age when the near leg expires: the round posts, settles the near leg,
+    then finds the naked short below MM and liquidates it, and no liquidation meets a stale
+    expired mark on the way."""
+    c, hedged = sysm, accounts[7]
+    fund_keeper(c, admin, keeper, chain)
+    k = keeper_for(c, keeper, tmp_path)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    open_account(c, admin, venue, chain, hedged, 20_000)
+    open_account(c, admin, venue, chain, maker, 1_000_000)
+    near, far = by_kind(c, "BTC", "F", near=True), by_kind(c, "BTC", "F")
+    marks = c.market_int([near, far]).market.instruments
+    c.trade(venue, hedged, maker, near, WAD, marks[near].mark)
+    c.trade(venue, maker, hedged, far, WAD, marks[far].mark)
+    c.withdraw(hedged, "cash", 17_000 * USD)  # the calendar needs far less than a naked leg
+
+    ts = (near >> 56) + HOUR
+    assert ts - c.oracle.underlying_state(1)[2] > int(c.oracle.max_age())  # every mark stale
+    chain.mine(timestamp=ts)
+    with caplog.at_level("INFO", logger="offchain.keeper"):
+        report = k.round(tick(ts, 63_000.0, 3_000.0))
+    assert report.settlement_prices == [k.names[near]]
+    assert (hedged.address, k.names[near]) in report.settled
+    assert report.below_mm == [hedged.address] and report.liquidations == [hedged.address]
+    assert c.account_state(hedged).health >= 0
+    assert not [r for r in caplog.records if "stale oracle" in r.getMessage()]
+    assert not [r for r in caplog.records if "tx_would_revert" in r.getMessage()]
+    k.close()

@@ -193,6 +193,25 @@ def test_health_and_whom_to_liquidate():
     assert below == ["0xthinner", "0xthin"]
 
 
+def test_an_account_owing_cash_without_positions_is_in_the_health_sweep():
+    """A put writer settled in the money: cash -36,166 against 30 WETH (20% haircut), no
+    positions. At ETH 1,100 its equity is -36,166 + 30 x 1,100 x 0.8 = -9,766 < MM = 0."""
+    from offchain.keeper.policy import choose_liquidations
+    from offchain.margin import CollateralInt
+
+    weth = 0
+    market = MarketInt({}, {}, {weth: CollateralInt(1_100 * WAD, WAD // 5, 18)})
+    m = ChainMarket(market, {}, {}, 125 * WAD // 100, {})
+    accounts = {
+        "0xwriter": AccountInt(-36_166 * WAD, {}, {weth: 30 * WAD}),
+        "0xcovered": AccountInt(-20_000 * WAD, {}, {weth: 30 * WAD}),
+        "0xflat": AccountInt(10 * WAD, {}, {weth: WAD}),
+    }
+    h = health_by_account(m, accounts)
+    assert h == {"0xwriter": (-9_766 * WAD, 0, 0), "0xcovered": (6_400 * WAD, 0, 0)}
+    assert choose_liquidations({a: v[0] - v[2] for a, v in h.items()}, ()) == ["0xwriter"]
+
+
 def test_settled_positions_fold_into_cash_as_the_engine_does():
     market = decode_market({}, {BTC: [5 * WAD, len(CRYPTO_35), 0]}, {}, {}, WAD)
     market = ChainMarket(market.market, {9: 3 * WAD + 1}, {}, WAD, {})

@@ -219,11 +219,16 @@ def liquidation_targets(below_mm: Sequence[str], own_account: str | None) -> lis
 def health_by_account(
     market: ChainMarket, accounts: Mapping[str, AccountInt]
 ) -> dict[str, tuple[int, int, int]]:
-    """``{address: (equity, IM, MM)}`` with the integer reference, for accounts that hold
-    positions (an account without positions has MM 0 and cannot be liquidated)."""
+    """``{address: (equity, IM, MM)}`` with the integer reference, for every account that can be
+    below MM: one holding positions, or one owing cash (settled positions folded in), which
+    collateral may or may not cover. An account with neither has MM 0 and equity >= 0.
+
+    Example: a put writer settled in the money, cash -36,166 against 30 WETH, no positions:
+    at ETH 1,100 (20% haircut) equity is -36,166 + 30 x 1,100 x 0.8 = -9,766 < MM = 0.
+    """
     out = {}
     for addr, acct in accounts.items():
-        if not acct.positions:
+        if not acct.positions and acct.cash >= 0:
             continue
         st = market.account_margin(acct)
         out[addr] = (st.equity, st.initial_margin, st.maintenance_margin)

@@ -11,9 +11,14 @@ One round for a tick of market data:
 2. The plan is written ahead (``runner_state.RunnerStore``), then each batch is sent with the key
    ``post:<ts>:<k>`` and awaited; confirmed names become ``state.posted``.
 3. The account index is extended from the engine's events since ``state.last_block``; changed
-   accounts are re-read; every account's health is computed off-chain with the integer
-   reference, and ``policy.liquidation_targets`` are liquidated, worst first.
-4. ``policy.settlement_prices_due`` are posted and ``policy.settlements_due`` settled.
+   accounts are re-read.
+4. ``policy.settlement_prices_due`` are posted and ``policy.settlements_due`` settled; the
+   market and the settled accounts are read again.
+5. Every account that can be below MM (``policy.health_by_account``) is checked off-chain with
+   the integer reference, and ``policy.liquidation_targets`` are liquidated, worst first.
+
+A market data source that fails (``SourceError``: down, too slow, malformed) skips the round
+with one ``round_skipped`` log line; the next tick proceeds.
 """
 
 from __future__ import annotations
@@ -179,7 +184,7 @@ class KeeperRunner:
     # ---------------------------------------------------------------- one round
 
     def round(self, tick: Tick) -> RoundReport:
-        """Post, index, check health, liquidate and settle for ``tick``."""
+        """Post, index, settle, check health and liquidate for ``tick``."""
         t0 = time.monotonic()
         head_ts = self._head()["timestamp"]
         ts = min(int(tick.timestamp), int(head_ts))
@@ -190,8 +195,12 @@ class KeeperRunner:
         if ts > self.runner_state.last_ts:
             self._post(tick, ts, report)
         self._index(report)
-        market = self.chain.market_int([m.id for m in self.instruments])
-        self.last_market = market
+        market = self._market()
+        # settle before the sweep: an expired leg is then cash, not a stale mark that makes
+        # `liquidate` revert, and a book left unhedged by its settlement is seen this round
+        if self._settle(market, head_ts, report):
+            self._reread()
+            market = self._market()
         self.accounts = {a: market.account(*raw) for a, raw in self.raw.items()}
         report.health = health_by_account(market, self.accounts)
         report.below_mm = choose_liquidations(
@@ -201,7 +210,6 @@ class KeeperRunner:
             log_event(_log, logging.WARNING, "below_mm", account=addr, ts=ts)
         if self.liquidate:
             self._liquidate(liquidation_targets(report.below_mm, self.address), ts, report)
-        self._settle(market, head_ts, report)
         report.seconds = time.monotonic() - t0
         self.totals["posts"] += len(report.posted)
         self.totals["batches"] += report.batches
@@ -345,9 +353,18 @@ class KeeperRunner:
                     self._register(sorted(new), report)
             self.state.last_block = head
             self.sender.save(self.state_store, self.state)
+        self._reread()
+
+    def _reread(self) -> None:
+        """Read again the accounts whose chain state changed since they were last read."""
         for addr in sorted(self._stale):
             self.raw[addr] = self.chain.account_raw(addr)
         self._stale = set()
+
+    def _market(self) -> ChainMarket:
+        """The oracle's current data for every listed instrument, as the integer reference."""
+        self.last_market = self.chain.market_int([m.id for m in self.instruments])
+        return self.last_market
 
     # ---------------------------------------------------------------- liquidation
 
@@ -372,9 +389,10 @@ class KeeperRunner:
 
     # ---------------------------------------------------------------- settlement
 
-    def _settle(self, market: ChainMarket, now: int, report: RoundReport) -> None:
+    def _settle(self, market: ChainMarket, now: int, report: RoundReport) -> bool:
         """Post the settlement price of every expired instrument (the value at the spot of the
-        last tick), then ``settle`` each account holding one."""
+        last tick), then ``settle`` each account holding one. True when either changed the
+        chain (the market and those accounts must be read again)."""
         underlying_names = {u.id: u.name for u in self.underlyings}
         due = settlement_prices_due(
             self.instruments, self.names, market.settled, now, self.last_spots, underlying_names
@@ -394,6 +412,7 @@ class KeeperRunner:
             if self._send_and_wait(key, self.chain.engine.address, data, report):
                 report.settled.append((addr, self.names.get(iid, str(iid))))
                 self._stale.add(addr)
+        return bool(newly or report.settled)
 
     def _send_and_wait(self, key: str, to: str, data: bytes, report: RoundReport) -> bool:
         if not self.sender.send(key, to, data):
