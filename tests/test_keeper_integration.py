@@ -14,7 +14,7 @@ from web3 import Web3
 
 from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig
-from offchain.keeper.runner import open_keeper
+from offchain.keeper.runner import deployment_folder, open_keeper
 from offchain.keeper.sources import Tick
 from offchain.keeper.tx import TxConfig, TxManager
 from offchain.margin import settlement_cash
@@ -310,6 +310,22 @@ def test_rpc_faults_between_keeper_and_node_lose_nothing_and_double_nothing(
         k.close()
     finally:
         proxy.stop()
+
+
+def test_the_same_key_keeps_one_state_per_deployment(sysm, chain, keeper, tmp_path):
+    """A key reused on another network or deployment must not inherit the first one's posts."""
+    c = sysm
+    k = keeper_for(c, keeper, tmp_path)
+    report = k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    k.close()
+    assert report.posted
+    folder = tmp_path / deployment_folder(chain.chain_id, c.oracle.address)
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == [
+        f"{keeper.address}.json",
+        f"{keeper.address}.runner.json",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+    assert deployment_folder(5, "0xAbC") != deployment_folder(1, "0xAbC") == "1-0xabc"
 
 
 def test_dry_run_reports_and_sends_nothing(sysm, chain, keeper, tmp_path):

@@ -50,7 +50,14 @@ from offchain.keeper.tx import TxError
 from offchain.margin import AccountInt
 from offchain.sdk import ChainMarket, InstrumentMeta
 
-__all__ = ["KeeperChain", "KeeperRunner", "RoundReport", "keeper_underlyings", "open_keeper"]
+__all__ = [
+    "KeeperChain",
+    "KeeperRunner",
+    "RoundReport",
+    "deployment_folder",
+    "keeper_underlyings",
+    "open_keeper",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -442,6 +449,11 @@ def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
     return out
 
 
+def deployment_folder(chain_id: int, oracle: str) -> str:
+    """The state folder of one deployment: ``<chain id>-<oracle address>``."""
+    return f"{int(chain_id)}-{str(oracle).lower()}"
+
+
 def open_keeper(
     chain: Any,
     private_key: str | None,
@@ -454,8 +466,11 @@ def open_keeper(
     dry_run: bool = False,
     liquidate: bool = True,
 ) -> KeeperRunner:
-    """A ``KeeperRunner`` with its state files in ``state_dir`` (one pair per signing account:
-    ``<address>.json`` for ``StateStore``, ``<address>.runner.json`` for the runner's own).
+    """A ``KeeperRunner`` with its state files in ``state_dir``, one folder per deployment
+    (``<chain id>-<oracle address>``, so the same key on another network or another deployment
+    starts afresh instead of reusing the first one's timestamps) and one pair per signing
+    account in it: ``<address>.json`` for ``StateStore``, ``<address>.runner.json`` for the
+    runner's own.
 
     ``private_key`` None (or ``dry_run``) builds a dry-run keeper: a ``DryRunSender``, and the
     account's state file (if any) read without locking it. ``rpc_url`` defaults to the Ape
@@ -477,8 +492,9 @@ def open_keeper(
     psr = psr or CalibratedPsr([u.name for u in unds])
     address = None if private_key is None else Account.from_key(private_key).address
     name = address or "dry-run"
-    state_path = Path(state_dir) / f"{name}.json"
-    runner_store = RunnerStore(Path(state_dir) / f"{name}.runner.json")
+    folder = Path(state_dir) / deployment_folder(chain.deployment.chain_id, chain.oracle.address)
+    state_path = folder / f"{name}.json"
+    runner_store = RunnerStore(folder / f"{name}.runner.json")
     if address is None or dry_run:
         state = (
             KeeperState.from_json(json.loads(state_path.read_text()))

@@ -98,7 +98,6 @@ class RunnerStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def load(self) -> RunnerState:
         if not self.path.exists():
@@ -109,6 +108,7 @@ class RunnerStore:
             raise ValueError(f"{self.path}: corrupted runner state: {exc}") from None
 
     def save(self, state: RunnerState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a dry run never gets here
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as f:
