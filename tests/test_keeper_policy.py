@@ -235,3 +235,8 @@ def test_settlements_due_one_call_per_account_within_the_limit():
     assert settlements_due(holdings, {7, 9}, 10) == [("0xa", 9), ("0xb", 7)]
     assert settlements_due(holdings, {7, 9}, 1) == [("0xa", 9)]
     assert settlements_due(holdings, set(), 10) == []
+
+
+def test_the_insurance_fund_is_never_a_liquidation_target():
+    below = ["0xAAA", "0xFund", "0xBBB"]
+    assert liquidation_targets(below, "0xBBB", ("0xfund",)) == ["0xAAA"]

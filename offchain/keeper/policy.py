@@ -210,10 +210,15 @@ def due_settlements(
     return [name for _, name in due]
 
 
-def liquidation_targets(below_mm: Sequence[str], own_account: str | None) -> list[str]:
+def liquidation_targets(
+    below_mm: Sequence[str], own_account: str | None, not_accounts: Collection[str] = ()
+) -> list[str]:
     """The accounts below MM the keeper liquidates, in the order given (worst first): all but
-    its own margin account, which is the one that takes the positions."""
-    return [a for a in below_mm if a != own_account]
+    its own margin account, which is the one that takes the positions, and the system's own
+    contracts (``not_accounts``: the Liquidator holds the insurance fund, whose cash is negative
+    while a socialised loss is being charged; the Liquidator refuses it as an account)."""
+    skip = {a.lower() for a in not_accounts}
+    return [a for a in below_mm if a != own_account and a.lower() not in skip]
 
 
 def health_by_account(

@@ -216,7 +216,11 @@ class KeeperRunner:
         for addr in report.below_mm:
             log_event(_log, logging.WARNING, "below_mm", account=addr, ts=ts)
         if self.liquidate:
-            self._liquidate(liquidation_targets(report.below_mm, self.address), ts, report)
+            self._liquidate(
+                liquidation_targets(report.below_mm, self.address, self._system_addresses()),
+                ts,
+                report,
+            )
         report.seconds = time.monotonic() - t0
         self.totals["posts"] += len(report.posted)
         self.totals["batches"] += report.batches
@@ -374,6 +378,11 @@ class KeeperRunner:
         return self.last_market
 
     # ---------------------------------------------------------------- liquidation
+
+    def _system_addresses(self) -> tuple[str, ...]:
+        """Contracts that are not margin accounts although they hold engine cash."""
+        liquidator = getattr(self.chain, "liquidator", None)
+        return (str(liquidator.address),) if liquidator is not None else ()
 
     def _liquidate(self, targets: Sequence[str], ts: int, report: RoundReport) -> None:
         """``Liquidator.liquidate`` for each target; the keeper's own margin account takes the
