@@ -4,10 +4,11 @@ Run: `python -m scripts.lint_paths [ROOT]` (part of `make lint`). The product re
 files (`data/`, `tests/golden/`, `docs/`), so two kinds of reference are findings, in code, tests,
 docs and config alike:
 
-- an absolute path under a machine's work or user folders (`/work/`, `/home/`, `/root/`, `/tmp/`)
-  written as a path: not part of a URL or of a longer relative path (`out/tmp/` is fine);
-- a folder of shared material beside or above the checkout: `../shared`, `shared/data`,
-  `shared/golden`, `shared/DESIGN.md`.
+- an absolute path under a machine's work, home, root or temporary folder (the four names in
+  `_ABSOLUTE`) written as a path: not part of a URL or of a longer relative path (a `tmp` folder
+  inside `out` is fine);
+- a folder of shared material beside or above the checkout: its data, golden files or design
+  document (the names in `_SHARED`).
 
 The files are those `git ls-files` lists, or every file under ROOT outside the ignored build
 folders when ROOT is not a git checkout. This file spells the patterns out and is not scanned.
@@ -45,11 +46,8 @@ _UNTRACKED = {
 
 
 def findings(name: str, text: str) -> list[str]:
-    """The `name:line: text` findings of one file's text.
-
-    >>> findings("a.py", "x = 1\\nDATA = '/tmp/x.csv'\\n")
-    ["a.py:2: DATA = '/tmp/x.csv'"]
-    """
+    """The `name:line: text` findings of one file's text: line 2 of a file whose second line
+    assigns an absolute temporary-folder path comes back as `a.py:2: <that line>`."""
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         if _ABSOLUTE.search(line) or _SHARED.search(line):

@@ -31,7 +31,7 @@ INSIDE = [
     "tests/golden/black76.csv",
     "out/tmp/report.md",  # relative: a folder named tmp inside the checkout
     "https://example.org/tmp/feed.json",  # a URL, not a path on this host
-    "~/work/notes",
+    "~" + _absolute("work", "notes"),  # a home-relative path, not an absolute one
     "shared by Vyper and Python",
 ]
 
