@@ -332,7 +332,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
     )
     runner = open_keeper(
         c,
-        keeper.private_key,
+        keeper,
         str(out / "keeper-state"),
         cfg=kcfg,
         tx_config=txcfg,

@@ -36,7 +36,21 @@ from offchain.keeper.sources import (
 from offchain.keeper.tx import TxConfig
 from offchain.sdk import Client
 from scripts import _anvil
-from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, private_key, resolve_account
+from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, resolve_account
+
+
+def signing_account(alias, network_name):
+    """The keeper's Ape account (``resolve_account``: ``ape.accounts.load(alias)``, any account
+    plugin; test account 1 on a local network without ``--account``), ready to sign unattended.
+
+    An account that asks before each signature (a keyfile account) gets autosign: Ape unlocks it
+    once with ``APE_ACCOUNTS_<alias>_PASSPHRASE`` or a passphrase prompt. The key stays inside
+    the account; the keeper only ever sees signed transactions."""
+    account = resolve_account(alias, network_name, 1)
+    set_autosign = getattr(account, "set_autosign", None)
+    if set_autosign is not None:
+        set_autosign(True)
+    return account
 
 
 class _Warp:
@@ -138,12 +152,12 @@ def cli(
             f"no RiskOracle at {c.deployment.oracle} on {name}: {path} belongs to another node "
             "(a local node started by Ape is new on every run; see docs/deploy.md)"
         )
-    key = None if dry_run else private_key(resolve_account(account, name, 1))
+    signer = None if dry_run else signing_account(account, name)
     if confirmations is None:
         confirmations = 1 if local else 2
     runner = open_keeper(
         c,
-        key,
+        signer,
         state_dir,
         cfg=KeeperConfig(threshold=threshold, heartbeat=heartbeat),
         tx_config=TxConfig(confirmations=confirmations, poll_interval=0.05 if local else 1.0),

@@ -28,6 +28,18 @@ DEV_KEYS = (
 )
 
 
+def dev_account(private_key: str) -> Any:
+    """The Ape test account (``ape_test.TestAccount``) of one of ``DEV_KEYS``: what the keeper's
+    ``TxManager`` signs with in tests that run their own node."""
+    from ape_test import TestAccount
+    from eth_account import Account
+
+    address = Account.from_key(private_key).address
+    return TestAccount(
+        index=DEV_KEYS.index(private_key), address_str=address, private_key=private_key
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -82,7 +82,7 @@ def by_kind(c: Client, und: str, kind: str, strike: int | None = None, near: boo
 def keeper_for(c, acct, tmp_path, **kw):
     return open_keeper(
         c,
-        acct.private_key,
+        acct,
         str(tmp_path),
         tx_config=FAST,
         psr=lambda u, ts: PSR[u],
@@ -263,7 +263,7 @@ def test_the_oracle_refuses_the_second_of_two_racing_posts(
     managers = []
     for who in (keeper, outsider):
         store = StateStore(tmp_path / f"{who.address}.json")
-        managers.append((TxManager(w3, who.private_key, store, store.load(), FAST), store))
+        managers.append((TxManager(w3, who, store, store.load(), FAST), store))
     w3.provider.make_request("evm_setAutomine", [False])
     try:
         for m, _ in managers:
@@ -330,7 +330,7 @@ def test_the_same_key_keeps_one_state_per_deployment(sysm, chain, keeper, tmp_pa
 
 def test_dry_run_reports_and_sends_nothing(sysm, chain, keeper, tmp_path):
     c = sysm
-    k = open_keeper(c, keeper.private_key, str(tmp_path), dry_run=True, psr=lambda u, ts: PSR[u])
+    k = open_keeper(c, keeper, str(tmp_path), dry_run=True, psr=lambda u, ts: PSR[u])
     nonce = chain.provider.web3.eth.get_transaction_count(keeper.address)
     report = k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
     assert len(report.posted) == 9 and report.gas_used == 0

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from anvil_node import DEV_KEYS, AnvilNode, http_web3
+from anvil_node import DEV_KEYS, AnvilNode, dev_account, http_web3
 from eth_account import Account
 from faulty_rpc import FaultyRpcProxy
 from web3 import Web3
@@ -88,7 +88,7 @@ class Opened:
         self.state = self.store.load()
         self.manager = TxManager(
             http_web3(url, timeout=timeout),
-            key,
+            dev_account(key),
             self.store,
             self.state,
             config,
@@ -442,7 +442,7 @@ def test_killed_mid_run_and_restarted_sends_each_action_once(node, tmp_path, kee
 
     with StateStore(path) as store:
         state = store.load()
-        m = TxManager(http_web3(node.url), keeper_key, store, state, FAST)
+        m = TxManager(http_web3(node.url), dev_account(keeper_key), store, state, FAST)
         keys = [f"action:{i}" for i in range(n)]
         for i, k in enumerate(keys):  # the restarted keeper replays the whole plan
             m.send(k, RECIPIENT, value=1_000 + i, gas=21_000)

@@ -2,8 +2,9 @@
 
     python tests/tx_worker.py <rpc_url> <private_key> <state_file> <recipient> <n> <pause>
 
-It waits for each action to be mined, then ``pause`` seconds, before the next, so the test can
-kill it mid-run.
+It signs through the Ape test account of ``<private_key>`` (one of anvil's dev keys), and waits
+for each action to be mined, then ``pause`` seconds, before the next, so the test can kill it
+mid-run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from anvil_node import http_web3
+from anvil_node import dev_account, http_web3
 
 from offchain.keeper.state import StateStore
 from offchain.keeper.tx import TxConfig, TxManager
@@ -21,7 +22,7 @@ def main(url: str, key: str, path: str, to: str, n: int, pause: float) -> None:
     with StateStore(path) as store:
         state = store.load()
         config = TxConfig(confirmations=1, poll_interval=0.02)
-        manager = TxManager(http_web3(url), key, store, state, config)
+        manager = TxManager(http_web3(url), dev_account(key), store, state, config)
         for i in range(n):
             manager.send(f"action:{i}", to, value=1_000 + i, gas=21_000)
             manager.wait(f"action:{i}", timeout=30)

@@ -465,7 +465,7 @@ def deployment_folder(chain_id: int, oracle: str) -> str:
 
 def open_keeper(
     chain: Any,
-    private_key: str | None,
+    account: Any,
     state_dir: str,
     *,
     rpc_url: str | None = None,
@@ -481,15 +481,15 @@ def open_keeper(
     account in it: ``<address>.json`` for ``StateStore``, ``<address>.runner.json`` for the
     runner's own.
 
-    ``private_key`` None (or ``dry_run``) builds a dry-run keeper: a ``DryRunSender``, and the
-    account's state file (if any) read without locking it. ``rpc_url`` defaults to the Ape
-    provider's URI. ``psr`` defaults to ``CalibratedPsr`` on the bundled history. Close it with
-    ``runner.close()``.
+    ``account`` is the Ape account (``ape.api.AccountAPI``, any plugin) that signs through
+    ``TxManager``. ``account`` None (or ``dry_run``) builds a dry-run keeper: a
+    ``DryRunSender``, and the account's state file (if any) read without locking it.
+    ``rpc_url`` defaults to the Ape provider's URI. ``psr`` defaults to ``CalibratedPsr`` on the
+    bundled history. Close it with ``runner.close()``.
     """
     import json
     from pathlib import Path
 
-    from eth_account import Account
     from web3 import Web3
 
     from offchain.keeper.state import KeeperState, StateStore
@@ -499,7 +499,7 @@ def open_keeper(
     url = rpc_url or chain.chain_manager.provider.uri
     w3 = Web3(Web3.HTTPProvider(url, exception_retry_configuration=None))
     psr = psr or CalibratedPsr([u.name for u in unds])
-    address = None if private_key is None else Account.from_key(private_key).address
+    address = None if account is None else Web3.to_checksum_address(str(account.address))
     name = address or "dry-run"
     folder = Path(state_dir) / deployment_folder(chain.deployment.chain_id, chain.oracle.address)
     state_path = folder / f"{name}.json"
@@ -515,9 +515,7 @@ def open_keeper(
     else:
         store = StateStore(state_path)
         state = store.load()
-        sender = ChainSender(
-            TxManager(w3, private_key, store, state, tx_config), w3, cfg.wait_timeout
-        )
+        sender = ChainSender(TxManager(w3, account, store, state, tx_config), w3, cfg.wait_timeout)
     return KeeperRunner(
         chain, sender, store, state, runner_store, unds, psr, cfg, w3=w3, liquidate=liquidate
     )

@@ -1,4 +1,9 @@
-"""``TxManager``: sends the keeper's transactions from one local key and sees them through.
+"""``TxManager``: sends the keeper's transactions from one Ape account and sees them through.
+
+Signing goes through the account's ``sign_transaction`` (``ape.api.AccountAPI``), so any Ape
+account plugin signs: a keyfile (``ape accounts``), a test account, a cloud KMS (ape-aws), a
+hardware wallet (ape-ledger). The manager never holds a private key; it keeps the serialized
+signed transaction, which is what a node is sent and what a restart re-sends.
 
 What it guarantees (the failure model is in ``docs/keeper.md``):
 
@@ -35,6 +40,7 @@ from typing import Any
 
 import requests
 from eth_account import Account
+from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
@@ -43,6 +49,7 @@ from .state import KeeperState, StateStore, TxRecord, TxStatus
 
 __all__ = [
     "RpcUnavailableError",
+    "SigningError",
     "TxConfig",
     "TxError",
     "TxManager",
@@ -77,6 +84,10 @@ class TxRejectedError(TxError):
 
 class TxTimeoutError(TxError):
     """``wait`` ran out of time before the record became final."""
+
+
+class SigningError(TxError):
+    """The account did not sign (declined, its signer failed, or the signature is not its own)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,44 @@ def _hex(value: bytes) -> str:
     return Web3.to_hex(value)
 
 
+def _default_ecosystem() -> Any:
+    """The connected network's ecosystem (it builds that network's transactions), else
+    Ethereum's (a manager used outside an Ape network context, e.g. on a plain anvil URL)."""
+    from ape import networks
+
+    provider = networks.active_provider
+    return provider.network.ecosystem if provider is not None else networks.ethereum
+
+
+def _signed_mismatch(raw: bytes, fields: dict[str, Any], address: str) -> str | None:
+    """What is wrong with ``raw`` as the signature of ``fields`` by ``address``, or None."""
+    from eth_account.typed_transactions import TypedTransaction
+    from hexbytes import HexBytes
+
+    try:
+        got = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        signer = Account.recover_transaction(raw)
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the bytes are bad
+        return f"bytes that are no signed transaction ({type(exc).__name__}: {exc})"
+    if signer != address:
+        return f"a transaction signed by {signer}"
+    to = got.get("to") or b""
+    expected = {
+        "chainId": fields["chain_id"],
+        "nonce": fields["nonce"],
+        "value": fields["value"],
+        "data": fields["data"],
+        "gas": fields["gas_limit"],
+        "maxFeePerGas": fields["max_fee"],
+        "maxPriorityFeePerGas": fields["max_priority_fee"],
+        "to": bytes.fromhex(fields["receiver"][2:]) if "receiver" in fields else b"",
+    }
+    actual = {**{k: got.get(k) for k in expected}, "to": bytes(to)}
+    actual["data"] = bytes(actual["data"] or b"")
+    changed = [k for k in expected if actual[k] != expected[k]]
+    return f"a transaction with other fields ({', '.join(changed)})" if changed else None
+
+
 def already_known(message: str) -> bool:
     """Whether a node's refusal of ``eth_sendRawTransaction`` says it already holds this very
     transaction: geth "already known" / "known transaction", anvil "transaction already
@@ -131,7 +180,12 @@ def already_known(message: str) -> bool:
 
 
 class TxManager:
-    """Transactions of one account, with the guarantees of the module docstring.
+    """Transactions of one Ape account, with the guarantees of the module docstring.
+
+    ``account`` is an ``ape.api.AccountAPI``: the manager builds each transaction with
+    ``ecosystem.create_transaction`` (default: the connected network's ecosystem, else
+    Ethereum's) and has the account sign it. An account that asks before signing (a keyfile
+    account without autosign) asks for every transaction; a keeper enables autosign first.
 
     ``state`` is the keeper's loaded state and ``store`` the file it came from; the manager
     mutates ``state.ledger`` and saves through ``store`` after every change (one state file per
@@ -144,17 +198,20 @@ class TxManager:
     def __init__(
         self,
         w3: Web3,
-        private_key: str,
+        account: Any,
         store: StateStore,
         state: KeeperState,
         config: TxConfig | None = None,
         *,
+        ecosystem: Any = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self._w3 = w3
-        self._account = Account.from_key(private_key)
+        self._account = account
+        self._address = Web3.to_checksum_address(str(account.address))
+        self._ecosystem = ecosystem if ecosystem is not None else _default_ecosystem()
         self._store = store
         self._state = state
         self.config = config or TxConfig()
@@ -175,7 +232,7 @@ class TxManager:
 
     @property
     def address(self) -> str:
-        return self._account.address
+        return self._address
 
     def record(self, key: str) -> TxRecord | None:
         """A copy of the record for ``key``, or ``None``."""
@@ -242,7 +299,12 @@ class TxManager:
                 status=TxStatus.SIGNED,
                 created_at=self._clock(),
             )
-            self._sign_into(rec)
+            try:
+                self._sign_into(rec)
+            except SigningError as exc:
+                self._release_nonce(rec.nonce)
+                log_event(_log, logging.ERROR, "tx_unsigned", key=key, error=str(exc))
+                raise
             self._state.ledger[key] = rec
             self._save()
             log_event(
@@ -268,7 +330,16 @@ class TxManager:
                     old = rec.nonce
                     rec.nonce = self._reserve_nonce()
                     rec.hashes = []
-                    self._sign_into(rec)
+                    try:
+                        self._sign_into(rec)
+                    except SigningError as exc:
+                        # nothing of this record is in a pool: sent again by a later `send`
+                        rec.status = TxStatus.FAILED
+                        rec.error = str(exc)
+                        self._release_nonce(rec.nonce)
+                        self._save()
+                        log_event(_log, logging.ERROR, "tx_unsigned", key=key, error=str(exc))
+                        raise
                     self._save()
                     log_event(
                         _log,
@@ -476,7 +547,15 @@ class TxManager:
             return
         previous = (rec.raw, rec.max_fee, rec.priority_fee, list(rec.hashes))
         rec.max_fee, rec.priority_fee = max_fee, priority
-        self._sign_into(rec)
+        try:
+            self._sign_into(rec)
+        except SigningError as exc:
+            # the signed transaction stays in the pool as it was; asked again next stuck period
+            rec.raw, rec.max_fee, rec.priority_fee, rec.hashes = previous
+            rec.sent_at, rec.sent_block = self._clock(), head
+            self._save()
+            log_event(_log, logging.ERROR, "tx_bump_unsigned", key=rec.key, error=str(exc))
+            return
         rec.bumps += 1
         self._save()  # the new hash is on disk before any node sees it
         outcome = self._broadcast(rec, head)
@@ -543,21 +622,38 @@ class TxManager:
         return True
 
     def _sign_into(self, rec: TxRecord) -> None:
-        tx: dict[str, Any] = {
+        """Have the account sign ``rec`` as it stands: ``rec.raw`` becomes the serialized signed
+        transaction and its hash is appended to ``rec.hashes``. Raises ``SigningError``, with
+        ``rec`` untouched, when the account declines, its signer fails, or what it returns is
+        not this very transaction signed by this account (a plugin that re-prices or re-numbers
+        a transaction would break the ledger's nonce bookkeeping)."""
+        fields: dict[str, Any] = {
             "type": 2,
-            "chainId": rec.chain_id,
+            "chain_id": rec.chain_id,
             "nonce": rec.nonce,
             "value": rec.value,
-            "data": rec.data,
-            "gas": rec.gas,
-            "maxFeePerGas": rec.max_fee,
-            "maxPriorityFeePerGas": rec.priority_fee,
+            "data": bytes.fromhex(rec.data.removeprefix("0x")),
+            "gas_limit": rec.gas,
+            "max_fee": rec.max_fee,
+            "max_priority_fee": rec.priority_fee,
         }
         if rec.to is not None:
-            tx["to"] = rec.to
-        signed = self._account.sign_transaction(tx)
-        rec.raw = _hex(signed.raw_transaction)
-        rec.hashes.append(_hex(signed.hash))
+            fields["receiver"] = rec.to
+        txn = self._ecosystem.create_transaction(**fields)
+        try:
+            signed = self._account.sign_transaction(txn)
+            raw = bytes(signed.serialize_transaction()) if signed is not None else None
+        except Exception as exc:  # any plugin's failure (KMS unreachable, device locked, ...)
+            raise SigningError(
+                f"{rec.key}: account {self.address} could not sign: {type(exc).__name__}: {exc}"
+            ) from exc
+        if raw is None:
+            raise SigningError(f"{rec.key}: account {self.address} declined to sign")
+        problem = _signed_mismatch(raw, fields, self.address)
+        if problem:
+            raise SigningError(f"{rec.key}: account {self.address} returned {problem}")
+        rec.raw = _hex(raw)
+        rec.hashes.append(_hex(keccak(raw)))
 
     def _base_fee(self) -> int:
         block = self._call("eth_getBlockByNumber", self._w3.eth.get_block, "latest")
