@@ -8,8 +8,12 @@
 
 Sources: ``csv`` (the history in ``data/``, timestamps shifted to the chain's clock), ``sim``
 (seeded GARCH + jumps starting now), ``json`` (a file of ticks), ``http`` (polled URL), ``feed``
-(Chainlink-style AggregatorV3 feeds, ``--feed BTC=0x... --feed ETH=0x...``). Logs are one line
-per event (``event=round posted=... gas=...``).
+(Chainlink-style AggregatorV3 feeds, ``--feed BTC=0x... --feed ETH=0x...``).
+
+Logs go to stderr, one line per event with its UTC time and level
+(``2026-12-02T11:20:00Z INFO event=round posted=... gas=...``). SIGTERM or SIGINT lets the round
+under way finish (abandoned after ``--stop-grace`` seconds or at a second signal, its plan kept on
+disk), then one ``event=stopped`` line gives the totals and the exit code is 0.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
 from offchain.keeper.config import KeeperConfig
+from offchain.keeper.logfmt import configure_logging, log_event
 from offchain.keeper.replay import ShiftedSource
 from offchain.keeper.runner import open_keeper
+from offchain.keeper.shutdown import Shutdown
 from offchain.keeper.sources import (
     AggregatorV3Source,
     CsvReplaySource,
@@ -51,6 +57,9 @@ def signing_account(alias, network_name):
     if set_autosign is not None:
         set_autosign(True)
     return account
+
+
+_log = logging.getLogger("offchain.keeper.service")
 
 
 class _Warp:
@@ -118,6 +127,13 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
 @click.option("--confirmations", default=None, type=int, help="default 1 local, 2 otherwise")
 @click.option("--threshold", default=0.002, show_default=True, help="relative move to post")
 @click.option("--heartbeat", default=600, show_default=True, help="seconds (< oracle max_age)")
+@click.option(
+    "--stop-grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="seconds a round may take to finish after SIGTERM/SIGINT before it is abandoned",
+)
 def cli(
     network,
     deployment,
@@ -138,9 +154,10 @@ def cli(
     confirmations,
     threshold,
     heartbeat,
+    stop_grace,
 ):
     """Post risk arrays, watch every account's margin, liquidate, settle."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(logging.INFO)
     name = network.name
     local = name in LOCAL_NETWORKS
     path = Path(deployment) if deployment else deployment_path(name)
@@ -163,18 +180,21 @@ def cli(
         tx_config=TxConfig(confirmations=confirmations, poll_interval=0.05 if local else 1.0),
         dry_run=dry_run,
     )
-    try:
-        src = make_source(source, c, start, end, steps_per_day, seed, file_, url, feeds, runner.w3)
-        if warp:
-            if not local:
-                raise SystemExit("--warp moves the clock of a local node only")
-            src = _Warp(src)
-        done = runner.run(src, rounds, idle_sleep=interval)
-    finally:
-        runner.close()
-    t = runner.totals
-    click.echo(
-        f"{done} rounds: {t['posts']} items posted in {t['batches']} transactions, gas "
-        f"{t['gas']:,}, {t['liquidations']} liquidations, {t['settlement_prices']} settlement "
-        f"prices, {t['settlements']} settlements"
-    )
+    reason = "source_exhausted"
+    with Shutdown(stop_grace) as shutdown:
+        try:
+            src = make_source(
+                source, c, start, end, steps_per_day, seed, file_, url, feeds, runner.w3
+            )
+            if warp:
+                if not local:
+                    raise SystemExit("--warp moves the clock of a local node only")
+                src = _Warp(src)
+            done = shutdown.run(runner.run, src, rounds, idle_sleep=interval, stop=shutdown.event)
+        finally:
+            runner.close()
+        if shutdown.signal_name is not None:
+            reason = shutdown.signal_name
+        elif rounds is not None and done is not None and done >= rounds:
+            reason = "rounds_done"
+        log_event(_log, logging.INFO, "stopped", reason=reason, **runner.totals)
