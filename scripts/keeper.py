@@ -47,15 +47,29 @@ from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, resolve_accou
 
 def signing_account(alias, network_name):
     """The keeper's Ape account (``resolve_account``: ``ape.accounts.load(alias)``, any account
-    plugin; test account 1 on a local network without ``--account``), ready to sign unattended.
+    plugin; test account 1 on a local network without ``--account``), ready to sign unattended
+    (``unattended``)."""
+    return unattended(resolve_account(alias, network_name, 1))
 
-    An account that asks before each signature (a keyfile account) gets autosign: Ape unlocks it
-    once with ``APE_ACCOUNTS_<alias>_PASSPHRASE`` or a passphrase prompt. The key stays inside
-    the account; the keeper only ever sees signed transactions."""
-    account = resolve_account(alias, network_name, 1)
+
+def unattended(account):
+    """``account`` with autosign on when it asks before each signature (a keyfile account):
+    Ape unlocks it once with ``APE_ACCOUNTS_<alias>_PASSPHRASE`` or a passphrase prompt. The
+    key stays inside the account; the keeper only ever sees signed transactions. A passphrase
+    that does not unlock it is a usage error naming the variable."""
+    from ape.exceptions import AccountsError
+
     set_autosign = getattr(account, "set_autosign", None)
-    if set_autosign is not None:
+    if set_autosign is None:
+        return account
+    try:
         set_autosign(True)
+    except AccountsError as exc:
+        raise click.BadParameter(
+            f"cannot unlock {account.alias}: {exc}; set APE_ACCOUNTS_{account.alias}_PASSPHRASE "
+            "to its passphrase or type it when asked",
+            param_hint="--account",
+        ) from None
     return account
 
 

@@ -38,6 +38,11 @@ def node() -> Iterator[AnvilNode]:
     n.stop()
 
 
+def open_store(folder, address: str) -> StateStore:
+    """The state of one signer in ``folder``."""
+    return StateStore(folder / f"{address}.json")
+
+
 def funded_kms_account(node: AnvilNode, kms: FakeKms, key_id: str) -> RemoteAccount:
     address = kms.create_key(key_id, keccak(text=key_id))
     node.rpc("anvil_setBalance", address, hex(10**20))
@@ -68,25 +73,48 @@ def test_the_keeper_posts_a_round_signed_by_a_kms_account(sysm, chain, admin, tm
     assert kms.signed["keeper-1"] == 1  # nothing signed twice
 
 
-def test_a_keyfile_account_signs_once_unlocked_with_autosign(node, tmp_path):
+def keyfile_account(folder, passphrase: str):
     from ape_accounts import KeyfileAccount
 
-    keyfile = tmp_path / "keeper.json"
-    keyfile.write_text(json.dumps(Account.encrypt(DEV_KEYS[2], "correct horse")))
-    account = KeyfileAccount(keyfile_path=keyfile)
-    account.set_autosign(True, passphrase="correct horse")
-    with StateStore(tmp_path / "state.json") as store:
+    keyfile = folder / "keeper.json"
+    keyfile.write_text(json.dumps(Account.encrypt(DEV_KEYS[2], passphrase)))
+    return KeyfileAccount(keyfile_path=keyfile)
+
+
+def test_a_keyfile_account_unlocked_from_ape_s_variable_signs_unattended(
+    node, tmp_path, monkeypatch
+):
+    from scripts.keeper import unattended
+
+    account = keyfile_account(tmp_path, "correct horse")
+    monkeypatch.setenv("APE_ACCOUNTS_keeper_PASSPHRASE", "correct horse")
+    unattended(account)  # what `ape run keeper --account keeper` does before its first round
+    with open_store(tmp_path, account.address) as store:
         m = TxManager(http_web3(node.url), account, store, store.load(), FAST)
         m.send("transfer:1", RECIPIENT, value=7, gas=21_000)
-        assert m.wait("transfer:1", 30).status == TxStatus.CONFIRMED
-    assert node.balance(RECIPIENT) == 7
-    assert "correct horse" not in (tmp_path / "state.json").read_text()
+        m.send("transfer:2", RECIPIENT, value=8, gas=21_000)  # no prompt for the second either
+        assert m.wait("transfer:2", 30).status == TxStatus.CONFIRMED
+    assert node.balance(RECIPIENT) == 15
+
+
+def test_a_wrong_passphrase_is_one_usage_error_naming_the_variable(tmp_path, monkeypatch):
+    import click
+
+    from scripts.keeper import unattended
+
+    account = keyfile_account(tmp_path, "correct horse")
+    monkeypatch.setenv("APE_ACCOUNTS_keeper_PASSPHRASE", "wrong horse")
+    with pytest.raises(click.BadParameter) as err:
+        unattended(account)
+    assert "cannot unlock keeper: Invalid password; set APE_ACCOUNTS_keeper_PASSPHRASE" in str(
+        err.value.format_message()
+    )
 
 
 def test_a_signer_that_fails_costs_no_nonce_and_a_later_send_goes_through(node, tmp_path):
     kms = FakeKms()
     account = funded_kms_account(node, kms, "flaky")
-    with StateStore(tmp_path / "state.json") as store:
+    with open_store(tmp_path, account.address) as store:
         m = TxManager(http_web3(node.url), account, store, store.load(), FAST)
         kms.refuse = True
         with pytest.raises(SigningError, match="could not sign: ConnectionError"):
@@ -140,7 +168,7 @@ def test_a_signature_that_is_not_this_transaction_by_this_account_is_never_sent(
     funded_kms_account(node, kms, "a")
     funded_kms_account(node, kms, "b")
     account = make(kms)
-    with StateStore(tmp_path / "state.json") as store:
+    with open_store(tmp_path, account.address) as store:
         m = TxManager(http_web3(node.url), account, store, store.load(), FAST)
         with pytest.raises(SigningError, match=re.escape(problem)):
             m.send("transfer:1", RECIPIENT, value=5, gas=21_000)
