@@ -27,7 +27,7 @@ from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
 from offchain.keeper.config import KeeperConfig
-from offchain.keeper.logfmt import configure_logging, log_event
+from offchain.keeper.logfmt import configure_logging, log_event, stamp_handlers
 from offchain.keeper.replay import ShiftedSource
 from offchain.keeper.runner import open_keeper
 from offchain.keeper.shutdown import Shutdown
@@ -172,6 +172,7 @@ def cli(
 ):
     """Post risk arrays, watch every account's margin, liquidate, settle."""
     configure_logging(logging.INFO)
+    stamp_handlers("ape")
     name = network.name
     local = name in LOCAL_NETWORKS
     path = Path(deployment) if deployment else deployment_path(name)

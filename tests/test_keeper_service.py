@@ -23,7 +23,7 @@ from faulty_rpc import FaultyRpcProxy
 from test_keeper_integration import CONFIG, FAST, PSR, advance, tick
 from web3.exceptions import ContractLogicError
 
-from offchain.keeper.logfmt import UtcFormatter, configure_logging, log_event
+from offchain.keeper.logfmt import UtcFormatter, configure_logging, log_event, stamp_handlers
 from offchain.keeper.reverts import ERROR_SELECTOR, decode_revert, revert_reason
 from offchain.keeper.runner import open_keeper
 from offchain.keeper.shutdown import Shutdown
@@ -69,6 +69,20 @@ def test_configured_logging_writes_each_event_once_with_time_and_level():
         and LINE.match(lines[0])
         and lines[0].endswith(" WARNING event=tx_bumped nonce=4")
     )
+
+
+def test_another_library_s_handlers_get_the_same_line_shape():
+    out = io.StringIO()
+    logger = logging.getLogger("test_keeper_service.library")
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        stamp_handlers("test_keeper_service.library")
+        logger.warning("Danger! This account will now sign any transaction it's given.")
+    finally:
+        logger.removeHandler(handler)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING Danger! ", out.getvalue())
 
 
 # ------------------------------------------------------------------------------ revert reasons

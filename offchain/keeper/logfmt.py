@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-__all__ = ["UtcFormatter", "configure_logging", "kv", "log_event"]
+__all__ = ["UtcFormatter", "configure_logging", "kv", "log_event", "stamp_handlers"]
 
 
 def _fmt(value: Any) -> str:
@@ -62,3 +62,11 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
     logger.addHandler(handler)
     logger.setLevel(level)
     return handler
+
+
+def stamp_handlers(logger_name: str) -> None:
+    """Give the handlers already on ``logger_name`` (Ape's own, for its few lines such as an
+    account unlocked from the environment) the ``UtcFormatter``, so that every line an operator
+    reads carries its time and level."""
+    for handler in logging.getLogger(logger_name).handlers:
+        handler.setFormatter(UtcFormatter())
