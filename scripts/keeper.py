@@ -62,12 +62,19 @@ def unattended(account):
     set_autosign = getattr(account, "set_autosign", None)
     if set_autosign is None:
         return account
+    variable = f"APE_ACCOUNTS_{account.alias}_PASSPHRASE"
     try:
         set_autosign(True)
     except AccountsError as exc:
         raise click.BadParameter(
-            f"cannot unlock {account.alias}: {exc}; set APE_ACCOUNTS_{account.alias}_PASSPHRASE "
-            "to its passphrase or type it when asked",
+            f"cannot unlock {account.alias}: {exc}; set {variable} to its passphrase or type it "
+            "when asked",
+            param_hint="--account",
+        ) from None
+    except click.Abort:  # the prompt met the end of stdin: a service has no terminal
+        raise click.BadParameter(
+            f"cannot unlock {account.alias}: no passphrase given; set {variable} (a service has "
+            "no terminal to ask on)",
             param_hint="--account",
         ) from None
     return account

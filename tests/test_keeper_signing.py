@@ -111,6 +111,20 @@ def test_a_wrong_passphrase_is_one_usage_error_naming_the_variable(tmp_path, mon
     )
 
 
+def test_a_keyfile_account_without_passphrase_or_terminal_is_one_usage_error(tmp_path, monkeypatch):
+    import io
+
+    import click
+
+    from scripts.keeper import unattended
+
+    account = keyfile_account(tmp_path, "correct horse")
+    monkeypatch.delenv("APE_ACCOUNTS_keeper_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a service: nothing to read a prompt from
+    with pytest.raises(click.BadParameter, match="no passphrase given; set APE_ACCOUNTS_keeper"):
+        unattended(account)
+
+
 def test_a_signer_that_fails_costs_no_nonce_and_a_later_send_goes_through(node, tmp_path):
     kms = FakeKms()
     account = funded_kms_account(node, kms, "flaky")
