@@ -142,14 +142,15 @@ def _default_ecosystem() -> Any:
     return provider.network.ecosystem if provider is not None else networks.ethereum
 
 
-def _signed_mismatch(raw: bytes, fields: dict[str, Any], address: str) -> str | None:
-    """What is wrong with ``raw`` as the signature of ``fields`` by ``address``, or None."""
+def _signed_mismatch(raw: bytes, fields: dict[str, Any], address: str | None) -> str | None:
+    """What is wrong with ``raw`` as the signature of ``fields`` (by ``address``, unless it is
+    None: recovering the signer is an ECDSA recovery, as slow as the signature), or None."""
     from eth_account.typed_transactions import TypedTransaction
     from hexbytes import HexBytes
 
     try:
         got = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
-        signer = Account.recover_transaction(raw)
+        signer = Account.recover_transaction(raw) if address is not None else None
     except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the bytes are bad
         return f"bytes that are no signed transaction ({type(exc).__name__}: {exc})"
     if signer != address:
@@ -212,6 +213,7 @@ class TxManager:
         self._account = account
         self._address = Web3.to_checksum_address(str(account.address))
         self._ecosystem = ecosystem if ecosystem is not None else _default_ecosystem()
+        self._signer_checked = False
         self._store = store
         self._state = state
         self.config = config or TxConfig()
@@ -649,9 +651,12 @@ class TxManager:
             ) from exc
         if raw is None:
             raise SigningError(f"{rec.key}: account {self.address} declined to sign")
-        problem = _signed_mismatch(raw, fields, self.address)
+        # the signer is recovered from the first signature only: a wrong key (a Ledger path, a
+        # KMS key id) is a setting, and a recovery costs as much as the signature itself
+        problem = _signed_mismatch(raw, fields, None if self._signer_checked else self.address)
         if problem:
             raise SigningError(f"{rec.key}: account {self.address} returned {problem}")
+        self._signer_checked = True
         rec.raw = _hex(raw)
         rec.hashes.append(_hex(keccak(raw)))
 
