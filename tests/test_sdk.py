@@ -31,6 +31,7 @@ from offchain.sdk import (
     parse_config,
     to_units,
 )
+from offchain.sdk.records import usd
 
 REPO = Path(__file__).resolve().parents[1]
 USD = 10**6
@@ -333,17 +334,20 @@ def test_account_int_reproduces_the_engine_and_console_prints_it(
         import ape_console_extras
     finally:
         sys.path.remove(str(REPO))
-    extras = ape_console_extras.ape_init_extras(project, chain, networks)
+    from ape import accounts as account_manager
+
+    extras = ape_console_extras.ape_init_extras(project, chain, networks, account_manager)
     assert extras["engine"].address == c.engine.address
     report = extras["margin_of"](trader.address)
-    out = capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # the record is the answer, echoed once by the console
     state = c.account_state(trader)
     eq, im, mm = state.equity, state.initial_margin, state.maintenance_margin
-    assert (report["equity"], report["initial_margin"], report["maintenance_margin"]) == (
-        eq,
-        im,
-        mm,
+    assert (report.equity, report.initial_margin, report.maintenance_margin) == (
+        usd(eq),
+        usd(im),
+        usd(mm),
     )
+    out = repr(report)
     assert f"equity {eq / WAD:,.2f}" in out and "(equal)" in out and "worst scenario" in out
 
 
