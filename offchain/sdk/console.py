@@ -46,7 +46,9 @@ from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
 
 __all__ = ["Console"]
 
-ACCOUNT_HINT = "give a 0x address, an account object, TEST::<n> or an `ape accounts` alias"
+ACCOUNT_HINT = (
+    "give a 0x address, an account object, TEST::<n> or an alias from `ape accounts list`"
+)
 
 
 def _suggest(word: str, names: Sequence[str]) -> str:
@@ -112,10 +114,7 @@ class Console:
             return self.accounts[address]
         aliases = sorted(self.accounts.aliases)
         if who not in aliases:
-            known = ", ".join(aliases) or "none imported"
-            raise InputError(
-                f"unknown {role} {who!r}: {_suggest(who, aliases)}{ACCOUNT_HINT} (aliases: {known})"
-            )
+            raise InputError(f"unknown {role} {who!r}: {_suggest(who, aliases)}{ACCOUNT_HINT}")
         return self.accounts.load(who)
 
     def _listed(self) -> dict[str, Instrument]:

@@ -382,13 +382,8 @@ class TradePreview(_Readable):
     def __str__(self) -> str:
         side = "buy" if self.size > 0 else "sell"
         head = f"{side} {_qty(abs(self.size))} {self.instrument} at {_money(self.price)}"
-        if self.outcome is MarginOutcome.DENIED_LIMIT or self.outcome is MarginOutcome.DENIED_COUNT:
-            return f"{head}: {self.outcome.name} ({self.outcome.meaning})"
-        return (
-            f"{head}: {self.outcome.name} ({self.outcome.meaning}); after it equity "
-            f"{_money(self.equity)}  IM {_money(self.initial_margin)}  "
-            f"MM {_money(self.maintenance_margin)}"
-        )
+        after = _outcome(self.outcome, self.equity, self.initial_margin, self.maintenance_margin)
+        return f"{head}: {after}"
 
 
 @dataclass(frozen=True, repr=False)
@@ -409,13 +404,24 @@ class WithdrawPreview(_Readable):
         return self.outcome is MarginOutcome.ALLOWED
 
     def __str__(self) -> str:
-        head = f"withdraw {_qty(self.amount)} {self.token}: {self.outcome.name}"
-        if self.outcome is MarginOutcome.DENIED_BALANCE:
-            return f"{head} ({self.outcome.meaning})"
-        return (
-            f"{head} ({self.outcome.meaning}); after it equity {_money(self.equity)}  "
-            f"IM {_money(self.initial_margin)}  MM {_money(self.maintenance_margin)}"
-        )
+        head = f"withdraw {_qty(self.amount)} {self.token}"
+        after = _outcome(self.outcome, self.equity, self.initial_margin, self.maintenance_margin)
+        return f"{head}: {after}"
+
+
+def _outcome(outcome: MarginOutcome, equity: Decimal, im: Decimal, mm: Decimal) -> str:
+    """``ALLOWED`` or the refusal with its meaning, then the margin after (when the engine
+    computed one: a position-count, position-limit or balance refusal comes before it)."""
+    said = (
+        outcome.name if outcome is MarginOutcome.ALLOWED else f"{outcome.name} ({outcome.meaning})"
+    )
+    if outcome in (
+        MarginOutcome.DENIED_LIMIT,
+        MarginOutcome.DENIED_COUNT,
+        MarginOutcome.DENIED_BALANCE,
+    ):
+        return said
+    return f"{said}; after it equity {_money(equity)}  IM {_money(im)}  MM {_money(mm)}"
 
 
 @dataclass(frozen=True, repr=False)
