@@ -75,15 +75,33 @@ def ape_init_extras(project, chain, networks, accounts):
 
 def one_line(value: BaseException) -> str:
     """The line the console prints for a helper's refusal or a contract's revert."""
-    from ape.exceptions import ContractLogicError
+    from ape.exceptions import ArgumentsLengthError, ContractLogicError, ConversionError
 
     if isinstance(value, ContractLogicError):
         return f"reverted: {value.revert_message}"
+    if isinstance(value, ConversionError):
+        return (
+            f"error: {value} A contract takes a 0x address or an account object; the helpers "
+            "also take TEST::<n> and aliases."
+        )
+    if isinstance(value, ArgumentsLengthError):
+        return f"error: {' '.join(str(value).split())}"
     return f"error: {value}"
 
 
+def _typed_wrong(value: BaseException, tb) -> bool:
+    """A TypeError raised by the typed line itself, not inside a call: a helper called with the
+    wrong number or names of arguments (``margin_of(a, 3)``)."""
+    if not isinstance(value, TypeError) or tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_name == "<module>"
+
+
 def install_one_line_errors(shell=None) -> None:
-    """Make IPython print one line for ``InputError`` and reverts instead of a traceback.
+    """Make IPython print one line instead of a traceback for a helper's ``InputError``, a
+    revert, an argument a contract call cannot convert or a call with the wrong arguments.
 
     Ape's console plugin installs its own handler for Ape's exceptions, possibly after this file
     is loaded, so the handler is (re)installed before each cell, wrapping whatever handler is
@@ -96,9 +114,11 @@ def install_one_line_errors(shell=None) -> None:
         shell = get_ipython()
         if shell is None:
             return
-    from ape.exceptions import ContractLogicError
+    from ape.exceptions import ArgumentsLengthError, ContractLogicError, ConversionError
 
     from offchain.sdk import InputError
+
+    one_liners = (InputError, ContractLogicError, ConversionError, ArgumentsLengthError)
 
     def install(*_args) -> None:
         if getattr(shell.CustomTB, "_one_line", False):
@@ -106,12 +126,15 @@ def install_one_line_errors(shell=None) -> None:
         previous_types, previous = tuple(shell.custom_exceptions), shell.CustomTB
 
         def handler(self, etype, value, tb, tb_offset=None):
-            if isinstance(value, InputError | ContractLogicError):
+            if isinstance(value, one_liners) or _typed_wrong(value, tb):
                 print(one_line(value), file=sys.stderr)
                 return None
-            return previous(etype, value, tb, tb_offset)
+            if isinstance(value, previous_types):
+                return previous(etype, value, tb, tb_offset)
+            self.showtraceback((etype, value, tb), tb_offset=tb_offset)
+            return None
 
-        shell.set_custom_exc((InputError, ContractLogicError, *previous_types), handler)
+        shell.set_custom_exc((*one_liners, TypeError, *previous_types), handler)
         shell.CustomTB.__func__._one_line = True
 
     install()

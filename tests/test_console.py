@@ -319,8 +319,24 @@ def test_ipython_prints_one_line_instead_of_a_traceback(funded, venue, trader, m
         )
         err = capsys.readouterr().err
         assert err == "reverted: roles: not venue\n"
-        # other exceptions keep their traceback
+        # a helper called with the wrong arguments: Python's own message, one line
+        shell.run_cell("margin_of('TEST::4', 3)")
+        err = capsys.readouterr().err
+        assert err == "error: Console.margin_of() takes 2 positional arguments but 3 were given\n"
+        # what a contract call cannot take, and the wrong number of arguments
+        shell.run_cell("usdc.mint('TEST::4', 1, sender=accounts.test_accounts[0])")
+        err = capsys.readouterr().err
+        assert err.startswith("error: No conversion registered to handle 'TEST::4'.")
+        assert err.count("\n") == 1 and "account object" in err
+        shell.run_cell("usdc.mint(1, sender=accounts.test_accounts[0])")
+        err = capsys.readouterr().err
+        assert err.startswith("error: The number of the given arguments (1) does not match")
+        assert err.count("\n") == 1
+        # other exceptions keep their traceback, a TypeError inside a call too
         shell.run_cell("1 / 0")
         assert "ZeroDivisionError" in capsys.readouterr().out
+        shell.run_cell("def broken():\n    return len(5)\n\nbroken()")
+        out = capsys.readouterr().out
+        assert "TypeError" in out and "Traceback" in out and "has no len()" in out
     finally:
         InteractiveShell.clear_instance()
