@@ -23,15 +23,16 @@ def deploy_local(project, chain, admin, keeper, venue) -> Client:
     return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
-def post_market(client: Client, keeper) -> None:
-    """Every instrument, underlying and collateral price, stamped at the next block's time."""
+def post_market(client: Client, keeper, spots: dict[int, int] = SPOTS) -> None:
+    """Every instrument, underlying and collateral price at ``spots`` (underlying id -> WAD),
+    stamped at the next block's time."""
     chain = client.chain_manager
     ts = chain.blocks.head.timestamp + 1
     chain.mine(timestamp=ts)
     items = []
     for iid in sorted(client.deployment.instruments.values()):
         _, kind, und, _ = id_fields(iid)
-        spot = SPOTS[und]
+        spot = spots[und]
         if kind == 0:
             items.append(OptionPost.future(iid, spot))
         else:
@@ -41,9 +42,9 @@ def post_market(client: Client, keeper) -> None:
     client.post(
         keeper,
         ts,
-        [(u, spot, PSR) for u, spot in SPOTS.items()],
+        [(u, spot, PSR) for u, spot in spots.items()],
         items,
-        [(collateral["WETH"], SPOTS[2]), (collateral["WBTC"], SPOTS[1])],
+        [(collateral["WETH"], spots[2]), (collateral["WBTC"], spots[1])],
     )
 
 

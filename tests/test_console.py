@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from console_support import REPO, console_namespace, deploy_local, post_market
+from console_support import REPO, SPOTS, console_namespace, deploy_local, post_market
 
 from offchain.fixed_point import WAD
 from offchain.sdk import (
@@ -241,14 +241,8 @@ def test_an_underwater_account_previews_its_liquidation(
     ns = funded
     fut = btc_future(ns)
     ns["trade"](venue, trader, maker, fut, 10, 60_000)
-    from console_support import SPOTS
-
-    SPOTS_BEFORE = dict(SPOTS)
-    try:
-        SPOTS[1] = 51_000 * WAD  # -90,000 on 10 contracts: equity 10,000, below MM
-        post_market(ns["system"], keeper)
-    finally:
-        SPOTS.update(SPOTS_BEFORE)
+    # -90,000 on 10 contracts: equity 10,000, below MM
+    post_market(ns["system"], keeper, {**SPOTS, 1: 51_000 * WAD})
     report = ns["margin_of"](trader)
     assert report.status is MarginStatus.LIQUIDATABLE
     pv = ns["liquidation_preview"](trader)
@@ -256,6 +250,24 @@ def test_an_underwater_account_previews_its_liquidation(
     assert pv.taken and all(p.instrument == fut.name and p.size > 0 for p in pv.taken)
     assert pv.penalty == pv.penalty_to_liquidator + pv.penalty_to_fund > 0
     assert str(pv).startswith(f"{trader.address}: OK (liquidatable)\n  fraction ")
+
+
+def test_withdraw_sends_only_what_the_engine_allows(funded, usdc_of, trader, maker, venue):
+    ns = funded
+    ns["trade"](venue, trader, maker, btc_future(ns), 1, 60_000)
+    before = usdc_of(trader)
+    balances = ns["withdraw"](trader, "USDC", 1_000)
+    assert balances.cash == Decimal(100_000 - 60_000 - 1_000)
+    assert usdc_of(trader) == before + 1_000 * 10**6
+    nonce = trader.nonce
+    with pytest.raises(InputError, match=r"^withdrawal refused: DENIED_BALANCE \(more than"):
+        ns["withdraw"](trader, "USDC", 100_000)
+    assert trader.nonce == nonce
+
+
+@pytest.fixture
+def usdc_of(ns):
+    return lambda acct: int(ns["usdc"].balanceOf(acct))
 
 
 BAD_INPUT = [

@@ -148,13 +148,18 @@ class Console:
                 f"instrument must be a name, not {type(what).__name__} {what!r}: "
                 "instruments() lists them"
             )
+        if what not in listed:
+            self._instruments = None  # listed since the console started?
+            listed = self._listed()
         if what in listed:
             return listed[what]
         raise InputError(
             f"unknown instrument {what!r}: {_suggest(what, list(listed))}instruments() lists them"
         )
 
-    def instruments(self, underlying: str | None = None, kind: str | None = None) -> tuple:
+    def instruments(
+        self, underlying: str | None = None, kind: str | None = None
+    ) -> tuple[Instrument, ...]:
         """Listed instruments, optionally of one underlying and kind (future, call, put), by
         expiry then name."""
         names = sorted(self.client.deployment.underlyings)

@@ -35,6 +35,7 @@ __all__ = [
     "UnderlyingRisk",
     "WithdrawPreview",
     "parse_number",
+    "positions",
     "to_token_units",
     "to_wad",
     "units",
