@@ -57,6 +57,15 @@ def test_outcome_enums_mirror_the_contract_codes(codes):
     assert all(m.meaning for m in codes)
 
 
+def test_records_docstring_examples():
+    import doctest
+
+    import offchain.sdk.records
+
+    result = doctest.testmod(offchain.sdk.records)
+    assert result.attempted >= 4 and result.failed == 0
+
+
 def test_wad_and_token_amounts_convert_exactly():
     assert usd(1_234_500_000_000_000_000_000) == Decimal("1234.5")
     digits = str(2**255)  # the whole int256 range, no rounding

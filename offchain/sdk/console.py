@@ -3,9 +3,9 @@ helpers (``ape_console_extras.py``); each takes accounts, instruments and tokens
 amounts in human units, answers with a record of ``offchain.sdk.records``, and refuses bad input
 with an ``InputError`` of one line (the problem, then the fix) before anything is sent.
 
-    >>> desk = Console(client, accounts)
-    >>> desk.deposit("TEST::4", "USDC", 10_000)        # approves the engine, then deposits
-    >>> desk.margin_of("TEST::4")                       # equity, IM, MM, health, worst scenarios
+    desk = Console(client, ape.accounts)
+    desk.deposit("TEST::4", "USDC", 10_000)     # approves the engine, then deposits
+    desk.margin_of("TEST::4")                    # equity, IM, MM, health, worst scenarios
 """
 
 from __future__ import annotations

@@ -3,8 +3,20 @@
 as enums, and the conversions between human input and the contracts' integers.
 
 Each record prints as a person reads it (``repr`` and ``str`` alike, so ``ape console`` and a
-doctest show the same text). WAD values convert exactly: ``usd(1_234_500_000_000_000_000_000)``
-is ``Decimal("1234.5")``.
+doctest show the same text). WAD values convert exactly, and human input converts exactly or is
+refused:
+
+>>> usd(1_234_500_000_000_000_000_000)
+Decimal('1234.5')
+>>> usd(10**23)
+Decimal('100000')
+>>> Position("BTC-20270326-F", usd(-3 * 10**18))
+-3 BTC-20270326-F
+>>> to_token_units("0.1", 6, "amount", "10")
+100000
+>>> to_token_units("0.0000001", 6, "amount", "10")
+Traceback (most recent call last):
+offchain.sdk.records.InputError: amount '0.0000001' has more than 6 decimals: round it to 6 places
 """
 
 from __future__ import annotations
@@ -131,8 +143,10 @@ def usd(wad: int) -> Decimal:
 
 
 def units(amount: int, decimals: int) -> Decimal:
-    """Token units as an exact Decimal amount: ``units(1_500_000, 6) == Decimal("1.5")``."""
-    return Decimal(int(amount)).scaleb(-decimals, _EXACT)
+    """Token units as an exact Decimal amount without trailing zeros: ``units(1_500_000, 6)`` is
+    ``Decimal("1.5")``, ``units(10**23, 18)`` is ``Decimal("100000")``."""
+    d = Decimal(int(amount)).scaleb(-decimals, _EXACT).normalize(_EXACT)
+    return d if d.as_tuple().exponent <= 0 else d.quantize(Decimal(1), context=_EXACT)
 
 
 def parse_number(value: Any, what: str, example: str) -> Decimal:
