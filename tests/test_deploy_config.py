@@ -308,3 +308,11 @@ def test_a_rerun_a_day_later_lists_the_same_instruments(
     )
     assert admin.nonce == nonce
     assert again.deployment.instruments == first.deployment.instruments
+
+
+def test_the_documented_example_config_parses():
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    example = doc.split("### The config file", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(json.loads(example))
+    assert cfg.cash.address == "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238"
+    assert [i.kind.name for i in cfg.instruments] == ["FUTURE", "CALL"]
