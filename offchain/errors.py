@@ -47,6 +47,18 @@ def _first_line(err: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
+class _UsageLine(click.UsageError):
+    """A click usage error shown as one line, with where to find the usage."""
+
+    def show(self, file: Any = None) -> None:
+        where = f" (see {self.ctx.command_path} --help)" if self.ctx else ""
+        click.echo(f"error: {self.format_message()}{where}", err=True)
+
+
+def _one_line_usage(err: click.UsageError) -> click.UsageError:
+    return err if isinstance(err, _UsageLine) else _UsageLine(err.format_message(), err.ctx)
+
+
 def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     """``func`` taking ``verbose`` and turning every exception into one line on stderr."""
 
@@ -54,6 +66,8 @@ def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except click.UsageError as err:  # a bad option found by the command itself
+            raise _one_line_usage(err) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own, shown by click
         except Exception as err:  # noqa: BLE001 - the boundary where errors meet the user
@@ -67,18 +81,6 @@ def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
 
     return wrapper
-
-
-class _UsageLine(click.UsageError):
-    """A click usage error shown as one line, with where to find the usage."""
-
-    def show(self, file: Any = None) -> None:
-        where = f" (see {self.ctx.command_path} --help)" if self.ctx else ""
-        click.echo(f"error: {self.format_message()}{where}", err=True)
-
-
-def _one_line_usage(err: click.UsageError) -> click.UsageError:
-    return err if isinstance(err, _UsageLine) else _UsageLine(err.format_message(), err.ctx)
 
 
 def one_line_command(base: type[click.Command]) -> type[click.Command]:

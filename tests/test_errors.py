@@ -18,12 +18,14 @@ def tool() -> None:
 
 @tool.command()
 @click.option("--count", type=int, default=1)
-@click.option("--fail", type=click.Choice(["user", "bug", "none"]), default="none")
+@click.option("--fail", type=click.Choice(["user", "bug", "param", "none"]), default="none")
 def run(count: int, fail: str) -> None:
     if fail == "user":
         raise UserError("--thing 3: must be 1 or 2; pass --thing 1")
     if fail == "bug":
         raise KeyError("a\nmultiline\nmessage")
+    if fail == "param":
+        raise click.BadParameter("count and fail disagree", param_hint="'--count'")
     click.echo(f"ran {count}")
 
 
@@ -64,6 +66,7 @@ def test_verbose_prints_the_traceback(runner):
         (["run", "--count", "many"], "'many' is not a valid integer"),
         (["run", "--colour"], "No such option: --colour"),
         (["rn"], "No such command 'rn'"),
+        (["run", "--fail", "param"], "Invalid value for '--count': count and fail disagree"),
     ],
 )
 def test_a_bad_option_or_command_is_one_line_and_exit_2(runner, args, part):
