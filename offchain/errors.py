@@ -14,7 +14,6 @@ import difflib
 import sys
 import traceback
 from collections.abc import Callable, Iterable
-from functools import wraps
 from typing import Any
 
 import click
@@ -59,28 +58,23 @@ def _one_line_usage(err: click.UsageError) -> click.UsageError:
     return err if isinstance(err, _UsageLine) else _UsageLine(err.format_message(), err.ctx)
 
 
-def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` taking ``verbose`` and turning every exception into one line on stderr."""
-
-    @wraps(func)
-    def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except click.UsageError as err:  # a bad option found by the command itself
-            raise _one_line_usage(err) from None
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise  # click's own, shown by click
-        except Exception as err:  # noqa: BLE001 - the boundary where errors meet the user
-            if verbose:
-                traceback.print_exc()
-            if isinstance(err, UserError):
-                click.echo(f"error: {err}", err=True)
-                sys.exit(EXIT_USAGE)
-            hint = "" if verbose else " (run with --verbose for the traceback)"
-            click.echo(f"error: {type(err).__name__}: {_first_line(err)}{hint}", err=True)
-            sys.exit(1)
-
-    return wrapper
+def _reported(run: Callable[[], Any], verbose: bool) -> Any:
+    """``run()``, with every exception it raises turned into one line on stderr."""
+    try:
+        return run()
+    except click.UsageError as err:  # a bad option found by the command itself
+        raise _one_line_usage(err) from None
+    except (click.exceptions.Exit, click.ClickException, click.Abort):
+        raise  # click's own, shown by click
+    except Exception as err:  # noqa: BLE001 - the boundary where errors meet the user
+        if verbose:
+            traceback.print_exc()
+        if isinstance(err, UserError):
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_USAGE)
+        hint = "" if verbose else " (run with --verbose for the traceback)"
+        click.echo(f"error: {type(err).__name__}: {_first_line(err)}{hint}", err=True)
+        sys.exit(1)
 
 
 def one_line_command(base: type[click.Command]) -> type[click.Command]:
@@ -89,12 +83,10 @@ def one_line_command(base: type[click.Command]) -> type[click.Command]:
 
     class OneLine(base):  # type: ignore[misc,valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if kwargs.get("callback") is not None:
-                kwargs["callback"] = _guarded(kwargs["callback"])
-                verbose = click.Option(
-                    ["--verbose"], is_flag=True, help="print the traceback of an error"
-                )
-                kwargs["params"] = [*kwargs.get("params", []), verbose]
+            verbose = click.Option(
+                ["--verbose"], is_flag=True, help="print the traceback of an error"
+            )
+            kwargs["params"] = [*kwargs.get("params", []), verbose]
             super().__init__(*args, **kwargs)
 
         def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
@@ -102,6 +94,11 @@ def one_line_command(base: type[click.Command]) -> type[click.Command]:
                 return super().make_context(*args, **kwargs)
             except click.UsageError as err:
                 raise _one_line_usage(err) from None
+
+        def invoke(self, ctx: click.Context) -> Any:
+            # the whole run, connecting to a network (Ape's commands) included
+            verbose = bool(ctx.params.pop("verbose", False))
+            return _reported(lambda: super(OneLine, self).invoke(ctx), verbose)
 
     OneLine.__name__ = OneLine.__qualname__ = f"OneLine{base.__name__}"
     return OneLine
