@@ -19,6 +19,8 @@ import pytest
 from anvil_node import AnvilNode
 
 from offchain.errors import UserError
+from scripts._common import check_days, resolve_account
+from scripts.deploy import read_deployment, role_holder
 from scripts.keeper import check_source_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,3 +210,26 @@ def test_good_keeper_options_pass():
         check_source_options("local", "csv", start="2020-03-10", end="2020-03-14", warp=True)
         == "csv"
     )
+
+
+@pytest.mark.parametrize(
+    "call,part",
+    [
+        (lambda: role_holder("0x12", "--keeper", "local"), "--keeper 0x12: not an address"),
+        (lambda: resolve_account("nobody", "sepolia", 0), "no account 'nobody'"),
+        (lambda: resolve_account(None, "sepolia", 0), "--account is required on sepolia"),
+        (lambda: check_days("2020-03-32", None), "--start 2020-03-32: not a date"),
+    ],
+)
+def test_each_bad_account_address_or_day_is_one_line(call, part):
+    with pytest.raises(UserError, match=part.replace("(", r"\(")) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_a_broken_deployments_file_is_one_line(tmp_path):
+    path = tmp_path / "local.json"
+    path.write_text('{"oracle": ')
+    with pytest.raises(UserError, match="is not a deployments file") as err:
+        read_deployment(path)
+    assert "\n" not in str(err.value) and "--out" in str(err.value)
