@@ -8,6 +8,8 @@ isolation rolls the chain back after every test.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from faulty_rpc import FaultyRpcProxy
 from web3 import Web3
@@ -42,17 +44,32 @@ CONFIG = {
         for n, i in (("BTC", 1), ("ETH", 2))
     ],
     "instruments": [
-        {"underlying": "BTC", "kind": "future", "expiry_days": 30},
-        {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry_days": 30},
-        {"underlying": "BTC", "kind": "put", "strike": 55000, "expiry_days": 30},
-        {"underlying": "BTC", "kind": "future", "expiry_days": 2},
-        {"underlying": "ETH", "kind": "future", "expiry_days": 30},
-        {"underlying": "ETH", "kind": "put", "strike": 2800, "expiry_days": 30},
+        {"underlying": "BTC", "kind": "future", "expiry": 30},
+        {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry": 30},
+        {"underlying": "BTC", "kind": "put", "strike": 55000, "expiry": 30},
+        {"underlying": "BTC", "kind": "future", "expiry": 2},
+        {"underlying": "ETH", "kind": "future", "expiry": 30},
+        {"underlying": "ETH", "kind": "put", "strike": 2800, "expiry": 30},
     ],
     "im_factor": 1.25,
     "max_age": 86_400,
 }
 PSR = {"BTC": 0.1, "ETH": 0.12}
+
+
+def dated(config: dict, now: int) -> dict:
+    """``config`` with each instrument's ``expiry`` (whole days after ``now``'s day) written as
+    the date a config file gives (08:00 UTC that day)."""
+
+    def day(n: int) -> str:
+        return datetime.fromtimestamp((now // 86_400 + n) * 86_400, UTC).date().isoformat()
+
+    return {
+        **config,
+        "instruments": [{**i, "expiry": day(i["expiry"])} for i in config["instruments"]],
+    }
+
+
 FAST = TxConfig(
     confirmations=1,
     poll_interval=0.01,
@@ -64,7 +81,7 @@ FAST = TxConfig(
 
 @pytest.fixture(scope="module")
 def sysm(project, chain, admin, keeper, venue, accounts):
-    cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
+    cfg = parse_config(dated(CONFIG, chain.blocks.head.timestamp))
     return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
