@@ -66,6 +66,7 @@ DB_NAME = "keeper.sqlite"
 SCHEMA_VERSION = 1
 #: Version of the JSON state files it migrates.
 JSON_VERSION = 1
+_WAL_LIMIT = 16 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
 
 _log = logging.getLogger(__name__)
 
@@ -365,6 +366,8 @@ class StateStore:
                 if str(mode).lower() != "wal":
                     raise StateCorruptedError(f"{self.path}: cannot use WAL mode (got {mode})")
                 conn.execute(f"PRAGMA synchronous={synchronous}")
+                # a big transaction (a migration, a first prune) grows the WAL file; cut it back
+                conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StateCorruptedError(
