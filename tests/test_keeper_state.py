@@ -243,8 +243,8 @@ def test_a_damaged_page_is_an_error_naming_the_file(folder):
             store.save_record(state.ledger[f"a:{i}"])
     path = folder / DB_NAME
     data = bytearray(path.read_bytes())
-    assert len(data) > 20 * 4096
-    data[10 * 4096 : 12 * 4096] = bytes(range(256)) * 32  # two pages amid the ledger
+    assert len(data) > 200_000
+    data[80_000:88_192] = bytes(range(256)) * 32  # 8 KB amid the ledger
     path.write_bytes(bytes(data))
     with pytest.raises(StateCorruptedError) as err:
         with StateStore(folder, SIGNER) as store:

@@ -67,6 +67,7 @@ SCHEMA_VERSION = 1
 #: Version of the JSON state files it migrates.
 JSON_VERSION = 1
 _WAL_LIMIT = 16 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
+_PAGE_SIZE = 8_192
 
 _log = logging.getLogger(__name__)
 
@@ -355,6 +356,8 @@ class StateStore:
         )
         try:
             if not self.read_only:
+                # a new file only: a ledger row is ~2 KB, one per 4 KB page would waste half
+                conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")
                 with _transaction(conn):
                     if _schema_version(conn) == 0 and not _tables(conn):
                         for statement in _SCHEMA:
