@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from eth_abi import encode
 from faulty_rpc import FaultyRpcProxy
-from test_keeper_integration import CONFIG, FAST, PSR, advance, tick
+from test_keeper_integration import CONFIG, FAST, PSR, advance, dated, tick
 from web3.exceptions import ContractLogicError
 
 from offchain.keeper.logfmt import UtcFormatter, configure_logging, log_event, stamp_handlers
@@ -36,7 +36,7 @@ STARTUP = 240  # seconds for `ape run` to start and post (Ape's import is slow o
 
 @pytest.fixture(scope="module")
 def sysm(project, chain, admin, keeper, venue):
-    cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
+    cfg = parse_config(dated(CONFIG, chain.blocks.head.timestamp))
     return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 

@@ -14,7 +14,7 @@ from anvil_node import DEV_KEYS, AnvilNode, http_web3
 from eth_account import Account
 from eth_utils import keccak
 from remote_signer import FakeKms, RemoteAccount
-from test_keeper_integration import CONFIG, FAST, PSR, advance, tick
+from test_keeper_integration import CONFIG, FAST, PSR, advance, dated, tick
 from web3 import Web3
 
 from offchain.keeper.runner import open_keeper
@@ -27,7 +27,7 @@ RECIPIENT = Web3.to_checksum_address("0x" + "cd" * 20)
 
 @pytest.fixture(scope="module")
 def sysm(project, chain, admin, keeper, venue):
-    cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
+    cfg = parse_config(dated(CONFIG, chain.blocks.head.timestamp))
     return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
@@ -40,7 +40,7 @@ def node() -> Iterator[AnvilNode]:
 
 def open_store(folder, address: str) -> StateStore:
     """The state of one signer in ``folder``."""
-    return StateStore(folder / f"{address}.json")
+    return StateStore(folder, address)
 
 
 def funded_kms_account(node: AnvilNode, kms: FakeKms, key_id: str) -> RemoteAccount:

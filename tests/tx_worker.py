@@ -1,6 +1,6 @@
 """A keeper-like process for the kill/restart test: sends ``action:0..n-1`` one by one.
 
-    python tests/tx_worker.py <rpc_url> <private_key> <state_file> <recipient> <n> <pause>
+    python tests/tx_worker.py <rpc_url> <private_key> <state_folder> <recipient> <n> <pause>
 
 It signs through the Ape test account of ``<private_key>`` (one of anvil's dev keys), and waits
 for each action to be mined, then ``pause`` seconds, before the next, so the test can kill it
@@ -19,10 +19,11 @@ from offchain.keeper.tx import TxConfig, TxManager
 
 
 def main(url: str, key: str, path: str, to: str, n: int, pause: float) -> None:
-    with StateStore(path) as store:
+    account = dev_account(key)
+    with StateStore(path, account.address) as store:
         state = store.load()
         config = TxConfig(confirmations=1, poll_interval=0.02)
-        manager = TxManager(http_web3(url), dev_account(key), store, state, config)
+        manager = TxManager(http_web3(url), account, store, state, config)
         for i in range(n):
             manager.send(f"action:{i}", to, value=1_000 + i, gas=21_000)
             manager.wait(f"action:{i}", timeout=30)
