@@ -1,7 +1,8 @@
 """The keeper signs through Ape accounts, never a key of its own: a KMS-style account that only
 signs digests posts a round on the real contracts (and a restart signs nothing twice), a
-keyfile account signs once unlocked with autosign, and a signer that fails or hands back
-something else than the transaction it was given costs no nonce and reaches no node."""
+keyfile account signs once unlocked with autosign (also through ``ape run keeper --account``,
+where a wrong passphrase is one line), and a signer that fails or hands back something else
+than the transaction it was given costs no nonce and reaches no node."""
 
 from __future__ import annotations
 
@@ -189,3 +190,62 @@ def test_a_signature_that_is_not_this_transaction_by_this_account_is_never_sent(
         assert m.record("transfer:1") is None
     assert node.w3.eth.get_block("latest")["transactions"] == []
     assert node.balance(RECIPIENT) == 0
+
+
+def ape_run_keeper(chain, deployment, data_folder, passphrase: str, *extra: str):
+    """``ape run keeper --account opkeeper`` with Ape's accounts in ``data_folder``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{repo / 'node_modules' / '.bin'}:{bin_dir}:{os.environ['PATH']}",
+        "APE_DATA_FOLDER": str(data_folder),
+        "APE_ACCOUNTS_opkeeper_PASSPHRASE": passphrase,
+    }
+    network = ["--network", "ethereum:local:foundry"]
+    network += ["--provider-settings", json.dumps({"host": chain.provider.uri})]
+    args = [str(bin_dir / "ape"), "run", "keeper", *network, "--deployment", str(deployment)]
+    args += ["--account", "opkeeper", "--source", "sim", "--warp", *extra]
+    return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def keyfile_deployment(sysm, chain, admin, tmp_path):
+    """The deployment's file, and an Ape data folder holding the keyfile account ``opkeeper``
+    (DEV_KEYS[2], passphrase "correct horse") with the keeper role."""
+    address = Account.from_key(DEV_KEYS[2]).address
+    sysm.oracle.grant_role(address, ROLE_KEEPER, sender=admin)
+    deployment = tmp_path / "deployment.json"
+    sysm.deployment.save(deployment)
+    (tmp_path / "ape" / "accounts").mkdir(parents=True)
+    keyfile = tmp_path / "ape" / "accounts" / "opkeeper.json"
+    keyfile.write_text(json.dumps(Account.encrypt(DEV_KEYS[2], "correct horse")))
+    return deployment, tmp_path / "ape", address
+
+
+def test_ape_run_keeper_signs_with_a_keyfile_account_unlocked_from_the_environment(
+    sysm, chain, keyfile_deployment, tmp_path
+):
+    deployment, data_folder, address = keyfile_deployment
+    before = chain.provider.web3.eth.get_transaction_count(address)
+    state = ["--state-dir", str(tmp_path / "state")]
+    proc = ape_run_keeper(chain, deployment, data_folder, "correct horse", "--rounds", "1", *state)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert " event=stopped reason=rounds_done rounds=1 posts=9 batches=1 " in proc.stderr
+    assert chain.provider.web3.eth.get_transaction_count(address) == before + 1
+
+
+def test_ape_run_keeper_with_a_wrong_passphrase_is_one_line(sysm, chain, keyfile_deployment):
+    deployment, data_folder, address = keyfile_deployment
+    before = chain.provider.web3.eth.get_transaction_count(address)
+    proc = ape_run_keeper(chain, deployment, data_folder, "wrong horse", "--rounds", "1")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
+    assert len(lines) == 1 and "cannot unlock opkeeper: Invalid password" in lines[0], lines
+    assert "APE_ACCOUNTS_opkeeper_PASSPHRASE" in lines[0]
+    assert chain.provider.web3.eth.get_transaction_count(address) == before
