@@ -125,6 +125,45 @@ def test_a_post_the_oracle_refuses_is_logged_with_its_reason_text(
     assert lines == [f'event=tx_would_revert key=post:{ts}:0 reason="oracle: not newer"']
 
 
+def test_a_post_that_reverts_on_chain_is_logged_with_its_reason_text(
+    sysm, chain, admin, keeper, outsider, tmp_path, caplog
+):
+    """Two keepers' posts of one timestamp in the same block (automine off): the loser's line
+    names the reason its transaction reverted."""
+    from web3 import Web3
+
+    from offchain.fixed_point import WAD, to_wad
+    from offchain.keeper.senders import ChainSender
+    from offchain.keeper.state import StateStore
+    from offchain.keeper.tx import TxManager
+
+    c = sysm
+    c.oracle.grant_role(outsider, ROLE_KEEPER, sender=admin)
+    ts = advance(chain, 60)
+    data = c.post_calldata(ts, [(1, 60_000 * WAD, to_wad(0.1))], [], [])
+    w3 = Web3(Web3.HTTPProvider(chain.provider.uri))
+    stores = [StateStore(tmp_path, who.address) for who in (keeper, outsider)]
+    senders = [
+        ChainSender(TxManager(w3, who, st, st.load(), FAST), w3, 30)
+        for who, st in zip((keeper, outsider), stores, strict=True)
+    ]
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        assert all(s.send(f"post:{ts}:0", c.oracle.address, data) for s in senders)
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    with caplog.at_level("INFO", logger="offchain.keeper"):
+        outcomes = [s.wait(f"post:{ts}:0").confirmed for s in senders]
+    for st in stores:
+        st.close()
+    assert sorted(outcomes) == [False, True]
+    lines = [r.getMessage() for r in caplog.records if "event=tx_not_confirmed" in r.getMessage()]
+    assert lines == [
+        f'event=tx_not_confirmed key=post:{ts}:0 status=reverted reason="oracle: not newer"'
+    ]
+
+
 # ------------------------------------------------------------------------------ signals
 
 

@@ -81,9 +81,34 @@ class ChainSender:
     def wait(self, key: str) -> Outcome:
         rec = self.tx.wait(key, self.wait_timeout)
         if str(rec.status) != "confirmed":
-            log_event(_log, logging.WARNING, "tx_not_confirmed", key=key, status=str(rec.status))
+            reason = {"reason": self._revert_reason(rec)} if str(rec.status) == "reverted" else {}
+            log_event(
+                _log,
+                logging.WARNING,
+                "tx_not_confirmed",
+                key=key,
+                status=str(rec.status),
+                **reason,
+            )
             return Outcome(key, False)
         return Outcome(key, True, self._gas(rec))
+
+    def _revert_reason(self, rec: Any) -> str:
+        """Why a mined transaction reverted, as text: the call replayed on the state its block
+        left (a receipt carries no reason). That is the reason of a lost race, such as another
+        keeper's post of the same timestamp earlier in the block; reporting only."""
+        from web3.exceptions import ContractLogicError
+
+        if self.w3 is None or rec.block_number is None or rec.to is None:
+            return "unknown"
+        call = {"from": rec.sender, "to": rec.to, "value": rec.value, "data": rec.data}
+        try:
+            self.w3.eth.call(call, rec.block_number)
+        except ContractLogicError as exc:
+            return revert_reason(exc)
+        except (*TRANSIENT_ERRORS, ValueError) as exc:
+            return f"unknown ({type(exc).__name__})"
+        return "unknown (the call succeeds on the state after its block)"
 
     def save(self, store: Store | None, state: Any) -> None:
         if store is not None:
