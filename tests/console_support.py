@@ -19,7 +19,7 @@ PSR = 12 * WAD // 100
 
 
 def deploy_local(project, chain, admin, keeper, venue) -> Client:
-    cfg = load_config(REPO / "deploy" / "config.json", now=chain.blocks.head.timestamp)
+    cfg = load_config(REPO / "deploy" / "config.json")
     return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
