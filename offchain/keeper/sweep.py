@@ -65,7 +65,7 @@ Health = tuple[int, int, int]  # equity, IM, MM (WAD)
 
 _EMPTY = 0  # slot 0: no instrument (padding), all weights zero
 _GUARD = 2.0**250  # magnitudes beyond this go to the integer model (int256 is 2**255)
-_CHUNK = 32_768  # rows per block of the float pass: bounds the scratch memory to ~50 MB
+_CHUNK = 4_096  # rows per block of the float pass: its scratch arrays stay in cache
 
 
 def _underlying_of_id(instrument: int) -> int:
@@ -205,50 +205,53 @@ class PositionBook:
 
 @dataclass(frozen=True)
 class _Slots:
-    """Per-slot weights of one market (row ``s`` = book slot ``s``), all in wei per wei."""
+    """Per-slot weights of one market (row ``s`` = book slot ``s``), in wei per wei of size.
 
-    scan: np.ndarray  # (n, S) decoded risk array / WAD (live slots)
-    neg: np.ndarray  # (n, 2) 2**e / WAD, spot * som_rate / WAD**2 (live options)
-    value: np.ndarray  # (n,) mark / WAD (live) or settlement price / WAD (settled)
-    settled_value: np.ndarray  # (n,) settlement price / WAD (settled slots only)
-    settled: np.ndarray  # (n,) bool
-    magnitude: np.ndarray  # (n,) (max|d| + 2**e + |mark| + spot) / WAD, or price / WAD
-    live: np.ndarray  # (n,) bool: an unsettled position (the account is in the sweep)
-    unpriced: np.ndarray  # (n,) bool: the float pass cannot value it
-    coll: np.ndarray  # (C, 3) net value, gross value, unknown asset (per token unit)
+    ``linear`` (n, S + 2): the decoded risk array / WAD (live slots), then the value of a unit
+    (mark / WAD live, settlement price / WAD settled), then that settlement value alone.
+    ``short`` (n, 2): ``2**e / WAD`` and ``spot * som_rate / WAD**2`` (options), live slots.
+    ``held`` (n, 4): ``(max|d| + 2**e + mark + spot) / WAD`` (live) or price / WAD (settled),
+    then 1.0 flags: live, unpriced (the float pass cannot value it), settled.
+    ``coll`` (C, 3): net and gross value per token unit, 1.0 for an asset the market lacks.
+    """
+
+    linear: np.ndarray
+    short: np.ndarray
+    held: np.ndarray
+    coll: np.ndarray
+
+    @property
+    def n_scenarios(self) -> int:
+        return self.linear.shape[1] - 2
 
 
 def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     m = market.market
     n = len(book.instruments)
     s_max = max((u.n_scenarios for u in m.underlyings.values()), default=1)
-    scan = np.zeros((n, s_max))
-    neg = np.zeros((n, 2))
-    value = np.zeros(n)
-    settled_value = np.zeros(n)
-    settled = np.zeros(n, dtype=bool)
-    magnitude = np.zeros(n)
-    live = np.zeros(n, dtype=bool)
-    unpriced = np.zeros(n, dtype=bool)
+    linear = np.zeros((n, s_max + 2))
+    short = np.zeros((n, 2))
+    held = np.zeros((n, 4))
     for s in range(1, n):
         j = book.instruments[s]
         if j in market.settled:
-            value[s] = settled_value[s] = magnitude[s] = market.settled[j] / WAD
-            settled[s] = True
+            price = market.settled[j] / WAD
+            linear[s, s_max:] = held[s, 0] = price
+            held[s, 3] = 1.0
             continue
-        live[s] = True
+        held[s, 1] = 1.0
         ins = m.instruments.get(j)
         if ins is None or ins.underlying != book.slot_underlying[s]:
-            unpriced[s] = True
+            held[s, 2] = 1.0
             continue
         und = m.underlyings[ins.underlying]
         two_e = 2.0**ins.exponent
-        scan[s, : len(ins.entries)] = np.asarray(ins.entries, dtype=np.float64) * two_e / WAD
-        neg[s, 0] = two_e / WAD
+        linear[s, : len(ins.entries)] = np.asarray(ins.entries, dtype=np.float64) * two_e / WAD
+        linear[s, s_max] = ins.mark / WAD
+        short[s, 0] = two_e / WAD
         if ins.kind.is_option:
-            neg[s, 1] = float(und.spot) * float(und.som_rate) / WAD / WAD
-        value[s] = ins.mark / WAD
-        magnitude[s] = (float(ins._max_abs) + two_e + ins.mark + und.spot) / WAD
+            short[s, 1] = float(und.spot) * float(und.som_rate) / WAD / WAD
+        held[s, 0] = (float(ins._max_abs) + two_e + ins.mark + und.spot) / WAD
     coll = np.zeros((len(book.assets), 3))
     for c, token in enumerate(book.assets):
         col = m.collaterals.get(market.asset_index.get(token, -1))
@@ -257,7 +260,7 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
             continue
         gross = 10.0 ** (18 - col.decimals) * col.price / WAD
         coll[c] = (gross * ((WAD - col.haircut) / WAD), gross, 0.0)
-    return _Slots(scan, neg, value, settled_value, settled, magnitude, live, unpriced, coll)
+    return _Slots(linear, short, held, coll)
 
 
 @dataclass(frozen=True)
@@ -278,31 +281,31 @@ class FloatHealth:
 
 
 def _block(book: PositionBook, t: _Slots, im: float, r0: int, r1: int, out: FloatHealth) -> None:
-    c, k = r1 - r0, book.width
+    c, k, n_s = r1 - r0, book.width, t.n_scenarios
     slot, q, seg = book.slot[r0:r1], book.qty[r0:r1], book.seg[r0:r1]
-    starts = np.flatnonzero(seg)
-    indptr = np.empty(starts.size + 1, dtype=np.int32)
-    indptr[:-1] = starts
-    indptr[-1] = c * k
-    shape = (starts.size, t.scan.shape[0])
     indices = slot.reshape(-1)
-    # one row per (account, underlying) segment: its scenario sums, then its pad and SOM
-    segs = sp.csr_matrix((q.reshape(-1), indices, indptr), shape=shape)
-    worst = -(segs @ t.scan).min(axis=1)
-    qneg = np.minimum(q, 0.0)
-    pad_som = sp.csr_matrix((qneg.reshape(-1), indices, indptr), shape=shape) @ t.neg
+    # one sparse row per (account, underlying) segment of the book's rows
+    starts = np.flatnonzero(seg)
+    seg_ptr = np.empty(starts.size + 1, dtype=np.int32)
+    seg_ptr[:-1] = starts
+    seg_ptr[-1] = c * k
+    seg_shape = (starts.size, t.linear.shape[0])
+    lin = sp.csr_matrix((q.reshape(-1), indices, seg_ptr), shape=seg_shape) @ t.linear
+    qneg = np.minimum(q, 0.0).reshape(-1)
+    pad_som = sp.csr_matrix((qneg, indices, seg_ptr), shape=seg_shape) @ t.short
+    worst = -lin[:, :n_s].min(axis=1)
     risk = np.maximum(np.maximum(worst, 0.0) - pad_som[:, 0], -pad_som[:, 1])
-    first = np.zeros(c, dtype=np.int64)
+    first = np.zeros(c, dtype=np.int64)  # each row's first segment
     np.cumsum(seg.sum(axis=1)[:-1], out=first[1:])
     mm = np.add.reduceat(risk, first)
-
-    held = q != 0
-    aq = np.abs(q)
-    value = (q * t.value[slot]).sum(axis=1)
-    settled = (q * t.settled_value[slot]).sum(axis=1)
-    mag = (aq * t.magnitude[slot]).sum(axis=1)
-    live = (held & t.live[slot]).any(axis=1)
-    unpriced = (held & t.unpriced[slot]).any(axis=1)
+    value = np.add.reduceat(lin[:, n_s], first)
+    settled = np.add.reduceat(lin[:, n_s + 1], first)
+    # one sparse row per account: magnitudes and flags of what it holds
+    row_ptr = np.arange(0, c * k + 1, k, dtype=np.int32)
+    row_shape = (c, t.held.shape[0])
+    mag, live, unpriced, has_settled = (
+        sp.csr_matrix((np.abs(q).reshape(-1), indices, row_ptr), shape=row_shape) @ t.held
+    ).T
     cash = book.cash[r0:r1]
     net, gross, unknown = (book.coll[r0:r1] @ t.coll).T
     equity = cash + net + value
@@ -311,15 +314,14 @@ def _block(book: PositionBook, t: _Slots, im: float, r0: int, r1: int, out: Floa
     bound = (2 * k + n_c + 16) * 2.0**-50 * b + 4.0 * (3 * k + 2 * n_c + 2)
     # owes cash: the sign of cash itself, or, with settled positions folded in (a floor of at
     # most 1 wei each), a float sum whose sign is sure only beyond its rounding
-    has_settled = (held & t.settled[slot]).any(axis=1)
     folded = cash + settled
     tol = (k + 16) * 2.0**-50 * (np.abs(cash) + mag) + 2.0 * (k + 1)
-    owes = np.where(has_settled, folded < -tol, cash < 0)
+    owes = np.where(has_settled > 0, folded < -tol, cash < 0)
     out.health[r0:r1] = equity - mm
     out.bound[r0:r1] = bound
-    out.member[r0:r1] = live | owes
-    out.unsure[r0:r1] = ~live & has_settled & (np.abs(folded) <= tol)
-    out.exact_only[r0:r1] = (b * WAD * max(1.0, im) >= _GUARD) | unpriced | (unknown > 0)
+    out.member[r0:r1] = (live > 0) | owes
+    out.unsure[r0:r1] = (live == 0) & (has_settled > 0) & (np.abs(folded) <= tol)
+    out.exact_only[r0:r1] = (b * WAD * max(1.0, im) >= _GUARD) | (unpriced > 0) | (unknown > 0)
 
 
 def float_health(
