@@ -114,8 +114,8 @@ def books(draw) -> tuple[ChainMarket, dict, set[str]]:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(book=books(), split=st.integers(0, 12), blocks=st.sampled_from([(4, 2), (1024, 1)]))
-def test_the_sweep_decides_as_the_integer_model(book, split, blocks):
+@given(book=books(), split=st.integers(0, 12), chunk=st.sampled_from([4, 4_096]))
+def test_the_sweep_decides_as_the_integer_model(book, split, chunk):
     """Below-MM set and order, every health value, and the exactly checked accounts equal the
     integer model's; accounts at the boundary are always checked exactly; the float health is
     within its stated bound wherever it is trusted. The book is filled in two batches and
@@ -126,7 +126,7 @@ def test_the_sweep_decides_as_the_integer_model(book, split, blocks):
     items = list(raws.items())
     pb.update(dict(items[:split]))
     pb.update(dict(items[split:]))
-    sweep = sweep_health(market, pb, raws, *blocks)  # (rows per block, threads)
+    sweep = sweep_health(market, pb, raws, chunk)  # rows per block of the float pass
     assert sweep.below_mm == below
     assert dict(sweep.health) == health
     assert len(sweep.health) == len(health)

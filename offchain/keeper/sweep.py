@@ -12,17 +12,19 @@ order is exact too), or whose numbers the float pass cannot vouch for, go throug
 ``account_margin_int``. Its decisions (which accounts are below MM, in which order) are the
 integer model's.
 
-The error bound (``u = 2**-53``, ``K`` the row width, ``C`` the collateral assets). Every
-per-slot weight (decoded array entry / WAD, mark / WAD, ``2**e`` / WAD, ``spot * som_rate /
-WAD**2``, collateral factors) carries at most 5 roundings; a product with a size adds 2 more;
-a sequential sum of at most ``K`` terms adds ``(K - 1) u`` times the sum of magnitudes. So each
-scenario sum, the pad, the SOM and the position value are within ``(K + 9) u * B`` of their
-exact real values, where ``B = |cash| + gross collateral + sum_k |q_k| * (max|d_k| + 2**e_k +
-|mark_k| + spot_k) / WAD``. The maximum over scenarios and the ``max`` of worst + pad and SOM
-are 1-Lipschitz; the sum over at most ``K`` underlyings and the final subtractions add
-``(K + 3) u * B``. The integer model's ceilings and floors move each term by less than a wei:
-per underlying the loss and the pad by 1, the SOM by 2; per collateral asset 2; the live
-position value 1; each settled position 1. Hence
+The error bound (``u = 2**-53``, ``K`` the row width, ``C`` the collateral assets). Let
+``B = |cash| + gross collateral + sum_k |q_k| * (max|d_k| + 2**e_k + |mark_k| + spot_k) / WAD``
+(a settled position: its settlement price / WAD). Each per-slot weight (decoded entry / WAD,
+mark / WAD, ``2**e`` / WAD, ``spot * som_rate / WAD**2``) carries at most 5 roundings, each
+collateral factor 7; a product with a size adds 2; sums run in order over at most ``K`` legs
+per (account, underlying) segment, ``K`` segments per account and ``C`` assets. So a segment's
+scenario sums, pad and SOM are within ``(K + 9) u`` times the magnitudes they add up; the
+maximum over scenarios and the ``max`` of worst + pad and SOM are 1-Lipschitz; MM is within
+``(2K + 10) u`` times its part of ``B`` (``max|d| + 2**e + spot``), equity within
+``(2K + C + 11) u`` times the rest, and ``equity - MM`` adds ``u B``. The integer model's
+ceilings and floors move each term by less than a wei: per underlying the loss and the pad by
+1, the SOM by 2; per collateral asset 2; the live position value 1; each settled position 1.
+Hence
 
     |h_float - h_int| <= (2K + C + 12) u B + (3K + 2C + 1) wei,
 
@@ -37,7 +39,6 @@ know are always checked exactly, so they fail or pass exactly as before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -324,11 +325,8 @@ def _block(book: PositionBook, t: _Slots, im: float, r0: int, r1: int, out: Floa
     out.exact_only[r0:r1] = (b * WAD * max(1.0, im) >= _GUARD) | (unpriced > 0) | (unknown > 0)
 
 
-def float_health(
-    market: ChainMarket, book: PositionBook, chunk: int = _CHUNK, workers: int = 2
-) -> FloatHealth:
-    """The float pass over every row of ``book``, in blocks of ``chunk`` rows on ``workers``
-    threads (numpy and scipy release the GIL in their loops)."""
+def float_health(market: ChainMarket, book: PositionBook, chunk: int = _CHUNK) -> FloatHealth:
+    """The float pass over every row of ``book``, in blocks of ``chunk`` rows."""
     n = len(book)
     out = FloatHealth(
         np.zeros(n), np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
@@ -337,13 +335,8 @@ def float_health(
         return out
     t = _slots(market, book)
     im = market.im_factor / WAD
-    blocks = [(r0, min(n, r0 + chunk)) for r0 in range(0, n, chunk)]
-    if workers <= 1 or len(blocks) == 1:
-        for r0, r1 in blocks:
-            _block(book, t, im, r0, r1, out)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda b: _block(book, t, im, *b, out), blocks))
+    for r0 in range(0, n, chunk):
+        _block(book, t, im, r0, min(n, r0 + chunk), out)
     return out
 
 
@@ -428,7 +421,6 @@ def sweep_health(
     book: PositionBook,
     raws: Mapping[str, RawAccount],
     chunk: int = _CHUNK,
-    workers: int = 2,
 ) -> Sweep:
     """Health of every row of ``book``: the float pass, then ``account_margin_int`` on each
     account whose float health is at most its bound (or that the float pass cannot vouch for).
@@ -440,7 +432,7 @@ def sweep_health(
     """
     if len(book) < len(raws):  # rows read outside ``update``: index them before sweeping
         book.update({a: raw for a, raw in raws.items() if a not in book})
-    floats = float_health(market, book, chunk, workers)
+    floats = float_health(market, book, chunk)
     check = floats.unsure | (floats.member & ((floats.health <= floats.bound) | floats.exact_only))
     member = floats.member.copy()
     exact: dict[str, Health] = {}
