@@ -130,6 +130,7 @@ def test_the_sweep_decides_as_the_integer_model(book, split, chunk):
     assert sweep.below_mm == below
     assert dict(sweep.health) == health
     assert len(sweep.health) == len(health)
+    assert all((a in sweep.health) == (a in health) for a in raws)
     assert all(health[a] == v for a, v in sweep.exact.items())
     assert boundary <= set(sweep.exact)
     assert set(below) <= set(sweep.exact)

@@ -362,31 +362,34 @@ class AccountsView(Mapping[str, AccountInt]):
 class HealthMap(Mapping[str, Health]):
     """``address -> (equity, IM, MM)`` by the integer reference, for every account in the
     sweep (a live position, or cash owed). The accounts the sweep checked exactly are filled
-    in; any other is computed on access."""
+    in; any other is computed on access. Membership comes from the sweep itself (the book's
+    rows only ever get appended, so the rows it saw keep their numbers)."""
 
     def __init__(
         self,
         market: ChainMarket,
         raws: Mapping[str, RawAccount],
-        addresses: list[str],
+        book: PositionBook,
         member: np.ndarray,
         exact: dict[str, Health],
     ) -> None:
-        self._market, self._raws, self._addresses = market, raws, addresses
+        self._market, self._raws = market, raws
+        self._addresses, self._row = book.addresses, book.row
         self._member = member
         self._exact = exact
         self._len = int(member.sum())
+
+    def __contains__(self, addr: object) -> bool:
+        r = self._row.get(addr)  # type: ignore[call-overload]
+        return r is not None and r < self._member.size and bool(self._member[r])
 
     def __getitem__(self, addr: str) -> Health:
         hit = self._exact.get(addr)
         if hit is not None:
             return hit
-        if addr not in self._raws:
+        if addr not in self:
             raise KeyError(addr)
-        acct = self._market.account(*self._raws[addr])
-        if not acct.positions and acct.cash >= 0:
-            raise KeyError(addr)
-        st = self._market.account_margin(acct)
+        st = self._market.account_margin(self._market.account(*self._raws[addr]))
         hit = self._exact[addr] = (st.equity, st.initial_margin, st.maintenance_margin)
         return hit
 
@@ -446,5 +449,5 @@ def sweep_health(
         st = market.account_margin(acct)
         exact[addr] = (st.equity, st.initial_margin, st.maintenance_margin)
     below = choose_liquidations({a: eq - mm for a, (eq, _im, mm) in exact.items()}, ())
-    health = HealthMap(market, raws, list(book.addresses), member, dict(exact))
+    health = HealthMap(market, raws, book, member, dict(exact))
     return Sweep(below, health, MappingProxyType(exact), floats)
