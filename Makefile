@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/ape run bench_liquidation
 	$(PY) -m bench.offchain_speed
 	$(PY) -m bench.keeper_round
+	$(PY) -m bench.keeper_state
 	$(PY) -m bench.keeper_sweep
 
 # The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.

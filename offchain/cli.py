@@ -27,7 +27,8 @@ File formats (JSON; documented with examples in ``examples/`` and ``docs/methodo
      "positions": [{"instrument": "ETH-FEB26-C3400", "size": -10}, ...]}
 
 Every problem with a file is reported as one line naming the file and the field
-(``examples/market.json: instruments[2].strike: must be a number > 0``), exit code 2.
+(``examples/market.json: instruments[2].strike: must be a number > 0``; an unknown key names the
+closest valid one), exit code 2; ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -36,10 +37,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +45,8 @@ import click
 import numpy as np
 
 from offchain.data import InputError
+from offchain.errors import OneLineGroup
+from offchain.jsonfields import Fields, read_json
 from offchain.paths import data_dir as data_folder
 
 if TYPE_CHECKING:  # the core is imported lazily so that `--help` starts fast
@@ -86,79 +86,11 @@ class Portfolio:
     cash: float
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise InputError(path, "", err.strerror or "cannot be read") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"invalid JSON ({err.msg})") from None
-
-
-class _Fields:
-    """Typed access to a JSON object, raising ``InputError`` with the field path."""
-
-    def __init__(self, path: Path, where: str, obj: Any) -> None:
-        if not isinstance(obj, dict):
-            raise InputError(path, where or "top level", "must be a JSON object")
-        self.path, self.where, self.obj = path, where, obj
-
-    def _name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, key: str, message: str) -> InputError:
-        return InputError(self.path, self._name(key), message)
-
-    def raw(self, key: str, default: Any = ...) -> Any:
-        if key not in self.obj:
-            if default is ...:
-                raise self.fail(key, "missing")
-            return default
-        return self.obj[key]
-
-    def number(
-        self, key: str, default: Any = ..., lo: float | None = None, strict: bool = False
-    ) -> float:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"must be a number, got {json.dumps(value)}")
-        value = float(value)
-        bad_lo = lo is not None and (value <= lo if strict else value < lo)
-        if not np.isfinite(value) or bad_lo:
-            bound = "" if lo is None else f" {'>' if strict else '>='} {lo:g}"
-            raise self.fail(key, f"must be a finite number{bound}, got {value:g}")
-        return value
-
-    def text(self, key: str, default: Any = ...) -> str:
-        value = self.raw(key, default)
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"must be a non-empty string, got {json.dumps(value)}")
-        return value
-
-    def time(self, key: str) -> int:
-        value = self.raw(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        if isinstance(value, str):
-            try:
-                if len(value) == 10:
-                    day = date.fromisoformat(value)
-                    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=UTC)
-                return int(moment.timestamp())
-            except ValueError:
-                pass
-        raise self.fail(key, f"must be an ISO date/time or unix seconds, got {json.dumps(value)}")
-
-    def items(self, key: str) -> list[Any]:
-        value = self.raw(key)
-        if not isinstance(value, list) or not value:
-            raise self.fail(key, "must be a non-empty list")
-        return value
+MARKET_KEYS = ("valuation_time", "rate", "grid", "im_factor", "underlyings", "instruments")
+UNDERLYING_KEYS = ("name", "spot", "psr", "atm_vol", "skew", "som_rate")
+INSTRUMENT_KEYS = ("id", "underlying", "kind", "strike", "expiry", "iv")
+PORTFOLIO_KEYS = ("market", "cash", "positions")
+POSITION_KEYS = ("instrument", "size")
 
 
 def load_market(path: str | Path) -> LoadedMarket:
@@ -168,7 +100,7 @@ def load_market(path: str | Path) -> LoadedMarket:
     from offchain.scenarios import PRESETS, ScenarioGrid
 
     path = Path(path)
-    top = _Fields(path, "", _read_json(path))
+    top = Fields(path, "", read_json(path), MARKET_KEYS)
     valuation = top.time("valuation_time")
     rate = top.number("rate", 0.0)
     im_factor = top.number("im_factor", 1.25, lo=1.0)
@@ -188,7 +120,7 @@ def load_market(path: str | Path) -> LoadedMarket:
     names: list[str] = []
     spot, psr, atm, skew, som = [], [], [], [], []
     for i, item in enumerate(top.items("underlyings")):
-        f = _Fields(path, f"underlyings[{i}]", item)
+        f = Fields(path, f"underlyings[{i}]", item, UNDERLYING_KEYS)
         name = f.text("name")
         if name in names:
             raise f.fail("name", f"duplicate underlying {name!r}")
@@ -208,7 +140,7 @@ def load_market(path: str | Path) -> LoadedMarket:
     ids: list[str] = []
     und, kind, strike, expiry, iv = [], [], [], [], []
     for i, item in enumerate(top.items("instruments")):
-        f = _Fields(path, f"instruments[{i}]", item)
+        f = Fields(path, f"instruments[{i}]", item, INSTRUMENT_KEYS)
         ident = f.text("id")
         if ident in ids:
             raise f.fail("id", f"duplicate instrument {ident!r}")
@@ -253,13 +185,13 @@ def load_portfolio(path: str | Path, market: str | Path | None = None) -> Portfo
     """Parse a portfolio file; its ``market`` path is relative to the portfolio file unless
     ``market`` overrides it."""
     path = Path(path)
-    top = _Fields(path, "", _read_json(path))
+    top = Fields(path, "", read_json(path), PORTFOLIO_KEYS)
     if market is None:
         market = path.parent / top.text("market")
     loaded = load_market(market)
     sizes = np.zeros(len(loaded.ids))
     for i, item in enumerate(top.items("positions")):
-        f = _Fields(path, f"positions[{i}]", item)
+        f = Fields(path, f"positions[{i}]", item, POSITION_KEYS)
         ident = f.text("instrument")
         if ident not in loaded.ids:
             raise f.fail("instrument", f"not in {loaded.path}: {ident!r}")
@@ -329,27 +261,13 @@ def what_if(p: Portfolio) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _edge(func: Callable[..., None]) -> Callable[..., None]:
-    """Turn an ``InputError`` into one line on stderr and exit code 2 (no traceback)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            func(*args, **kwargs)
-        except InputError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
 def _console():
     from rich.console import Console
 
     return Console(width=160)
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 def cli() -> None:
     """Portfolio margin engine, off-chain tools: backtest, what-if margin, risk arrays."""
 
@@ -403,7 +321,6 @@ def cli() -> None:
     help="Short-option minimum per short option, fraction of spot.",
 )
 @click.option("--no-charts", is_flag=True, help="Skip the PNG charts.")
-@_edge
 def backtest(
     out_dir: Path,
     data_dir: Path | None,
@@ -469,7 +386,6 @@ def backtest(
     help="Market file (default: the portfolio's 'market' entry).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_edge
 def margin(portfolio: Path, market: Path | None, as_json: bool) -> None:
     """What-if margin of PORTFOLIO.json: per-scenario losses, MM, IM, the worst scenario."""
     from rich.table import Table
@@ -511,7 +427,6 @@ def margin(portfolio: Path, market: Path | None, as_json: bool) -> None:
     default=None,
     help="Write to FILE (.json: arrays, labels and the on-chain encoding; else CSV).",
 )
-@_edge
 def arrays(market: Path, out_file: Path | None) -> None:
     """Risk arrays (weighted value change per long unit, USD) of every instrument in MARKET."""
     from offchain.risk_arrays import encode_all, marks, risk_arrays_wad
@@ -569,7 +484,6 @@ def arrays(market: Path, out_file: Path | None) -> None:
     type=click.Choice(["BTC", "ETH"], case_sensitive=False),
 )
 @click.option("--som-rate", type=float, default=0.01, show_default=True)
-@_edge
 def efficiency(data_dir: Path | None, assets: tuple[str, ...], som_rate: float) -> None:
     """Margin of the strategy suite: portfolio model vs sum of legs vs full collateral."""
     from offchain.backtest import BacktestConfig

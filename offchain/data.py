@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from offchain.errors import UserError
+
 __all__ = [
     "ASSET_FILES",
     "BACKTEST_FILES",
@@ -39,7 +41,7 @@ BACKTEST_FILES: dict[str, str] = {"BTC": "btc_usd_daily_coingecko.csv", "ETH": "
 _OHLC = ("open", "high", "low")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A bad input file: which file, where in it (row / field), and what is wrong.
 
     ``str(err)`` is the one line the command line prints, for example

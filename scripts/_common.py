@@ -1,16 +1,35 @@
-"""Helpers shared by the ``ape run`` scripts: accounts by alias, deployment file paths, keys."""
+"""Helpers shared by the ``ape run`` scripts: accounts by alias, deployment file paths, the
+checks of options several scripts take, keys."""
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from ape import accounts
+from ape.cli import ConnectedProviderCommand
+
+from offchain.errors import UserError, one_line_command
+from offchain.sdk.deploy import LOCAL_NETWORKS, is_local_network
+
+__all__ = [
+    "LOCAL_NETWORKS",
+    "REPO",
+    "ScriptCommand",
+    "check_days",
+    "deployment_path",
+    "is_local_network",
+    "resolve_account",
+]
 
 REPO = Path(__file__).resolve().parents[1]
-LOCAL_NETWORKS = {"local", "anvil"}
+
+#: The class of every ``ape run`` script's command: Ape's network options, one-line errors
+#: (exit 2 for a bad input), the traceback only with ``--verbose`` (``offchain.errors``).
+ScriptCommand = one_line_command(ConnectedProviderCommand)
 
 
 def deployment_path(network_name: str) -> Path:
@@ -18,17 +37,37 @@ def deployment_path(network_name: str) -> Path:
     return REPO / "deployments" / f"{network_name}.json"
 
 
+def check_days(start: str | None, end: str | None) -> None:
+    """``--start``/``--end``: ISO dates, in order; a one-line ``UserError`` otherwise."""
+    for option, day in (("--start", start), ("--end", end)):
+        if day is not None:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise UserError(f"{option} {day}: not a date (YYYY-MM-DD)") from None
+    if start and end and start > end:
+        raise UserError(f"--start {start} is after --end {end}: swap them")
+
+
 def resolve_account(alias: str | None, network_name: str, default_index: int) -> Any:
     """An Ape account: ``TEST::<n>`` or ``<n>`` for a test account, else an alias from
     ``ape accounts``. Without ``alias``, local networks use test account ``default_index``."""
     if alias is None:
-        if network_name not in LOCAL_NETWORKS:
-            raise SystemExit(f"--account is required on {network_name} (an `ape accounts` alias)")
+        if not is_local_network(network_name):
+            raise UserError(
+                f"--account is required on {network_name}: an alias from `ape accounts list`"
+            )
         return accounts.test_accounts[default_index]
     text = alias.removeprefix("TEST::")
     if text.isdigit():
         return accounts.test_accounts[int(text)]
-    return accounts.load(alias)
+    try:
+        return accounts.load(alias)
+    except (KeyError, ValueError):
+        raise UserError(
+            f"no account {alias!r}: use an alias from `ape accounts list` (or add one with "
+            f"`ape accounts import {alias}`), or TEST::<n> for a test account"
+        ) from None
 
 
 def private_key(account: Any) -> str:

@@ -309,7 +309,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
         f"replaying {opts.start} .. {opts.end} ({len(replay)} ticks), chain clock shifted by "
         f"{offset // DAY} days"
     )
-    cfg = load_config(CONFIG, now=now)
+    cfg = load_config(CONFIG)
     c = deploy_system(
         project,
         chain,

@@ -18,12 +18,12 @@ _anvil.install()  # before ape connects: anvil without --steps-tracing
 
 import click  # noqa: E402
 from ape import accounts, chain  # noqa: E402
-from ape.cli import ConnectedProviderCommand  # noqa: E402
 
 from bench.doc import write_section  # noqa: E402
 from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
+from scripts._common import ScriptCommand  # noqa: E402
 
 
 def _calldata_gas(data: bytes) -> int:
@@ -37,7 +37,7 @@ def _option_item(iid: int, mark: int, coeffs: list[int], k: int) -> tuple:
     return (iid, mark, e, pack_entries(entries))
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ScriptCommand)
 def cli():
     admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(50)
     trader, maker = (accounts.test_accounts[i] for i in (4, 5))

@@ -24,13 +24,13 @@ _anvil.install()  # before ape connects: anvil without --steps-tracing
 
 import click  # noqa: E402
 from ape import accounts, chain, project  # noqa: E402
-from ape.cli import ConnectedProviderCommand  # noqa: E402
 
 from bench.doc import write_section  # noqa: E402
 from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
 from offchain.sdk import deploy_liquidator  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
+from scripts._common import ScriptCommand  # noqa: E402
 
 SIZES = (1, 8, 16, 32)
 TRACED = (16, "partial", "matched book")
@@ -116,7 +116,7 @@ def _breakdown_table(rows: list[tuple[str, int, int]], total: int) -> str:
     return "\n".join(table)
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ScriptCommand)
 def cli():
     admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(16)
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from ape.cli import ConnectedProviderCommand
 from ape.logging import LogLevel, logger
 
 from offchain.demo_report import closing_lines, write_report
+from offchain.errors import UserError
 from scripts import _anvil
-from scripts._common import REPO
+from scripts._common import REPO, ScriptCommand, check_days
 from scripts._demo import DemoOptions, run_demo
 
 # anvil's native binary without --steps-tracing, which would grow it past 20 GB over a full replay
@@ -34,7 +34,7 @@ logger.set_level(LogLevel.WARNING)
 warnings.filterwarnings("ignore", message="Field 'import_remapping' has an incomplete definition")
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ScriptCommand)
 @click.option("--short", is_flag=True, help="CI mode: fewer accounts and days")
 @click.option("--out", default=str(REPO / "out" / "demo"), show_default=True)
 @click.option("--start", default=None, help="first replayed day (default 2020-03-09)")
@@ -44,7 +44,12 @@ warnings.filterwarnings("ignore", message="Field 'import_remapping' has an incom
 def cli(network, short, out, start, end, steps_per_day, no_live):
     """Replay the March 2020 crash through deploy, keeper, liquidations and settlement."""
     if network.name != "local":
-        raise SystemExit("the demo runs on the local network (anvil) only")
+        raise UserError(
+            f"the demo runs on the local network only, not {network.name}: drop --network"
+        )
+    check_days(start, end)
+    if steps_per_day < 1:
+        raise UserError(f"--steps-per-day {steps_per_day}: must be 1 or more")
     kw: dict[str, Any] = {"out": Path(out), "steps_per_day": steps_per_day, "live": not no_live}
     if start:
         kw["start"] = start

@@ -1,9 +1,15 @@
-"""``ape run deploy``: deploy (or complete) the system on any network, idempotently.
+"""``ape run deploy``: deploy (or complete) the system on any network.
 
 Lists the grids, underlyings, collateral and instruments of a config file
 (``deploy/config.json``), grants the keeper and venue roles, and writes the addresses to
-``deployments/<network>.json``. Run again, it reuses the contracts recorded there (when they
-have code) and sends only the listings the chain does not have yet.
+``deployments/<network>.json``. Everything is checked before the first transaction (the config,
+every token address, the deployer's funds), so a deployment that fails leaves nothing behind.
+
+The deployments file is never overwritten silently. When it names contracts that have code on
+this node, the script stops and asks for a choice: ``--update`` completes that deployment (sends
+only the listings the chain does not have yet), ``--out FILE`` deploys a new system beside it,
+``--force`` deploys a new system and replaces the file. When its contracts have no code (a fresh
+local node), a local run says so and replaces it; a public network refuses without ``--force``.
 
     ape run deploy                                         # local anvil, test accounts
     ape run deploy --network ethereum:sepolia:node --account deployer --keeper 0xKeeper
@@ -13,14 +19,66 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 from ape import chain, project
-from ape.cli import ConnectedProviderCommand
+from eth_utils import is_hex_address, to_checksum_address
 
+from offchain.errors import UserError
 from offchain.sdk import Client, Deployment, deploy_system, load_config
+from offchain.sdk.deploy import Say, is_local_network
 from scripts import _anvil
-from scripts._common import REPO, deployment_path, resolve_account
+from scripts._common import REPO, ScriptCommand, deployment_path, resolve_account
+
+
+def _has_code(addr: str | None) -> bool:
+    return bool(addr) and len(chain.provider.get_code(addr)) > 0
+
+
+def read_deployment(path: Path) -> Deployment:
+    """The deployments file at ``path``; a file that is not one is a one-line error."""
+    try:
+        return Deployment.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path} is not a deployments file ({type(err).__name__}: {err}); move it away or "
+            "write elsewhere with --out"
+        ) from None
+
+
+def existing_deployment(
+    path: Path, network_name: str, *, update: bool, force: bool
+) -> tuple[Deployment | None, str | None]:
+    """The deployment to complete (``update``; else None: deploy anew) and, when a file is to
+    be replaced, the line saying so. Refuses to replace a file silently (the rule in the module
+    docstring)."""
+    if not path.exists():
+        if update:
+            raise UserError(f"--update: {path} does not exist; deploy without --update first")
+        return None, None
+    recorded = read_deployment(path)
+    live = recorded.chain_id == chain.chain_id and _has_code(recorded.oracle)
+    if live:
+        if update:
+            return recorded, None
+        if force:
+            return None, f"{path}: replacing the deployment of oracle {recorded.oracle} (--force)"
+        raise UserError(
+            f"{path} already holds a deployment on this node (oracle {recorded.oracle}): "
+            "--update completes it, --out FILE deploys a new one beside it, --force replaces it"
+        )
+    if update:
+        raise UserError(
+            f"--update: the contracts in {path} have no code on {network_name} (chain id "
+            f"{chain.chain_id}); check --network, or deploy anew with --force or --out"
+        )
+    if force or is_local_network(network_name):
+        return None, f"{path} named contracts with no code on this node (a fresh node): replaced"
+    raise UserError(
+        f"{path} names contracts with no code on {network_name} (chain id {chain.chain_id}): "
+        "check --network and its RPC; --force replaces the file, --out FILE writes elsewhere"
+    )
 
 
 def deploy(
@@ -30,15 +88,15 @@ def deploy(
     keepers=(),
     venues=(),
     out: str | Path | None = None,
-    time_offset: int = 0,
-    now: int | None = None,
+    *,
+    update: bool = False,
+    force: bool = False,
+    say: Say = click.echo,
 ) -> Client:
-    """Deploy or complete the system; return its client. ``now`` resolves relative expiries
-    (default: the chain's clock)."""
+    """Deploy or complete the system; return its client."""
+    cfg = load_config(config_path)
     path = Path(out) if out else deployment_path(network_name)
-    existing = Deployment.load(path) if path.exists() else None
-    now = chain.blocks.head.timestamp if now is None else now
-    cfg = load_config(config_path, now=now)
+    existing, replacing = existing_deployment(path, network_name, update=update, force=force)
     c = deploy_system(
         project,
         chain,
@@ -48,18 +106,28 @@ def deploy(
         venues=venues,
         existing=existing,
         network=network_name,
-        time_offset=time_offset,
-        log=click.echo,
+        log=say,
     )
     c.deployment.save(path)
-    click.echo(f"deployment written to {path}")
+    if replacing:
+        say(replacing)
+    say(f"deployment written to {path}")
     return c
+
+
+def role_holder(value: str, option: str, network_name: str) -> Any:
+    """An address (``0x`` + 40 hex digits) or an Ape account alias."""
+    if value.startswith("0x"):
+        if not is_hex_address(value):
+            raise UserError(f"{option} {value}: not an address (0x and 40 hex digits)")
+        return to_checksum_address(value)
+    return resolve_account(value, network_name, 0)
 
 
 _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ScriptCommand)
 @click.option(
     "--config",
     "config_path",
@@ -71,20 +139,29 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
 @click.option("--keeper", "keepers", multiple=True, help="address or alias given the keeper role")
 @click.option("--venue", "venues", multiple=True, help="address or alias given the venue role")
 @click.option("--out", default=None, help="deployment file (default deployments/<network>.json)")
+@click.option("--update", is_flag=True, help="complete the deployment the file holds")
+@click.option("--force", is_flag=True, help="deploy anew and replace the deployment file")
 @click.option("--autosign", is_flag=True, help="sign without a prompt per transaction (keyfile)")
-def cli(network, config_path, account, keepers, venues, out, autosign):
+def cli(network, config_path, account, keepers, venues, out, update, force, autosign):
     """Deploy RiskOracle, MarginEngine, MarginViews (and mock tokens on local networks)."""
+    if update and force:
+        raise UserError("--update completes the recorded deployment, --force replaces it: pick one")
     name = network.name
+    load_config(config_path)  # a bad config is reported before any account is unlocked
     admin = resolve_account(account, name, 0)
     if autosign and hasattr(admin, "set_autosign"):
         passphrase = os.environ.get(f"APE_ACCOUNTS_{admin.alias}_PASSPHRASE")
         admin.set_autosign(True, passphrase=passphrase)
-    if not keepers and name in ("local",):
-        keepers = ("TEST::1",)
-    if not venues and name in ("local",):
-        venues = ("TEST::2",)
-
-    def who(x):
-        return x if x.startswith("0x") and len(x) == 42 else resolve_account(x, name, 0)
-
-    deploy(name, config_path, admin, [who(k) for k in keepers], [who(v) for v in venues], out)
+    local = is_local_network(name)
+    keepers = keepers or (("TEST::1",) if local else ())
+    venues = venues or (("TEST::2",) if local else ())
+    deploy(
+        name,
+        config_path,
+        admin,
+        [role_holder(k, "--keeper", name) for k in keepers],
+        [role_holder(v, "--venue", name) for v in venues],
+        out,
+        update=update,
+        force=force,
+    )

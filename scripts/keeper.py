@@ -9,7 +9,8 @@
 Sources: ``csv`` (the history in ``data/``, timestamps shifted to the chain's clock), ``sim``
 (seeded GARCH + jumps starting now), ``json`` (a file of ticks), ``http`` (polled URL), ``feed``
 (Chainlink-style AggregatorV3 feeds, ``--feed BTC=0x... --feed ETH=0x...``). Logs are one line
-per event (``event=round posted=... gas=...``).
+per event (``event=round posted=... gas=...``). ``--source`` is required off local networks
+(a forgotten one never means simulated prices there); local networks default to ``sim``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import click
 from ape import chain, project
-from ape.cli import ConnectedProviderCommand
+from eth_utils import is_hex_address
 
+from offchain.errors import UserError
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.replay import ShiftedSource
 from offchain.keeper.runner import open_keeper
@@ -36,7 +38,16 @@ from offchain.keeper.sources import (
 from offchain.keeper.tx import TxConfig
 from offchain.sdk import Client
 from scripts import _anvil
-from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, private_key, resolve_account
+from scripts._common import (
+    LOCAL_NETWORKS,
+    REPO,
+    ScriptCommand,
+    check_days,
+    deployment_path,
+    is_local_network,
+    private_key,
+    resolve_account,
+)
 
 
 class _Warp:
@@ -72,18 +83,68 @@ def make_source(kind, runner_chain, start, end, steps_per_day, seed, file, url, 
     return AggregatorV3Source(w3, pairs)
 
 
+SOURCES = ("csv", "sim", "json", "http", "feed")
+
+
+def check_source_options(
+    network_name: str,
+    source: str | None,
+    *,
+    file: str | None = None,
+    url: str | None = None,
+    feeds: tuple[str, ...] = (),
+    start: str | None = None,
+    end: str | None = None,
+    warp: bool = False,
+) -> str:
+    """The source to use, after checking the options that go with it; a one-line
+    ``UserError`` otherwise. Off local networks ``--source`` has no default: a forgotten one
+    must not post simulated prices."""
+    local = is_local_network(network_name)
+    if source is None:
+        if not local:
+            raise UserError(
+                f"--source is required on {network_name}: one of {', '.join(SOURCES)} "
+                "(only local networks default to simulated prices)"
+            )
+        source = "sim"
+    needs = {"json": ("--file", file), "http": ("--url", url), "feed": ("--feed", feeds)}
+    for kind, (option, value) in needs.items():
+        if kind == source and not value:
+            example = {"--file": "ticks.json", "--url": "https://...", "--feed": "BTC=0x..."}
+            raise UserError(
+                f"--source {kind} needs {option} (for example {option} {example[option]})"
+            )
+        if kind != source and value:
+            raise UserError(f"{option} goes with --source {kind}, not --source {source}")
+    if (start or end) and source != "csv":
+        raise UserError(f"--start/--end go with --source csv, not --source {source}")
+    if file and not Path(file).is_file():
+        raise UserError(f"--file {file}: no such file")
+    if url and not url.startswith(("http://", "https://")):
+        raise UserError(f"--url {url}: not an http(s) URL")
+    for feed in feeds:
+        name, _, addr = feed.partition("=")
+        if not name or not is_hex_address(addr) or not addr.startswith("0x"):
+            raise UserError(f"--feed {feed}: expected UNDERLYING=0xADDRESS (e.g. BTC=0x5f4e...)")
+    check_days(start, end)
+    if warp and not local:
+        raise UserError(f"--warp moves the clock of a local node only, not {network_name}'s")
+    return source
+
+
 _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ScriptCommand)
 @click.option("--deployment", default=None, help="default deployments/<network>.json")
 @click.option("--account", default=None, help="keeper: `ape accounts` alias (local: TEST::1)")
 @click.option("--dry-run", is_flag=True, help="compute and report, sign and save nothing")
 @click.option(
     "--source",
-    type=click.Choice(["csv", "sim", "json", "http", "feed"]),
-    default="sim",
-    show_default=True,
+    type=click.Choice(SOURCES),
+    default=None,
+    help="market data (required off local networks; local default: sim)",
 )
 @click.option("--rounds", type=int, default=None, help="stop after this many rounds")
 @click.option("--start", default=None, help="csv: first day (YYYY-MM-DD)")
@@ -129,12 +190,15 @@ def cli(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     name = network.name
     local = name in LOCAL_NETWORKS
+    source = check_source_options(
+        name, source, file=file_, url=url, feeds=feeds, start=start, end=end, warp=warp
+    )
     path = Path(deployment) if deployment else deployment_path(name)
     if not path.exists():
-        raise SystemExit(f"{path} not found: run `ape run deploy` on {name} first")
+        raise UserError(f"{path} not found: run `ape run deploy` on {name} first")
     c = Client.connect(project, chain, path)
     if not chain.provider.get_code(c.deployment.oracle):
-        raise SystemExit(
+        raise UserError(
             f"no RiskOracle at {c.deployment.oracle} on {name}: {path} belongs to another node "
             "(a local node started by Ape is new on every run; see docs/deploy.md)"
         )
@@ -151,9 +215,7 @@ def cli(
     )
     try:
         src = make_source(source, c, start, end, steps_per_day, seed, file_, url, feeds, runner.w3)
-        if warp:
-            if not local:
-                raise SystemExit("--warp moves the clock of a local node only")
+        if warp:  # local only (check_source_options)
             src = _Warp(src)
         done = runner.run(src, rounds, idle_sleep=interval)
     finally:

@@ -182,6 +182,12 @@ BAD_MARKETS = [
     (lambda d: d["instruments"][1].update(expiry="2025-01-01"), "instruments[1].expiry: must be"),
     (lambda d: d["instruments"][1].update(iv=0), "instruments[1].iv: must be"),
     (lambda d: d.update(instruments=[]), "instruments: must be a non-empty list"),
+    (
+        lambda d: d.update(im_factr=1.5),
+        "top level: unknown key 'im_factr' (did you mean 'im_factor'",
+    ),
+    (lambda d: d["underlyings"][0].update(skw=0.1), "underlyings[0]: unknown key 'skw'"),
+    (lambda d: d["instruments"][4].update(ivv=0.5), "instruments[4]: unknown key 'ivv'"),
 ]
 
 
@@ -203,6 +209,10 @@ def test_bad_market_file_one_line_exit_2(runner, tmp_path, edit, message):
         ),
         ({"market": "m.json", "cash": "lots", "positions": []}, "positions: must be a non-empty"),
         ([1, 2], "top level: must be a JSON object"),
+        (
+            {"market": "m.json", "positons": []},
+            "unknown key 'positons' (did you mean 'positions'?)",
+        ),
     ],
 )
 def test_bad_portfolio_file_one_line_exit_2(runner, tmp_path, doc, message):

@@ -2,11 +2,14 @@
 shock it posts puts exactly the right accounts below MM, expired instruments get settled, a keeper
 killed mid-round resumes without double posts, and two keepers racing on one round post once.
 
-Each test opens its own keeper (state files in ``tmp_path``) on a module-wide deployment; Ape's
+Each test opens its own keeper (state database in ``tmp_path``) on a module-wide deployment; Ape's
 isolation rolls the chain back after every test.
 """
 
 from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
 
 import pytest
 from faulty_rpc import FaultyRpcProxy
@@ -16,6 +19,7 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.runner import deployment_folder, open_keeper
 from offchain.keeper.sources import Tick
+from offchain.keeper.state import DB_NAME, StateStore
 from offchain.keeper.tx import TxConfig, TxManager
 from offchain.margin import settlement_cash
 from offchain.sdk import ROLE_KEEPER, Client, deploy_system, parse_config
@@ -42,17 +46,32 @@ CONFIG = {
         for n, i in (("BTC", 1), ("ETH", 2))
     ],
     "instruments": [
-        {"underlying": "BTC", "kind": "future", "expiry_days": 30},
-        {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry_days": 30},
-        {"underlying": "BTC", "kind": "put", "strike": 55000, "expiry_days": 30},
-        {"underlying": "BTC", "kind": "future", "expiry_days": 2},
-        {"underlying": "ETH", "kind": "future", "expiry_days": 30},
-        {"underlying": "ETH", "kind": "put", "strike": 2800, "expiry_days": 30},
+        {"underlying": "BTC", "kind": "future", "expiry": 30},
+        {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry": 30},
+        {"underlying": "BTC", "kind": "put", "strike": 55000, "expiry": 30},
+        {"underlying": "BTC", "kind": "future", "expiry": 2},
+        {"underlying": "ETH", "kind": "future", "expiry": 30},
+        {"underlying": "ETH", "kind": "put", "strike": 2800, "expiry": 30},
     ],
     "im_factor": 1.25,
     "max_age": 86_400,
 }
 PSR = {"BTC": 0.1, "ETH": 0.12}
+
+
+def dated(config: dict, now: int) -> dict:
+    """``config`` with each instrument's ``expiry`` (whole days after ``now``'s day) written as
+    the date a config file gives (08:00 UTC that day)."""
+
+    def day(n: int) -> str:
+        return datetime.fromtimestamp((now // 86_400 + n) * 86_400, UTC).date().isoformat()
+
+    return {
+        **config,
+        "instruments": [{**i, "expiry": day(i["expiry"])} for i in config["instruments"]],
+    }
+
+
 FAST = TxConfig(
     confirmations=1,
     poll_interval=0.01,
@@ -64,7 +83,7 @@ FAST = TxConfig(
 
 @pytest.fixture(scope="module")
 def sysm(project, chain, admin, keeper, venue, accounts):
-    cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
+    cfg = parse_config(dated(CONFIG, chain.blocks.head.timestamp))
     return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
@@ -253,8 +272,6 @@ def test_the_oracle_refuses_the_second_of_two_racing_posts(
 ):
     """Both posts of the same timestamp in the pool at once (automine off): one lands, the
     other reverts on-chain with "oracle: not newer"."""
-    from offchain.keeper.state import StateStore
-
     c = sysm
     c.oracle.grant_role(outsider, ROLE_KEEPER, sender=admin)
     ts = advance(chain, 60)
@@ -262,7 +279,7 @@ def test_the_oracle_refuses_the_second_of_two_racing_posts(
     w3 = Web3(Web3.HTTPProvider(chain.provider.uri))
     managers = []
     for who in (keeper, outsider):
-        store = StateStore(tmp_path / f"{who.address}.json")
+        store = StateStore(tmp_path, who.address)
         managers.append((TxManager(w3, who.private_key, store, store.load(), FAST), store))
     w3.provider.make_request("evm_setAutomine", [False])
     try:
@@ -320,12 +337,38 @@ def test_the_same_key_keeps_one_state_per_deployment(sysm, chain, keeper, tmp_pa
     k.close()
     assert report.posted
     folder = tmp_path / deployment_folder(chain.chain_id, c.oracle.address)
-    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == [
-        f"{keeper.address}.json",
-        f"{keeper.address}.runner.json",
-    ]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == [DB_NAME]
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]
     assert deployment_folder(5, "0xAbC") != deployment_folder(1, "0xAbC") == "1-0xabc"
+
+
+def test_a_keeper_upgraded_from_json_state_goes_on_without_double_posts(
+    sysm, chain, keeper, tmp_path
+):
+    """State left by a keeper that kept JSON files: the next start migrates it and the same
+    tick is not posted again; the next one is."""
+    c = sysm
+    k = keeper_for(c, keeper, tmp_path)
+    ts = advance(chain, 60)
+    assert k.round(tick(ts, 60_000.0, 3_000.0)).batches == 1
+    k.close()
+    folder = tmp_path / deployment_folder(chain.chain_id, c.oracle.address)
+    with StateStore(folder, keeper.address) as store:  # the same state as JSON files
+        legacy, runner = store.load(), store.load_runner()
+    (folder / f"{keeper.address}.json").write_text(json.dumps(legacy.to_json()))
+    (folder / f"{keeper.address}.runner.json").write_text(json.dumps(runner.to_json()))
+    for p in folder.glob(DB_NAME + "*"):
+        p.unlink()
+    w3 = chain.provider.web3
+    nonce = w3.eth.get_transaction_count(keeper.address)
+    k2 = keeper_for(c, keeper, tmp_path)
+    assert k2.runner_state.last_ts == ts and k2.state.ledger.keys() == legacy.ledger.keys()
+    assert k2.round(tick(ts, 60_000.0, 3_000.0)).batches == 0
+    assert w3.eth.get_transaction_count(keeper.address) == nonce
+    assert k2.round(tick(advance(chain, HOUR), 61_000.0, 3_050.0)).batches == 1
+    k2.close()
+    assert (folder / f"{keeper.address}.json.migrated").exists()
+    assert not (folder / f"{keeper.address}.json").exists()
 
 
 def test_dry_run_reports_and_sends_nothing(sysm, chain, keeper, tmp_path):

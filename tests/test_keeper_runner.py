@@ -1,6 +1,6 @@
 """The keeper runner's decisions (what to post, batching, whom to liquidate, settlement prices) and
 its restart semantics, without a chain: a fake chain client and a fake transaction manager that
-keeps its idempotency ledger in the real state file, as ``TxManager`` does."""
+keeps its idempotency ledger in the real state database, as ``TxManager`` does."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import Posted, Quote, health_by_account, settlement_price
 from offchain.keeper.quotes import batch_args, compute_quotes, item_gas, plan_round
 from offchain.keeper.runner import KeeperRunner
-from offchain.keeper.runner_state import RunnerState, RunnerStore
+from offchain.keeper.runner_state import RunnerState
 from offchain.keeper.senders import ChainSender, DryRunSender
 from offchain.keeper.sources import Tick
-from offchain.keeper.state import KeeperState, StateStore, TxRecord, TxStatus
+from offchain.keeper.state import StateCorruptedError, StateStore, TxRecord, TxStatus
 from offchain.margin import (
     AccountInt,
     InstrumentInt,
@@ -242,23 +242,31 @@ class Killed(RuntimeError):
     pass
 
 
+KEEPER = "0x" + "ee" * 20
+
+
 class FakeTx:
-    """``TxManager``'s contract: a key already in the ledger (the state file) is never sent
-    again; ``kill_at`` raises on that many sends (the process dies mid-round)."""
+    """``TxManager``'s contract: a key already in the ledger (or pruned into the done keys) is
+    never sent again, each record is upserted when it changes, ``prune`` forgets final records
+    older than ``prune_after``; ``kill_at`` raises on that many sends (the process dies
+    mid-round). ``now`` is its wall clock."""
 
-    address = "0xkeeper"
+    address = KEEPER
+    prune_after = 86_400.0
 
-    def __init__(self, state, store, chain, kill_at: int | None = None):
+    def __init__(self, state, store, chain, kill_at: int | None = None, now: float = 0.0):
         self.state, self.store, self.chain, self.kill_at = state, store, chain, kill_at
+        self.now = now
 
     def send(self, key, to, data=b""):
-        if key in self.state.ledger:
-            return self.state.ledger[key]
+        known = self.state.ledger.get(key) or self.store.done_record(key)
+        if known is not None:
+            return known
         if self.kill_at is not None and len(self.chain.sent) == self.kill_at:
             raise Killed(key)
         rec = TxRecord(
             key,
-            "0xkeeper",
+            KEEPER,
             len(self.chain.sent),
             1,
             to,
@@ -270,18 +278,22 @@ class FakeTx:
             "0x",
             ["0x" + "00" * 32],
             TxStatus.SIGNED,
-            0.0,
+            self.now,
         )
         self.state.ledger[key] = rec
-        self.store.save(self.state)
+        self.store.save_record(rec)
         self.chain.sent.append(key)
         return rec
 
     def wait(self, key, timeout):
-        rec = self.state.ledger[key]
-        rec.status = TxStatus.CONFIRMED
-        self.store.save(self.state)
+        rec = self.state.ledger.get(key) or self.store.done_record(key)
+        if not rec.status.final:
+            rec.status = TxStatus.CONFIRMED
+            self.store.save_record(rec)
         return rec
+
+    def prune(self, older_than=None):
+        return self.store.prune(self.state, self.now - self.prune_after)
 
 
 class FakeChain:
@@ -306,21 +318,26 @@ class FakeChain:
         return ChainMarket(MarketInt({}, {}), {}, {}, WAD, {})
 
 
-def open_runner(tmp_path, chain, kill_at=None, cfg=None):
-    store = StateStore(tmp_path / "keeper.json")
+def open_runner(tmp_path, chain, kill_at=None, cfg=None, now=0.0):
+    store = StateStore(tmp_path, KEEPER)
     state = store.load()
-    tx = FakeTx(state, store, chain, kill_at)
+    tx = FakeTx(state, store, chain, kill_at, now)
     runner = KeeperRunner(
         chain,
         ChainSender(tx),
         store,
         state,
-        RunnerStore(tmp_path / "keeper.runner.json"),
+        store.runner_store(),
         UNDS,
         lambda u, ts: PSR[u],
         cfg or KeeperConfig(block_gas_limit=500_000, gas_fraction=0.6),
     )
     return runner
+
+
+def saved_runner_state(tmp_path) -> RunnerState:
+    with StateStore(tmp_path, KEEPER) as store:
+        return store.load_runner()
 
 
 def tick(ts=T0 + 3_600, btc=60_000.0):
@@ -345,7 +362,7 @@ def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):
     with pytest.raises(Killed):
         runner.round(tick())
     runner.close()
-    plan = RunnerStore(tmp_path / "keeper.runner.json").load().plan
+    plan = saved_runner_state(tmp_path).plan
     assert plan is not None and len(plan.batches) > 1
 
     restarted = open_runner(tmp_path, chain)
@@ -357,44 +374,84 @@ def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):
     assert len(old) == len(plan.batches)
     new = [k for k in keys if k.startswith(f"post:{T0 + 7_200}:")]
     assert new and report.posted
-    saved = RunnerStore(tmp_path / "keeper.runner.json").load()
-    assert saved.plan is None and saved.last_ts == T0 + 7_200
     assert restarted.state.posted["U:BTC"].quote.mark == to_wad(61_000.0)
     restarted.close()
-    with StateStore(tmp_path / "keeper.json") as ledger:  # the file holds every key once
+    saved = saved_runner_state(tmp_path)
+    assert saved.plan is None and saved.last_ts == T0 + 7_200
+    with StateStore(tmp_path, KEEPER) as ledger:  # the database holds every key once
         assert sorted(ledger.load().ledger) == sorted(keys)
+
+
+def test_a_plan_in_flight_is_not_pruned_however_long_the_keeper_was_down(tmp_path):
+    """Killed mid-round, restarted a week later (every record of the plan far past the pruning
+    horizon): the plan is finished with its own keys, none sent twice, and only then pruned."""
+    chain = FakeChain()
+    runner = open_runner(tmp_path, chain, kill_at=1)
+    with pytest.raises(Killed):
+        runner.round(tick())
+    runner.close()
+    plan = saved_runner_state(tmp_path).plan
+    assert plan is not None
+    restarted = open_runner(tmp_path, chain, now=7 * DAY)
+    restarted.sender.tx.prune()  # a prune before the round (not what the runner does) ...
+    assert plan.batches[0].key in restarted.state.ledger  # ... keeps the plan's keys
+    restarted.round(tick(T0 + 7_200, btc=61_000.0))
+    assert len(chain.sent) == len(set(chain.sent))
+    assert len([k for k in chain.sent if k.startswith(f"post:{T0 + 3_600}:")]) == len(plan.batches)
+    # once the plan is complete, the round prunes its record sent a week ago, not the others
+    assert plan.batches[0].key not in restarted.state.ledger
+    assert plan.batches[1].key in restarted.state.ledger
+    restarted.close()
+
+
+def test_the_runner_prunes_its_ledger_every_round(tmp_path):
+    """200 hourly rounds with a price move each (every round posts), a one-day horizon: the
+    ledger holds about a day of records, never the whole history."""
+    chain = FakeChain()
+    runner = open_runner(tmp_path, chain)
+    tx = runner.sender.tx
+    for r in range(200):
+        tx.now = r * 3_600.0
+        chain.head.timestamp = chain.head.number = T0 + (r + 1) * 3_600
+        runner.round(tick(T0 + (r + 1) * 3_600, btc=60_000.0 * (1.01 if r % 2 else 0.99)))
+    per_round = len(chain.sent) / 200
+    assert len(chain.sent) > 200
+    assert len(runner.state.ledger) <= (24 + 1) * per_round + 2
+    assert runner.state_store.counts()["ledger"] == len(runner.state.ledger)
+    runner.close()
 
 
 def test_dry_run_sends_and_saves_nothing(tmp_path):
     chain = FakeChain()
-    store_path = tmp_path / "keeper.runner.json"
-    state_path = tmp_path / "keeper.json"
+    store = StateStore(tmp_path, KEEPER, read_only=True)
     runner = KeeperRunner(
         chain,
         DryRunSender(),
-        StateStore(state_path),
-        KeeperState(),
-        RunnerStore(store_path),
+        store,
+        store.load(),
+        store.runner_store(),
         UNDS,
         lambda u, ts: PSR[u],
     )
     report = runner.round(tick())
     assert len(report.posted) == 8 and chain.sent == []
-    assert not store_path.exists() and not state_path.exists()
+    assert list(tmp_path.iterdir()) == []
     # the same decisions again: what it would have posted counts as posted
     assert runner.round(tick(T0 + 3_660)).posted == []
     runner.close()
 
 
 def test_runner_store_round_trip_and_corruption(tmp_path):
-    store = RunnerStore(tmp_path / "b.json")
-    assert store.load() == RunnerState()
-    s = RunnerState({"0xa", "0xb"}, None, 7)
-    store.save(s)
-    assert store.load() == s
-    (tmp_path / "b.json").write_text("{not json")
-    with pytest.raises(ValueError, match="corrupted runner state"):
-        store.load()
+    with StateStore(tmp_path, KEEPER) as db:
+        store = db.runner_store()
+        assert store.load() == RunnerState()
+        s = RunnerState({"0xa", "0xb"}, None, 7)
+        store.save(s)
+        assert store.load() == s
+        assert db._conn is not None
+        db._conn.execute("UPDATE signer_state SET plan = '{not json'")
+        with pytest.raises(StateCorruptedError, match="bad round plan"):
+            store.load()
 
 
 def test_quote_json_round_trip_is_exact():

@@ -15,10 +15,9 @@ from offchain.fixed_point import INT16_MAX, INT16_MIN, MAX_SIZE, WAD
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import choose_liquidations, health_by_account
 from offchain.keeper.runner import KeeperRunner
-from offchain.keeper.runner_state import RunnerStore
 from offchain.keeper.senders import DryRunSender
 from offchain.keeper.sources import Tick
-from offchain.keeper.state import KeeperState
+from offchain.keeper.state import StateStore
 from offchain.keeper.sweep import PositionBook, float_health, sweep_health
 from offchain.margin import CollateralInt, InstrumentInt, Kind, MarketInt, UnderlyingInt
 from offchain.scenarios import CRYPTO_35
@@ -261,12 +260,13 @@ def test_an_account_changed_by_an_event_is_re_indexed(tmp_path):
     market, iid = one_future()
     chain = EventChain(market, iid)
     unds = [UnderlyingInfo("BTC", 1, CRYPTO_35, 0.04, 0.5)]
+    store = StateStore(tmp_path, "dry-run")
     runner = KeeperRunner(
         chain,
         DryRunSender(),
-        None,
-        KeeperState(),
-        RunnerStore(tmp_path / "runner.json"),
+        store,
+        store.load(),
+        store.runner_store(),
         unds,
         lambda u, ts: 0.1,
         KeeperConfig(),
@@ -299,3 +299,4 @@ def test_an_account_changed_by_an_event_is_re_indexed(tmp_path):
     report = runner.round(Tick(T0 + 3_720, {"BTC": 60_000.0}))
     assert runner.book.row["0xc"] == 2 and len(runner.book) == 3
     assert report.below_mm == ["0xa", "0xc"] == reference(market, chain.accounts)[1]
+    runner.close()

@@ -6,8 +6,8 @@ transactions were mined) and the recipient's balance (how many transfers happene
 
 from __future__ import annotations
 
-import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +22,7 @@ from eth_account import Account
 from faulty_rpc import FaultyRpcProxy
 from web3 import Web3
 
-from offchain.keeper.state import StateLockedError, StateStore, TxStatus
+from offchain.keeper.state import DB_NAME, StateLockedError, StateStore, TxStatus
 from offchain.keeper.tx import (
     RpcUnavailableError,
     TxConfig,
@@ -73,18 +73,18 @@ def keeper(keeper_key: str) -> str:
 
 
 class Opened:
-    """A manager with its store; ``close()`` releases the state file."""
+    """A manager with its store; ``close()`` releases the signer's state."""
 
     def __init__(
         self,
         url: str,
         key: str,
-        path: Path,
+        folder: Path,
         config: TxConfig = FAST,
         clock: FakeClock | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self.store = StateStore(path)
+        self.store = StateStore(folder, Account.from_key(key).address)
         self.state = self.store.load()
         self.manager = TxManager(
             http_web3(url, timeout=timeout),
@@ -126,7 +126,7 @@ def drive(manager: TxManager, node: AnvilNode, keys: list[str], rounds: int = 40
 
 
 def test_send_confirms_once_and_a_known_key_is_not_sent_again(node, opened, tmp_path, keeper):
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json")
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path)
     before = node.balance(RECIPIENT)
     first = m.send("post:BTC:round:1", RECIPIENT, value=10**15)
     drive(m, node, ["post:BTC:round:1"])
@@ -145,7 +145,7 @@ def test_rpc_errors_every_fourth_request_are_retried(node, opened, tmp_path, kee
     # every third request would fail that call on every attempt.)
     proxy = FaultyRpcProxy(node.url, fail_every=4, mode="error").start()
     try:
-        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path / "k.json")
+        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path)
         keys = [f"post:round:{i}" for i in range(5)]
         for i, k in enumerate(keys):
             m.send(k, RECIPIENT, value=1 + i)
@@ -162,7 +162,7 @@ def test_rpc_timeouts_are_retried(node, opened, tmp_path, keeper):
     # Every 5th request is held 1 s; the client gives up after 0.3 s and retries.
     proxy = FaultyRpcProxy(node.url, fail_every=5, mode="delay", delay=1.0).start()
     try:
-        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path / "k.json", timeout=0.3)
+        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path, timeout=0.3)
         keys = [f"post:round:{i}" for i in range(3)]
         for k in keys:
             m.send(k, RECIPIENT, value=7)
@@ -183,7 +183,7 @@ def test_lost_answer_to_a_send_is_not_sent_twice(node, opened, tmp_path, keeper)
     proxy.max_faults = 1
     proxy.start()
     try:
-        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path / "k.json")
+        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path)
         rec = m.send("post:round:1", RECIPIENT, value=5)
         drive(m, node, ["post:round:1"])
     finally:
@@ -215,7 +215,7 @@ def test_rpc_down_is_bounded_and_the_signed_payload_is_sent_later(node, opened, 
         node.url, fail_every=1, only_methods=frozenset({"eth_sendRawTransaction"})
     ).start()
     try:
-        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path / "k.json")
+        m = open_manager(opened, proxy.url, DEV_KEYS[1], tmp_path)
         with pytest.raises(RpcUnavailableError, match="eth_sendRawTransaction"):
             m.send("post:round:1", RECIPIENT, value=3)
         assert proxy.faults == FAST.rpc_attempts  # bounded, not forever
@@ -233,7 +233,7 @@ def test_rpc_down_is_bounded_and_the_signed_payload_is_sent_later(node, opened, 
 
 def test_dropped_transaction_is_resent(node, opened, tmp_path, keeper):
     node.automine(False)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json")
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path)
     rec = m.send("post:round:1", RECIPIENT, value=9)
     node.rpc("anvil_dropTransaction", rec.hashes[0])
     assert node.rpc("eth_getTransactionByHash", rec.hashes[0]) is None
@@ -251,7 +251,7 @@ def test_stuck_transaction_is_bumped_on_the_same_nonce(node, opened, tmp_path, k
     node.automine(False)
     clock = FakeClock()
     config = replace(FAST, stuck_after_seconds=30)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config, clock)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, config, clock)
     rec = m.send("post:round:1", RECIPIENT, value=11)
     m.step()
     assert m.record("post:round:1").bumps == 0  # not stuck yet
@@ -282,7 +282,7 @@ def test_transaction_priced_out_by_a_base_fee_spike_is_repriced(node, opened, tm
     # block base fee"), so the manager re-signs it on the same nonce above the new base fee.
     node.automine(False)
     config = replace(FAST, stuck_after_blocks=2)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, config)
     rec = m.send("post:round:1", RECIPIENT, value=13)
     node.rpc("anvil_setNextBlockBaseFeePerGas", hex(20 * 10**9))
     node.mine(2)
@@ -305,7 +305,7 @@ def test_stuck_after_blocks_and_a_refused_replacement_keeps_the_original(
     # which is mined once the limit is back.
     node.automine(False)
     config = replace(FAST, stuck_after_blocks=2)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, config)
     rec = m.send("post:round:1", RECIPIENT, value=23, gas=60_000)
     node.rpc("anvil_setBlockGasLimit", hex(50_000))
     node.mine(2)
@@ -328,7 +328,7 @@ def test_fee_cap_stops_bumping(node, opened, tmp_path):
     base = node.w3.eth.get_block("latest")["baseFeePerGas"]
     cap = 2 * base + FAST.priority_fee  # exactly the initial max fee
     config = replace(FAST, stuck_after_seconds=30, max_fee_cap=cap)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config, clock)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, config, clock)
     rec = m.send("post:round:1", RECIPIENT, value=1)
     assert rec.max_fee == cap
     clock.now += 30
@@ -339,7 +339,7 @@ def test_fee_cap_stops_bumping(node, opened, tmp_path):
 
 def test_reorg_after_receipt_resends_and_reconfirms(node, opened, tmp_path, keeper):
     config = replace(FAST, confirmations=3)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, config)
     rec = m.send("post:round:1", RECIPIENT, value=17)  # automine: mined at once
     m.step()
     mined = m.record("post:round:1")
@@ -362,7 +362,7 @@ def test_reorg_that_reincludes_the_transaction_is_reconfirmed_without_resend(
     node, opened, tmp_path, keeper
 ):
     config = replace(FAST, confirmations=3)
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", config)
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, config)
     rec = m.send("post:round:1", RECIPIENT, value=19)
     m.step()
     mined = m.record("post:round:1")
@@ -379,7 +379,7 @@ def test_reorg_that_reincludes_the_transaction_is_reconfirmed_without_resend(
 
 
 def test_rejected_send_is_failed_and_its_nonce_reused(node, opened, tmp_path, keeper):
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json")
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path)
     too_much = node.balance(keeper) * 2
     with pytest.raises(TxRejectedError, match="(?i)insufficient funds"):
         m.send("post:round:1", RECIPIENT, value=too_much, gas=21_000)
@@ -391,7 +391,7 @@ def test_rejected_send_is_failed_and_its_nonce_reused(node, opened, tmp_path, ke
 
 
 def test_nonce_used_elsewhere_is_resynced(node, opened, tmp_path, keeper, keeper_key):
-    m = open_manager(opened, node.url, keeper_key, tmp_path / "k.json")
+    m = open_manager(opened, node.url, keeper_key, tmp_path)
     m.send("post:round:1", RECIPIENT, value=1)  # the manager now tracks nonce 1 locally
     drive(m, node, ["post:round:1"])
     # someone else sends from the same key behind the manager's back (nonce 1)
@@ -415,11 +415,24 @@ def test_nonce_used_elsewhere_is_resynced(node, opened, tmp_path, keeper, keeper
     assert node.balance(RECIPIENT) == 103
 
 
+def ledger_rows(folder: Path) -> int:
+    """Records in the state database, read as another process would while the keeper runs."""
+    db = folder / DB_NAME
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is being created
+        return 0
+    finally:
+        conn.close()
+
+
 def test_killed_mid_run_and_restarted_sends_each_action_once(node, tmp_path, keeper, keeper_key):
-    path = tmp_path / "keeper.json"
     n = 30
     worker = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "tx_worker.py"), node.url, keeper_key, str(path)]
+        [sys.executable, str(REPO / "tests" / "tx_worker.py"), node.url, keeper_key, str(tmp_path)]
         + [RECIPIENT, str(n), "0.05"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
@@ -431,16 +444,15 @@ def test_killed_mid_run_and_restarted_sends_each_action_once(node, tmp_path, kee
         while recorded < 4:
             assert worker.poll() is None, worker.stderr.read().decode()
             assert time.monotonic() < deadline, "worker made no progress"
-            if path.exists():
-                recorded = len(json.loads(path.read_text())["ledger"])
+            recorded = ledger_rows(tmp_path)
             time.sleep(0.01)
     finally:
         worker.kill()  # SIGKILL: no cleanup, no final save
         worker.wait(timeout=10)
-    done_before = len(json.loads(path.read_text())["ledger"])
+    done_before = ledger_rows(tmp_path)
     assert 4 <= done_before < n  # killed mid-run
 
-    with StateStore(path) as store:
+    with StateStore(tmp_path, keeper) as store:
         state = store.load()
         m = TxManager(http_web3(node.url), keeper_key, store, state, FAST)
         keys = [f"action:{i}" for i in range(n)]
@@ -453,30 +465,41 @@ def test_killed_mid_run_and_restarted_sends_each_action_once(node, tmp_path, kee
     assert node.balance(RECIPIENT) == sum(1_000 + i for i in range(n))
 
 
-def test_prune_forgets_only_old_final_records(node, opened, tmp_path):
+def test_prune_forgets_old_final_records_and_never_sends_their_keys_again(
+    node, opened, tmp_path, keeper
+):
     clock = FakeClock()
-    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json", FAST, clock)
-    m.send("post:round:1", RECIPIENT, value=1)
-    drive(m, node, ["post:round:1"])
-    node.automine(False)
-    m.send("post:round:2", RECIPIENT, value=1)  # stays pending
+    m = open_manager(opened, node.url, DEV_KEYS[1], tmp_path, FAST, clock)
+    m.send("register:0xa", RECIPIENT, value=1)  # a key without a round: kept as a done key
+    m.send("liq:1700000000:0xa", RECIPIENT, value=1)  # decided again from the chain
+    drive(m, node, ["register:0xa", "liq:1700000000:0xa"])
     clock.now += 3_600
-    assert m.prune(older_than=600) == 1
-    assert m.record("post:round:1") is None and m.record("post:round:2") is not None
+    node.automine(False)
+    m.send("register:0xb", RECIPIENT, value=1)  # stays pending
+    assert m.prune(older_than=600) == 2
+    assert m.record("register:0xa") is None and m.record("liq:1700000000:0xa") is None
+    assert m.record("register:0xb") is not None
+    assert m.send("register:0xa", RECIPIENT, value=1).status == TxStatus.CONFIRMED
+    assert m.wait("register:0xa", 1).status == TxStatus.CONFIRMED
+    assert node.nonce(keeper) == 2  # only the pruned liquidation key may be sent again
+    m.send("liq:1700000000:0xa", RECIPIENT, value=1)
+    node.automine(True)
+    drive(m, node, ["register:0xb", "liq:1700000000:0xa"])
+    assert node.nonce(keeper) == 4
+    assert node.balance(RECIPIENT) == 4
 
 
-def test_a_second_manager_on_the_same_state_file_is_refused(node, opened, tmp_path):
-    open_manager(opened, node.url, DEV_KEYS[1], tmp_path / "k.json")
+def test_a_second_manager_on_the_same_state_is_refused(node, opened, tmp_path, keeper):
+    open_manager(opened, node.url, DEV_KEYS[1], tmp_path)
     with pytest.raises(StateLockedError):
-        StateStore(tmp_path / "k.json")
+        StateStore(tmp_path, keeper)
 
 
 def test_two_keepers_race_on_the_same_round(node, opened, tmp_path):
     # Two accounts post "round 17" at the same moment, each twice (a retrying caller). Which post
     # wins is the oracle contract's business; each keeper's own ledger holds one transaction.
-    managers = [
-        open_manager(opened, node.url, DEV_KEYS[i], tmp_path / f"keeper{i}.json") for i in (1, 2)
-    ]
+    # Both keep their state in the same database (rows keyed by signer).
+    managers = [open_manager(opened, node.url, DEV_KEYS[i], tmp_path) for i in (1, 2)]
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 

@@ -1,6 +1,6 @@
 """A keeper-like process for the kill/restart test: sends ``action:0..n-1`` one by one.
 
-    python tests/tx_worker.py <rpc_url> <private_key> <state_file> <recipient> <n> <pause>
+    python tests/tx_worker.py <rpc_url> <private_key> <state_folder> <recipient> <n> <pause>
 
 It waits for each action to be mined, then ``pause`` seconds, before the next, so the test can
 kill it mid-run.
@@ -12,13 +12,14 @@ import sys
 import time
 
 from anvil_node import http_web3
+from eth_account import Account
 
 from offchain.keeper.state import StateStore
 from offchain.keeper.tx import TxConfig, TxManager
 
 
 def main(url: str, key: str, path: str, to: str, n: int, pause: float) -> None:
-    with StateStore(path) as store:
+    with StateStore(path, Account.from_key(key).address) as store:
         state = store.load()
         config = TxConfig(confirmations=1, poll_interval=0.02)
         manager = TxManager(http_web3(url), key, store, state, config)

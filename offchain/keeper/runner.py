@@ -8,8 +8,9 @@ One round for a tick of market data:
    Black-76 over the scenario grid) with the PSR in force, as WAD integers ready for
    ``RiskOracle.post``; ``quotes.plan_round`` picks what moved beyond the threshold or nears its
    heartbeat and splits it into gas-bounded batches within the oracle's per-call limits.
-2. The plan is written ahead (``runner_state.RunnerStore``), then each batch is sent with the key
-   ``post:<ts>:<k>`` and awaited; confirmed names become ``state.posted``.
+2. The plan is written ahead (``runner_state.RunnerStore``, a view on the state database), then
+   each batch is sent with the key ``post:<ts>:<k>`` and awaited; confirmed names become
+   ``state.posted``.
 3. The account index is extended from the engine's events since ``state.last_block``; changed
    accounts are re-read.
 4. ``policy.settlement_prices_due`` are posted and ``policy.settlements_due`` settled; the
@@ -18,6 +19,8 @@ One round for a tick of market data:
    pass over the position book, the integer reference wherever the float answer is within its
    error bound of zero or below it), and ``policy.liquidation_targets`` are liquidated, worst
    first.
+6. Final ledger records past the horizon are pruned (``TxManager.prune``), so the ledger stays
+   bounded however long the keeper runs.
 
 A market data source that fails (``SourceError``: down, too slow, malformed) skips the round
 with one ``round_skipped`` log line; the next tick proceeds.
@@ -115,9 +118,10 @@ class RoundReport:
 class KeeperRunner:
     """Wires a market data tick, the decisions, the chain client and a ``Sender``.
 
-    ``state_store`` saves ``state`` (the ``KeeperState`` whose ledger ``TxManager`` keeps);
-    ``runner_store`` holds the account index and the round plan in flight. Both are written
-    through ``sender.save``, so a ``DryRunSender`` leaves them untouched.
+    ``state_store`` (a ``StateStore``) saves ``state`` (the ``KeeperState`` whose ledger
+    ``TxManager`` keeps); ``runner_store`` (its ``runner_store()`` view) holds the account index
+    and the round plan in flight. Both are written through ``sender.save``, so a
+    ``DryRunSender`` leaves them untouched.
     """
 
     def __init__(
@@ -178,7 +182,7 @@ class KeeperRunner:
     # ---------------------------------------------------------------- setup
 
     def close(self) -> None:
-        """Release the state file's lock."""
+        """Close the state database and release its lock."""
         close = getattr(self.state_store, "close", None)
         if close is not None:
             close()
@@ -222,6 +226,8 @@ class KeeperRunner:
                 ts,
                 report,
             )
+        if self.runner_state.plan is None:  # no key of an unfinished round is ever pruned
+            self.sender.prune()
         report.seconds = time.monotonic() - t0
         self.totals["posts"] += len(report.posted)
         self.totals["batches"] += report.batches
@@ -478,24 +484,23 @@ def open_keeper(
     dry_run: bool = False,
     liquidate: bool = True,
 ) -> KeeperRunner:
-    """A ``KeeperRunner`` with its state files in ``state_dir``, one folder per deployment
+    """A ``KeeperRunner`` with its state in ``state_dir``: one folder per deployment
     (``<chain id>-<oracle address>``, so the same key on another network or another deployment
-    starts afresh instead of reusing the first one's timestamps) and one pair per signing
-    account in it: ``<address>.json`` for ``StateStore``, ``<address>.runner.json`` for the
-    runner's own.
+    starts afresh instead of reusing the first one's timestamps) holding one SQLite database,
+    ``keeper.sqlite``, whose rows are keyed by the signing account (``state.StateStore``; JSON
+    state of an earlier version found there is migrated into it).
 
     ``private_key`` None (or ``dry_run``) builds a dry-run keeper: a ``DryRunSender``, and the
-    account's state file (if any) read without locking it. ``rpc_url`` defaults to the Ape
-    provider's URI. ``psr`` defaults to ``CalibratedPsr`` on the bundled history. Close it with
-    ``runner.close()``.
+    account's saved state (if any) read without locking or creating anything. ``rpc_url``
+    defaults to the Ape provider's URI. ``psr`` defaults to ``CalibratedPsr`` on the bundled
+    history. Close it with ``runner.close()``.
     """
-    import json
     from pathlib import Path
 
     from eth_account import Account
     from web3 import Web3
 
-    from offchain.keeper.state import KeeperState, StateStore
+    from offchain.keeper.state import StateStore
     from offchain.keeper.tx import TxManager
 
     unds = keeper_underlyings(chain)
@@ -505,19 +510,12 @@ def open_keeper(
     address = None if private_key is None else Account.from_key(private_key).address
     name = address or "dry-run"
     folder = Path(state_dir) / deployment_folder(chain.deployment.chain_id, chain.oracle.address)
-    state_path = folder / f"{name}.json"
-    runner_store = RunnerStore(folder / f"{name}.runner.json")
+    store = StateStore(folder, name, read_only=address is None or dry_run)
+    state = store.load()
+    runner_store = store.runner_store()
     if address is None or dry_run:
-        state = (
-            KeeperState.from_json(json.loads(state_path.read_text()))
-            if state_path.exists()
-            else KeeperState()
-        )
         sender: Sender = DryRunSender(address)
-        store = None
     else:
-        store = StateStore(state_path)
-        state = store.load()
         sender = ChainSender(
             TxManager(w3, private_key, store, state, tx_config), w3, cfg.wait_timeout
         )

@@ -1,11 +1,11 @@
-"""The runner's own state file, next to the ``StateStore`` file: the account index and the round
-plan in flight.
+"""What the runner remembers next to the transaction ledger, in the same database
+(``state.StateStore``, table by table):
 
-- **Account index**: every address the engine's events have named (deposits, withdrawals,
-  position changes, settlements). Addresses only ever join it, so a replayed or reorged block
-  range cannot corrupt it; an address with nothing left is simply healthy. The last block the
-  index covers is ``KeeperState.last_block`` (saved *after* this file, so a crash in between
-  only rescans a range).
+- **Account index** (``accounts``): every address the engine's events have named (deposits,
+  withdrawals, position changes, settlements). Addresses only ever join it, one row each as they
+  are seen, so a replayed or reorged block range cannot corrupt it; an address with nothing left
+  is simply healthy. The last block the index covers is ``KeeperState.last_block`` (saved
+  *after* the accounts, so a crash in between only rescans a range).
 - **Round plan** (write-ahead): the batches of one round, each with its idempotency key, the
   quote names it carries and its calldata, saved *before* the first transaction is signed. A
   keeper killed mid-round resumes the same plan: keys already in the ledger are not sent again,
@@ -13,21 +13,18 @@ plan in flight.
 - ``last_ts``: the data timestamp of the last round whose plan was completed (a tick at or
   before it is not posted again).
 
-Writes are atomic (temporary file, fsync, rename, fsync of the directory), like ``StateStore``.
+Each save is one SQLite transaction (new accounts, plan and ``last_ts`` together).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = ["Batch", "RunnerState", "RunnerStore", "RoundPlan"]
 
-SCHEMA_VERSION = 1
+JSON_VERSION = 1  # of the runner files earlier versions kept (read by the migration)
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class RunnerState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": SCHEMA_VERSION,
+            "version": JSON_VERSION,
             "accounts": sorted(self.accounts),
             "plan": None if self.plan is None else self.plan.to_json(),
             "last_ts": self.last_ts,
@@ -82,45 +79,32 @@ class RunnerState:
 
     @classmethod
     def from_json(cls, obj: Any) -> RunnerState:
-        if not isinstance(obj, dict) or obj.get("version") != SCHEMA_VERSION:
-            raise ValueError(f"not a version {SCHEMA_VERSION} runner state")
+        if not isinstance(obj, dict) or obj.get("version") != JSON_VERSION:
+            raise ValueError(f"not a version {JSON_VERSION} runner state")
+        accounts = obj["accounts"]
+        if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
+            raise ValueError("accounts must be a list of addresses")
         plan = obj.get("plan")
         return cls(
-            set(obj["accounts"]),
+            set(accounts),
             None if plan is None else RoundPlan.from_json(plan),
             int(obj["last_ts"]),
         )
 
 
 class RunnerStore:
-    """Load / atomically save one ``RunnerState`` file. A file that does not parse raises
-    ``ValueError`` naming it (never reset silently: the plan guards against double posts)."""
+    """The runner's view on a ``StateStore``: ``load`` and ``save`` a ``RunnerState`` (``save``
+    inserts only the accounts not saved yet). Obtained with ``StateStore.runner_store()``."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
 
     def load(self) -> RunnerState:
-        if not self.path.exists():
-            return RunnerState()
-        try:
-            return RunnerState.from_json(json.loads(self.path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path}: corrupted runner state: {exc}") from None
+        return self.db.load_runner()
 
     def save(self, state: RunnerState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)  # a dry run never gets here
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(state.to_json(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        self.db.save_runner(state)

@@ -1,5 +1,5 @@
 """How the keeper's actions leave the process: ``ChainSender`` signs transactions through
-``TxManager`` and saves the state files; ``DryRunSender`` logs what would be sent and changes
+``TxManager`` and writes the state database; ``DryRunSender`` logs what would be sent and changes
 nothing. The runner holds one of them and never asks which: a dry run takes the same decisions
 in the same order, and nothing is signed or written.
 """
@@ -30,13 +30,13 @@ class Outcome:
 
 
 class Store(Protocol):
-    """A state file: ``save`` writes ``state`` atomically."""
+    """A view on the state database: ``save`` writes ``state`` in one transaction."""
 
     def save(self, state: Any) -> None: ...
 
 
 class Sender(Protocol):
-    """Sends keyed actions (idempotent per key) and saves the runner's state files."""
+    """Sends keyed actions (idempotent per key) and writes the runner's state."""
 
     @property
     def address(self) -> str | None: ...
@@ -48,6 +48,10 @@ class Sender(Protocol):
     def wait(self, key: str) -> Outcome: ...
 
     def save(self, store: Store | None, state: Any) -> None: ...
+
+    def prune(self) -> int:
+        """Forget final ledger records past the horizon; how many."""
+        ...
 
 
 class ChainSender:
@@ -84,6 +88,9 @@ class ChainSender:
         if store is not None:
             store.save(state)
 
+    def prune(self) -> int:
+        return self.tx.prune()
+
     def _gas(self, rec: Any) -> int:
         """Gas used by a final transaction (reporting only: after a few failed reads, 0)."""
         if self.w3 is None or rec.mined_hash is None:
@@ -116,3 +123,6 @@ class DryRunSender:
 
     def save(self, store: Store | None, state: Any) -> None:
         pass
+
+    def prune(self) -> int:
+        return 0

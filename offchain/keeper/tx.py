@@ -3,9 +3,10 @@
 What it guarantees (the failure model is in ``docs/keeper.md``):
 
 - **Idempotency.** Every logical action has a key (``"post:BTC:round:17"``). The record for a key
-  (nonce, every signed hash, the latest signed payload, status) is written to the state file
+  (nonce, every signed hash, the latest signed payload, status) is written to the state database
   *before* the transaction is broadcast, so a crash at any point leaves a record that a restarted
-  manager completes, and ``send`` with a known key never signs a second transaction for it.
+  manager completes, and ``send`` with a known key never signs a second transaction for it (nor
+  with a key pruned into the store's done keys, see ``StateStore.prune``).
 - **Nonces.** Reserved locally, starting from ``eth_getTransactionCount(pending)`` (and above
   every unfinished record); a node answering "nonce too low" on a fresh send makes the manager
   check whether the transaction was in fact mined, else re-sync and re-sign.
@@ -97,12 +98,15 @@ class TxConfig:
     rpc_deadline: float = 30.0  # total seconds one RPC call may take with its retries
     poll_interval: float = 1.0  # seconds between rounds of ``wait``
     nonce_resyncs: int = 3  # re-signs with a fresh nonce per ``send`` on "nonce too low"
+    prune_after: float = 86_400.0  # seconds a final record stays in the ledger (``prune``)
 
     def __post_init__(self) -> None:
         if self.bump_bps < 1_250:
             raise ValueError("bump_bps must be >= 1250 (12.5%), or nodes refuse replacements")
         if self.confirmations < 1 or self.rpc_attempts < 1 or self.nonce_resyncs < 1:
             raise ValueError("confirmations, rpc_attempts and nonce_resyncs must be >= 1")
+        if not self.prune_after >= 0:
+            raise ValueError("prune_after must be >= 0 seconds")
         if self.priority_fee > self.max_fee_cap:
             raise ValueError("priority_fee above max_fee_cap")
 
@@ -133,9 +137,9 @@ def already_known(message: str) -> bool:
 class TxManager:
     """Transactions of one account, with the guarantees of the module docstring.
 
-    ``state`` is the keeper's loaded state and ``store`` the file it came from; the manager
-    mutates ``state.ledger`` and saves through ``store`` after every change (one state file per
-    account). Thread-safe: ``send`` and ``step`` take one lock.
+    ``state`` is the keeper's loaded state and ``store`` the database it came from; the manager
+    mutates ``state.ledger`` and upserts the record through ``store.save_record`` after every
+    change (one store per account). Thread-safe: ``send`` and ``step`` take one lock.
 
     ``clock`` is wall time (persisted as ``sent_at``, so it must survive a restart), ``sleep`` the
     pause between retries and polls, ``rng`` the jitter source.
@@ -211,7 +215,7 @@ class TxManager:
         if not key or value < 0 or (gas is not None and gas <= 0):
             raise ValueError(f"need a non-empty key, value >= 0 and gas > 0: {key!r}")
         with self._lock:
-            existing = self._state.ledger.get(key)
+            existing = self._state.ledger.get(key) or self._store.done_record(key)
             if existing is not None and existing.status != TxStatus.FAILED:
                 log_event(
                     _log, logging.INFO, "idempotent_skip", key=key, status=str(existing.status)
@@ -244,7 +248,7 @@ class TxManager:
             )
             self._sign_into(rec)
             self._state.ledger[key] = rec
-            self._save()
+            self._save(rec)
             log_event(
                 _log,
                 logging.INFO,
@@ -269,7 +273,7 @@ class TxManager:
                     rec.nonce = self._reserve_nonce()
                     rec.hashes = []
                     self._sign_into(rec)
-                    self._save()
+                    self._save(rec)
                     log_event(
                         _log,
                         logging.WARNING,
@@ -283,7 +287,7 @@ class TxManager:
                 rec.status = TxStatus.FAILED
                 rec.error = outcome
                 self._release_nonce(rec.nonce)
-                self._save()
+                self._save(rec)
                 log_event(_log, logging.ERROR, "tx_rejected", key=key, error=outcome)
                 raise TxRejectedError(f"{key}: node refused the transaction: {outcome}")
             else:
@@ -330,7 +334,9 @@ class TxManager:
         while True:
             self.step()
             with self._lock:
-                rec = self._state.ledger[key]
+                rec = self._state.ledger.get(key) or self._store.done_record(key)
+                if rec is None:
+                    raise KeyError(key)
                 if rec.status.final:
                     return copy.deepcopy(rec)
                 status = rec.status
@@ -338,21 +344,13 @@ class TxManager:
                 raise TxTimeoutError(f"{key}: still {status} after {timeout} s")
             self._sleep(self.config.poll_interval)
 
-    def prune(self, older_than: float) -> int:
-        """Forget final records created more than ``older_than`` seconds ago; return how many.
-
-        Only for keys that can never recur (e.g. keys with a round number that only grows).
-        """
+    def prune(self, older_than: float | None = None) -> int:
+        """Forget final records created more than ``older_than`` seconds ago (default
+        ``config.prune_after``); return how many. Records not final stay, and so does every key
+        that could be asked for again (``StateStore.prune`` says which and why)."""
+        horizon = self.config.prune_after if older_than is None else older_than
         with self._lock:
-            cutoff = self._clock() - older_than
-            old = [
-                k for k, r in self._state.ledger.items() if r.status.final and r.created_at < cutoff
-            ]
-            for k in old:
-                del self._state.ledger[k]
-            if old:
-                self._save()
-            return len(old)
+            return self._store.prune(self._state, self._clock() - horizon)
 
     # ------------------------------------------------------------------ record progress
 
@@ -373,7 +371,7 @@ class TxManager:
             )
             rec.status = TxStatus.PENDING
             rec.mined_hash = rec.block_hash = rec.block_number = None
-            self._save()
+            self._save(rec)
         if used_nonces > rec.nonce:
             receipt = self._find_receipt(rec)  # mined between the two queries?
             if receipt is not None:
@@ -381,7 +379,7 @@ class TxManager:
                 return
             rec.status = TxStatus.CONFLICT
             rec.error = f"nonce {rec.nonce} used by a transaction not in {rec.hashes}"
-            self._save()
+            self._save(rec)
             log_event(_log, logging.ERROR, "tx_conflict", key=rec.key, nonce=rec.nonce)
             return
         if rec.status == TxStatus.SIGNED or not self._known(rec.hashes[-1]):
@@ -402,7 +400,7 @@ class TxManager:
                 self._bump(rec, head)  # e.g. evicted after a base-fee rise: re-price it
             elif outcome not in ("ok", "nonce_used"):
                 rec.error = outcome  # kept signed: retried next round (e.g. once funded)
-                self._save()
+                self._save(rec)
             return
         if self._is_stuck(rec, head):
             self._bump(rec, head)
@@ -416,7 +414,7 @@ class TxManager:
             rec.mined_hash = _hex(receipt["transactionHash"])
             rec.block_number = number
             rec.block_hash = block_hash
-            self._save()
+            self._save(rec)
             log_event(
                 _log,
                 logging.INFO,
@@ -434,7 +432,7 @@ class TxManager:
             log_event(_log, logging.WARNING, "tx_block_replaced", key=rec.key, block=number)
             return  # the next round re-reads the receipt from the canonical chain
         rec.status = TxStatus.CONFIRMED if receipt["status"] == 1 else TxStatus.REVERTED
-        self._save()
+        self._save(rec)
         log_event(
             _log,
             logging.INFO if rec.status == TxStatus.CONFIRMED else logging.ERROR,
@@ -472,19 +470,19 @@ class TxManager:
                 cap=cfg.max_fee_cap,
             )
             rec.sent_at, rec.sent_block = self._clock(), head  # warn once per stuck period
-            self._save()
+            self._save(rec)
             return
         previous = (rec.raw, rec.max_fee, rec.priority_fee, list(rec.hashes))
         rec.max_fee, rec.priority_fee = max_fee, priority
         self._sign_into(rec)
         rec.bumps += 1
-        self._save()  # the new hash is on disk before any node sees it
+        self._save(rec)  # the new hash is on disk before any node sees it
         outcome = self._broadcast(rec, head)
         if outcome not in ("ok", "nonce_used"):
             rec.raw, rec.max_fee, rec.priority_fee, rec.hashes = previous
             rec.bumps -= 1
             rec.sent_at, rec.sent_block = self._clock(), head
-            self._save()
+            self._save(rec)
         log_event(
             _log,
             logging.WARNING,
@@ -522,7 +520,7 @@ class TxManager:
         rec.sent_at = self._clock()
         rec.sent_block = head
         rec.error = None
-        self._save()
+        self._save(rec)
         log_event(_log, logging.INFO, "tx_sent", key=rec.key, nonce=rec.nonce, hash=rec.hashes[-1])
 
     def _find_receipt(self, rec: TxRecord) -> Any | None:
@@ -602,8 +600,8 @@ class TxManager:
         else:
             self._next_nonce = None  # re-sync on the next reservation
 
-    def _save(self) -> None:
-        self._store.save(self._state)
+    def _save(self, rec: TxRecord) -> None:
+        self._store.save_record(rec)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with retries on transient errors (exponential backoff, equal jitter)."""

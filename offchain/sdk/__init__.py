@@ -5,9 +5,12 @@
 - ``decode``: listed instruments and the oracle's packed words, as the integer reference reads them.
 - ``client``: the typed client every script, the keeper and the tests read and send through.
 - ``roles``: the contracts' role bits.
+- ``records``: what people read: named records in human units, the contracts' outcome codes as
+  enums, one-line ``InputError``.
+- ``console``: the client for people (names in, records out); ``ape console``'s helpers.
 """
 
-from offchain.sdk.client import AccountState, Client, Deployment, format_margin_report
+from offchain.sdk.client import AccountState, Client, Deployment
 from offchain.sdk.config import (
     CollateralSpec,
     InstrumentSpec,
@@ -17,6 +20,7 @@ from offchain.sdk.config import (
     parse_config,
     to_units,
 )
+from offchain.sdk.console import Console
 from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
 from offchain.sdk.deploy import (
     deploy_core,
@@ -28,6 +32,16 @@ from offchain.sdk.deploy import (
     instrument_name,
     list_config,
 )
+from offchain.sdk.records import (
+    InputError,
+    LiquidationPreview,
+    LiquidationStatus,
+    MarginOutcome,
+    MarginReport,
+    MarginStatus,
+    TradePreview,
+    WithdrawPreview,
+)
 from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
 
 __all__ = [
@@ -38,18 +52,26 @@ __all__ = [
     "ChainMarket",
     "Client",
     "CollateralSpec",
+    "Console",
     "Deployment",
+    "InputError",
     "InstrumentMeta",
     "InstrumentSpec",
+    "LiquidationPreview",
+    "LiquidationStatus",
+    "MarginOutcome",
+    "MarginReport",
+    "MarginStatus",
     "SystemConfig",
+    "TradePreview",
     "UnderlyingSpec",
+    "WithdrawPreview",
     "decode_market",
     "deploy_core",
     "deploy_liquidation_views",
     "deploy_liquidator",
     "deploy_system",
     "deploy_token",
-    "format_margin_report",
     "grant_roles",
     "instrument_name",
     "list_config",

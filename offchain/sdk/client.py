@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from offchain.codec import OptionPost, id_fields, pack_post
-from offchain.fixed_point import WAD
 from offchain.margin import AccountInt, Kind
 from offchain.scenarios import PRESETS
 from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
 
-__all__ = ["AccountState", "Client", "Deployment", "format_margin_report"]
+__all__ = ["AccountState", "Client", "Deployment"]
 
 SNAPSHOT_MAX = 32  # RiskOracle.snapshot takes at most 32 instruments / underlyings per call
 ASSETS_MAX = 8
@@ -383,39 +382,6 @@ class Client:
         """The account as the reference model sees it (cash, live positions, collateral)."""
         return market.account(*self.account_raw(account))
 
-    def margin_report(self, account: Any) -> dict[str, Any]:
-        """Equity, IM, MM, health and the worst scenario per underlying (WAD ints), from the
-        engine and the views, plus the off-chain reference's equity and MM for comparison."""
-        state = self.account_state(account)
-        eq, im, mm = state.equity, state.initial_margin, state.maintenance_margin
-        market = self.market_int()
-        ref = market.account_margin(self.account_int(account, market))
-        worst = []
-        for r in self.worst_scenarios(account):
-            u = int(r.underlying)
-            grid = PRESETS[self.grid_name(u)]
-            s = int(r.worst_scenario)
-            worst.append(
-                {
-                    "underlying": self.underlying_names.get(u, str(u)),
-                    "scenario": s,
-                    "label": grid.scenarios[s].label if s < len(grid) else str(s),
-                    "loss": int(r.worst_loss),
-                    "pad": int(r.pad),
-                    "som": int(r.som),
-                    "risk": int(r.risk),
-                }
-            )
-        return {
-            "equity": eq,
-            "initial_margin": im,
-            "maintenance_margin": mm,
-            "health": eq - mm,
-            "worst": worst,
-            "reference_equity": ref.equity,
-            "reference_mm": ref.maintenance_margin,
-        }
-
     def grid_name(self, underlying: int) -> str:
         """The preset grid (``offchain.scenarios.PRESETS``) whose coefficients the underlying's
         registered grid holds."""
@@ -425,33 +391,3 @@ class Client:
             if grid.linear_coefficients_wad() == coefficients:
                 return name
         raise KeyError(f"grid {gid} is none of the presets {sorted(PRESETS)}")
-
-
-def format_margin_report(report: Mapping[str, Any], account: str = "") -> str:
-    """Plain-text rendering of ``Client.margin_report`` (USD with two decimals).
-
-    >>> print(format_margin_report({"equity": 10**22, "initial_margin": 5 * 10**21,
-    ...     "maintenance_margin": 4 * 10**21, "health": 6 * 10**21, "worst": [],
-    ...     "reference_equity": 10**22, "reference_mm": 4 * 10**21}))
-    equity 10,000.00  IM 5,000.00  MM 4,000.00  health 6,000.00 (ok)
-    off-chain reference: equity 10,000.00  MM 4,000.00 (equal)
-    """
-    eq, im, mm = report["equity"], report["initial_margin"], report["maintenance_margin"]
-    status = "below MM: liquidatable" if eq < mm else "below IM" if eq < im else "ok"
-    lines = [
-        (f"{account}\n" if account else "")
-        + f"equity {eq / WAD:,.2f}  IM {im / WAD:,.2f}  MM {mm / WAD:,.2f}  "
-        f"health {report['health'] / WAD:,.2f} ({status})"
-    ]
-    for w in report["worst"]:
-        lines.append(
-            f"  {w['underlying']}: worst scenario {w['scenario']} ({w['label']}) loss "
-            f"{w['loss'] / WAD:,.2f}, pad {w['pad'] / WAD:,.2f}, short-option minimum "
-            f"{w['som'] / WAD:,.2f} -> risk {w['risk'] / WAD:,.2f}"
-        )
-    same = report["reference_equity"] == eq and report["reference_mm"] == mm
-    lines.append(
-        f"off-chain reference: equity {report['reference_equity'] / WAD:,.2f}  "
-        f"MM {report['reference_mm'] / WAD:,.2f} ({'equal' if same else 'DIFFERENT'})"
-    )
-    return "\n".join(lines)

@@ -1,22 +1,27 @@
 """The system a deployment lists, read from a config file (``deploy/config.json``).
 
 Numbers are human units converted exactly (``"haircut": 0.2`` is ``2 * 10**17`` WAD, a deposit cap
-of 1,000 tokens of 6 decimals is ``10**9`` units), and every bound a contract would refuse halfway
-through a deployment is refused here first, with the field named.
+of 1,000 tokens of 6 decimals is ``10**9`` units). The reading is strict: an unknown key at any
+level is refused with the closest valid one named, a value of the wrong type or outside what a
+contract accepts is refused with the field named, each in one line. Expiries are dates, so the
+same file lists the same instruments on every run (docs/deploy.md has the reference).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+
+from offchain.data import InputError
+from offchain.errors import did_you_mean
 from offchain.fixed_point import WAD, to_wad
+from offchain.jsonfields import Fields, read_json
 from offchain.margin import Kind
 from offchain.scenarios import PRESETS, ScenarioGrid
 
@@ -25,6 +30,7 @@ __all__ = [
     "InstrumentSpec",
     "SystemConfig",
     "UnderlyingSpec",
+    "check_bounds",
     "load_config",
     "parse_config",
     "to_units",
@@ -101,140 +107,282 @@ class SystemConfig:
         raise KeyError(f"unknown underlying {name!r}")
 
 
-def _expiry(rec: Mapping[str, Any], now: int) -> int:
-    if "expiry" in rec:
-        text = str(rec["expiry"]).replace("Z", "+00:00")
-        dt = datetime.fromisoformat(text)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return int(dt.timestamp())
-    if "expiry_days" in rec:
-        # Whole days from now, at 08:00 UTC (the usual crypto expiry time).
-        day = (now // 86_400 + int(rec["expiry_days"])) * 86_400
-        return day + 8 * 3_600
-    raise ValueError("instrument needs 'expiry' (ISO time) or 'expiry_days'")
+# The contracts' bounds (RiskOracle, EngineAdmin, the vault), in human units: a value outside
+# them would revert halfway through a deployment, so it is refused before the first transaction.
+HAIRCUT_MAX = Decimal("0.9")
+PSR_MIN = Decimal("0.001")
+DEVIATION_MIN = Decimal("0.001")
+ARRAY_RATIO = (Decimal("0.01"), Decimal(10))
+IM_FACTOR = (Decimal(1), Decimal(3))
+MAX_AGE = (30, 86_400)
+MAX_UNDERLYING_ID = 2**16 - 1
+MAX_STRIKE_WAD = 2**96 - 1
+MAX_CONTRACT_SIZE_WAD = 10**30
+MAX_OPEN_INTEREST_WAD = 10**33
+MAX_POSITION_WAD = 10**30
+MAX_DEPOSIT_CAP_WAD = 2**128
+MAX_EXPIRY = 2**40 - 1
+MAX_TOKENS = 8  # the settlement token and the collateral
+EXPIRY_HOUR = 8  # a date alone means 08:00 UTC, the usual crypto expiry time
+
+TOP_KEYS = ("grids", "cash", "collateral", "underlyings", "instruments", "im_factor", "max_age")
+CASH_KEYS = ("symbol", "decimals", "deposit_cap", "address")
+COLLATERAL_KEYS = (*CASH_KEYS, "haircut", "priced_by", "max_deviation")
+UNDERLYING_KEYS = (
+    "name",
+    "id",
+    "grid",
+    "psr_min",
+    "psr_max",
+    "som_rate",
+    "max_deviation",
+    "max_array_ratio",
+)
+INSTRUMENT_KEYS = (
+    "underlying",
+    "kind",
+    "strike",
+    "expiry",
+    "contract_size",
+    "open_interest_cap",
+    "position_limit",
+)
+RETIRED = {
+    "expiry_days": "'expiry_days' counts from the day of the run, so a re-run would list new "
+    'instruments: give the date instead, "expiry": "2027-03-26" (08:00 UTC)'
+}
 
 
-def _kind(value: Any) -> Kind:
-    try:
-        return Kind[str(value).upper()]
-    except KeyError:
-        raise ValueError(f"config: instrument kind {value!r} is not future, call or put") from None
+def _wad_text(x: int) -> str:
+    return f"{Decimal(x) / WAD:f}".rstrip("0").rstrip(".") if x % WAD else str(x // WAD)
 
 
-def _check_bounds(cfg: SystemConfig) -> None:
-    """What the contracts would refuse mid-deploy, refused here with the field named."""
+def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -> None:
+    """What the contracts would refuse mid-deploy, refused here with the entry named
+    (``deploy/config.json: collateral WETH: haircut must be in [0, 0.9], got 1.5``)."""
 
-    def need(ok: bool, what: str) -> None:
+    def need(ok: bool, where: str, what: str) -> None:
         if not ok:
-            raise ValueError(f"config: {what}")
+            raise InputError(source, where, what)
 
-    need(cfg.im_factor >= WAD, f"im_factor must be >= 1, got {cfg.im_factor / WAD}")
-    need(cfg.max_age > 0, "max_age must be > 0 seconds")
+    lo, hi = (to_wad(b) for b in IM_FACTOR)
+    need(
+        lo <= cfg.im_factor <= hi,
+        "im_factor",
+        f"must be in [1, 3], got {_wad_text(cfg.im_factor)}",
+    )
+    need(
+        MAX_AGE[0] <= cfg.max_age <= MAX_AGE[1],
+        "max_age",
+        f"must be in [30, 86400] seconds, got {cfg.max_age}",
+    )
     for u in cfg.underlyings:
+        at = f"underlying {u.name}"
+        need(0 < u.id <= MAX_UNDERLYING_ID, at, f"id must be in [1, 65535], got {u.id}")
         need(
-            0 < u.psr_min <= u.psr_max <= WAD,
-            f"underlying {u.name}: need 0 < psr_min <= psr_max <= 1",
+            to_wad(PSR_MIN) <= u.psr_min <= u.psr_max <= WAD,
+            at,
+            f"need 0.001 <= psr_min <= psr_max <= 1, got {_wad_text(u.psr_min)} and "
+            f"{_wad_text(u.psr_max)}",
         )
-        need(0 <= u.som_rate <= WAD, f"underlying {u.name}: som_rate must be in [0, 1]")
-        need(0 < u.max_deviation <= WAD, f"underlying {u.name}: max_deviation must be in (0, 1]")
-        need(u.max_array_ratio > 0, f"underlying {u.name}: max_array_ratio must be > 0")
+        need(0 <= u.som_rate <= WAD, at, f"som_rate must be in [0, 1], got {_wad_text(u.som_rate)}")
+        need(
+            to_wad(DEVIATION_MIN) <= u.max_deviation <= WAD,
+            at,
+            f"max_deviation must be in [0.001, 1], got {_wad_text(u.max_deviation)}",
+        )
+        need(
+            to_wad(ARRAY_RATIO[0]) <= u.max_array_ratio <= to_wad(ARRAY_RATIO[1]),
+            at,
+            f"max_array_ratio must be in [0.01, 10], got {_wad_text(u.max_array_ratio)}",
+        )
+    need(
+        1 + len(cfg.collateral) <= MAX_TOKENS,
+        "collateral",
+        f"at most {MAX_TOKENS - 1} tokens besides the settlement token, got {len(cfg.collateral)}",
+    )
     for t in (cfg.cash, *cfg.collateral):
-        need(0 <= t.decimals <= 18, f"token {t.symbol}: decimals must be in [0, 18]")
-        need(t.deposit_cap > 0, f"token {t.symbol}: deposit_cap must be > 0")
-        need(0 <= t.haircut < WAD, f"token {t.symbol}: haircut must be in [0, 1)")
-        need(0 < t.max_deviation <= WAD, f"token {t.symbol}: max_deviation must be in (0, 1]")
-    for i in cfg.instruments:
-        name = f"instrument {i.underlying} {i.kind.name.lower()}"
+        at = "cash" if t is cfg.cash else f"collateral {t.symbol}"
+        need(0 <= t.decimals <= 18, at, f"decimals must be in [0, 18], got {t.decimals}")
+        wad_cap = t.deposit_cap * 10 ** (18 - min(t.decimals, 18))
+        need(0 < wad_cap <= MAX_DEPOSIT_CAP_WAD, at, "deposit_cap must be > 0 and < 3.4e20 tokens")
+        if t is cfg.cash:
+            need(t.haircut == 0, at, "the settlement token has no haircut")
         need(
-            i.strike > 0 if i.kind.is_option else i.strike == 0,
-            f"{name}: strike must be > 0 for an option and absent (0) for a future",
+            0 <= t.haircut <= to_wad(HAIRCUT_MAX),
+            at,
+            f"haircut must be in [0, 0.9], got {_wad_text(t.haircut)}",
         )
-        need(i.contract_size > 0, f"{name}: contract_size must be > 0")
-        need(i.open_interest_cap > 0 and i.position_limit > 0, f"{name}: caps must be > 0")
+        need(
+            to_wad(DEVIATION_MIN) <= t.max_deviation <= WAD,
+            at,
+            f"max_deviation must be in [0.001, 1], got {_wad_text(t.max_deviation)}",
+        )
+    for i in cfg.instruments:
+        at = f"instrument {i.underlying} {i.kind.name.lower()}"
+        if i.kind.is_option:
+            need(0 < i.strike <= MAX_STRIKE_WAD, at, "strike must be > 0 (and < 7.9e10)")
+        else:
+            need(i.strike == 0, at, "a future has no strike: remove 'strike'")
+        need(0 < i.expiry <= MAX_EXPIRY, at, f"expiry out of range: {i.expiry}")
+        need(
+            0 < i.contract_size <= MAX_CONTRACT_SIZE_WAD,
+            at,
+            "contract_size must be > 0 and <= 1e12",
+        )
+        need(
+            0 < i.open_interest_cap <= MAX_OPEN_INTEREST_WAD,
+            at,
+            "open_interest_cap must be > 0 and <= 1e15",
+        )
+        need(
+            0 < i.position_limit <= min(i.open_interest_cap, MAX_POSITION_WAD),
+            at,
+            "position_limit must be > 0 and <= open_interest_cap (and <= 1e12)",
+        )
 
 
-def parse_config(data: Mapping[str, Any], now: int | None = None) -> SystemConfig:
+def _address(f: Fields, key: str) -> str | None:
+    if not f.has(key):
+        return None
+    text = f.text(key)
+    if not (text.startswith("0x") and is_hex_address(text)):
+        raise f.fail(key, f"must be a 0x-prefixed 40-hex-digit address, got {text!r}")
+    body = text[2:]
+    if body not in (body.lower(), body.upper()) and not is_checksum_address(text):
+        raise f.fail(key, f"{text} fails its checksum: copy the address again")
+    return to_checksum_address(text)
+
+
+def _choice(f: Fields, key: str, choices: Collection[str], what: str) -> str:
+    value = f.text(key)
+    if value not in choices:
+        hint = did_you_mean(value, choices) or f" (one of {', '.join(sorted(choices))})"
+        raise f.fail(key, f"unknown {what} {value!r}{hint}")
+    return value
+
+
+def _token(path: str, where: str, obj: Any, underlyings: Collection[str]) -> CollateralSpec:
+    cash = where == "cash"
+    f = Fields(path, where, obj, CASH_KEYS if cash else COLLATERAL_KEYS)
+    decimals = f.integer("decimals", hi=18)
+    cap = f.decimal("deposit_cap")
+    try:
+        units = to_units(cap, decimals)
+    except ValueError:
+        raise f.fail("deposit_cap", f"{cap} has more than {decimals} decimals") from None
+    return CollateralSpec(
+        symbol=f.text("symbol"),
+        decimals=decimals,
+        deposit_cap=units,
+        haircut=0 if cash else to_wad(f.decimal("haircut")),
+        priced_by=None if cash else _choice(f, "priced_by", underlyings, "underlying"),
+        max_deviation=to_wad(f.decimal("max_deviation", "0.5")) if not cash else WAD // 2,
+        address=_address(f, "address"),
+    )
+
+
+def _kind(f: Fields) -> Kind:
+    name = _choice(f, "kind", ("future", "call", "put"), "kind")
+    return Kind[name.upper()]
+
+
+def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> SystemConfig:
     """Build a ``SystemConfig`` from the JSON structure of ``deploy/config.json``.
 
     Numbers are human units (``"haircut": 0.2``, ``"strike": 9000``) converted exactly to WAD;
-    deposit caps are whole tokens. ``now`` (unix seconds) resolves ``expiry_days``.
+    deposit caps are whole tokens; an expiry is a date (08:00 UTC) or an ISO date/time.
 
     Raises:
-        ValueError: naming the section and the problem.
+        InputError: one line naming ``source``, the field and the fix (an unknown key names the
+            closest valid one).
     """
-    now = int(datetime.now(UTC).timestamp()) if now is None else now
-    try:
-        grids = {str(k): int(v) for k, v in data["grids"].items()}
-        unds = tuple(
-            UnderlyingSpec(
-                name=u["name"],
-                id=int(u["id"]),
-                grid=u["grid"],
-                psr_min=to_wad(u["psr_min"]),
-                psr_max=to_wad(u["psr_max"]),
-                som_rate=to_wad(u["som_rate"]),
-                max_deviation=to_wad(u["max_deviation"]),
-                max_array_ratio=to_wad(u["max_array_ratio"]),
-            )
-            for u in data["underlyings"]
+    path = str(source)
+    top = Fields(path, "", data, TOP_KEYS)
+    g = Fields(path, "grids", top.raw("grids"), PRESETS)
+    grids = {name: g.integer(name, lo=1) for name in g.obj}
+    if not grids:
+        raise top.fail("grids", f"must name at least one grid (one of {', '.join(PRESETS)})")
+    if len(set(grids.values())) != len(grids):
+        raise top.fail("grids", "two grids share an id")
+    unds: list[UnderlyingSpec] = []
+    for n, item in enumerate(top.items("underlyings")):
+        f = Fields(path, f"underlyings[{n}]", item, UNDERLYING_KEYS)
+        spec = UnderlyingSpec(
+            name=f.text("name"),
+            id=f.integer("id", lo=1, hi=MAX_UNDERLYING_ID),
+            grid=_choice(f, "grid", grids, "grid (not in 'grids')"),
+            psr_min=to_wad(f.decimal("psr_min")),
+            psr_max=to_wad(f.decimal("psr_max")),
+            som_rate=to_wad(f.decimal("som_rate")),
+            max_deviation=to_wad(f.decimal("max_deviation")),
+            max_array_ratio=to_wad(f.decimal("max_array_ratio")),
         )
-
-        def token(t: Mapping[str, Any]) -> CollateralSpec:
-            return CollateralSpec(
-                symbol=t["symbol"],
-                decimals=int(t["decimals"]),
-                deposit_cap=to_units(t["deposit_cap"], int(t["decimals"])),
-                haircut=to_wad(t.get("haircut", 0)),
-                priced_by=t.get("priced_by"),
-                max_deviation=to_wad(t.get("max_deviation", "0.5")),
-                address=t.get("address"),
-            )
-
-        cash = token(data["cash"])
-        coll = tuple(token(t) for t in data.get("collateral", ()))
-        ins = tuple(
-            InstrumentSpec(
-                underlying=i["underlying"],
-                kind=_kind(i["kind"]),
-                strike=to_wad(i.get("strike", 0)),
-                expiry=_expiry(i, now),
-                contract_size=to_wad(i.get("contract_size", 1)),
-                open_interest_cap=to_wad(i.get("open_interest_cap", 1_000_000)),
-                position_limit=to_wad(i.get("position_limit", 100_000)),
-            )
-            for i in data["instruments"]
+        if any(u.name == spec.name for u in unds):
+            raise f.fail("name", f"underlying {spec.name!r} is listed twice")
+        if any(u.id == spec.id for u in unds):
+            raise f.fail("id", f"id {spec.id} is already underlying {spec.name!r}'s")
+        unds.append(spec)
+    names = [u.name for u in unds]
+    cash = _token(path, "cash", top.raw("cash"), names)
+    coll: list[CollateralSpec] = []
+    for n, item in enumerate(top.items("collateral", (), empty=True)):
+        token = _token(path, f"collateral[{n}]", item, names)
+        for other in (cash, *coll):
+            if other.symbol == token.symbol:
+                raise InputError(path, f"collateral[{n}].symbol", f"{token.symbol} is listed twice")
+            if token.address and other.address == token.address:
+                raise InputError(
+                    path, f"collateral[{n}].address", f"{token.address} is also {other.symbol}"
+                )
+        coll.append(token)
+    ins: list[InstrumentSpec] = []
+    for n, item in enumerate(top.items("instruments")):
+        f = Fields(path, f"instruments[{n}]", item, INSTRUMENT_KEYS, RETIRED)
+        underlying = _choice(f, "underlying", names, "underlying")
+        kind = _kind(f)
+        if kind.is_option:
+            strike = to_wad(f.decimal("strike"))
+        elif f.has("strike"):
+            raise f.fail("strike", "a future has no strike: remove it (or make kind call/put)")
+        else:
+            strike = 0
+        spec = InstrumentSpec(
+            underlying=underlying,
+            kind=kind,
+            strike=strike,
+            expiry=f.time("expiry", date_hour=EXPIRY_HOUR, unix=False),
+            contract_size=to_wad(f.decimal("contract_size", 1)),
+            open_interest_cap=to_wad(f.decimal("open_interest_cap", 1_000_000)),
+            position_limit=to_wad(f.decimal("position_limit", 100_000)),
         )
-    except KeyError as exc:
-        raise ValueError(f"config: missing field {exc}") from None
+        if any(_same_listing(spec, other) for other in ins):
+            raise InputError(path, f"instruments[{n}]", "the same instrument is listed twice")
+        ins.append(spec)
     cfg = SystemConfig(
         grids=grids,
-        underlyings=unds,
-        instruments=ins,
+        underlyings=tuple(unds),
+        instruments=tuple(ins),
         cash=cash,
-        collateral=coll,
-        im_factor=to_wad(data.get("im_factor", "1.25")),
-        max_age=int(data.get("max_age", 900)),
+        collateral=tuple(coll),
+        im_factor=to_wad(top.decimal("im_factor", "1.25")),
+        max_age=top.integer("max_age", 900),
     )
-    _check_bounds(cfg)
-    names = {u.name for u in unds}
-    for u in unds:
-        if u.grid not in grids or u.grid not in PRESETS:
-            raise ValueError(f"config: underlying {u.name} uses unknown grid {u.grid!r}")
-    for i in ins:
-        if i.underlying not in names:
-            raise ValueError(f"config: instrument on unknown underlying {i.underlying!r}")
-    for c in coll:
-        if c.priced_by not in names:
-            raise ValueError(f"config: collateral {c.symbol} priced by unknown {c.priced_by!r}")
+    check_bounds(cfg, path)
     return cfg
 
 
-def load_config(path: str | os.PathLike[str], now: int | None = None) -> SystemConfig:
+def _same_listing(a: InstrumentSpec, b: InstrumentSpec) -> bool:
+    return (a.underlying, a.kind, a.strike, a.expiry, a.contract_size) == (
+        b.underlying,
+        b.kind,
+        b.strike,
+        b.expiry,
+        b.contract_size,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> SystemConfig:
     """``parse_config`` of a JSON file; errors name the file."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-        return parse_config(data, now)
-    except (OSError, json.JSONDecodeError, ValueError) as exc:
-        raise ValueError(f"{p}: {exc}") from None
+    return parse_config(read_json(p), p)

@@ -2,7 +2,10 @@
 the benchmarks all build their chains here.
 
 ``deploy_system`` deploys (or completes) everything a ``SystemConfig`` describes and returns a
-``Client``. Idempotent: given an ``existing`` deployment whose contracts have code, nothing is
+``Client``. Before its first transaction, ``preflight`` checks everything the deployment depends
+on (token contracts and their decimals and symbol, values within the contracts' bounds, expiries
+after the chain's time, the deployer's funds), so a deployment that fails, fails before it costs
+anything. Idempotent: given an ``existing`` deployment whose contracts have code, nothing is
 redeployed, and each listing (grid, underlying, asset, collateral, instrument, role, parameter) is
 sent only if the chain does not have it yet. The steps it is made of (``deploy_core``,
 ``deploy_liquidator``, ``list_config``, ``grant_roles``) are public for tests that need a
@@ -12,16 +15,22 @@ contract before anything is listed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from eth_abi import decode
+
+from offchain.errors import UserError
 from offchain.fixed_point import WAD
 from offchain.sdk.client import Client, Deployment
-from offchain.sdk.config import InstrumentSpec, SystemConfig
+from offchain.sdk.config import CollateralSpec, InstrumentSpec, SystemConfig, check_bounds
 from offchain.sdk.decode import InstrumentMeta
 from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
 
 __all__ = [
+    "LOCAL_NETWORKS",
     "Core",
+    "check_token",
     "deploy_core",
     "deploy_liquidation_views",
     "deploy_liquidator",
@@ -29,10 +38,30 @@ __all__ = [
     "deploy_token",
     "grant_roles",
     "instrument_name",
+    "is_local_network",
     "list_config",
+    "preflight",
 ]
 
 Say = Callable[[str], None]
+
+#: Ape's local network (a node Ape starts, or one you started and point the provider at).
+LOCAL_NETWORKS = frozenset({"local", "anvil"})
+
+# Gas of each step, measured on anvil for deploy/config.json (core 13.7M, liquidator 7.7M, a mock
+# token 0.42M, a listing or role at most 0.24M) and rounded up: the funds check needs an upper
+# bound, not an exact figure.
+GAS_CORE = 16_000_000  # RiskOracle, EngineAdmin, MarginEngine, bind, MarginViews
+GAS_LIQUIDATOR = 9_000_000  # Liquidator, set_liquidator, LiquidationViews
+GAS_MOCK_TOKEN = 600_000
+GAS_LISTING = 300_000  # one grid, underlying, asset, collateral, instrument, limit or role
+FEE_HEADROOM = 2  # fees may rise while the deployment is under way
+
+
+def is_local_network(name: str) -> bool:
+    """A local node (``local``) or a fork of a public network (``mainnet-fork``): the networks
+    where mock tokens may be deployed and the keeper may simulate prices."""
+    return name in LOCAL_NETWORKS or name.endswith("-fork")
 
 
 def deploy_token(project: Any, admin: Any, symbol: str, decimals: int, name: str = "") -> Any:
@@ -166,6 +195,144 @@ def list_config(
             )
 
 
+def _has_code(chain_manager: Any, addr: str | None) -> bool:
+    return bool(addr) and len(chain_manager.provider.get_code(addr)) > 0
+
+
+def _call(chain_manager: Any, addr: str, selector: str) -> bytes | None:
+    """Raw ``eth_call`` of a no-argument view; None when it reverts."""
+    try:
+        return bytes(chain_manager.provider.web3.eth.call({"to": addr, "data": selector}))
+    except Exception:  # noqa: BLE001 - any revert or decoding refusal means "does not answer"
+        return None
+
+
+def _token_symbol(raw: bytes) -> str | None:
+    """``symbol()`` as ``string`` (ERC-20) or ``bytes32`` (a few old tokens)."""
+    try:
+        return str(decode(["string"], raw)[0])
+    except Exception:  # noqa: BLE001 - not ABI-encoded as a string
+        pass
+    if len(raw) == 32:
+        return raw.rstrip(b"\0").decode("utf-8", "replace")
+    return None
+
+
+def check_token(chain_manager: Any, where: str, addr: str, spec: CollateralSpec) -> None:
+    """The token at ``addr`` is an ERC-20 whose ``decimals()`` and ``symbol()`` are the config's."""
+    net = chain_manager.provider.network.name
+    if not _has_code(chain_manager, addr):
+        raise UserError(
+            f"{where} {spec.symbol} at {addr}: no contract there on {net}; check the address "
+            "and the network"
+        )
+    raw = _call(chain_manager, addr, "0x313ce567")  # decimals()
+    if raw is None or len(raw) != 32:
+        raise UserError(
+            f"{where} {spec.symbol} at {addr}: decimals() does not answer, so it is not an "
+            "ERC-20 token; check the address"
+        )
+    decimals = int.from_bytes(raw, "big")
+    if decimals != spec.decimals:
+        raise UserError(
+            f"{where} {spec.symbol} at {addr}: the token has {decimals} decimals, the config "
+            f"says {spec.decimals}; fix 'decimals' (deposit_cap is read in its units)"
+        )
+    raw = _call(chain_manager, addr, "0x95d89b41")  # symbol()
+    symbol = None if raw is None else _token_symbol(raw)
+    if symbol is None:
+        raise UserError(
+            f"{where} {spec.symbol} at {addr}: symbol() does not answer; check the address"
+        )
+    if symbol != spec.symbol:
+        raise UserError(
+            f"{where} {spec.symbol} at {addr}: the token's symbol is {symbol!r}; set "
+            f'"symbol": {symbol!r} if this is the right token'
+        )
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def preflight(
+    chain_manager: Any,
+    admin: Any,
+    config: SystemConfig,
+    *,
+    existing: Deployment | None = None,
+    time_offset: int = 0,
+    liquidator: bool = True,
+) -> bool:
+    """Check everything ``deploy_system`` needs before it sends anything; returns whether
+    ``existing`` is reused (its contracts have code on this node).
+
+    Raises:
+        UserError: one line: the first problem and its fix.
+    """
+    check_bounds(config)
+    net = chain_manager.provider.network.name
+    reuse = existing is not None and all(
+        _has_code(chain_manager, a)
+        for a in (
+            existing.oracle,
+            existing.engine_admin,
+            existing.engine,
+            existing.views,
+            existing.cash,
+        )
+    )
+    mocks = 0
+    tokens = [("cash", config.cash, existing.cash if reuse and existing else None)]
+    for spec in config.collateral:
+        recorded = existing.collateral.get(spec.symbol) if reuse and existing else None
+        tokens.append(("collateral", spec, recorded))
+    for where, spec, recorded in tokens:
+        if spec.address and recorded and spec.address.lower() != recorded.lower():
+            raise UserError(
+                f"{where} {spec.symbol}: the deployment holds {recorded}, the config names "
+                f"{spec.address}; a listed token cannot be swapped (deploy anew with --out)"
+            )
+        addr = spec.address or (recorded if _has_code(chain_manager, recorded) else None)
+        if addr is None:
+            if not is_local_network(net):
+                raise UserError(
+                    f"{where} {spec.symbol} has no 'address': mock tokens (anyone can mint them) "
+                    f"are deployed only on local networks, not on {net}; give the token's address"
+                )
+            mocks += 1
+            continue
+        check_token(chain_manager, where, addr, spec)
+    now = chain_manager.blocks.head.timestamp
+    listed = existing.instruments if reuse and existing else {}
+    for spec in config.instruments:
+        name = instrument_name(config, spec, time_offset)
+        if name not in listed and spec.expiry + time_offset <= now:
+            raise UserError(
+                f"instrument {name}: expiry {_iso(spec.expiry)} is not after the chain's time "
+                f"({_iso(now - time_offset)}); give a later 'expiry'"
+            )
+    listings = (
+        len(config.grids)
+        + 2 * len(config.underlyings)
+        + 2 * len(config.collateral)
+        + 2 * len(config.instruments)
+        + 5
+    )
+    gas = (0 if reuse else GAS_CORE) + mocks * GAS_MOCK_TOKEN + listings * GAS_LISTING
+    if liquidator and not (reuse and existing and _has_code(chain_manager, existing.liquidator)):
+        gas += GAS_LIQUIDATOR
+    price = chain_manager.provider.web3.eth.gas_price * FEE_HEADROOM
+    balance = chain_manager.provider.get_balance(admin.address)
+    if balance < gas * price:
+        raise UserError(
+            f"the deployer {admin.address} holds {balance / 10**18:.6g} ETH on {net}; this "
+            f"deployment needs up to {gas * price / 10**18:.6g} ETH ({gas:,} gas at "
+            f"{price / 10**9:.3g} gwei): fund it first"
+        )
+    return reuse
+
+
 def deploy_system(
     project: Any,
     chain_manager: Any,
@@ -183,25 +350,24 @@ def deploy_system(
 ) -> Client:
     """Deploy (or complete) the system of ``config`` and return its client.
 
-    Tokens without an address in the config are deployed as mocks. ``liquidator`` False leaves
-    the engine without a Liquidator (the margin-check benchmark measures the engine alone).
+    ``preflight`` runs first: nothing is sent unless every check passes. Tokens without an
+    address in the config are deployed as mocks (local networks only). ``liquidator`` False
+    leaves the engine without a Liquidator (the margin-check benchmark measures the engine alone).
     """
     say = log or (lambda _msg: None)
 
     def has_code(addr: str | None) -> bool:
-        return bool(addr) and len(chain_manager.provider.get_code(addr)) > 0
+        return _has_code(chain_manager, addr)
 
-    reuse = existing is not None and all(
-        has_code(a)
-        for a in (
-            existing.oracle,
-            existing.engine_admin,
-            existing.engine,
-            existing.views,
-            existing.cash,
-        )
+    reuse = preflight(
+        chain_manager,
+        admin,
+        config,
+        existing=existing,
+        time_offset=time_offset,
+        liquidator=liquidator,
     )
-    if reuse:
+    if reuse and existing is not None:
         dep = existing
         say(f"reusing deployment: oracle {dep.oracle}, engine {dep.engine}")
     else:
