@@ -47,6 +47,7 @@ bench: setup
 	$(PY) -m bench.offchain_speed
 	$(PY) -m bench.keeper_round
 	$(PY) -m bench.keeper_state
+	$(PY) -m bench.keeper_sweep
 
 # The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.
 backtest: setup

@@ -228,6 +228,9 @@ def health_by_account(
     below MM: one holding positions, or one owing cash (settled positions folded in), which
     collateral may or may not cover. An account with neither has MM 0 and equity >= 0.
 
+    This is the reference the round's sweep (``sweep.sweep_health``) equals: the sweep runs the
+    same integer model only on the accounts its float pass cannot decide.
+
     Example: a put writer settled in the money, cash -36,166 against 30 WETH, no positions:
     at ETH 1,100 (20% haircut) equity is -36,166 + 30 x 1,100 x 0.8 = -9,766 < MM = 0.
     """

@@ -15,8 +15,10 @@ One round for a tick of market data:
    accounts are re-read.
 4. ``policy.settlement_prices_due`` are posted and ``policy.settlements_due`` settled; the
    market and the settled accounts are read again.
-5. Every account that can be below MM (``policy.health_by_account``) is checked off-chain with
-   the integer reference, and ``policy.liquidation_targets`` are liquidated, worst first.
+5. Every account that can be below MM is checked off-chain (``sweep.sweep_health``: a float
+   pass over the position book, the integer reference wherever the float answer is within its
+   error bound of zero or below it), and ``policy.liquidation_targets`` are liquidated, worst
+   first.
 6. Final ledger records past the horizon are pruned (``TxManager.prune``), so the ledger stays
    bounded however long the keeper runs.
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,8 +41,6 @@ from offchain.keeper.logfmt import log_event
 from offchain.keeper.policy import (
     Posted,
     Quote,
-    choose_liquidations,
-    health_by_account,
     liquidation_targets,
     settlement_prices_due,
     settlements_due,
@@ -50,6 +50,7 @@ from offchain.keeper.replay import CalibratedPsr
 from offchain.keeper.runner_state import Batch, RoundPlan, RunnerStore
 from offchain.keeper.senders import ChainSender, DryRunSender, Sender, Store
 from offchain.keeper.sources import SourceError, Tick
+from offchain.keeper.sweep import AccountsView, PositionBook, sweep_health
 from offchain.keeper.tx import TxError
 from offchain.margin import AccountInt
 from offchain.sdk import ChainMarket, InstrumentMeta
@@ -107,7 +108,7 @@ class RoundReport:
     rejected: list[str] = field(default_factory=list)  # batch keys the chain refused
     gas_used: int = 0
     transactions: int = 0
-    health: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    health: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     below_mm: list[str] = field(default_factory=list)
     liquidations: list[str] = field(default_factory=list)
     settlement_prices: list[str] = field(default_factory=list)
@@ -152,7 +153,8 @@ class KeeperRunner:
         self.instruments: list[InstrumentMeta] = []
         self.names: dict[int, str] = {}
         self.raw: dict[str, RawAccount] = {}
-        self.accounts: dict[str, AccountInt] = {}
+        self.accounts: Mapping[str, AccountInt] = {}
+        self.book = PositionBook()  # the raw reads as arrays, for the health sweep
         self._stale: set[str] = set(self.runner_state.accounts)
         self.last_spots: dict[str, float] = {}
         self.last_market: ChainMarket | None = None
@@ -214,11 +216,10 @@ class KeeperRunner:
         if self._settle(market, head_ts, report):
             self._reread()
             market = self._market()
-        self.accounts = {a: market.account(*raw) for a, raw in self.raw.items()}
-        report.health = health_by_account(market, self.accounts)
-        report.below_mm = choose_liquidations(
-            {a: eq - mm for a, (eq, _im, mm) in report.health.items()}, ()
-        )
+        raws = dict(self.raw)  # what this round's results read, whatever the next re-reads
+        self.accounts = AccountsView(market, raws)
+        sweep = sweep_health(market, self.book, raws)
+        report.health, report.below_mm = sweep.health, sweep.below_mm
         for addr in report.below_mm:
             log_event(_log, logging.WARNING, "below_mm", account=addr, ts=ts)
         if self.liquidate:
@@ -385,9 +386,11 @@ class KeeperRunner:
         self._reread()
 
     def _reread(self) -> None:
-        """Read again the accounts whose chain state changed since they were last read."""
-        for addr in sorted(self._stale):
-            self.raw[addr] = self.chain.account_raw(addr)
+        """Read again the accounts whose chain state changed since they were last read, and
+        rewrite their rows of the position book."""
+        fresh = {addr: self.chain.account_raw(addr) for addr in sorted(self._stale)}
+        self.raw.update(fresh)
+        self.book.update(fresh)
         self._stale = set()
 
     def _market(self) -> ChainMarket:
