@@ -15,28 +15,21 @@ per event (``event=round posted=... gas=...``).
 from __future__ import annotations
 
 import logging
-import math
-from pathlib import Path
 
 import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
-from offchain.keeper.config import KeeperConfig
-from offchain.keeper.replay import ShiftedSource
-from offchain.keeper.runner import open_keeper
-from offchain.keeper.sources import (
-    AggregatorV3Source,
-    CsvReplaySource,
-    HttpJsonSource,
-    JsonFileSource,
-    SimulatedSource,
-    SimulationConfig,
+from offchain.keeper.service import (
+    KeeperOptions,
+    ServiceError,
+    build_source,
+    check_options,
+    open_deployment,
+    open_service_keeper,
 )
-from offchain.keeper.tx import TxConfig
-from offchain.sdk import Client
 from scripts import _anvil
-from scripts._common import LOCAL_NETWORKS, REPO, deployment_path, resolve_account
+from scripts._common import REPO, resolve_account
 
 
 def signing_account(alias, network_name):
@@ -53,39 +46,6 @@ def signing_account(alias, network_name):
     return account
 
 
-class _Warp:
-    """Local networks only: move anvil's clock to each tick before its round."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def next_tick(self):
-        tick = self.source.next_tick()
-        if tick is not None and tick.timestamp > chain.blocks.head.timestamp:
-            chain.mine(timestamp=tick.timestamp)
-        return tick
-
-
-def make_source(kind, runner_chain, start, end, steps_per_day, seed, file, url, feeds, w3):
-    """The market data source named on the command line."""
-    unds = sorted(runner_chain.deployment.underlyings)
-    now = chain.blocks.head.timestamp
-    if kind == "csv":
-        replay = CsvReplaySource(unds, start or "2020-03-10", end or "2020-03-14", steps_per_day)
-        first = replay.next_tick()
-        offset = math.ceil((now + 60 - first.timestamp) / 86_400) * 86_400
-        replay = CsvReplaySource(unds, start or "2020-03-10", end or "2020-03-14", steps_per_day)
-        return ShiftedSource(replay, offset)
-    if kind == "sim":
-        return SimulatedSource(SimulationConfig(start=now + 1), seed)
-    if kind == "json":
-        return JsonFileSource(file)
-    if kind == "http":
-        return HttpJsonSource(url)
-    pairs = dict(f.split("=", 1) for f in feeds)
-    return AggregatorV3Source(w3, pairs)
-
-
 _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
 
 
@@ -96,8 +56,8 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
 @click.option(
     "--source",
     type=click.Choice(["csv", "sim", "json", "http", "feed"]),
-    default="sim",
-    show_default=True,
+    default=None,
+    help="market data (required outside local networks, where sim is the default)",
 )
 @click.option("--rounds", type=int, default=None, help="stop after this many rounds")
 @click.option("--start", default=None, help="csv: first day (YYYY-MM-DD)")
@@ -142,33 +102,33 @@ def cli(
     """Post risk arrays, watch every account's margin, liquidate, settle."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     name = network.name
-    local = name in LOCAL_NETWORKS
-    path = Path(deployment) if deployment else deployment_path(name)
-    if not path.exists():
-        raise SystemExit(f"{path} not found: run `ape run deploy` on {name} first")
-    c = Client.connect(project, chain, path)
-    if not chain.provider.get_code(c.deployment.oracle):
-        raise SystemExit(
-            f"no RiskOracle at {c.deployment.oracle} on {name}: {path} belongs to another node "
-            "(a local node started by Ape is new on every run; see docs/deploy.md)"
-        )
-    signer = None if dry_run else signing_account(account, name)
-    if confirmations is None:
-        confirmations = 1 if local else 2
-    runner = open_keeper(
-        c,
-        signer,
-        state_dir,
-        cfg=KeeperConfig(threshold=threshold, heartbeat=heartbeat),
-        tx_config=TxConfig(confirmations=confirmations, poll_interval=0.05 if local else 1.0),
+    options = KeeperOptions(
+        deployment=deployment,
+        source=source,
+        start=start,
+        end=end,
+        steps_per_day=steps_per_day,
+        seed=seed,
+        file=file_,
+        url=url,
+        feeds=tuple(feeds),
+        warp=warp,
+        state_dir=state_dir,
+        confirmations=confirmations,
+        threshold=threshold,
+        heartbeat=heartbeat,
         dry_run=dry_run,
     )
     try:
-        src = make_source(source, c, start, end, steps_per_day, seed, file_, url, feeds, runner.w3)
-        if warp:
-            if not local:
-                raise SystemExit("--warp moves the clock of a local node only")
-            src = _Warp(src)
+        check_options(options, name)
+        c = open_deployment(project, chain, name, deployment)
+        src = build_source(options, c, chain)
+    except ServiceError as exc:
+        click.echo(f"keeper: {exc}", err=True)
+        raise SystemExit(2) from None
+    signer = None if dry_run else signing_account(account, name)
+    runner = open_service_keeper(c, signer, options, name, src)
+    try:
         done = runner.run(src, rounds, idle_sleep=interval)
     finally:
         runner.close()
