@@ -22,11 +22,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from anvil_node import AnvilNode
+from anvil_node import AnvilNode, free_port
 from ape import accounts, networks
 
 from offchain.keeper.config import KeeperConfig
@@ -111,6 +112,7 @@ def deployment(project, tmp_path):
             "state_dir": state_dir,
             "keeper": keeper.address,
             "people": people,
+            "metrics_port": free_port(),
         }
     finally:
         stop_mining.set()
@@ -140,6 +142,7 @@ def bot_env(dep: dict, name: str) -> dict[str, str]:
         "KEEPER_WARP": "1",
         "KEEPER_HEARTBEAT": str(HEARTBEAT),
         "KEEPER_STATE_DIR": str(dep["state_dir"]),
+        "KEEPER_METRICS_PORT": str(dep["metrics_port"]),
     }
 
 
@@ -153,6 +156,8 @@ def start_bot(env: dict[str, str], log: Path) -> subprocess.Popen:
         "--account",
         "TEST::1",
         "--record",
+        "--recorder",
+        "offchain.keeper.metrics:PrometheusRecorder",
         "--max-exceptions",
         "3",
     ]
@@ -219,6 +224,8 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
                 ),
                 90,
             )
+            url = f"http://127.0.0.1:{dep['metrics_port']}/metrics"
+            scraped = urllib.request.urlopen(url, timeout=10).read().decode().splitlines()
             bot.send_signal(signal.SIGTERM)
             assert bot.wait(timeout=60) == 0
         finally:
@@ -279,3 +286,40 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
     posting = [m for m in before + after if m["posts"]]
     assert len(posting) >= 4 and all(m["posts"] == by_ts[m["data_ts"]] for m in posting)
     assert max(m["data_age"] for m in before + after) <= HEARTBEAT + DAY // STEPS
+
+    # the Prometheus endpoint of the second run served what its rounds returned (scraped while
+    # it ran, so at least what the session file held then, and counters only grow)
+    served = dict(line.split(" ") for line in scraped if line.startswith("keeper_"))
+    assert float(served["keeper_posts_total"]) <= sum(m["posts"] for m in after)
+    assert float(served["keeper_posts_total"]) >= 1
+    assert "keeper_data_age" in served and "keeper_round_seconds" in served
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"KEEPER_SORCE": "csv"},
+            "keeper: unknown environment variable KEEPER_SORCE: did you mean KEEPER_SOURCE?",
+        ),
+    ],
+)
+def test_the_bot_refuses_a_bad_setting_in_one_line_before_it_starts(env, message, tmp_path):
+    node = AnvilNode()
+    try:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("KEEPER_", "SILVERBACK_"))}
+        cmd = [str(BIN / "silverback"), "run", "offchain.keeper.bot:bot"]
+        cmd += ["--network", "ethereum:local:foundry", "--account", "TEST::1"]
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=base | {"APE_FOUNDRY_HOST": node.url} | env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        node.stop()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines()[-1] == message
+    assert "Traceback" not in proc.stdout + proc.stderr

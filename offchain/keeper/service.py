@@ -95,6 +95,8 @@ class KeeperOptions:
     heartbeat: int = 600
     dry_run: bool = False
     cron: str | None = None  # the bot: a cron schedule drives rounds instead of new blocks
+    metrics_host: str = "127.0.0.1"  # the bot's Prometheus endpoint (offchain.keeper.metrics)
+    metrics_port: int = 9101
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KeeperOptions:
@@ -184,6 +186,8 @@ def check_options(options: KeeperOptions, network_name: str) -> None:
         raise ServiceError("heartbeat must be positive seconds and threshold within (0, 1)")
     if o.confirmations is not None and o.confirmations < 1:
         raise ServiceError(f"confirmations {o.confirmations} < 1: give 1 or more")
+    if not 0 < o.metrics_port < 65_536:
+        raise ServiceError(f"metrics port {o.metrics_port} is not a TCP port: give 1-65535")
     if o.cron is not None and len(o.cron.split()) != 5:
         raise ServiceError(f"cron schedule {o.cron!r} needs 5 fields, e.g. '* * * * *'")
 
