@@ -8,8 +8,12 @@
 
 Sources: ``csv`` (the history in ``data/``, timestamps shifted to the chain's clock), ``sim``
 (seeded GARCH + jumps starting now), ``json`` (a file of ticks), ``http`` (polled URL), ``feed``
-(Chainlink-style AggregatorV3 feeds, ``--feed BTC=0x... --feed ETH=0x...``). Logs are one line
-per event (``event=round posted=... gas=...``).
+(Chainlink-style AggregatorV3 feeds, ``--feed BTC=0x... --feed ETH=0x...``).
+
+Logs go to stderr, one line per event with its UTC time and level
+(``2026-12-02T11:20:00Z INFO event=round posted=... gas=...``). SIGTERM or SIGINT lets the round
+under way finish (abandoned after ``--stop-grace`` seconds or at a second signal, its plan kept on
+disk), then one ``event=stopped`` line gives the totals and the exit code is 0.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand
 
+from offchain.keeper.logfmt import configure_logging, log_event, stamp_handlers
 from offchain.keeper.service import (
     KeeperOptions,
     ServiceError,
@@ -28,22 +33,47 @@ from offchain.keeper.service import (
     open_deployment,
     open_service_keeper,
 )
+from offchain.keeper.shutdown import Shutdown
 from scripts import _anvil
 from scripts._common import REPO, resolve_account
 
 
 def signing_account(alias, network_name):
     """The keeper's Ape account (``resolve_account``: ``ape.accounts.load(alias)``, any account
-    plugin; test account 1 on a local network without ``--account``), ready to sign unattended.
+    plugin; test account 1 on a local network without ``--account``), ready to sign unattended
+    (``unattended``)."""
+    return unattended(resolve_account(alias, network_name, 1))
 
-    An account that asks before each signature (a keyfile account) gets autosign: Ape unlocks it
-    once with ``APE_ACCOUNTS_<alias>_PASSPHRASE`` or a passphrase prompt. The key stays inside
-    the account; the keeper only ever sees signed transactions."""
-    account = resolve_account(alias, network_name, 1)
+
+def unattended(account):
+    """``account`` with autosign on when it asks before each signature (a keyfile account):
+    Ape unlocks it once with ``APE_ACCOUNTS_<alias>_PASSPHRASE`` or a passphrase prompt. The
+    key stays inside the account; the keeper only ever sees signed transactions. A passphrase
+    that does not unlock it is a usage error naming the variable."""
+    from ape.exceptions import AccountsError
+
     set_autosign = getattr(account, "set_autosign", None)
-    if set_autosign is not None:
+    if set_autosign is None:
+        return account
+    variable = f"APE_ACCOUNTS_{account.alias}_PASSPHRASE"
+    try:
         set_autosign(True)
+    except AccountsError as exc:
+        raise click.BadParameter(
+            f"cannot unlock {account.alias}: {exc}; set {variable} to its passphrase or type it "
+            "when asked",
+            param_hint="--account",
+        ) from None
+    except click.Abort:  # the prompt met the end of stdin: a service has no terminal
+        raise click.BadParameter(
+            f"cannot unlock {account.alias}: no passphrase given; set {variable} (a service has "
+            "no terminal to ask on)",
+            param_hint="--account",
+        ) from None
     return account
+
+
+_log = logging.getLogger("offchain.keeper.service")
 
 
 _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
@@ -78,6 +108,13 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
 @click.option("--confirmations", default=None, type=int, help="default 1 local, 2 otherwise")
 @click.option("--threshold", default=0.002, show_default=True, help="relative move to post")
 @click.option("--heartbeat", default=600, show_default=True, help="seconds (< oracle max_age)")
+@click.option(
+    "--stop-grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="seconds a round may take to finish after SIGTERM/SIGINT before it is abandoned",
+)
 def cli(
     network,
     deployment,
@@ -98,9 +135,11 @@ def cli(
     confirmations,
     threshold,
     heartbeat,
+    stop_grace,
 ):
     """Post risk arrays, watch every account's margin, liquidate, settle."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(logging.INFO)
+    stamp_handlers("ape")
     name = network.name
     options = KeeperOptions(
         deployment=deployment,
@@ -128,13 +167,14 @@ def cli(
         raise SystemExit(2) from None
     signer = None if dry_run else signing_account(account, name)
     runner = open_service_keeper(c, signer, options, name, src)
-    try:
-        done = runner.run(src, rounds, idle_sleep=interval)
-    finally:
-        runner.close()
-    t = runner.totals
-    click.echo(
-        f"{done} rounds: {t['posts']} items posted in {t['batches']} transactions, gas "
-        f"{t['gas']:,}, {t['liquidations']} liquidations, {t['settlement_prices']} settlement "
-        f"prices, {t['settlements']} settlements"
-    )
+    reason = "source_exhausted"
+    with Shutdown(stop_grace) as shutdown:
+        try:
+            done = shutdown.run(runner.run, src, rounds, idle_sleep=interval, stop=shutdown.event)
+        finally:
+            runner.close()
+        if shutdown.signal_name is not None:
+            reason = shutdown.signal_name
+        elif rounds is not None and done is not None and done >= rounds:
+            reason = "rounds_done"
+        log_event(_log, logging.INFO, "stopped", reason=reason, **runner.totals)

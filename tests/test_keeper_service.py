@@ -1,252 +1,282 @@
-"""What the bot and ``ape run keeper`` share (``offchain.keeper.service``), without a chain: the
-options an operator gives (environment or command line) are checked with one-line errors, and
-a step runs one round on the right tick and returns the metrics Silverback records."""
+"""``ape run keeper`` as an operator runs it: log lines carry their UTC time and level, a post the
+chain refuses is logged with the contract's reason text, and SIGTERM / SIGINT stop the keeper
+with its state on disk, one ``stopped`` line with the totals and exit code 0; a round that does
+not finish within the grace period is abandoned and resumed at the next start without a second
+post."""
 
 from __future__ import annotations
 
-import threading
-from types import SimpleNamespace
+import io
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+from eth_abi import encode
+from faulty_rpc import FaultyRpcProxy
+from test_keeper_integration import CONFIG, FAST, PSR, advance, tick
+from web3.exceptions import ContractLogicError
 
-from offchain.keeper.runner import RoundReport
-from offchain.keeper.runner_state import RoundPlan
-from offchain.keeper.service import (
-    KeeperOptions,
-    KeeperService,
-    ServiceError,
-    check_options,
-    oldest_data_age,
-    round_metrics,
-)
-from offchain.keeper.sources import SourceError, Tick
+from offchain.keeper.logfmt import UtcFormatter, configure_logging, log_event, stamp_handlers
+from offchain.keeper.reverts import ERROR_SELECTOR, decode_revert, revert_reason
+from offchain.keeper.runner import open_keeper
+from offchain.keeper.shutdown import Shutdown
+from offchain.sdk import ROLE_KEEPER, deploy_system, parse_config
 
-FEED = "0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419"
-
-
-def test_options_come_from_keeper_variables_with_their_types():
-    env = {
-        "KEEPER_SOURCE": "csv",
-        "KEEPER_OFFSET": "86400",
-        "KEEPER_THRESHOLD": "0.01",
-        "KEEPER_WARP": "yes",
-        "KEEPER_FEEDS": f"BTC={FEED}, ETH={FEED}",
-        "KEEPER_CONFIRMATIONS": "",
-        "HOME": "/somewhere",  # other variables are not the keeper's
-    }
-    o = KeeperOptions.from_env(env)
-    assert (o.source, o.offset, o.threshold, o.warp) == ("csv", 86_400, 0.01, True)
-    assert o.feeds == (f"BTC={FEED}", f"ETH={FEED}") and o.confirmations is None
-    assert KeeperOptions.from_env({}) == KeeperOptions()
+REPO = Path(__file__).resolve().parents[1]
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DEBUG|INFO|WARNING|ERROR|CRITICAL) event=\w+")
+STARTUP = 240  # seconds for `ape run` to start and post (Ape's import is slow on a busy machine)
 
 
-@pytest.mark.parametrize(
-    ("env", "message"),
-    [
-        ({"KEEPER_SORCE": "csv"}, "unknown environment variable KEEPER_SORCE: did you mean "),
-        ({"KEEPER_HEARTBEAT": "10m"}, "KEEPER_HEARTBEAT='10m' is not a number"),
-        ({"KEEPER_THRESHOLD": "nan"}, "KEEPER_THRESHOLD='nan' is not a number"),
-        ({"KEEPER_WARP": "maybe"}, "KEEPER_WARP='maybe' is not a yes/no value"),
-    ],
-)
-def test_a_bad_keeper_variable_is_named_in_one_line(env, message):
-    with pytest.raises(ServiceError) as exc:
-        KeeperOptions.from_env(env)
-    assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
-    if "SORCE" in message:
-        assert str(exc.value).endswith("KEEPER_SOURCE?")
+@pytest.fixture(scope="module")
+def sysm(project, chain, admin, keeper, venue):
+    cfg = parse_config(CONFIG, now=chain.blocks.head.timestamp)
+    return deploy_system(project, chain, admin, cfg, keepers=[keeper], venues=[venue])
 
 
-@pytest.mark.parametrize(
-    ("options", "network", "message"),
-    [
-        (KeeperOptions(), "sepolia", "no market data source chosen on sepolia: pass --source"),
-        (KeeperOptions(source="csv", warp=True), "sepolia", "warp moves the clock of a local"),
-        (KeeperOptions(source="jsn"), "local", "unknown source 'jsn'"),
-        (KeeperOptions(source="json"), "local", "the json source reads a file of ticks"),
-        (KeeperOptions(source="json", file="/no/such.json"), "local", "/no/such.json is not a"),
-        (KeeperOptions(source="http"), "local", "the http source polls a URL"),
-        (KeeperOptions(source="feed"), "local", "the feed source reads feeds"),
-        (KeeperOptions(source="feed", feeds=("BTC:0x12",)), "local", "feed 'BTC:0x12' is not"),
-        (KeeperOptions(source="csv", start="10/03/2020"), "local", "start '10/03/2020' is not"),
-        (KeeperOptions(steps_per_day=0), "local", "steps per day 0 < 1"),
-        (KeeperOptions(threshold=1.5), "local", "heartbeat must be positive seconds"),
-        (KeeperOptions(confirmations=0), "local", "confirmations 0 < 1"),
-        (KeeperOptions(cron="*/5 * *"), "local", "cron schedule '*/5 * *' needs 5 fields"),
-    ],
-)
-def test_options_that_cannot_work_are_refused_before_anything_opens(options, network, message):
-    with pytest.raises(ServiceError) as exc:
-        check_options(options, network)
-    assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
+# ------------------------------------------------------------------------------ log lines
 
 
-def test_options_that_work_pass():
-    check_options(KeeperOptions(), "local")  # sim on a local network
-    check_options(KeeperOptions(source="feed", feeds=(f"BTC={FEED}",)), "mainnet")
-    check_options(KeeperOptions(source="csv", warp=True, cron="*/5 * * * *"), "anvil")
-
-
-# ------------------------------------------------------------------------------ one step
-
-
-class FakeSource:
-    def __init__(self, ticks):
-        self.ticks = list(ticks)
-
-    def next_tick(self):
-        item = self.ticks.pop(0) if self.ticks else None
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-
-class FakeRunner:
-    """Records the ticks of its rounds; ``last_ts`` / ``plan`` as a restarted keeper has them."""
-
-    def __init__(self, last_ts=0, plan=None):
-        self.runner_state = SimpleNamespace(last_ts=last_ts, plan=plan)
-        self.ticks = []
-        self.last_market = None
-        self.instruments = []
-        self.closed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.release.set()
-
-    def try_round(self, tick):
-        self.entered.set()
-        self.release.wait(10)
-        self.ticks.append(tick.timestamp)
-        self.runner_state.plan = None
-        self.runner_state.last_ts = max(self.runner_state.last_ts, tick.timestamp)
-        return RoundReport(tick.timestamp, posted=["U:BTC", "BTC-F"], batches=1, gas_used=7)
-
-    def close(self):
-        self.closed = True
-
-
-def tick(ts):
-    return Tick(ts, {"BTC": 60_000.0})
-
-
-def service(runner, ticks):
-    return KeeperService(runner, FakeSource(ticks), lambda: (1, 10_000))
-
-
-def test_a_restarted_replay_passes_over_the_ticks_already_done():
-    runner = FakeRunner(last_ts=200)
-    s = service(runner, [tick(100), tick(200), tick(300)])
-    m = s.step()
-    assert runner.ticks == [300] and m["data_ts"] == 300 and m["posts"] == 2 and m["gas"] == 7
-
-
-def test_a_round_interrupted_by_a_crash_is_finished_with_its_own_tick():
-    plan = RoundPlan(200, (), {})
-    runner = FakeRunner(last_ts=100, plan=plan)
-    s = service(runner, [tick(100), tick(200), tick(300)])
-    s.step()
-    s.step()
-    assert runner.ticks == [200, 300]
-
-
-def test_without_new_data_the_round_runs_again_on_the_last_tick():
-    runner = FakeRunner()
-    s = service(runner, [tick(100)])
-    s.step()
-    s.step()
-    assert runner.ticks == [100, 100] and s.rounds == 2
-
-
-def test_steps_without_a_round_say_why():
-    runner = FakeRunner()
-    s = service(runner, [SourceError("feed down")])
-    assert set(s.step()) == {"source_errors", "round_seconds"}
-    assert set(s.step()) == {"idle", "round_seconds"}  # no tick has ever come
-    assert runner.ticks == []
-
-    runner.try_round = lambda t: None  # a transaction not final in time: the plan stays
-    s = service(runner, [tick(100)])
-    assert s.step()["failed_rounds"] == 1
-
-
-def test_a_step_while_a_round_runs_returns_at_once_and_close_waits_for_the_round():
-    runner = FakeRunner()
-    runner.release.clear()
-    s = service(runner, [tick(100), tick(200)])
-    first = threading.Thread(target=s.step)
-    first.start()
-    assert runner.entered.wait(10)
-    assert s.step() is None  # no second round alongside the first
-    closer = threading.Thread(target=s.close)
-    closer.start()
-    closer.join(0.2)
-    assert closer.is_alive() and not runner.closed
-    runner.release.set()
-    first.join(10)
-    closer.join(10)
-    assert runner.closed and runner.ticks == [100]
-
-
-def test_the_data_age_is_that_of_the_oldest_live_posted_instrument():
-    head = 10_000
-    metas = [SimpleNamespace(id=i, expiry=e) for i, e in ((1, 20_000), (2, 20_000), (3, 9_000))]
-    market = SimpleNamespace(
-        market=SimpleNamespace(instruments={1: None, 2: None, 3: None}),
-        timestamps={1: 9_400, 2: 9_700, 3: 1_000, 4: 10},  # 3 expired, 4 settled (not live)
+def test_a_log_line_starts_with_its_utc_time_and_level():
+    record = logging.LogRecord(
+        "offchain.keeper.runner", logging.INFO, "", 0, "event=round", (), None
     )
-    runner = SimpleNamespace(last_market=market, instruments=metas)
-    assert oldest_data_age(runner, head) == 600
-    assert oldest_data_age(SimpleNamespace(last_market=None, instruments=metas), head) is None
-    report = RoundReport(9_990, posted=["a", "b"], liquidations=["x"], settled=[("y", "F")])
-    m = round_metrics(report, 600)
-    assert (m["posts"], m["liquidations"], m["settlements"], m["data_age"]) == (2, 1, 1, 600)
-    assert "data_age" not in round_metrics(report, None)
+    record.created = 1_796_210_400.0  # 2026-12-02 11:20:00 UTC
+    assert UtcFormatter().format(record) == "2026-12-02T11:20:00Z INFO event=round"
 
 
-def test_the_prometheus_recorder_serves_the_round_metrics(tmp_path, monkeypatch):
-    import asyncio
-    import urllib.request
+def test_configured_logging_writes_each_event_once_with_time_and_level():
+    logger = logging.getLogger("offchain")
+    before = (list(logger.handlers), logger.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        configure_logging(stream=first)
+        configure_logging(logging.INFO, stream=second)  # replaces the first, adds no second
+        log_event(logging.getLogger("offchain.keeper.tx"), logging.WARNING, "tx_bumped", nonce=4)
+        log_event(logging.getLogger("offchain.keeper.tx"), logging.DEBUG, "hidden")
+    finally:
+        logger.handlers[:], logger.level = before
+    assert first.getvalue() == ""
+    lines = second.getvalue().splitlines()
+    assert (
+        len(lines) == 1
+        and LINE.match(lines[0])
+        and lines[0].endswith(" WARNING event=tx_bumped nonce=4")
+    )
 
-    from anvil_node import free_port
-    from silverback.recorder import TaskResult
-    from silverback.types import SilverbackID
 
-    from offchain.keeper.metrics import PrometheusRecorder
+def test_another_library_s_handlers_get_the_same_line_shape():
+    out = io.StringIO()
+    logger = logging.getLogger("test_keeper_service.library")
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        stamp_handlers("test_keeper_service.library")
+        logger.warning("Danger! This account will now sign any transaction it's given.")
+    finally:
+        logger.removeHandler(handler)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING Danger! ", out.getvalue())
 
-    port = free_port()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KEEPER_METRICS_PORT", str(port))
-    recorder = PrometheusRecorder()
-    rounds = [
-        {"posts": 19, "gas": 400_000, "liquidations": 0, "data_age": 600, "round_seconds": 0.2},
-        {"posts": 15, "gas": 300_000, "liquidations": 2, "data_age": 60, "round_seconds": 0.5},
+
+# ------------------------------------------------------------------------------ revert reasons
+
+
+def test_revert_data_is_decoded_to_its_reason_text():
+    error = ERROR_SELECTOR + encode(["string"], ["oracle: not newer"])
+    panic = bytes.fromhex("4e487b71") + encode(["uint256"], [0x11])
+    assert decode_revert(error) == decode_revert("0x" + error.hex()) == "oracle: not newer"
+    assert decode_revert(panic) == "panic 0x11: arithmetic overflow or underflow"
+    assert decode_revert(b"") == "reverted without a reason"
+    assert (
+        decode_revert("0xdeadbeef" + "00" * 32) == "custom error 0xdeadbeef with 32 bytes of data"
+    )
+    assert decode_revert(ERROR_SELECTOR + b"\x01") == "custom error 0x08c379a0 with 1 bytes of data"
+    exc = ContractLogicError("execution reverted: oracle: not newer", data="0x" + error.hex())
+    assert revert_reason(exc) == "oracle: not newer"
+    assert revert_reason(ContractLogicError("execution reverted: no data")) == "no data"
+
+
+def test_a_post_the_oracle_refuses_is_logged_with_its_reason_text(
+    sysm, chain, admin, keeper, outsider, tmp_path, caplog
+):
+    c = sysm
+    c.oracle.grant_role(outsider, ROLE_KEEPER, sender=admin)
+    ts = advance(chain, 60)
+    keepers = [
+        open_keeper(c, who, str(tmp_path / n), tx_config=FAST, psr=lambda u, t: PSR[u])
+        for n, who in (("a", keeper), ("b", outsider))
+    ]
+    try:
+        keepers[0].round(tick(ts, 60_000.0, 3_000.0))
+        with caplog.at_level("INFO", logger="offchain.keeper"):
+            report = keepers[1].round(tick(ts, 60_000.0, 3_000.0))
+    finally:
+        for k in keepers:
+            k.close()
+    assert report.rejected == [f"post:{ts}:0"]
+    lines = [r.getMessage() for r in caplog.records if "event=tx_would_revert" in r.getMessage()]
+    assert lines == [f'event=tx_would_revert key=post:{ts}:0 reason="oracle: not newer"']
+
+
+# ------------------------------------------------------------------------------ signals
+
+
+def test_the_first_signal_asks_to_stop_and_the_second_abandons_the_call(caplog):
+    previous = signal.getsignal(signal.SIGINT)
+
+    def until_interrupted(shutdown: Shutdown) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert shutdown.event.is_set() and shutdown.signal_name == "SIGTERM"
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(500):  # the handler runs between two bytecodes of this loop
+            time.sleep(0.01)
+        return "finished"
+
+    with caplog.at_level("INFO", logger="offchain.keeper"), Shutdown(grace=0) as shutdown:
+        assert shutdown.run(until_interrupted, shutdown) is None
+        assert shutdown.abandoned
+        os.kill(os.getpid(), signal.SIGTERM)  # outside `run`: ignored while the keeper closes
+    assert signal.getsignal(signal.SIGINT) is previous
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "event=stopping signal=SIGTERM grace=0",
+        "event=round_abandoned cause=SIGINT",
     ]
 
-    async def record():
-        await recorder.init(SilverbackID(name="keeper", ecosystem="ethereum", network="local"))
-        for metrics in rounds:
-            await recorder.add_result(
-                TaskResult(task_name="keeper_round", execution_time=0.1, metrics=metrics)
-            )
-        await recorder.add_result(
-            TaskResult(task_name="keeper_round", execution_time=0.1, error="boom", metrics={})
-        )
 
+def test_a_round_still_running_after_the_grace_period_is_abandoned(caplog):
+    def long_round() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(500):
+            time.sleep(0.01)
+        return "finished"
+
+    with caplog.at_level("INFO", logger="offchain.keeper"), Shutdown(grace=0.05) as shutdown:
+        assert shutdown.run(long_round) is None
+    assert [r.getMessage() for r in caplog.records][-1] == "event=round_abandoned cause=grace_over"
+    with Shutdown(grace=5) as shutdown:  # a round that ends in time is not abandoned
+        assert shutdown.run(lambda: "finished") == "finished" and not shutdown.abandoned
+
+
+# ------------------------------------------------------------------------------ ape run keeper
+
+
+def start_keeper(url: str, deployment: Path, state_dir: Path, log: Path, *extra: str):
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{bin_dir}:{os.environ['PATH']}"}
+    args = [
+        str(bin_dir / "ape"),
+        "run",
+        "keeper",
+        "--network",
+        "ethereum:local:foundry",
+        "--provider-settings",
+        json.dumps({"host": url}),
+        "--deployment",
+        str(deployment),
+        "--state-dir",
+        str(state_dir),
+        "--source",
+        "sim",
+        "--warp",
+        "--interval",
+        "0.2",
+        *extra,
+    ]
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True
+    )
+
+
+def wait_for(proc: subprocess.Popen, log: Path, pattern: str, count: int = 1) -> None:
+    deadline = time.monotonic() + STARTUP
+    while log.read_text().count(pattern) < count:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {pattern!r} in time: {log.read_text()[-3000:]}"
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen, sig: int) -> int:
+    proc.send_signal(sig)
     try:
-        asyncio.run(record())
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        return proc.wait(timeout=120)
     finally:
-        recorder.close()
-    lines = set(page.decode().splitlines())
-    assert {
-        "keeper_posts_total 34.0",
-        "keeper_gas_total 700000.0",
-        "keeper_liquidations_total 2.0",
-        "keeper_data_age 60.0",
-        "keeper_round_seconds 0.5",
-        'keeper_handler_errors_total{task="keeper_round"} 1.0',
-    } <= lines
-    # the session file Silverback's --record writes is still written
-    (session,) = (tmp_path / ".silverback-sessions" / "keeper" / "ethereum" / "local").iterdir()
-    assert len(session.read_text().splitlines()) == 3
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def keeper_lines(log: Path) -> list[str]:
+    """The keeper's own lines (Ape's and warnings' have another shape)."""
+    return [line for line in log.read_text().splitlines() if " event=" in line]
+
+
+def test_sigterm_finishes_the_round_logs_stopped_and_exits_0(sysm, chain, keeper, tmp_path):
+    c = sysm
+    deployment = tmp_path / "deployment.json"
+    c.deployment.save(deployment)
+    log = tmp_path / "keeper.log"
+    proc = start_keeper(chain.provider.uri, deployment, tmp_path / "state", log)
+    wait_for(proc, log, "event=round ", 2)
+    assert stop(proc, signal.SIGTERM) == 0
+
+    lines = keeper_lines(log)
+    assert all(LINE.match(line) for line in lines), [x for x in lines if not LINE.match(x)]
+    stopped = [line for line in lines if " event=stopped " in line]
+    assert len(stopped) == 1 and stopped[0] == lines[-1]
+    rounds = sum(" event=round " in line for line in lines)
+    assert f"INFO event=stopped reason=SIGTERM rounds={rounds} " in stopped[0]
+    assert rounds >= 2 and any("WARNING event=stopping signal=SIGTERM" in x for x in lines)
+
+    k = open_keeper(c, keeper, str(tmp_path / "state"), tx_config=FAST, psr=lambda u, t: PSR[u])
+    try:  # the round under way was finished: no plan left, nothing unfinished, last post on chain
+        assert k.runner_state.plan is None and k.sender.tx.unfinished() == []
+        assert k.runner_state.last_ts == c.oracle.underlying_state(1)[2]
+    finally:
+        k.close()
+
+
+def test_a_round_abandoned_at_the_end_of_the_grace_period_resumes_without_a_second_post(
+    sysm, chain, keeper, tmp_path
+):
+    """Every receipt request is held 1 s by a proxy, so the round is still waiting for its post
+    when SIGTERM comes; 0.3 s later it is abandoned. The restarted keeper completes the plan it
+    finds on disk with the same transaction."""
+    c = sysm
+    deployment = tmp_path / "deployment.json"
+    c.deployment.save(deployment)
+    log = tmp_path / "keeper.log"
+    slow = frozenset({"eth_getTransactionReceipt"})
+    proxy = FaultyRpcProxy(chain.provider.uri, fail_every=1, mode="delay", only_methods=slow)
+    proxy.start()
+    nonce0 = chain.provider.web3.eth.get_transaction_count(keeper.address)
+    try:
+        proc = start_keeper(proxy.url, deployment, tmp_path / "state", log, "--stop-grace", "0.3")
+        wait_for(proc, log, "event=tx_sent ")
+        assert stop(proc, signal.SIGTERM) == 0
+    finally:
+        proxy.stop()
+    lines = keeper_lines(log)
+    assert all(LINE.match(line) for line in lines)
+    assert "WARNING event=round_abandoned cause=grace_over" in lines[-2]
+    assert "INFO event=stopped reason=SIGTERM rounds=0 posts=0 " in lines[-1]
+    assert not any(" event=round " in line for line in lines)
+
+    k = open_keeper(c, keeper, str(tmp_path / "state"), tx_config=FAST, psr=lambda u, t: PSR[u])
+    try:
+        plan = k.runner_state.plan
+        assert plan is not None and len(plan.batches) == 1  # the plan was left on disk
+        report = k.round(tick(plan.ts, 60_000.0, 3_000.0))  # the next start, same data time
+        assert report.batches == 1 and k.runner_state.plan is None
+        assert k.runner_state.last_ts == plan.ts == c.oracle.underlying_state(1)[2]
+    finally:
+        k.close()
+    sent = chain.provider.web3.eth.get_transaction_count(keeper.address) - nonce0
+    assert sent == 1  # the abandoned round's transaction, not a second one

@@ -29,6 +29,7 @@ from typing import Any
 from ape import accounts, chain, project
 from silverback import SilverbackBot
 
+from offchain.keeper.logfmt import configure_logging
 from offchain.keeper.service import (
     LOCAL_NETWORKS,
     KeeperOptions,
@@ -42,20 +43,6 @@ from offchain.keeper.service import (
 
 __all__ = ["bot"]
 
-_log = logging.getLogger("offchain.keeper")
-
-
-def _log_to_stderr() -> None:
-    """The keeper's ``event=... key=value`` lines on stderr with time and level (Silverback
-    logs its own lines through Ape's logger)."""
-    if _log.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    _log.addHandler(handler)
-    _log.setLevel(logging.INFO)
-    _log.propagate = False
-
 
 def _refuse(message: str) -> None:
     """Stop the bot before it starts: one line, exit code 2 (no traceback)."""
@@ -64,7 +51,7 @@ def _refuse(message: str) -> None:
 
 
 bot = SilverbackBot()
-_log_to_stderr()
+configure_logging(logging.INFO)  # the keeper's event lines with UTC time and level, on stderr
 _network = bot.provider.network.name
 _local = _network in LOCAL_NETWORKS
 try:

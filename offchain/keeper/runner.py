@@ -24,6 +24,7 @@ with one ``round_skipped`` log line; the next tick proceeds.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,7 @@ class KeeperRunner:
         self.last_spots: dict[str, float] = {}
         self.last_market: ChainMarket | None = None
         self.totals = {
+            "rounds": 0,
             "posts": 0,
             "batches": 0,
             "transactions": 0,
@@ -222,6 +224,7 @@ class KeeperRunner:
                 report,
             )
         report.seconds = time.monotonic() - t0
+        self.totals["rounds"] += 1
         self.totals["posts"] += len(report.posted)
         self.totals["batches"] += report.batches
         self.totals["transactions"] += report.transactions
@@ -245,26 +248,35 @@ class KeeperRunner:
         )
         return report
 
-    def run(self, source: Any, rounds: int | None = None, idle_sleep: float = 0.0) -> int:
+    def run(
+        self,
+        source: Any,
+        rounds: int | None = None,
+        idle_sleep: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> int:
         """Rounds from ``source`` until it is exhausted (finite sources) or ``rounds`` done.
 
         A tick the source cannot deliver (``SourceError``) is a skipped round: one
         ``round_skipped`` log line, then a pause of ``idle_sleep`` but at least
-        ``cfg.source_retry`` seconds before the source is asked again."""
+        ``cfg.source_retry`` seconds before the source is asked again.
+
+        ``stop`` (set from a signal handler, say) ends the loop before the next tick: a round
+        under way finishes first, a pause is cut short."""
         done = 0
-        while rounds is None or done < rounds:
+        while (rounds is None or done < rounds) and not (stop is not None and stop.is_set()):
             try:
                 tick = source.next_tick()
             except SourceError as exc:
                 log_event(_log, logging.WARNING, "round_skipped", cause="source", error=str(exc))
                 done += 1
                 if rounds is None or done < rounds:
-                    time.sleep(max(idle_sleep, self.cfg.source_retry))
+                    _pause(max(idle_sleep, self.cfg.source_retry), stop)
                 continue
             if tick is None:
                 if idle_sleep <= 0:
                     break
-                time.sleep(idle_sleep)
+                _pause(idle_sleep, stop)
                 continue
             self.try_round(tick)
             done += 1
@@ -438,6 +450,14 @@ class KeeperRunner:
             report.gas_used += outcome.gas_used
             report.transactions += 1
         return outcome.confirmed
+
+
+def _pause(seconds: float, stop: threading.Event | None) -> None:
+    """Sleep ``seconds``, or until ``stop`` is set."""
+    if stop is None:
+        time.sleep(seconds)
+    else:
+        stop.wait(seconds)
 
 
 def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from offchain.keeper.logfmt import log_event
+from offchain.keeper.reverts import revert_reason
 from offchain.keeper.tx import TRANSIENT_ERRORS
 
 __all__ = ["ChainSender", "DryRunSender", "Outcome", "Sender", "Store"]
@@ -69,7 +70,7 @@ class ChainSender:
             self.tx.send(key, to, data=data)
         except ContractLogicError as exc:
             # e.g. another keeper posted this timestamp first
-            log_event(_log, logging.WARNING, "tx_would_revert", key=key, reason=str(exc))
+            log_event(_log, logging.WARNING, "tx_would_revert", key=key, reason=revert_reason(exc))
             return False
         return True
 

@@ -337,7 +337,7 @@ class TxManager:
                         rec.status = TxStatus.FAILED
                         rec.error = str(exc)
                         self._release_nonce(rec.nonce)
-                        self._save()
+                        self._save(rec)
                         log_event(_log, logging.ERROR, "tx_unsigned", key=key, error=str(exc))
                         raise
                     self._save()
@@ -553,7 +553,7 @@ class TxManager:
             # the signed transaction stays in the pool as it was; asked again next stuck period
             rec.raw, rec.max_fee, rec.priority_fee, rec.hashes = previous
             rec.sent_at, rec.sent_block = self._clock(), head
-            self._save()
+            self._save(rec)
             log_event(_log, logging.ERROR, "tx_bump_unsigned", key=rec.key, error=str(exc))
             return
         rec.bumps += 1
@@ -698,7 +698,8 @@ class TxManager:
         else:
             self._next_nonce = None  # re-sync on the next reservation
 
-    def _save(self) -> None:
+    def _save(self, rec: TxRecord | None = None) -> None:
+        """Persist after a change (of ``rec``); the JSON state file is written whole."""
         self._store.save(self._state)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
