@@ -163,7 +163,7 @@ def cli(
         c = open_deployment(project, chain, name, deployment)
         src = build_source(options, c, chain)
     except ServiceError as exc:
-        click.echo(f"keeper: {exc}", err=True)
+        click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     signer = None if dry_run else signing_account(account, name)
     runner = open_service_keeper(c, signer, options, name, src)

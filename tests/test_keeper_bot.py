@@ -300,7 +300,7 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
     [
         (
             {"KEEPER_SORCE": "csv"},
-            "keeper: unknown environment variable KEEPER_SORCE: did you mean KEEPER_SOURCE?",
+            "error: unknown environment variable KEEPER_SORCE: did you mean KEEPER_SOURCE?",
         ),
     ],
 )

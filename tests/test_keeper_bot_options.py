@@ -60,18 +60,27 @@ def test_a_bad_keeper_variable_is_named_in_one_line(env, message):
 @pytest.mark.parametrize(
     ("options", "network", "message"),
     [
-        (KeeperOptions(), "sepolia", "no market data source chosen on sepolia: pass --source"),
-        (KeeperOptions(source="csv", warp=True), "sepolia", "warp moves the clock of a local"),
-        (KeeperOptions(source="jsn"), "local", "unknown source 'jsn'"),
-        (KeeperOptions(source="json"), "local", "the json source reads a file of ticks"),
-        (KeeperOptions(source="json", file="/no/such.json"), "local", "/no/such.json is not a"),
-        (KeeperOptions(source="http"), "local", "the http source polls a URL"),
-        (KeeperOptions(source="feed"), "local", "the feed source reads feeds"),
-        (KeeperOptions(source="feed", feeds=("BTC:0x12",)), "local", "feed 'BTC:0x12' is not"),
-        (KeeperOptions(source="csv", start="10/03/2020"), "local", "start '10/03/2020' is not"),
-        (KeeperOptions(steps_per_day=0), "local", "steps per day 0 < 1"),
-        (KeeperOptions(threshold=1.5), "local", "heartbeat must be positive seconds"),
-        (KeeperOptions(confirmations=0), "local", "confirmations 0 < 1"),
+        (KeeperOptions(), "sepolia", "--source is required on sepolia: one of csv, sim"),
+        (KeeperOptions(source="csv", warp=True), "sepolia", "--warp moves the clock of a local"),
+        (KeeperOptions(source="jsn"), "local", "--source jsn: choose one of"),
+        (KeeperOptions(source="json"), "local", "--source json needs --file"),
+        (KeeperOptions(source="json", file="/no/such.json"), "local", "--file /no/such.json: no"),
+        (KeeperOptions(source="http"), "local", "--source http needs --url"),
+        (KeeperOptions(source="http", url="file:///etc"), "local", "--url file:///etc: not an"),
+        (KeeperOptions(source="feed"), "local", "--source feed needs --feed"),
+        (KeeperOptions(source="feed", feeds=("BTC:0x12",)), "local", "--feed BTC:0x12: expected"),
+        (KeeperOptions(url="https://x"), "local", "--url goes with --source http, not --source "),
+        (KeeperOptions(start="2020-03-10"), "local", "--start/--end/--offset go with --source csv"),
+        (KeeperOptions(source="csv", start="10/03/2020"), "local", "--start 10/03/2020: not a"),
+        (
+            KeeperOptions(source="csv", start="2020-03-14", end="2020-03-10"),
+            "local",
+            "--start 2020-03-14 is after --end 2020-03-10: swap them",
+        ),
+        (KeeperOptions(steps_per_day=0), "local", "--steps-per-day 0: give 1 or more"),
+        (KeeperOptions(threshold=1.5), "local", "--heartbeat must be positive seconds"),
+        (KeeperOptions(confirmations=0), "local", "--confirmations 0: give 1 or more"),
+        (KeeperOptions(metrics_port=70_000), "local", "metrics port 70000 is not a TCP port"),
         (KeeperOptions(cron="*/5 * *"), "local", "cron schedule '*/5 * *' needs 5 fields"),
     ],
 )
@@ -85,6 +94,7 @@ def test_options_that_work_pass():
     check_options(KeeperOptions(), "local")  # sim on a local network
     check_options(KeeperOptions(source="feed", feeds=(f"BTC={FEED}",)), "mainnet")
     check_options(KeeperOptions(source="csv", warp=True, cron="*/5 * * * *"), "anvil")
+    check_options(KeeperOptions(warp=True), "mainnet-fork")  # a fork is local
 
 
 # ------------------------------------------------------------------------------ one step

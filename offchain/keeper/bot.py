@@ -31,12 +31,12 @@ from silverback import SilverbackBot
 
 from offchain.keeper.logfmt import configure_logging
 from offchain.keeper.service import (
-    LOCAL_NETWORKS,
     KeeperOptions,
     KeeperService,
     ServiceError,
     build_source,
     check_options,
+    is_local_network,
     open_deployment,
     open_service_keeper,
 )
@@ -46,14 +46,14 @@ __all__ = ["bot"]
 
 def _refuse(message: str) -> None:
     """Stop the bot before it starts: one line, exit code 2 (no traceback)."""
-    sys.stderr.write(f"keeper: {message}\n")
+    sys.stderr.write(f"error: {message}\n")
     raise SystemExit(2)
 
 
 bot = SilverbackBot()
 configure_logging(logging.INFO)  # the keeper's event lines with UTC time and level, on stderr
 _network = bot.provider.network.name
-_local = _network in LOCAL_NETWORKS
+_local = is_local_network(_network)
 try:
     OPTIONS = KeeperOptions.from_env()
     check_options(OPTIONS, _network)

@@ -48,6 +48,7 @@ __all__ = [
     "build_source",
     "check_options",
     "default_deployment_path",
+    "is_local_network",
     "oldest_data_age",
     "open_deployment",
     "open_service_keeper",
@@ -145,47 +146,60 @@ def _parse(var: str, kind: Any, text: str) -> Any:
     return text
 
 
+def is_local_network(name: str) -> bool:
+    """A local node (``local``, ``anvil``) or a fork of a public network (``mainnet-fork``): the
+    networks where the keeper may simulate prices and move the clock."""
+    return name in LOCAL_NETWORKS or name.endswith("-fork")
+
+
 def check_options(options: KeeperOptions, network_name: str) -> None:
-    """Refuse, before anything is opened or sent, options that cannot work on this network."""
-    local = network_name in LOCAL_NETWORKS
+    """Refuse, before anything is opened or sent, options that cannot work on this network.
+    Each message names the command-line option; the bot's variable is ``KEEPER_<OPTION>``."""
+    local = is_local_network(network_name)
     o = options
     if o.source is None and not local:
         raise ServiceError(
-            f"no market data source chosen on {network_name}: pass --source "
-            f"(KEEPER_SOURCE for the bot), one of {', '.join(SOURCES)}"
+            f"--source is required on {network_name}: one of {', '.join(SOURCES)} "
+            "(only local networks default to simulated prices)"
         )
     if o.source is not None and o.source not in SOURCES:
-        raise ServiceError(f"unknown source {o.source!r}: choose one of {', '.join(SOURCES)}")
+        raise ServiceError(f"--source {o.source}: choose one of {', '.join(SOURCES)}")
     kind = o.source or "sim"
-    if o.warp and not local:
-        raise ServiceError(f"warp moves the clock of a local node only, not {network_name}")
-    if kind == "json" and not o.file:
-        raise ServiceError("the json source reads a file of ticks: pass --file (KEEPER_FILE)")
-    if kind == "json" and not Path(o.file).is_file():
-        raise ServiceError(f"{o.file} is not a file: pass --file with a JSON file of ticks")
-    if kind == "http" and not o.url:
-        raise ServiceError("the http source polls a URL: pass --url (KEEPER_URL)")
-    if kind == "feed":
-        if not o.feeds:
-            raise ServiceError("the feed source reads feeds: pass --feed BTC=0x... (KEEPER_FEEDS)")
-        for pair in o.feeds:
-            und, _, addr = pair.partition("=")
-            if not und or not (addr.startswith("0x") and len(addr) == 42):
-                raise ServiceError(
-                    f"feed {pair!r} is not UNDERLYING=0x<40 hex digits>: e.g. BTC=0x5f4e...f88c"
-                )
-    for label, day in (("start", o.start), ("end", o.end)):
+    needs = {"json": ("--file", o.file), "http": ("--url", o.url), "feed": ("--feed", o.feeds)}
+    examples = {"--file": "ticks.json", "--url": "https://...", "--feed": "BTC=0x..."}
+    for source, (option, value) in needs.items():
+        if source == kind and not value:
+            raise ServiceError(
+                f"--source {source} needs {option} (for example {option} {examples[option]})"
+            )
+        if source != kind and value:
+            raise ServiceError(f"{option} goes with --source {source}, not --source {kind}")
+    if (o.start or o.end or o.offset is not None) and kind != "csv":
+        raise ServiceError(f"--start/--end/--offset go with --source csv, not --source {kind}")
+    if o.file and not Path(o.file).is_file():
+        raise ServiceError(f"--file {o.file}: no such file")
+    if o.url and not o.url.startswith(("http://", "https://")):
+        raise ServiceError(f"--url {o.url}: not an http(s) URL")
+    for pair in o.feeds:
+        und, _, addr = pair.partition("=")
+        if not und or not (addr.startswith("0x") and len(addr) == 42):
+            raise ServiceError(f"--feed {pair}: expected UNDERLYING=0xADDRESS (e.g. BTC=0x5f4e...)")
+    for option, day in (("--start", o.start), ("--end", o.end)):
         if day is not None:
             try:
                 date.fromisoformat(day)
             except ValueError:
-                raise ServiceError(f"{label} {day!r} is not a date: give YYYY-MM-DD") from None
+                raise ServiceError(f"{option} {day}: not a date (YYYY-MM-DD)") from None
+    if o.start and o.end and o.start > o.end:
+        raise ServiceError(f"--start {o.start} is after --end {o.end}: swap them")
+    if o.warp and not local:
+        raise ServiceError(f"--warp moves the clock of a local node only, not {network_name}'s")
     if o.steps_per_day < 1:
-        raise ServiceError(f"steps per day {o.steps_per_day} < 1: give 1 or more")
+        raise ServiceError(f"--steps-per-day {o.steps_per_day}: give 1 or more")
     if o.heartbeat <= 0 or not 0 < o.threshold < 1:
-        raise ServiceError("heartbeat must be positive seconds and threshold within (0, 1)")
+        raise ServiceError("--heartbeat must be positive seconds and --threshold within (0, 1)")
     if o.confirmations is not None and o.confirmations < 1:
-        raise ServiceError(f"confirmations {o.confirmations} < 1: give 1 or more")
+        raise ServiceError(f"--confirmations {o.confirmations}: give 1 or more")
     if not 0 < o.metrics_port < 65_536:
         raise ServiceError(f"metrics port {o.metrics_port} is not a TCP port: give 1-65535")
     if o.cron is not None and len(o.cron.split()) != 5:
@@ -258,7 +272,7 @@ def open_service_keeper(
     from offchain.keeper.runner import open_keeper
     from offchain.keeper.tx import TxConfig
 
-    local = network_name in LOCAL_NETWORKS
+    local = is_local_network(network_name)
     confirmations = options.confirmations or (1 if local else 2)
     return open_keeper(
         client,
