@@ -260,3 +260,19 @@ def test_the_prometheus_recorder_serves_the_round_metrics(tmp_path, monkeypatch)
     # the session file Silverback's --record writes is still written
     (session,) = (tmp_path / ".silverback-sessions" / "keeper" / "ethereum" / "local").iterdir()
     assert len(session.read_text().splitlines()) == 3
+
+
+def test_a_replay_s_psr_calibrated_up_to_its_end_is_the_full_calibration_s():
+    """``replay_psr`` calibrates only up to the replay's last day (half the start-up time of
+    the bot on the 2020 crash): no look-ahead, so every tick of the replay gets the same PSR."""
+    from offchain.keeper.replay import CalibratedPsr, ShiftedSource
+    from offchain.keeper.service import replay_psr
+
+    offset = 200 * 86_400
+    client = SimpleNamespace(deployment=SimpleNamespace(underlyings={"BTC": 1}))
+    options = KeeperOptions(source="csv", end="2020-03-14")
+    cut = replay_psr(ShiftedSource(None, offset), client, options)
+    full = CalibratedPsr(["BTC"], time_offset=offset)
+    ticks = range(1_583_798_400, 1_584_316_800, 21_600)  # 2020-03-10 .. 03-15, 6-hourly
+    assert [cut("BTC", t + offset) for t in ticks] == [full("BTC", t + offset) for t in ticks]
+    assert replay_psr(object(), client, options) is None  # other sources: the keeper's default
