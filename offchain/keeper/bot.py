@@ -9,7 +9,7 @@ deployment file, the node and the market data source are checked when Silverback
 module, and a problem stops it there with one line on stderr and exit code 2.
 
 - startup (one worker): opens the keeper's state for the signing account (``--account``;
-  test account 1 on a local network without it) and the market data source;
+  test account 1 on a local network without it);
 - each new block, or each tick of ``KEEPER_CRON`` when set: one round
   (``KeeperService.step``), whose metrics (posts, gas, liquidations, settlements, data_age,
   round_seconds, ...) Silverback logs, records with ``--record`` and checks against
@@ -82,7 +82,7 @@ def _head() -> tuple[int, int]:
 
 @bot.on_startup()
 def open_keeper_service(startup_state: Any) -> dict[str, int]:
-    """Open the keeper's state and its source; report what it resumes from."""
+    """Open the keeper's state; report what it resumes from."""
     global _service
     runner = open_service_keeper(_client, _signer(), OPTIONS, _network, _source)
     _service = KeeperService(runner, _source, _head)
