@@ -288,7 +288,7 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
     assert max(m["data_age"] for m in before + after) <= HEARTBEAT + DAY // STEPS
 
     # the Prometheus endpoint of the second run served what its rounds returned (scraped while
-    # it ran, so at least what the session file held then, and counters only grow)
+    # it ran: some posts, and no more than its session file holds at the end)
     served = dict(line.split(" ") for line in scraped if line.startswith("keeper_"))
     assert float(served["keeper_posts_total"]) <= sum(m["posts"] for m in after)
     assert float(served["keeper_posts_total"]) >= 1
