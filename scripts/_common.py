@@ -3,7 +3,6 @@ checks of options several scripts take."""
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ __all__ = [
     "LOCAL_NETWORKS",
     "REPO",
     "ScriptCommand",
-    "check_days",
     "deployment_path",
     "is_local_network",
     "resolve_account",
@@ -33,18 +31,6 @@ ScriptCommand = one_line_command(ConnectedProviderCommand)
 def deployment_path(network_name: str) -> Path:
     """``deployments/<network>.json`` in the project."""
     return REPO / "deployments" / f"{network_name}.json"
-
-
-def check_days(start: str | None, end: str | None) -> None:
-    """``--start``/``--end``: ISO dates, in order; a one-line ``UserError`` otherwise."""
-    for option, day in (("--start", start), ("--end", end)):
-        if day is not None:
-            try:
-                date.fromisoformat(day)
-            except ValueError:
-                raise UserError(f"{option} {day}: not a date (YYYY-MM-DD)") from None
-    if start and end and start > end:
-        raise UserError(f"--start {start} is after --end {end}: swap them")
 
 
 def resolve_account(alias: str | None, network_name: str, default_index: int) -> Any:

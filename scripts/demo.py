@@ -21,8 +21,9 @@ from ape.logging import LogLevel, logger
 
 from offchain.demo_report import closing_lines, write_report
 from offchain.errors import UserError
+from offchain.keeper.service import check_days
 from scripts import _anvil
-from scripts._common import REPO, ScriptCommand, check_days
+from scripts._common import REPO, ScriptCommand
 from scripts._demo import DemoOptions, run_demo
 
 # anvil's native binary without --steps-tracing, which would grow it past 20 GB over a full replay

@@ -21,39 +21,22 @@ disk), then one ``event=stopped`` line gives the totals and the exit code is 0.
 from __future__ import annotations
 
 import logging
-import math
-from pathlib import Path
 
 import click
 from ape import chain, project
-from eth_utils import is_hex_address
 
-from offchain.errors import UserError
-from offchain.keeper.config import KeeperConfig
 from offchain.keeper.logfmt import configure_logging, log_event, stamp_handlers
-from offchain.keeper.replay import ShiftedSource
-from offchain.keeper.runner import open_keeper
+from offchain.keeper.service import (
+    SOURCES,
+    KeeperOptions,
+    build_source,
+    check_options,
+    open_deployment,
+    open_service_keeper,
+)
 from offchain.keeper.shutdown import Shutdown
-from offchain.keeper.sources import (
-    AggregatorV3Source,
-    CsvReplaySource,
-    HttpJsonSource,
-    JsonFileSource,
-    SimulatedSource,
-    SimulationConfig,
-)
-from offchain.keeper.tx import TxConfig
-from offchain.sdk import Client
 from scripts import _anvil
-from scripts._common import (
-    LOCAL_NETWORKS,
-    REPO,
-    ScriptCommand,
-    check_days,
-    deployment_path,
-    is_local_network,
-    resolve_account,
-)
+from scripts._common import REPO, ScriptCommand, resolve_account
 
 
 def signing_account(alias, network_name):
@@ -92,89 +75,6 @@ def unattended(account):
 
 
 _log = logging.getLogger("offchain.keeper.service")
-
-
-class _Warp:
-    """Local networks only: move anvil's clock to each tick before its round."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def next_tick(self):
-        tick = self.source.next_tick()
-        if tick is not None and tick.timestamp > chain.blocks.head.timestamp:
-            chain.mine(timestamp=tick.timestamp)
-        return tick
-
-
-def make_source(kind, runner_chain, start, end, steps_per_day, seed, file, url, feeds, w3):
-    """The market data source named on the command line."""
-    unds = sorted(runner_chain.deployment.underlyings)
-    now = chain.blocks.head.timestamp
-    if kind == "csv":
-        replay = CsvReplaySource(unds, start or "2020-03-10", end or "2020-03-14", steps_per_day)
-        first = replay.next_tick()
-        offset = math.ceil((now + 60 - first.timestamp) / 86_400) * 86_400
-        replay = CsvReplaySource(unds, start or "2020-03-10", end or "2020-03-14", steps_per_day)
-        return ShiftedSource(replay, offset)
-    if kind == "sim":
-        return SimulatedSource(SimulationConfig(start=now + 1), seed)
-    if kind == "json":
-        return JsonFileSource(file)
-    if kind == "http":
-        return HttpJsonSource(url)
-    pairs = dict(f.split("=", 1) for f in feeds)
-    return AggregatorV3Source(w3, pairs)
-
-
-SOURCES = ("csv", "sim", "json", "http", "feed")
-
-
-def check_source_options(
-    network_name: str,
-    source: str | None,
-    *,
-    file: str | None = None,
-    url: str | None = None,
-    feeds: tuple[str, ...] = (),
-    start: str | None = None,
-    end: str | None = None,
-    warp: bool = False,
-) -> str:
-    """The source to use, after checking the options that go with it; a one-line
-    ``UserError`` otherwise. Off local networks ``--source`` has no default: a forgotten one
-    must not post simulated prices."""
-    local = is_local_network(network_name)
-    if source is None:
-        if not local:
-            raise UserError(
-                f"--source is required on {network_name}: one of {', '.join(SOURCES)} "
-                "(only local networks default to simulated prices)"
-            )
-        source = "sim"
-    needs = {"json": ("--file", file), "http": ("--url", url), "feed": ("--feed", feeds)}
-    for kind, (option, value) in needs.items():
-        if kind == source and not value:
-            example = {"--file": "ticks.json", "--url": "https://...", "--feed": "BTC=0x..."}
-            raise UserError(
-                f"--source {kind} needs {option} (for example {option} {example[option]})"
-            )
-        if kind != source and value:
-            raise UserError(f"{option} goes with --source {kind}, not --source {source}")
-    if (start or end) and source != "csv":
-        raise UserError(f"--start/--end go with --source csv, not --source {source}")
-    if file and not Path(file).is_file():
-        raise UserError(f"--file {file}: no such file")
-    if url and not url.startswith(("http://", "https://")):
-        raise UserError(f"--url {url}: not an http(s) URL")
-    for feed in feeds:
-        name, _, addr = feed.partition("=")
-        if not name or not is_hex_address(addr) or not addr.startswith("0x"):
-            raise UserError(f"--feed {feed}: expected UNDERLYING=0xADDRESS (e.g. BTC=0x5f4e...)")
-    check_days(start, end)
-    if warp and not local:
-        raise UserError(f"--warp moves the clock of a local node only, not {network_name}'s")
-    return source
 
 
 _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts/_anvil.py)
@@ -242,38 +142,31 @@ def cli(
     configure_logging(logging.INFO)
     stamp_handlers("ape")
     name = network.name
-    local = name in LOCAL_NETWORKS
-    source = check_source_options(
-        name, source, file=file_, url=url, feeds=feeds, start=start, end=end, warp=warp
-    )
-    path = Path(deployment) if deployment else deployment_path(name)
-    if not path.exists():
-        raise UserError(f"{path} not found: run `ape run deploy` on {name} first")
-    c = Client.connect(project, chain, path)
-    if not chain.provider.get_code(c.deployment.oracle):
-        raise UserError(
-            f"no RiskOracle at {c.deployment.oracle} on {name}: {path} belongs to another node "
-            "(a local node started by Ape is new on every run; see docs/deploy.md)"
-        )
-    signer = None if dry_run else signing_account(account, name)
-    if confirmations is None:
-        confirmations = 1 if local else 2
-    runner = open_keeper(
-        c,
-        signer,
-        state_dir,
-        cfg=KeeperConfig(threshold=threshold, heartbeat=heartbeat),
-        tx_config=TxConfig(confirmations=confirmations, poll_interval=0.05 if local else 1.0),
+    options = KeeperOptions(
+        deployment=deployment,
+        source=source,
+        start=start,
+        end=end,
+        steps_per_day=steps_per_day,
+        seed=seed,
+        file=file_,
+        url=url,
+        feeds=tuple(feeds),
+        warp=warp,
+        state_dir=state_dir,
+        confirmations=confirmations,
+        threshold=threshold,
+        heartbeat=heartbeat,
         dry_run=dry_run,
     )
+    check_options(options, name)
+    c = open_deployment(project, chain, name, deployment)
+    src = build_source(options, c, chain)
+    signer = None if dry_run else signing_account(account, name)
+    runner = open_service_keeper(c, signer, options, name, src)
     reason = "source_exhausted"
     with Shutdown(stop_grace) as shutdown:
         try:
-            src = make_source(
-                source, c, start, end, steps_per_day, seed, file_, url, feeds, runner.w3
-            )
-            if warp:  # local only (check_source_options)
-                src = _Warp(src)
             done = shutdown.run(runner.run, src, rounds, idle_sleep=interval, stop=shutdown.event)
         finally:
             runner.close()

@@ -19,9 +19,9 @@ import pytest
 from anvil_node import AnvilNode
 
 from offchain.errors import UserError
-from scripts._common import check_days, resolve_account
+from offchain.keeper.service import KeeperOptions, check_days, check_options
+from scripts._common import resolve_account
 from scripts.deploy import read_deployment, role_holder
-from scripts.keeper import check_source_options
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # TEST::0, the local deployer
@@ -195,21 +195,21 @@ def test_a_bad_option_value_is_one_line_too():
 )
 def test_each_bad_keeper_option_is_one_line(network, source, kw, parts):
     with pytest.raises(UserError) as err:
-        check_source_options(network, source, **kw)
+        check_options(KeeperOptions(source=source, **kw), network)
     assert "\n" not in str(err.value)
     for part in parts:
         assert part in str(err.value)
 
 
 def test_good_keeper_options_pass():
-    assert check_source_options("local", None) == "sim"  # local networks only
-    assert check_source_options("sepolia", "http", url="https://feed.example/ticks") == "http"
     feed = "BTC=0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419"
-    assert check_source_options("mainnet", "feed", feeds=(feed,)) == "feed"
-    assert (
-        check_source_options("local", "csv", start="2020-03-10", end="2020-03-14", warp=True)
-        == "csv"
-    )
+    for network, options in [
+        ("local", KeeperOptions()),  # local networks only: simulated prices by default
+        ("sepolia", KeeperOptions(source="http", url="https://feed.example/ticks")),
+        ("mainnet", KeeperOptions(source="feed", feeds=(feed,))),
+        ("local", KeeperOptions(source="csv", start="2020-03-10", end="2020-03-14", warp=True)),
+    ]:
+        check_options(options, network)
 
 
 @pytest.mark.parametrize(

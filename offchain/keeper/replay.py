@@ -20,24 +20,30 @@ class CalibratedPsr:
     """PSR per underlying from ``offchain.calibration.psr_series`` on the history in ``data/``:
     the PSR in force is the one calibrated at the last close before the tick (no look-ahead);
     ticks after the history use its last value. ``time_offset`` is subtracted from tick
-    timestamps first (the demo replays 2020 on a later chain clock)."""
+    timestamps first (the demo replays 2020 on a later chain clock). ``until`` (unix seconds of
+    the history) leaves out the closes after it: a replay that ends there gets the same PSR, and
+    the calibration, a t fit every few weeks of history, takes a fraction of the time."""
 
     def __init__(
         self,
         underlyings: Sequence[str],
         params: CalibrationParams | None = None,
         time_offset: int = 0,
+        until: int | None = None,
     ) -> None:
         params = params or CalibrationParams()
         self.time_offset = time_offset
         self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for u in underlyings:
             prices = load_asset(u)
-            ps = psr_series(prices.close, params)
             days = np.array(
                 [np.datetime64(str(d), "s").astype(np.int64) for d in prices.dates],
                 dtype=np.int64,
             )
+            n = len(days) if until is None else int(np.searchsorted(days, until, side="right"))
+            n = max(n, params.warmup_days + 2)  # psr_series needs its warm-up
+            days = days[:n]
+            ps = psr_series(prices.close[:n], params)
             ok = np.isfinite(ps.psr)
             # a close of day d is known at the end of d
             self._series[u] = (days[ok] + 86_400, ps.psr[ok])
