@@ -182,7 +182,7 @@ def test_a_bad_option_value_is_one_line_too():
         ),
         ("local", "http", {"url": "ftp://x"}, ("not an http(s) URL",)),
         ("local", "feed", {"feeds": ("BTC:0x12",)}, ("expected UNDERLYING=0xADDRESS",)),
-        ("local", "sim", {"start": "2020-03-10"}, ("--start/--end go with --source csv",)),
+        ("local", "sim", {"start": "2020-03-10"}, ("go with --source csv, not --source sim",)),
         ("local", "csv", {"start": "2020-13-01"}, ("--start 2020-13-01: not a date",)),
         ("local", "csv", {"start": "2020-03-14", "end": "2020-03-10"}, ("is after --end",)),
         (
