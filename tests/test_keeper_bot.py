@@ -75,7 +75,7 @@ def deployment(project, tmp_path):
             first = replay.next_tick()
             now = chain.blocks.head.timestamp
             offset = math.ceil((now + 3_600 - first.timestamp) / DAY) * DAY
-            cfg = load_config(REPO / "deploy" / "demo.json", now=now)
+            cfg = load_config(REPO / "deploy" / "demo.json")
             c = deploy_system(
                 project, chain, admin, cfg, keepers=[keeper], venues=[venue], time_offset=offset
             )

@@ -377,10 +377,12 @@ class KeeperRunner:
             new = touched - self.runner_state.accounts
             self._stale |= touched
             if new:
-                self.runner_state.accounts |= new
-                self.sender.save(self.runner_store, self.runner_state)
+                # registered before they join the saved index: a crash in between rescans
+                # this range, and a `register:` key already sent is not sent again
                 if self.liquidate:
                     self._register(sorted(new), report)
+                self.runner_state.accounts |= new
+                self.sender.save(self.runner_store, self.runner_state)
             self.state.last_block = head
             self.sender.save(self.state_store, self.state)
         self._reread()
