@@ -25,48 +25,13 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from bench.doc import write_section
-from bench.keeper_round import instruments
-from offchain.codec import instrument_id
-from offchain.fixed_point import WAD, futures_risk_array_wad, to_wad
-from offchain.keeper.config import UnderlyingInfo
+from bench.keeper_round import WETH, best, market
+from offchain.fixed_point import WAD
 from offchain.keeper.policy import health_by_account
-from offchain.keeper.quotes import compute_quotes
 from offchain.keeper.sweep import PositionBook, float_health, sweep_health
-from offchain.margin import CollateralInt, InstrumentInt, Kind, MarketInt
-from offchain.scenarios import CRYPTO_35
-from offchain.sdk import ChainMarket, decode_market
+from offchain.sdk import ChainMarket
 
-T0 = 1_700_000_000
 K = 16
-WETH = "0x" + "e" * 40
-
-
-def market() -> tuple[ChainMarket, list[int]]:
-    """The 1,000 instruments as the oracle holds them after one post (ids as it lists them)."""
-    metas = instruments()
-    unds = [
-        UnderlyingInfo("BTC", 1, CRYPTO_35, 0.04, 0.5),
-        UnderlyingInfo("ETH", 2, CRYPTO_35, 0.04, 0.5),
-    ]
-    names = {m.id: m.name({1: "BTC", 2: "ETH"}) for m in metas}
-    spots = {"BTC": 60_000.0, "ETH": 3_000.0}
-    psr = {"BTC": 0.1, "ETH": 0.12}
-    quotes = compute_quotes(T0, spots, {"BTC": 0.6, "ETH": 0.8}, psr, unds, metas, names)
-    ins = {}
-    for m in metas:
-        _, item = quotes[names[m.id]]
-        iid = instrument_id(m.id, int(m.kind), m.underlying, m.expiry)
-        if m.kind is Kind.FUTURE:
-            p = psr["BTC" if m.underlying == 1 else "ETH"]
-            ra = futures_risk_array_wad(item.arg[1], CRYPTO_35.linear_coefficients_wad(), to_wad(p))
-        else:
-            ra = list(quotes[names[m.id]][0].risk_array)
-        ins[iid] = InstrumentInt.from_wad_array(m.underlying, m.kind, item.arg[1], ra)
-    btc, eth = to_wad(spots["BTC"]), to_wad(spots["ETH"])
-    base = decode_market({}, {1: [btc, 35, WAD // 10], 2: [eth, 35, WAD // 10]}, {}, {}, WAD)
-    weth = CollateralInt(eth, WAD // 5, 18)
-    m = MarketInt(ins, base.market.underlyings, {0: weth})
-    return ChainMarket(m, {}, {}, 125 * WAD // 100, {WETH: 0}), sorted(ins)
 
 
 class Book(Mapping):
@@ -114,16 +79,6 @@ class Book(Mapping):
 
     def __len__(self) -> int:
         return self.n
-
-
-def best(fn, repeat: int) -> tuple[float, object]:
-    fn()
-    times, result = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
 
 
 # cash per account (USD): well funded (about 0.01% end below MM), or thin (about 1.4%: a
