@@ -146,8 +146,8 @@ def bot_env(dep: dict, name: str) -> dict[str, str]:
     }
 
 
-def start_bot(env: dict[str, str], log: Path) -> subprocess.Popen:
-    cmd = [
+def start_command() -> list[str]:
+    return [
         str(BIN / "silverback"),
         "run",
         "offchain.keeper.bot:bot",
@@ -161,8 +161,13 @@ def start_bot(env: dict[str, str], log: Path) -> subprocess.Popen:
         "--max-exceptions",
         "3",
     ]
+
+
+def start_bot(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("a") as out:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            start_command(), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def rounds(sessions: Path) -> list[list[dict]]:
@@ -226,6 +231,13 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
             )
             url = f"http://127.0.0.1:{dep['metrics_port']}/metrics"
             scraped = urllib.request.urlopen(url, timeout=10).read().decode().splitlines()
+            # a second bot with the same key on the same deployment is refused in one line
+            twin = subprocess.run(
+                start_command(), cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+            )
+            assert twin.returncode == 2, twin.stdout + twin.stderr
+            assert "in use by another keeper process" in twin.stderr.splitlines()[-1]
+            assert "Traceback" not in twin.stdout + twin.stderr
             bot.send_signal(signal.SIGTERM)
             assert bot.wait(timeout=60) == 0
         finally:

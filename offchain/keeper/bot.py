@@ -29,6 +29,7 @@ from typing import Any
 from ape import accounts, chain, project
 from silverback import SilverbackBot
 
+from offchain.errors import UserError
 from offchain.keeper.logfmt import configure_logging
 from offchain.keeper.service import (
     KeeperOptions,
@@ -54,23 +55,12 @@ bot = SilverbackBot()
 configure_logging(logging.INFO)  # the keeper's event lines with UTC time and level, on stderr
 _network = bot.provider.network.name
 _local = is_local_network(_network)
-try:
-    OPTIONS = KeeperOptions.from_env()
-    check_options(OPTIONS, _network)
-    _client = open_deployment(project, chain, _network, OPTIONS.deployment)
-    _source = build_source(OPTIONS, _client, chain)
-except ServiceError as exc:
-    _refuse(str(exc))
-if bot.signer is None and not _local and not OPTIONS.dry_run:
-    _refuse(f"no signing account on {_network}: pass --account <alias> (or KEEPER_DRY_RUN=1)")
-
-_service: KeeperService | None = None
 
 
-def _signer() -> Any:
+def _signer(options: KeeperOptions) -> Any:
     """``--account``'s account (Silverback loads it, with autosign for a keyfile account);
     without it, test account 1 on a local network; None for a dry run."""
-    if OPTIONS.dry_run:
+    if options.dry_run:
         return None
     return bot.signer if bot.signer is not None else accounts.test_accounts[1]
 
@@ -80,13 +70,31 @@ def _head() -> tuple[int, int]:
     return int(head.number), int(head.timestamp)
 
 
+# Everything that can refuse to start (options, deployment, node, source, the state database
+# and its lock) is opened here, before Silverback starts, so a refusal is one line, not a
+# traceback from inside a startup handler.
+try:
+    OPTIONS = KeeperOptions.from_env()
+    check_options(OPTIONS, _network)
+    if bot.signer is None and not _local and not OPTIONS.dry_run:
+        raise ServiceError(
+            f"no signing account on {_network}: pass --account <alias> (or KEEPER_DRY_RUN=1)"
+        )
+    _client = open_deployment(project, chain, _network, OPTIONS.deployment)
+    _source = build_source(OPTIONS, _client, chain)
+    _runner = open_service_keeper(_client, _signer(OPTIONS), OPTIONS, _network, _source)
+except UserError as exc:
+    _refuse(str(exc))
+
+_service: KeeperService | None = None
+
+
 @bot.on_startup()
 def open_keeper_service(startup_state: Any) -> dict[str, int]:
-    """Open the keeper's state; report what it resumes from."""
+    """Start rounds on the keeper opened above; report what it resumes from."""
     global _service
-    runner = open_service_keeper(_client, _signer(), OPTIONS, _network, _source)
-    _service = KeeperService(runner, _source, _head)
-    return {"resumed_ts": runner.runner_state.last_ts, "accounts": len(runner.known_accounts)}
+    _service = KeeperService(_runner, _source, _head)
+    return {"resumed_ts": _runner.runner_state.last_ts, "accounts": len(_runner.known_accounts)}
 
 
 def _round() -> dict[str, int | float] | None:

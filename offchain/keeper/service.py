@@ -66,7 +66,7 @@ ENV_PREFIX = "KEEPER_"
 CSV_START, CSV_END = "2020-03-10", "2020-03-14"  # the csv source's days by default: the crash
 
 
-class ServiceError(UserError):
+class ServiceError(UserError, ValueError):
     """A bad option, deployment file or node: the message is the one line to show."""
 
 

@@ -44,6 +44,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from offchain.errors import UserError
+
 from .logfmt import log_event
 from .policy import Posted, Quote
 from .runner_state import RoundPlan, RunnerState, RunnerStore
@@ -72,11 +74,11 @@ _PAGE_SIZE = 8_192
 _log = logging.getLogger(__name__)
 
 
-class StateCorruptedError(RuntimeError):
+class StateCorruptedError(UserError, RuntimeError):
     """The state exists but cannot be read as keeper state."""
 
 
-class StateLockedError(RuntimeError):
+class StateLockedError(UserError, RuntimeError):
     """Another process holds the state of this signer in this deployment."""
 
 
