@@ -27,6 +27,7 @@ interface ILiquidatorViews:
     def collateral_discount() -> uint256: view
     def account_list(i: uint256) -> address: view
     def account_count() -> uint256: view
+    def is_system_account(account: address) -> bool: view
 
 
 MAX_PAGE: constant(uint256) = 50
@@ -67,14 +68,18 @@ def liquidation_preview(account: address, max_fraction: uint256 = fp.WAD) -> Pre
     @notice What `Liquidator.liquidate(account, max_fraction)` would do now, without the
             liquidator's side: status (0 liquidatable, 1 healthy, 2 stale data, 3 cap below the
             minimum, 4 cap outside (0, 1], 5 insolvent with collateral that has no fresh
-            price: waits for its price), fraction, positions taken (ids and signed sizes the
-            liquidator receives), cash the liquidator pays for them (negative: it receives),
-            penalty and its split, collateral units sold (per held asset, vault order) and what
-            the liquidator pays for them, bad debt, and the pending charge realised first.
+            price: waits for its price, 6 a system contract: not an account), fraction,
+            positions taken (ids and signed sizes the liquidator receives), cash the liquidator
+            pays for them (negative: it receives), penalty and its split, collateral units sold
+            (per held asset, vault order) and what the liquidator pays for them, bad debt, and
+            the pending charge realised first.
     @param account The account.
     @param max_fraction Cap on the fraction (WAD, default 1).
     """
     out: Preview = empty(Preview)
+    if staticcall liquidator.is_system_account(account):
+        out.status = lq.NOT_AN_ACCOUNT
+        return out
     a: margin.Inputs = staticcall engine.margin_inputs(account, [], [], True, True)
     out.pending_charge = a.pending_charge
     a.cash -= convert(a.pending_charge, int256)

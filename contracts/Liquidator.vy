@@ -22,7 +22,8 @@
                  fresh price at zero), then applies everything with the engine hooks at the end. A solvent partial liquidation is checked on-chain
                  to leave the account at or above IM (else the whole account is taken); the
                  liquidator must end at or above IM with fresh data. Self-liquidation, a
-                 healthy account and stale data revert. A caller may cap the fraction but not
+                 system contract as the account (the fund's own negative cash is not bad
+                 debt), a healthy account and stale data revert. A caller may cap the fraction but not
                  below min(f, min_fraction) (no dust griefing); after an uncapped liquidation
                  the account is at or above IM, so a second one in the same block reverts.
 """
@@ -54,6 +55,10 @@ MAX_PENALTY_RATE: constant(uint256) = 5 * 10**17
 MAX_DISCOUNT: constant(uint256) = 5 * 10**17
 MAX_MIN_REMAINING_MM: constant(uint256) = 10**24
 engine: public(immutable(ILiquidationEngine))
+# The engine's oracle and admin, read once: with the engine and this contract (the insurance
+# fund's account) they are the system's contracts, never accounts to liquidate or scan.
+oracle: immutable(address)
+engine_admin: immutable(address)
 
 
 penalty_rate: public(uint256)
@@ -88,6 +93,8 @@ def __init__(admin_: address, engine_: ILiquidationEngine):
     """
     roles.__init__(admin_)
     engine = engine_
+    oracle = staticcall engine_.oracle()
+    engine_admin = staticcall engine_.engine_admin()
     self._set_params(10**17, 5 * 10**17, 10**17, 100 * fp.WAD, 5 * 10**16)
 
 
@@ -130,6 +137,7 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     @param max_fraction Cap on f (WAD, in (0, 1]); not below min(f, min_fraction).
     @return The fraction taken (WAD).
     """
+    assert not self._is_system(account), "liquidation: not an account"
     assert account != msg.sender, "liquidation: self"
     target: margin.Inputs = staticcall engine.margin_inputs(account, [], [], True, False)
     charge_target: uint256 = self._realise(account, target.book.ids, target.book.sizes)
@@ -284,11 +292,13 @@ def touch(account: address, extra: uint256) -> int256:
 def register(account: address):
     """
     @notice Add an account to the list `accounts_below_mm` scans (idempotent, open to anyone;
-            the keeper registers every depositor it sees).
+            the keeper registers every depositor it sees). A system contract
+            (`is_system_account`) is not an account: skipped, like one already listed.
     @param account The account.
     """
     assert account != empty(address), "liquidation: zero account"
-    self._register(account)
+    if not self._is_system(account):
+        self._register(account)
 
 
 # ---------------------------------------------------------------- views
@@ -306,6 +316,18 @@ def pending_charge(account: address) -> uint256:
     sizes: DynArray[int256, fp.MAX_POSITIONS] = []
     ids, sizes = staticcall engine.positions_of(account)
     return self._pending(account, ids, sizes)
+
+
+@view
+@external
+def is_system_account(account: address) -> bool:
+    """
+    @notice True for the system's own contracts: this Liquidator (the insurance fund's
+            account), MarginEngine, EngineAdmin and RiskOracle. They are not margin accounts:
+            `liquidate` refuses them, `register` skips them, the preview reports status 6.
+    @param account The address.
+    """
+    return self._is_system(account)
 
 
 @view
@@ -348,6 +370,12 @@ def _params() -> lq.Params:
         min_remaining_mm=self.min_remaining_mm,
         collateral_discount=self.collateral_discount,
     )
+
+
+@view
+@internal
+def _is_system(account: address) -> bool:
+    return account == self or account == engine.address or account == oracle or account == engine_admin
 
 
 @internal

@@ -136,6 +136,40 @@ def test_self_liquidation_reverts(liq, trader, maker):
         liq.liquidator.liquidate(trader, sender=trader)
 
 
+def test_the_insurance_fund_and_system_contracts_cannot_be_liquidated(
+    liq, trader, maker, liquidator_account, hedger, outsider
+):
+    """After a socialised loss the fund's cash is negative until holders pay their charges.
+    That advance is no bad debt: an outsider without a deposit must not "liquidate" the fund
+    (booking it again as bad debt the fund pays to itself), nor any other system contract;
+    the preview says so and `register` keeps them off the scanned list."""
+    e, lq = liq.s.engine, liq.liquidator
+    long_btc(liq, trader, maker, 12_500)
+    liq.deposit(liquidator_account, 1_000_000)
+    liq.deposit(hedger, 50_000)
+    liq.trade(maker, hedger, "btc-fut", WAD, F60K)
+    liq.top_up_fund(1_000)
+    liq.move(BTC, 45_000 * WAD)
+    lq.liquidate(trader, sender=liquidator_account)
+    assert lq.socialised() > 0 and lq.insurance_fund() < 0
+    books = (lq.bad_debt(), lq.fund_payouts(), lq.socialised(), lq.insurance_fund())
+    listed = lq.account_count()
+    system = (lq.address, e.address, liq.s.engine_admin.address, liq.s.oracle.address)
+    for addr in system:
+        assert lq.is_system_account(addr)
+        assert liq.views.liquidation_preview(addr).status == 6
+        with ape.reverts("liquidation: not an account"):
+            lq.liquidate(addr, sender=outsider)
+        lq.register(addr, sender=outsider)
+        assert not lq.registered(addr)
+    assert (lq.bad_debt(), lq.fund_payouts(), lq.socialised(), lq.insurance_fund()) == books
+    assert lq.account_count() == listed
+    # an ordinary account is still one
+    assert not lq.is_system_account(outsider) and not lq.is_system_account(trader)
+    lq.register(outsider, sender=outsider)
+    assert lq.registered(outsider) and lq.account_count() == listed + 1
+
+
 def test_stale_oracle_blocks_liquidation(liq, trader, maker, liquidator_account):
     long_btc(liq, trader, maker, 12_500)
     liq.deposit(liquidator_account, 1_000_000)

@@ -91,6 +91,24 @@ def test_withdraw_guards_and_full_exit(system, trader, outsider):
     assert s.engine.total(s.weth) == 0
 
 
+def test_withdraw_of_an_overflowing_amount_reverts_with_the_balance_reason(system, trader):
+    """Amounts whose WAD value overflows uint256 or int256 are refused as any amount above the
+    balance is, before the arithmetic, so the caller reads why (no reasonless revert)."""
+    s = system
+    s.engine.deposit(s.usdc, 10 * USD, sender=trader)
+    s.engine.deposit(s.weth, 2 * WAD, sender=trader)
+    scale = s.engine.cash_scale()
+    assert scale == 10**12
+    for amount in (2**256 - 1, 2**256 // scale, 2**255 // scale + 1):
+        with ape.reverts("vault: insufficient balance"):
+            s.engine.withdraw(s.usdc, amount, sender=trader)
+    with ape.reverts("vault: insufficient balance"):
+        s.engine.withdraw(s.weth, 2**256 - 1, sender=trader)
+    # nothing moved: the whole balance still comes out
+    s.engine.withdraw(s.usdc, 10 * USD, sender=trader)
+    assert s.engine.cash(trader) == 0
+
+
 def test_false_returning_token(system, kit, trader):
     s, t = system, kit["false"]
     s.engine.deposit(t, 5 * WAD, sender=trader)

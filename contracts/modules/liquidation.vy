@@ -22,13 +22,14 @@ MASK128: constant(uint256) = 2**128 - 1
 # Loss-index word: long index << 128 | short index (WAD USD per contract each).
 LONG: constant(uint256) = 0
 SHORT: constant(uint256) = 1
-# Preview status codes.
+# Preview status codes (NOT_AN_ACCOUNT: a system contract, `Liquidator.is_system_account`).
 OK: constant(uint256) = 0
 HEALTHY: constant(uint256) = 1
 STALE: constant(uint256) = 2
 BELOW_MINIMUM: constant(uint256) = 3
 BAD_CAP: constant(uint256) = 4
 UNPRICED: constant(uint256) = 5
+NOT_AN_ACCOUNT: constant(uint256) = 6
 
 
 struct Params:

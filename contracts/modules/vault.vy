@@ -110,12 +110,14 @@ def _pull(asset: address, amount: uint256, account: address) -> uint256:
 def _debit(asset: address, amount: uint256, account: address):
     """
     @dev Debits `account` (cash must stay >= 0 when withdrawing cash) and the vault total.
+         Any amount above the balance, up to 2**256 - 1, reverts with the balance reason.
     """
     assert amount != 0, "vault: zero amount"
     if asset == self.cash_token:
-        new_cash: int256 = self.cash[account] - convert(amount * self.cash_scale, int256)
-        assert new_cash >= 0, "vault: insufficient balance"
-        self.cash[account] = new_cash
+        # compared in token units before any arithmetic: amount * scale could overflow
+        bal_wad: int256 = self.cash[account]
+        assert amount <= convert(max(bal_wad, 0), uint256) // self.cash_scale, "vault: insufficient balance"
+        self.cash[account] = bal_wad - convert(amount * self.cash_scale, int256)
     else:
         index: uint256 = self.asset_index[asset]
         assert index != 0, "vault: unknown asset"

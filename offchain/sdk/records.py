@@ -103,6 +103,7 @@ class LiquidationStatus(enum.IntEnum):
     BELOW_MINIMUM = 3
     BAD_CAP = 4
     UNPRICED = 5
+    NOT_AN_ACCOUNT = 6
 
     @property
     def meaning(self) -> str:
@@ -116,6 +117,7 @@ _LIQUIDATION_MEANING = {
     LiquidationStatus.BELOW_MINIMUM: "the cap is below the minimum fraction",
     LiquidationStatus.BAD_CAP: "the cap is outside (0, 1]",
     LiquidationStatus.UNPRICED: "insolvent, holding collateral without a fresh price: waits for it",
+    LiquidationStatus.NOT_AN_ACCOUNT: "a system contract (insurance fund, engine, admin, oracle)",
 }
 
 # The one place that says which contract source defines each enum's codes (checked by a test).
