@@ -116,9 +116,9 @@ def install_one_line_errors(shell=None) -> None:
             return
     from ape.exceptions import ArgumentsLengthError, ContractLogicError, ConversionError
 
-    from offchain.sdk import InputError
+    from offchain.errors import UserError
 
-    one_liners = (InputError, ContractLogicError, ConversionError, ArgumentsLengthError)
+    one_liners = (UserError, ContractLogicError, ConversionError, ArgumentsLengthError)
 
     def install(*_args) -> None:
         if getattr(shell.CustomTB, "_one_line", False):

@@ -10,14 +10,13 @@ from ape import accounts
 from ape.cli import ConnectedProviderCommand
 
 from offchain.errors import UserError, one_line_command
-from offchain.sdk.deploy import LOCAL_NETWORKS, is_local_network
+from offchain.keeper.service import default_deployment_path as deployment_path
+from offchain.sdk.deploy import is_local_network
 
 __all__ = [
-    "LOCAL_NETWORKS",
     "REPO",
     "ScriptCommand",
     "deployment_path",
-    "is_local_network",
     "resolve_account",
 ]
 
@@ -26,11 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 #: The class of every ``ape run`` script's command: Ape's network options, one-line errors
 #: (exit 2 for a bad input), the traceback only with ``--verbose`` (``offchain.errors``).
 ScriptCommand = one_line_command(ConnectedProviderCommand)
-
-
-def deployment_path(network_name: str) -> Path:
-    """``deployments/<network>.json`` in the project."""
-    return REPO / "deployments" / f"{network_name}.json"
 
 
 def resolve_account(alias: str | None, network_name: str, default_index: int) -> Any:

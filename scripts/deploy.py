@@ -23,17 +23,14 @@ from typing import Any
 
 import click
 from ape import chain, project
-from eth_utils import is_hex_address, to_checksum_address
+from eth_utils import is_hex_address
 
 from offchain.errors import UserError
 from offchain.sdk import Client, Deployment, deploy_system, load_config
-from offchain.sdk.deploy import Say, is_local_network
+from offchain.sdk.config import SystemConfig, checked_address
+from offchain.sdk.deploy import Say, has_code, is_local_network
 from scripts import _anvil
 from scripts._common import REPO, ScriptCommand, deployment_path, resolve_account
-
-
-def _has_code(addr: str | None) -> bool:
-    return bool(addr) and len(chain.provider.get_code(addr)) > 0
 
 
 def read_deployment(path: Path) -> Deployment:
@@ -58,7 +55,7 @@ def existing_deployment(
             raise UserError(f"--update: {path} does not exist; deploy without --update first")
         return None, None
     recorded = read_deployment(path)
-    live = recorded.chain_id == chain.chain_id and _has_code(recorded.oracle)
+    live = recorded.chain_id == chain.chain_id and has_code(chain, recorded.oracle)
     if live:
         if update:
             return recorded, None
@@ -83,7 +80,7 @@ def existing_deployment(
 
 def deploy(
     network_name: str,
-    config_path: str | Path,
+    cfg: SystemConfig,
     admin,
     keepers=(),
     venues=(),
@@ -93,8 +90,7 @@ def deploy(
     force: bool = False,
     say: Say = click.echo,
 ) -> Client:
-    """Deploy or complete the system; return its client."""
-    cfg = load_config(config_path)
+    """Deploy or complete the system described by ``cfg``; return its client."""
     path = Path(out) if out else deployment_path(network_name)
     existing, replacing = existing_deployment(path, network_name, update=update, force=force)
     c = deploy_system(
@@ -120,7 +116,10 @@ def role_holder(value: str, option: str, network_name: str) -> Any:
     if value.startswith("0x"):
         if not is_hex_address(value):
             raise UserError(f"{option} {value}: not an address (0x and 40 hex digits)")
-        return to_checksum_address(value)
+        try:
+            return checked_address(value)  # a mistyped mixed-case address fails its checksum
+        except ValueError as exc:
+            raise UserError(f"{option} {exc}") from None
     return resolve_account(value, network_name, 0)
 
 
@@ -147,7 +146,7 @@ def cli(network, config_path, account, keepers, venues, out, update, force, auto
     if update and force:
         raise UserError("--update completes the recorded deployment, --force replaces it: pick one")
     name = network.name
-    load_config(config_path)  # a bad config is reported before any account is unlocked
+    cfg = load_config(config_path)  # a bad config is reported before any account is unlocked
     admin = resolve_account(account, name, 0)
     if autosign and hasattr(admin, "set_autosign"):
         passphrase = os.environ.get(f"APE_ACCOUNTS_{admin.alias}_PASSPHRASE")
@@ -157,7 +156,7 @@ def cli(network, config_path, account, keepers, venues, out, update, force, auto
     venues = venues or (("TEST::2",) if local else ())
     deploy(
         name,
-        config_path,
+        cfg,
         admin,
         [role_holder(k, "--keeper", name) for k in keepers],
         [role_holder(v, "--venue", name) for v in venues],

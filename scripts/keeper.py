@@ -36,7 +36,7 @@ from offchain.keeper.service import (
 )
 from offchain.keeper.shutdown import Shutdown
 from scripts import _anvil
-from scripts._common import REPO, ScriptCommand, resolve_account
+from scripts._common import ScriptCommand, resolve_account
 
 
 def signing_account(alias, network_name):
@@ -93,8 +93,13 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
 @click.option("--rounds", type=int, default=None, help="stop after this many rounds")
 @click.option("--start", default=None, help="csv: first day (YYYY-MM-DD)")
 @click.option("--end", default=None, help="csv: last day")
-@click.option("--steps-per-day", default=4, show_default=True, help="csv: intraday steps")
-@click.option("--seed", default=1, show_default=True, help="sim: random seed")
+@click.option(
+    "--steps-per-day",
+    default=KeeperOptions.steps_per_day,
+    show_default=True,
+    help="csv: intraday steps",
+)
+@click.option("--seed", default=KeeperOptions.seed, show_default=True, help="sim: random seed")
 @click.option("--file", "file_", default=None, help="json: file of ticks")
 @click.option("--url", default=None, help="http: URL of ticks")
 @click.option("--feed", "feeds", multiple=True, help="feed: UNDERLYING=aggregator address")
@@ -105,10 +110,17 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
     help="seconds to wait when the source has nothing new (0: stop)",
 )
 @click.option("--warp", is_flag=True, help="local only: move anvil's clock to each tick")
-@click.option("--state-dir", default=str(REPO / "keeper-state"), show_default=True)
+@click.option("--state-dir", default=KeeperOptions.state_dir, show_default=True)
 @click.option("--confirmations", default=None, type=int, help="default 1 local, 2 otherwise")
-@click.option("--threshold", default=0.002, show_default=True, help="relative move to post")
-@click.option("--heartbeat", default=600, show_default=True, help="seconds (< oracle max_age)")
+@click.option(
+    "--threshold", default=KeeperOptions.threshold, show_default=True, help="relative move to post"
+)
+@click.option(
+    "--heartbeat",
+    default=KeeperOptions.heartbeat,
+    show_default=True,
+    help="seconds (< oracle max_age)",
+)
 @click.option(
     "--stop-grace",
     type=click.FloatRange(min=0),

@@ -57,9 +57,15 @@ class PrometheusRecorder(JSONLineRecorder):
             ["task"],
             registry=self.registry,
         )
-        self.server, self.thread = start_http_server(
-            options.metrics_port, options.metrics_host, registry=self.registry
-        )
+        try:
+            self.server, self.thread = start_http_server(
+                options.metrics_port, options.metrics_host, registry=self.registry
+            )
+        except OSError as exc:  # port taken, host not ours: one line, not a traceback
+            raise SystemExit(
+                f"error: cannot serve metrics on {options.metrics_host}:{options.metrics_port} "
+                f"({exc}): set KEEPER_METRICS_HOST / KEEPER_METRICS_PORT"
+            ) from None
 
     async def add_result(self, result: TaskResult) -> None:
         await super().add_result(result)

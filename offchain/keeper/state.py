@@ -494,7 +494,7 @@ class StateStore:
             self._write_state(c, state, state.posted, ())
             for rec in state.ledger.values():
                 self._write_record(c, rec)
-            self._write_runner(c, runner, runner.accounts, ())
+            self._write_runner(c, runner, runner.accounts)
         log_event(
             _log,
             logging.INFO,
@@ -566,6 +566,8 @@ class StateStore:
         if row is None:
             return None
         status, nonce, chain_id, mined_hash, block_number, created_at = row
+        if status not in {s.value for s in TxStatus} or not isinstance(nonce, int):
+            raise StateCorruptedError(f"{self.path}: done key {key!r} has a bad row: {row}")
         return TxRecord(
             key=key,
             sender=self.signer,
@@ -677,14 +679,14 @@ class StateStore:
         return self._read_runner()
 
     def save_runner(self, runner: RunnerState) -> None:
-        """Insert the accounts new since the last save; write the plan and ``last_ts``."""
+        """Insert the accounts new since the last save (the index only grows, so a save
+        without new ones skips the set difference); write the plan and ``last_ts``."""
         with self._mutex:
-            new = runner.accounts - self._saved_accounts
-            gone = self._saved_accounts - runner.accounts
+            grew = len(runner.accounts) != len(self._saved_accounts)
+            new = runner.accounts - self._saved_accounts if grew else set()
             with self._write() as c:
-                self._write_runner(c, runner, new, gone)
+                self._write_runner(c, runner, new)
             self._saved_accounts |= new
-            self._saved_accounts -= gone
 
     # ------------------------------------------------------------------ rows
 
@@ -764,15 +766,10 @@ class StateStore:
             (self._id, rec.key, str(rec.status), rec.created_at, _dumps(rec.to_json())),
         )
 
-    def _write_runner(
-        self, c: sqlite3.Connection, runner: RunnerState, new: Any, gone: Any
-    ) -> None:
+    def _write_runner(self, c: sqlite3.Connection, runner: RunnerState, new: Any) -> None:
         c.executemany(
             "INSERT OR IGNORE INTO accounts (signer, address) VALUES (?, ?)",
             [(self._id, a) for a in sorted(new)],
-        )
-        c.executemany(
-            "DELETE FROM accounts WHERE signer = ? AND address = ?", [(self._id, a) for a in gone]
         )
         plan = None if runner.plan is None else _dumps(runner.plan.to_json())
         c.execute(

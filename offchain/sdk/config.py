@@ -242,16 +242,24 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
         )
 
 
+def checked_address(text: str) -> str:
+    """``text`` as a checksummed address; ``ValueError`` (one line) if it is not one or a
+    mixed-case address fails its checksum (a mistyped character)."""
+    if not (text.startswith("0x") and is_hex_address(text)):
+        raise ValueError(f"must be a 0x-prefixed 40-hex-digit address, got {text!r}")
+    body = text[2:]
+    if body not in (body.lower(), body.upper()) and not is_checksum_address(text):
+        raise ValueError(f"{text} fails its checksum: copy the address again")
+    return to_checksum_address(text)
+
+
 def _address(f: Fields, key: str) -> str | None:
     if not f.has(key):
         return None
-    text = f.text(key)
-    if not (text.startswith("0x") and is_hex_address(text)):
-        raise f.fail(key, f"must be a 0x-prefixed 40-hex-digit address, got {text!r}")
-    body = text[2:]
-    if body not in (body.lower(), body.upper()) and not is_checksum_address(text):
-        raise f.fail(key, f"{text} fails its checksum: copy the address again")
-    return to_checksum_address(text)
+    try:
+        return checked_address(f.text(key))
+    except ValueError as exc:
+        raise f.fail(key, str(exc)) from None
 
 
 def _choice(f: Fields, key: str, choices: Collection[str], what: str) -> str:

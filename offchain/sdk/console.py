@@ -17,7 +17,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from offchain.fixed_point import WAD
+from offchain.fixed_point import MAX_PRICE, MAX_SIZE, WAD
 from offchain.margin import Kind
 from offchain.scenarios import PRESETS
 from offchain.sdk.client import Client
@@ -453,6 +453,8 @@ class Console:
         q = to_wad(size, "size", "1.5 (contracts; negative sells)")
         if q == 0:
             raise InputError("size must not be 0: give contracts, e.g. 1.5 (negative sells)")
+        if abs(q) > MAX_SIZE:
+            raise InputError(f"size {size!r} is beyond 1e12 contracts: give a smaller size")
         return q
 
     @staticmethod
@@ -460,6 +462,8 @@ class Console:
         p = to_wad(price, "price", "60000 (USD per contract)")
         if p < 0:
             raise InputError(f"price must be >= 0, not {price!r}: give USD per contract")
+        if p >= MAX_PRICE:
+            raise InputError(f"price {price!r} is beyond 2**96 WAD: give USD per contract")
         return p
 
     @staticmethod

@@ -31,6 +31,7 @@ __all__ = [
     "LOCAL_NETWORKS",
     "Core",
     "check_token",
+    "has_code",
     "deploy_core",
     "deploy_liquidation_views",
     "deploy_liquidator",
@@ -195,7 +196,7 @@ def list_config(
             )
 
 
-def _has_code(chain_manager: Any, addr: str | None) -> bool:
+def has_code(chain_manager: Any, addr: str | None) -> bool:
     return bool(addr) and len(chain_manager.provider.get_code(addr)) > 0
 
 
@@ -221,7 +222,7 @@ def _token_symbol(raw: bytes) -> str | None:
 def check_token(chain_manager: Any, where: str, addr: str, spec: CollateralSpec) -> None:
     """The token at ``addr`` is an ERC-20 whose ``decimals()`` and ``symbol()`` are the config's."""
     net = chain_manager.provider.network.name
-    if not _has_code(chain_manager, addr):
+    if not has_code(chain_manager, addr):
         raise UserError(
             f"{where} {spec.symbol} at {addr}: no contract there on {net}; check the address "
             "and the network"
@@ -273,7 +274,7 @@ def preflight(
     check_bounds(config)
     net = chain_manager.provider.network.name
     reuse = existing is not None and all(
-        _has_code(chain_manager, a)
+        has_code(chain_manager, a)
         for a in (
             existing.oracle,
             existing.engine_admin,
@@ -293,7 +294,7 @@ def preflight(
                 f"{where} {spec.symbol}: the deployment holds {recorded}, the config names "
                 f"{spec.address}; a listed token cannot be swapped (deploy anew with --out)"
             )
-        addr = spec.address or (recorded if _has_code(chain_manager, recorded) else None)
+        addr = spec.address or (recorded if has_code(chain_manager, recorded) else None)
         if addr is None:
             if not is_local_network(net):
                 raise UserError(
@@ -320,7 +321,7 @@ def preflight(
         + 5
     )
     gas = (0 if reuse else GAS_CORE) + mocks * GAS_MOCK_TOKEN + listings * GAS_LISTING
-    if liquidator and not (reuse and existing and _has_code(chain_manager, existing.liquidator)):
+    if liquidator and not (reuse and existing and has_code(chain_manager, existing.liquidator)):
         gas += GAS_LIQUIDATOR
     price = chain_manager.provider.web3.eth.gas_price * FEE_HEADROOM
     balance = chain_manager.provider.get_balance(admin.address)
@@ -356,8 +357,8 @@ def deploy_system(
     """
     say = log or (lambda _msg: None)
 
-    def has_code(addr: str | None) -> bool:
-        return _has_code(chain_manager, addr)
+    def deployed(addr: str | None) -> bool:
+        return has_code(chain_manager, addr)
 
     reuse = preflight(
         chain_manager,
@@ -392,7 +393,7 @@ def deploy_system(
         )
     for spec in config.collateral:
         addr = dep.collateral.get(spec.symbol) or spec.address
-        if not has_code(addr):
+        if not deployed(addr):
             addr = deploy_token(project, admin, spec.symbol, spec.decimals).address
         dep.collateral[spec.symbol] = addr
         dep.asset_prices[addr] = spec.priced_by
@@ -400,7 +401,7 @@ def deploy_system(
     engine_admin = project.EngineAdmin.at(dep.engine_admin)
     engine = project.MarginEngine.at(dep.engine)
     if liquidator:
-        if not has_code(dep.liquidator):
+        if not deployed(dep.liquidator):
             liq = deploy_liquidator(project, admin, engine_admin, engine)
             dep.liquidator = liq.address
             dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
@@ -408,7 +409,7 @@ def deploy_system(
         else:
             if str(engine.liquidator()) != dep.liquidator:
                 engine_admin.set_liquidator(dep.liquidator, sender=admin)
-            if not has_code(dep.liquidation_views):
+            if not deployed(dep.liquidation_views):
                 liq = project.Liquidator.at(dep.liquidator)
                 dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
     list_config(oracle, engine_admin, engine, dep, admin, config, time_offset, say)

@@ -29,6 +29,8 @@ from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
+from offchain.errors import UserError
+
 __all__ = [
     "CONTRACT_CODES",
     "Authorisation",
@@ -58,7 +60,7 @@ WAD_DIGITS = 18
 _EXACT = Context(prec=100)  # every uint256/int256 fits: conversions never round
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Bad input from a person: the message is one line, the problem and then the fix."""
 
 
