@@ -373,7 +373,9 @@ class KeeperRunner:
         last = self.state.last_block
         start = self.chain.deployment.block if last is None else last + 1
         if start <= head:
-            touched = self.chain.accounts_touched(start, head)
+            # the system's contracts (the Liquidator holds the fund's cash) are not accounts:
+            # never registered, re-read or swept
+            touched = self.chain.accounts_touched(start, head) - set(self._system_addresses())
             new = touched - self.runner_state.accounts
             self._stale |= touched
             if new:
