@@ -200,10 +200,15 @@ def deposit(asset: address, amount: uint256, account: address = msg.sender) -> u
             (fee-on-transfer safe). Never paused.
     @param asset The settlement stablecoin or a listed collateral asset.
     @param amount Token units.
-    @param account The account credited.
+    @param account The account credited: not zero, a system contract or a token; the
+           Liquidator (the insurance fund) takes the stablecoin only ("vault: bad account").
     @return The credited amount (token units).
     """
-    assert account != empty(address), "vault: zero account"
+    # the fund (the Liquidator's account) takes cash only: it never withdraws collateral
+    fund: address = empty(address)
+    if asset != vault.cash_token:
+        fund = self.liquidator.address
+    self._check_account(account, fund)
     return vault._pull(asset, amount, account)
 
 
@@ -215,9 +220,10 @@ def withdraw(asset: address, amount: uint256, receiver: address = msg.sender):
             other needs fresh data, no pause, and equity >= IM afterwards.
     @param asset The settlement stablecoin or a listed collateral asset.
     @param amount Token units.
-    @param receiver Recipient of the tokens.
+    @param receiver Recipient of the tokens: not zero, a system contract or a token
+           ("vault: bad account").
     """
-    assert receiver != empty(address), "vault: zero account"
+    self._check_account(receiver, self.liquidator.address)
     self._touch(msg.sender, 0)
     vault._debit(asset, amount, msg.sender)
     if positions.position_count[msg.sender] != 0 or vault.cash[msg.sender] < 0:
@@ -429,6 +435,17 @@ def _book(account: address, extra_ids: DynArray[uint256, 1]) -> margin.Book:
          (`_touch` has realised it).
     """
     return assembler._inputs(oracle, account, extra_ids, [], False, empty(address)).book
+
+
+@view
+@internal
+def _check_account(a: address, fund: address):
+    """
+    @dev Refuse an account credited or a receiver paid that can never use it: the zero
+         address, this engine, its admin, its oracle, the cash token, a listed collateral
+         token, and `fund` (the Liquidator where it would take what it never moves on).
+    """
+    assert a != empty(address) and a != self and a != engine_admin and a != oracle.address and a != vault.cash_token and vault.asset_index[a] == 0 and a != fund, "vault: bad account"
 
 
 @view

@@ -391,14 +391,15 @@ def fresh_market(liq, tokens, eth=None):
 
 
 def test_reentrant_token_cannot_double_credit_or_reenter_the_liquidator(
-    liq, hostile_tokens, trader, maker, liquidator_account, admin
+    project, liq, hostile_tokens, trader, maker, liquidator_account, admin
 ):
     """Re-entrancy through token callbacks (Cream 2021 / imBTC-Uniswap 2020, ERC-777 hooks).
     The token calls back into the system in the middle of a withdrawal and of a deposit:
     a second withdrawal, a second deposit, a liquidation through the Liquidator (cross-contract:
     the Liquidator reads the locked engine) and a settlement all fail, and nothing is credited
     twice. A liquidation moves collateral inside the vault without any token transfer, so an
-    armed token gets no callback at all; the liquidator then withdraws what it bought."""
+    armed token gets no callback at all; the liquidator then withdraws what it bought. The
+    callback acts through a contract account (a listed token is never an account itself)."""
     s, e, lq = liq.s, liq.s.engine, liq.liquidator
     reent, _probe = hostile_tokens
     fresh_market(liq, [reent])
@@ -408,44 +409,49 @@ def test_reentrant_token_cannot_double_credit_or_reenter_the_liquidator(
     e.deposit(reent, 30_000 * WAD, sender=trader)
     liq.deposit(trader, 1_000)
     liq.trade(trader, maker, "btc-fut", WAD, F60K)
-    # the token is itself a margin account (it could be a liquidator)
-    e.deposit(s.usdc, 500_000 * USD, reent, sender=admin)
-    reent.mint(reent, 10 * WAD, sender=admin)
-    reent.execute(reent, reent.approve.encode_input(e, 2**256 - 1), sender=admin)
-    reent.execute(e, e.deposit.encode_input(reent, 10 * WAD, reent), sender=admin)
+    # the margin account the token's callback drives (it could be a liquidator): a second,
+    # unlisted MockReentrantToken, for its `execute`
+    acct = admin.deploy(project.MockReentrantToken, 18)
+    e.deposit(s.usdc, 500_000 * USD, acct, sender=admin)
+    reent.mint(acct, 10 * WAD, sender=admin)
+    acct.execute(reent, reent.approve.encode_input(e, 2**256 - 1), sender=admin)
+    acct.execute(e, e.deposit.encode_input(reent, 10 * WAD, acct), sender=admin)
     liq.move(BTC, 44_000 * WAD)  # the victim falls below MM
     post_assets(s, {reent: WAD})
     assert liq.health(trader) < 0
     hooks = {
-        "withdraw again": e.withdraw.encode_input(reent, 10 * WAD, reent),
-        "deposit inside withdraw": e.deposit.encode_input(reent, WAD, reent),
+        "withdraw again": e.withdraw.encode_input(reent, 10 * WAD, acct),
+        "deposit inside withdraw": e.deposit.encode_input(reent, WAD, acct),
         "liquidate via the Liquidator": lq.liquidate.encode_input(trader, WAD),
         "settle": e.settle.encode_input(trader),
     }
     for kind, data in hooks.items():
         total = e.total(reent)
-        reent.arm(e if kind != "liquidate via the Liquidator" else lq, data, sender=admin)
-        reent.execute(e, e.withdraw.encode_input(reent, WAD, reent), sender=admin)
+        target = e if kind != "liquidate via the Liquidator" else lq
+        reent.arm(acct, acct.execute.encode_input(target, data), sender=admin)
+        acct.execute(e, e.withdraw.encode_input(reent, WAD, acct), sender=admin)
         tried(f"re-enter during withdraw: {kind}")
         assert not reent.reentry_succeeded(), kind
         assert e.total(reent) == total - WAD
-        e.deposit(reent, WAD, reent, sender=trader)  # top the token's account up again
+        e.deposit(reent, WAD, acct, sender=trader)  # top the account up again
     # during a deposit (transferFrom), re-entering withdraw or deposit fails as well
     for kind, data in (
         ("withdraw inside deposit", e.withdraw.encode_input(reent, WAD, trader)),
         ("deposit inside deposit", e.deposit.encode_input(reent, WAD, trader)),
     ):
         before = e.collateral(reent, trader)
-        reent.arm(e, data, sender=admin)
+        reent.arm(acct, acct.execute.encode_input(e, data), sender=admin)
         e.deposit(reent, 5 * WAD, sender=trader)
         tried(f"re-enter during deposit: {kind}")
         assert not reent.reentry_succeeded()
         assert e.collateral(reent, trader) == before + 5 * WAD
-    assert sum(e.collateral(reent, a) for a in (trader, reent)) == e.total(reent)
+    assert sum(e.collateral(reent, a) for a in (trader, acct)) == e.total(reent)
     assert e.total(reent) <= reent.balanceOf(e)
     # the liquidation itself works (the lock, not the state, stopped the re-entry), and
     # moves the token inside the vault without calling it
-    reent.arm(e, e.withdraw.encode_input(reent, WAD, reent), sender=admin)
+    reent.arm(
+        acct, acct.execute.encode_input(e, e.withdraw.encode_input(reent, WAD, acct)), sender=admin
+    )
     attempts = reent.reentry_attempts()
     balance = reent.balanceOf(e)
     lq.liquidate(trader, sender=liquidator_account)
@@ -453,9 +459,7 @@ def test_reentrant_token_cannot_double_credit_or_reenter_the_liquidator(
     assert reent.reentry_attempts() == attempts and reent.balanceOf(e) == balance
     bought = e.collateral(reent, liquidator_account)
     assert bought > 0
-    assert sum(e.collateral(reent, a) for a in (trader, reent, liquidator_account)) == e.total(
-        reent
-    )
+    assert sum(e.collateral(reent, a) for a in (trader, acct, liquidator_account)) == e.total(reent)
     # the liquidator takes its tokens out; the still armed hook cannot withdraw a second time
     e.withdraw(reent, bought, sender=liquidator_account)
     assert not reent.reentry_succeeded()

@@ -403,7 +403,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             elif kind == "zero":
                 reasons, args = {"vault: zero amount"}, (s.usdc, 0)
             else:
-                reasons, args = {"vault: zero account"}, (s.usdc, USD, "0x" + "00" * 20)
+                reasons, args = {"vault: bad account"}, (s.usdc, USD, "0x" + "00" * 20)
             got = self.expect_revert(reasons, e.deposit, *args, sender=trader)
             assert got is not None, f"bad deposit {kind} went through"
             false.set_fail_all(False, sender=admin)

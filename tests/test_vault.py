@@ -59,7 +59,7 @@ def test_deposit_guards(system, trader, outsider, admin):
         s.engine.deposit(outsider, 1, sender=trader)
     with ape.reverts("vault: zero amount"):
         s.engine.deposit(s.usdc, 0, sender=trader)
-    with ape.reverts("vault: zero account"):
+    with ape.reverts("vault: bad account"):
         s.engine.deposit(s.usdc, 1, ZERO, sender=trader)
     s.engine_admin.list_collateral(s.wbtc, WAD // 4, 10**8, sender=admin)
     with ape.reverts("vault: deposit cap"):
@@ -78,7 +78,7 @@ def test_withdraw_guards_and_full_exit(system, trader, outsider):
         s.engine.withdraw(s.weth, 2 * WAD + 1, sender=trader)
     with ape.reverts("vault: unknown asset"):
         s.engine.withdraw(outsider, 1, sender=trader)
-    with ape.reverts("vault: zero account"):
+    with ape.reverts("vault: bad account"):
         s.engine.withdraw(s.usdc, 1, ZERO, sender=trader)
     # no positions: everything comes out, no oracle data needed
     bal = s.usdc.balanceOf(outsider)
@@ -158,19 +158,21 @@ def test_negative_rebase_never_credits_more_than_held(system, trader, maker, adm
         s.engine.deposit(s.weth, 2 * WAD, sender=maker)
 
 
-def test_reentrant_withdraw_cannot_withdraw_twice(system, kit, trader):
+def test_reentrant_withdraw_cannot_withdraw_twice(project, system, kit, trader, admin):
     s, t = system, kit["reent"]
-    # the token is itself an account: it deposits 10 and tries to withdraw 10 twice
-    t.mint(t, 10 * WAD, sender=trader)
-    t.execute(t, t.approve.encode_input(s.engine, 2**256 - 1), sender=trader)
-    t.execute(s.engine, s.engine.deposit.encode_input(t, 10 * WAD, t), sender=trader)
-    assert s.engine.collateral(t, t) == 10 * WAD
-    again = s.engine.withdraw.encode_input(t, 10 * WAD, t)
-    t.arm(s.engine, again, sender=trader)
-    t.execute(s.engine, again, sender=trader)
+    # a contract account (a second, unlisted MockReentrantToken, for its `execute`) deposits 10
+    # of the re-entrant token, which makes it withdraw 10 again during the withdrawal's transfer
+    acct = admin.deploy(project.MockReentrantToken, 18)
+    t.mint(acct, 10 * WAD, sender=trader)
+    acct.execute(t, t.approve.encode_input(s.engine, 2**256 - 1), sender=trader)
+    acct.execute(s.engine, s.engine.deposit.encode_input(t, 10 * WAD, acct), sender=trader)
+    assert s.engine.collateral(t, acct) == 10 * WAD
+    again = s.engine.withdraw.encode_input(t, 10 * WAD, acct)
+    t.arm(acct, acct.execute.encode_input(s.engine, again), sender=trader)
+    acct.execute(s.engine, again, sender=trader)
     assert t.reentry_attempts() == 1 and not t.reentry_succeeded()
-    assert s.engine.collateral(t, t) == 0 and s.engine.total(t) == 0
-    assert t.balanceOf(t) == 10 * WAD
+    assert s.engine.collateral(t, acct) == 0 and s.engine.total(t) == 0
+    assert t.balanceOf(acct) == 10 * WAD
     assert t.balanceOf(s.engine) == 0
 
 
