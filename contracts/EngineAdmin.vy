@@ -24,6 +24,7 @@ from .interfaces import IEngineAdmin
 from .interfaces import IMarginEngine
 from .interfaces import IRiskOracle
 from .interfaces import ILiquidator
+from .interfaces import IRoles
 from .modules import fixed_point as fp
 from .modules import roles
 from .modules import vault
@@ -41,7 +42,6 @@ exports: (
     roles.has_role,
     roles.transfer_admin,
     roles.accept_admin,
-    roles.grant_role,
     roles.revoke_role,
 )
 
@@ -73,7 +73,8 @@ def bind(engine_: IMarginEngine):
     """
     roles._only_admin()
     assert self.engine.address == empty(address), "engine: admin already bound"
-    assert staticcall engine_.engine_admin() == self, "engine: not administered here"
+    # probed, so any other contract (oracle, token, lens) is refused with the reason
+    assert self._answer(engine_.address, method_id("engine_admin()")) == convert(self, uint256), "engine: not administered here"
     self.engine = engine_
     self.oracle = IRiskOracle(staticcall engine_.oracle())
     log IMarginEngine.ImFactorSet(im_factor=staticcall engine_.im_factor())
@@ -83,9 +84,11 @@ def bind(engine_: IMarginEngine):
 def authorise_venue(venue: address, allowed: bool):
     """
     @notice Allow (or stop) `venue` to book trades for the caller.
-    @param venue A venue address (must also hold the venue role to trade).
+    @param venue A venue address (must also hold the venue role to trade); not a system
+           contract or token ("engine: system address").
     @param allowed True to authorise.
     """
+    assert not (allowed and self._is_system(venue)), "engine: system address"
     self.authorised[msg.sender][venue] = allowed
     log IMarginEngine.VenueAuthorised(account=msg.sender, venue=venue, allowed=allowed)
 
@@ -116,6 +119,7 @@ def list_collateral(asset: address, haircut: uint256, deposit_cap: uint256):
     """
     roles._only_admin()
     self._bound()
+    assert not self._is_system_contract(asset), "engine: system address"
     is_cash: bool = asset == staticcall self.engine.cash_token()
     if not is_cash:
         assert staticcall self.oracle.asset_listed(asset), "engine: asset not priced"
@@ -196,13 +200,79 @@ def unpause():
 def set_liquidator(liquidator_: ILiquidator):
     """
     @notice Wire the Liquidator contract, once (a later admin cannot swap in another one).
-    @param liquidator_ The Liquidator; its engine cash is the insurance fund.
+    @param liquidator_ The Liquidator; its engine cash is the insurance fund. Probed: a
+           contract that does not name this engine as its `engine` and itself a system
+           account (any other system contract, a token, an account) is refused, as a wrong
+           Liquidator could never be replaced.
     """
     roles._only_admin()
     self._bound()
     assert staticcall self.engine.liquidator() == empty(address), "engine: liquidator already set"
+    a: address = liquidator_.address
+    assert (
+        self._answer(a, method_id("engine()")) == convert(self.engine.address, uint256)
+        and self._answer(a, abi_encode(a, method_id=method_id("is_system_account(address)"))) == 1
+    ), "engine: wrong liquidator"
     extcall self.engine.apply_liquidator(liquidator_.address)
     log IMarginEngine.LiquidatorSet(liquidator=liquidator_.address)
+
+
+@external
+def grant_role(account: address, role: uint256):
+    """
+    @notice Grant one role (2 venue, 4 guardian; 1 keeper has no use here) to `account`, never
+            to a system contract or token, which could not use it ("engine: system address").
+    @param account The account receiving the role.
+    @param role The role bit.
+    """
+    roles._only_admin()
+    roles._check_role(role)
+    assert account != empty(address), "roles: zero account"
+    assert not self._is_system(account), "engine: system address"
+    roles.role_bits[account] |= role
+    log IRoles.RoleGranted(role=role, account=account, sender=msg.sender)
+
+
+@view
+@internal
+def _is_system(a: address) -> bool:
+    """
+    @dev A system contract (`_is_system_contract`), the cash token or a listed collateral
+         token: never an account, venue or role holder.
+    """
+    if self._is_system_contract(a):
+        return True
+    e: IMarginEngine = self.engine
+    return e.address != empty(address) and (a == staticcall e.cash_token() or staticcall e.asset_index(a) != 0)
+
+
+@view
+@internal
+def _is_system_contract(a: address) -> bool:
+    """
+    @dev This contract, the engine, its oracle, and any contract that names the engine as its
+         `engine` (the Liquidator, MarginViews, LiquidationViews): never collateral either.
+    """
+    e: address = self.engine.address
+    if e == empty(address):
+        return a == self
+    return a == self or a == e or a == self.oracle.address or self._answer(a, method_id("engine()")) == convert(e, uint256)
+
+
+@view
+@internal
+def _answer(target: address, data: Bytes[36]) -> uint256:
+    """
+    @dev The one-word answer of a static call, or 0 when `target` has no code, reverts or
+         answers anything else than one word: an arbitrary address is probed without
+         reverting.
+    """
+    ok: bool = False
+    out: Bytes[32] = b""
+    ok, out = raw_call(target, data, max_outsize=32, is_static_call=True, revert_on_failure=False)
+    if not ok or len(out) != 32:
+        return 0
+    return convert(out, uint256)
 
 
 @view

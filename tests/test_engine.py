@@ -389,9 +389,13 @@ def test_engine_admin_binds_one_engine_once_and_only_it_configures(
     other = admin.deploy(project.MarginEngine, fresh, oracle, usdc, 1)
     tx = fresh.bind(other, sender=admin)
     assert tx.events.filter(fresh.ImFactorSet)[0].im_factor == 125 * WAD // 100
-    tx = fresh.set_liquidator(outsider, sender=admin)
-    assert tx.events.filter(fresh.LiquidatorSet)[0].liquidator == outsider.address
-    assert other.liquidator() == outsider.address
+    # wired once and for good: only a Liquidator of this engine (an address could drain it)
+    with ape.reverts("engine: wrong liquidator"):
+        fresh.set_liquidator(outsider, sender=admin)
+    liquidator = admin.deploy(project.Liquidator, admin, other)
+    tx = fresh.set_liquidator(liquidator, sender=admin)
+    assert tx.events.filter(fresh.LiquidatorSet)[0].liquidator == liquidator.address
+    assert other.liquidator() == liquidator.address
     # the hooks take values from EngineAdmin only (it validates them first)
     for hook, args in (
         (engine.apply_collateral, (usdc, 0, 1, 1)),
