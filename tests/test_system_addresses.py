@@ -94,6 +94,20 @@ def test_a_withdrawal_never_sends_tokens_where_they_are_lost(liq, trader, name):
     assert (e.cash(trader), e.collateral(s.weth, trader)) == owed
 
 
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_a_system_contract_is_never_moved_or_priced_as_an_asset(liq, trader, name):
+    """Unlisted, a system contract is no asset: the vault and the keeper name it."""
+    s, x = liq.s, system_address(liq, name)
+    books = vault_books(liq, trader)
+    with ape.reverts("vault: unknown asset"):
+        s.engine.deposit(x, 1, sender=trader)
+    with ape.reverts("vault: unknown asset"):
+        s.engine.withdraw(x, 1, sender=trader)
+    with ape.reverts("oracle: unknown asset"):
+        s.post(assets=[(x, WAD)])
+    assert vault_books(liq, trader) == books and s.oracle.asset_price(x) == (0, 0)
+
+
 @pytest.mark.parametrize("name", EVERY)
 def test_a_system_contract_is_never_listed_as_collateral(liq, admin, name):
     """A system contract listed as collateral would be a token without `transferFrom`
