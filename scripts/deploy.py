@@ -38,18 +38,13 @@ from offchain.sdk.config import SystemConfig, checked_address
 from offchain.sdk.deploy import Say, has_code, is_local_network
 from offchain.sdk.timelock import TimelockSpec, timelock_spec
 from scripts import _anvil
-from scripts._common import REPO, ScriptCommand, deployment_path, resolve_account
-
-
-def read_deployment(path: Path) -> Deployment:
-    """The deployments file at ``path``; a file that is not one is a one-line error."""
-    try:
-        return Deployment.load(path)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(
-            f"{path} is not a deployments file ({type(err).__name__}: {err}); move it away or "
-            "write elsewhere with --out"
-        ) from None
+from scripts._common import (
+    REPO,
+    ScriptCommand,
+    deployment_path,
+    read_deployment,
+    resolve_account,
+)
 
 
 def existing_deployment(

@@ -40,7 +40,7 @@ from offchain.sdk.timelock import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SAFE = "0x5afE000000000000000000000000000000005AFe"
+SAFE = "0x5Afe000000000000000000000000000000005afe"
 DEFAULT_ADMIN_ROLE = bytes(32)
 NOT_READY = "timelock_controller: operation is not ready"
 

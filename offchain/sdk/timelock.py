@@ -14,14 +14,20 @@ delay, ``execute_calldata`` (docs/deploy.md, "Change a timelocked deployment").
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import (
+    function_signature_to_4byte_selector,
+    is_checksum_address,
+    is_hex_address,
+    keccak,
+    to_checksum_address,
+)
 
-from offchain.errors import UserError
+from offchain.errors import UserError, did_you_mean
 
 __all__ = [
     "CANCELLER_ROLE",
@@ -34,6 +40,7 @@ __all__ = [
     "Proposal",
     "TimelockSpec",
     "admin_contracts",
+    "call_from_text",
     "check_delay",
     "encode_call",
     "execute",
@@ -207,6 +214,66 @@ class Proposal:
 def proposal(method: Any, *args: Any, delay: int = DEFAULT_DELAY, salt: bytes = ZERO32) -> Proposal:
     """The proposal of one contract call: ``proposal(client.oracle.set_max_age, 600)``."""
     return Proposal((encode_call(method, *args),), delay=delay, salt=salt)
+
+
+def _argument(kind: str, text: str, where: str) -> Any:
+    """One argument typed on a command line, read as its ABI type ``kind``."""
+    if kind.startswith(("uint", "int")):
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise UserError(
+                f"{where} {text!r}: not a whole number (WAD amounts are integers)"
+            ) from None
+        if kind.startswith("uint") and value < 0:
+            raise UserError(f"{where} {text!r}: must not be negative")
+        return value
+    if kind == "address":
+        if not is_hex_address(text):
+            raise UserError(f"{where} {text!r}: not an address (0x and 40 hex digits)")
+        if text != text.lower() and not is_checksum_address(text):
+            raise UserError(f"{where} {text}: checksum mismatch; copy the address again")
+        return to_checksum_address(text)
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise UserError(f"{where} {text!r}: give true or false")
+        return text.lower() == "true"
+    if kind == "bytes32":
+        raw = text.removeprefix("0x")
+        if len(raw) != 64 or any(ch not in "0123456789abcdefABCDEF" for ch in raw):
+            raise UserError(f"{where} {text!r}: give 32 bytes as 0x and 64 hex digits")
+        return bytes.fromhex(raw)
+    raise UserError(f"{where}: arguments of type {kind} are not read from text; use the SDK")
+
+
+def call_from_text(contracts: dict[str, Any], name: str, method: str, texts: Sequence[str]) -> Call:
+    """The call ``<name>.<method>(texts...)`` typed on a command line (``oracle set_max_age
+    600``), each argument read by the method's ABI type.
+
+    Raises:
+        UserError: an unknown contract or method (the closest named), a wrong number of
+            arguments (the signature shown) or an argument its type refuses.
+    """
+    if name not in contracts:
+        raise UserError(
+            f"no contract {name!r}{did_you_mean(name, contracts)}: one of {', '.join(contracts)}"
+        )
+    contract = contracts[name]
+    abis = {abi.name: abi for abi in contract.contract_type.mutable_methods}
+    if method not in abis:
+        raise UserError(
+            f"{name} has no function {method!r} that changes state"
+            f"{did_you_mean(method, abis)}; see docs/contracts.md"
+        )
+    abi = abis[method]
+    signature = f"{method}({', '.join(f'{i.type} {i.name}' for i in abi.inputs)})"
+    if len(texts) != len(abi.inputs):
+        raise UserError(f"{name}.{signature} takes {len(abi.inputs)} arguments, {len(texts)} given")
+    args = [
+        _argument(i.type, t, f"{name}.{method} {i.name}")
+        for i, t in zip(abi.inputs, texts, strict=True)
+    ]
+    return encode_call(getattr(contract, method), *args)
 
 
 def admin_contracts(project: Any, deployment: Any) -> list[Any]:
