@@ -12,6 +12,7 @@ refused) and the operation id the SDK computes, checked against the contract's o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import ape
@@ -19,7 +20,8 @@ import pytest
 
 from offchain.errors import UserError
 from offchain.fixed_point import WAD
-from offchain.sdk import Deployment, deploy_system, load_config
+from offchain.sdk import Deployment, deploy_system, deploy_token, load_config
+from offchain.sdk import deploy as sdk_deploy
 from offchain.sdk.deploy import preflight
 from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER
 from offchain.sdk.timelock import (
@@ -32,6 +34,7 @@ from offchain.sdk.timelock import (
     Call,
     Proposal,
     TimelockSpec,
+    call_from_text,
     encode_call,
     execute,
     proposal,
@@ -64,6 +67,11 @@ def test_a_local_network_stays_direct_unless_asked():
     assert asked == TimelockSpec(MIN_DELAY, SAFE)
     with pytest.raises(UserError, match="--timelock-admin"):
         timelock_spec("local", True, multisig=None, delay=DEFAULT_DELAY, requested=True)
+
+
+def test_the_zero_address_cannot_be_the_multisig():
+    with pytest.raises(UserError, match="the zero address cannot propose"):
+        timelock_spec("sepolia", False, multisig="0x" + "00" * 20, delay=DEFAULT_DELAY)
 
 
 @pytest.mark.parametrize("delay", [0, MIN_DELAY - 1, MAX_DELAY + 1])
@@ -271,3 +279,53 @@ def test_the_deployer_cannot_complete_a_timelocked_deployment(project, chain, lo
     with pytest.raises(UserError, match="not the deployer"):
         deploy_system(project, chain, admin, cfg, existing=locked.deployment)
     assert admin.nonce == nonce
+
+
+def test_a_public_deployment_needs_a_multisig_with_code(project, chain, admin, monkeypatch):
+    cfg = load_config(REPO / "deploy" / "config.json")
+    tokens = {
+        spec.symbol: deploy_token(project, admin, spec.symbol, spec.decimals).address
+        for spec in (cfg.cash, *cfg.collateral)
+    }
+    cfg = replace(
+        cfg,
+        cash=replace(cfg.cash, address=tokens[cfg.cash.symbol]),
+        collateral=tuple(replace(c, address=tokens[c.symbol]) for c in cfg.collateral),
+    )
+    monkeypatch.setattr(sdk_deploy, "is_local_network", lambda _name: False)
+    nonce = admin.nonce
+    with pytest.raises(UserError) as err:
+        deploy_system(project, chain, admin, cfg, timelock=TimelockSpec(DEFAULT_DELAY, SAFE))
+    assert f"--timelock-admin {SAFE}: no contract there" in str(err.value)
+    assert admin.nonce == nonce
+    contract = TimelockSpec(DEFAULT_DELAY, tokens["USDC"])  # any address with code passes
+    assert preflight(chain, admin, cfg, timelock=contract) is False
+
+
+@pytest.mark.parametrize(
+    "typed,part",
+    [
+        (("oracel", "set_max_age", "600"), "no contract 'oracel' (did you mean 'oracle'?)"),
+        (("oracle", "set_max_ag", "600"), "no function 'set_max_ag' that changes state"),
+        (("oracle", "max_age"), "no function 'max_age' that changes state"),  # a view
+        (("oracle", "set_max_age"), "set_max_age(uint256 max_age_) takes 1 arguments, 0 given"),
+        (("oracle", "set_max_age", "10m"), "'10m': not a whole number"),
+        (("oracle", "set_max_age", "-1"), "'-1': must not be negative"),
+        (("oracle", "grant_role", "0x12", "1"), "'0x12': not an address"),
+        (
+            ("oracle", "grant_role", "0x5afe000000000000000000000000000000005AFE", "1"),
+            "checksum mismatch",
+        ),
+    ],
+)
+def test_each_bad_typed_call_is_one_line(locked, typed, part):
+    contracts = {"oracle": locked.oracle, "engine_admin": locked.engine_admin}
+    with pytest.raises(UserError) as err:
+        call_from_text(contracts, typed[0], typed[1], typed[2:])
+    assert part in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_typed_call_encodes_as_the_sdk_call(locked, keeper):
+    c = locked
+    typed = call_from_text({"oracle": c.oracle}, "oracle", "grant_role", (keeper.address, "1"))
+    assert typed == encode_call(c.oracle.grant_role, keeper.address, ROLE_KEEPER)

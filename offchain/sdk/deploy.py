@@ -266,11 +266,11 @@ def preflight(
     existing: Deployment | None = None,
     time_offset: int = 0,
     liquidator: bool = True,
-    timelock: bool = False,
+    timelock: TimelockSpec | None = None,
 ) -> bool:
     """Check everything ``deploy_system`` needs before it sends anything; returns whether
     ``existing`` is reused (its contracts have code on this node). ``timelock``: the deployment
-    installs one (its gas is counted).
+    installs one (its gas is counted); off local networks its multisig must be a contract.
 
     Raises:
         UserError: one line: the first problem and its fix.
@@ -336,8 +336,13 @@ def preflight(
     gas = (0 if reuse else GAS_CORE) + mocks * GAS_MOCK_TOKEN + listings * GAS_LISTING
     if liquidator and not (reuse and existing and has_code(chain_manager, existing.liquidator)):
         gas += GAS_LIQUIDATOR
-    if timelock:
+    if timelock is not None:
         gas += GAS_TIMELOCK
+        if not is_local_network(net) and not has_code(chain_manager, timelock.multisig):
+            raise UserError(
+                f"--timelock-admin {timelock.multisig}: no contract there on {net}; the "
+                "timelock's proposer must be a multisig (a Safe) deployed on this network"
+            )
     price = chain_manager.provider.web3.eth.gas_price * FEE_HEADROOM
     balance = chain_manager.provider.get_balance(admin.address)
     if balance < gas * price:
@@ -385,7 +390,7 @@ def deploy_system(
         existing=existing,
         time_offset=time_offset,
         liquidator=liquidator,
-        timelock=timelock is not None,
+        timelock=timelock,
     )
     if reuse and existing is not None:
         dep = existing

@@ -112,6 +112,11 @@ def timelock_spec(
             f"{network} is not a local network: its admin is a timelock proposed to by a "
             "multisig; give the multisig (a Safe) with --timelock-admin 0x..."
         )
+    if int(multisig, 16) == 0:
+        raise UserError(
+            "--timelock-admin 0x0...0: the zero address cannot propose, so nobody could ever "
+            "change the deployment; give the multisig's address"
+        )
     return TimelockSpec(delay=check_delay(delay), multisig=multisig)
 
 
