@@ -338,7 +338,7 @@ def install_timelock(
                 f"the timelock {timelock.address} is no longer the deployer's to set up; the "
                 "remaining steps are proposals of its multisig (docs/deploy.md)"
             )
-        # a salt of the block number: a batch interrupted before execution is not re-filed
+        # a fresh salt per run: a batch left scheduled by an interrupted run cannot collide
         salt = chain_manager.blocks.head.number.to_bytes(32, "big")
         batch = Proposal(tuple(calls), delay=timelock.get_minimum_delay(), salt=salt)
         _send(timelock, deployer, batch)
