@@ -329,3 +329,25 @@ def test_a_typed_call_encodes_as_the_sdk_call(locked, keeper):
     c = locked
     typed = call_from_text({"oracle": c.oracle}, "oracle", "grant_role", (keeper.address, "1"))
     assert typed == encode_call(c.oracle.grant_role, keeper.address, ROLE_KEEPER)
+
+
+def test_the_documented_batch_runs_and_lands_after_the_delay(chain, locked, multisig, newcomer):
+    """docs/deploy.md, "Change a timelocked deployment": its Python block runs as written (with
+    real addresses for the placeholders) and its batch lands only after the delay."""
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    section = doc.split("## Change a timelocked deployment", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"0xNewKeeper"', repr(newcomer.address))
+    code = code.replace('"0xNewGuardian"', repr(newcomer.address))
+    ns = {"system": locked, "ROLE_KEEPER": ROLE_KEEPER, "ROLE_GUARDIAN": ROLE_GUARDIAN}
+    exec(code, ns)  # noqa: S102 - the documentation's own code
+    txs = ns["p"].as_transactions(locked.timelock.address)
+    assert txs["schedule"]["to"] == locked.timelock.address and txs["delay"] == DEFAULT_DELAY
+    batch = ns["batch"]
+    schedule(locked.timelock, multisig, batch)
+    with ape.reverts(NOT_READY):
+        execute(locked.timelock, multisig, batch)
+    wait(chain, DEFAULT_DELAY)
+    execute(locked.timelock, multisig, batch)
+    assert locked.oracle.has_role(newcomer, ROLE_KEEPER)
+    assert locked.engine_admin.has_role(newcomer, ROLE_GUARDIAN)
