@@ -15,7 +15,8 @@ named record and refuses bad input with one line): ``instruments``, ``balances_o
 
 Contracts: ``system`` (the ``offchain.sdk.Client``), ``engine`` (also ``vault``: the vault lives
 in the engine), ``engine_admin`` (roles, venue authorisations, listings, limits, pause),
-``oracle``, ``views``, ``usdc`` (the settlement token), ``liquidator`` and ``liquidation_views``.
+``oracle``, ``views``, ``usdc`` (the settlement token), ``liquidator``, ``liquidation_views``
+and ``timelock`` (the admin of a timelocked deployment, else None).
 The deployment file is ``deployments/<network>.json`` or ``$PM_DEPLOYMENT``.
 """
 
@@ -66,6 +67,7 @@ def ape_init_extras(project, chain, networks, accounts):
         "usdc": system.cash,
         "liquidator": system.liquidator,
         "liquidation_views": system.liquidation_views,
+        "timelock": system.timelock,
         "ROLE_KEEPER": ROLE_KEEPER,
         "ROLE_VENUE": ROLE_VENUE,
         "ROLE_GUARDIAN": ROLE_GUARDIAN,

@@ -11,12 +11,14 @@ from ape.cli import ConnectedProviderCommand
 
 from offchain.errors import UserError, one_line_command
 from offchain.keeper.service import default_deployment_path as deployment_path
+from offchain.sdk.client import Deployment
 from offchain.sdk.deploy import is_local_network
 
 __all__ = [
     "REPO",
     "ScriptCommand",
     "deployment_path",
+    "read_deployment",
     "resolve_account",
 ]
 
@@ -45,4 +47,15 @@ def resolve_account(alias: str | None, network_name: str, default_index: int) ->
         raise UserError(
             f"no account {alias!r}: use an alias from `ape accounts list` (or add one with "
             f"`ape accounts import {alias}`), or TEST::<n> for a test account"
+        ) from None
+
+
+def read_deployment(path: Path) -> Deployment:
+    """The deployments file at ``path``; a file that is not one is a one-line error."""
+    try:
+        return Deployment.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path} is not a deployments file ({type(err).__name__}: {err}); move it away or "
+            "write elsewhere with --out"
         ) from None

@@ -11,8 +11,15 @@ only the listings the chain does not have yet), ``--out FILE`` deploys a new sys
 ``--force`` deploys a new system and replaces the file. When its contracts have no code (a fresh
 local node), a local run says so and replaces it; a public network refuses without ``--force``.
 
+On every non-local network the admin of every contract ends as a timelock (``Timelock.vy``)
+whose proposer, canceller and executor is the multisig given by ``--timelock-admin``; without
+it the script refuses before anything is sent. Local runs keep the deployer as the admin unless
+``--timelock`` asks for one. The delay is the config's ``timelock_delay`` (2 days) or
+``--timelock-delay``.
+
     ape run deploy                                         # local anvil, test accounts
-    ape run deploy --network ethereum:sepolia:node --account deployer --keeper 0xKeeper
+    ape run deploy --network ethereum:sepolia:node --account deployer --keeper 0xKeeper \
+        --guardian 0xGuardian --timelock-admin 0xSafe
 """
 
 from __future__ import annotations
@@ -29,19 +36,15 @@ from offchain.errors import UserError
 from offchain.sdk import Client, Deployment, deploy_system, load_config
 from offchain.sdk.config import SystemConfig, checked_address
 from offchain.sdk.deploy import Say, has_code, is_local_network
+from offchain.sdk.timelock import TimelockSpec, timelock_spec
 from scripts import _anvil
-from scripts._common import REPO, ScriptCommand, deployment_path, resolve_account
-
-
-def read_deployment(path: Path) -> Deployment:
-    """The deployments file at ``path``; a file that is not one is a one-line error."""
-    try:
-        return Deployment.load(path)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(
-            f"{path} is not a deployments file ({type(err).__name__}: {err}); move it away or "
-            "write elsewhere with --out"
-        ) from None
+from scripts._common import (
+    REPO,
+    ScriptCommand,
+    deployment_path,
+    read_deployment,
+    resolve_account,
+)
 
 
 def existing_deployment(
@@ -86,11 +89,14 @@ def deploy(
     venues=(),
     out: str | Path | None = None,
     *,
+    guardians=(),
+    timelock: TimelockSpec | None = None,
     update: bool = False,
     force: bool = False,
     say: Say = click.echo,
 ) -> Client:
-    """Deploy or complete the system described by ``cfg``; return its client."""
+    """Deploy or complete the system described by ``cfg``; return its client. ``timelock``:
+    hand every admin over to a timelock once listed (``timelock_spec`` decides)."""
     path = Path(out) if out else deployment_path(network_name)
     existing, replacing = existing_deployment(path, network_name, update=update, force=force)
     c = deploy_system(
@@ -100,8 +106,10 @@ def deploy(
         cfg,
         keepers=keepers,
         venues=venues,
+        guardians=guardians,
         existing=existing,
         network=network_name,
+        timelock=timelock,
         log=say,
     )
     c.deployment.save(path)
@@ -137,21 +145,60 @@ _anvil.install()  # local runs: Ape's anvil without --steps-tracing (see scripts
 @click.option("--account", default=None, help="admin: an `ape accounts` alias (local: TEST::0)")
 @click.option("--keeper", "keepers", multiple=True, help="address or alias given the keeper role")
 @click.option("--venue", "venues", multiple=True, help="address or alias given the venue role")
+@click.option(
+    "--guardian", "guardians", multiple=True, help="address or alias that may pause at once"
+)
+@click.option(
+    "--timelock-admin",
+    default=None,
+    help="multisig (a Safe) that proposes, cancels and executes the timelock's calls; "
+    "required on non-local networks",
+)
+@click.option(
+    "--timelock-delay",
+    type=int,
+    default=None,
+    help="seconds a change waits (default: the config's timelock_delay, 2 days)",
+)
+@click.option("--timelock", "want_timelock", is_flag=True, help="install the timelock locally too")
 @click.option("--out", default=None, help="deployment file (default deployments/<network>.json)")
 @click.option("--update", is_flag=True, help="complete the deployment the file holds")
 @click.option("--force", is_flag=True, help="deploy anew and replace the deployment file")
 @click.option("--autosign", is_flag=True, help="sign without a prompt per transaction (keyfile)")
-def cli(network, config_path, account, keepers, venues, out, update, force, autosign):
+def cli(
+    network,
+    config_path,
+    account,
+    keepers,
+    venues,
+    guardians,
+    timelock_admin,
+    timelock_delay,
+    want_timelock,
+    out,
+    update,
+    force,
+    autosign,
+):
     """Deploy RiskOracle, MarginEngine, MarginViews (and mock tokens on local networks)."""
     if update and force:
         raise UserError("--update completes the recorded deployment, --force replaces it: pick one")
     name = network.name
     cfg = load_config(config_path)  # a bad config is reported before any account is unlocked
+    local = is_local_network(name)
+    # decided before any account is unlocked: a public network without its multisig stops here
+    multisig = role_holder(timelock_admin, "--timelock-admin", name) if timelock_admin else None
+    spec = timelock_spec(
+        name,
+        local,
+        multisig=None if multisig is None else str(getattr(multisig, "address", multisig)),
+        delay=cfg.timelock_delay if timelock_delay is None else timelock_delay,
+        requested=want_timelock,
+    )
     admin = resolve_account(account, name, 0)
     if autosign and hasattr(admin, "set_autosign"):
         passphrase = os.environ.get(f"APE_ACCOUNTS_{admin.alias}_PASSPHRASE")
         admin.set_autosign(True, passphrase=passphrase)
-    local = is_local_network(name)
     keepers = keepers or (("TEST::1",) if local else ())
     venues = venues or (("TEST::2",) if local else ())
     deploy(
@@ -161,6 +208,8 @@ def cli(network, config_path, account, keepers, venues, out, update, force, auto
         [role_holder(k, "--keeper", name) for k in keepers],
         [role_holder(v, "--venue", name) for v in venues],
         out,
+        guardians=[role_holder(g, "--guardian", name) for g in guardians],
+        timelock=spec,
         update=update,
         force=force,
     )

@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 ADMIN = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # TEST::0, the local deployer
 NOWHERE = "0x000000000000000000000000000000000000dEaD"
 SEPOLIA = ["--network", "ethereum:sepolia:node"]
+SAFE = "0x5Afe000000000000000000000000000000005afe"  # the multisig a public deployment needs
+ACCOUNT_AND_SAFE = ["--account", "TEST::0", "--timelock-admin", SAFE]
+MULTISIG = "TEST::7"
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +127,7 @@ def test_the_deployments_file_is_never_overwritten_silently(local_node, public_n
     assert local_node.nonce(ADMIN) == nonce
     assert json.loads(out.read_text()) == json.loads(written)
     # on a public network, a file whose contracts have no code there is refused, not replaced
-    public = ape_run(
-        "deploy", *SEPOLIA, "--account", "TEST::0", "--out", str(out), rpc=public_node.url
-    )
+    public = ape_run("deploy", *SEPOLIA, *ACCOUNT_AND_SAFE, "--out", str(out), rpc=public_node.url)
     one_line(public, "no code on sepolia", "--force")
     assert out.read_text() == written
     # a fresh local node: the stale file is replaced, and the run says so
@@ -139,6 +140,53 @@ def test_the_deployments_file_is_never_overwritten_silently(local_node, public_n
     assert "no code on this node (a fresh node): replaced" in stale.stdout
 
 
+def test_a_public_network_without_the_timelock_multisig_is_refused(public_node, tmp_path):
+    out = tmp_path / "sepolia.json"
+    nonce = public_node.nonce(ADMIN)
+    proc = ape_run(
+        "deploy", *SEPOLIA, "--account", "TEST::0", "--out", str(out), rpc=public_node.url
+    )
+    one_line(proc, "sepolia is not a local network", "--timelock-admin 0x")
+    assert public_node.nonce(ADMIN) == nonce and not out.exists()
+    short = ape_run(
+        "deploy", *SEPOLIA, *ACCOUNT_AND_SAFE, "--timelock-delay", "60", rpc=public_node.url
+    )
+    one_line(short, "--timelock-delay 60: the timelock delay must be between 3600")
+
+
+def test_a_timelocked_deployment_changes_only_through_proposals(local_node, tmp_path):
+    out = tmp_path / "local.json"
+    first = ape_run(
+        "deploy", *on(local_node), "--out", str(out), "--timelock", "--timelock-admin", MULTISIG
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    recorded = json.loads(out.read_text())
+    assert recorded["timelock"] and recorded["timelock_delay"] == 2 * 86_400
+    nonce = local_node.nonce(ADMIN)
+    update = ape_run("deploy", *on(local_node), "--out", str(out), "--update")
+    one_line(update, "not the deployer", "through proposals of its multisig")
+    assert local_node.nonce(ADMIN) == nonce
+    typo = ape_run("timelock", *on(local_node), "--deployment", str(out), "oracel", "set_max_age")
+    one_line(typo, "no contract 'oracel' (did you mean 'oracle'?)")
+    call = ["--deployment", str(out), "oracle", "set_max_age", "600"]
+    shown = ape_run("timelock", *on(local_node), *call)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    printed = json.loads(shown.stdout[shown.stdout.index("{") :])
+    assert printed["status"] == {"state": "unset"}
+    assert printed["schedule"]["to"] == recorded["timelock"]
+    send = ["--account", MULTISIG, "--send"]
+    scheduled = ape_run("timelock", *on(local_node), *send, "schedule", *call)
+    assert scheduled.returncode == 0, scheduled.stderr[-2000:]
+    assert '"state": "waiting"' in scheduled.stdout
+    early = ape_run("timelock", *on(local_node), *send, "execute", *call)
+    one_line(early, "--send execute: the operation", "is waiting until", "needs it ready")
+    local_node.rpc("evm_increaseTime", 2 * 86_400)
+    local_node.mine()
+    done = ape_run("timelock", *on(local_node), *send, "execute", *call)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"state": "done"' in done.stdout
+
+
 def test_a_missing_source_on_a_public_network_exits_with_one_line(public_node):
     block = public_node.w3.eth.block_number
     proc = ape_run("keeper", *SEPOLIA, rpc=public_node.url)
@@ -149,9 +197,7 @@ def test_a_missing_source_on_a_public_network_exits_with_one_line(public_node):
 def test_mock_tokens_are_refused_on_a_public_network(public_node, tmp_path):
     out = tmp_path / "sepolia.json"
     nonce = public_node.nonce(ADMIN)
-    proc = ape_run(
-        "deploy", *SEPOLIA, "--account", "TEST::0", "--out", str(out), rpc=public_node.url
-    )
+    proc = ape_run("deploy", *SEPOLIA, *ACCOUNT_AND_SAFE, "--out", str(out), rpc=public_node.url)
     one_line(proc, "cash USDC has no 'address'", "only on local networks, not on sepolia")
     assert public_node.nonce(ADMIN) == nonce and not out.exists()
 

@@ -5,6 +5,8 @@
 - ``decode``: listed instruments and the oracle's packed words, as the integer reference reads them.
 - ``client``: the typed client every script, the keeper and the tests read and send through.
 - ``roles``: the contracts' role bits.
+- ``timelock``: the timelock that administers a public deployment: whether one is installed,
+  the installation, and the schedule/execute/cancel calldata of a multisig's proposal.
 - ``records``: what people read: named records in human units, the contracts' outcome codes as
   enums, one-line ``InputError``.
 - ``console``: the client for people (names in, records out); ``ape console``'s helpers.

@@ -48,6 +48,11 @@ class Deployment:
     asset_prices: dict[str, str] = field(default_factory=dict)  # token -> underlying name
     liquidator: str | None = None
     liquidation_views: str | None = None
+    # The admin of every contract when set: proposals wait timelock_delay seconds; the
+    # multisig timelock_admin proposes, cancels and executes them.
+    timelock: str | None = None
+    timelock_delay: int | None = None
+    timelock_admin: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +70,9 @@ class Deployment:
             "asset_prices": dict(self.asset_prices),
             "liquidator": self.liquidator,
             "liquidation_views": self.liquidation_views,
+            "timelock": self.timelock,
+            "timelock_delay": self.timelock_delay,
+            "timelock_admin": self.timelock_admin,
         }
 
     @classmethod
@@ -84,6 +92,11 @@ class Deployment:
             asset_prices=dict(obj.get("asset_prices", {})),
             liquidator=obj.get("liquidator"),
             liquidation_views=obj.get("liquidation_views"),
+            timelock=obj.get("timelock"),
+            timelock_delay=None
+            if obj.get("timelock_delay") is None
+            else int(obj["timelock_delay"]),
+            timelock_admin=obj.get("timelock_admin"),
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -150,6 +163,8 @@ class Client:
             if deployment.liquidation_views
             else None
         )
+        # the admin of every contract when the deployment has one (offchain.sdk.timelock)
+        self.timelock = project.Timelock.at(deployment.timelock) if deployment.timelock else None
         self._asset_info: dict[str, tuple[int, int, int]] | None = None
         self._w3_events: dict[tuple[str, str], Any] = {}
         self._im_factor: int | None = None

@@ -24,6 +24,7 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.jsonfields import Fields, read_json
 from offchain.margin import Kind
 from offchain.scenarios import PRESETS, ScenarioGrid
+from offchain.sdk.timelock import DEFAULT_DELAY, MAX_DELAY, MIN_DELAY
 
 __all__ = [
     "CollateralSpec",
@@ -99,6 +100,7 @@ class SystemConfig:
     collateral: tuple[CollateralSpec, ...] = ()
     im_factor: int = 125 * 10**16
     max_age: int = 900
+    timelock_delay: int = DEFAULT_DELAY  # seconds; used where the deployment has a timelock
 
     def underlying(self, name: str) -> UnderlyingSpec:
         for u in self.underlyings:
@@ -125,7 +127,16 @@ MAX_EXPIRY = 2**40 - 1
 MAX_TOKENS = 8  # the settlement token and the collateral
 EXPIRY_HOUR = 8  # a date alone means 08:00 UTC, the usual crypto expiry time
 
-TOP_KEYS = ("grids", "cash", "collateral", "underlyings", "instruments", "im_factor", "max_age")
+TOP_KEYS = (
+    "grids",
+    "cash",
+    "collateral",
+    "underlyings",
+    "instruments",
+    "im_factor",
+    "max_age",
+    "timelock_delay",
+)
 CASH_KEYS = ("symbol", "decimals", "deposit_cap", "address")
 COLLATERAL_KEYS = (*CASH_KEYS, "haircut", "priced_by", "max_deviation")
 UNDERLYING_KEYS = (
@@ -375,6 +386,7 @@ def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> System
         collateral=tuple(coll),
         im_factor=to_wad(top.decimal("im_factor", "1.25")),
         max_age=top.integer("max_age", 900),
+        timelock_delay=top.integer("timelock_delay", DEFAULT_DELAY, lo=MIN_DELAY, hi=MAX_DELAY),
     )
     check_bounds(cfg, path)
     return cfg

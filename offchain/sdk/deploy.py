@@ -26,6 +26,7 @@ from offchain.sdk.client import Client, Deployment
 from offchain.sdk.config import CollateralSpec, InstrumentSpec, SystemConfig, check_bounds
 from offchain.sdk.decode import InstrumentMeta
 from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
+from offchain.sdk.timelock import TimelockSpec, install_timelock
 
 __all__ = [
     "LOCAL_NETWORKS",
@@ -56,6 +57,7 @@ GAS_CORE = 16_000_000  # RiskOracle, EngineAdmin, MarginEngine, bind, MarginView
 GAS_LIQUIDATOR = 9_000_000  # Liquidator, set_liquidator, LiquidationViews
 GAS_MOCK_TOKEN = 600_000
 GAS_LISTING = 300_000  # one grid, underlying, asset, collateral, instrument, limit or role
+GAS_TIMELOCK = 7_000_000  # Timelock, three transfer_admin, the hand-over batch (5.5M measured)
 FEE_HEADROOM = 2  # fees may rise while the deployment is under way
 
 
@@ -264,9 +266,11 @@ def preflight(
     existing: Deployment | None = None,
     time_offset: int = 0,
     liquidator: bool = True,
+    timelock: TimelockSpec | None = None,
 ) -> bool:
     """Check everything ``deploy_system`` needs before it sends anything; returns whether
-    ``existing`` is reused (its contracts have code on this node).
+    ``existing`` is reused (its contracts have code on this node). ``timelock``: the deployment
+    installs one (its gas is counted); off local networks its multisig must be a contract.
 
     Raises:
         UserError: one line: the first problem and its fix.
@@ -283,6 +287,15 @@ def preflight(
             existing.cash,
         )
     )
+    if reuse and existing is not None:
+        raw = _call(chain_manager, existing.oracle, "0xf851a440")  # admin()
+        holder = None if raw is None else str(decode(["address"], raw)[0])
+        if holder is not None and holder.lower() != admin.address.lower():
+            raise UserError(
+                f"the oracle's admin is {holder}, not the deployer {admin.address}: a "
+                "timelocked deployment changes only through proposals of its multisig "
+                "(docs/deploy.md, 'Change a timelocked deployment')"
+            )
     mocks = 0
     tokens = [("cash", config.cash, existing.cash if reuse and existing else None)]
     for spec in config.collateral:
@@ -323,6 +336,13 @@ def preflight(
     gas = (0 if reuse else GAS_CORE) + mocks * GAS_MOCK_TOKEN + listings * GAS_LISTING
     if liquidator and not (reuse and existing and has_code(chain_manager, existing.liquidator)):
         gas += GAS_LIQUIDATOR
+    if timelock is not None:
+        gas += GAS_TIMELOCK
+        if not is_local_network(net) and not has_code(chain_manager, timelock.multisig):
+            raise UserError(
+                f"--timelock-admin {timelock.multisig}: no contract there on {net}; the "
+                "timelock's proposer must be a multisig (a Safe) deployed on this network"
+            )
     price = chain_manager.provider.web3.eth.gas_price * FEE_HEADROOM
     balance = chain_manager.provider.get_balance(admin.address)
     if balance < gas * price:
@@ -347,6 +367,7 @@ def deploy_system(
     network: str = "local",
     time_offset: int = 0,
     liquidator: bool = True,
+    timelock: TimelockSpec | None = None,
     log: Say | None = None,
 ) -> Client:
     """Deploy (or complete) the system of ``config`` and return its client.
@@ -354,6 +375,8 @@ def deploy_system(
     ``preflight`` runs first: nothing is sent unless every check passes. Tokens without an
     address in the config are deployed as mocks (local networks only). ``liquidator`` False
     leaves the engine without a Liquidator (the margin-check benchmark measures the engine alone).
+    ``timelock``: once everything is listed and the roles granted, a timelock becomes the admin
+    of every contract (``timelock.install_timelock``); every later change is a proposal.
     """
     say = log or (lambda _msg: None)
 
@@ -367,6 +390,7 @@ def deploy_system(
         existing=existing,
         time_offset=time_offset,
         liquidator=liquidator,
+        timelock=timelock,
     )
     if reuse and existing is not None:
         dep = existing
@@ -414,4 +438,6 @@ def deploy_system(
                 dep.liquidation_views = deploy_liquidation_views(project, admin, liq).address
     list_config(oracle, engine_admin, engine, dep, admin, config, time_offset, say)
     grant_roles(oracle, engine_admin, admin, keepers=keepers, venues=venues, guardians=guardians)
+    if timelock is not None:
+        install_timelock(project, chain_manager, admin, dep, timelock, say)
     return Client(project, chain_manager, dep)
