@@ -38,6 +38,8 @@ HELPERS = (
     "withdraw",
     "authorise_venue",
     "trade",
+    "escape_hatch",
+    "wind_down",
 )
 
 
