@@ -327,7 +327,7 @@ def set_escape_delay(escape_delay_: uint256):
     @param escape_delay_ Seconds, in [1, 30] days.
     """
     roles._only_admin()
-    assert escape_delay_ >= MIN_ESCAPE_DELAY and escape_delay_ <= MAX_ESCAPE_DELAY, "oracle: escape delay out of bounds"
+    assert escape_delay_ >= MIN_ESCAPE_DELAY and escape_delay_ <= MAX_ESCAPE_DELAY, "oracle: delay out of bounds"
     self._set_clock_field(DELAY_SHIFT, escape_delay_)
     log IRiskOracle.EscapeDelaySet(escape_delay=escape_delay_)
 
