@@ -39,6 +39,8 @@ HELPERS = (
     "withdraw",
     "authorise_venue",
     "trade",
+    "escape_hatch",
+    "wind_down",
 )
 
 

@@ -97,14 +97,16 @@ def authorise_venue(venue: address, allowed: bool):
 @external
 def check_venue(venue: address, buyer: address, seller: address) -> bool:
     """
-    @notice Reverts unless `venue` holds the venue role and both accounts authorised it (the
-            engine's first check of a trade); returns True otherwise.
+    @notice Reverts unless `venue` holds the venue role, both accounts authorised it and the
+            oracle is not wound down (the engine's first check of a trade: no new risk once
+            wound down); returns True otherwise.
     @param venue The caller of `MarginEngine.trade`.
     @param buyer The long side.
     @param seller The short side.
     """
     assert roles.role_bits[venue] & roles.ROLE_VENUE != 0, "roles: not venue"
     assert self.authorised[buyer][venue] and self.authorised[seller][venue], "engine: venue not authorised"
+    assert not staticcall self.oracle.wound_down(), "engine: wound down"
     return True
 
 

@@ -17,6 +17,11 @@
                  magnitudes bounded by `max_array_ratio * spot`, canonical exponents, and futures
                  arrays computed on-chain. The first post of an item has no previous value and is
                  not deviation-checked. This contract makes no external calls.
+                 Escape hatch: when no post has landed for longer than `escape_delay`, anyone
+                 may `wind_down` (irreversible): posts, listings and settlement prices revert,
+                 and `snapshot` reports every listed instrument settled at its last mark with
+                 the last underlying and collateral prices fresh for good, so every position
+                 settles, insolvent accounts stay liquidatable and every account can exit.
 """
 
 
@@ -63,6 +68,16 @@ MAX_ARRAY_RATIO: constant(uint256) = 10 * 10**18
 MIN_MAX_AGE: constant(uint256) = 30
 MAX_MAX_AGE: constant(uint256) = 86_400
 DEFAULT_MAX_AGE: constant(uint256) = 900
+MIN_ESCAPE_DELAY: constant(uint256) = 86_400
+MAX_ESCAPE_DELAY: constant(uint256) = 30 * 86_400
+DEFAULT_ESCAPE_DELAY: constant(uint256) = 3 * 86_400
+# Clock word: last post (block time) [0, 40) | max_age [40, 80) | escape delay [80, 120) |
+# wound-down flag 120: `post` reads and writes one slot, `snapshot` reads one for both.
+AGE_SHIFT: constant(uint256) = 40
+DELAY_SHIFT: constant(uint256) = 80
+WOUND_DOWN: constant(uint256) = 1 << 120
+# max_age reported in wind-down: the last prices stay fresh for good
+WOUND_DOWN_MAX_AGE: constant(uint256) = 2**40 - 1
 MAX_STRIKE: constant(uint256) = 2**96 - 1
 MAX_CONTRACT_SIZE: constant(uint256) = 10**30
 # Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200) | scenarios [200, 208).
@@ -128,7 +143,8 @@ instrument_info: public(HashMap[uint256, InstrumentInfo])
 instrument_count: public(uint256)
 asset_max_deviation: public(HashMap[address, uint256])
 asset_word: HashMap[address, uint256]
-max_age: public(uint256)
+# the escape hatch's clock (layout above AGE_SHIFT): last post | max_age | delay | wound down
+clock: public(uint256)
 
 
 @deploy
@@ -137,8 +153,9 @@ def __init__(admin_: address):
     @param admin_ The admin (lists, bounds, grants the keeper role).
     """
     roles.__init__(admin_)
-    self.max_age = DEFAULT_MAX_AGE
+    self.clock = (DEFAULT_MAX_AGE << AGE_SHIFT) | (DEFAULT_ESCAPE_DELAY << DELAY_SHIFT)
     log IRiskOracle.MaxAgeSet(max_age=DEFAULT_MAX_AGE)
+    log IRiskOracle.EscapeDelaySet(escape_delay=DEFAULT_ESCAPE_DELAY)
 
 
 # ---------------------------------------------------------------- admin
@@ -192,6 +209,7 @@ def list_underlying(
     @param max_array_ratio Bound on |risk array entry| as a multiple of spot (WAD).
     """
     roles._only_admin()
+    self._live()
     assert underlying != 0 and underlying <= fp.MAX_UNDERLYING_ID, "oracle: bad underlying id"
     assert self.underlying_params[underlying].scenarios == 0, "oracle: underlying exists"
     n: uint256 = self.grid_size[grid_id]
@@ -243,6 +261,7 @@ def list_instrument(
     @return The instrument id.
     """
     roles._only_admin()
+    self._live()
     assert self.underlying_params[underlying].scenarios != 0, "oracle: unknown underlying"
     assert kind <= fp.KIND_PUT, "oracle: bad kind"
     if kind == fp.KIND_FUTURE:
@@ -282,6 +301,7 @@ def list_asset(asset: address, max_deviation: uint256):
     @param max_deviation Per-update deviation cap (WAD).
     """
     roles._only_admin()
+    self._live()
     assert asset != empty(address), "oracle: zero asset"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
     self.asset_max_deviation[asset] = max_deviation
@@ -296,8 +316,39 @@ def set_max_age(max_age_: uint256):
     """
     roles._only_admin()
     assert max_age_ >= MIN_MAX_AGE and max_age_ <= MAX_MAX_AGE, "oracle: max_age out of bounds"
-    self.max_age = max_age_
+    self._set_clock_field(AGE_SHIFT, max_age_)
     log IRiskOracle.MaxAgeSet(max_age=max_age_)
+
+
+@external
+def set_escape_delay(escape_delay_: uint256):
+    """
+    @notice How long without any post before anyone may `wind_down`.
+    @param escape_delay_ Seconds, in [1, 30] days.
+    """
+    roles._only_admin()
+    assert escape_delay_ >= MIN_ESCAPE_DELAY and escape_delay_ <= MAX_ESCAPE_DELAY, "oracle: delay out of bounds"
+    self._set_clock_field(DELAY_SHIFT, escape_delay_)
+    log IRiskOracle.EscapeDelaySet(escape_delay=escape_delay_)
+
+
+# ---------------------------------------------------------------- anyone
+
+
+@external
+def wind_down():
+    """
+    @notice Open to anyone once no post has landed for longer than `escape_delay` (and at
+            least one has): stops posts, listings and settlement prices for good; from then
+            on every listed instrument reads as settled at its last mark (never posted: 0)
+            and the last underlying and collateral prices never go stale.
+    """
+    c: uint256 = self._live()
+    last: uint256 = c & fp.MASK40
+    # before a first post there is no position to free, and no idle deployment to kill
+    assert last != 0 and block.timestamp > last + ((c >> DELAY_SHIFT) & fp.MASK40), "oracle: escape delay not over"
+    self.clock = c | WOUND_DOWN
+    log IRiskOracle.WoundDown(caller=msg.sender, last_post=last)
 
 
 # ---------------------------------------------------------------- keeper
@@ -329,6 +380,8 @@ def post(
     """
     roles._only_keeper()
     assert timestamp <= block.timestamp, "oracle: timestamp in future"
+    # the escape hatch's clock: one SLOAD and one SSTORE per batch
+    self.clock = (self._live() >> AGE_SHIFT << AGE_SHIFT) | block.timestamp
     for u: UnderlyingPost in underlyings:
         self._post_underlying(timestamp, u)
     stamp: uint256 = timestamp << fp.TS_SHIFT
@@ -554,6 +607,7 @@ def post_settlement(instrument: uint256, price: uint256):
                  last mark (futures) or of spot (options).
     """
     roles._only_keeper()
+    self._live()
     word: uint256 = self.instrument_words[instrument][0]
     assert word != 0, "oracle: unknown instrument"
     e: uint256 = (word >> fp.E_SHIFT) & 255
@@ -588,7 +642,8 @@ def snapshot(
     @notice Everything one margin computation needs, in one call: the packed words of each
             instrument (a listed-but-never-posted instrument reads as all zero), per underlying
             [spot | psr << 96 | timestamp << 160 | scenarios << 200, scenarios, som_rate], per asset
-            [price | timestamp << 96], and max_age.
+            [price | timestamp << 96], and max_age. Wound down: every listed instrument as a
+            settlement word at its last mark (never posted: 0) and max_age 2**40 - 1.
     @param instruments Instrument ids.
     @param underlyings Underlying ids.
     @param assets Collateral assets.
@@ -600,11 +655,16 @@ def snapshot(
             [w, (w >> N_SHIFT) & 255, self.underlying_params[u].som_rate]
         )
     iw: DynArray[uint256[3], 32] = []
+    max_age_: uint256 = self._max_age()
     for i: uint256 in instruments:
         words: uint256[3] = empty(uint256[3])
         w0: uint256 = self.instrument_words[i][0]
         e: uint256 = (w0 >> fp.E_SHIFT) & 255
-        if e != fp.E_LISTED:
+        if max_age_ == WOUND_DOWN_MAX_AGE:
+            # wound down (the admin's max_age is at most a day); an unknown id stays zero
+            if w0 != 0:
+                words[0] = self._settled_word(w0)
+        elif e != fp.E_LISTED:
             words[0] = w0
             if e != fp.E_SETTLED:
                 # scenario count: from the underlyings passed in, else from storage
@@ -624,7 +684,7 @@ def snapshot(
     aw: DynArray[uint256, 8] = []
     for a: address in assets:
         aw.append(self.asset_word[a])
-    return iw, uw, aw, self.max_age
+    return iw, uw, aw, max_age_
 
 
 @view
@@ -633,11 +693,13 @@ def risk_array(instrument: uint256) -> (uint256, uint256, uint256, DynArray[int2
     """
     @notice Decoded data of an instrument: mark, exponent e, timestamp and entries (int16
             values; the WAD value is entry * 2**e). A settled instrument reports its settlement
-            price as mark, e = 255 and no entries.
+            price as mark, e = 255 and no entries; so does every instrument once wound down.
     @param instrument A listed instrument.
     """
     words: uint256[3] = self.instrument_words[instrument]
     assert words[0] != 0, "oracle: unknown instrument"
+    if self.clock & WOUND_DOWN != 0:
+        words[0] = self._settled_word(words[0])
     e: uint256 = (words[0] >> fp.E_SHIFT) & 255
     entries: DynArray[int256, fp.MAX_SCENARIOS] = []
     if e == fp.E_LISTED:
@@ -699,10 +761,10 @@ def grid(grid_id: uint256) -> DynArray[int256, fp.MAX_SCENARIOS]:
 def instrument_age(instrument: uint256) -> (uint256, bool):
     """
     @notice Seconds since the instrument's last post, and whether that exceeds max_age (a
-            never-posted instrument is stale; a settled one is never stale).
+            never-posted instrument is stale; a settled one, or any once wound down, never).
     """
     w: uint256 = self.instrument_words[instrument][0]
-    if (w >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
+    if (w >> fp.E_SHIFT) & 255 == fp.E_SETTLED or self.clock & WOUND_DOWN != 0:
         return 0, False
     return self._age((w >> fp.TS_SHIFT) & fp.MASK40)
 
@@ -723,6 +785,25 @@ def asset_age(asset: address) -> (uint256, bool):
     @notice Seconds since the asset's last price, and whether that exceeds max_age.
     """
     return self._age(self.asset_word[asset] >> ATS_SHIFT)
+
+
+@view
+@external
+def max_age() -> uint256:
+    """
+    @notice Staleness bound set by the admin, in seconds (wound down, `snapshot` reports
+            2**40 - 1 instead).
+    """
+    return (self.clock >> AGE_SHIFT) & fp.MASK40
+
+
+@view
+@external
+def wound_down() -> bool:
+    """
+    @notice Whether the oracle is wound down (for good).
+    """
+    return self.clock & WOUND_DOWN != 0
 
 
 @view
@@ -936,4 +1017,43 @@ def _within(new: uint256, old: uint256, cap: uint256) -> bool:
 @internal
 def _age(ts: uint256) -> (uint256, bool):
     age: uint256 = block.timestamp - min(ts, block.timestamp)
-    return age, ts == 0 or age > self.max_age
+    return age, ts == 0 or age > self._max_age()
+
+
+@view
+@internal
+def _max_age() -> uint256:
+    """
+    @dev The staleness bound in force: the admin's, or 2**40 - 1 once wound down.
+    """
+    c: uint256 = self.clock
+    if c & WOUND_DOWN != 0:
+        return WOUND_DOWN_MAX_AGE
+    return (c >> AGE_SHIFT) & fp.MASK40
+
+
+@internal
+def _set_clock_field(at: uint256, x: uint256):
+    c: uint256 = self.clock
+    self.clock = c ^ ((((c >> at) & fp.MASK40) ^ x) << at)
+
+
+@view
+@internal
+def _live() -> uint256:
+    """
+    @dev The clock word, reverting once wound down.
+    """
+    c: uint256 = self.clock
+    assert c & WOUND_DOWN == 0, "oracle: wound down"
+    return c
+
+
+@pure
+@internal
+def _settled_word(w0: uint256) -> uint256:
+    """
+    @dev The settlement word of an instrument wound down at its last mark: e = 255 (all ones),
+         timestamp kept, entries cleared (a listed, never-posted one: mark 0).
+    """
+    return (w0 | (fp.E_SETTLED << fp.E_SHIFT)) >> fp.TS_SHIFT << fp.TS_SHIFT

@@ -361,3 +361,17 @@ def test_ipython_prints_one_line_instead_of_a_traceback(funded, venue, trader, m
         assert "TypeError" in out and "Traceback" in out and "has no len()" in out
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_anyone_can_wind_down_a_system_whose_keeper_is_dead(ns, chain, trader):
+    """The console reads the escape hatch and triggers it: refused (one line, with the time it
+    opens) while the keeper posted within the escape delay, accepted after, refused again."""
+    hatch = ns["escape_hatch"]()
+    assert not hatch.wound_down and hatch.escape_delay == 3 * 86_400
+    assert hatch.opens_at == hatch.last_post + hatch.escape_delay + 1
+    with pytest.raises(InputError, match="wind-down refused: .* anyone may wind down 20"):
+        ns["wind_down"](trader)
+    chain.mine(timestamp=hatch.opens_at)
+    assert ns["wind_down"](trader).wound_down
+    with pytest.raises(InputError, match="already wound down"):
+        ns["wind_down"](trader)

@@ -159,6 +159,8 @@ def test_a_wrong_type_or_reference_is_one_line_naming_the_field(edit, parts):
         (lambda c: c["instruments"][1].update(strike=-5), ("strike must be > 0",)),
         (lambda c: c.update(im_factor=0.9), ("im_factor: must be in [1, 3], got 0.9",)),
         (lambda c: c.update(max_age=10), ("max_age: must be in [30, 86400]",)),
+        (lambda c: c.update(escape_delay=3_600), ("escape_delay: must be in [86400, 2592000]",)),
+        (lambda c: c.update(escape_delay=31 * 86_400), ("escape_delay", "1 to 30 days")),
         (lambda c: c["underlyings"][0].update(psr_min=0.6), ("psr_min <= psr_max",)),
         (lambda c: c["underlyings"][0].update(max_array_ratio=11), ("max_array_ratio",)),
         (lambda c: c["cash"].update(decimals=24), ("cash.decimals: must be >= 0 and <= 18",)),
@@ -308,6 +310,16 @@ def test_a_rerun_a_day_later_lists_the_same_instruments(
     )
     assert admin.nonce == nonce
     assert again.deployment.instruments == first.deployment.instruments
+
+
+def test_the_escape_delay_of_the_config_is_what_the_oracle_enforces(
+    project, chain, admin, keeper, venue, shipped
+):
+    client = deploy_system(
+        project, chain, admin, replace(shipped, escape_delay=7 * 86_400), keepers=[keeper]
+    )
+    assert client.escape_hatch().escape_delay == 7 * 86_400
+    assert shipped.escape_delay == 3 * 86_400  # deploy/config.json
 
 
 def test_the_documented_example_config_parses():

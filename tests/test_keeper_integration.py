@@ -493,3 +493,35 @@ def test_a_book_whose_hedge_settles_is_liquidated_in_the_same_round(
     assert not [r for r in caplog.records if "stale oracle" in r.getMessage()]
     assert not [r for r in caplog.records if "tx_would_revert" in r.getMessage()]
     k.close()
+
+
+def test_after_a_wind_down_the_keeper_settles_and_liquidates_everyone_and_posts_nothing(
+    sysm, chain, admin, keeper, venue, trader, maker, accounts, outsider, tmp_path
+):
+    """The keeper posts a crash without liquidating, then stops. After the escape delay an
+    outsider winds the system down; the next round posts nothing, settles every holder at the
+    last marks and liquidates the account left with negative equity on the last prices."""
+    c = sysm
+    fund_keeper(c, admin, keeper, chain)
+    k = keeper_for(c, keeper, tmp_path, liquidate=False)
+    k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
+    thin = accounts[7]
+    open_books(c, admin, venue, trader, maker, thin, chain)
+    for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
+        k.round(tick(advance(chain, HOUR), btc, eth))
+    k.close()
+    assert c.account_state(thin).equity < 0
+    advance(chain, c.escape_hatch().opens_at - chain.blocks.head.timestamp)
+    c.wind_down(outsider)
+    k = keeper_for(c, keeper, tmp_path)
+    report = k.round(tick(advance(chain, 60), 40_000.0, 1_800.0))
+    assert report.posted == [] and report.batches == 0 and report.settlement_prices == []
+    assert {a for a, _ in report.settled} == {trader.address, maker.address, thin.address}
+    assert report.liquidations == [thin.address]
+    for acct in (trader, maker, thin, keeper):
+        assert c.positions(acct) == {}
+        state = c.account_state(acct)
+        assert state.maintenance_margin == 0 and state.equity >= 0
+    again = k.round(tick(advance(chain, HOUR), 39_000.0, 1_700.0))
+    assert again.transactions == 0
+    k.close()

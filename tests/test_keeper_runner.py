@@ -15,7 +15,7 @@ from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import Posted, Quote, health_by_account, settlement_price
 from offchain.keeper.quotes import batch_args, compute_quotes, item_gas, plan_round
 from offchain.keeper.runner import KeeperRunner
-from offchain.keeper.runner_state import RunnerState
+from offchain.keeper.runner_state import Batch, RoundPlan, RunnerState
 from offchain.keeper.senders import ChainSender, DryRunSender
 from offchain.keeper.sources import Tick
 from offchain.keeper.state import StateCorruptedError, StateStore, TxRecord, TxStatus
@@ -304,6 +304,7 @@ class FakeChain:
         self.deployment = SimpleNamespace(block=0)
         self.oracle = SimpleNamespace(address="0xoracle")
         self.engine = SimpleNamespace(address="0xengine")
+        self.wound = False  # RiskOracle.wound_down()
 
     def listed_instruments(self):
         return METAS[:5]
@@ -316,6 +317,9 @@ class FakeChain:
 
     def market_int(self, ids):
         return ChainMarket(MarketInt({}, {}), {}, {}, WAD, {})
+
+    def wound_down(self):
+        return self.wound
 
 
 def open_runner(tmp_path, chain, kill_at=None, cfg=None, now=0.0):
@@ -354,6 +358,27 @@ def test_a_round_posts_in_several_batches_each_once(tmp_path):
     runner.round(tick())  # the same tick again: nothing new to post
     assert len(chain.sent) == report.batches
     runner.close()
+
+
+def test_a_wound_down_oracle_gets_no_more_posts_and_one_log_line(tmp_path, caplog):
+    """After the escape hatch (``RiskOracle.wind_down``) every post would revert: the keeper
+    says so once, drops the plan in flight and sends nothing more to the oracle, round after
+    round (it keeps settling and liquidating, which need no post)."""
+    chain = FakeChain()
+    runner = open_runner(tmp_path, chain)
+    runner.round(tick())
+    sent = list(chain.sent)
+    chain.wound = True
+    runner.runner_state.plan = RoundPlan(T0, (Batch("post:late:0", ("x",), "0x00"),), {})
+    runner.sender.save(runner.runner_store, runner.runner_state)
+    with caplog.at_level("INFO", logger="offchain.keeper"):
+        runner.round(tick(ts=T0 + 7_200, btc=61_000.0))
+        runner.round(tick(ts=T0 + 10_800, btc=62_000.0))
+    assert chain.sent == sent and runner.runner_state.plan is None
+    lines = [r.getMessage() for r in caplog.records if "event=wound_down" in r.getMessage()]
+    assert len(lines) == 1 and "posting=stopped" in lines[0]
+    runner.close()
+    assert saved_runner_state(tmp_path).plan is None
 
 
 def test_killed_mid_round_resumes_the_same_plan_without_double_sends(tmp_path):

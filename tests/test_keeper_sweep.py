@@ -225,6 +225,7 @@ class EventChain:
         self.deployment = SimpleNamespace(block=0)
         self.oracle = SimpleNamespace(address="0xoracle")
         self.engine = SimpleNamespace(address="0xengine")
+        self.wound = False  # RiskOracle.wound_down()
         self.accounts: dict[str, tuple] = {}
         self.touched: set[str] = set()
         self.reads: list[str] = []
@@ -245,6 +246,9 @@ class EventChain:
 
     def market_int(self, ids):
         return self.market
+
+    def wound_down(self):
+        return self.wound
 
     def next_block(self) -> None:
         self.head.number += 1

@@ -22,6 +22,11 @@ One round for a tick of market data:
 6. Final ledger records past the horizon are pruned (``TxManager.prune``), so the ledger stays
    bounded however long the keeper runs.
 
+Once the oracle is wound down (``RiskOracle.wind_down``, the escape hatch) nothing more can be
+posted: the keeper logs one ``wound_down`` line, drops any plan in flight and stops posting for
+good, and keeps settling (every instrument then reads as settled at its last mark) and
+liquidating insolvent accounts on the last data.
+
 A market data source that fails (``SourceError``: down, too slow, malformed) skips the round
 with one ``round_skipped`` log line; the next tick proceeds.
 """
@@ -86,6 +91,8 @@ class KeeperChain(Protocol):
     def account_raw(self, account: str) -> RawAccount: ...
 
     def market_int(self, instruments: Sequence[int]) -> ChainMarket: ...
+
+    def wound_down(self) -> bool: ...
 
     def post_calldata(self, *args: Any) -> bytes: ...
 
@@ -158,6 +165,7 @@ class KeeperRunner:
         self._stale: set[str] = set(self.runner_state.accounts)
         self.last_spots: dict[str, float] = {}
         self.last_market: ChainMarket | None = None
+        self.wound_down = False  # the oracle's escape hatch was used: posting is over for good
         self.totals = {
             "rounds": 0,
             "posts": 0,
@@ -205,10 +213,11 @@ class KeeperRunner:
         ts = min(int(tick.timestamp), int(head_ts))
         report = RoundReport(ts)
         self.last_spots.update(tick.spots)
-        if self.runner_state.plan is not None:
-            self._execute(self.runner_state.plan, report)
-        if ts > self.runner_state.last_ts:
-            self._post(tick, ts, report)
+        if not self._check_wound_down(ts):
+            if self.runner_state.plan is not None:
+                self._execute(self.runner_state.plan, report)
+            if ts > self.runner_state.last_ts:
+                self._post(tick, ts, report)
         self._index(report)
         market = self._market()
         # settle before the sweep: an expired leg is then cash, not a stale mark that makes
@@ -300,6 +309,18 @@ class KeeperRunner:
             return None
 
     # ---------------------------------------------------------------- posting
+
+    def _check_wound_down(self, ts: int) -> bool:
+        """True once the oracle is wound down; the first time, one log line and the plan in
+        flight (its posts would revert) dropped."""
+        if self.wound_down or not self.chain.wound_down():
+            return self.wound_down
+        self.wound_down = True
+        log_event(_log, logging.WARNING, "wound_down", ts=ts, posting="stopped")
+        if self.runner_state.plan is not None:
+            self.runner_state.plan = None
+            self.sender.save(self.runner_store, self.runner_state)
+        return True
 
     def _post(self, tick: Tick, ts: int, report: RoundReport) -> None:
         vols = {**tick.realised_vol, **tick.implied_vol}

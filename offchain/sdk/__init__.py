@@ -12,7 +12,7 @@
 - ``console``: the client for people (names in, records out); ``ape console``'s helpers.
 """
 
-from offchain.sdk.client import AccountState, Client, Deployment
+from offchain.sdk.client import AccountState, Client, Deployment, EscapeHatch
 from offchain.sdk.config import (
     CollateralSpec,
     InstrumentSpec,
@@ -56,6 +56,7 @@ __all__ = [
     "CollateralSpec",
     "Console",
     "Deployment",
+    "EscapeHatch",
     "InputError",
     "InstrumentMeta",
     "InstrumentSpec",

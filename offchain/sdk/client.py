@@ -23,11 +23,14 @@ from offchain.margin import AccountInt, Kind
 from offchain.scenarios import PRESETS
 from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
 
-__all__ = ["AccountState", "Client", "Deployment"]
+__all__ = ["AccountState", "Client", "Deployment", "EscapeHatch"]
 
 SNAPSHOT_MAX = 32  # RiskOracle.snapshot takes at most 32 instruments / underlyings per call
 ASSETS_MAX = 8
 LOG_CHUNK = 5_000  # blocks per eth_getLogs call
+# RiskOracle's clock word: last post [0, 40) | max_age [40, 80) | escape delay [80, 120) | bit 120
+MASK40 = 2**40 - 1
+WOUND_DOWN_BIT = 1 << 120
 
 
 @dataclass
@@ -134,6 +137,28 @@ class AccountState:
     @property
     def health(self) -> int:
         return self.equity - self.maintenance_margin
+
+
+@dataclass(frozen=True)
+class EscapeHatch:
+    """The oracle's escape hatch: once no post has landed for longer than ``escape_delay``
+    seconds, anyone may call ``RiskOracle.wind_down``; wound down, every position settles at its
+    last mark and trading stops for good."""
+
+    last_post: int  # block time of the last post (0: never posted)
+    escape_delay: int
+    wound_down: bool
+
+    @classmethod
+    def from_clock(cls, word: int) -> EscapeHatch:
+        return cls(word & MASK40, (word >> 80) & MASK40, bool(word & WOUND_DOWN_BIT))
+
+    @property
+    def opens_at(self) -> int | None:
+        """First block time at which ``wind_down`` is accepted (None: never posted, or done)."""
+        if self.wound_down or self.last_post == 0:
+            return None
+        return self.last_post + self.escape_delay + 1
 
 
 class Client:
@@ -267,6 +292,17 @@ class Client:
 
     def settlement_calldata(self, instrument: int, price: int) -> bytes:
         return bytes(self.oracle.post_settlement.encode_input(instrument, price))
+
+    def escape_hatch(self) -> EscapeHatch:
+        """The escape hatch's state (one read of the oracle's clock word)."""
+        return EscapeHatch.from_clock(int(self.oracle.clock()))
+
+    def wound_down(self) -> bool:
+        return bool(self.oracle.wound_down())
+
+    def wind_down(self, sender: Any) -> Any:
+        """``RiskOracle.wind_down``: open to anyone once the escape delay has passed."""
+        return self.oracle.wind_down(sender=sender)
 
     def settle_calldata(self, account: str) -> bytes:
         return bytes(self.engine.settle.encode_input(account))

@@ -101,6 +101,7 @@ class SystemConfig:
     im_factor: int = 125 * 10**16
     max_age: int = 900
     timelock_delay: int = DEFAULT_DELAY  # seconds; used where the deployment has a timelock
+    escape_delay: int = 3 * 86_400
 
     def underlying(self, name: str) -> UnderlyingSpec:
         for u in self.underlyings:
@@ -117,6 +118,7 @@ DEVIATION_MIN = Decimal("0.001")
 ARRAY_RATIO = (Decimal("0.01"), Decimal(10))
 IM_FACTOR = (Decimal(1), Decimal(3))
 MAX_AGE = (30, 86_400)
+ESCAPE_DELAY = (86_400, 30 * 86_400)
 MAX_UNDERLYING_ID = 2**16 - 1
 MAX_STRIKE_WAD = 2**96 - 1
 MAX_CONTRACT_SIZE_WAD = 10**30
@@ -136,6 +138,7 @@ TOP_KEYS = (
     "im_factor",
     "max_age",
     "timelock_delay",
+    "escape_delay",
 )
 CASH_KEYS = ("symbol", "decimals", "deposit_cap", "address")
 COLLATERAL_KEYS = (*CASH_KEYS, "haircut", "priced_by", "max_deviation")
@@ -186,6 +189,11 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
         MAX_AGE[0] <= cfg.max_age <= MAX_AGE[1],
         "max_age",
         f"must be in [30, 86400] seconds, got {cfg.max_age}",
+    )
+    need(
+        ESCAPE_DELAY[0] <= cfg.escape_delay <= ESCAPE_DELAY[1],
+        "escape_delay",
+        f"must be in [86400, 2592000] seconds (1 to 30 days), got {cfg.escape_delay}",
     )
     for u in cfg.underlyings:
         at = f"underlying {u.name}"
@@ -387,6 +395,7 @@ def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> System
         im_factor=to_wad(top.decimal("im_factor", "1.25")),
         max_age=top.integer("max_age", 900),
         timelock_delay=top.integer("timelock_delay", DEFAULT_DELAY, lo=MIN_DELAY, hi=MAX_DELAY),
+        escape_delay=top.integer("escape_delay", 3 * 86_400),
     )
     check_bounds(cfg, path)
     return cfg

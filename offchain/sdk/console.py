@@ -20,7 +20,7 @@ from eth_utils import is_address, to_checksum_address
 from offchain.fixed_point import MAX_PRICE, MAX_SIZE, WAD
 from offchain.margin import Kind
 from offchain.scenarios import PRESETS
-from offchain.sdk.client import Client
+from offchain.sdk.client import Client, EscapeHatch
 from offchain.sdk.records import (
     Authorisation,
     Balances,
@@ -54,6 +54,10 @@ ACCOUNT_HINT = (
 def _suggest(word: str, names: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.5)
     return f"did you mean {close[0]}? " if close else ""
+
+
+def _utc(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Console:
@@ -397,6 +401,29 @@ class Console:
         symbol, contract, decimals = self.token(token)
         self.client.engine.withdraw(contract, self._amount(amount, decimals, symbol), sender=sender)
         return self.balances_of(sender)
+
+    def escape_hatch(self) -> EscapeHatch:
+        """The escape hatch: the last post, the escape delay, when anyone may wind down, and
+        whether the system is wound down (every position then settles at its last mark)."""
+        return self.client.escape_hatch()
+
+    def wind_down(self, account: Any) -> EscapeHatch:
+        """Wind the system down (``RiskOracle.wind_down``, open to anyone) once no post has
+        landed for longer than the escape delay: trading stops for good, every position settles
+        at its last mark, every account can then settle and withdraw."""
+        sender = self.signer(account)
+        hatch = self.escape_hatch()
+        if hatch.wound_down:
+            raise InputError("the system is already wound down: settle and withdraw instead")
+        now = int(self.client.chain_manager.blocks.head.timestamp)
+        if hatch.opens_at is None or hatch.opens_at > now + 1:
+            when = "after the first post" if hatch.opens_at is None else _utc(hatch.opens_at)
+            raise InputError(
+                f"wind-down refused: the keeper posted within the escape delay "
+                f"({hatch.escape_delay} s); anyone may wind down {when}"
+            )
+        self.client.wind_down(sender)
+        return self.escape_hatch()
 
     def authorise_venue(self, account: Any, venue: Any, allowed: bool = True) -> Authorisation:
         """``account`` allows (or, with ``allowed=False``, stops) ``venue`` booking its trades."""

@@ -22,7 +22,7 @@ from eth_abi import decode
 
 from offchain.errors import UserError
 from offchain.fixed_point import WAD
-from offchain.sdk.client import Client, Deployment
+from offchain.sdk.client import Client, Deployment, EscapeHatch
 from offchain.sdk.config import CollateralSpec, InstrumentSpec, SystemConfig, check_bounds
 from offchain.sdk.decode import InstrumentMeta
 from offchain.sdk.roles import ROLE_GUARDIAN, ROLE_KEEPER, ROLE_VENUE
@@ -166,6 +166,8 @@ def list_config(
         deployment.underlyings[u.name] = u.id
     if oracle.max_age() != config.max_age:
         oracle.set_max_age(config.max_age, sender=admin)
+    if EscapeHatch.from_clock(int(oracle.clock())).escape_delay != config.escape_delay:
+        oracle.set_escape_delay(config.escape_delay, sender=admin)
     if engine.im_factor() != config.im_factor:
         engine_admin.set_im_factor(config.im_factor, sender=admin)
     for spec in config.collateral:
