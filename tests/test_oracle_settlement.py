@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, to_wad
 from offchain.margin import Kind
 from offchain.settlement import (
     SettlementError,
@@ -221,3 +221,18 @@ def test_reference_refuses_what_the_oracle_refuses():
             twap(obs, expiry, now)
     with pytest.raises(SettlementError, match="bad price"):
         payoff(Kind.FUTURE, 0, 10**30, 2**96 - 1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "strike", "index", "value"),
+    [
+        (Kind.FUTURE, 0, 5_000.5, 5_000.5),
+        (Kind.CALL, 4_000, 5_000, 1_000),
+        (Kind.CALL, 6_000, 5_000, 0),
+        (Kind.PUT, 6_000, 5_000, 1_000),
+        (Kind.PUT, 4_000, 5_000, 0),
+    ],
+)
+def test_payoff_of_one_long_contract(kind, strike, index, value):
+    assert payoff(kind, to_wad(strike), WAD, to_wad(index)) == to_wad(value)
+    assert payoff(kind, to_wad(strike), WAD // 10, to_wad(index)) == to_wad(value) // 10

@@ -12,8 +12,8 @@ deviation cap), hostile posts (beyond the deviation caps, future / equal / older
 wrong array lengths, unknown ids, a non-keeper poster, bad prices, magnitude and exponent
 abuse; each must revert and leave every stored word unchanged), time passing (stale data),
 liquidations (partial, capped, dust caps, full, self) by a third account, expiry with
-settlement prices and lazy per-account settlement, guardian pause and admin unpause, and a flat
-account taking everything out.
+settlement at the on-chain TWAP and lazy per-account settlement, guardian pause and admin
+unpause, and a flat account taking everything out.
 
 Checked after EVERY step (invariants), with the definitions used:
 - vault: per asset, credited balances (accounts + fund) == `total` <= the engine's token

@@ -250,8 +250,13 @@ class Client:
     def post(self, sender: Any, *args: Any) -> Any:
         return self.oracle.post(*self.post_args(*args), sender=sender)
 
-    def settlement_calldata(self, instrument: int, price: int) -> bytes:
-        return bytes(self.oracle.post_settlement.encode_input(instrument, price))
+    def settle_expired_calldata(self, instrument: int) -> bytes:
+        """``RiskOracle.settle_expired(instrument)``: the chain computes the settlement price."""
+        return bytes(self.oracle.settle_expired.encode_input(instrument))
+
+    def spot_timestamp(self, underlying: int) -> int:
+        """Timestamp of the underlying's latest stored spot (0: never posted)."""
+        return int(self.oracle.underlying_state(underlying)[2])
 
     def settle_calldata(self, account: str) -> bytes:
         return bytes(self.engine.settle.encode_input(account))
