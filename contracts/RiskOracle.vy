@@ -16,9 +16,12 @@
                  relative to their previous value, option marks relative to spot), option array
                  magnitudes bounded by `max_array_ratio * spot`, canonical exponents, and futures
                  arrays computed on-chain. The first post of an item has no previous value and is
-                 not deviation-checked. This contract makes no external calls.
+                 not deviation-checked. The keeper cannot choose a settlement price: an expired
+                 instrument settles at its payoff at the time-weighted average of the spots
+                 stored over the TWAP_WINDOW before expiry, computed here by anyone's call to
+                 `settle_expired`. This contract makes no external calls.
                  Escape hatch: when no post has landed for longer than `escape_delay`, anyone
-                 may `wind_down` (irreversible): posts, listings and settlement prices revert,
+                 may `wind_down` (irreversible): posts, listings and `settle_expired` revert,
                  and `snapshot` reports every listed instrument settled at its last mark with
                  the last underlying and collateral prices fresh for good, so every position
                  settles, insolvent accounts stay liquidatable and every account can exit.
@@ -80,10 +83,20 @@ WOUND_DOWN: constant(uint256) = 1 << 120
 WOUND_DOWN_MAX_AGE: constant(uint256) = 2**40 - 1
 MAX_STRIKE: constant(uint256) = 2**96 - 1
 MAX_CONTRACT_SIZE: constant(uint256) = 10**30
-# Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200) | scenarios [200, 208).
+# Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200) | scenarios [200, 208)
+# | observation count [208, 248).
 PSR_SHIFT: constant(uint256) = 96
 UTS_SHIFT: constant(uint256) = 160
 N_SHIFT: constant(uint256) = 200
+COUNT_SHIFT: constant(uint256) = 208
+# Observation of an underlying, one per posted spot: timestamp [0, 40) | spot [40, 136) |
+# cumulative spot-seconds before it mod 2**120 [136, 256) (the spot is constant between posts).
+# A window's integral (< 2**96 * TWAP_WINDOW < 2**120) is exact as a wrapping difference.
+OBS_SPOT_SHIFT: constant(uint256) = 40
+OBS_CUM_SHIFT: constant(uint256) = 136
+MASK120: constant(uint256) = 2**120 - 1
+# Settlement averages the spot over the 30 minutes before expiry (docs/design.md, "Settlement").
+TWAP_WINDOW: constant(uint256) = 1800
 # Asset word: price [0, 96) | timestamp [96, 136).
 ATS_SHIFT: constant(uint256) = 96
 # Post header: mark << 160 | e << 152 | entry words << 96 | instrument id.
@@ -138,6 +151,8 @@ grid_code: public(HashMap[uint256, address])
 underlying_grid: HashMap[uint256, address]
 underlying_params: public(HashMap[uint256, UnderlyingParams])
 underlying_word: HashMap[uint256, uint256]
+# underlying -> observation index -> packed observation (append-only)
+observations: HashMap[uint256, HashMap[uint256, uint256]]
 instrument_words: HashMap[uint256, uint256[fp.ARRAY_SLOTS]]
 instrument_info: public(HashMap[uint256, InstrumentInfo])
 instrument_count: public(uint256)
@@ -598,34 +613,24 @@ def post(
 
 
 @external
-def post_settlement(instrument: uint256, price: uint256):
+def settle_expired(instrument: uint256) -> uint256:
     """
-    @notice Post the settlement price of an expired instrument (once). Afterwards the
-            instrument takes no more posts and the engine settles positions at `price`.
+    @notice Settle an expired instrument at its payoff at the TWAP of the spot over the
+            TWAP_WINDOW before expiry (anyone may call, once). Afterwards the instrument takes
+            no more posts and the engine settles positions at the returned price.
+    @dev Needs a spot posted after expiry: posts are strictly newer than the stored one, so
+         none can land inside the window afterwards.
     @param instrument A listed instrument whose expiry has passed.
-    @param price Settlement value of one long contract (WAD), within the deviation cap of the
-                 last mark (futures) or of spot (options).
+    @return Settlement value of one long contract (WAD).
     """
-    roles._only_keeper()
-    self._live()
-    word: uint256 = self.instrument_words[instrument][0]
-    assert word != 0, "oracle: unknown instrument"
-    e: uint256 = (word >> fp.E_SHIFT) & 255
-    assert e != fp.E_SETTLED, "oracle: instrument settled"
-    assert block.timestamp >= fp.id_expiry(instrument), "oracle: not expired"
-    assert price <= fp.MAX_PRICE, "oracle: bad price"
-    if (word >> fp.TS_SHIFT) & fp.MASK40 != 0:
-        und: uint256 = fp.id_underlying(instrument)
-        dev: uint256 = self.underlying_params[und].max_deviation
-        old: uint256 = word >> fp.MARK_SHIFT
-        base: uint256 = old
-        if fp.id_kind(instrument) != fp.KIND_FUTURE:
-            base = self.underlying_word[und] & fp.MASK96
-        assert self._within(price, old, base * dev // fp.WAD), "oracle: settlement deviation"
+    twap: uint256 = 0
+    price: uint256 = 0
+    twap, price = self._settlement(instrument)
     self.instrument_words[instrument] = [
         (price << fp.MARK_SHIFT) | (fp.E_SETTLED << fp.E_SHIFT) | (block.timestamp << fp.TS_SHIFT), 0, 0
     ]
-    log IRiskOracle.SettlementPosted(instrument=instrument, price=price, poster=msg.sender)
+    log IRiskOracle.InstrumentSettled(instrument=instrument, twap=twap, price=price, caller=msg.sender)
+    return price
 
 
 # ---------------------------------------------------------------- views
@@ -709,6 +714,35 @@ def risk_array(instrument: uint256) -> (uint256, uint256, uint256, DynArray[int2
         for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
             entries.append(self._entry(words, s))
     return words[0] >> fp.MARK_SHIFT, e, (words[0] >> fp.TS_SHIFT) & fp.MASK40, entries
+
+
+@view
+@external
+def settlement_preview(instrument: uint256) -> (uint256, uint256):
+    """
+    @notice (TWAP, settlement price) `settle_expired` would store now; reverts as it would.
+    """
+    return self._settlement(instrument)
+
+
+@view
+@external
+def observation_count(underlying: uint256) -> uint256:
+    """
+    @notice Number of spot observations of an underlying (one per posted spot).
+    """
+    return (self.underlying_word[underlying] >> COUNT_SHIFT) & fp.MASK40
+
+
+@view
+@external
+def observation(underlying: uint256, k: uint256) -> (uint256, uint256, uint256):
+    """
+    @notice Observation k of an underlying: (timestamp, spot, cumulative spot-seconds before
+            it mod 2**120).
+    """
+    w: uint256 = self.observations[underlying][k]
+    return w & fp.MASK40, (w >> OBS_SPOT_SHIFT) & fp.MASK96, w >> OBS_CUM_SHIFT
 
 
 @view
@@ -866,9 +900,77 @@ def _post_underlying(timestamp: uint256, u: UnderlyingPost):
     old_spot: uint256 = old & fp.MASK96
     if old_spot != 0:
         assert self._within(u.spot, old_spot, old_spot * params.max_deviation // fp.WAD), "oracle: spot deviation"
+    # TWAP accumulator: the previous observation's integral plus its spot (= old_spot) since it
+    count: uint256 = (old >> COUNT_SHIFT) & fp.MASK40
+    cum: uint256 = 0
+    if count != 0:
+        prev: uint256 = self.observations[u.underlying][count - 1]
+        cum = ((prev >> OBS_CUM_SHIFT) + old_spot * (timestamp - (prev & fp.MASK40))) & MASK120
+    self.observations[u.underlying][count] = timestamp | (u.spot << OBS_SPOT_SHIFT) | (cum << OBS_CUM_SHIFT)
     self.underlying_word[u.underlying] = (
         u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (params.scenarios << N_SHIFT)
+        | ((count + 1) << COUNT_SHIFT)
     )
+
+
+@view
+@internal
+def _settlement(instrument: uint256) -> (uint256, uint256):
+    """
+    @dev (TWAP, payoff of one long contract) of an expired instrument: TWAP = the integral of
+         the spot over [expiry - TWAP_WINDOW, expiry] (clipped at the first observation) // its
+         length; payoff future TWAP, call max(TWAP - K, 0), put max(K - TWAP, 0), times
+         contract_size // WAD (offchain/settlement.py is the reference).
+    """
+    # in wind-down every instrument is settled at its last mark (`snapshot`)
+    self._live()
+    word: uint256 = self.instrument_words[instrument][0]
+    assert word != 0, "oracle: unknown instrument"
+    assert (word >> fp.E_SHIFT) & 255 != fp.E_SETTLED, "oracle: instrument settled"
+    expiry: uint256 = fp.id_expiry(instrument)
+    assert block.timestamp >= expiry, "oracle: not expired"
+    und: uint256 = fp.id_underlying(instrument)
+    uword: uint256 = self.underlying_word[und]
+    assert (uword >> UTS_SHIFT) & fp.MASK40 > expiry, "oracle: no spot after expiry"
+    start: uint256 = self.observations[und][0] & fp.MASK40
+    assert start < expiry, "oracle: no spot before expiry"
+    start = max(start + TWAP_WINDOW, expiry) - TWAP_WINDOW
+    n: uint256 = (uword >> COUNT_SHIFT) & fp.MASK40
+    # wrapping difference of two accumulator values: exact modulo 2**120
+    twap: uint256 = (
+        unsafe_sub(self._cum_at(und, n, expiry), self._cum_at(und, n, start)) & MASK120
+    ) // (expiry - start)
+    strike: uint256 = self.instrument_info[instrument].strike
+    v: uint256 = twap
+    kind: uint256 = fp.id_kind(instrument)
+    if kind == fp.KIND_CALL:
+        v = twap - min(twap, strike)
+    elif kind == fp.KIND_PUT:
+        v = strike - min(strike, twap)
+    price: uint256 = v * self.instrument_info[instrument].contract_size // fp.WAD
+    assert price <= fp.MAX_PRICE, "oracle: bad price"
+    return twap, price
+
+
+@view
+@internal
+def _cum_at(und: uint256, n: uint256, x: uint256) -> uint256:
+    """
+    @dev Cumulative spot-seconds at time x (mod 2**120), for t[0] <= x < t[n - 1]: binary search
+         for the last observation at or before x, then its spot held until x.
+    """
+    lo: uint256 = 0
+    hi: uint256 = n - 1
+    for _: uint256 in range(40):
+        if hi - lo <= 1:
+            break
+        mid: uint256 = (lo + hi) >> 1
+        if self.observations[und][mid] & fp.MASK40 <= x:
+            lo = mid
+        else:
+            hi = mid
+    w: uint256 = self.observations[und][lo]
+    return (w >> OBS_CUM_SHIFT) + ((w >> OBS_SPOT_SHIFT) & fp.MASK96) * (x - (w & fp.MASK40))
 
 
 @internal

@@ -97,7 +97,8 @@ def closing_lines(run: DemoRun) -> list[str]:
     return [
         f"{run.rounds} keeper rounds: {run.posts:,} items posted in {run.batches} transactions, "
         f"{run.transactions} keeper transactions in all, {run.gas:,} gas",
-        f"{run.liquidations} liquidations, {run.settlement_prices} settlement prices posted, "
+        f"{run.liquidations} liquidations, "
+        f"{run.settlement_prices} instruments settled at the TWAP, "
         f"{run.settlements} accounts settled",
         f"bad debt {_usd(s.bad_debt)} USD (insurance fund {_usd(s.fund_payouts)}, socialised "
         f"{_usd(s.socialised)}, uncovered {_usd(s.uncovered_bad_debt)}); insurance fund at the "
@@ -175,7 +176,7 @@ def report_markdown(run: DemoRun) -> str:
         f"{run.transactions:,} |",
         f"| gas spent by the keeper | {run.gas:,} |",
         f"| liquidations | {run.liquidations} |",
-        f"| settlement prices posted / accounts settled | {run.settlement_prices} / "
+        f"| instruments settled at the TWAP / accounts settled | {run.settlement_prices} / "
         f"{run.settlements} |",
         f"| bad debt met by liquidations (USD) | {_usd(s.bad_debt)} |",
         f"| paid by the insurance fund / socialised (USD) | {_usd(s.fund_payouts)} / "

@@ -84,6 +84,10 @@ def cli():
     mixed += [fut(i, 103) for i in futs[:25]]
     gm = timed_post(mixed, [(1, SPOT + WAD, PSR)])
     rows.append(("post 25 options + 25 futures + spot, per instrument", gm.gas_used // 50, ""))
+    # the spot appends an observation (one cold SLOAD, one new slot): its share per option
+    opts_spot = [_option_item(i, SPOT // 20 + 3 * WAD, coeffs, k + 2) for k, i in enumerate(opts)]
+    gs = timed_post(opts_spot, [(1, SPOT + 2 * WAD, PSR)])
+    rows.append(("post 50 options + spot, per instrument", gs.gas_used // 50, "tx total / 50"))
 
     for acct in (trader, maker):
         usdc.mint(acct, 10**15, sender=admin)
@@ -116,6 +120,21 @@ def cli():
     rows.append(("trade opening the 16th position (both sides checked)", trade16, "tx total"))
     for n, gas in withdrawals.items():
         rows.append((f"withdraw with {n} positions held (margin-checked)", gas, "tx total"))
+
+    # settlement at the TWAP: a put expiring in two hours, spot posted every 10 minutes until a
+    # post after expiry; two binary searches over the observations
+    now = chain.blocks.head.timestamp
+    put = oracle.list_instrument(1, 2, SPOT, now + 7_200, WAD, sender=admin).return_value
+    for k in range(13):
+        post([], [(1, SPOT + k * WAD, PSR)])
+        chain.pending_timestamp = chain.blocks.head.timestamp + 600
+        chain.mine()
+    post([], [(1, SPOT, PSR)])
+    n_obs = oracle.observation_count(1)
+    settle = oracle.settle_expired(put, sender=venue)
+    rows.append(
+        ("settle_expired (TWAP + payoff on-chain)", settle.gas_used, f"{n_obs} observations")
+    )
 
     table = ["| measurement | gas | note |", "| --- | ---: | --- |"]
     table += [f"| {name} | {gas:,} | {note} |" for name, gas, note in rows]

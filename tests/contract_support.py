@@ -10,8 +10,9 @@ import requests
 from eth_abi import decode as abi_decode
 from hypothesis import settings
 
-from offchain.codec import WORDS_SHIFT, n_slots, pack_entries, pack_post, post_header
+from offchain.codec import WORDS_SHIFT, id_fields, n_slots, pack_entries, pack_post, post_header
 from offchain.fixed_point import WAD, encode_risk_array
+from offchain.settlement import TWAP_WINDOW
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 
@@ -158,6 +159,19 @@ class System:
         else:
             raise ValueError(how)
         return (iid, mark, e, words)
+
+    def settle_at_spot(self, underlying, spot, iids):
+        """Hold `spot` over the settlement window of `iids` (one expiry, more than TWAP_WINDOW
+        ahead), post it again after expiry and settle them on-chain: each settles at its payoff
+        at TWAP = `spot`. Returns the settlement prices."""
+        expiry = id_fields(iids[0])[3]
+        start = expiry - TWAP_WINDOW - 1
+        assert self.now() < start, "the settlement window has begun"
+        self.sleep(start - 1 - self.now())
+        self.post([(underlying, spot, PSR)])
+        self.sleep(expiry + 1 - self.now())
+        self.post([(underlying, spot, PSR)])
+        return [self.oracle.settle_expired(i, sender=self.keeper).return_value for i in iids]
 
     def flat_option_ra(self, underlying, scale):
         """A simple option array: value change = scale * c[s] (WAD), like a delta-`scale` option."""

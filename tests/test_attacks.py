@@ -144,16 +144,14 @@ def test_poster_pushing_a_mark_1000x_is_refused(liq, trader, maker):
         refused(f"oracle {kind}", reason, s.post, unds, items, assets)
     assert oracle_words(s) == words
     assert liq.state(trader) == state
-    # a settlement price 1000x off the last mark is refused too
+    # nor is there a settlement price to push: after expiry a spot 1000x is refused like any
+    # other, and the future settles at the TWAP of the spots stored before expiry
     s.sleep((fut >> 56) - s.now() + 1)
     refused(
-        "oracle settlement 1000x",
-        "oracle: settlement deviation",
-        s.oracle.post_settlement,
-        fut,
-        btc * 1000,
-        sender=s.keeper,
+        "oracle spot 1000x after expiry", "oracle: spot deviation", s.post, [(BTC, btc * 1000, PSR)]
     )
+    s.post([(BTC, btc, PSR)])
+    assert s.oracle.settle_expired(fut, sender=s.keeper).return_value == btc
 
 
 def test_compromised_keeper_reaches_1000x_only_in_18_posts(liq, trader, hedger, maker, admin):

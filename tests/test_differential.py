@@ -197,12 +197,9 @@ def test_settlement_matches_reference(book, trader, maker):
     q_f, q_c = 3 * WAD + 7, -(WAD // 3)
     s.engine.trade(trader, maker, fut, q_f, spot, sender=s.venue)
     s.engine.trade(maker, trader, call, -q_c, spot // 20 + 1, sender=s.venue)
-    expiry = id_fields(fut)[3]
-    s.chain.pending_timestamp = expiry
-    s.chain.mine()
-    p_f, p_c = spot + 12_345 * WAD + 1, 7_777 * WAD + 3
-    s.oracle.post_settlement(fut, p_f, sender=s.keeper)
-    s.oracle.post_settlement(call, p_c, sender=s.keeper)
+    # odd wei values: the TWAP of a constant spot is that spot, the call pays it minus K
+    p_f, p_c = s.settle_at_spot(D_BTC, spot + 12_345 * WAD + 1, [fut, call])
+    assert p_c == p_f - s.oracle.instrument_info(call).strike
     before = s.engine.cash(trader)
     eq_view = s.engine.account_state(trader)[0]
     tx = s.engine.settle(trader, sender=maker)

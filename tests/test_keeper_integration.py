@@ -193,8 +193,10 @@ def test_expired_instruments_are_settled(
     chain.mine(timestamp=ts)
     report = k.round(tick(ts, 61_000.0, 3_000.0))
     assert report.settlement_prices == [k.names[near]]
+    # the TWAP of the 30 minutes before expiry: the spot posted in the first round, not the
+    # tick's 61,000 posted after expiry
     mark, e, _, _ = c.oracle.risk_array(near)
-    assert (mark, e) == (to_wad(61_000.0), 255)
+    assert (mark, e) == (to_wad(60_000.0), 255)
     assert sorted(a for a, _ in report.settled) == sorted([trader.address, maker.address])
     for acct, q in ((trader, WAD), (maker, -WAD)):
         assert c.positions(acct) == {}
@@ -431,9 +433,9 @@ def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_fal
     sysm, chain, admin, keeper, venue, maker, accounts, tmp_path
 ):
     """25 ETH puts (strike 3,000) written against 10 WETH and 1,000 USD settle in the money at
-    2,400: the writer has no positions, owes cash, and its WETH covers it. ETH then falls to
-    1,800 (still covered) and 1,300: equity goes negative, and the keeper liquidates it in that
-    very round."""
+    2,400 (ETH's spot over the 30 minutes before expiry): the writer has no positions, owes
+    cash, and its WETH covers it. ETH then falls to 1,800 (still covered) and 1,300: equity goes
+    negative, and the keeper liquidates it in that very round."""
     c, writer = sysm, accounts[7]
     fund_keeper(c, admin, keeper, chain)
     expiry = by_kind(c, "BTC", "F", near=True) >> 56
@@ -447,8 +449,16 @@ def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_fal
     premium = c.market_int([put]).market.instruments[put].mark
     c.trade(venue, maker, writer, put, 25 * WAD, premium)
 
+    # ETH at 2,400 from before the settlement window on, posted by a second keeper outside a
+    # round (the first one's sweep would meet the live puts at 2,400)
+    before_window = expiry - 1_800 - 60
+    chain.mine(timestamp=before_window)
+    c.oracle.grant_role(accounts[8], ROLE_KEEPER, sender=admin)
+    psr = int(c.oracle.underlying_state(2)[1])
+    c.post(accounts[8], before_window, [(2, to_wad(2_400.0), psr)], [], [])
     chain.mine(timestamp=expiry + HOUR)
     report = k.round(tick(expiry + HOUR, 60_000.0, 2_400.0))
+    assert c.oracle.risk_array(put)[0] == 600 * WAD
     assert (writer.address, k.names[put]) in report.settled
     cash, positions, weth = c.account_raw(writer)
     assert positions == {} and cash < 0 < weth[c.tokens["WETH"].address]

@@ -19,8 +19,9 @@ from offchain.keeper.policy import (
     due_settlements,
     liquidation_targets,
     select_updates,
-    settlement_prices_due,
     settlements_due,
+    settlements_to_trigger,
+    spots_for_settlement,
 )
 from offchain.margin import Kind
 from offchain.sdk import InstrumentMeta
@@ -212,22 +213,39 @@ def test_liquidation_targets_keep_the_order_and_skip_the_keeper_s_own_account():
     assert liquidation_targets(["0xb", "0xk"], None) == ["0xb", "0xk"]
 
 
-def test_settlement_prices_due_value_expired_instruments_at_the_last_spot():
+def test_settlements_are_triggered_once_a_spot_after_expiry_is_stored():
     call = InstrumentMeta(1, 1, Kind.CALL, 9_000 * WAD, 100)
     settled_future = InstrumentMeta(2, 1, Kind.FUTURE, 0, 50)
     eth_put = InstrumentMeta(3, 2, Kind.PUT, 3_000 * WAD, 60)
     live = InstrumentMeta(4, 1, Kind.FUTURE, 0, 500)
     earlier_put = InstrumentMeta(5, 1, Kind.PUT, 10_000 * WAD, 80)
-    names = {1: "c", 2: "f", 3: "p", 4: "l", 5: "q"}
-    due = settlement_prices_due(
-        [call, settled_future, eth_put, live, earlier_put],
+    late_put = InstrumentMeta(6, 1, Kind.PUT, 10_000 * WAD, 150)
+    names = {1: "c", 2: "f", 3: "p", 4: "l", 5: "q", 6: "r"}
+    due = settlements_to_trigger(
+        [call, settled_future, eth_put, live, earlier_put, late_put],
         names,
         settled={2},
         now=200,
-        spots={"BTC": 9_500.0},  # no ETH spot yet: its put waits
-        underlying_names={1: "BTC", 2: "ETH"},
+        # BTC's spot is stored at 120: after the call's and the earlier put's expiry, not after
+        # the late put's; ETH's spot is at its put's expiry, not after it: both wait
+        spot_times={1: 120, 2: 60},
     )
-    assert due == [(earlier_put, 500 * WAD), (call, 500 * WAD)]
+    assert due == [earlier_put, call]
+
+
+def test_the_spot_of_an_expired_unsettled_instrument_is_posted_after_its_expiry():
+    btc_call = InstrumentMeta(1, 1, Kind.CALL, 9_000 * WAD, 100)
+    eth_fut = InstrumentMeta(2, 2, Kind.FUTURE, 0, 100)
+    span_fut = InstrumentMeta(3, 3, Kind.FUTURE, 0, 100)
+    live = InstrumentMeta(4, 1, Kind.FUTURE, 0, 500)
+    posted_at = {"U:BTC": 90, "U:ETH": 110, "U:SPAN": 100}
+    prev = {k: Posted(Quote(1.0), t) for k, t in posted_at.items()}
+    names = {1: "BTC", 2: "ETH", 3: "SPAN"}
+    metas = [btc_call, eth_fut, span_fut, live]
+    # ETH was posted after its future's expiry; SPAN's future is settled
+    assert spots_for_settlement(metas, {3}, prev, 120, names) == {"U:BTC"}
+    assert spots_for_settlement(metas, set(), prev, 120, names) == {"U:BTC", "U:SPAN"}
+    assert spots_for_settlement(metas, set(), prev, 100, names) == set()  # not expired before ts
 
 
 def test_settlements_due_one_call_per_account_within_the_limit():

@@ -12,7 +12,7 @@ import pytest
 from offchain.codec import unpack_entries
 from offchain.fixed_point import WAD, decode_risk_array, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
-from offchain.keeper.policy import Posted, Quote, health_by_account, settlement_price
+from offchain.keeper.policy import Posted, Quote, health_by_account
 from offchain.keeper.quotes import batch_args, compute_quotes, item_gas, plan_round
 from offchain.keeper.runner import KeeperRunner
 from offchain.keeper.runner_state import Batch, RoundPlan, RunnerState
@@ -137,6 +137,13 @@ def test_a_moved_underlying_posts_its_instruments_and_prices_only():
     assert {i.name for i in batch} == {"U:BTC", "A:0xWBTC"} | {INAMES[m.id] for m in METAS[:3]}
 
 
+def test_a_spot_a_settlement_waits_for_is_posted_although_it_did_not_move():
+    cfg = KeeperConfig(heartbeat=600, heartbeat_margin=60)
+    prev = posted_from(plan_round(T0, quotes(), {}, cfg), T0)
+    (batch,) = plan_round(T0 + 60, quotes(T0), prev, cfg, force={"U:ETH"})
+    assert {i.name for i in batch} == {"U:ETH"}
+
+
 def test_batches_fit_the_gas_budget_and_keep_spot_first():
     cfg = KeeperConfig(block_gas_limit=600_000, gas_fraction=0.5, base_gas=60_000)
     batches = plan_round(T0, quotes(), {}, cfg)
@@ -218,21 +225,6 @@ def test_settled_positions_fold_into_cash_as_the_engine_does():
     acct = market.account(100, {9: -(WAD // 3)}, {})
     # -(1e18 // 3) * (3e18 + 1) / 1e18 = -999_999_999_999_999_999.33..., floored to -1e18
     assert acct == AccountInt(100 - WAD, {})
-
-
-@pytest.mark.parametrize(
-    ("kind", "strike", "spot", "value"),
-    [
-        (Kind.FUTURE, 0, 5_000.5, 5_000.5),
-        (Kind.CALL, 4_000, 5_000, 1_000),
-        (Kind.CALL, 6_000, 5_000, 0),
-        (Kind.PUT, 6_000, 5_000, 1_000),
-        (Kind.PUT, 4_000, 5_000, 0),
-    ],
-)
-def test_settlement_prices(kind, strike, spot, value):
-    m = InstrumentMeta(1, BTC, kind, to_wad(strike), T0)
-    assert settlement_price(m, spot) == to_wad(value)
 
 
 # --------------------------------------------------------------------------- runner restarts

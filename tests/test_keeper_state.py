@@ -395,7 +395,7 @@ def test_pruning_keeps_what_could_be_sent_again(folder):
             "post:90:0": TxStatus.PENDING,  # not final: kept
             "liq:100:0xa": TxStatus.CONFIRMED,  # the Liquidator refuses a healthy account
             "register:0xa": TxStatus.CONFIRMED,  # done key
-            "settle_price:7": TxStatus.REVERTED,  # done key
+            "settle_expired:7": TxStatus.REVERTED,  # done key
             "settle:7:0xa": TxStatus.CONFLICT,  # done key
             "register:0xb": TxStatus.FAILED,  # refused by the node: sent again anyway
             "liq:150:0xb": TxStatus.CONFIRMED,  # too recent
@@ -410,7 +410,7 @@ def test_pruning_keeps_what_could_be_sent_again(folder):
         kept = {"post:200:0", "post:300:0", "post:90:0", "liq:150:0xb"}
         assert set(state.ledger) == kept
         assert store.counts() == {"ledger": 4, "done_keys": 3, "posted": 0, "accounts": 0}
-        for key in ("register:0xa", "settle_price:7", "settle:7:0xa"):
+        for key in ("register:0xa", "settle_expired:7", "settle:7:0xa"):
             done = store.done_record(key)
             assert done is not None and done.status == keys[key] and done.nonce == 4
         assert store.done_record("liq:100:0xa") is None

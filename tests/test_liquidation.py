@@ -405,8 +405,7 @@ def test_settlement_of_an_insolvent_account_then_liquidation(
     liq.deposit(liquidator_account, 1_000_000)
     liq.top_up_fund(1_000)
     iid = s.instruments["btc-fut"]
-    s.sleep(id_expiry(iid) - s.now() + 1)
-    s.oracle.post_settlement(iid, 45_000 * WAD, sender=s.keeper)
+    s.settle_at_spot(BTC, 45_000 * WAD, [iid])
     s.engine.settle(trader, sender=maker)
     assert s.engine.position_count(trader) == 0 and s.engine.cash(trader) == -2_500 * WAD
     _, _, r = reference(liq, trader, liquidator_account)
@@ -428,8 +427,7 @@ def test_settled_positions_are_taken_over_at_the_settlement_price(
     liq.deposit(liquidator_account, 1_000_000)
     liq.top_up_fund(1_000_000)
     iid = s.instruments["btc-fut"]
-    s.sleep(id_expiry(iid) - s.now() + 1)
-    s.oracle.post_settlement(iid, 45_000 * WAD, sender=s.keeper)
+    s.settle_at_spot(BTC, 45_000 * WAD, [iid])
     lq.liquidate(trader, sender=liquidator_account)
     assert s.engine.position_count(trader) == 0 and s.engine.cash(trader) == 0
     assert lq.bad_debt() == 2_500 * WAD == lq.fund_payouts()

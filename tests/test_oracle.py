@@ -1,5 +1,5 @@
 """RiskOracle: listing, roles, posting guards (each reason string), futures arrays computed
-on-chain, packing, staleness views, settlement prices."""
+on-chain, packing, staleness views (settlement: test_oracle_settlement.py)."""
 
 import ape
 import pytest
@@ -186,33 +186,6 @@ def test_staleness_views(market, admin):
         s.oracle.set_max_age(86_401, sender=admin)
     with ape.reverts("oracle: max_age out of bounds"):
         s.oracle.set_max_age(29, sender=admin)
-
-
-def test_settlement_price(market, chain):
-    s = market
-    iid = s.instruments["btc-fut"]
-    with ape.reverts("oracle: not expired"):
-        s.oracle.post_settlement(iid, SPOTS[BTC], sender=s.keeper)
-    expiry = id_fields(iid)[3]
-    s.chain.pending_timestamp = expiry
-    s.chain.mine()
-    with ape.reverts("roles: not keeper"):
-        s.oracle.post_settlement(iid, SPOTS[BTC], sender=s.admin)
-    with ape.reverts("oracle: settlement deviation"):
-        s.oracle.post_settlement(iid, SPOTS[BTC] * 2, sender=s.keeper)
-    with ape.reverts("oracle: bad price"):
-        s.oracle.post_settlement(iid, 2**96, sender=s.keeper)
-    tx = s.oracle.post_settlement(iid, SPOTS[BTC] + WAD, sender=s.keeper)
-    ev = tx.events.filter(s.oracle.SettlementPosted)[0]
-    assert ev.price == SPOTS[BTC] + WAD
-    assert s.oracle.risk_array(iid)[:2] == (SPOTS[BTC] + WAD, 255)
-    assert s.oracle.instrument_age(iid) == (0, False)
-    with ape.reverts("oracle: instrument settled"):
-        s.oracle.post_settlement(iid, SPOTS[BTC], sender=s.keeper)
-    with ape.reverts("oracle: instrument settled"):
-        s.post([], [s.future_item(iid, SPOTS[BTC])])
-    with ape.reverts("oracle: unknown instrument"):
-        s.oracle.post_settlement(iid + 1000, SPOTS[BTC], sender=s.keeper)
 
 
 def test_admin_listing_guards(system, admin, outsider):

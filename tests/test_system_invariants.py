@@ -12,8 +12,8 @@ deviation cap), hostile posts (beyond the deviation caps, future / equal / older
 wrong array lengths, unknown ids, a non-keeper poster, bad prices, magnitude and exponent
 abuse; each must revert and leave every stored word unchanged), time passing (stale data),
 liquidations (partial, capped, dust caps, full, self) by a third account, expiry with
-settlement prices and lazy per-account settlement, guardian pause and admin unpause, and a flat
-account taking everything out.
+settlement at the on-chain TWAP and lazy per-account settlement, guardian pause and admin
+unpause, and a flat account taking everything out.
 
 Checked after EVERY step (invariants), with the definitions used:
 - vault: per asset, credited balances (accounts + fund) == `total` <= the engine's token
@@ -718,9 +718,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 iid = ids["btc-fut"]
                 got = self.expect_revert(
                     {"oracle: not expired", "oracle: instrument settled"},
-                    o.post_settlement,
+                    o.settle_expired,
                     iid,
-                    o.risk_array(iid)[0],
                     sender=s.keeper,
                 )
                 assert got is not None
@@ -859,18 +858,19 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
         @precondition(lambda self: not self.expired)
         @rule(pct=st.integers(70, 130))
         def expire(self, pct):
-            """Past the first expiry: the keeper posts settlement prices (the future at its
-            mark moved by `pct` %, options at their marks) and fresh data for the rest."""
+            """Past the first expiry: BTC moves by `pct` % ten minutes before it (so the
+            settlement TWAP mixes two spots), fresh data lands after it, and the expired
+            instruments settle on-chain at their payoffs at the TWAP."""
             self.step("expire")
             expiry = (ids["btc-fut"] >> 56) & (2**40 - 1)
+            if s.now() < expiry - 601:
+                s.sleep(expiry - 600 - s.now())
+                self.post_market({**self.spots, BTC: self.spots[BTC] * pct // 100})
             s.sleep(expiry - s.now() + 1)
-            for n in FIRST:
-                price = o.risk_array(ids[n])[0]
-                if n == "btc-fut":
-                    price = price * pct // 100
-                o.post_settlement(ids[n], price, sender=s.keeper)
             self.expired = True
-            self.post_market()
+            self.post_market()  # a spot after expiry: the settlement window is final
+            for n in FIRST:
+                o.settle_expired(ids[n], sender=s.keeper)
 
         @precondition(lambda self: self.expired)
         @rule(who=st.integers(0, 5), sender=st.integers(0, 5))

@@ -108,7 +108,7 @@ def test_after_wind_down_nothing_new_can_be_posted_listed_or_traded(
         s.oracle.list_asset(outsider, WAD // 10, sender=s.admin)
     s.sleep(id_fields(iid)[3] - s.now() + 1)
     with ape.reverts("oracle: wound down"):
-        s.oracle.post_settlement(iid, spot, sender=s.keeper)
+        s.oracle.settle_expired(iid, sender=outsider)
     s.engine.deposit(s.usdc, 100_000 * USD, sender=trader)
     s.engine.deposit(s.usdc, 100_000 * USD, sender=maker)
     with ape.reverts("engine: wound down"):
@@ -196,7 +196,7 @@ def test_a_dead_keeper_cannot_trap_funds(
     # the short-dated future expires and is settled while the keeper is alive
     s.sleep(DAY + 1)
     liq.refresh()
-    s.oracle.post_settlement(short, 61_000 * WAD, sender=s.keeper)
+    s.oracle.settle_expired(short, sender=s.keeper)  # at the TWAP of the spots posted
     # ETH falls 40 % in capped steps: the hedger's equity ends below zero; then the keeper dies
     for spot in (2_700, 2_430, 2_190, 1_970, 1_800):
         liq.move(ETH, spot * WAD - 7)  # (marks off whole dollars: settlement rounds)

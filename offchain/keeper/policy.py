@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from offchain.fixed_point import WAD, to_wad
-from offchain.margin import AccountInt, Kind
+from offchain.margin import AccountInt
 from offchain.sdk import ChainMarket, InstrumentMeta
 
 __all__ = [
@@ -30,9 +29,9 @@ __all__ = [
     "health_by_account",
     "liquidation_targets",
     "select_updates",
-    "settlement_price",
-    "settlement_prices_due",
     "settlements_due",
+    "settlements_to_trigger",
+    "spots_for_settlement",
 ]
 
 T = TypeVar("T")
@@ -243,42 +242,49 @@ def health_by_account(
     return out
 
 
-def settlement_price(meta: InstrumentMeta, spot: float) -> int:
-    """Value of one long contract at expiry (WAD): future ``S``, call ``max(S - K, 0)``, put
-    ``max(K - S, 0)``, times the contract size. ``settlement_price(BTC call K=9,000, 9,500)`` is
-    500 USD."""
-    s = to_wad(float(spot))
-    if meta.kind is Kind.FUTURE:
-        v = s
-    elif meta.kind is Kind.CALL:
-        v = max(s - meta.strike, 0)
-    else:
-        v = max(meta.strike - s, 0)
-    return v * meta.contract_size // WAD
-
-
-def settlement_prices_due(
+def settlements_to_trigger(
     instruments: Sequence[InstrumentMeta],
     names: Mapping[int, str],
     settled: Collection[int],
     now: int,
-    spots: Mapping[str, float],
-    underlying_names: Mapping[int, int | str],
-) -> list[tuple[InstrumentMeta, int]]:
-    """``(instrument, price)`` of every expired instrument not settled yet whose underlying has a
-    spot, earliest expiry first (``due_settlements``), valued by ``settlement_price``."""
+    spot_times: Mapping[int, int],
+) -> list[InstrumentMeta]:
+    """Expired instruments not settled yet whose underlying's latest stored spot
+    (``spot_times``: underlying id -> its timestamp) is after their expiry, earliest expiry first
+    (``due_settlements``). ``RiskOracle.settle_expired`` values each at its payoff at the TWAP of
+    the spot before expiry, and needs that later spot: no post can then land in the window."""
     by_name = {names[m.id]: m for m in instruments}
     due = due_settlements(
         {name: m.expiry for name, m in by_name.items()},
         now,
         {names[i] for i in settled if i in names},
     )
-    out = []
-    for name in due:
-        meta = by_name[name]
-        spot = spots.get(underlying_names[meta.underlying])
-        if spot is not None:
-            out.append((meta, settlement_price(meta, spot)))
+    return [
+        by_name[name]
+        for name in due
+        if spot_times.get(by_name[name].underlying, 0) > by_name[name].expiry
+    ]
+
+
+def spots_for_settlement(
+    instruments: Sequence[InstrumentMeta],
+    settled: Collection[int],
+    posted: Mapping[str, Posted],
+    ts: int,
+    underlying_names: Mapping[int, str],
+) -> set[str]:
+    """Underlying items (``U:<name>``) to post at ``ts`` whether or not they moved: each has an
+    instrument expired before ``ts`` and not settled whose spot was last posted at or before that
+    expiry, so ``settle_expired`` still waits for a spot after it."""
+    out = set()
+    done = set(settled)
+    for m in instruments:
+        if m.id in done or m.expiry >= ts or m.underlying not in underlying_names:
+            continue
+        key = f"U:{underlying_names[m.underlying]}"
+        last = posted.get(key)
+        if last is None or last.posted_at <= m.expiry:
+            out.add(key)
     return out
 
 

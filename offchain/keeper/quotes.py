@@ -6,7 +6,7 @@ oracle's per-call limits (``plan_round``), and the ``RiskOracle.post`` arguments
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,13 +129,16 @@ def plan_round(
     quotes: Mapping[str, tuple[Quote, Item]],
     posted: Mapping[str, Posted],
     cfg: KeeperConfig = DEFAULTS,
+    force: Collection[str] = (),
 ) -> list[list[Item]]:
     """Items to post at ``ts``, in gas-bounded batches that also respect the oracle's per-call
     limits (16 underlyings, 64 instruments, 8 prices).
 
-    Selected by ``select_updates``; an underlying (and the prices it drives) is added whenever
-    one of its instruments is posted. Order: per underlying id, the underlying, its prices, then
-    its instruments by id, so every batch sees its spot posted in the same or an earlier batch.
+    Selected by ``select_updates``, plus the names in ``force`` (the spots a settlement waits
+    for, ``policy.spots_for_settlement``); an underlying (and the prices it drives) is added
+    whenever one of its instruments is posted. Order: per underlying id, the underlying, its
+    prices, then its instruments by id, so every batch sees its spot posted in the same or an
+    earlier batch.
     """
     current = {name: q for name, (q, _) in quotes.items()}
     chosen = {
@@ -143,7 +146,7 @@ def plan_round(
         for u in select_updates(
             posted, current, ts, cfg.threshold, cfg.heartbeat, cfg.heartbeat_margin
         )
-    }
+    } | (set(force) & set(current))
     items = [item for _, item in quotes.values()]
     with_instruments = {i.underlying for i in items if i.kind == "instrument" and i.name in chosen}
     rank = {"underlying": 0, "asset": 1, "instrument": 2}

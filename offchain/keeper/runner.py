@@ -13,7 +13,9 @@ One round for a tick of market data:
    ``state.posted``.
 3. The account index is extended from the engine's events since ``state.last_block``; changed
    accounts are re-read.
-4. ``policy.settlement_prices_due`` are posted and ``policy.settlements_due`` settled; the
+4. ``policy.settlements_to_trigger`` are settled on-chain (``RiskOracle.settle_expired``: the
+   price is the payoff at the TWAP of the spot before expiry; step 1 posts the spot after
+   expiry it needs, ``policy.spots_for_settlement``) and ``policy.settlements_due`` settled; the
    market and the settled accounts are read again.
 5. Every account that can be below MM is checked off-chain (``sweep.sweep_health``: a float
    pass over the position book, the integer reference wherever the float answer is within its
@@ -47,8 +49,9 @@ from offchain.keeper.policy import (
     Posted,
     Quote,
     liquidation_targets,
-    settlement_prices_due,
     settlements_due,
+    settlements_to_trigger,
+    spots_for_settlement,
 )
 from offchain.keeper.quotes import batch_args, compute_quotes, plan_round
 from offchain.keeper.replay import CalibratedPsr
@@ -96,7 +99,9 @@ class KeeperChain(Protocol):
 
     def post_calldata(self, *args: Any) -> bytes: ...
 
-    def settlement_calldata(self, instrument: int, price: int) -> bytes: ...
+    def settle_expired_calldata(self, instrument: int) -> bytes: ...
+
+    def spot_timestamp(self, underlying: int) -> int: ...
 
     def settle_calldata(self, account: str) -> bytes: ...
 
@@ -118,7 +123,7 @@ class RoundReport:
     health: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     below_mm: list[str] = field(default_factory=list)
     liquidations: list[str] = field(default_factory=list)
-    settlement_prices: list[str] = field(default_factory=list)
+    settlement_prices: list[str] = field(default_factory=list)  # settle_expired confirmed
     settled: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -328,7 +333,15 @@ class KeeperRunner:
         quotes = compute_quotes(
             ts, tick.spots, vols, psr, self.underlyings, self.instruments, self.names, self.cfg
         )
-        batches = plan_round(ts, quotes, self.state.posted, self.cfg)
+        settled = self.last_market.settled if self.last_market is not None else {}
+        force = spots_for_settlement(
+            self.instruments,
+            settled,
+            self.state.posted,
+            ts,
+            {u.id: u.name for u in self.underlyings},
+        )
+        batches = plan_round(ts, quotes, self.state.posted, self.cfg, force)
         plan = RoundPlan(
             ts,
             tuple(
@@ -452,17 +465,22 @@ class KeeperRunner:
     # ---------------------------------------------------------------- settlement
 
     def _settle(self, market: ChainMarket, now: int, report: RoundReport) -> bool:
-        """Post the settlement price of every expired instrument (the value at the spot of the
-        last tick), then ``settle`` each account holding one. True when either changed the
-        chain (the market and those accounts must be read again)."""
-        underlying_names = {u.id: u.name for u in self.underlyings}
-        due = settlement_prices_due(
-            self.instruments, self.names, market.settled, now, self.last_spots, underlying_names
-        )
+        """Trigger ``settle_expired`` for every expired instrument whose underlying has a spot
+        stored after expiry (the chain values it from the TWAP before expiry), then ``settle``
+        each account holding one. True when either changed the chain (the market and those
+        accounts must be read again)."""
+        # wound down, every instrument reads as settled at its last mark: nothing to trigger
+        waiting = {
+            m.underlying
+            for m in self.instruments
+            if m.expiry <= now and m.id not in market.settled and not self.wound_down
+        }
+        spot_times = {u: self.chain.spot_timestamp(u) for u in sorted(waiting)}
+        due = settlements_to_trigger(self.instruments, self.names, market.settled, now, spot_times)
         newly = set()
-        for meta, price in due:
-            data = self.chain.settlement_calldata(meta.id, price)
-            key = f"settle_price:{meta.id}"
+        for meta in due:
+            data = self.chain.settle_expired_calldata(meta.id)
+            key = f"settle_expired:{meta.id}"
             if self._send_and_wait(key, self.chain.oracle.address, data, report):
                 report.settlement_prices.append(self.names[meta.id])
                 newly.add(meta.id)

@@ -601,7 +601,7 @@ class StateStore:
           below MM again must be liquidated again;
         - ``failed`` records: the node refused them, so they would be sent again anyway.
 
-        Every other key (``register:<address>``, ``settle_price:<id>``, ``settle:<id>:<address>``
+        Every other key (``register:<address>``, ``settle_expired:<id>``, ``settle:<id>:<address>``
         and any key whose kind is not known here) carries no round and could be asked for again
         (an account replayed from events, a settlement read from a lagging node): it moves to
         ``done_keys`` as a compact final record (about 100 bytes instead of the full payload),

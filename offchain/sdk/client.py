@@ -290,8 +290,13 @@ class Client:
     def post(self, sender: Any, *args: Any) -> Any:
         return self.oracle.post(*self.post_args(*args), sender=sender)
 
-    def settlement_calldata(self, instrument: int, price: int) -> bytes:
-        return bytes(self.oracle.post_settlement.encode_input(instrument, price))
+    def settle_expired_calldata(self, instrument: int) -> bytes:
+        """``RiskOracle.settle_expired(instrument)``: the chain computes the settlement price."""
+        return bytes(self.oracle.settle_expired.encode_input(instrument))
+
+    def spot_timestamp(self, underlying: int) -> int:
+        """Timestamp of the underlying's latest stored spot (0: never posted)."""
+        return int(self.oracle.underlying_state(underlying)[2])
 
     def escape_hatch(self) -> EscapeHatch:
         """The escape hatch's state (one read of the oracle's clock word)."""
