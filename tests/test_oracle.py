@@ -7,14 +7,16 @@ from contract_support import BTC, DAY, ETH, GRID_CRYPTO, MAX_DEV, PSR, SPAN, SPO
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpack_entries
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.oracle_bounds import code_strike, strike_code
 from offchain.sdk import ROLE_KEEPER, ROLE_VENUE
 
 
 def test_listing_encodes_ids(system):
     s = system
     iid = s.list_instrument("fresh-call", BTC, KIND_CALL, SPOTS[BTC], s.now() + DAY)
-    serial, kind, und, expiry = id_fields(iid)
+    code, kind, und, expiry = id_fields(iid)
     assert (kind, und) == (KIND_CALL, BTC)
+    assert code == strike_code(SPOTS[BTC]) and code_strike(code) == SPOTS[BTC]
     assert expiry > s.now()
     assert s.oracle.instrument_listed(iid)
     assert s.oracle.instrument_info(iid).strike == SPOTS[BTC]

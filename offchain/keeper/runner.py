@@ -45,7 +45,7 @@ from offchain.keeper.policy import (
     settlement_prices_due,
     settlements_due,
 )
-from offchain.keeper.quotes import batch_args, compute_quotes, plan_round
+from offchain.keeper.quotes import batch_args, bound_quotes, compute_quotes, plan_round
 from offchain.keeper.replay import CalibratedPsr
 from offchain.keeper.runner_state import Batch, RoundPlan, RunnerStore
 from offchain.keeper.senders import ChainSender, DryRunSender, Sender, Store
@@ -307,6 +307,7 @@ class KeeperRunner:
         quotes = compute_quotes(
             ts, tick.spots, vols, psr, self.underlyings, self.instruments, self.names, self.cfg
         )
+        quotes = bound_quotes(ts, quotes, self.state.posted, self.underlyings)
         batches = plan_round(ts, quotes, self.state.posted, self.cfg)
         plan = RoundPlan(
             ts,
@@ -485,7 +486,14 @@ def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
         assets = tuple(a for a, u in chain.deployment.asset_prices.items() if u == name)
         out.append(
             UnderlyingInfo(
-                name, uid, grid, int(params.psr_min) / WAD, int(params.psr_max) / WAD, assets
+                name,
+                uid,
+                grid,
+                int(params.psr_min) / WAD,
+                int(params.psr_max) / WAD,
+                assets,
+                int(params.max_deviation),
+                int(params.max_array_ratio),
             )
         )
     return out
