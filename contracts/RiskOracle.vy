@@ -13,10 +13,12 @@
         registration (read with one EXTCODECOPY).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
                  future, a per-update deviation cap (spot, futures marks and collateral prices
-                 relative to their previous value, option marks relative to spot), option array
-                 magnitudes bounded by `max_array_ratio * spot`, canonical exponents, and futures
-                 arrays computed on-chain. The first post of an item has no previous value and is
-                 not deviation-checked. This contract makes no external calls.
+                 relative to their previous value), option marks within the model-free band
+                 (call <= spot, put <= strike, >= intrinsic - 0.1 % of spot) on every post and
+                 capped relative to their own scale per unit of time, option arrays losing at
+                 most the mark and gaining at most `max_array_ratio * spot` (a put: strike -
+                 mark), canonical exponents, and futures arrays computed on-chain. The first post
+                 of a spot, future or price is not deviation-checked. No external calls.
 """
 
 
