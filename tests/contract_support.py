@@ -153,7 +153,9 @@ class System:
         iid, mark, e, words = item
         kind = (iid >> 32) & 0xFF
         u = (iid >> 40) & 0xFFFF
-        if kind not in (KIND_CALL, KIND_PUT) or len(words) != n_slots(self.n_scenarios[u]):
+        if kind not in (KIND_CALL, KIND_PUT) or u not in self.n_scenarios:
+            return item
+        if len(words) != n_slots(self.n_scenarios[u]):
             return item
         old_word = self.oracle.instrument_word(iid, 0)
         old_e = (old_word >> 152) & 0xFF
@@ -161,6 +163,8 @@ class System:
             return item
         old = None if old_e == EXPONENT_LISTED else (old_word >> 160, (old_word >> 112) % 2**40)
         spot = spots.get(u) or self.oracle.underlying_state(u)[0]
+        if spot == 0:  # the oracle refuses the post: "oracle: underlying not posted"
+            return item
         params = self.oracle.underlying_params(u)
         ra = [v << e for v in unpack_entries(words, self.n_scenarios[u])]
         mark, ra = bound_option(
