@@ -13,13 +13,15 @@
         registration (read with one EXTCODECOPY).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
                  future, a per-update deviation cap (spot, futures marks and collateral prices
-                 relative to their previous value, option marks relative to spot), option array
-                 magnitudes bounded by `max_array_ratio * spot`, canonical exponents, and futures
-                 arrays computed on-chain. The first post of an item has no previous value and is
-                 not deviation-checked. The keeper cannot choose a settlement price: an expired
-                 instrument settles at its payoff at the time-weighted average of the spots
-                 stored over the TWAP_WINDOW before expiry, computed here by anyone's call to
-                 `settle_expired`. This contract makes no external calls.
+                 relative to their previous value), option marks within the model-free band
+                 (call <= spot, put <= strike, >= intrinsic - 0.1 % of spot) on every post and
+                 capped relative to their own scale per unit of time, option arrays losing at
+                 most the mark and gaining at most `max_array_ratio * spot` (a put: strike -
+                 mark), canonical exponents, and futures arrays computed on-chain. The first post
+                 of a spot, future or price is not deviation-checked. The keeper cannot choose a
+                 settlement price: an expired instrument settles at its payoff at the
+                 time-weighted average of the spots stored over the TWAP_WINDOW before expiry,
+                 computed here by anyone's call to `settle_expired`. No external calls.
                  Escape hatch: when no post has landed for longer than `escape_delay`, anyone
                  may `wind_down` (irreversible): posts, listings and `settle_expired` revert,
                  and `snapshot` reports every listed instrument settled at its last mark with
@@ -83,6 +85,17 @@ WOUND_DOWN: constant(uint256) = 1 << 120
 WOUND_DOWN_MAX_AGE: constant(uint256) = 2**40 - 1
 MAX_STRIKE: constant(uint256) = 2**96 - 1
 MAX_CONTRACT_SIZE: constant(uint256) = 10**30
+# An option's id carries its strike instead of a serial: mantissa [0, 27) | exponent [27, 32),
+# strike = mantissa * 10**exponent (WAD), exponent as large as possible (one code per strike).
+STRIKE_MANTISSA: constant(uint256) = 2**27 - 1
+STRIKE_EXP_SHIFT: constant(uint256) = 27
+# No-arbitrage band of an option mark (WAD fractions of spot): intrinsic value minus
+# BAND_TOLERANCE * spot <= mark; deviation caps are relative to max(reference,
+# SCALE_FLOOR * spot) and reach max_deviation only after CAP_PERIOD seconds since the
+# instrument's previous post (linear in between).
+BAND_TOLERANCE: constant(uint256) = 10**15
+SCALE_FLOOR: constant(uint256) = 10**16
+CAP_PERIOD: constant(uint256) = 900
 # Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200) | scenarios [200, 208)
 # | observation count [208, 248).
 PSR_SHIFT: constant(uint256) = 96
@@ -267,33 +280,48 @@ def list_instrument(
 ) -> uint256:
     """
     @notice List a future (kind 0), call (1) or put (2). The returned id encodes
-            serial [0, 32) | kind [32, 40) | underlying [40, 56) | expiry [56, 96).
+            code [0, 32) | kind [32, 40) | underlying [40, 56) | expiry [56, 96), the code a
+            future's serial or an option's strike (mantissa [0, 27) | exponent [27, 32),
+            strike = mantissa * 10**exponent WAD), so `post` bounds a mark by its strike
+            without reading storage. An option's contract size is 1 (WAD).
     @param underlying A listed underlying.
     @param kind 0 future, 1 call, 2 put.
-    @param strike Option strike (WAD); 0 for a future.
+    @param strike Option strike (WAD), at most 27 bits of decimal mantissa; 0 for a future.
     @param expiry Unix seconds, in the future and below 2**40.
-    @param contract_size Units of the underlying per contract (WAD), informational.
+    @param contract_size Units of the underlying per contract (WAD); WAD for an option.
     @return The instrument id.
     """
     roles._only_admin()
     self._live()
     assert self.underlying_params[underlying].scenarios != 0, "oracle: unknown underlying"
     assert kind <= fp.KIND_PUT, "oracle: bad kind"
-    if kind == fp.KIND_FUTURE:
-        assert strike == 0, "oracle: bad strike"
-    else:
-        assert strike != 0 and strike <= MAX_STRIKE, "oracle: bad strike"
     assert expiry > block.timestamp and expiry <= fp.MASK40, "oracle: bad expiry"
     assert contract_size != 0 and contract_size <= MAX_CONTRACT_SIZE, "oracle: bad contract size"
     serial: uint256 = self.instrument_count + 1
     assert serial < 2**32, "oracle: too many instruments"
     self.instrument_count = serial
+    if kind == fp.KIND_FUTURE:
+        assert strike == 0, "oracle: bad strike"
+    else:
+        assert strike != 0 and strike <= MAX_STRIKE, "oracle: bad strike"
+        # marks are bounded per unit of the underlying (the code carries no size)
+        assert contract_size == fp.WAD, "oracle: option contract size"
+        serial = strike
+        x: uint256 = 0
+        for _: uint256 in range(31):
+            if serial % 10 != 0:
+                break
+            serial //= 10
+            x += 1
+        assert serial <= STRIKE_MANTISSA, "oracle: strike not representable"
+        serial |= x << STRIKE_EXP_SHIFT
     instrument: uint256 = (
         serial
         | (kind << fp.ID_KIND_SHIFT)
         | (underlying << fp.ID_UNDERLYING_SHIFT)
         | (expiry << fp.ID_EXPIRY_SHIFT)
     )
+    assert self.instrument_words[instrument][0] == 0, "oracle: option listed"
     self.instrument_words[instrument][0] = fp.E_LISTED << fp.E_SHIFT
     self.instrument_info[instrument] = InstrumentInfo(strike=strike, contract_size=contract_size)
     log IRiskOracle.InstrumentListed(
@@ -404,8 +432,11 @@ def post(
     # Underlying context, reloaded whenever the next instrument is on another underlying.
     cur: uint256 = 0
     n: uint256 = 0
-    mark_cap: uint256 = 0
+    spot: uint256 = 0
+    dev: uint256 = 0
     ratio_cap: uint256 = 0
+    tol: uint256 = 0
+    floor_: uint256 = 0
     # bit length allowed in each entry word (nothing beyond entry n-1)
     cap0: uint256 = 0
     cap1: uint256 = 0
@@ -417,7 +448,9 @@ def post(
         und: uint256 = (iid >> fp.ID_UNDERLYING_SHIFT) & fp.MASK16
         if und != cur:
             cur = und
-            n, mark_cap, ratio_cap = self._option_context(und)
+            n, spot, dev, ratio_cap = self._option_context(und)
+            tol = unsafe_div(unsafe_mul(spot, BAND_TOLERANCE), fp.WAD)
+            floor_ = unsafe_div(unsafe_mul(spot, SCALE_FLOOR), fp.WAD)
             cap0 = min(n, fp.SLOT0_ENTRIES) << 4
             cap1 = min(n - min(n, fp.SLOT0_ENTRIES), fp.SLOT_ENTRIES) << 4
             cap2 = (n - min(n, fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES)) << 4
@@ -433,11 +466,34 @@ def post(
         assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
         assert (iid >> fp.ID_KIND_SHIFT) & 255 != fp.KIND_FUTURE, "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
+        # Model-free band (zero rates, forward = spot): intrinsic - tol <= mark <= hi, hi the
+        # spot (call) or the strike (put), intrinsic = hi - min(other, hi); the strike comes
+        # from the id (list_instrument). Unsafe: every value < 2**96, dev <= WAD, dt < 2**40.
+        hi: uint256 = spot
+        lo: uint256 = unsafe_mul(iid & STRIKE_MANTISSA, pow_mod256(10, (iid >> STRIKE_EXP_SHIFT) & 31))
+        gain_cap: uint256 = ratio_cap
+        if (iid >> fp.ID_KIND_SHIFT) & 255 == fp.KIND_PUT:
+            hi = lo
+            lo = spot
+            # a put gains at most what separates its mark from the strike
+            gain_cap = min(ratio_cap, unsafe_sub(hi, min(mark, hi)))
+        assert mark <= hi, "oracle: mark above bound"
+        lo = unsafe_sub(hi, min(lo, hi))
+        lo = unsafe_sub(lo, min(lo, tol))
+        assert mark >= lo, "oracle: mark below intrinsic"
         if old_e != fp.E_LISTED:
-            old_mark: uint256 = old >> fp.MARK_SHIFT
-            # |mark - old_mark| <= max_deviation * spot; unsafe_add: both terms < 2**160.
+            # |mark - ref| <= max(ref, floor) * max_deviation * min(dt, CAP_PERIOD) /
+            # (WAD * CAP_PERIOD), ref the old mark clamped into the new band
+            ref: uint256 = min(max(old >> fp.MARK_SHIFT, lo), hi)
+            cap: uint256 = unsafe_div(
+                unsafe_mul(
+                    unsafe_mul(max(ref, floor_), dev),
+                    min(unsafe_sub(timestamp, (old >> fp.TS_SHIFT) & fp.MASK40), CAP_PERIOD),
+                ),
+                fp.WAD * CAP_PERIOD,
+            )
             assert (
-                mark <= unsafe_add(old_mark, mark_cap) and old_mark <= unsafe_add(mark, mark_cap)
+                mark <= unsafe_add(ref, cap) and ref <= unsafe_add(mark, cap)
             ), "oracle: mark deviation"
         e: uint256 = (h >> fp.E_SHIFT) & 255
         assert e <= fp.MAX_EXPONENT, "oracle: exponent too large"
@@ -454,33 +510,32 @@ def post(
             assert (
                 ((w0 ^ (w0 << 1)) | (w1 ^ (w1 << 1)) | (w2 ^ (w2 << 1))) & LANE_SIGN != 0
             ), "oracle: non-canonical exponent"
-        # Magnitude: max |entry| * 2**e <= ratio_cap <=> |v| <= lim = ratio_cap >> e in every
-        # lane (any int16 passes when lim >= 2**15). In offset binary u = v + 2**15 (the lane's
-        # sign bit flipped), even and odd lanes apart in 32-bit fields so bit 16 is free for a
-        # carry: |v| <= lim <=> u + (2**15 - 1 - lim) does not carry and u + (2**15 + lim)
-        # does. Zero lanes (u = 2**15) pass.
-        lim: uint256 = ratio_cap >> e
-        if lim < 2**15:
-            up: uint256 = unsafe_mul(2**15 - 1 - lim, LANE_ONE32)
-            low: uint256 = unsafe_mul(2**15 + lim, LANE_ONE32)
-            u: uint256 = w0 ^ LANE_SIGN
-            a: uint256 = u & EVEN_LANES
-            b: uint256 = (u >> 16) & EVEN_LANES
-            over: uint256 = unsafe_add(a, up) | unsafe_add(b, up)
-            under: uint256 = unsafe_add(a, low) & unsafe_add(b, low)
-            u = w1 ^ LANE_SIGN
-            a = u & EVEN_LANES
-            b = (u >> 16) & EVEN_LANES
-            over = over | unsafe_add(a, up) | unsafe_add(b, up)
-            under = under & unsafe_add(a, low) & unsafe_add(b, low)
-            u = w2 ^ LANE_SIGN
-            a = u & EVEN_LANES
-            b = (u >> 16) & EVEN_LANES
-            over = over | unsafe_add(a, up) | unsafe_add(b, up)
-            under = under & unsafe_add(a, low) & unsafe_add(b, low)
-            assert (
-                over & LANE_CARRY == 0 and under & LANE_CARRY == LANE_CARRY
-            ), "oracle: array magnitude"
+        # Magnitude: every entry v * 2**e within [-loss_cap, gain_cap], loss_cap = min(mark,
+        # ratio_cap) (a long option loses at most its premium) <=> -(loss_cap >> e) <= v <=
+        # gain_cap >> e. In offset binary u = v + 2**15 (the lane's sign bit flipped), even and
+        # odd lanes apart in 32-bit fields so bit 16 is free for a carry: v <= g <=>
+        # u + (2**15 - 1 - g) does not carry, v >= -l <=> u + (2**15 + l) does (g, l capped at
+        # the int16 range so every lane passes a bound beyond it). Zero lanes pass.
+        g: uint256 = min(gain_cap >> e, 2**15 - 1)
+        l: uint256 = min(min(mark, ratio_cap) >> e, 2**15)
+        if g != 2**15 - 1 or l != 2**15:
+            up: uint256 = unsafe_mul(unsafe_sub(2**15 - 1, g), LANE_ONE32)
+            low: uint256 = unsafe_mul(unsafe_add(2**15, l), LANE_ONE32)
+            u0: uint256 = w0 ^ LANE_SIGN
+            u1: uint256 = w1 ^ LANE_SIGN
+            u2: uint256 = w2 ^ LANE_SIGN
+            over: uint256 = (
+                unsafe_add(u0 & EVEN_LANES, up) | unsafe_add((u0 >> 16) & EVEN_LANES, up)
+                | unsafe_add(u1 & EVEN_LANES, up) | unsafe_add((u1 >> 16) & EVEN_LANES, up)
+                | unsafe_add(u2 & EVEN_LANES, up) | unsafe_add((u2 >> 16) & EVEN_LANES, up)
+            )
+            under: uint256 = (
+                unsafe_add(u0 & EVEN_LANES, low) & unsafe_add((u0 >> 16) & EVEN_LANES, low)
+                & unsafe_add(u1 & EVEN_LANES, low) & unsafe_add((u1 >> 16) & EVEN_LANES, low)
+                & unsafe_add(u2 & EVEN_LANES, low) & unsafe_add((u2 >> 16) & EVEN_LANES, low)
+            )
+            assert over & LANE_CARRY == 0, "oracle: array gain above payoff"
+            assert under & LANE_CARRY == LANE_CARRY, "oracle: array loss above premium"
         w0 = w0 | (h & HEAD_MASK) | stamp
         if slots == 3:
             self.instrument_words[iid] = [w0, w1, w2]
@@ -488,7 +543,7 @@ def post(
             self._store(iid, n, w0, w1)
         ids.append(iid)
     cur = 0
-    dev: uint256 = 0
+    dev = 0
     lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
     lin_up: uint256 = 0
     lin_down: uint256 = 0
@@ -988,9 +1043,9 @@ def _post_asset(timestamp: uint256, a: AssetPost):
 
 @view
 @internal
-def _option_context(und: uint256) -> (uint256, uint256, uint256):
+def _option_context(und: uint256) -> (uint256, uint256, uint256, uint256):
     """
-    @dev (scenario count, max_deviation * spot, max_array_ratio * spot) of an underlying, from
+    @dev (scenario count, spot, max_deviation, max_array_ratio * spot) of an underlying, from
          the spot already updated by this batch; floors round the bounds against the poster.
     """
     word: uint256 = self.underlying_word[und]
@@ -998,7 +1053,7 @@ def _option_context(und: uint256) -> (uint256, uint256, uint256):
     assert spot != 0, "oracle: underlying not posted"
     dev: uint256 = self.underlying_params[und].max_deviation
     ratio: uint256 = self.underlying_params[und].max_array_ratio
-    return (word >> N_SHIFT) & 255, spot * dev // fp.WAD, spot * ratio // fp.WAD
+    return (word >> N_SHIFT) & 255, spot, dev, spot * ratio // fp.WAD
 
 
 @view

@@ -31,13 +31,15 @@ EXPONENT_SETTLED = 255
 KIND_FUTURE, KIND_CALL, KIND_PUT = 0, 1, 2
 
 
-def instrument_id(serial: int, kind: int, underlying: int, expiry: int) -> int:
-    """``serial | kind << 32 | underlying << 40 | expiry << 56`` (RiskOracle.list_instrument)."""
-    return serial | (kind << 32) | (underlying << 40) | (expiry << 56)
+def instrument_id(code: int, kind: int, underlying: int, expiry: int) -> int:
+    """``code | kind << 32 | underlying << 40 | expiry << 56`` (RiskOracle.list_instrument):
+    ``code`` a future's serial or an option's strike code (``oracle_bounds.strike_code``)."""
+    return code | (kind << 32) | (underlying << 40) | (expiry << 56)
 
 
 def id_fields(instrument: int) -> tuple[int, int, int, int]:
-    """``(serial, kind, underlying, expiry)`` of an instrument id."""
+    """``(code, kind, underlying, expiry)`` of an instrument id (``code``: a future's serial,
+    an option's strike code, ``oracle_bounds.code_strike`` gives the strike)."""
     return (
         instrument & (2**32 - 1),
         (instrument >> 32) & 0xFF,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from offchain.data import load_asset
-from offchain.fixed_point import WAD, to_wad
+from offchain.fixed_point import WAD, encode_risk_array, to_wad
 from offchain.liquidation import (
     LONG,
     SHORT,
@@ -40,7 +40,8 @@ from offchain.liquidation import (
     liquidate,
     pending_charge,
 )
-from offchain.margin import AccountInt, MarketInt, account_margin_int
+from offchain.margin import AccountInt, InstrumentInt, MarketInt, account_margin_int
+from offchain.oracle_bounds import bound_option
 from offchain.risk_arrays import Instruments, MarketState, market_int, risk_arrays_wad
 from offchain.scenarios import CRYPTO_35
 
@@ -65,6 +66,9 @@ START, END = "2020-03-05", "2020-03-20"
 EXPIRY = int(datetime(2020, 3, 27, 8, tzinfo=UTC).timestamp())
 PSR = 0.16
 SOM_RATE = 0.10
+# the oracle's bounds on option posts (WAD): per-update deviation cap, |array| / spot
+MAX_DEVIATION = WAD // 2
+MAX_ARRAY_RATIO = 2 * WAD
 VOL_FLOOR = 0.50
 EWMA_LAMBDA = 0.94
 #: Instrument indices (ids in the reference market): future, put 7,000, call 10,000.
@@ -139,6 +143,7 @@ def observations() -> list[Observation]:
     out = []
     dates = [str(d) for d in hist.dates]
     i0 = dates.index(START)
+    last: dict[int, tuple[int, int]] = {}
     for i in range(i0, len(dates)):
         day = int(datetime.fromisoformat(dates[i]).replace(tzinfo=UTC).timestamp())
         vol = max(VOL_FLOOR, float(vols[i - 1]))
@@ -159,8 +164,27 @@ def observations() -> list[Observation]:
         for k, (what, spot) in enumerate(path):
             t = day + (k + 1) * 28_800  # 08:00, 16:00, 24:00
             ms = MarketState(t, np.array([spot]), np.full(3, vol))
-            arrays = risk_arrays_wad(ins, ms, CRYPTO_35, [PSR])
+            arrays = [list(a) for a in risk_arrays_wad(ins, ms, CRYPTO_35, [PSR])]
             mkt = market_int(ins, ms, arrays, [SOM_RATE])
+            # what the keeper posts: options clamped into the oracle's bounds
+            # (offchain.oracle_bounds), the cap for the time since the previous observation
+            for j in (PUT, CALL):
+                m = mkt.instruments[j]
+                mark, arrays[j] = bound_option(
+                    int(m.kind),
+                    to_wad(STRIKES[j]),
+                    to_wad(spot),
+                    MAX_DEVIATION,
+                    MAX_ARRAY_RATIO,
+                    m.mark,
+                    arrays[j],
+                    last.get(j),
+                    t,
+                )
+                e, entries = encode_risk_array(arrays[j])
+                ins_j = InstrumentInt(m.underlying, m.kind, mark, e, tuple(entries))
+                mkt = MarketInt({**mkt.instruments, j: ins_j}, mkt.underlyings, mkt.collaterals)
+                last[j] = (mark, t)
             out.append(
                 Observation(
                     f"{dates[i]} {what}",

@@ -263,10 +263,10 @@ def market(system):
         spot = SPOTS[u]
         items.append(s.future_item(s.instruments[f"{tag}-fut"], spot))
         items.append(
-            s.option_item(s.instruments[f"{tag}-call"], spot // 20, s.flat_option_ra(u, spot // 2))
+            s.option_item(s.instruments[f"{tag}-call"], spot // 20, s.flat_option_ra(u, spot // 25))
         )
         items.append(
-            s.option_item(s.instruments[f"{tag}-put"], spot // 20, s.flat_option_ra(u, -spot // 2))
+            s.option_item(s.instruments[f"{tag}-put"], spot // 20, s.flat_option_ra(u, -spot // 25))
         )
     s.post(unds, items, [(s.weth.address, SPOTS[ETH]), (s.wbtc.address, SPOTS[BTC])])
     return s

@@ -10,12 +10,25 @@ from pathlib import Path
 
 from offchain.codec import OptionPost, id_fields
 from offchain.fixed_point import WAD
+from offchain.oracle_bounds import bound_option, code_strike
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import Client, deploy_system, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SPOTS = {1: 60_000 * WAD, 2: 3_000 * WAD}
 PSR = 12 * WAD // 100
+
+
+def bounded_option(oracle, iid: int, spot: int, mark: int, risk: list[int], ts: int) -> OptionPost:
+    """An option post clamped into the oracle's bounds at ``ts`` (band, per-time cap from the
+    stored mark, array limits), as the keeper clamps its quotes."""
+    params = oracle.underlying_params(id_fields(iid)[2])
+    word = oracle.instrument_word(iid, 0)
+    old = None if (word >> 152) & 0xFF >= 254 else (word >> 160, (word >> 112) % 2**40)
+    kind, strike = id_fields(iid)[1], code_strike(iid % 2**32)
+    dev, ratio = params.max_deviation, params.max_array_ratio
+    mark, risk = bound_option(kind, strike, spot, dev, ratio, mark, risk, old, ts)
+    return OptionPost.option(iid, mark, risk)
 
 
 def deploy_local(project, chain, admin, keeper, venue) -> Client:
@@ -36,8 +49,8 @@ def post_market(client: Client, keeper, spots: dict[int, int] = SPOTS) -> None:
         if kind == 0:
             items.append(OptionPost.future(iid, spot))
         else:
-            risk = [spot // 7 * c // WAD for c in CRYPTO_35.linear_coefficients_wad()]
-            items.append(OptionPost.option(iid, spot // 20, risk))
+            risk = [spot // 25 * c // WAD for c in CRYPTO_35.linear_coefficients_wad()]
+            items.append(bounded_option(client.oracle, iid, spot, spot // 20, risk, ts))
     collateral = client.deployment.collateral
     client.post(
         keeper,

@@ -10,8 +10,21 @@ import requests
 from eth_abi import decode as abi_decode
 from hypothesis import settings
 
-from offchain.codec import WORDS_SHIFT, id_fields, n_slots, pack_entries, pack_post, post_header
+from offchain.codec import (
+    EXPONENT_LISTED,
+    EXPONENT_SETTLED,
+    KIND_CALL,
+    KIND_PUT,
+    WORDS_SHIFT,
+    id_fields,
+    n_slots,
+    pack_entries,
+    pack_post,
+    post_header,
+    unpack_entries,
+)
 from offchain.fixed_point import WAD, encode_risk_array
+from offchain.oracle_bounds import bound_option, code_strike
 from offchain.settlement import TWAP_WINDOW
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -102,12 +115,26 @@ class System:
         return iid
 
     # ---- posting
-    def post(self, underlyings=(), instruments=(), assets=(), timestamp=None, sender=None):
+    def post(
+        self,
+        underlyings=(),
+        instruments=(),
+        assets=(),
+        timestamp=None,
+        sender=None,
+        bounded=True,
+    ):
         """underlyings: [(id, spot, psr)], instruments: [(id, mark, e, words)], assets:
         [(token, price)]. Mines a block first so `timestamp` (default: head) is strictly newer
-        than anything posted before."""
+        than anything posted before. With `bounded` (the default) each option's mark and array
+        are first clamped into the oracle's bounds, as the keeper does
+        (`offchain.oracle_bounds`): tests of other things post arbitrary option data; tests of
+        the bounds pass `bounded=False`."""
         self.sleep(1)
         ts = self.now() if timestamp is None else timestamp
+        if bounded:
+            spots = {u: spot for u, spot, _psr in underlyings}
+            instruments = [self.bounded_item(it, ts, spots) for it in instruments]
         options, futures = pack_post([it for it in instruments if len(it[3]) <= 3])
         for iid, mark, e, words in instruments:
             if len(words) > 3:  # a hostile header claiming more entry words than it carries
@@ -121,6 +148,39 @@ class System:
             list(assets),
             sender=sender or self.keeper,
         )
+
+    def bounded_item(self, item, ts, spots):
+        """An option item clamped into what `post` accepts at `ts` (`spots`: the spots of the
+        same post; others are read from the oracle); futures and malformed items unchanged."""
+        iid, mark, e, words = item
+        kind = (iid >> 32) & 0xFF
+        u = (iid >> 40) & 0xFFFF
+        if kind not in (KIND_CALL, KIND_PUT) or u not in self.n_scenarios:
+            return item
+        if len(words) != n_slots(self.n_scenarios[u]):
+            return item
+        old_word = self.oracle.instrument_word(iid, 0)
+        old_e = (old_word >> 152) & 0xFF
+        if old_word == 0 or old_e == EXPONENT_SETTLED or e > 127:
+            return item
+        old = None if old_e == EXPONENT_LISTED else (old_word >> 160, (old_word >> 112) % 2**40)
+        spot = spots.get(u) or self.oracle.underlying_state(u)[0]
+        if spot == 0:  # the oracle refuses the post: "oracle: underlying not posted"
+            return item
+        params = self.oracle.underlying_params(u)
+        ra = [v << e for v in unpack_entries(words, self.n_scenarios[u])]
+        mark, ra = bound_option(
+            kind,
+            code_strike(iid % 2**32),
+            spot,
+            params.max_deviation,
+            params.max_array_ratio,
+            mark,
+            ra,
+            old,
+            ts,
+        )
+        return self.option_item(iid, mark, ra)
 
     @staticmethod
     def option_item(iid, mark, ra_wad):

@@ -30,8 +30,9 @@ from liquidation_support import (  # noqa: F401 (fixtures)
     lviews,
 )
 
-from offchain.codec import KIND_FUTURE
+from offchain.codec import KIND_CALL, KIND_FUTURE
 from offchain.fixed_point import WAD
+from offchain.oracle_bounds import CAP_PERIOD
 from offchain.sdk import ROLE_KEEPER
 
 F60K = 60_000 * WAD
@@ -126,14 +127,14 @@ def test_poster_pushing_a_mark_1000x_is_refused(liq, trader, maker):
             [],
             [*good, s.option_item(call, call_mark * 1000, ra)],
             [],
-            "oracle: mark deviation",
+            "oracle: mark above bound",
         ),
         (
             "option array 1000x",
             [],
             [*good, s.option_item(call, call_mark, [x * 1000 for x in ra])],
             [],
-            "oracle: array magnitude",
+            "oracle: array gain above payoff",
         ),
         ("collateral 1000x", [], good, [(s.weth.address, eth * 1000)], "oracle: price deviation"),
         ("collateral /1000", [], good, [(s.weth.address, eth // 1000)], "oracle: price deviation"),
@@ -141,7 +142,7 @@ def test_poster_pushing_a_mark_1000x_is_refused(liq, trader, maker):
         ("zero spot", [(BTC, 0, PSR)], [], [], "oracle: bad price"),
     ]
     for kind, unds, items, assets, reason in cases:
-        refused(f"oracle {kind}", reason, s.post, unds, items, assets)
+        refused(f"oracle {kind}", reason, s.post, unds, items, assets, bounded=False)
     assert oracle_words(s) == words
     assert liq.state(trader) == state
     # nor is there a settlement price to push: after expiry a spot 1000x is refused like any
@@ -204,29 +205,42 @@ def test_compromised_keeper_reaches_1000x_only_in_18_posts(liq, trader, hedger, 
     refused("revoked keeper posts", "roles: not keeper", s.post, [(BTC, spot, PSR)])
 
 
-def test_cheap_option_mark_moves_1000x_in_one_post(liq, trader, maker):
-    """FINDING (Synthetix sKRW 2019, applied to a cheap option): an option's mark may move by
-    `max_deviation * spot` per post (docs/contracts.md), an absolute bound. A deep
-    out-of-the-money option marked at 10 USD can be posted at 10,000 USD (1000x) in ONE post,
-    and a call above the spot (impossible: a call is worth less than its forward) is accepted.
-    A holder's equity jumps by the whole move. A relative bound (e.g. max(old mark, a floor)
-    times the cap) or `call <= forward, put <= strike` would stop it."""
+def test_cheap_option_cannot_be_marked_1000x_in_one_post(liq):
+    """Synthetix sKRW 2019, applied to a cheap option: a 10 USD option marked 10,000 USD in one
+    post. The cap is relative to the option's own mark (floor: 1 % of spot) and to the time
+    since its last post: one block later it may move by cents; a full CAP_PERIOD later by
+    max_deviation * max(10, 600) = 300 USD, so 10,000 stays out of reach."""
     s = liq.s
-    call = s.instruments["btc-call"]
-    ra = liq.option_ra(BTC, SPOTS[BTC], 5)
-    s.post([(BTC, SPOTS[BTC], PSR)], [s.option_item(call, 10 * WAD, ra)])
-    liq.deposit(trader, 1_000)
-    liq.deposit(maker, 1_000_000)
-    liq.trade(trader, maker, "btc-call", 10 * WAD, 10 * WAD)  # 10 calls at 10 USD
-    eq0 = liq.state(trader)[0]
-    s.post([(BTC, SPOTS[BTC], PSR)], [s.option_item(call, 10_000 * WAD, ra)])
-    tried("option mark 1000x in one post")
-    assert s.oracle.risk_array(call)[0] == 10_000 * WAD
-    assert liq.state(trader)[0] - eq0 == 10 * 9_990 * WAD
-    s.post([(BTC, SPOTS[BTC], PSR)], [s.option_item(call, 40_000 * WAD, ra)])
-    s.post([(BTC, SPOTS[BTC], PSR)], [s.option_item(call, 70_000 * WAD, ra)])
-    tried("call marked above spot", 2)
-    assert s.oracle.risk_array(call)[0] > SPOTS[BTC]
+    call = s.list_instrument("cheap-call", BTC, KIND_CALL, 90_000 * WAD, s.now() + 20 * DAY)
+    ra = s.flat_option_ra(BTC, 5 * WAD)  # loses at most 5 USD: within the 10 USD premium
+    s.post([(BTC, SPOTS[BTC], PSR)], [s.option_item(call, 10 * WAD, ra)], bounded=False)
+    refused(
+        "option mark 1000x in one post",
+        "oracle: mark deviation",
+        s.post,
+        [],
+        [s.option_item(call, 10_000 * WAD, ra)],
+        bounded=False,
+    )
+    s.sleep(CAP_PERIOD)
+    refused(
+        "option mark 1000x a period later",
+        "oracle: mark deviation",
+        s.post,
+        [],
+        [s.option_item(call, 10_000 * WAD, ra)],
+        bounded=False,
+    )
+    s.post([], [s.option_item(call, 310 * WAD, ra)], bounded=False)
+    assert s.oracle.risk_array(call)[0] == 310 * WAD
+    refused(
+        "call marked above spot",
+        "oracle: mark above bound",
+        s.post,
+        [],
+        [s.option_item(call, SPOTS[BTC] + 1, ra)],
+        bounded=False,
+    )
 
 
 def test_price_stuck_at_the_deviation_bound(liq, trader, hedger, maker, liquidator_account):

@@ -22,6 +22,7 @@ from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT
 from offchain.crash_replay import BOOK, CALL, FUT, PUT, STRIKES, observations, replay
 from offchain.fixed_point import WAD, to_wad
 from offchain.margin import AccountInt, account_margin_int
+from offchain.oracle_bounds import CAP_PERIOD
 
 
 def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander, chain, admin):
@@ -40,6 +41,9 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
         items = [s.future_item(ids[FUT], ob.marks_wad[FUT])]
         for j in (PUT, CALL):
             items.append(s.option_item(ids[j], ob.marks_wad[j], list(ob.arrays_wad[j])))
+        # a full cap period between posts, as between the replay's daily observations: the
+        # oracle's per-time option caps are then at their widest
+        s.sleep(CAP_PERIOD)
         s.post([(BTC, ob.spot_wad, PSR)], items, [(s.wbtc.address, ob.spot_wad)])
 
     # the data moves from 60,000 to 9,078: walk the spot there inside the deviation cap

@@ -23,6 +23,7 @@ from offchain.margin import (
     settlement_cash,
     trade_cash_amount,
 )
+from offchain.oracle_bounds import bound_option, code_strike
 
 HAIRCUT_WETH = WAD // 5
 D_BTC, D_ETH, D_SPAN = 11, 12, 13
@@ -47,7 +48,9 @@ def book(project, system, trader, maker, admin):
             own.append(s.list_instrument(f"d-{tag}-fut{k}", u, KIND_FUTURE, 0, expiry2 + k))
         for k in (1, 2, 3):
             own.append(s.list_instrument(f"d-{tag}-call{k}", u, KIND_CALL, WAD * k, expiry2))
-            own.append(s.list_instrument(f"d-{tag}-put{k}", u, KIND_PUT, WAD * k, expiry2))
+            # puts struck at 10k-30k USD: room below the strike for marks and arrays
+            strike = 10_000 * WAD * k
+            own.append(s.list_instrument(f"d-{tag}-put{k}", u, KIND_PUT, strike, expiry2))
     s.own = own
     # own collateral token (never priced)
     s.dweth = admin.deploy(project.MockERC20, "Diff WETH", "DWETH", 18)
@@ -90,6 +93,10 @@ def portfolios(draw, instruments):
             bound = min(spot, 2**bits)
             n = 35 if u != D_SPAN else 16
             ra = draw(st.lists(st.integers(-bound, bound), min_size=n, max_size=n))
+            # within the oracle's bounds on a first post (band, loss <= mark, put gains)
+            mark, ra = bound_option(
+                kind, code_strike(iid % 2**32), spot, WAD // 2, 2 * WAD, mark, ra
+            )
         positions.append((iid, q, price, mark, ra))
     weth = draw(st.integers(0, 100 * WAD))
     weth_price = draw(st.integers(WAD, 10**23))
@@ -192,7 +199,7 @@ def test_settlement_matches_reference(book, trader, maker):
     ra = s.flat_option_ra(D_BTC, spot // 2)
     s.post(
         [(D_BTC, spot, 16 * WAD // 100)],
-        [s.future_item(fut, spot), s.option_item(call, spot // 20, ra)],
+        [s.future_item(fut, spot), s.option_item(call, spot - WAD, ra)],  # struck at 1 USD
     )
     q_f, q_c = 3 * WAD + 7, -(WAD // 3)
     s.engine.trade(trader, maker, fut, q_f, spot, sender=s.venue)

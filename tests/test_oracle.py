@@ -5,16 +5,25 @@ import ape
 import pytest
 from contract_support import BTC, DAY, ETH, GRID_CRYPTO, MAX_DEV, PSR, SPAN, SPOTS
 
-from offchain.codec import KIND_CALL, KIND_FUTURE, id_fields, pack_entries, unpack_entries
+from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields, pack_entries, unpack_entries
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.oracle_bounds import (
+    BAND_TOLERANCE,
+    CAP_PERIOD,
+    band,
+    code_strike,
+    deviation_cap,
+    strike_code,
+)
 from offchain.sdk import ROLE_KEEPER, ROLE_VENUE
 
 
 def test_listing_encodes_ids(system):
     s = system
     iid = s.list_instrument("fresh-call", BTC, KIND_CALL, SPOTS[BTC], s.now() + DAY)
-    serial, kind, und, expiry = id_fields(iid)
+    code, kind, und, expiry = id_fields(iid)
     assert (kind, und) == (KIND_CALL, BTC)
+    assert code == strike_code(SPOTS[BTC]) and code_strike(code) == SPOTS[BTC]
     assert expiry > s.now()
     assert s.oracle.instrument_listed(iid)
     assert s.oracle.instrument_info(iid).strike == SPOTS[BTC]
@@ -34,7 +43,7 @@ def test_first_post_stores_futures_array_computed_on_chain(market):
 def test_option_array_round_trips(market):
     s = market
     iid = s.instruments["eth-put"]
-    ra = s.flat_option_ra(ETH, -SPOTS[ETH] // 2)
+    ra = s.flat_option_ra(ETH, -SPOTS[ETH] // 25)
     mark, e, ts, entries = s.oracle.risk_array(iid)
     assert (e, list(entries)) == encode_risk_array(ra)
     words = [s.oracle.instrument_word(iid, k) for k in range(3)]
@@ -119,12 +128,19 @@ def test_deviation_caps(market):
     fut = s.instruments["eth-fut"]
     with ape.reverts("oracle: mark deviation"):
         s.post([], [s.future_item(fut, SPOTS[ETH] * 1000)])  # a 1000x mark (Synthetix sKRW)
+    # an option mark: max_deviation * max(old mark, 1 % of spot), scaled by the time since
+    # its last post over CAP_PERIOD
     call = s.instruments["eth-call"]
-    ra = s.flat_option_ra(ETH, SPOTS[ETH] // 2)
-    old_mark = s.oracle.risk_array(call)[0]
+    ra = s.flat_option_ra(ETH, SPOTS[ETH] // 25)
+    old_mark, _e, old_ts, _entries = s.oracle.risk_array(call)
+    s.sleep(CAP_PERIOD)
+    cap = deviation_cap(old_mark, SPOTS[ETH], MAX_DEV, CAP_PERIOD // 3)
+    assert cap == old_mark * MAX_DEV // WAD // 3
     with ape.reverts("oracle: mark deviation"):
-        s.post([], [s.option_item(call, old_mark + SPOTS[ETH] * MAX_DEV // WAD + 1, ra)])
-    s.post([], [s.option_item(call, old_mark + SPOTS[ETH] * MAX_DEV // WAD, ra)])
+        item = s.option_item(call, old_mark + cap + 1, ra)
+        s.post([], [item], timestamp=old_ts + CAP_PERIOD // 3, bounded=False)
+    s.post([], [s.option_item(call, old_mark + cap, ra)], timestamp=old_ts + CAP_PERIOD // 3)
+    assert s.oracle.risk_array(call)[0] == old_mark + cap
     with ape.reverts("oracle: price deviation"):
         s.post([], [], [(s.weth.address, SPOTS[ETH] * 2)])
 
@@ -133,36 +149,97 @@ def test_array_guards(market):
     s = market
     call = s.instruments["btc-call"]
     mark = s.oracle.risk_array(call)[0]
-    e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 2))
+    e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 25))
     words = pack_entries(entries)
     with ape.reverts("oracle: wrong array length"):
-        s.post([], [(call, mark, e, words[:2])])
+        s.post([], [(call, mark, e, words[:2])], bounded=False)
     with ape.reverts("oracle: wrong array length"):  # a header claiming a fourth word
-        s.post([], [(call, mark, e, [*words, 0])])
+        s.post([], [(call, mark, e, [*words, 0])], bounded=False)
     stray = list(words)
     stray[2] |= 1 << (16 * (35 - 23))  # entry 35 of a 35-scenario grid
     with ape.reverts("oracle: wrong array length"):
-        s.post([], [(call, mark, e, stray)])
+        s.post([], [(call, mark, e, stray)], bounded=False)
     stray0 = list(words)
     stray0[0] |= 1 << 112
     with ape.reverts("oracle: wrong array length"):
-        s.post([], [(call, mark, e, stray0)])
+        s.post([], [(call, mark, e, stray0)], bounded=False)
     with ape.reverts("oracle: exponent too large"):
-        s.post([], [(call, mark, 128, words)])
+        s.post([], [(call, mark, 128, words)], bounded=False)
     with ape.reverts("oracle: non-canonical exponent"):
-        s.post([], [(call, mark, e + 1, pack_entries([v >> 1 for v in entries]))])
+        s.post([], [(call, mark, e + 1, pack_entries([v >> 1 for v in entries]))], bounded=False)
     # 3x spot exceeds max_array_ratio = 2
     big = [3 * SPOTS[BTC] * c // WAD for c in s.grids[BTC]]
-    with ape.reverts("oracle: array magnitude"):
-        s.post([], [s.option_item(call, mark, big)])
+    with ape.reverts("oracle: array gain above payoff"):
+        s.post([], [s.option_item(call, mark, big)], bounded=False)
     with ape.reverts("oracle: future array posted"):
         s.post([], [(s.instruments["btc-fut"], SPOTS[BTC], e, words)])
+
+
+def test_first_post_of_2_96_minus_1_is_refused(market):
+    """A first post has no previous mark, but the band holds: 2**96 - 1 is far above a call's
+    spot and a put's strike."""
+    s = market
+    expiry = s.now() + DAY
+    call = s.list_instrument("first-call", BTC, KIND_CALL, SPOTS[BTC], expiry)
+    put = s.list_instrument("first-put", BTC, KIND_PUT, SPOTS[BTC], expiry)
+    for iid in (call, put):
+        with ape.reverts("oracle: mark above bound"):
+            s.post([], [s.option_item(iid, 2**96 - 1, [0] * 35)], bounded=False)
+    assert s.oracle.risk_array(call) == (0, 0, 0, [])
+
+
+def test_option_band(market):
+    """call <= spot, put <= strike, mark >= intrinsic - 0.1 % of spot, exact at each edge."""
+    s = market
+    spot, tol = SPOTS[BTC], SPOTS[BTC] * BAND_TOLERANCE // WAD
+    expiry = s.now() + DAY
+    itm_call = s.list_instrument("itm-call", BTC, KIND_CALL, 50_000 * WAD, expiry)
+    itm_put = s.list_instrument("itm-put", BTC, KIND_PUT, 70_000 * WAD, expiry)
+    zero = [0] * 35
+    for iid, hi in ((itm_call, spot), (itm_put, 70_000 * WAD)):
+        with ape.reverts("oracle: mark above bound"):
+            s.post([], [s.option_item(iid, hi + 1, zero)], bounded=False)
+        with ape.reverts("oracle: mark below intrinsic"):
+            s.post([], [s.option_item(iid, 10_000 * WAD - tol - 1, zero)], bounded=False)
+    s.post([], [s.option_item(itm_call, 10_000 * WAD - tol, zero)], bounded=False)
+    s.post([], [s.option_item(itm_put, 70_000 * WAD, zero)], bounded=False)
+    assert band(KIND_CALL, 50_000 * WAD, spot) == (10_000 * WAD - tol, spot)
+
+
+def test_option_array_bounds(market):
+    """A long option loses at most its premium; a put gains at most strike - mark."""
+    s = market
+    put = s.instruments["btc-put"]
+    mark = s.oracle.risk_array(put)[0]
+    gains = [0] * 35
+    gains[3] = SPOTS[BTC] - mark  # the put's strike is the spot
+    s.post([], [s.option_item(put, mark, gains)], bounded=False)
+    gains[3] += 2**60  # one unit of the exponent the entry encodes with (e = 60)
+    with ape.reverts("oracle: array gain above payoff"):
+        s.post([], [s.option_item(put, mark, gains)], bounded=False)
+    losses = [0] * 35
+    losses[5] = -mark - 2**60
+    with ape.reverts("oracle: array loss above premium"):
+        s.post([], [s.option_item(put, mark, losses)], bounded=False)
+
+
+def test_option_listing_guards(market, admin):
+    s, o = market, market.oracle
+    expiry = id_fields(s.instruments["btc-call"])[3]
+    with ape.reverts("oracle: option listed"):
+        o.list_instrument(BTC, KIND_CALL, SPOTS[BTC], expiry, WAD, sender=admin)
+    with ape.reverts("oracle: strike not representable"):
+        o.list_instrument(BTC, KIND_CALL, 123_456_789 * WAD + 1, expiry, WAD, sender=admin)
+    with ape.reverts("oracle: option contract size"):
+        o.list_instrument(BTC, KIND_PUT, SPOTS[BTC], expiry, 2 * WAD, sender=admin)
+    # a future of the same underlying and expiry keeps a serial: no clash
+    o.list_instrument(BTC, KIND_FUTURE, 0, expiry, 2 * WAD, sender=admin)
 
 
 def test_cme_grid_uses_two_slots(market):
     s = market
     call = s.instruments["span-call"]
-    ra = s.flat_option_ra(SPAN, SPOTS[SPAN] // 2)
+    ra = s.flat_option_ra(SPAN, SPOTS[SPAN] // 25)
     assert s.oracle.risk_array(call)[3] == encode_risk_array(ra)[1]
     assert s.oracle.instrument_word(call, 2) == 0
     e, entries = encode_risk_array(ra)

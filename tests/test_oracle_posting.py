@@ -151,34 +151,40 @@ def test_futures_exponent_follows_mark_and_psr(posting):
 
 
 def _verdict(entries, e, ratio_cap):
-    """The option checks of docs/contracts.md, written out plainly."""
+    """The option checks of docs/contracts.md, written out plainly (a call marked MARK39: its
+    entries may gain up to ratio_cap and lose up to the mark)."""
     if e > 127:
         return "oracle: exponent too large"
     if e and all(-16384 <= v <= 16383 for v in entries):
         return "oracle: non-canonical exponent"
-    if max(abs(v) for v in entries) << e > ratio_cap:
-        return "oracle: array magnitude"
+    if max(entries) << e > ratio_cap:
+        return "oracle: array gain above payoff"
+    if -min(entries) << e > min(MARK39, ratio_cap):
+        return "oracle: array loss above premium"
     return None
 
 
 def _post_option(s, iid, e, entries):
-    mark = s.oracle.risk_array(iid)[0]
-    return s.post([], [(iid, mark, e, pack_entries(entries))])
+    return s.post([], [(iid, MARK39, e, pack_entries(entries))], bounded=False)
 
 
 RATIO_CAP = SPOT39 * RATIO // WAD  # 1.2e23: limit = RATIO_CAP >> e is below 2**15 from e = 62
+# the call's mark: the highest the band allows (its spot), so losses reach 2**15 at e = 60
+MARK39 = SPOT39
 
 
 @st.composite
 def option_arrays(draw):
     e = draw(st.one_of(st.integers(55, 80), st.integers(0, 130)))
     lim = RATIO_CAP >> e if e <= 127 else 0
+    loss = MARK39 >> e if e <= 127 else 0
     edge = sorted({0, 1, lim - 1, lim, lim + 1, 16383, 16384, 32767})
-    edge = [v for v in edge if 0 <= v <= 32767]
+    edge += [-v for v in (loss - 1, loss, loss + 1) if 0 <= v <= 32768]
+    edge = [v for v in edge if -(2**15) <= v <= 32767]
     value = st.one_of(
         st.integers(-(2**15), 2**15 - 1),
         st.integers(-min(lim + 1, 2**15), min(lim + 1, 2**15 - 1)),
-        st.sampled_from(edge + [-v for v in edge] + [-(2**15), -16385]),
+        st.sampled_from(edge + [-v for v in edge if v <= 2**15] + [-(2**15), -16385]),
     )
     return e, draw(st.lists(value, min_size=39, max_size=39))
 
@@ -201,25 +207,32 @@ def test_option_checks_equal_the_plain_model(posting, chain_snapshot, arr):
 
 @pytest.mark.parametrize("lane", [0, 6, 7, 8, 22, 23, 24, 34, 35, 38])
 def test_magnitude_bound_is_exact_in_every_word(posting, lane):
-    """max |entry| * 2**e <= max_array_ratio * spot, tried at lim and lim + 1 (both signs) in
-    the first, middle and last lanes of each word."""
+    """entry * 2**e <= max_array_ratio * spot (gains) and >= -mark (losses: a long option
+    loses at most its premium), tried at each limit and one beyond in the first, middle and
+    last lanes of each word."""
     s = posting
     iid = s.instruments["u39-call"]
     e = 62
-    lim = RATIO_CAP >> e
-    assert 16384 <= lim < 2**15 - 1
-    for v, ok in ((lim, True), (-lim, True), (lim + 1, False), (-lim - 1, False)):
+    lim, loss = RATIO_CAP >> e, MARK39 >> e
+    assert 16384 <= lim < 2**15 - 1 and loss < lim
+    for v, reason in (
+        (lim, None),
+        (-loss, None),
+        (lim + 1, "oracle: array gain above payoff"),
+        (-loss - 1, "oracle: array loss above premium"),
+    ):
         entries = [0] * 39
+        entries[(lane + 1) % 39] = 16384  # an entry with 15 bits: e = 62 is canonical
         entries[lane] = v
-        if ok:
+        if reason is None:
             _post_option(s, iid, e, entries)
         else:
-            with ape.reverts("oracle: array magnitude"):
+            with ape.reverts(reason):
                 _post_option(s, iid, e, entries)
-    # one exponent lower the limit is above int16: even -2**15 passes
+    # one exponent lower the gain limit is above int16: even 2**15 - 1 passes
     assert RATIO_CAP >> (e - 1) >= 2**15
     entries = [0] * 39
-    entries[lane] = -(2**15)
+    entries[lane] = 2**15 - 1
     _post_option(s, iid, e - 1, entries)
     assert _stored(s, iid)[1] == (e - 1, entries)
 
@@ -229,7 +242,7 @@ def test_canonical_exponent_needs_an_entry_with_15_bits(posting, lane):
     """e > 0 needs some entry outside [-16384, 16383] (bits 15 and 14 of its lane differ)."""
     s = posting
     iid = s.instruments["u39-call"]
-    e = 62  # the magnitude limit (26,020) lets all of these through
+    e = 61  # the limits (gains 52,040, losses 26,020) let all of these through
     for v, ok in ((16383, False), (-16384, False), (16384, True), (-16385, True)):
         entries = [0] * 39
         entries[lane] = v
@@ -257,7 +270,7 @@ def test_header_guards(market):
     call = s.instruments["btc-call"]
     fut = s.instruments["btc-fut"]
     mark = s.oracle.risk_array(call)[0]
-    e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 2))
+    e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 25))
     words = pack_entries(entries)
     good = [post_header(call, mark, e, 3), *words]
     _raw_post(s, [good])

@@ -39,3 +39,6 @@ class UnderlyingInfo:
     psr_min: float
     psr_max: float
     assets: tuple[str, ...] = ()  # token addresses whose USD price is this spot
+    # the oracle's bounds on option posts (WAD): per-update deviation cap, |array| / spot
+    max_deviation: int = 5 * 10**17
+    max_array_ratio: int = 2 * 10**18

@@ -1,7 +1,9 @@
 """What the keeper quotes and posts: marks and risk arrays of every live instrument
 (``compute_quotes``), the items that moved enough to post, in gas-bounded batches within the
 oracle's per-call limits (``plan_round``), and the ``RiskOracle.post`` arguments of a batch
-(``batch_args``). Pure functions: no chain, no clock, no files.
+(``batch_args``); ``bound_quotes`` keeps option quotes inside the oracle's no-arbitrage band,
+deviation cap and array limits (``offchain.oracle_bounds``). Pure functions: no chain, no
+clock, no files.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import Posted, Quote, batch_by_gas, select_updates
 from offchain.margin import Kind
+from offchain.oracle_bounds import bound_option, code_strike
 from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
 from offchain.sdk import InstrumentMeta
 
-__all__ = ["Item", "batch_args", "compute_quotes", "item_gas", "plan_round"]
+__all__ = ["Item", "batch_args", "bound_quotes", "compute_quotes", "item_gas", "plan_round"]
 
 MAX_POST_UNDERLYINGS = 16
 MAX_POST_INSTRUMENTS = 64
@@ -121,6 +124,47 @@ def compute_quotes(
                 quote = Quote(mark, tuple(ra), scale)
                 post = OptionPost.option(m.id, mark, ra)
             out[name] = (quote, Item(name, "instrument", m.underlying, post.as_arg()))
+    return out
+
+
+def bound_quotes(
+    ts: int,
+    quotes: Mapping[str, tuple[Quote, Item]],
+    posted: Mapping[str, Posted],
+    underlyings: Sequence[UnderlyingInfo],
+) -> dict[str, tuple[Quote, Item]]:
+    """``quotes`` with every option's mark and array clamped into what ``RiskOracle.post``
+    accepts at ``ts``: the band at this round's spot and, from the mark last posted (the
+    keeper's record of the chain), the deviation cap for the time since. A lagging mark stays
+    "moved" and is posted again next round, closing the gap at the cap's pace."""
+    info = {u.id: u for u in underlyings}
+    spots = {u.id: quotes[f"U:{u.name}"][0].mark for u in underlyings if f"U:{u.name}" in quotes}
+    out = dict(quotes)
+    for name, (quote, item) in quotes.items():
+        if item.kind != "instrument" or not item.arg[3] or item.underlying not in spots:
+            continue
+        iid, u = item.arg[0], info[item.underlying]
+        kind = (iid >> 32) & 0xFF
+        last = posted.get(name)
+        old = None if last is None else (int(last.quote.mark), last.posted_at)
+        mark, ra = bound_option(
+            kind,
+            code_strike(iid & (2**32 - 1)),
+            spots[item.underlying],
+            u.max_deviation,
+            u.max_array_ratio,
+            quote.mark,
+            quote.risk_array,
+            old,
+            ts,
+        )
+        if (mark, tuple(ra)) == (quote.mark, quote.risk_array):
+            continue
+        post = OptionPost.option(iid, mark, ra)
+        out[name] = (
+            Quote(mark, tuple(ra), quote.scale),
+            Item(name, item.kind, item.underlying, post.as_arg()),
+        )
     return out
 
 

@@ -53,7 +53,7 @@ from offchain.keeper.policy import (
     settlements_to_trigger,
     spots_for_settlement,
 )
-from offchain.keeper.quotes import batch_args, compute_quotes, plan_round
+from offchain.keeper.quotes import batch_args, bound_quotes, compute_quotes, plan_round
 from offchain.keeper.replay import CalibratedPsr
 from offchain.keeper.runner_state import Batch, RoundPlan, RunnerStore
 from offchain.keeper.senders import ChainSender, DryRunSender, Sender, Store
@@ -333,6 +333,7 @@ class KeeperRunner:
         quotes = compute_quotes(
             ts, tick.spots, vols, psr, self.underlyings, self.instruments, self.names, self.cfg
         )
+        quotes = bound_quotes(ts, quotes, self.state.posted, self.underlyings)
         settled = self.last_market.settled if self.last_market is not None else {}
         force = spots_for_settlement(
             self.instruments,
@@ -524,7 +525,14 @@ def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
         assets = tuple(a for a, u in chain.deployment.asset_prices.items() if u == name)
         out.append(
             UnderlyingInfo(
-                name, uid, grid, int(params.psr_min) / WAD, int(params.psr_max) / WAD, assets
+                name,
+                uid,
+                grid,
+                int(params.psr_min) / WAD,
+                int(params.psr_max) / WAD,
+                assets,
+                int(params.max_deviation),
+                int(params.max_array_ratio),
             )
         )
     return out

@@ -23,6 +23,7 @@ from offchain.errors import did_you_mean
 from offchain.fixed_point import WAD, to_wad
 from offchain.jsonfields import Fields, read_json
 from offchain.margin import Kind
+from offchain.oracle_bounds import strike_code
 from offchain.scenarios import PRESETS, ScenarioGrid
 from offchain.sdk.timelock import DEFAULT_DELAY, MAX_DELAY, MIN_DELAY
 
@@ -241,6 +242,11 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
         at = f"instrument {i.underlying} {i.kind.name.lower()}"
         if i.kind.is_option:
             need(0 < i.strike <= MAX_STRIKE_WAD, at, "strike must be > 0 (and < 7.9e10)")
+            try:
+                strike_code(i.strike)
+            except ValueError as exc:
+                need(False, at, str(exc))
+            need(i.contract_size == WAD, at, "an option's contract_size is 1: remove it")
         else:
             need(i.strike == 0, at, "a future has no strike: remove 'strike'")
         need(0 < i.expiry <= MAX_EXPIRY, at, f"expiry out of range: {i.expiry}")
