@@ -84,16 +84,16 @@ def test_a_deep_in_the_money_put_settles_at_its_payoff_from_the_twap(market, out
 def test_settlement_averages_the_spot_over_the_window_before_expiry(market):
     s = market
     expiry = s.now() + 4_000
-    call = s.list_instrument("twap-call", BTC, KIND_CALL, 60_000 * WAD, expiry, size=2 * WAD)
-    fut = s.list_instrument("twap-fut", BTC, KIND_FUTURE, 0, expiry)
+    call = s.list_instrument("twap-call", BTC, KIND_CALL, 60_000 * WAD, expiry)
+    fut = s.list_instrument("twap-fut", BTC, KIND_FUTURE, 0, expiry, size=2 * WAD)
     # 60,000 until expiry - 1,200, then 63,000: TWAP over the last 1,800 s is 62,000
     _post_at(s, BTC, expiry - 3_000, 60_000 * WAD)
     _post_at(s, BTC, expiry - 1_200, 63_000 * WAD)
     _expire(s, call)
     s.post([(BTC, 61_000 * WAD, PSR)])
-    assert s.oracle.settlement_preview(call) == (62_000 * WAD, 4_000 * WAD)
-    assert s.oracle.settle_expired(fut, sender=s.keeper).return_value == 62_000 * WAD
-    assert s.oracle.settle_expired(call, sender=s.keeper).return_value == 4_000 * WAD
+    assert s.oracle.settlement_preview(call) == (62_000 * WAD, 2_000 * WAD)
+    assert s.oracle.settle_expired(fut, sender=s.keeper).return_value == 124_000 * WAD
+    assert s.oracle.settle_expired(call, sender=s.keeper).return_value == 2_000 * WAD
 
 
 def test_each_post_appends_an_observation_with_the_running_integral(market):
@@ -185,7 +185,10 @@ def test_twap_and_payoff_equal_the_python_reference_to_the_wei(
         # when that is less than TWAP_WINDOW earlier)
         k = min(expiry_after, len(gaps) - 1)
         expiry = times[k] + 1 + expiry_offset % (times[k + 1] - times[k] - 1)
-        strike_arg = 0 if kind is Kind.FUTURE else strike
+        # an option is one unit of the underlying, struck at 8 significant digits at most
+        digits = max(0, len(str(strike)) - 8)
+        strike_arg = 0 if kind is Kind.FUTURE else strike // 10**digits * 10**digits
+        size = size if kind is Kind.FUTURE else WAD
         iid = s.list_instrument("diff", FRESH, int(kind), strike_arg, expiry, size=size)
         spot = first_spot
         for t, move in zip(times, moves, strict=False):
