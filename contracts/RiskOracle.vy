@@ -12,8 +12,8 @@
         A grid's coefficients live in the code of a small data contract created at
         registration (read with one EXTCODECOPY).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
-                 future, a per-update deviation cap (spot, futures marks and collateral prices
-                 relative to their previous value), option marks within the model-free band
+                 future, deviation caps per unit of time (spot, futures marks and collateral
+                 prices relative to their previous value), option marks within the model-free band
                  (call <= spot, put <= strike, >= intrinsic - 0.1 % of spot) on every post and
                  capped relative to their own scale per unit of time, option arrays losing at
                  most the mark and gaining at most `max_array_ratio * spot` (a put: strike -
