@@ -12,8 +12,8 @@
         A grid's coefficients live in the code of a small data contract created at
         registration (read with one EXTCODECOPY).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
-                 future, a per-update deviation cap (spot, futures marks and collateral prices
-                 relative to their previous value), option marks within the model-free band
+                 future, deviation caps per unit of time (spot, futures marks and collateral
+                 prices relative to their previous value), option marks within the model-free band
                  (call <= spot, put <= strike, >= intrinsic - 0.1 % of spot) on every post and
                  capped relative to their own scale per unit of time, option arrays losing at
                  most the mark and gaining at most `max_array_ratio * spot` (a put: strike -
@@ -92,7 +92,9 @@ STRIKE_EXP_SHIFT: constant(uint256) = 27
 # No-arbitrage band of an option mark (WAD fractions of spot): intrinsic value minus
 # BAND_TOLERANCE * spot <= mark; deviation caps are relative to max(reference,
 # SCALE_FLOOR * spot) and reach max_deviation only after CAP_PERIOD seconds since the
-# instrument's previous post (linear in between).
+# instrument's previous post (linear in between), as do the spot, future-mark and
+# collateral-price caps (relative to the previous value): a burst of posts in one block
+# moves a price no further than the seconds between them allow.
 BAND_TOLERANCE: constant(uint256) = 10**15
 SCALE_FLOOR: constant(uint256) = 10**16
 CAP_PERIOD: constant(uint256) = 900
@@ -233,7 +235,7 @@ def list_underlying(
     @param psr_min Lowest postable price scan range (WAD).
     @param psr_max Highest postable price scan range (WAD).
     @param som_rate Short-option minimum rate (WAD of spot per short contract).
-    @param max_deviation Per-update deviation cap (WAD).
+    @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     @param max_array_ratio Bound on |risk array entry| as a multiple of spot (WAD).
     """
     roles._only_admin()
@@ -266,7 +268,7 @@ def set_underlying_params(
     @param psr_min Lowest postable price scan range (WAD).
     @param psr_max Highest postable price scan range (WAD).
     @param som_rate Short-option minimum rate (WAD).
-    @param max_deviation Per-update deviation cap (WAD).
+    @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     @param max_array_ratio Bound on |risk array entry| / spot (WAD).
     """
     roles._only_admin()
@@ -341,7 +343,7 @@ def list_asset(asset: address, max_deviation: uint256):
     @notice List a collateral asset whose USD price (WAD per whole token) keepers post, or
             change its deviation cap.
     @param asset The ERC-20 token.
-    @param max_deviation Per-update deviation cap (WAD).
+    @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     """
     roles._only_admin()
     self._live()
@@ -558,7 +560,8 @@ def post(
             n, dev, lin, lin_up, lin_down = self._future_context(und)
         old_e: uint256 = (old >> fp.E_SHIFT) & 255
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
-        assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
+        old_ts: uint256 = (old >> fp.TS_SHIFT) & fp.MASK40
+        assert timestamp > old_ts, "oracle: not newer"
         # kind 0, no exponent, no entry words (nothing between the id and the mark)
         if h & FUTURE_ZERO != 0:
             # an option needs its array: it is posted in `options`
@@ -568,8 +571,11 @@ def post(
         assert mark != 0, "oracle: bad price"
         if old_e != fp.E_LISTED:
             old_mark: uint256 = old >> fp.MARK_SHIFT
-            # unsafe: old_mark < 2**96 and dev <= WAD.
-            cap: uint256 = unsafe_div(unsafe_mul(old_mark, dev), fp.WAD)
+            # _time_cap inlined (per instrument; unsafe: old_mark < 2**96, dev <= WAD)
+            cap: uint256 = unsafe_div(
+                unsafe_mul(unsafe_mul(old_mark, dev), min(unsafe_sub(timestamp, old_ts), CAP_PERIOD)),
+                fp.WAD * CAP_PERIOD,
+            )
             assert (
                 mark <= unsafe_add(old_mark, cap) and old_mark <= unsafe_add(mark, cap)
             ), "oracle: mark deviation"
@@ -954,7 +960,10 @@ def _post_underlying(timestamp: uint256, u: UnderlyingPost):
     assert timestamp > (old >> UTS_SHIFT) & fp.MASK40, "oracle: not newer"
     old_spot: uint256 = old & fp.MASK96
     if old_spot != 0:
-        assert self._within(u.spot, old_spot, old_spot * params.max_deviation // fp.WAD), "oracle: spot deviation"
+        dt: uint256 = timestamp - ((old >> UTS_SHIFT) & fp.MASK40)
+        assert self._within(
+            u.spot, old_spot, self._time_cap(old_spot, params.max_deviation, dt)
+        ), "oracle: spot deviation"
     # TWAP accumulator: the previous observation's integral plus its spot (= old_spot) since it
     count: uint256 = (old >> COUNT_SHIFT) & fp.MASK40
     cum: uint256 = 0
@@ -1037,7 +1046,8 @@ def _post_asset(timestamp: uint256, a: AssetPost):
     assert timestamp > old >> ATS_SHIFT, "oracle: not newer"
     old_price: uint256 = old & fp.MASK96
     if old_price != 0:
-        assert self._within(a.price, old_price, old_price * dev // fp.WAD), "oracle: price deviation"
+        cap: uint256 = self._time_cap(old_price, dev, timestamp - (old >> ATS_SHIFT))
+        assert self._within(a.price, old_price, cap), "oracle: price deviation"
     self.asset_word[a.asset] = a.price | (timestamp << ATS_SHIFT)
 
 
@@ -1160,6 +1170,16 @@ def _bitlen(x: uint256) -> uint256:
         y = y >> 1
         n += 1
     return n + y
+
+
+@pure
+@internal
+def _time_cap(ref: uint256, dev: uint256, dt: uint256) -> uint256:
+    """
+    @dev Deviation allowed dt seconds after the previous post: ref * dev * min(dt, CAP_PERIOD)
+         / (WAD * CAP_PERIOD), floored (unsafe: ref < 2**96, dev <= WAD, dt capped).
+    """
+    return unsafe_div(unsafe_mul(unsafe_mul(ref, dev), min(dt, CAP_PERIOD)), fp.WAD * CAP_PERIOD)
 
 
 @pure

@@ -66,7 +66,7 @@ START, END = "2020-03-05", "2020-03-20"
 EXPIRY = int(datetime(2020, 3, 27, 8, tzinfo=UTC).timestamp())
 PSR = 0.16
 SOM_RATE = 0.10
-# the oracle's bounds on option posts (WAD): per-update deviation cap, |array| / spot
+# the oracle's bounds on posts (WAD): deviation cap per cap period, |array| / spot
 MAX_DEVIATION = WAD // 2
 MAX_ARRAY_RATIO = 2 * WAD
 VOL_FLOOR = 0.50

@@ -7,6 +7,11 @@ on them). Marks and arrays are per contract; an option's contract size is 1.
 - Deviation, after the first post: ``|mark - ref| <= cap``, ``ref`` the old mark clamped into
   the new band, ``cap = max(ref, spot * SCALE_FLOOR / WAD) * dev * min(dt, CAP_PERIOD) /
   (WAD * CAP_PERIOD)`` (one floor), ``dt`` the seconds since the instrument's previous post.
+- Spot, future mark, collateral price, after the first post: ``|new - old| <= old * dev *
+  min(dt, CAP_PERIOD) / (WAD * CAP_PERIOD)`` (one floor; ``price_cap``), ``dev`` the
+  underlying's (or the collateral's) max_deviation: a burst of posts in one block moves a price
+  no further than the seconds between them allow. ``clamp_price`` posts the capped value; the
+  keeper catches up at the cap's pace.
 - Array (entries ``v``, exponent ``e``): ``-(loss_cap >> e) <= v <= gain_cap >> e`` with
   ``loss_cap = min(mark, ratio_cap)`` and ``gain_cap = ratio_cap`` (call) or
   ``min(ratio_cap, strike - mark)`` (put), ``ratio_cap = spot * max_array_ratio / WAD``.
@@ -28,8 +33,11 @@ __all__ = [
     "band",
     "bound_option",
     "clamp_mark",
+    "clamp_price",
     "code_strike",
     "deviation_cap",
+    "price_cap",
+    "seconds_for_move",
     "strike_code",
 ]
 
@@ -77,6 +85,32 @@ def deviation_cap(ref: int, spot: int, dev: int, dt: int) -> int:
     """Largest ``|mark - ref|`` after ``dt`` seconds (``dev`` the underlying's max_deviation)."""
     base = max(ref, spot * SCALE_FLOOR // WAD)
     return base * dev * min(dt, CAP_PERIOD) // (WAD * CAP_PERIOD)
+
+
+def price_cap(old: int, dev: int, dt: int) -> int:
+    """Largest ``|new - old|`` of a spot, future mark or collateral price ``dt`` seconds after
+    its previous post ``old``."""
+    return old * dev * min(dt, CAP_PERIOD) // (WAD * CAP_PERIOD)
+
+
+def clamp_price(new: int, old: tuple[int, int] | None, dev: int, ts: int) -> int:
+    """``new`` moved into the cap around the previous ``(price, timestamp)`` for a post at
+    ``ts`` (unchanged on a first post)."""
+    if old is None or old[0] == 0:
+        return new
+    cap = price_cap(old[0], dev, ts - old[1])
+    return min(max(new, old[0] - cap), old[0] + cap)
+
+
+def seconds_for_move(new: int, old: int, dev: int) -> int | None:
+    """Fewest seconds after a post of ``old`` before ``new`` may be posted (at least 1); None
+    when even a full ``CAP_PERIOD`` does not allow it."""
+    gap = abs(new - old)
+    if gap > price_cap(old, dev, CAP_PERIOD):
+        return None
+    # smallest dt with old * dev * dt // (WAD * CAP_PERIOD) >= gap
+    dt = -(-gap * WAD * CAP_PERIOD // (old * dev)) if gap else 1
+    return max(1, dt)
 
 
 def clamp_mark(

@@ -24,7 +24,7 @@ from offchain.codec import (
     unpack_entries,
 )
 from offchain.fixed_point import WAD, encode_risk_array
-from offchain.oracle_bounds import bound_option, code_strike
+from offchain.oracle_bounds import bound_option, code_strike, seconds_for_move
 from offchain.settlement import TWAP_WINDOW
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -129,8 +129,11 @@ class System:
         than anything posted before. With `bounded` (the default) each option's mark and array
         are first clamped into the oracle's bounds, as the keeper does
         (`offchain.oracle_bounds`): tests of other things post arbitrary option data; tests of
-        the bounds pass `bounded=False`."""
-        self.sleep(1)
+        the bounds pass `bounded=False`. Without a `timestamp`, a bounded post first lets as many
+        seconds pass as its largest spot, future-mark or price move needs under the oracle's
+        per-time deviation caps (one at least), as a keeper's clock would."""
+        wait = bounded and timestamp is None
+        self.sleep(self.seconds_needed(underlyings, instruments, assets) if wait else 1)
         ts = self.now() if timestamp is None else timestamp
         if bounded:
             spots = {u: spot for u, spot, _psr in underlyings}
@@ -148,6 +151,35 @@ class System:
             list(assets),
             sender=sender or self.keeper,
         )
+
+    def seconds_needed(self, underlyings, instruments, assets) -> int:
+        """Seconds since their previous posts (from the next block) before the spots, future
+        marks and collateral prices of a post are within their caps (1 when none moves, or when
+        one moves beyond a full cap period's cap: such a post is meant to revert)."""
+        now = self.now()
+        moves = []  # (new, old, dev, seconds already passed)
+        for u, spot, _psr in underlyings:
+            old, _p, ts = self.oracle.underlying_state(u)
+            if old:
+                moves.append((spot, old, self.oracle.underlying_params(u).max_deviation, now - ts))
+        for iid, mark, _e, words in instruments:
+            word = self.oracle.instrument_word(iid, 0)
+            if words or (iid >> 32) & 0xFF != 0 or word == 0:
+                continue
+            if (word >> 152) & 0xFF not in (EXPONENT_LISTED, EXPONENT_SETTLED):
+                dev = self.oracle.underlying_params((iid >> 40) & 0xFFFF).max_deviation
+                moves.append((mark, word >> 160, dev, now - (word >> 112) % 2**40))
+        for token, price in assets:
+            old, ts = self.oracle.asset_price(token)
+            dev = self.oracle.asset_max_deviation(token)
+            if old and dev:
+                moves.append((price, old, dev, now - ts))
+        wait = 1
+        for new, old, dev, passed in moves:
+            need = seconds_for_move(new, old, dev)
+            if need is not None:
+                wait = max(wait, need - passed)
+        return wait
 
     def bounded_item(self, item, ts, spots):
         """An option item clamped into what `post` accepts at `ts` (`spots`: the spots of the

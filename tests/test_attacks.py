@@ -15,6 +15,7 @@ without positions.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 
@@ -155,50 +156,54 @@ def test_poster_pushing_a_mark_1000x_is_refused(liq, trader, maker):
     assert s.oracle.settle_expired(fut, sender=s.keeper).return_value == btc
 
 
-def test_compromised_keeper_reaches_1000x_only_in_18_posts(liq, trader, hedger, maker, admin):
-    """FINDING (Mango 2022 with a compromised poster): the deviation cap bounds each post, not
-    the move per unit of time. A keeper key stepping at the 50 % cap needs 18 posts (18
-    distinct timestamps, so at least 18 blocks: ~3.6 minutes on mainnet) to put a future's
-    mark at 1000x. Until then every step lands, fresh, and unrealised gains become realisable
-    through a trade at the inflated mark with a colluding account. What stops it is operational:
-    the guardian pauses (new risk refused on both sides of the realising trade) and the admin
-    revokes the keeper role. A per-window cap (cumulative move per max_age) would bound it
-    on-chain."""
+def test_compromised_keeper_cannot_walk_a_price_1000x_in_one_block(
+    liq, trader, hedger, maker, admin
+):
+    """Mango 2022 with a compromised poster: before, the 50 % cap bounded each post, so 18 posts
+    with timestamps a second apart (one block, after 18 s without a post) put a future's mark at
+    1000x. Now every cap scales with the seconds since the item's previous post (full only
+    after CAP_PERIOD), so a burst of one-second posts moves a price by at most
+    max_deviation / CAP_PERIOD each: 1000x needs at least CAP_PERIOD * ln(1000) /
+    max_deviation seconds of chain time (3.45 hours at 50 %), time in which the guardian
+    pauses and the admin revokes the keeper role."""
     s = liq.s
     fut = s.instruments["btc-fut"]
     liq.deposit(trader, 20_000)
     liq.deposit(hedger, 20_000)
     liq.deposit(maker, 1_000_000)
     liq.trade(trader, maker, "btc-fut", WAD, F60K)  # the attacker is long 1 future
-    spot, posts = SPOTS[BTC], 0
-    while spot < 1000 * SPOTS[BTC]:
-        spot = spot + spot * MAX_DEV // WAD  # exactly at the cap
-        s.post([(BTC, spot, PSR)], [s.future_item(fut, spot)])
-        posts += 1
-    tried("compromised keeper steps", posts)
-    assert posts == 18
-    eq, im, _mm, _ = liq.state(trader)
-    assert eq > 1000 * F60K  # the unrealised gain is counted at the (fake) mark
-    # an unrealised gain is not cash: the attacker cannot withdraw it directly
+    spot, _psr, t_spot = s.oracle.underlying_state(BTC)
+    mark, _e, t_fut, _entries = s.oracle.risk_array(fut)
+    t0, m0 = max(t_spot, t_fut), mark
+    s.sleep(60)  # a minute without a post: the time the attacker has banked
+    for k in range(1, 19):  # the 18 posts that used to reach 1000x, a second apart
+        spot += spot * MAX_DEV // (WAD * CAP_PERIOD)  # exactly at the one-second cap
+        mark += mark * MAX_DEV // (WAD * CAP_PERIOD)
+        s.post([(BTC, spot, PSR)], [s.future_item(fut, mark)], timestamp=t0 + k)
+    tried("compromised keeper steps a second apart", 18)
+    assert m0 < mark < m0 * 1011 // 1000  # +1 %, not 1000x
+    # the old per-post step is refused, with a minute of chain time banked
     refused(
-        "withdraw unrealised gain",
-        "vault: insufficient balance",
-        s.engine.withdraw,
-        s.usdc,
-        100_000 * USD,
-        sender=trader,
+        "a 50 % step one second later",
+        "oracle: spot deviation",
+        s.post,
+        [(BTC, spot + spot * MAX_DEV // WAD, PSR)],
+        timestamp=t0 + 19,
     )
-    # the guardian pauses: the realising trade adds risk for the colluder and is refused
+    seconds = CAP_PERIOD * math.log(1000) / (MAX_DEV / WAD)
+    assert seconds > 3 * 3600
+    # within those hours: the guardian pauses (the realising trade is refused), the admin
+    # revokes the key
     s.engine_admin.pause(sender=s.guardian)
     refused(
-        "realise at the fake mark while paused",
+        "realise at the walked mark while paused",
         "engine: paused",
         s.engine.trade,
         hedger,
         trader,
         fut,
         WAD,
-        spot,
+        mark,
         sender=s.venue,
     )
     s.oracle.revoke_role(s.keeper, ROLE_KEEPER, sender=admin)
@@ -247,9 +252,9 @@ def test_price_stuck_at_the_deviation_bound(liq, trader, hedger, maker, liquidat
     """Venus / LUNA (May 2022: Chainlink's LUNA floor of 0.10 USD kept the on-chain price far
     above the market; users bought LUNA cheap, deposited it at the floor and borrowed). Here a
     collateral asset (WETH) falls 99 % in reality. An honest keeper follows it at the 50 % cap:
-    7 posts, one per block at least (timestamps strictly increase), and then the engine's price
-    IS the real price. During those blocks the on-chain price sits at the bound above the
-    market, is fresh, and new risk is open.
+    7 posts, CAP_PERIOD apart (the cap grows with the time since the previous post), and then
+    the engine's price IS the real price. During that time the on-chain price sits at the bound
+    above the market, is fresh, and new risk is open.
 
     FINDING: inside that window a pair of accounts can deposit WETH bought at the real price,
     have it counted at the bound, and move the excess out through an off-market trade; when the

@@ -124,7 +124,7 @@ def test_deviation_caps(market):
     too_far = spot + spot * MAX_DEV // WAD + 1
     with ape.reverts("oracle: spot deviation"):
         s.post([(BTC, too_far, PSR)])
-    s.post([(BTC, spot + spot * MAX_DEV // WAD, PSR)])  # exactly at the cap passes
+    s.post([(BTC, spot + spot * MAX_DEV // WAD, PSR)])  # exactly at the (full) cap passes
     fut = s.instruments["eth-fut"]
     with ape.reverts("oracle: mark deviation"):
         s.post([], [s.future_item(fut, SPOTS[ETH] * 1000)])  # a 1000x mark (Synthetix sKRW)
@@ -143,6 +143,57 @@ def test_deviation_caps(market):
     assert s.oracle.risk_array(call)[0] == old_mark + cap
     with ape.reverts("oracle: price deviation"):
         s.post([], [], [(s.weth.address, SPOTS[ETH] * 2)])
+
+
+def _capped_item(s, what):
+    """(stored value, its timestamp, max_deviation, post(value, ts), reason) of one capped item."""
+    if what == "spot":
+        spot, _psr, ts = s.oracle.underlying_state(BTC)
+        dev = s.oracle.underlying_params(BTC).max_deviation
+        return spot, ts, dev, lambda v, t: s.post([(BTC, v, PSR)], timestamp=t), "spot deviation"
+    if what == "future":
+        fut = s.instruments["eth-fut"]
+        mark, _e, ts, _entries = s.oracle.risk_array(fut)
+        dev = s.oracle.underlying_params(ETH).max_deviation
+        return (
+            mark,
+            ts,
+            dev,
+            lambda v, t: s.post([], [s.future_item(fut, v)], timestamp=t),
+            "mark deviation",
+        )
+    price, ts = s.oracle.asset_price(s.weth.address)
+    dev = s.oracle.asset_max_deviation(s.weth.address)
+    return (
+        price,
+        ts,
+        dev,
+        lambda v, t: s.post([], [], [(s.weth.address, v)], timestamp=t),
+        "price deviation",
+    )
+
+
+@pytest.mark.parametrize("what", ["spot", "future", "asset"])
+def test_price_caps_grow_with_the_time_since_the_previous_post(market, what):
+    """A spot, a future's mark and a collateral price move at most max_deviation / CAP_PERIOD
+    of their value one second after their previous post and the full max_deviation after
+    CAP_PERIOD seconds (no more later): posts a second apart cannot compound the full cap."""
+    s = market
+    old, ts, dev, post, reason = _capped_item(s, what)
+    cap = old * dev // (WAD * CAP_PERIOD)
+    assert 0 < cap < old * dev // WAD
+    with ape.reverts(f"oracle: {reason}"):
+        post(old + cap + 1, ts + 1)
+    with ape.reverts(f"oracle: {reason}"):
+        post(old - cap - 1, ts + 1)
+    post(old + cap, ts + 1)
+    old, ts, dev, post, reason = _capped_item(s, what)
+    s.sleep(2 * CAP_PERIOD)
+    full = old * dev // WAD
+    with ape.reverts(f"oracle: {reason}"):
+        post(old + full + 1, ts + 2 * CAP_PERIOD)  # twice the period: still one full cap
+    post(old - full, ts + CAP_PERIOD)
+    assert _capped_item(s, what)[:2] == (old - full, ts + CAP_PERIOD)
 
 
 def test_array_guards(market):

@@ -1,6 +1,7 @@
-"""The off-chain mirror of RiskOracle's option bounds (``offchain.oracle_bounds``): strike codes
-round-trip, the keeper's ``bound_quotes`` clamps what it would post, and whatever the mirror
-clamps the chain accepts while one unit beyond its mark cap is refused."""
+"""The off-chain mirror of RiskOracle's bounds (``offchain.oracle_bounds``): strike codes
+round-trip, the keeper's ``bound_quotes`` clamps what it would post (options, spots, prices,
+futures), and whatever the mirror clamps the chain accepts while one unit beyond its mark cap
+is refused."""
 
 import ape
 import pytest
@@ -18,8 +19,11 @@ from offchain.oracle_bounds import (
     band,
     bound_option,
     clamp_mark,
+    clamp_price,
     code_strike,
     deviation_cap,
+    price_cap,
+    seconds_for_move,
     strike_code,
 )
 from offchain.scenarios import CRYPTO_35
@@ -65,6 +69,41 @@ def test_keeper_clamps_option_quotes_into_the_oracle_bounds():
     assert bound_quotes(1_090, inside, posted, [u]) == inside
 
 
+def test_keeper_posts_spot_price_and_future_at_their_cap_and_catches_up():
+    """A spot, a collateral price and a future's mark that moved more than their caps allow
+    since their last posts are posted at the caps (the batch cannot revert on them); later
+    rounds close the gap at the cap's pace, and a move within the cap is posted as quoted."""
+    spot, fut = SPOTS[BTC], 2 | BTC << 40 | 2_000_000_000 << 56
+    u = UnderlyingInfo("BTC", BTC, CRYPTO_35, 0.01, 1.0, ("0xW",), WAD // 2, 2 * WAD, (WAD // 10,))
+
+    def quotes(x):
+        return {
+            "U:BTC": (Quote(x, (PSR,)), Item("U:BTC", "underlying", BTC, (BTC, x, PSR))),
+            "A:0xW": (Quote(x), Item("A:0xW", "asset", BTC, ("0xW", x))),
+            "F": (
+                Quote(x, (x * PSR // WAD,), x),
+                Item("F", "instrument", BTC, OptionPost.future(fut, x).as_arg()),
+            ),
+        }
+
+    posted = {n: Posted(Quote(spot), 1_000) for n in ("U:BTC", "A:0xW", "F")}
+    out = bound_quotes(1_001, quotes(2 * spot), posted, [u])
+    step = price_cap(spot, WAD // 2, 1)
+    assert step == spot // 1800
+    assert out["U:BTC"][1].arg == (BTC, spot + step, PSR)
+    assert out["A:0xW"][1].arg == ("0xW", spot + price_cap(spot, WAD // 10, 1))
+    assert out["F"][1].arg == OptionPost.future(fut, spot + step).as_arg()
+    # a full period later: the full cap (one and a half times the old spot at most)
+    out = bound_quotes(1_000 + 2 * CAP_PERIOD, quotes(2 * spot), posted, [u])
+    assert out["U:BTC"][0].mark == out["F"][0].mark == spot * 3 // 2
+    assert out["A:0xW"][0].mark == spot * 11 // 10
+    inside = quotes(spot + step)
+    assert bound_quotes(1_001, inside, posted, [u])["U:BTC"] == inside["U:BTC"]
+    assert seconds_for_move(spot + step, spot, WAD // 2) == 1
+    assert seconds_for_move(spot + step + 1, spot, WAD // 2) == 2
+    assert seconds_for_move(spot * 3 // 2 + 1, spot, WAD // 2) is None
+
+
 @examples(12, 100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from([KIND_CALL, KIND_PUT]),
@@ -91,10 +130,12 @@ def test_chain_accepts_what_the_mirror_clamps(
         )
         s.post([], [s.option_item(iid, m1, ra1)], timestamp=old_ts + 1, bounded=False)
         assert s.oracle.risk_array(iid)[0] == m1
-        spot2 = spot * spot_pct // 100
         ts2 = old_ts + 1 + dt
+        spot_old, _psr, spot_ts = s.oracle.underlying_state(BTC)
+        # the spot as the keeper posts it: within its cap for the time since its last post
+        spot2 = clamp_price(spot * spot_pct // 100, (spot_old, spot_ts), WAD // 2, ts2)
         s.sleep(dt + 1)
-        unds = [(BTC, spot2, PSR)]  # within the spot's 50 % cap
+        unds = [(BTC, spot2, PSR)]
         m2, ra2 = bound_option(
             kind, strike, spot2, WAD // 2, 2 * WAD, mark2, ra, (m1, old_ts + 1), ts2
         )

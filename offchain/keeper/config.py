@@ -39,6 +39,8 @@ class UnderlyingInfo:
     psr_min: float
     psr_max: float
     assets: tuple[str, ...] = ()  # token addresses whose USD price is this spot
-    # the oracle's bounds on option posts (WAD): per-update deviation cap, |array| / spot
+    # the oracle's bounds on posts (WAD): deviation cap per cap period, |array| / spot
     max_deviation: int = 5 * 10**17
     max_array_ratio: int = 2 * 10**18
+    # each collateral's own deviation cap, in the order of ``assets`` (the underlying's if absent)
+    asset_max_deviations: tuple[int, ...] = ()

@@ -1,9 +1,9 @@
 """What the keeper quotes and posts: marks and risk arrays of every live instrument
 (``compute_quotes``), the items that moved enough to post, in gas-bounded batches within the
 oracle's per-call limits (``plan_round``), and the ``RiskOracle.post`` arguments of a batch
-(``batch_args``); ``bound_quotes`` keeps option quotes inside the oracle's no-arbitrage band,
-deviation cap and array limits (``offchain.oracle_bounds``). Pure functions: no chain, no
-clock, no files.
+(``batch_args``); ``bound_quotes`` keeps quotes inside the oracle's per-time deviation caps
+and option quotes inside its no-arbitrage band and array limits (``offchain.oracle_bounds``).
+Pure functions: no chain, no clock, no files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import Posted, Quote, batch_by_gas, select_updates
 from offchain.margin import Kind
-from offchain.oracle_bounds import bound_option, code_strike
+from offchain.oracle_bounds import bound_option, clamp_price, code_strike
 from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
 from offchain.sdk import InstrumentMeta
 
@@ -133,20 +133,53 @@ def bound_quotes(
     posted: Mapping[str, Posted],
     underlyings: Sequence[UnderlyingInfo],
 ) -> dict[str, tuple[Quote, Item]]:
-    """``quotes`` with every option's mark and array clamped into what ``RiskOracle.post``
-    accepts at ``ts``: the band at this round's spot and, from the mark last posted (the
-    keeper's record of the chain), the deviation cap for the time since. A lagging mark stays
-    "moved" and is posted again next round, closing the gap at the cap's pace."""
+    """``quotes`` clamped into what ``RiskOracle.post`` accepts at ``ts``, from what was last
+    posted (the keeper's record of the chain): every spot, collateral price and future mark
+    into its deviation cap for the time since its previous post; every option's mark and array
+    into the band at this round's (clamped) spot and its deviation cap. A lagging value stays
+    "moved" and is posted again next round, closing the gap at the cap's pace, so a large
+    move never makes a batch revert."""
     info = {u.id: u for u in underlyings}
-    spots = {u.id: quotes[f"U:{u.name}"][0].mark for u in underlyings if f"U:{u.name}" in quotes}
     out = dict(quotes)
+
+    def last(name: str) -> tuple[int, int] | None:
+        p = posted.get(name)
+        return None if p is None else (int(p.quote.mark), p.posted_at)
+
+    for u in underlyings:
+        devs = dict(zip(u.assets, u.asset_max_deviations, strict=False))
+        for addr in u.assets:
+            name = f"A:{addr}"
+            if name in quotes:
+                quote, item = quotes[name]
+                price = clamp_price(quote.mark, last(name), devs.get(addr, u.max_deviation), ts)
+                out[name] = (Quote(price), Item(name, item.kind, item.underlying, (addr, price)))
+        name = f"U:{u.name}"
+        if name in quotes:
+            quote, item = quotes[name]
+            spot = clamp_price(quote.mark, last(name), u.max_deviation, ts)
+            arg = (item.arg[0], spot, item.arg[2])
+            out[name] = (Quote(spot, quote.risk_array), Item(name, item.kind, item.underlying, arg))
+    spots = {u.id: out[f"U:{u.name}"][0].mark for u in underlyings if f"U:{u.name}" in out}
     for name, (quote, item) in quotes.items():
-        if item.kind != "instrument" or not item.arg[3] or item.underlying not in spots:
+        if item.kind != "instrument" or item.underlying not in info:
+            continue
+        if not item.arg[3]:
+            # a future: its mark capped like a spot (its array is computed on-chain)
+            u = info[item.underlying]
+            mark = clamp_price(quote.mark, last(name), u.max_deviation, ts)
+            if mark != quote.mark:
+                psr = quote.risk_array[0] * WAD // quote.mark
+                post = OptionPost.future(item.arg[0], mark)
+                out[name] = (
+                    Quote(mark, (mark * psr // WAD,), quote.scale),
+                    Item(name, item.kind, item.underlying, post.as_arg()),
+                )
+            continue
+        if item.underlying not in spots:
             continue
         iid, u = item.arg[0], info[item.underlying]
         kind = (iid >> 32) & 0xFF
-        last = posted.get(name)
-        old = None if last is None else (int(last.quote.mark), last.posted_at)
         mark, ra = bound_option(
             kind,
             code_strike(iid & (2**32 - 1)),
@@ -155,7 +188,7 @@ def bound_quotes(
             u.max_array_ratio,
             quote.mark,
             quote.risk_array,
-            old,
+            last(name),
             ts,
         )
         if (mark, tuple(ra)) == (quote.mark, quote.risk_array):

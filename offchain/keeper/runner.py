@@ -533,6 +533,7 @@ def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
                 assets,
                 int(params.max_deviation),
                 int(params.max_array_ratio),
+                tuple(int(chain.oracle.asset_max_deviation(a)) for a in assets),
             )
         )
     return out
