@@ -95,6 +95,8 @@ class System:
     guardian: object
     # roles, venue authorisations and configuration of the engine
     engine_admin: object = None
+    # OracleViews: decoded risk arrays, grids, ages and asset prices of the oracle
+    oracle_views: object = None
     instruments: dict = field(default_factory=dict)  # name -> id
     n_scenarios: dict = field(default_factory=dict)  # underlying -> S
     grids: dict = field(default_factory=dict)  # underlying -> c[s] (WAD)
