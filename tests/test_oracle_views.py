@@ -53,7 +53,9 @@ def check_all(s, ids, wound_down=False):
 
 def test_the_lens_decodes_posted_settled_and_wound_down_data_like_the_raw_words(market, outsider):
     s = market
-    ids = list(s.instruments.values())
+    ids = [
+        s.instruments[f"{t}-{k}"] for t in ("btc", "eth", "span") for k in ("fut", "call", "put")
+    ]
     listed = s.list_instrument("views-listed", ETH, 0, 0, s.now() + 40 * DAY)
     put = s.list_instrument("views-put", BTC, 2, 70_000 * WAD, s.now() + 3 * 3_600)
     check_all(s, [*ids, listed, put])
