@@ -15,8 +15,9 @@ named record and refuses bad input with one line): ``instruments``, ``balances_o
 
 Contracts: ``system`` (the ``offchain.sdk.Client``), ``engine`` (also ``vault``: the vault lives
 in the engine), ``engine_admin`` (roles, venue authorisations, listings, limits, pause),
-``oracle``, ``views``, ``usdc`` (the settlement token), ``liquidator``, ``liquidation_views``
-and ``timelock`` (the admin of a timelocked deployment, else None).
+``oracle``, ``oracle_views`` (decoded risk arrays, grids, ages, asset prices), ``views``,
+``usdc`` (the settlement token), ``liquidator``, ``liquidation_views`` and ``timelock`` (the
+admin of a timelocked deployment, else None).
 The deployment file is ``deployments/<network>.json`` or ``$PM_DEPLOYMENT``.
 """
 
@@ -65,6 +66,7 @@ def ape_init_extras(project, chain, networks, accounts):
         "engine": system.engine,
         "vault": system.engine,
         "oracle": system.oracle,
+        "oracle_views": system.oracle_views,
         "views": system.views,
         "usdc": system.cash,
         "liquidator": system.liquidator,

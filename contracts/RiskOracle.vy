@@ -755,44 +755,11 @@ def snapshot(
 
 @view
 @external
-def risk_array(instrument: uint256) -> (uint256, uint256, uint256, DynArray[int256, fp.MAX_SCENARIOS]):
-    """
-    @notice Decoded data of an instrument: mark, exponent e, timestamp and entries (int16
-            values; the WAD value is entry * 2**e). A settled instrument reports its settlement
-            price as mark, e = 255 and no entries; so does every instrument once wound down.
-    @param instrument A listed instrument.
-    """
-    words: uint256[3] = self.instrument_words[instrument]
-    assert words[0] != 0, "oracle: unknown instrument"
-    if self.clock & WOUND_DOWN != 0:
-        words[0] = self._settled_word(words[0])
-    e: uint256 = (words[0] >> fp.E_SHIFT) & 255
-    entries: DynArray[int256, fp.MAX_SCENARIOS] = []
-    if e == fp.E_LISTED:
-        return 0, 0, 0, entries
-    if e != fp.E_SETTLED:
-        n: uint256 = self.underlying_params[fp.id_underlying(instrument)].scenarios
-        for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-            entries.append(self._entry(words, s))
-    return words[0] >> fp.MARK_SHIFT, e, (words[0] >> fp.TS_SHIFT) & fp.MASK40, entries
-
-
-@view
-@external
 def settlement_preview(instrument: uint256) -> (uint256, uint256):
     """
     @notice (TWAP, settlement price) `settle_expired` would store now; reverts as it would.
     """
     return self._settlement(instrument)
-
-
-@view
-@external
-def observation_count(underlying: uint256) -> uint256:
-    """
-    @notice Number of spot observations of an underlying (one per posted spot).
-    """
-    return (self.underlying_word[underlying] >> COUNT_SHIFT) & fp.MASK40
 
 
 @view
@@ -823,63 +790,6 @@ def underlying_state(underlying: uint256) -> (uint256, uint256, uint256):
     """
     w: uint256 = self.underlying_word[underlying]
     return w & fp.MASK96, (w >> PSR_SHIFT) & fp.MASK64, (w >> UTS_SHIFT) & fp.MASK40
-
-
-@view
-@external
-def asset_price(asset: address) -> (uint256, uint256):
-    """
-    @notice Latest (price, timestamp) of a collateral asset.
-    """
-    w: uint256 = self.asset_word[asset]
-    return w & fp.MASK96, w >> ATS_SHIFT
-
-
-@view
-@external
-def grid(grid_id: uint256) -> DynArray[int256, fp.MAX_SCENARIOS]:
-    """
-    @notice Linear coefficients c[s] (WAD) of a registered grid.
-    """
-    out: DynArray[int256, fp.MAX_SCENARIOS] = []
-    n: uint256 = self.grid_size[grid_id]
-    if n == 0:
-        return out
-    words: uint256[GRID_WORDS] = self._grid_words(self.grid_code[grid_id])
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        out.append(self._coefficient(words, s))
-    return out
-
-
-@view
-@external
-def instrument_age(instrument: uint256) -> (uint256, bool):
-    """
-    @notice Seconds since the instrument's last post, and whether that exceeds max_age (a
-            never-posted instrument is stale; a settled one, or any once wound down, never).
-    """
-    w: uint256 = self.instrument_words[instrument][0]
-    if (w >> fp.E_SHIFT) & 255 == fp.E_SETTLED or self.clock & WOUND_DOWN != 0:
-        return 0, False
-    return self._age((w >> fp.TS_SHIFT) & fp.MASK40)
-
-
-@view
-@external
-def underlying_age(underlying: uint256) -> (uint256, bool):
-    """
-    @notice Seconds since the underlying's last post, and whether that exceeds max_age.
-    """
-    return self._age((self.underlying_word[underlying] >> UTS_SHIFT) & fp.MASK40)
-
-
-@view
-@external
-def asset_age(asset: address) -> (uint256, bool):
-    """
-    @notice Seconds since the asset's last price, and whether that exceeds max_age.
-    """
-    return self._age(self.asset_word[asset] >> ATS_SHIFT)
 
 
 @view
@@ -1124,24 +1034,6 @@ def _store(iid: uint256, n: uint256, w0: uint256, w1: uint256):
 
 @pure
 @internal
-def _entry(words: uint256[3], s: uint256) -> int256:
-    if s < fp.SLOT0_ENTRIES:
-        return fp.entry_at(words[0], s)
-    if s < fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
-        return fp.entry_at(words[1], s - fp.SLOT0_ENTRIES)
-    return fp.entry_at(words[2], s - fp.SLOT0_ENTRIES - fp.SLOT_ENTRIES)
-
-
-@pure
-@internal
-def _coefficient(words: uint256[GRID_WORDS], s: uint256) -> int256:
-    bits: uint256 = (words[s >> 2] >> ((s & 3) << 6)) & fp.MASK64
-    # sign extension of a 64-bit two's complement value; result in [-2**63, 2**63).
-    return unsafe_sub(convert(bits ^ 2**63, int256), 2**63)
-
-
-@pure
-@internal
 def _bitlen(x: uint256) -> uint256:
     """
     @dev Bit length of x < 2**128 (futures magnitudes are below 2**100).
@@ -1188,13 +1080,6 @@ def _within(new: uint256, old: uint256, cap: uint256) -> bool:
     if new >= old:
         return new - old <= cap
     return old - new <= cap
-
-
-@view
-@internal
-def _age(ts: uint256) -> (uint256, bool):
-    age: uint256 = block.timestamp - min(ts, block.timestamp)
-    return age, ts == 0 or age > self._max_age()
 
 
 @view

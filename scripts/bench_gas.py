@@ -133,7 +133,7 @@ def cli():
         chain.pending_timestamp = chain.blocks.head.timestamp + 600
         chain.mine()
     post([], [(1, SPOT, PSR)])
-    n_obs = oracle.observation_count(1)
+    n_obs = client.oracle_views.observation_count(1)
     settle = oracle.settle_expired(put, sender=venue)
     rows.append(
         ("settle_expired (TWAP + payoff on-chain)", settle.gas_used, f"{n_obs} observations")

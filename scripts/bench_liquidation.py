@@ -141,7 +141,7 @@ def cli():
         engine.deposit(usdc, 10**15, sender=acct)
     # the market maker liquidator holds a small long in every instrument
     for iid in book:
-        mark = oracle.risk_array(iid)[0]
+        mark = client.oracle_views.risk_array(iid)[0]
         engine.trade(mm_liq, maker, iid, WAD // 100, mark, sender=venue)
 
     rows = []
@@ -156,7 +156,12 @@ def cli():
                 if liq_acct == matched:
                     for iid in book[:n]:
                         engine.trade(
-                            matched, maker, iid, WAD // 100, oracle.risk_array(iid)[0], sender=venue
+                            matched,
+                            maker,
+                            iid,
+                            WAD // 100,
+                            client.oracle_views.risk_array(iid)[0],
+                            sender=venue,
                         )
                 # the account: n long positions, equity just above IM
                 # n long positions at the marks; then again from the same state with the last
@@ -167,7 +172,9 @@ def cli():
                     inner = chain.snapshot()
                     engine.deposit(usdc, 10**12, sender=trader)  # 1M USD
                     for k, iid in enumerate(book[:n]):
-                        price = oracle.risk_array(iid)[0] + (excess if k == n - 1 else 0)
+                        price = client.oracle_views.risk_array(iid)[0] + (
+                            excess if k == n - 1 else 0
+                        )
                         engine.trade(trader, maker, iid, WAD, price, sender=venue)
                     state = client.account_state(trader)
                     if attempt == 0:

@@ -5,9 +5,11 @@ Run: `python -m scripts.lint_reentrancy` (part of `make lint`). For every deploy
 (`contracts/*.vy`; the mocks in `contracts/test/` are test doubles, one of them re-enters on
 purpose, and are not checked), with the pip-installed vyper 0.4.3:
 
-1. It *calls out* when its runtime code (`vyper -f opcodes_runtime`) holds CALL, CALLCODE,
-   DELEGATECALL, CREATE, CREATE2 or SELFDESTRUCT. STATICCALL alone cannot change state, so the
-   read-only lenses (MarginViews, LiquidationViews) need no lock. A CREATE of init code the
+1. It *calls out* when its code holds CALL, CALLCODE, DELEGATECALL, CREATE, CREATE2 or
+   SELFDESTRUCT, read from the assembly (`vyper -f asm`), where the selector tables are symbolic
+   `DATA` (a disassembly of the bytecode would read their bytes as opcodes). STATICCALL alone
+   cannot change state, so the read-only lenses (MarginViews, LiquidationViews, OracleViews)
+   need no lock. A CREATE of init code the
    contract builds itself runs no foreign code: the reviewed `CREATES_OWN_CODE` (RiskOracle's
    grid data contracts) may hold CREATE and nothing else.
 2. A contract that calls out must be compiled under `# pragma nonreentrancy on` and its layout
@@ -139,7 +141,7 @@ def lock_problem(layout: dict) -> str | None:
 
 
 def calls_out(opcodes: str, name: str = "") -> bool:
-    """Whether a runtime opcode listing (`vyper -f opcodes_runtime`) can call or create code
+    """Whether an assembly listing (`vyper -f asm`) can call or create code
     (a CREATE of a contract in `CREATES_OWN_CODE` excepted)."""
     watched = CALL_OPCODES - {"CREATE"} if name in CREATES_OWN_CODE else CALL_OPCODES
     return not watched.isdisjoint(opcodes.split())
@@ -147,7 +149,7 @@ def calls_out(opcodes: str, name: str = "") -> bool:
 
 def compile_layout_and_opcodes(path: Path) -> tuple[dict, str]:
     out = subprocess.run(
-        [_vyper(), "-p", str(CONTRACTS), "-f", "layout,opcodes_runtime", str(path)],
+        [_vyper(), "-p", str(CONTRACTS), "-f", "layout,asm", str(path)],
         check=True,
         capture_output=True,
         text=True,

@@ -150,7 +150,8 @@ def wbtc(project, admin):
 
 @pytest.fixture(scope="session")
 def core(project, admin, usdc):
-    """RiskOracle, EngineAdmin, MarginEngine and MarginViews, wired, with nothing listed."""
+    """RiskOracle, EngineAdmin, MarginEngine, MarginViews and OracleViews, wired, with nothing
+    listed."""
     return deploy_core(project, admin, usdc, CASH_CAP)
 
 
@@ -172,6 +173,11 @@ def engine(core):
 @pytest.fixture(scope="session")
 def views(core):
     return core.views
+
+
+@pytest.fixture(scope="session")
+def oracle_views(core):
+    return core.oracle_views
 
 
 def system_config(usdc, weth, wbtc, expiry: int) -> SystemConfig:
@@ -211,6 +217,7 @@ def system(
     engine_admin,
     engine,
     views,
+    oracle_views,
     usdc,
     weth,
     wbtc,
@@ -223,6 +230,7 @@ def system(
 ):
     s = System(chain, oracle, engine, views, usdc, weth, wbtc, admin, keeper, venue, guardian)
     s.engine_admin = engine_admin
+    s.oracle_views = oracle_views
     cfg = system_config(usdc, weth, wbtc, s.now() + 30 * DAY)
     dep = Deployment(
         "local",
@@ -234,6 +242,7 @@ def system(
         views.address,
         usdc.address,
         collateral={"WETH": weth.address, "WBTC": wbtc.address},
+        oracle_views=oracle_views.address,
     )
     list_config(oracle, engine_admin, engine, dep, admin, cfg)
     grant_roles(oracle, engine_admin, admin, keepers=[keeper], venues=[venue], guardians=[guardian])
@@ -280,6 +289,7 @@ def _resync_clock(chain):
 
 
 _CHAIN_FIXTURES = {"chain", "project", "core", "oracle", "engine", "views", "usdc", "weth", "wbtc"}
+_CHAIN_FIXTURES |= {"oracle_views"}
 _CHAIN_FIXTURES |= {"system", "market"}
 
 

@@ -95,6 +95,8 @@ class System:
     guardian: object
     # roles, venue authorisations and configuration of the engine
     engine_admin: object = None
+    # OracleViews: decoded risk arrays, grids, ages and asset prices of the oracle
+    oracle_views: object = None
     instruments: dict = field(default_factory=dict)  # name -> id
     n_scenarios: dict = field(default_factory=dict)  # underlying -> S
     grids: dict = field(default_factory=dict)  # underlying -> c[s] (WAD)
@@ -170,7 +172,7 @@ class System:
                 dev = self.oracle.underlying_params((iid >> 40) & 0xFFFF).max_deviation
                 moves.append((mark, word >> 160, dev, now - (word >> 112) % 2**40))
         for token, price in assets:
-            old, ts = self.oracle.asset_price(token)
+            old, ts = self.oracle_views.asset_price(token)
             dev = self.oracle.asset_max_deviation(token)
             if old and dev:
                 moves.append((price, old, dev, now - ts))

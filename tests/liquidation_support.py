@@ -166,13 +166,13 @@ class Liq:
 
     def market_int(self, *accounts: AccountInt) -> MarketInt:
         """Oracle state of every instrument the accounts hold, as the reference market."""
-        o, e = self.s.oracle, self.s.engine
+        o, e, ov = self.s.oracle, self.s.engine, self.s.oracle_views
         ins, unds = {}, {}
         for a in accounts:
             for j in a.positions:
                 if j in ins:
                     continue
-                mark, exp, _ts, entries = o.risk_array(j)
+                mark, exp, _ts, entries = ov.risk_array(j)
                 _serial, kind, u, _expiry = id_fields(j)
                 ins[j] = InstrumentInt(u, Kind(kind), mark, exp, tuple(entries))
                 if u not in unds:
@@ -181,7 +181,7 @@ class Liq:
         colls = {}
         now = self.s.now()
         for token, dec in ((self.s.weth, 18), (self.s.wbtc, 8)):
-            price, t = o.asset_price(token)
+            price, t = ov.asset_price(token)
             if t == 0 or t + o.max_age() < now:
                 price = 0  # a liquidation values collateral without a fresh price at zero
             colls[e.asset_index(token) - 1] = CollateralInt(price, e.asset_haircut(token), dec)

@@ -109,7 +109,7 @@ def test_poster_pushing_a_mark_1000x_is_refused(liq, trader, maker):
     words, state = oracle_words(s), liq.state(trader)
     btc, eth = SPOTS[BTC], SPOTS[ETH]
     fut, call = s.instruments["btc-fut"], s.instruments["btc-call"]
-    call_mark = s.oracle.risk_array(call)[0]
+    call_mark = s.oracle_views.risk_array(call)[0]
     ra = liq.option_ra(BTC, btc, 50)
     good = [s.future_item(s.instruments["eth-fut"], eth)]  # a valid item in the same batch
     cases = [
@@ -173,7 +173,7 @@ def test_compromised_keeper_cannot_walk_a_price_1000x_in_one_block(
     liq.deposit(maker, 1_000_000)
     liq.trade(trader, maker, "btc-fut", WAD, F60K)  # the attacker is long 1 future
     spot, _psr, t_spot = s.oracle.underlying_state(BTC)
-    mark, _e, t_fut, _entries = s.oracle.risk_array(fut)
+    mark, _e, t_fut, _entries = s.oracle_views.risk_array(fut)
     t0, m0 = max(t_spot, t_fut), mark
     s.sleep(60)  # a minute without a post: the time the attacker has banked
     for k in range(1, 19):  # the 18 posts that used to reach 1000x, a second apart
@@ -237,7 +237,7 @@ def test_cheap_option_cannot_be_marked_1000x_in_one_post(liq):
         bounded=False,
     )
     s.post([], [s.option_item(call, 310 * WAD, ra)], bounded=False)
-    assert s.oracle.risk_array(call)[0] == 310 * WAD
+    assert s.oracle_views.risk_array(call)[0] == 310 * WAD
     refused(
         "call marked above spot",
         "oracle: mark above bound",
@@ -287,7 +287,7 @@ def test_price_stuck_at_the_deviation_bound(liq, trader, hedger, maker, liquidat
         price = max(real, price - price * MAX_DEV // WAD)
         liq.move(ETH, price)
         posts += 1
-    assert posts == 7 and s.oracle.asset_price(s.weth)[0] == real
+    assert posts == 7 and s.oracle_views.asset_price(s.weth)[0] == real
     liq.refresh()
     eq, _im, mm, _ = liq.state(trader)
     assert eq < 0

@@ -71,7 +71,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
         liq.deposit(acct, 3 * st.initial_margin // WAD + 1_000)
         legs = sorted(pos.items(), key=lambda kv: kv[1] > 0)  # a long leg last, if any
         for n, (iid, q) in enumerate(legs):
-            price = s.oracle.risk_array(iid)[0]
+            price = s.oracle_views.risk_array(iid)[0]
             if n == len(legs) - 1 and q > 0:
                 price += (liq.state(acct)[0] - target) * WAD // q
             buyer, seller = (acct, maker) if q > 0 else (maker, acct)

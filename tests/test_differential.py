@@ -158,7 +158,7 @@ def test_account_state_equals_offchain_integer_model(book, trader, maker, chain_
         instruments_int, ref = _model(s, trader, market, positions, weth, weth_price, im_factor)
         # futures arrays computed on-chain equal the reference encoding
         for iid, ins in instruments_int.items():
-            _, e, _, entries = s.oracle.risk_array(iid)
+            _, e, _, entries = s.oracle_views.risk_array(iid)
             assert (e, tuple(entries)) == (ins.exponent, ins.entries)
         assert s.engine.account_state(trader)[:3] == (
             ref.equity,

@@ -195,7 +195,7 @@ def test_expired_instruments_are_settled(
     assert report.settlement_prices == [k.names[near]]
     # the TWAP of the 30 minutes before expiry: the spot posted in the first round, not the
     # tick's 61,000 posted after expiry
-    mark, e, _, _ = c.oracle.risk_array(near)
+    mark, e, _, _ = c.oracle_views.risk_array(near)
     assert (mark, e) == (to_wad(60_000.0), 255)
     assert sorted(a for a, _ in report.settled) == sorted([trader.address, maker.address])
     for acct, q in ((trader, WAD), (maker, -WAD)):
@@ -458,7 +458,7 @@ def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_fal
     c.post(accounts[8], before_window, [(2, to_wad(2_400.0), psr)], [], [])
     chain.mine(timestamp=expiry + HOUR)
     report = k.round(tick(expiry + HOUR, 60_000.0, 2_400.0))
-    assert c.oracle.risk_array(put)[0] == 600 * WAD
+    assert c.oracle_views.risk_array(put)[0] == 600 * WAD
     assert (writer.address, k.names[put]) in report.settled
     cash, positions, weth = c.account_raw(writer)
     assert positions == {} and cash < 0 < weth[c.tokens["WETH"].address]

@@ -105,7 +105,7 @@ def test_liquidation_state_machine(liq, trader, maker, hedger, bystander, liquid
         def trade(self, who, name, size, buy):
             acct = traders[who]
             iid = s.instruments[name]
-            mark = s.oracle.risk_array(iid)[0]
+            mark = s.oracle_views.risk_array(iid)[0]
             buyer, seller = (acct, maker) if buy else (maker, acct)
             try:
                 e.trade(buyer, seller, iid, size, mark, sender=s.venue)

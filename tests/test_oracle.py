@@ -27,13 +27,13 @@ def test_listing_encodes_ids(system):
     assert expiry > s.now()
     assert s.oracle.instrument_listed(iid)
     assert s.oracle.instrument_info(iid).strike == SPOTS[BTC]
-    assert s.oracle.risk_array(iid) == (0, 0, 0, [])
+    assert s.oracle_views.risk_array(iid) == (0, 0, 0, [])
 
 
 def test_first_post_stores_futures_array_computed_on_chain(market):
     s = market
     iid = s.instruments["btc-fut"]
-    mark, e, ts, entries = s.oracle.risk_array(iid)
+    mark, e, ts, entries = s.oracle_views.risk_array(iid)
     ra = futures_risk_array_wad(SPOTS[BTC], s.grids[BTC], PSR)
     assert (e, list(entries)) == encode_risk_array(ra)
     assert mark == SPOTS[BTC]
@@ -44,7 +44,7 @@ def test_option_array_round_trips(market):
     s = market
     iid = s.instruments["eth-put"]
     ra = s.flat_option_ra(ETH, -SPOTS[ETH] // 25)
-    mark, e, ts, entries = s.oracle.risk_array(iid)
+    mark, e, ts, entries = s.oracle_views.risk_array(iid)
     assert (e, list(entries)) == encode_risk_array(ra)
     words = [s.oracle.instrument_word(iid, k) for k in range(3)]
     assert unpack_entries(words[1:], 0) == []
@@ -85,11 +85,11 @@ def test_timestamp_guards(market):
         with ape.reverts("oracle: not newer"):
             s.post([(BTC, SPOTS[BTC], PSR)], timestamp=ts)
     iid = s.instruments["btc-fut"]
-    last_i = s.oracle.risk_array(iid)[2]
+    last_i = s.oracle_views.risk_array(iid)[2]
     with ape.reverts("oracle: not newer"):
         s.post([], [s.future_item(iid, SPOTS[BTC])], timestamp=last_i)
     with ape.reverts("oracle: not newer"):
-        last_a = s.oracle.asset_price(s.weth)[1]
+        last_a = s.oracle_views.asset_price(s.weth)[1]
         s.post([], [], [(s.weth.address, SPOTS[ETH])], timestamp=last_a)
 
 
@@ -132,7 +132,7 @@ def test_deviation_caps(market):
     # its last post over CAP_PERIOD
     call = s.instruments["eth-call"]
     ra = s.flat_option_ra(ETH, SPOTS[ETH] // 25)
-    old_mark, _e, old_ts, _entries = s.oracle.risk_array(call)
+    old_mark, _e, old_ts, _entries = s.oracle_views.risk_array(call)
     s.sleep(CAP_PERIOD)
     cap = deviation_cap(old_mark, SPOTS[ETH], MAX_DEV, CAP_PERIOD // 3)
     assert cap == old_mark * MAX_DEV // WAD // 3
@@ -140,7 +140,7 @@ def test_deviation_caps(market):
         item = s.option_item(call, old_mark + cap + 1, ra)
         s.post([], [item], timestamp=old_ts + CAP_PERIOD // 3, bounded=False)
     s.post([], [s.option_item(call, old_mark + cap, ra)], timestamp=old_ts + CAP_PERIOD // 3)
-    assert s.oracle.risk_array(call)[0] == old_mark + cap
+    assert s.oracle_views.risk_array(call)[0] == old_mark + cap
     with ape.reverts("oracle: price deviation"):
         s.post([], [], [(s.weth.address, SPOTS[ETH] * 2)])
 
@@ -153,7 +153,7 @@ def _capped_item(s, what):
         return spot, ts, dev, lambda v, t: s.post([(BTC, v, PSR)], timestamp=t), "spot deviation"
     if what == "future":
         fut = s.instruments["eth-fut"]
-        mark, _e, ts, _entries = s.oracle.risk_array(fut)
+        mark, _e, ts, _entries = s.oracle_views.risk_array(fut)
         dev = s.oracle.underlying_params(ETH).max_deviation
         return (
             mark,
@@ -162,7 +162,7 @@ def _capped_item(s, what):
             lambda v, t: s.post([], [s.future_item(fut, v)], timestamp=t),
             "mark deviation",
         )
-    price, ts = s.oracle.asset_price(s.weth.address)
+    price, ts = s.oracle_views.asset_price(s.weth.address)
     dev = s.oracle.asset_max_deviation(s.weth.address)
     return (
         price,
@@ -199,7 +199,7 @@ def test_price_caps_grow_with_the_time_since_the_previous_post(market, what):
 def test_array_guards(market):
     s = market
     call = s.instruments["btc-call"]
-    mark = s.oracle.risk_array(call)[0]
+    mark = s.oracle_views.risk_array(call)[0]
     e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 25))
     words = pack_entries(entries)
     with ape.reverts("oracle: wrong array length"):
@@ -236,7 +236,7 @@ def test_first_post_of_2_96_minus_1_is_refused(market):
     for iid in (call, put):
         with ape.reverts("oracle: mark above bound"):
             s.post([], [s.option_item(iid, 2**96 - 1, [0] * 35)], bounded=False)
-    assert s.oracle.risk_array(call) == (0, 0, 0, [])
+    assert s.oracle_views.risk_array(call) == (0, 0, 0, [])
 
 
 def test_option_band(market):
@@ -261,7 +261,7 @@ def test_option_array_bounds(market):
     """A long option loses at most its premium; a put gains at most strike - mark."""
     s = market
     put = s.instruments["btc-put"]
-    mark = s.oracle.risk_array(put)[0]
+    mark = s.oracle_views.risk_array(put)[0]
     gains = [0] * 35
     gains[3] = SPOTS[BTC] - mark  # the put's strike is the spot
     s.post([], [s.option_item(put, mark, gains)], bounded=False)
@@ -291,7 +291,7 @@ def test_cme_grid_uses_two_slots(market):
     s = market
     call = s.instruments["span-call"]
     ra = s.flat_option_ra(SPAN, SPOTS[SPAN] // 25)
-    assert s.oracle.risk_array(call)[3] == encode_risk_array(ra)[1]
+    assert s.oracle_views.risk_array(call)[3] == encode_risk_array(ra)[1]
     assert s.oracle.instrument_word(call, 2) == 0
     e, entries = encode_risk_array(ra)
     with ape.reverts("oracle: wrong array length"):
@@ -301,15 +301,15 @@ def test_cme_grid_uses_two_slots(market):
 def test_staleness_views(market, admin):
     s = market
     iid = s.instruments["btc-fut"]
-    age, stale = s.oracle.instrument_age(iid)
+    age, stale = s.oracle_views.instrument_age(iid)
     assert not stale
     s.sleep(s.oracle.max_age() + 1)
-    assert s.oracle.instrument_age(iid)[1]
-    assert s.oracle.underlying_age(BTC)[1]
-    assert s.oracle.asset_age(s.weth)[1]
+    assert s.oracle_views.instrument_age(iid)[1]
+    assert s.oracle_views.underlying_age(BTC)[1]
+    assert s.oracle_views.asset_age(s.weth)[1]
     tx = s.oracle.set_max_age(86_400, sender=admin)
     assert tx.events.filter(s.oracle.MaxAgeSet)[0].max_age == 86_400
-    assert not s.oracle.instrument_age(iid)[1]
+    assert not s.oracle_views.instrument_age(iid)[1]
     with ape.reverts("oracle: max_age out of bounds"):
         s.oracle.set_max_age(86_401, sender=admin)
     with ape.reverts("oracle: max_age out of bounds"):
@@ -330,7 +330,7 @@ def test_admin_listing_guards(system, admin, outsider):
         o.register_grid(7, [8 * WAD + 1], sender=admin)
     tx = o.register_grid(7, [WAD, -8 * WAD, 0], sender=admin)
     assert tx.events.filter(o.GridRegistered)[0].coefficients == [WAD, -8 * WAD, 0]
-    assert o.grid(7) == [WAD, -8 * WAD, 0]
+    assert system.oracle_views.grid(7) == [WAD, -8 * WAD, 0]
     args = (WAD // 100, WAD, WAD // 10, MAX_DEV, 2 * WAD)
     with ape.reverts("oracle: bad underlying id"):
         o.list_underlying(0, 7, *args, sender=admin)

@@ -124,12 +124,12 @@ def test_chain_accepts_what_the_mirror_clamps(
     spot = SPOTS[BTC]
     ra = s.flat_option_ra(BTC, scale)
     with chain_snapshot():
-        old_mark, _e, old_ts, _ = s.oracle.risk_array(iid)
+        old_mark, _e, old_ts, _ = s.oracle_views.risk_array(iid)
         m1, ra1 = bound_option(
             kind, strike, spot, WAD // 2, 2 * WAD, mark1, ra, (old_mark, old_ts), old_ts + 1
         )
         s.post([], [s.option_item(iid, m1, ra1)], timestamp=old_ts + 1, bounded=False)
-        assert s.oracle.risk_array(iid)[0] == m1
+        assert s.oracle_views.risk_array(iid)[0] == m1
         ts2 = old_ts + 1 + dt
         spot_old, _psr, spot_ts = s.oracle.underlying_state(BTC)
         # the spot as the keeper posts it: within its cap for the time since its last post
@@ -147,4 +147,4 @@ def test_chain_accepts_what_the_mirror_clamps(
             with ape.reverts("oracle: mark deviation"):
                 s.post(unds, [s.option_item(iid, beyond, [0] * 35)], timestamp=ts2, bounded=False)
         s.post(unds, [s.option_item(iid, m2, ra2)], timestamp=ts2, bounded=False)
-        assert s.oracle.risk_array(iid)[0] == m2
+        assert s.oracle_views.risk_array(iid)[0] == m2

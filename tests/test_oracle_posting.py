@@ -65,7 +65,7 @@ def _trunc_array(mark, c, psr):
 
 
 def _stored(s, iid):
-    mark, e, _ts, entries = s.oracle.risk_array(iid)
+    mark, e, _ts, entries = s.oracle_views.risk_array(iid)
     return mark, (e, list(entries))
 
 
@@ -269,7 +269,7 @@ def test_header_guards(market):
     s = market
     call = s.instruments["btc-call"]
     fut = s.instruments["btc-fut"]
-    mark = s.oracle.risk_array(call)[0]
+    mark = s.oracle_views.risk_array(call)[0]
     e, entries = encode_risk_array(s.flat_option_ra(BTC, SPOTS[BTC] // 25))
     words = pack_entries(entries)
     good = [post_header(call, mark, e, 3), *words]
@@ -283,7 +283,7 @@ def test_header_guards(market):
     with ape.reverts("oracle: wrong array length"):
         _raw_post(s, [], [post_header(call, mark)])
     # a future carries nothing besides mark and id in `futures`, and is never in `options`
-    fmark = s.oracle.risk_array(fut)[0]
+    fmark = s.oracle_views.risk_array(fut)[0]
     for bad in (
         post_header(fut, fmark, 1),
         post_header(fut, fmark, 0, 1),
@@ -303,7 +303,9 @@ def test_posted_event_lists_options_then_futures(market):
     items = [s.future_item(s.instruments["eth-fut"], SPOTS[ETH])]
     for tag, u in (("btc", BTC), ("eth", ETH)):
         iid = s.instruments[f"{tag}-call"]
-        items.append(s.option_item(iid, s.oracle.risk_array(iid)[0], s.flat_option_ra(u, WAD)))
+        items.append(
+            s.option_item(iid, s.oracle_views.risk_array(iid)[0], s.flat_option_ra(u, WAD))
+        )
     options, futures = pack_post(items)
     assert len(options) == 2 and len(futures) == 1
     tx = s.post([], items)

@@ -50,7 +50,7 @@ def _post_at(s, und, t, spot):
 
 def _chain_observations(s, und):
     """(timestamp, spot) of every stored observation, and the stored accumulators."""
-    n = s.oracle.observation_count(und)
+    n = s.oracle_views.observation_count(und)
     raw = [s.oracle.observation(und, k) for k in range(n)]
     return [(int(t), int(p)) for t, p, _ in raw], [int(c) for _, _, c in raw]
 
@@ -77,8 +77,8 @@ def test_a_deep_in_the_money_put_settles_at_its_payoff_from_the_twap(market, out
     tx = s.oracle.settle_expired(iid, sender=outsider)
     ev = tx.events.filter(s.oracle.InstrumentSettled)[0]
     assert (ev.twap, ev.price, ev.caller) == (SPOTS[BTC], 30_000 * WAD, outsider.address)
-    assert s.oracle.risk_array(iid)[:2] == (30_000 * WAD, 255)
-    assert s.oracle.instrument_age(iid) == (0, False)
+    assert s.oracle_views.risk_array(iid)[:2] == (30_000 * WAD, 255)
+    assert s.oracle_views.instrument_age(iid) == (0, False)
 
 
 def test_settlement_averages_the_spot_over_the_window_before_expiry(market):
@@ -98,10 +98,10 @@ def test_settlement_averages_the_spot_over_the_window_before_expiry(market):
 
 def test_each_post_appends_an_observation_with_the_running_integral(market):
     s = market
-    n0 = s.oracle.observation_count(BTC)
+    n0 = s.oracle_views.observation_count(BTC)
     t0, spot0, cum0 = s.oracle.observation(BTC, n0 - 1)
     _post_at(s, BTC, t0 + 100, SPOTS[BTC] + WAD)
-    assert s.oracle.observation_count(BTC) == n0 + 1
+    assert s.oracle_views.observation_count(BTC) == n0 + 1
     assert s.oracle.observation(BTC, n0) == (t0 + 100, SPOTS[BTC] + WAD, cum0 + spot0 * 100)
     assert s.oracle.underlying_state(BTC) == (SPOTS[BTC] + WAD, PSR, t0 + 100)
 

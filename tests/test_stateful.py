@@ -110,7 +110,7 @@ def test_engine_state_machine(market, trader, maker, outsider, admin, chain, cha
             if buyer == seller:
                 return
             iid = ids[k]
-            mark = s.oracle.risk_array(iid)[0]
+            mark = s.oracle_views.risk_array(iid)[0]
             price = max(mark + mark * skew // 100, 0)
             before = self._healthy()
             preview = s.views.trade_preview(people[buyer], iid, size, price)
@@ -131,7 +131,7 @@ def test_engine_state_machine(market, trader, maker, outsider, admin, chain, cha
             items = [s.future_item(s.instruments["btc-fut"], new)]
             for name, sign in (("btc-call", 1), ("btc-put", -1)):
                 iid = s.instruments[name]
-                old_mark = s.oracle.risk_array(iid)[0]
+                old_mark = s.oracle_views.risk_array(iid)[0]
                 mark = max(old_mark + sign * (new - spot) // 2, 0)
                 items.append(s.option_item(iid, mark, s.flat_option_ra(BTC, sign * new // 2)))
             eth = s.oracle.underlying_state(ETH)[0]

@@ -105,7 +105,7 @@ def test_a_system_contract_is_never_moved_or_priced_as_an_asset(liq, trader, nam
         s.engine.withdraw(x, 1, sender=trader)
     with ape.reverts("oracle: unknown asset"):
         s.post(assets=[(x, WAD)])
-    assert vault_books(liq, trader) == books and s.oracle.asset_price(x) == (0, 0)
+    assert vault_books(liq, trader) == books and s.oracle_views.asset_price(x) == (0, 0)
 
 
 @pytest.mark.parametrize("name", EVERY)
@@ -224,8 +224,8 @@ def test_every_view_answers_a_system_address_without_an_unnamed_revert(liq, trad
     if name in TOKENS:
         assert len(s.views.withdraw_preview(trader, x, 1)) == 5
         return
-    assert not s.oracle.asset_listed(x) and s.oracle.asset_price(x) == (0, 0)
-    assert s.oracle.asset_age(x)[1] is True
+    assert not s.oracle.asset_listed(x) and s.oracle_views.asset_price(x) == (0, 0)
+    assert s.oracle_views.asset_age(x)[1] is True
     with ape.reverts("vault: unknown asset"):
         s.views.withdraw_preview(trader, x, 1)
 

@@ -159,6 +159,7 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
         engine=s.engine.address,
         views=s.views.address,
         cash=s.usdc.address,
+        oracle_views=s.oracle_views.address,
         collateral={
             "WETH": s.weth.address,
             "WBTC": s.wbtc.address,
@@ -289,8 +290,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             calls += [(lq.charges_realised,), (e.cash, lq), (e.total, s.usdc)]
             calls += [(s.usdc.balanceOf, e)]
             calls += [(o.underlying_state, u) for u in (BTC, ETH)]
-            calls += [(o.asset_price, a) for a in all_assets]
-            calls += [(o.risk_array, i) for i in all_ids]
+            calls += [(s.oracle_views.asset_price, a) for a in all_assets]
+            calls += [(s.oracle_views.risk_array, i) for i in all_ids]
             calls += [(e.open_interest, i) for i in all_ids]
             for tok in all_assets:
                 calls += [(e.total, tok), (tok.balanceOf, e), (e.collateral, tok, lq)]
@@ -501,7 +502,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 )
                 assert with_reason == "engine: self trade"
                 return
-            mark = o.risk_array(iid)[0]
+            mark = s.oracle_views.risk_array(iid)[0]
             price = mark * (100 + skew) // 100
             before = self.obs()
             qb, qs = e.positions_of(buyer), e.positions_of(seller)
@@ -552,7 +553,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             if self.expired and name in FIRST:
                 return
             acct, iid = traders[who], ids[name]
-            mark = o.risk_array(iid)[0]
+            mark = s.oracle_views.risk_array(iid)[0]
             sign = 1 if buy else -1
             ladder = [x * WAD // 10 for x in (200, 100, 50, 20, 10, 5, 2, 1)]
             previews = batch_call(
@@ -635,7 +636,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             btc = spots[BTC]
             fut, call = ids["btc-fut2"], ids["btc-put2"]
             ra = liq_.option_ra(BTC, btc, -50)
-            mark = o.risk_array(call)[0]
+            mark = s.oracle_views.risk_array(call)[0]
             ts, sender = None, s.keeper
             over = btc + btc * MAX_DEV // WAD + 1
             bad = {

@@ -41,6 +41,7 @@ def client_of(s, liquidator=None) -> Client:
         s.usdc.address,
         collateral={"WETH": s.weth.address, "WBTC": s.wbtc.address},
         liquidator=None if liquidator is None else str(liquidator.address),
+        oracle_views=s.oracle_views.address,
     )
     return Client(ape.project, s.chain, dep)
 
@@ -139,7 +140,7 @@ def test_wound_down_views_report_every_instrument_settled_at_its_last_mark(marke
         s.instruments[f"{t}-{k}"] for t in ("btc", "eth", "span") for k in ("fut", "call", "put")
     ]
     never_posted = s.list_instrument("eth-fut-2", ETH, 0, 0, s.now() + 40 * DAY)
-    before = {i: s.oracle.risk_array(i) for i in ids}
+    before = {i: s.oracle_views.risk_array(i) for i in ids}
     go_silent(s, ESCAPE_DELAY + 1)
     s.oracle.wind_down(sender=outsider)
     words, uwords, awords, max_age = s.oracle.snapshot(
@@ -149,10 +150,13 @@ def test_wound_down_views_report_every_instrument_settled_at_its_last_mark(marke
     for i, w in zip(ids, words, strict=False):
         mark, _e, ts, _entries = before[i]
         assert w[0] == (mark << 160) | (E_SETTLED << 152) | (ts << 112) and w[1] == w[2] == 0
-        assert s.oracle.risk_array(i) == (mark, E_SETTLED, ts, [])
-        assert s.oracle.instrument_age(i) == (0, False)
+        assert s.oracle_views.risk_array(i) == (mark, E_SETTLED, ts, [])
+        assert s.oracle_views.instrument_age(i) == (0, False)
     assert words[-1][0] == E_SETTLED << 152  # never posted: settled at 0 (no one holds it)
-    assert s.oracle.underlying_age(BTC)[1] is False and s.oracle.asset_age(s.weth)[1] is False
+    assert (
+        s.oracle_views.underlying_age(BTC)[1] is False
+        and s.oracle_views.asset_age(s.weth)[1] is False
+    )
     market_int = client_of(s).market_int([*ids, never_posted])
     assert market_int.settled == {
         **{i: before[i][0] for i in ids},

@@ -51,6 +51,8 @@ class Deployment:
     asset_prices: dict[str, str] = field(default_factory=dict)  # token -> underlying name
     liquidator: str | None = None
     liquidation_views: str | None = None
+    # OracleViews: the oracle's decoded reads (risk arrays, grids, ages, asset prices)
+    oracle_views: str | None = None
     # The admin of every contract when set: proposals wait timelock_delay seconds; the
     # multisig timelock_admin proposes, cancels and executes them.
     timelock: str | None = None
@@ -73,6 +75,7 @@ class Deployment:
             "asset_prices": dict(self.asset_prices),
             "liquidator": self.liquidator,
             "liquidation_views": self.liquidation_views,
+            "oracle_views": self.oracle_views,
             "timelock": self.timelock,
             "timelock_delay": self.timelock_delay,
             "timelock_admin": self.timelock_admin,
@@ -95,6 +98,7 @@ class Deployment:
             asset_prices=dict(obj.get("asset_prices", {})),
             liquidator=obj.get("liquidator"),
             liquidation_views=obj.get("liquidation_views"),
+            oracle_views=obj.get("oracle_views"),
             timelock=obj.get("timelock"),
             timelock_delay=None
             if obj.get("timelock_delay") is None
@@ -187,6 +191,9 @@ class Client:
             project.LiquidationViews.at(deployment.liquidation_views)
             if deployment.liquidation_views
             else None
+        )
+        self.oracle_views = (
+            project.OracleViews.at(deployment.oracle_views) if deployment.oracle_views else None
         )
         # the admin of every contract when the deployment has one (offchain.sdk.timelock)
         self.timelock = project.Timelock.at(deployment.timelock) if deployment.timelock else None
@@ -442,7 +449,9 @@ class Client:
         """The preset grid (``offchain.scenarios.PRESETS``) whose coefficients the underlying's
         registered grid holds."""
         gid = int(self.oracle.underlying_params(underlying).grid_id)
-        coefficients = [int(c) for c in self.oracle.grid(gid)]
+        if self.oracle_views is None:
+            raise KeyError("the deployment has no oracle_views: run `ape run deploy` to add it")
+        coefficients = [int(c) for c in self.oracle_views.grid(gid)]
         for name, grid in PRESETS.items():
             if grid.linear_coefficients_wad() == coefficients:
                 return name

@@ -36,6 +36,7 @@ __all__ = [
     "deploy_core",
     "deploy_liquidation_views",
     "deploy_liquidator",
+    "deploy_oracle_views",
     "deploy_system",
     "deploy_token",
     "grant_roles",
@@ -53,7 +54,7 @@ LOCAL_NETWORKS = frozenset({"local", "anvil"})
 # Gas of each step, measured on anvil for deploy/config.json (core 13.7M, liquidator 7.7M, a mock
 # token 0.42M, a listing or role at most 0.24M) and rounded up: the funds check needs an upper
 # bound, not an exact figure.
-GAS_CORE = 16_000_000  # RiskOracle, EngineAdmin, MarginEngine, bind, MarginViews
+GAS_CORE = 16_000_000  # RiskOracle, EngineAdmin, MarginEngine, bind, MarginViews, OracleViews
 GAS_LIQUIDATOR = 9_000_000  # Liquidator, set_liquidator, LiquidationViews
 GAS_MOCK_TOKEN = 600_000
 GAS_LISTING = 300_000  # one grid, underlying, asset, collateral, instrument, limit or role
@@ -74,12 +75,13 @@ def deploy_token(project: Any, admin: Any, symbol: str, decimals: int, name: str
 
 class Core(NamedTuple):
     """The contracts every deployment has: the oracle, the engine's configuration contract
-    (roles, venue authorisations, listings and limits), the engine and its views."""
+    (roles, venue authorisations, listings and limits), the engine and the views of both."""
 
     oracle: Any
     engine_admin: Any
     engine: Any
     views: Any
+    oracle_views: Any
 
 
 def deploy_core(project: Any, admin: Any, cash: Any, deposit_cap: int) -> Core:
@@ -92,7 +94,12 @@ def deploy_core(project: Any, admin: Any, cash: Any, deposit_cap: int) -> Core:
     engine = admin.deploy(project.MarginEngine, engine_admin, oracle, cash, deposit_cap)
     engine_admin.bind(engine, sender=admin)
     views = admin.deploy(project.MarginViews, engine)
-    return Core(oracle, engine_admin, engine, views)
+    return Core(oracle, engine_admin, engine, views, deploy_oracle_views(project, admin, oracle))
+
+
+def deploy_oracle_views(project: Any, admin: Any, oracle: Any) -> Any:
+    """OracleViews, the read-only lens decoding ``oracle``'s data (it holds nothing)."""
+    return admin.deploy(project.OracleViews, oracle)
 
 
 def deploy_liquidator(project: Any, admin: Any, engine_admin: Any, engine: Any) -> Any:
@@ -412,10 +419,12 @@ def deploy_system(
             engine=core.engine.address,
             views=core.views.address,
             cash=cash,
+            oracle_views=core.oracle_views.address,
         )
         say(
             f"deployed oracle {core.oracle.address}, engine admin {core.engine_admin.address}, "
-            f"engine {core.engine.address}, views {core.views.address}"
+            f"engine {core.engine.address}, views {core.views.address}, "
+            f"oracle views {core.oracle_views.address}"
         )
     for spec in config.collateral:
         addr = dep.collateral.get(spec.symbol) or spec.address
@@ -424,6 +433,8 @@ def deploy_system(
         dep.collateral[spec.symbol] = addr
         dep.asset_prices[addr] = spec.priced_by
     oracle = project.RiskOracle.at(dep.oracle)
+    if not deployed(dep.oracle_views):
+        dep.oracle_views = deploy_oracle_views(project, admin, oracle).address
     engine_admin = project.EngineAdmin.at(dep.engine_admin)
     engine = project.MarginEngine.at(dep.engine)
     if liquidator:
