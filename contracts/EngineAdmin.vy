@@ -124,7 +124,7 @@ def list_collateral(asset: address, haircut: uint256, deposit_cap: uint256):
     assert not self._is_system_contract(asset), "engine: system address"
     is_cash: bool = asset == staticcall self.engine.cash_token()
     if not is_cash:
-        assert staticcall self.oracle.asset_listed(asset), "engine: asset not priced"
+        assert staticcall self.oracle.asset_max_deviation(asset) != 0, "engine: asset not priced"
     assert asset != empty(address), "vault: zero token"
     # the settlement stablecoin carries no haircut
     assert haircut <= vault.MAX_HAIRCUT and not (is_cash and haircut != 0), "vault: haircut out of bounds"
@@ -157,7 +157,7 @@ def set_instrument_limits(instrument: uint256, open_interest_cap_: uint256, posi
     """
     roles._only_admin()
     self._bound()
-    assert staticcall self.oracle.instrument_listed(instrument), "engine: unknown instrument"
+    assert staticcall self.oracle.instrument_word(instrument, 0) != 0, "engine: unknown instrument"
     assert open_interest_cap_ <= MAX_OPEN_INTEREST_CAP, "engine: limit out of bounds"
     assert position_limit_ <= convert(fp.MAX_SIZE, uint256) and position_limit_ <= open_interest_cap_, "engine: limit out of bounds"
     extcall self.engine.apply_instrument_limits(instrument, open_interest_cap_, position_limit_)

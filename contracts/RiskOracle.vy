@@ -170,7 +170,7 @@ underlying_word: HashMap[uint256, uint256]
 observations: HashMap[uint256, HashMap[uint256, uint256]]
 instrument_words: HashMap[uint256, uint256[fp.ARRAY_SLOTS]]
 instrument_info: public(HashMap[uint256, InstrumentInfo])
-instrument_count: public(uint256)
+instrument_count: uint256
 asset_max_deviation: public(HashMap[address, uint256])
 asset_word: HashMap[address, uint256]
 # the escape hatch's clock (layout above AGE_SHIFT): last post | max_age | delay | wound down
@@ -809,24 +809,6 @@ def wound_down() -> bool:
     @notice Whether the oracle is wound down (for good).
     """
     return self.clock & WOUND_DOWN != 0
-
-
-@view
-@external
-def asset_listed(asset: address) -> bool:
-    """
-    @notice Whether keepers may post a price for `asset`.
-    """
-    return self.asset_max_deviation[asset] != 0
-
-
-@view
-@external
-def instrument_listed(instrument: uint256) -> bool:
-    """
-    @notice Whether `instrument` is a listed instrument id.
-    """
-    return self.instrument_words[instrument][0] != 0
 
 
 # ---------------------------------------------------------------- internal

@@ -25,7 +25,7 @@ def test_listing_encodes_ids(system):
     assert (kind, und) == (KIND_CALL, BTC)
     assert code == strike_code(SPOTS[BTC]) and code_strike(code) == SPOTS[BTC]
     assert expiry > s.now()
-    assert s.oracle.instrument_listed(iid)
+    assert s.oracle.instrument_word(iid, 0) != 0  # listed
     assert s.oracle.instrument_info(iid).strike == SPOTS[BTC]
     assert s.oracle_views.risk_array(iid) == (0, 0, 0, [])
 

@@ -179,7 +179,7 @@ def list_config(
         engine_admin.set_im_factor(config.im_factor, sender=admin)
     for spec in config.collateral:
         token = deployment.collateral[spec.symbol]
-        if not oracle.asset_listed(token):
+        if oracle.asset_max_deviation(token) == 0:  # not listed
             oracle.list_asset(token, spec.max_deviation, sender=admin)
         listed = engine.asset_index(token) != 0
         if not listed or (engine.asset_haircut(token), engine.asset_deposit_cap(token)) != (
@@ -193,7 +193,7 @@ def list_config(
         expiry = spec.expiry + time_offset
         name = instrument_name(config, spec, time_offset)
         iid = deployment.instruments.get(name)
-        if iid is None or not oracle.instrument_listed(iid):
+        if iid is None or oracle.instrument_word(iid, 0) == 0:  # not listed
             tx = oracle.list_instrument(
                 uid, int(spec.kind), spec.strike, expiry, spec.contract_size, sender=admin
             )
