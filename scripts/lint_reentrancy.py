@@ -71,7 +71,6 @@ OPEN: dict[str, dict[str, str]] = {
         "has_role": _ROLES,
         "transfer_admin": _ROLES,
         "accept_admin": _ROLES,
-        "grant_role": _ROLES,
         "revoke_role": _ROLES,
     },
     "MarginEngine": {
