@@ -38,9 +38,9 @@ def deploy_local(project, chain, admin, keeper, venue) -> Client:
 
 def post_market(client: Client, keeper, spots: dict[int, int] = SPOTS) -> None:
     """Every instrument, underlying and collateral price at ``spots`` (underlying id -> WAD),
-    stamped at the next block's time."""
+    stamped 900 s after the last block (the time every price needs to move by its full cap)."""
     chain = client.chain_manager
-    ts = chain.blocks.head.timestamp + 1
+    ts = chain.blocks.head.timestamp + 900
     chain.mine(timestamp=ts)
     items = []
     for iid in sorted(client.deployment.instruments.values()):

@@ -191,9 +191,11 @@ def test_twap_and_payoff_equal_the_python_reference_to_the_wei(
         size = size if kind is Kind.FUTURE else WAD
         iid = s.list_instrument("diff", FRESH, int(kind), strike_arg, expiry, size=size)
         spot = first_spot
-        for t, move in zip(times, moves, strict=False):
+        gaps_after = [b - a for a, b in zip(times, times[1:], strict=False)] + [900]
+        for t, move, gap in zip(times, moves, gaps_after, strict=False):
             _post_at(s, FRESH, t, spot)
-            spot = spot * (1_000 + move) // 1_000
+            # the spot's cap grows with the time to the next post (full after 900 s)
+            spot = spot * (1_000 + move * min(gap, 900) // 900) // 1_000
         posts, cums = _chain_observations(s, FRESH)
         ref = observations(posts)
         assert cums == [o.cumulative for o in ref]
