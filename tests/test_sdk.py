@@ -9,13 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from console_support import bounded_option
 from hypothesis import given
 from hypothesis import strategies as st
 
 from offchain.codec import OptionPost, id_fields, instrument_id, pack_entries, unpack_entries
 from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
 from offchain.margin import Kind
-from offchain.oracle_bounds import bound_option, code_strike
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import (
     ROLE_GUARDIAN,
@@ -37,18 +37,6 @@ USD = 10**6
 
 
 # --------------------------------------------------------------------------- pure parts
-
-
-def bounded_option(oracle, iid: int, spot: int, mark: int, risk: list[int], ts: int) -> OptionPost:
-    """An option post clamped into the oracle's bounds at ``ts`` (band, per-time cap from the
-    stored mark, array limits), as the keeper clamps its quotes."""
-    params = oracle.underlying_params(id_fields(iid)[2])
-    word = oracle.instrument_word(iid, 0)
-    old = None if (word >> 152) & 0xFF >= 254 else (word >> 160, (word >> 112) % 2**40)
-    kind, strike = id_fields(iid)[1], code_strike(iid % 2**32)
-    dev, ratio = params.max_deviation, params.max_array_ratio
-    mark, risk = bound_option(kind, strike, spot, dev, ratio, mark, risk, old, ts)
-    return OptionPost.option(iid, mark, risk)
 
 
 def test_exact_unit_conversions():
