@@ -14,7 +14,7 @@ from contract_support import (
     SPOTS,
     examples,
 )
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
@@ -171,6 +171,17 @@ _MOVES = st.lists(st.integers(-450, 450), min_size=11, max_size=11)
     strike=_SPOT,
     size=st.sampled_from([WAD, WAD // 10, 3 * WAD + 7]),
 )
+# a fall over a 3 s gap: the scaled move must round toward zero, or it exceeds the cap
+@example(
+    gaps=[2, 2, 2, 2, 2, 3],
+    first_spot=500 * WAD + 123_456_789,
+    moves=[0, 0, 0, 0, 0, -313, 0, 0, 0, 0, 0],
+    expiry_after=0,
+    expiry_offset=0,
+    kind=Kind.FUTURE,
+    strike=500 * WAD + 123_456_789,
+    size=WAD,
+)
 def test_twap_and_payoff_equal_the_python_reference_to_the_wei(
     system, chain_snapshot, gaps, first_spot, moves, expiry_after, expiry_offset, kind, strike, size
 ):
@@ -195,7 +206,9 @@ def test_twap_and_payoff_equal_the_python_reference_to_the_wei(
         for t, move, gap in zip(times, moves, gaps_after, strict=False):
             _post_at(s, FRESH, t, spot)
             # the spot's cap grows with the time to the next post (full after 900 s)
-            spot = spot * (1_000 + move * min(gap, 900) // 900) // 1_000
+            # (rounded toward zero: a floored fall would overshoot the cap)
+            scaled = abs(move) * min(gap, 900) // 900
+            spot = spot * (1_000 + (scaled if move >= 0 else -scaled)) // 1_000
         posts, cums = _chain_observations(s, FRESH)
         ref = observations(posts)
         assert cums == [o.cumulative for o in ref]
