@@ -273,6 +273,8 @@ def test_price_stuck_at_the_deviation_bound(liq, trader, hedger, maker, liquidat
     # --- policy 1: follow at the cap; the attacker uses the first step of the window
     price = eth - eth * MAX_DEV // WAD  # 1,500: the bound after the first post
     liq.move(ETH, price)
+    # (the move waited a full cap period: BTC, posted with ETH, would be about max_age old)
+    liq.move(BTC, SPOTS[BTC])
     # the attacker holds 100 WETH bought at the real 30 USD (3,000 USD), counted at 1,500
     e.deposit(s.weth, 100 * WAD, sender=trader)
     coll = 100 * price * 8 // 10  # haircut 20 %
