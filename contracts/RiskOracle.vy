@@ -77,9 +77,12 @@ MIN_ESCAPE_DELAY: constant(uint256) = 86_400
 MAX_ESCAPE_DELAY: constant(uint256) = 30 * 86_400
 DEFAULT_ESCAPE_DELAY: constant(uint256) = 3 * 86_400
 # Clock word: last post (block time) [0, 40) | max_age [40, 80) | escape delay [80, 120) |
-# wound-down flag 120: `post` reads and writes one slot, `snapshot` reads one for both.
+# wound-down flag 120: `post` reads one slot, `snapshot` reads one for both. The last post is
+# recorded to CLOCK_STEP (a post rewrites it only when it is at least that old), so the hatch
+# opens CLOCK_STEP after the escape delay: never before it, at most an hour after it.
 AGE_SHIFT: constant(uint256) = 40
 DELAY_SHIFT: constant(uint256) = 80
+CLOCK_STEP: constant(uint256) = 3600
 WOUND_DOWN: constant(uint256) = 1 << 120
 # max_age reported in wind-down: the last prices stay fresh for good
 WOUND_DOWN_MAX_AGE: constant(uint256) = 2**40 - 1
@@ -104,12 +107,11 @@ PSR_SHIFT: constant(uint256) = 96
 UTS_SHIFT: constant(uint256) = 160
 N_SHIFT: constant(uint256) = 200
 COUNT_SHIFT: constant(uint256) = 208
-# Observation of an underlying, one per posted spot: timestamp [0, 40) | spot [40, 136) |
-# cumulative spot-seconds before it mod 2**120 [136, 256) (the spot is constant between posts).
-# A window's integral (< 2**96 * TWAP_WINDOW < 2**120) is exact as a wrapping difference.
+# Observation of an underlying, one per posted spot: timestamp [0, 40) | spot [40, 136). The
+# spot is constant between posts, so settlement integrates the observations in its window
+# (timestamps strictly increase: at most TWAP_WINDOW + 1 of them), and a post writes one new
+# slot without reading the previous one.
 OBS_SPOT_SHIFT: constant(uint256) = 40
-OBS_CUM_SHIFT: constant(uint256) = 136
-MASK120: constant(uint256) = 2**120 - 1
 # Settlement averages the spot over the 30 minutes before expiry (docs/design.md, "Settlement").
 TWAP_WINDOW: constant(uint256) = 1800
 # Asset word: price [0, 96) | timestamp [96, 136).
@@ -166,6 +168,9 @@ grid_code: public(HashMap[uint256, address])
 underlying_grid: HashMap[uint256, address]
 underlying_params: public(HashMap[uint256, UnderlyingParams])
 underlying_word: HashMap[uint256, uint256]
+# what `post` checks, in one word: psr_min [0, 64) | psr_max [64, 128) | max_deviation
+# [128, 192) | max_array_ratio [192, 256) (non-zero once listed)
+underlying_bounds: HashMap[uint256, uint256]
 # underlying -> observation index -> packed observation (append-only)
 observations: HashMap[uint256, HashMap[uint256, uint256]]
 instrument_words: HashMap[uint256, uint256[fp.ARRAY_SLOTS]]
@@ -391,7 +396,9 @@ def wind_down():
     c: uint256 = self._live()
     last: uint256 = c & fp.MASK40
     # before a first post there is no position to free, and no idle deployment to kill
-    assert last != 0 and block.timestamp > last + ((c >> DELAY_SHIFT) & fp.MASK40), "oracle: escape delay not over"
+    assert (
+        last != 0 and block.timestamp > last + ((c >> DELAY_SHIFT) & fp.MASK40) + CLOCK_STEP
+    ), "oracle: escape delay not over"
     self.clock = c | WOUND_DOWN
     log IRiskOracle.WoundDown(caller=msg.sender, last_post=last)
 
@@ -425,12 +432,13 @@ def post(
     """
     roles._only_keeper()
     assert timestamp <= block.timestamp, "oracle: timestamp in future"
-    # the escape hatch's clock: one SLOAD and one SSTORE per batch
-    self.clock = (self._live() >> AGE_SHIFT << AGE_SHIFT) | block.timestamp
+    # the escape hatch's clock: one SLOAD per batch, one SSTORE per CLOCK_STEP
+    c: uint256 = self._live()
+    if block.timestamp >= (c & fp.MASK40) + CLOCK_STEP:
+        self.clock = (c >> AGE_SHIFT << AGE_SHIFT) | block.timestamp
     for u: UnderlyingPost in underlyings:
         self._post_underlying(timestamp, u)
     stamp: uint256 = timestamp << fp.TS_SHIFT
-    ids: DynArray[uint256, 2 * MAX_POST_INSTRUMENTS] = []
     # Underlying context, reloaded whenever the next instrument is on another underlying.
     cur: uint256 = 0
     n: uint256 = 0
@@ -466,7 +474,8 @@ def post(
         old_e: uint256 = (old >> fp.E_SHIFT) & 255
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
-        assert (iid >> fp.ID_KIND_SHIFT) & 255 != fp.KIND_FUTURE, "oracle: future array posted"
+        kind: uint256 = (iid >> fp.ID_KIND_SHIFT) & 255
+        assert kind != fp.KIND_FUTURE, "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
         # Model-free band (zero rates, forward = spot): intrinsic - tol <= mark <= hi, hi the
         # spot (call) or the strike (put), intrinsic = hi - min(other, hi); the strike comes
@@ -474,7 +483,7 @@ def post(
         hi: uint256 = spot
         lo: uint256 = unsafe_mul(iid & STRIKE_MANTISSA, pow_mod256(10, (iid >> STRIKE_EXP_SHIFT) & 31))
         gain_cap: uint256 = ratio_cap
-        if (iid >> fp.ID_KIND_SHIFT) & 255 == fp.KIND_PUT:
+        if kind == fp.KIND_PUT:
             hi = lo
             lo = spot
             # a put gains at most what separates its mark from the strike
@@ -543,7 +552,6 @@ def post(
             self.instrument_words[iid] = [w0, w1, w2]
         else:
             self._store(iid, n, w0, w1)
-        ids.append(iid)
     cur = 0
     dev = 0
     lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
@@ -659,17 +667,14 @@ def post(
             self.instrument_words[iid] = [w0, w1, w2]
         else:
             self._store(iid, n, w0, w1)
-        ids.append(iid)
     for a: AssetPost in assets:
         self._post_asset(timestamp, a)
-    und_ids: DynArray[uint256, MAX_POST_UNDERLYINGS] = []
-    for u: UnderlyingPost in underlyings:
-        und_ids.append(u.underlying)
-    asset_ids: DynArray[address, MAX_POST_ASSETS] = []
-    for a: AssetPost in assets:
-        asset_ids.append(a.asset)
     log IRiskOracle.Posted(
-        poster=msg.sender, timestamp=timestamp, underlyings=und_ids, instruments=ids, assets=asset_ids
+        poster=msg.sender,
+        timestamp=timestamp,
+        underlyings=len(underlyings),
+        instruments=len(options) + len(futures),
+        assets=len(assets),
     )
 
 
@@ -764,13 +769,12 @@ def settlement_preview(instrument: uint256) -> (uint256, uint256):
 
 @view
 @external
-def observation(underlying: uint256, k: uint256) -> (uint256, uint256, uint256):
+def observation(underlying: uint256, k: uint256) -> (uint256, uint256):
     """
-    @notice Observation k of an underlying: (timestamp, spot, cumulative spot-seconds before
-            it mod 2**120).
+    @notice Observation k of an underlying: (timestamp, spot).
     """
     w: uint256 = self.observations[underlying][k]
-    return w & fp.MASK40, (w >> OBS_SPOT_SHIFT) & fp.MASK96, w >> OBS_CUM_SHIFT
+    return w & fp.MASK40, (w >> OBS_SPOT_SHIFT) & fp.MASK96
 
 
 @view
@@ -832,6 +836,9 @@ def _set_underlying_params(
     self.underlying_params[underlying].som_rate = som_rate
     self.underlying_params[underlying].max_deviation = max_deviation
     self.underlying_params[underlying].max_array_ratio = max_array_ratio
+    self.underlying_bounds[underlying] = (
+        psr_min | (psr_max << 64) | (max_deviation << 128) | (max_array_ratio << 192)
+    )
     log IRiskOracle.UnderlyingParamsSet(
         underlying=underlying,
         psr_min=psr_min,
@@ -844,27 +851,29 @@ def _set_underlying_params(
 
 @internal
 def _post_underlying(timestamp: uint256, u: UnderlyingPost):
-    params: UnderlyingParams = self.underlying_params[u.underlying]
-    assert params.scenarios != 0, "oracle: unknown underlying"
+    bounds: uint256 = self.underlying_bounds[u.underlying]
+    assert bounds != 0, "oracle: unknown underlying"
     assert u.spot != 0 and u.spot <= fp.MAX_PRICE, "oracle: bad price"
-    assert u.psr >= params.psr_min and u.psr <= params.psr_max, "oracle: psr out of bounds"
+    assert u.psr >= bounds & fp.MASK64 and u.psr <= (bounds >> 64) & fp.MASK64, "oracle: psr out of bounds"
     old: uint256 = self.underlying_word[u.underlying]
     assert timestamp > (old >> UTS_SHIFT) & fp.MASK40, "oracle: not newer"
     old_spot: uint256 = old & fp.MASK96
     if old_spot != 0:
-        dt: uint256 = timestamp - ((old >> UTS_SHIFT) & fp.MASK40)
-        assert self._within(
-            u.spot, old_spot, self._time_cap(old_spot, params.max_deviation, dt)
+        # _time_cap and _within inlined (unsafe: spots <= MAX_PRICE, dev <= WAD, dt capped)
+        cap: uint256 = unsafe_div(
+            unsafe_mul(
+                unsafe_mul(old_spot, (bounds >> 128) & fp.MASK64),
+                min(unsafe_sub(timestamp, (old >> UTS_SHIFT) & fp.MASK40), CAP_PERIOD),
+            ),
+            fp.WAD * CAP_PERIOD,
+        )
+        assert (
+            u.spot <= unsafe_add(old_spot, cap) and old_spot <= unsafe_add(u.spot, cap)
         ), "oracle: spot deviation"
-    # TWAP accumulator: the previous observation's integral plus its spot (= old_spot) since it
     count: uint256 = (old >> COUNT_SHIFT) & fp.MASK40
-    cum: uint256 = 0
-    if count != 0:
-        prev: uint256 = self.observations[u.underlying][count - 1]
-        cum = ((prev >> OBS_CUM_SHIFT) + old_spot * (timestamp - (prev & fp.MASK40))) & MASK120
-    self.observations[u.underlying][count] = timestamp | (u.spot << OBS_SPOT_SHIFT) | (cum << OBS_CUM_SHIFT)
+    self.observations[u.underlying][count] = timestamp | (u.spot << OBS_SPOT_SHIFT)
     self.underlying_word[u.underlying] = (
-        u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (params.scenarios << N_SHIFT)
+        u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (old & (255 << N_SHIFT))
         | ((count + 1) << COUNT_SHIFT)
     )
 
@@ -891,11 +900,22 @@ def _settlement(instrument: uint256) -> (uint256, uint256):
     start: uint256 = self.observations[und][0] & fp.MASK40
     assert start < expiry, "oracle: no spot before expiry"
     start = max(start + TWAP_WINDOW, expiry) - TWAP_WINDOW
-    n: uint256 = (uword >> COUNT_SHIFT) & fp.MASK40
-    # wrapping difference of two accumulator values: exact modulo 2**120
-    twap: uint256 = (
-        unsafe_sub(self._cum_at(und, n, expiry), self._cum_at(und, n, start)) & MASK120
-    ) // (expiry - start)
+    # the observation at or before the window's start, then each one until expiry; one after
+    # expiry exists (the last spot is after it), so observation k + 1 is always stored
+    k: uint256 = self._index_at(und, (uword >> COUNT_SHIFT) & fp.MASK40, start)
+    w: uint256 = self.observations[und][k]
+    t: uint256 = start
+    area: uint256 = 0
+    for _: uint256 in range(TWAP_WINDOW + 1):
+        k += 1
+        nxt: uint256 = self.observations[und][k]
+        t_next: uint256 = min(nxt & fp.MASK40, expiry)
+        area += ((w >> OBS_SPOT_SHIFT) & fp.MASK96) * (t_next - t)
+        if t_next == expiry:
+            break
+        t = t_next
+        w = nxt
+    twap: uint256 = area // (expiry - start)
     strike: uint256 = self.instrument_info[instrument].strike
     v: uint256 = twap
     kind: uint256 = fp.id_kind(instrument)
@@ -910,10 +930,9 @@ def _settlement(instrument: uint256) -> (uint256, uint256):
 
 @view
 @internal
-def _cum_at(und: uint256, n: uint256, x: uint256) -> uint256:
+def _index_at(und: uint256, n: uint256, x: uint256) -> uint256:
     """
-    @dev Cumulative spot-seconds at time x (mod 2**120), for t[0] <= x < t[n - 1]: binary search
-         for the last observation at or before x, then its spot held until x.
+    @dev Index of the last observation at or before x, for t[0] <= x < t[n - 1] (binary search).
     """
     lo: uint256 = 0
     hi: uint256 = n - 1
@@ -925,8 +944,7 @@ def _cum_at(und: uint256, n: uint256, x: uint256) -> uint256:
             lo = mid
         else:
             hi = mid
-    w: uint256 = self.observations[und][lo]
-    return (w >> OBS_CUM_SHIFT) + ((w >> OBS_SPOT_SHIFT) & fp.MASK96) * (x - (w & fp.MASK40))
+    return lo
 
 
 @internal
@@ -953,9 +971,8 @@ def _option_context(und: uint256) -> (uint256, uint256, uint256, uint256):
     word: uint256 = self.underlying_word[und]
     spot: uint256 = word & fp.MASK96
     assert spot != 0, "oracle: underlying not posted"
-    dev: uint256 = self.underlying_params[und].max_deviation
-    ratio: uint256 = self.underlying_params[und].max_array_ratio
-    return (word >> N_SHIFT) & 255, spot, dev, spot * ratio // fp.WAD
+    bounds: uint256 = self.underlying_bounds[und]
+    return (word >> N_SHIFT) & 255, spot, (bounds >> 128) & fp.MASK64, spot * (bounds >> 192) // fp.WAD
 
 
 @view
@@ -991,7 +1008,7 @@ def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS
         elif q < lo:
             lo = q
         out[s] = unsafe_sub(q, 2**128)
-    return n, self.underlying_params[und].max_deviation, out, hi - 2**128, 2**128 - lo
+    return n, (self.underlying_bounds[und] >> 128) & fp.MASK64, out, hi - 2**128, 2**128 - lo
 
 
 @view

@@ -1,8 +1,10 @@
 """Settlement of an expired instrument, as ``RiskOracle.settle_expired`` computes it, to the wei.
 
-The oracle keeps one observation per posted spot of an underlying: its timestamp, the spot, and
-the integral of the spots stored before it over time (spot-seconds) modulo 2**120. The spot is
-constant between posts. The settlement index is the time-weighted average of the spot over the
+The oracle keeps one observation per posted spot of an underlying, its timestamp and the spot,
+and sums ``spot * seconds`` over the steps in the window (the spot is constant between posts).
+This reference takes another route to the same integral: each observation carries the integral
+of the spots before it (spot-seconds, exact), and the window's integral is a difference of two
+of them. The settlement index is the time-weighted average of the spot over the
 ``TWAP_WINDOW`` seconds before expiry, the window clipped at the first observation; the payoff
 of one long contract is the future's index, the call's ``max(TWAP - K, 0)`` or the put's
 ``max(K - TWAP, 0)``, times ``contract_size // WAD``.
@@ -21,7 +23,6 @@ from offchain.fixed_point import WAD
 from offchain.margin import Kind
 
 __all__ = [
-    "CUM_MOD",
     "TWAP_WINDOW",
     "Observation",
     "SettlementError",
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 TWAP_WINDOW = 1800  # seconds; RiskOracle.TWAP_WINDOW
-CUM_MOD = 2**120  # the accumulator wraps like a Uniswap cumulative price
 MAX_PRICE = 2**96 - 1
 
 
@@ -42,7 +42,7 @@ class SettlementError(ValueError):
 
 @dataclass(frozen=True)
 class Observation:
-    """One stored spot: when, the spot (WAD), spot-seconds before it modulo ``CUM_MOD``."""
+    """One stored spot: when, the spot (WAD), and spot-seconds before it (the reference's)."""
 
     timestamp: int
     spot: int
@@ -58,7 +58,7 @@ def observations(posts: Iterable[tuple[int, int]]) -> list[Observation]:
             prev = out[-1]
             if t <= prev.timestamp:
                 raise ValueError(f"timestamps must increase: {t} after {prev.timestamp}")
-            cum = (prev.cumulative + prev.spot * (t - prev.timestamp)) % CUM_MOD
+            cum = prev.cumulative + prev.spot * (t - prev.timestamp)
         else:
             cum = 0
         out.append(Observation(int(t), int(spot), cum))
@@ -66,11 +66,11 @@ def observations(posts: Iterable[tuple[int, int]]) -> list[Observation]:
 
 
 def _cumulative_at(obs: Sequence[Observation], x: int) -> int:
-    """Spot-seconds up to ``x`` (mod ``CUM_MOD``), ``obs[0].timestamp <= x``: the last
+    """Spot-seconds up to ``x``, ``obs[0].timestamp <= x``: the last
     observation at or before ``x`` with its spot held until ``x``."""
     k = bisect.bisect_right([o.timestamp for o in obs], x) - 1
     o = obs[k]
-    return (o.cumulative + o.spot * (x - o.timestamp)) % CUM_MOD
+    return o.cumulative + o.spot * (x - o.timestamp)
 
 
 def twap(obs: Sequence[Observation], expiry: int, now: int, window: int = TWAP_WINDOW) -> int:
@@ -88,7 +88,7 @@ def twap(obs: Sequence[Observation], expiry: int, now: int, window: int = TWAP_W
     if obs[0].timestamp >= expiry:
         raise SettlementError("no spot before expiry")
     start = max(obs[0].timestamp, expiry - window)
-    area = (_cumulative_at(obs, expiry) - _cumulative_at(obs, start)) % CUM_MOD
+    area = _cumulative_at(obs, expiry) - _cumulative_at(obs, start)
     return area // (expiry - start)
 
 

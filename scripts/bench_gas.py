@@ -87,7 +87,7 @@ def cli():
     mixed += [fut(i, 103) for i in futs[:25]]
     gm = timed_post(mixed, [(1, SPOT + WAD, PSR)])
     rows.append(("post 25 options + 25 futures + spot, per instrument", gm.gas_used // 50, ""))
-    # the spot appends an observation (one cold SLOAD, one new slot): its share per option
+    # the spot appends an observation (one new slot): its share per option
     opts_spot = [_option_item(i, SPOT // 4 + 3 * WAD, coeffs, k + 2) for k, i in enumerate(opts)]
     gs = timed_post(opts_spot, [(1, SPOT + 2 * WAD, PSR)])
     rows.append(("post 50 options + spot, per instrument", gs.gas_used // 50, "tx total / 50"))
@@ -137,6 +137,17 @@ def cli():
     settle = oracle.settle_expired(put, sender=venue)
     rows.append(
         ("settle_expired (TWAP + payoff on-chain)", settle.gas_used, f"{n_obs} observations")
+    )
+    # the most a settlement can cost: a spot every second of the window, so it integrates
+    # TWAP_WINDOW + 1 observations (timestamps strictly increase: there cannot be more)
+    first = chain.blocks.head.timestamp + 1
+    dense = oracle.list_instrument(1, 2, SPOT, first + 1_800, WAD, sender=admin).return_value
+    for ts in range(first, first + 1_803):
+        chain.pending_timestamp = ts
+        oracle.post(ts, [(1, SPOT + ts % 7 * WAD, PSR)], [], [], [], sender=keeper)
+    worst = oracle.settle_expired(dense, sender=venue)
+    rows.append(
+        ("settle_expired, a spot every second (worst case)", worst.gas_used, "1,801 in window")
     )
 
     table = ["| measurement | gas | note |", "| --- | ---: | --- |"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import ape
 import requests
 from eth_abi import decode as abi_decode
 from hypothesis import settings
@@ -25,6 +26,7 @@ from offchain.codec import (
 )
 from offchain.fixed_point import WAD, encode_risk_array
 from offchain.oracle_bounds import bound_option, code_strike, seconds_for_move
+from offchain.sdk import Client, Deployment
 from offchain.settlement import TWAP_WINDOW
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -100,6 +102,23 @@ class System:
     instruments: dict = field(default_factory=dict)  # name -> id
     n_scenarios: dict = field(default_factory=dict)  # underlying -> S
     grids: dict = field(default_factory=dict)  # underlying -> c[s] (WAD)
+
+    def client(self, liquidator=None):
+        """The SDK client over this deployment (it reads the market through `snapshot`)."""
+        dep = Deployment(
+            "local",
+            self.chain.chain_id,
+            0,
+            self.oracle.address,
+            self.engine_admin.address,
+            self.engine.address,
+            self.views.address,
+            self.usdc.address,
+            collateral={"WETH": self.weth.address, "WBTC": self.wbtc.address},
+            liquidator=None if liquidator is None else str(liquidator.address),
+            oracle_views=self.oracle_views.address,
+        )
+        return Client(ape.project, self.chain, dep)
 
     # ---- time
     def now(self) -> int:

@@ -21,6 +21,7 @@ from offchain.sdk import (
     MarginStatus,
     TradePreview,
 )
+from offchain.sdk.client import CLOCK_STEP
 from offchain.sdk.records import (
     CONTRACT_CODES,
     Holding,
@@ -368,7 +369,7 @@ def test_anyone_can_wind_down_a_system_whose_keeper_is_dead(ns, chain, trader):
     opens) while the keeper posted within the escape delay, accepted after, refused again."""
     hatch = ns["escape_hatch"]()
     assert not hatch.wound_down and hatch.escape_delay == 3 * 86_400
-    assert hatch.opens_at == hatch.last_post + hatch.escape_delay + 1
+    assert hatch.opens_at == hatch.last_post + hatch.escape_delay + CLOCK_STEP + 1
     with pytest.raises(InputError, match="wind-down refused: .* anyone may wind down 20"):
         ns["wind_down"](trader)
     chain.mine(timestamp=hatch.opens_at)

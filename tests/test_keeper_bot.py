@@ -251,7 +251,7 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
 
             c = Client.connect(project, chain, dep["path"])
             head = chain.blocks.head.number
-            posted = list(c.events(c.oracle, "Posted", c.deployment.block, head))
+            posted = c.posted_batches(c.deployment.block, head)
             liquidated = list(c.events(c.liquidator, "Liquidated", c.deployment.block, head))
             settled = list(c.events(c.engine, "Settled", c.deployment.block, head))
             positions = [iid for p in dep["people"].values() for iid in c.positions(p)]
@@ -272,10 +272,10 @@ def test_the_bot_keeps_a_deployment_posted_liquidated_and_settled_across_a_kill(
     # the replay got posted to its last tick, and no item twice for one timestamp
     assert oracle_ts == dep["last_ts"]
     items = Counter(
-        (int(e["timestamp"]), kind, str(x))
-        for e in posted
+        (b.timestamp, kind, str(x))
+        for b in posted
         for kind in ("underlyings", "instruments", "assets")
-        for x in e[kind]
+        for x in getattr(b, kind)
     )
     assert items and max(items.values()) == 1
     stamps = sorted({ts for ts, _, _ in items})

@@ -208,12 +208,9 @@ def test_expired_instruments_are_settled(
 
 def posted_items(c: Client, ts: int) -> list[int]:
     """Instrument ids in every Posted event for data timestamp ``ts``."""
-    out = []
     head = c.chain_manager.provider.web3.eth.block_number
-    for ev in c.events(c.oracle, "Posted", c.deployment.block, head):
-        if int(ev["timestamp"]) == ts:
-            out += [int(i) for i in ev["instruments"]]
-    return out
+    batches = c.posted_batches(c.deployment.block, head)
+    return [i for b in batches if b.timestamp == ts for i in b.instruments]
 
 
 class Killed(RuntimeError):

@@ -298,7 +298,7 @@ def test_header_guards(market):
         _raw_post(s, [], [post_header(fut, fmark) | 1 << 95])
 
 
-def test_posted_event_lists_options_then_futures(market):
+def test_a_posted_batch_lists_its_options_then_futures(market):
     s = market
     items = [s.future_item(s.instruments["eth-fut"], SPOTS[ETH])]
     for tag, u in (("btc", BTC), ("eth", ETH)):
@@ -310,4 +310,13 @@ def test_posted_event_lists_options_then_futures(market):
     assert len(options) == 2 and len(futures) == 1
     tx = s.post([], items)
     ev = tx.events.filter(s.oracle.Posted)[0]
-    assert ev.instruments == [s.instruments[k] for k in ("btc-call", "eth-call", "eth-fut")]
+    assert (ev.underlyings, ev.instruments, ev.assets) == (0, 3, 0)
+    # the event counts; the SDK reads the ids from the batch's calldata
+    (batch,) = s.client().posted_batches(tx.block_number, tx.block_number)
+    assert batch.instruments == [s.instruments[k] for k in ("btc-call", "eth-call", "eth-fut")]
+    assert (batch.block, batch.timestamp, batch.underlyings, batch.assets) == (
+        tx.block_number,
+        ev.timestamp,
+        [],
+        [],
+    )

@@ -49,10 +49,9 @@ def _post_at(s, und, t, spot):
 
 
 def _chain_observations(s, und):
-    """(timestamp, spot) of every stored observation, and the stored accumulators."""
+    """(timestamp, spot) of every stored observation."""
     n = s.oracle_views.observation_count(und)
-    raw = [s.oracle.observation(und, k) for k in range(n)]
-    return [(int(t), int(p)) for t, p, _ in raw], [int(c) for _, _, c in raw]
+    return [tuple(int(x) for x in s.oracle.observation(und, k)) for k in range(n)]
 
 
 def _list_fresh_underlying(s):
@@ -96,13 +95,13 @@ def test_settlement_averages_the_spot_over_the_window_before_expiry(market):
     assert s.oracle.settle_expired(call, sender=s.keeper).return_value == 2_000 * WAD
 
 
-def test_each_post_appends_an_observation_with_the_running_integral(market):
+def test_each_post_appends_an_observation(market):
     s = market
     n0 = s.oracle_views.observation_count(BTC)
-    t0, spot0, cum0 = s.oracle.observation(BTC, n0 - 1)
+    t0, _ = s.oracle.observation(BTC, n0 - 1)
     _post_at(s, BTC, t0 + 100, SPOTS[BTC] + WAD)
     assert s.oracle_views.observation_count(BTC) == n0 + 1
-    assert s.oracle.observation(BTC, n0) == (t0 + 100, SPOTS[BTC] + WAD, cum0 + spot0 * 100)
+    assert s.oracle.observation(BTC, n0) == (t0 + 100, SPOTS[BTC] + WAD)
     assert s.oracle.underlying_state(BTC) == (SPOTS[BTC] + WAD, PSR, t0 + 100)
 
 
@@ -203,15 +202,16 @@ def test_twap_and_payoff_equal_the_python_reference_to_the_wei(
         iid = s.list_instrument("diff", FRESH, int(kind), strike_arg, expiry, size=size)
         spot = first_spot
         gaps_after = [b - a for a, b in zip(times, times[1:], strict=False)] + [900]
+        posts = []
         for t, move, gap in zip(times, moves, gaps_after, strict=False):
             _post_at(s, FRESH, t, spot)
+            posts.append((t, spot))
             # the spot's cap grows with the time to the next post (full after 900 s)
             # (rounded toward zero: a floored fall would overshoot the cap)
             scaled = abs(move) * min(gap, 900) // 900
             spot = spot * (1_000 + (scaled if move >= 0 else -scaled)) // 1_000
-        posts, cums = _chain_observations(s, FRESH)
+        assert _chain_observations(s, FRESH) == posts
         ref = observations(posts)
-        assert cums == [o.cumulative for o in ref]
         now = s.now() + 1
         expected = settlement(ref, kind, strike_arg, size, expiry, now)
         s.chain.pending_timestamp = now

@@ -20,7 +20,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 from offchain.codec import id_fields
 from offchain.fixed_point import WAD
 from offchain.margin import settlement_cash
-from offchain.sdk import Client, Deployment
+from offchain.sdk.client import CLOCK_STEP
 
 WOUND_DOWN_MAX_AGE = 2**40 - 1
 ESCAPE_DELAY = 3 * DAY  # the oracle's default
@@ -28,34 +28,17 @@ E_SETTLED = 255
 TOKEN = 10**12  # WAD per stablecoin unit (6 decimals)
 
 
-def client_of(s, liquidator=None) -> Client:
-    """The SDK client over the test deployment (it reads the market through `snapshot`)."""
-    dep = Deployment(
-        "local",
-        s.chain.chain_id,
-        0,
-        s.oracle.address,
-        s.engine_admin.address,
-        s.engine.address,
-        s.views.address,
-        s.usdc.address,
-        collateral={"WETH": s.weth.address, "WBTC": s.wbtc.address},
-        liquidator=None if liquidator is None else str(liquidator.address),
-        oracle_views=s.oracle_views.address,
-    )
-    return Client(ape.project, s.chain, dep)
-
-
 def go_silent(s, seconds: int) -> None:
-    """Let `seconds` pass since the last post (the keeper is dead)."""
-    s.sleep(client_of(s).escape_hatch().last_post + seconds - s.now())
+    """Let `seconds` pass since the last post the clock recorded, plus the hour by which the
+    record may trail the last post (the keeper is dead)."""
+    s.sleep(s.client().escape_hatch().last_post + CLOCK_STEP + seconds - s.now())
 
 
 def test_wind_down_before_the_escape_delay_reverts(market, outsider):
     s = market
-    hatch = client_of(s).escape_hatch()
+    hatch = s.client().escape_hatch()
     assert hatch.escape_delay == ESCAPE_DELAY and not hatch.wound_down
-    assert hatch.opens_at == hatch.last_post + ESCAPE_DELAY + 1
+    assert hatch.opens_at == hatch.last_post + ESCAPE_DELAY + CLOCK_STEP + 1
     go_silent(s, ESCAPE_DELAY - 60)  # (anvil's clock moves on between blocks)
     with ape.reverts("oracle: escape delay not over"):
         s.oracle.wind_down(sender=outsider)
@@ -65,6 +48,26 @@ def test_wind_down_before_the_escape_delay_reverts(market, outsider):
     with ape.reverts("oracle: escape delay not over"):
         s.oracle.wind_down(sender=outsider)
     assert not s.oracle.wound_down()
+
+
+def test_the_hatch_never_opens_before_the_delay_after_the_last_post(market, outsider):
+    # The clock records a post only once the recorded one is an hour old (a storage write
+    # saved per batch): a post 59 minutes after the record leaves it, and the hatch still
+    # opens no earlier than the escape delay after that later post.
+    s = market
+    recorded = s.client().escape_hatch().last_post
+    s.sleep(recorded + CLOCK_STEP - 60 - s.now())
+    s.post([(BTC, s.oracle.underlying_state(BTC)[0], s.oracle.underlying_state(BTC)[1])])
+    last_post = s.chain.blocks.head.timestamp
+    hatch = s.client().escape_hatch()
+    assert hatch.last_post == recorded < last_post
+    assert hatch.opens_at > last_post + ESCAPE_DELAY
+    s.sleep(hatch.opens_at - 60 - s.now())  # (anvil's clock moves on between blocks)
+    with ape.reverts("oracle: escape delay not over"):
+        s.oracle.wind_down(sender=outsider)
+    s.chain.mine(timestamp=hatch.opens_at)
+    s.oracle.wind_down(sender=outsider)
+    assert s.client().escape_hatch().wound_down
 
 
 def test_a_fresh_deployment_cannot_be_wound_down_before_its_first_post(
@@ -85,8 +88,8 @@ def test_a_second_wind_down_reverts(market, outsider, admin):
     tx = s.oracle.wind_down(sender=outsider)
     event = tx.events.filter(s.oracle.WoundDown)[0]
     assert event.caller == outsider.address
-    assert event.last_post == client_of(s).escape_hatch().last_post
-    assert s.oracle.wound_down() and client_of(s).escape_hatch().opens_at is None
+    assert event.last_post == s.client().escape_hatch().last_post
+    assert s.oracle.wound_down() and s.client().escape_hatch().opens_at is None
     with ape.reverts("oracle: wound down"):
         s.oracle.wind_down(sender=admin)
 
@@ -127,11 +130,11 @@ def test_the_escape_delay_is_bounded_and_set_by_the_admin_only(market, admin, ou
     for ok in (DAY, 30 * DAY):
         tx = s.oracle.set_escape_delay(ok, sender=admin)
         assert tx.events.filter(s.oracle.EscapeDelaySet)[0].escape_delay == ok
-        assert client_of(s).escape_hatch().escape_delay == ok
+        assert s.client().escape_hatch().escape_delay == ok
     # the fields packed beside it keep their values
     assert s.oracle.max_age() == max_age
     s.oracle.set_max_age(600, sender=admin)
-    assert client_of(s).escape_hatch().escape_delay == 30 * DAY and s.oracle.max_age() == 600
+    assert s.client().escape_hatch().escape_delay == 30 * DAY and s.oracle.max_age() == 600
 
 
 def test_wound_down_views_report_every_instrument_settled_at_its_last_mark(market, outsider):
@@ -157,7 +160,7 @@ def test_wound_down_views_report_every_instrument_settled_at_its_last_mark(marke
         s.oracle_views.underlying_age(BTC)[1] is False
         and s.oracle_views.asset_age(s.weth)[1] is False
     )
-    market_int = client_of(s).market_int([*ids, never_posted])
+    market_int = s.client().market_int([*ids, never_posted])
     assert market_int.settled == {
         **{i: before[i][0] for i in ids},
         never_posted: 0,
@@ -175,7 +178,7 @@ def test_a_dead_keeper_cannot_trap_funds(
     and the vault's tokens are exactly what is left: the fund's cash and the rounding it keeps."""
     s = liq.s
     lq = liq.liquidator
-    c = client_of(s, lq)
+    c = s.client(lq)
     accounts = (trader, maker, hedger, bystander, liquidator_account)
     units0 = {(a, t): t.balanceOf(a) for a in accounts for t in (s.usdc, s.weth, s.wbtc)}
     vault0 = {t: t.balanceOf(s.engine) for t in (s.usdc, s.weth, s.wbtc)}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offchain.codec import OptionPost
+from offchain.codec import OptionPost, id_fields
 from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import Posted, Quote, batch_by_gas, select_updates
@@ -179,10 +179,10 @@ def bound_quotes(
         if item.underlying not in spots:
             continue
         iid, u = item.arg[0], info[item.underlying]
-        kind = (iid >> 32) & 0xFF
+        code, kind, _, _ = id_fields(iid)
         mark, ra = bound_option(
             kind,
-            code_strike(iid & (2**32 - 1)),
+            code_strike(code),
             spots[item.underlying],
             u.max_deviation,
             u.max_array_ratio,

@@ -12,7 +12,7 @@
 - ``console``: the client for people (names in, records out); ``ape console``'s helpers.
 """
 
-from offchain.sdk.client import AccountState, Client, Deployment, EscapeHatch
+from offchain.sdk.client import AccountState, Client, Deployment, EscapeHatch, PostedBatch
 from offchain.sdk.config import (
     CollateralSpec,
     InstrumentSpec,
@@ -65,6 +65,7 @@ __all__ = [
     "MarginOutcome",
     "MarginReport",
     "MarginStatus",
+    "PostedBatch",
     "SystemConfig",
     "TradePreview",
     "UnderlyingSpec",

@@ -23,7 +23,7 @@ from offchain.margin import AccountInt, Kind
 from offchain.scenarios import PRESETS
 from offchain.sdk.decode import ChainMarket, InstrumentMeta, decode_market
 
-__all__ = ["AccountState", "Client", "Deployment", "EscapeHatch"]
+__all__ = ["AccountState", "Client", "Deployment", "EscapeHatch", "PostedBatch"]
 
 SNAPSHOT_MAX = 32  # RiskOracle.snapshot takes at most 32 instruments / underlyings per call
 ASSETS_MAX = 8
@@ -31,6 +31,9 @@ LOG_CHUNK = 5_000  # blocks per eth_getLogs call
 # RiskOracle's clock word: last post [0, 40) | max_age [40, 80) | escape delay [80, 120) | bit 120
 MASK40 = 2**40 - 1
 WOUND_DOWN_BIT = 1 << 120
+# a post rewrites the clock's last-post time only once it is this old (RiskOracle.CLOCK_STEP)
+CLOCK_STEP = 3_600
+MASK96 = 2**96 - 1
 
 
 @dataclass
@@ -144,12 +147,27 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class PostedBatch:
+    """One oracle batch as it landed (``Client.posted_batches``): options first, then futures,
+    in calldata order."""
+
+    block: int
+    timestamp: int
+    underlyings: list[int]
+    instruments: list[int]
+    assets: list[str]
+
+
+@dataclass(frozen=True)
 class EscapeHatch:
     """The oracle's escape hatch: once no post has landed for longer than ``escape_delay``
     seconds, anyone may call ``RiskOracle.wind_down``; wound down, every position settles at its
-    last mark and trading stops for good."""
+    last mark and trading stops for good. The oracle records the last post to the hour (a post
+    rewrites the time only once it is ``CLOCK_STEP`` old, which saves a storage write per
+    batch), so the hatch opens ``CLOCK_STEP`` after the delay counted from the recorded time:
+    never earlier than ``escape_delay`` after the last post, at most an hour later."""
 
-    last_post: int  # block time of the last post (0: never posted)
+    last_post: int  # block time of the last post recorded (0: never posted)
     escape_delay: int
     wound_down: bool
 
@@ -162,7 +180,7 @@ class EscapeHatch:
         """First block time at which ``wind_down`` is accepted (None: never posted, or done)."""
         if self.wound_down or self.last_post == 0:
             return None
-        return self.last_post + self.escape_delay + 1
+        return self.last_post + self.escape_delay + CLOCK_STEP + 1
 
 
 class Client:
@@ -231,6 +249,11 @@ class Client:
         """Decoded arguments of ``contract``'s ``name`` events in blocks ``[start, stop]``,
         in chain order, read with ``eth_getLogs`` from the node (Ape's event queries clamp
         the range to its own cached head, which can lag behind the keeper's transactions)."""
+        return [dict(log["args"]) for log in self._logs(contract, name, start, stop)]
+
+    def _logs(self, contract: Any, name: str, start: int, stop: int) -> list[Any]:
+        """``contract``'s ``name`` logs in blocks ``[start, stop]`` as web3 decodes them (args,
+        block number, transaction hash), in chain order."""
         if stop < start:
             return []
         key = (contract.address, name)
@@ -247,8 +270,7 @@ class Client:
         out = []
         for lo in range(start, stop + 1, LOG_CHUNK):  # public RPCs cap the range per call
             hi = min(lo + LOG_CHUNK - 1, stop)
-            logs = self._w3_events[key]().get_logs(from_block=lo, to_block=hi)
-            out += [dict(log["args"]) for log in logs]
+            out += self._w3_events[key]().get_logs(from_block=lo, to_block=hi)
         return out
 
     def underlying_params(self, underlying: int) -> Any:
@@ -300,6 +322,33 @@ class Client:
     def settle_expired_calldata(self, instrument: int) -> bytes:
         """``RiskOracle.settle_expired(instrument)``: the chain computes the settlement price."""
         return bytes(self.oracle.settle_expired.encode_input(instrument))
+
+    def posted_batches(self, start: int, stop: int) -> list[PostedBatch]:
+        """Every oracle batch that landed in blocks ``[start, stop]``, in chain order, with the
+        ids it posted: the ``Posted`` event counts them, and the ids come from the
+        transaction's calldata (logging them cost ~420 gas per instrument)."""
+        w3 = self.chain_manager.provider.web3
+        out = []
+        for log in self._logs(self.oracle, "Posted", start, stop):
+            tx = w3.eth.get_transaction(log["transactionHash"])
+            if str(tx["to"]).lower() != str(self.oracle.address).lower():
+                raise ValueError(
+                    f"batch in {log['transactionHash'].hex()} was not sent to the oracle "
+                    "directly: decode its ids from the caller's calldata"
+                )
+            _, args = self.oracle.decode_input(bytes(tx["input"]))
+            ids = [int(o[0]) & MASK96 for o in args["options"]]
+            ids += [int(h) & MASK96 for h in args["futures"]]
+            out.append(
+                PostedBatch(
+                    int(log["blockNumber"]),
+                    int(args["timestamp"]),
+                    [int(u[0]) for u in args["underlyings"]],
+                    ids,
+                    [str(a[0]) for a in args["assets"]],
+                )
+            )
+        return out
 
     def spot_timestamp(self, underlying: int) -> int:
         """Timestamp of the underlying's latest stored spot (0: never posted)."""
