@@ -22,8 +22,9 @@
                  settlement price: an expired instrument settles at its payoff at the
                  time-weighted average of the spots stored over the TWAP_WINDOW before expiry,
                  computed here by anyone's call to `settle_expired`. No external calls.
-                 Escape hatch: when no post has landed for longer than `escape_delay`, anyone
-                 may `wind_down` (irreversible): posts, listings and `settle_expired` revert,
+                 Escape hatch: when no post has landed for longer than `escape_delay` (the
+                 clock records posts to the hour, so up to CLOCK_STEP longer), anyone may
+                 `wind_down` (irreversible): posts, listings and `settle_expired` revert,
                  and `snapshot` reports every listed instrument settled at its last mark with
                  the last underlying and collateral prices fresh for good, so every position
                  settles, insolvent accounts stay liquidatable and every account can exit.
