@@ -209,6 +209,17 @@ def test_stale_oracle_blocks_new_risk_only(market, trader, maker, outsider, fut)
     s.engine.withdraw(s.usdc, 10 * USD, sender=outsider)
 
 
+def test_opening_a_position_in_a_stale_instrument_is_refused_as_stale(market, trader, maker, fut):
+    # with ample margin on both sides, the reason is the stale data, not the margin
+    s = market
+    fund(s, trader, 200_000)
+    fund(s, maker, 200_000)
+    s.sleep(s.oracle.max_age() + 1)
+    assert s.views.trade_preview(trader, fut, WAD, SPOT)[4] == 2
+    with ape.reverts("engine: stale oracle"):
+        s.engine.trade(trader, maker, fut, WAD, SPOT, sender=s.venue)
+
+
 def test_withdraw_is_margin_checked(market, trader, maker, fut):
     s = market
     fund(s, trader, 20_000)

@@ -316,7 +316,7 @@ def test_a_posted_batch_lists_its_options_then_futures(market):
     assert batch.instruments == [s.instruments[k] for k in ("btc-call", "eth-call", "eth-fut")]
     assert (batch.block, batch.timestamp, batch.underlyings, batch.assets) == (
         tx.block_number,
-        ev.timestamp,
+        ev.event_arguments["timestamp"],  # (a log's `.timestamp` is its block's)
         [],
         [],
     )

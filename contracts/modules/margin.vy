@@ -149,7 +149,9 @@ def _trade_outcome(
     b.sizes[idx] = q_old
     eq_before: int256 = 0
     mm_before: int256 = 0
-    eq_before, mm_before, fresh = self._state(b, cash)
+    fresh_before: bool = False
+    # the refusal's reason is the book after the trade: opening a stale instrument is "stale"
+    eq_before, mm_before, fresh_before = self._state(b, cash)
     if mm_after < mm_before and eq_after >= eq_before - 1:
         return eq_after, mm_after, ALLOWED, q_new
     if paused:
