@@ -48,6 +48,7 @@ bench: setup
 	$(PY) -m bench.keeper_round
 	$(PY) -m bench.keeper_state
 	$(PY) -m bench.keeper_sweep
+	$(PY) -m bench.gap_drain
 
 # The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.
 backtest: setup
