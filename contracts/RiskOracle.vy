@@ -145,6 +145,13 @@ struct UnderlyingParams:
     max_array_ratio: uint256
 
 
+# what only the admin sets and `post` never reads (the bounds live in `underlying_bounds`)
+struct UnderlyingListing:
+    grid_id: uint256
+    scenarios: uint256
+    som_rate: uint256
+
+
 struct InstrumentInfo:
     strike: uint256
     contract_size: uint256
@@ -167,10 +174,11 @@ grid_size: public(HashMap[uint256, uint256])
 # reading them costs one EXTCODECOPY instead of an SLOAD per word.
 grid_code: public(HashMap[uint256, address])
 underlying_grid: HashMap[uint256, address]
-underlying_params: public(HashMap[uint256, UnderlyingParams])
+underlying_listing: HashMap[uint256, UnderlyingListing]
 underlying_word: HashMap[uint256, uint256]
-# what `post` checks, in one word: psr_min [0, 64) | psr_max [64, 128) | max_deviation
-# [128, 192) | max_array_ratio [192, 256) (non-zero once listed)
+# what `post` checks, in one word (the only copy; `underlying_params` decodes it): psr_min
+# [0, 64) | psr_max [64, 128) | max_deviation [128, 192) | max_array_ratio [192, 256)
+# (non-zero once listed)
 underlying_bounds: HashMap[uint256, uint256]
 # underlying -> observation index -> packed observation (append-only)
 observations: HashMap[uint256, HashMap[uint256, uint256]]
@@ -247,11 +255,11 @@ def list_underlying(
     roles._only_admin()
     self._live()
     assert underlying != 0 and underlying <= fp.MAX_UNDERLYING_ID, "oracle: bad underlying id"
-    assert self.underlying_params[underlying].scenarios == 0, "oracle: underlying exists"
+    assert self.underlying_listing[underlying].scenarios == 0, "oracle: underlying exists"
     n: uint256 = self.grid_size[grid_id]
     assert n != 0, "oracle: unknown grid"
-    self.underlying_params[underlying].grid_id = grid_id
-    self.underlying_params[underlying].scenarios = n
+    self.underlying_listing[underlying].grid_id = grid_id
+    self.underlying_listing[underlying].scenarios = n
     self.underlying_grid[underlying] = self.grid_code[grid_id]
     # the scenario count also lives in the state word, read by `snapshot` in the same SLOAD
     self.underlying_word[underlying] = n << N_SHIFT
@@ -278,7 +286,7 @@ def set_underlying_params(
     @param max_array_ratio Bound on |risk array entry| / spot (WAD).
     """
     roles._only_admin()
-    assert self.underlying_params[underlying].scenarios != 0, "oracle: unknown underlying"
+    assert self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying"
     self._set_underlying_params(underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio)
 
 
@@ -301,7 +309,7 @@ def list_instrument(
     """
     roles._only_admin()
     self._live()
-    assert self.underlying_params[underlying].scenarios != 0, "oracle: unknown underlying"
+    assert self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying"
     assert kind <= fp.KIND_PUT, "oracle: bad kind"
     assert expiry > block.timestamp and expiry <= fp.MASK40, "oracle: bad expiry"
     assert contract_size != 0 and contract_size <= MAX_CONTRACT_SIZE, "oracle: bad contract size"
@@ -724,7 +732,7 @@ def snapshot(
     for u: uint256 in underlyings:
         w: uint256 = self.underlying_word[u]
         uw.append(
-            [w, (w >> N_SHIFT) & 255, self.underlying_params[u].som_rate]
+            [w, (w >> N_SHIFT) & 255, self.underlying_listing[u].som_rate]
         )
     iw: DynArray[uint256[3], 32] = []
     max_age_: uint256 = self._max_age()
@@ -747,7 +755,7 @@ def snapshot(
                         n = uw[k][1]
                         break
                 if n == 0:
-                    n = self.underlying_params[und].scenarios
+                    n = self.underlying_listing[und].scenarios
                 if n > fp.SLOT0_ENTRIES:
                     words[1] = self.instrument_words[i][1]
                 if n > fp.SLOT0_ENTRIES + fp.SLOT_ENTRIES:
@@ -776,6 +784,25 @@ def observation(underlying: uint256, k: uint256) -> (uint256, uint256):
     """
     w: uint256 = self.observations[underlying][k]
     return w & fp.MASK40, (w >> OBS_SPOT_SHIFT) & fp.MASK96
+
+
+@view
+@external
+def underlying_params(underlying: uint256) -> UnderlyingParams:
+    """
+    @notice An underlying's grid, scenario count and bounded parameters (all zero if unlisted).
+    """
+    listing: UnderlyingListing = self.underlying_listing[underlying]
+    bounds: uint256 = self.underlying_bounds[underlying]
+    return UnderlyingParams(
+        grid_id=listing.grid_id,
+        scenarios=listing.scenarios,
+        psr_min=bounds & fp.MASK64,
+        psr_max=(bounds >> 64) & fp.MASK64,
+        som_rate=listing.som_rate,
+        max_deviation=(bounds >> 128) & fp.MASK64,
+        max_array_ratio=bounds >> 192,
+    )
 
 
 @view
@@ -832,11 +859,7 @@ def _set_underlying_params(
     assert som_rate <= MAX_SOM_RATE, "oracle: som_rate out of bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
     assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
-    self.underlying_params[underlying].psr_min = psr_min
-    self.underlying_params[underlying].psr_max = psr_max
-    self.underlying_params[underlying].som_rate = som_rate
-    self.underlying_params[underlying].max_deviation = max_deviation
-    self.underlying_params[underlying].max_array_ratio = max_array_ratio
+    self.underlying_listing[underlying].som_rate = som_rate
     self.underlying_bounds[underlying] = (
         psr_min | (psr_max << 64) | (max_deviation << 128) | (max_array_ratio << 192)
     )
