@@ -55,7 +55,7 @@ backtest: setup
 	$(PY) -m offchain backtest --out out/backtest
 
 efficiency: setup
-	$(PY) -m offchain efficiency
+	$(PY) -m offchain efficiency --write
 
 # Contract checks: sizes; one global re-entrancy lock wherever a contract calls out;
 # vyper-guard findings against the reviewed baseline (docs/security.md). No tracked file may

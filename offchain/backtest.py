@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +32,7 @@ from scipy.special import xlogy
 from offchain.calibration import CalibrationParams, psr_series
 from offchain.data import PriceSeries
 from offchain.margin import Kind, MarketArrays, margin_of_accounts
+from offchain.params import margin_params
 from offchain.pricing import black76_delta
 from offchain.risk_arrays import Instruments, MarketState, marks, risk_arrays
 from offchain.scenarios import CRYPTO_35, ScenarioGrid
@@ -248,10 +249,11 @@ def iv_proxy(sigma_daily: np.ndarray | float, premium: float) -> np.ndarray | fl
 class BacktestConfig:
     """Everything a backtest run depends on besides the price data."""
 
-    calibration: CalibrationParams = CalibrationParams()
+    calibration: CalibrationParams = field(default_factory=CalibrationParams)
     iv_premium: float = 1.10
-    som_rate: float = 0.01
-    im_factor: float = 1.25
+    # the parameter set's short-option minimum and IM factor (params/margin.json)
+    som_rate: float = field(default_factory=lambda: float(margin_params().som_rate))
+    im_factor: float = field(default_factory=lambda: float(margin_params().im_factor))
     grid: ScenarioGrid = CRYPTO_35
     in_sample_end: str = "2021-12-31"
     starts: tuple[tuple[str, str], ...] = (("ETH", "2015-09-01"),)

@@ -42,6 +42,7 @@ from offchain.liquidation import (
 )
 from offchain.margin import AccountInt, InstrumentInt, MarketInt, account_margin_int
 from offchain.oracle_bounds import bound_option
+from offchain.params import margin_params
 from offchain.risk_arrays import Instruments, MarketState, market_int, risk_arrays_wad
 from offchain.scenarios import CRYPTO_35
 
@@ -64,8 +65,10 @@ __all__ = [
 
 START, END = "2020-03-05", "2020-03-20"
 EXPIRY = int(datetime(2020, 3, 27, 8, tzinfo=UTC).timestamp())
+#: A fixed stress PSR (the March 2020 study's scan range, not a calibrated one).
 PSR = 0.16
-SOM_RATE = 0.10
+#: The parameter set's short-option minimum (params/margin.json).
+SOM_RATE = float(margin_params().som_rate)
 # the oracle's bounds on posts (WAD): deviation cap per cap period, |array| / spot
 MAX_DEVIATION = WAD // 2
 MAX_ARRAY_RATIO = 2 * WAD
