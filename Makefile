@@ -52,7 +52,7 @@ bench: setup
 
 # The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.
 backtest: setup
-	$(PY) -m offchain backtest --out out/backtest
+	$(PY) -m offchain backtest --out out/backtest --write
 
 efficiency: setup
 	$(PY) -m offchain efficiency --write

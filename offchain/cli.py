@@ -322,6 +322,11 @@ def cli() -> None:
     help="Short-option minimum per short option, fraction of spot [params/margin.json].",
 )
 @click.option("--no-charts", is_flag=True, help="Skip the PNG charts.")
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Also replace the backtest tables and the basis stress table of docs/backtest-results.md.",
+)
 def backtest(
     out_dir: Path,
     data_dir: Path | None,
@@ -332,6 +337,7 @@ def backtest(
     iv_premium: float,
     som_rate: float | None,
     no_charts: bool,
+    write: bool,
 ) -> None:
     """Backtest the margin model on the price history; write report.md and charts."""
     from rich.progress import Progress
@@ -376,6 +382,12 @@ def backtest(
     argv = " ".join(["python -m offchain", *sys.argv[1:]]) if sys.argv[1:] else None
     report = write_report(out_dir, runs, eff, charts=not no_charts, command=argv)
     click.echo(f"wrote {report}")
+    if write:
+        from offchain.report import efficiency_points, write_backtest_sections
+
+        points = efficiency_points(series, configs[0])
+        for path in write_backtest_sections(runs, points, float(margin_params().basis)):
+            click.echo(f"wrote {path}")
 
 
 @cli.command()
