@@ -25,14 +25,17 @@ from offchain.capital_efficiency import (
 from offchain.data import PriceSeries
 
 __all__ = [
+    "backtest_doc_section",
     "backtest_markdown",
+    "basis_doc_section",
     "efficiency_doc_section",
     "efficiency_markdown",
     "efficiency_points",
     "efficiency_readme_section",
     "efficiency_rows",
-    "write_efficiency_sections",
     "plot_run",
+    "write_backtest_sections",
+    "write_efficiency_sections",
     "write_report",
 ]
 

@@ -141,3 +141,18 @@ def test_readme_efficiency_numbers_are_the_ones_make_efficiency_prints():
         assert found is not None, path
         assert found.group(0).strip() == f"## {EFFICIENCY_TITLE}\n\n{body.strip()}", path
     assert f"short-option minimum {config.som_rate:.0%} of spot" in expected[REPO / "README.md"]
+
+
+def test_the_basis_stress_table_is_the_one_make_backtest_writes():
+    """docs/backtest-results.md's basis stress section is what ``make backtest`` writes from the
+    parameter set's basis at the capital-efficiency market state."""
+    from bench.doc import _section
+    from offchain.backtest import BacktestConfig
+    from offchain.data import load_backtest_series
+    from offchain.report import BASIS_TITLE, basis_doc_section, efficiency_points
+
+    points = efficiency_points([load_backtest_series(a) for a in ("BTC", "ETH")], BacktestConfig())
+    body = basis_doc_section(points, float(margin_params().basis))
+    found = _section(BASIS_TITLE).search((REPO / "docs" / "backtest-results.md").read_text())
+    assert found is not None
+    assert found.group(0).strip() == f"## {BASIS_TITLE}\n\n{body.strip()}"
