@@ -71,6 +71,29 @@ def test_weth_vs_usdc_at_equal_equity(linked, accounts, admin, maker, chain_snap
             assert health_weth > health_usdc
 
 
+def test_the_sdk_reference_values_the_leg_as_the_engine(
+    linked, accounts, admin, maker, chain_snapshot
+):
+    """`Client.market_int` reads the link and the grid: its integer reference equals
+    `account_state` to the wei for WETH under short ETH puts and calls."""
+    s = linked
+    with chain_snapshot():
+        client = s.client()
+        for k, option in ((8, "eth-put"), (9, "eth-call")):
+            _short_ten(s, accounts[k], s.instruments[option], True, admin, maker)
+        market = client.market_int()
+        for k in (8, 9):
+            ref = market.account_margin(market.account(*client.account_raw(accounts[k])))
+            state = s.engine.account_state(accounts[k])
+            assert (ref.equity, ref.initial_margin, ref.maintenance_margin) == (
+                state.equity,
+                state.initial_margin,
+                state.maintenance_margin,
+            )
+        assert client.asset_links() == {s.weth.address: ETH}
+        assert client.grid_of(ETH) == s.grids[ETH]
+
+
 def test_weth_without_eth_positions_adds_no_margin(linked, accounts, admin, maker, chain_snapshot):
     """WETH under a BTC position only: the BTC scan alone, as for USDC."""
     s = linked
@@ -120,15 +143,11 @@ def test_linking_refuses_hostile_inputs(linked, project, admin, outsider, chain_
         tx = ea.link_collateral(s.wbtc, BTC, sender=admin)
         assert ea.asset_underlying(s.wbtc) == BTC and ea.linked_assets() == 2
         assert [(e.asset, e.underlying) for e in tx.events] == [(s.wbtc.address, BTC)]
-        # at most four linked assets
-        for k in range(3):
-            token = admin.deploy(project.MockERC20, f"W{k}", f"W{k}", 18)
-            with ape.reverts("engine: asset not listed"):
-                ea.link_collateral(token, ETH, sender=admin)
-            s.oracle.list_asset(token, WAD // 2, sender=admin)
-            ea.list_collateral(token, HAIRCUT_WETH, 10**24, sender=admin)
-            if k < 2:
-                ea.link_collateral(token, ETH, sender=admin)
-            else:
-                with ape.reverts("engine: too many linked assets"):
-                    ea.link_collateral(token, ETH, sender=admin)
+        # at most two linked assets
+        token = admin.deploy(project.MockERC20, "W3", "W3", 18)
+        with ape.reverts("engine: asset not listed"):
+            ea.link_collateral(token, ETH, sender=admin)
+        s.oracle.list_asset(token, WAD // 2, sender=admin)
+        ea.list_collateral(token, HAIRCUT_WETH, 10**24, sender=admin)
+        with ape.reverts("engine: too many linked assets"):
+            ea.link_collateral(token, ETH, sender=admin)

@@ -50,7 +50,7 @@ MAX_POSITIONS: constant(uint256) = 32
 # Maximum number of listed non-cash collateral assets (and per account).
 MAX_ASSETS: constant(uint256) = 8
 # Maximum number of collateral assets linked to an underlying (docs/fixed-point.md §5.1).
-MAX_LINKED: constant(uint256) = 4
+MAX_LINKED: constant(uint256) = 2
 
 
 @internal
