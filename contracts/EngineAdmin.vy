@@ -55,6 +55,9 @@ engine: public(IMarginEngine)
 oracle: public(IRiskOracle)
 # account => venue => allowed to book trades for the account
 authorised: public(HashMap[address, HashMap[address, bool]])
+# the underlying a collateral asset is linked to (0: none), and how many are (<= MAX_LINKED)
+asset_underlying: public(HashMap[address, uint256])
+linked_assets: public(uint256)
 
 
 @deploy
@@ -143,6 +146,36 @@ def list_collateral(asset: address, haircut: uint256, deposit_cap: uint256):
     log IMarginEngine.CollateralListed(
         asset=asset, haircut=haircut, deposit_cap=deposit_cap, decimals=18 - self._log10(scale)
     )
+
+
+@external
+def link_collateral(asset: address, underlying: uint256):
+    """
+    @notice Link a listed collateral asset to an underlying, for good: it then moves with that
+            underlying's scenario price in the scan while an account holds a position on it
+            (docs/fixed-point.md §5.1). For 1:1 wrappers (WETH to ETH): a depeg is the
+            haircut's job.
+    @param asset A listed non-cash collateral asset.
+    @param underlying A listed underlying.
+    """
+    roles._only_admin()
+    self._bound()
+    e: IMarginEngine = self.engine
+    assert not self._is_system_contract(asset), "engine: system address"
+    assert staticcall e.asset_index(asset) != 0, "engine: asset not listed"
+    assert self.asset_underlying[asset] == 0, "engine: asset already linked"
+    assert self.linked_assets < fp.MAX_LINKED, "engine: too many linked assets"
+    iw: DynArray[uint256[3], 32] = []
+    uw: DynArray[uint256[3], 32] = []
+    aw: DynArray[uint256, 8] = []
+    age: uint256 = 0
+    # an unlisted id (0 and above 65535 included) has no scenario count
+    iw, uw, aw, age = staticcall self.oracle.snapshot([], [underlying], [])
+    assert uw[0][1] != 0, "engine: unknown underlying"
+    self.linked_assets += 1
+    self.asset_underlying[asset] = underlying
+    extcall e.apply_link(asset, underlying)
+    log IMarginEngine.CollateralLinked(asset=asset, underlying=underlying)
 
 
 @external

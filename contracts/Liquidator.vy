@@ -188,6 +188,9 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
             holding: margin.Holding = taker.holdings[at]
             before: int256 = fp.collateral_value(holding.balance, holding.scale, holding.haircut, holding.price)
             holding.balance += plan.sold[slot]
+            for k: uint256 in range(fp.MAX_LINKED):
+                if (taker.book.legs[k][0] >> 16) & 255 == at:
+                    taker.book.legs[k][0] = (taker.book.legs[k][0] & fp.MASK32) | (holding.balance * holding.scale << 32)
             taker.book.collateral += (
                 fp.collateral_value(holding.balance, holding.scale, holding.haircut, holding.price) - before
             )

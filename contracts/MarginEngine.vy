@@ -125,6 +125,15 @@ def apply_collateral(asset: address, haircut: uint256, deposit_cap: uint256, sca
 
 
 @external
+def apply_link(asset: address, underlying: uint256):
+    """
+    @notice EngineAdmin hook: `asset` moves with `underlying` in the scan, for good.
+    """
+    self._only_engine_admin()
+    vault.asset_underlying[asset] = underlying
+
+
+@external
 def apply_instrument_limits(instrument: uint256, open_interest_cap_: uint256, position_limit_: uint256):
     """
     @notice EngineAdmin hook: the open-interest cap and per-account size limit of `instrument`.

@@ -53,7 +53,7 @@ def worst_scenarios(account: address) -> DynArray[portfolio.UnderlyingRisk, fp.M
     @param account The account.
     """
     book: margin.Book = (staticcall engine.margin_inputs(account, [], [], False, False)).book
-    return portfolio._details(book.ids, book.sizes, book.iw, book.unds, book.uw)
+    return portfolio._details(book.ids, book.sizes, book.iw, book.unds, book.uw, book.legs)
 
 
 @view
@@ -122,13 +122,18 @@ def withdraw_preview(account: address, asset: address, amount: uint256) -> (int2
         book.collateral = 0
         book.min_timestamp = max_value(uint256)
         found: bool = False
-        for holding: margin.Holding in inputs.holdings:
+        for n: uint256 in range(len(inputs.holdings), bound=fp.MAX_ASSETS):
+            holding: margin.Holding = inputs.holdings[n]
             left: uint256 = holding.balance
             if holding.asset == asset:
                 if left < amount:
                     return 0, 0, 0, False, margin.DENIED_BALANCE
                 left -= amount
                 found = True
+                # its spot leg shrinks with it (docs/fixed-point.md §5.1)
+                for k: uint256 in range(fp.MAX_LINKED):
+                    if (book.legs[k][0] >> 16) & 255 == n:
+                        book.legs[k][0] = (book.legs[k][0] & fp.MASK32) | (left * holding.scale << 32)
             if left != 0:
                 book.collateral += fp.collateral_value(left, holding.scale, holding.haircut, holding.price)
                 book.min_timestamp = min(book.min_timestamp, holding.stamp)

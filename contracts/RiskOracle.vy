@@ -807,6 +807,36 @@ def underlying_params(underlying: uint256) -> UnderlyingParams:
 
 @view
 @external
+def spot_leg(underlying: uint256, price: uint256) -> uint256[4]:
+    """
+    @notice The encoded array of one long unit of spot priced `price` (< 2**96) on
+            `underlying` at its latest psr: a future's array at mark `price` (docs/fixed-point.md
+            §3, §5.1), as [e, entries 0..15, 16..31, 32..38], entry s (int16) in lane s % 16 of
+            word 1 + s // 16. Reverts before the underlying's first spot.
+    """
+    n: uint256 = 0
+    dev: uint256 = 0
+    lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
+    up: uint256 = 0
+    down: uint256 = 0
+    n, dev, lin, up, down = self._future_context(underlying)
+    # the exponent and offset-binary entries of the futures loop in `post`
+    top: uint256 = price * up // fp.WAD
+    if down != 0:
+        top = max(top, (price * down - 1) // fp.WAD)
+    e: uint256 = self._bitlen(top)
+    e = unsafe_sub(e, min(e, 15))
+    d: uint256 = fp.WAD << e
+    bias: uint256 = d << 15
+    out: uint256[4] = [e, 0, 0, 0]
+    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+        entry: uint256 = unsafe_div(unsafe_add(unsafe_mul(price, lin[s]), bias), d) ^ 2**15
+        out[1 + (s >> 4)] |= entry << ((s & 15) << 4)
+    return out
+
+
+@view
+@external
 def instrument_word(instrument: uint256, k: uint256) -> uint256:
     """
     @notice Raw storage word k (0..2) of an instrument (layout in docs/contracts.md).

@@ -18,14 +18,22 @@ File formats (JSON; documented with examples in ``examples/`` and ``docs/methodo
         {"id": "ETH-FEB26-F", "underlying": "ETH", "kind": "future", "expiry": "2026-02-04"},
         {"id": "ETH-FEB26-C3400", "underlying": "ETH", "kind": "call", "strike": 3400,
          "expiry": "2026-02-04T08:00:00Z", "iv": 0.52}           iv optional (else the smile)
-      ]
+      ],
+      "collateral": [                              optional
+        {"symbol": "WETH", "underlying": "ETH", "haircut": 0.2, "price": 3139.06}
+      ]                                            price optional (the underlying's spot)
     }
+
+A collateral asset moves 1:1 with its underlying in that underlying's scan while the portfolio
+holds a position on it (a long spot leg, docs/fixed-point.md §5.1); equity counts it at
+``price * (1 - haircut)``.
 
 *Portfolio file* (``examples/portfolio.json``)::
 
     {"market": "market.json",                      path relative to this file
      "cash": 20000,                                USD, optional
-     "positions": [{"instrument": "ETH-FEB26-C3400", "size": -10}, ...]}
+     "positions": [{"instrument": "ETH-FEB26-C3400", "size": -10}, ...],
+     "collateral": {"WETH": 30}}                   token units, optional
 
 Every problem with a file is reported as one line naming the file and the field
 (``examples/market.json: instruments[2].strike: must be a number > 0``; an unknown key names the
@@ -38,7 +46,7 @@ import csv
 import io
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +54,7 @@ import click
 import numpy as np
 
 from offchain.data import InputError
-from offchain.errors import OneLineGroup
+from offchain.errors import OneLineGroup, did_you_mean
 from offchain.jsonfields import Fields, read_json
 from offchain.params import margin_params
 from offchain.paths import data_dir as data_folder
@@ -76,22 +84,38 @@ class LoadedMarket:
     psr: np.ndarray
     som_rate: np.ndarray
     im_factor: float
+    # collateral assets: symbol, underlying index, price, haircut (one row each)
+    collateral: tuple[str, ...] = ()
+    collateral_underlying: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    collateral_price: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    haircut: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
 class Portfolio:
-    """A portfolio file: signed sizes per instrument row of its market, and cash."""
+    """A portfolio file: signed sizes per instrument row of its market, cash and collateral
+    amounts per collateral row of its market."""
 
     path: Path
     market: LoadedMarket
     sizes: np.ndarray
     cash: float
+    collateral: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-MARKET_KEYS = ("valuation_time", "rate", "grid", "im_factor", "underlyings", "instruments")
+MARKET_KEYS = (
+    "valuation_time",
+    "rate",
+    "grid",
+    "im_factor",
+    "underlyings",
+    "instruments",
+    "collateral",
+)
+COLLATERAL_KEYS = ("symbol", "underlying", "haircut", "price")
 UNDERLYING_KEYS = ("name", "spot", "psr", "atm_vol", "skew", "som_rate")
 INSTRUMENT_KEYS = ("id", "underlying", "kind", "strike", "expiry", "iv")
-PORTFOLIO_KEYS = ("market", "cash", "positions")
+PORTFOLIO_KEYS = ("market", "cash", "positions", "collateral")
 POSITION_KEYS = ("instrument", "size")
 
 
@@ -163,6 +187,25 @@ def load_market(path: str | Path) -> LoadedMarket:
         expiry.append(exp)
         iv.append(f.number("iv", lo=0.0, strict=True) if is_opt and "iv" in item else np.nan)
 
+    symbols: list[str] = []
+    c_und, c_price, c_haircut = [], [], []
+    for i, item in enumerate(top.items("collateral") if top.has("collateral") else []):
+        f = Fields(path, f"collateral[{i}]", item, COLLATERAL_KEYS)
+        symbol = f.text("symbol")
+        if symbol in symbols:
+            raise f.fail("symbol", f"duplicate collateral {symbol!r}")
+        symbols.append(symbol)
+        u_name = f.text("underlying")
+        if u_name not in names:
+            hint = did_you_mean(u_name, names) or f" (one of {', '.join(names)})"
+            raise f.fail("underlying", f"unknown underlying {u_name!r}{hint}")
+        c_und.append(names.index(u_name))
+        haircut = f.number("haircut", lo=0.0)
+        if haircut >= 1.0:
+            raise f.fail("haircut", f"must be a fraction in [0, 1), got {haircut:g}")
+        c_haircut.append(haircut)
+        c_price.append(f.number("price", spot[names.index(u_name)], lo=0.0, strict=True))
+
     try:
         ins = Instruments(
             np.array(und, dtype=np.int64),
@@ -179,7 +222,19 @@ def load_market(path: str | Path) -> LoadedMarket:
     except ValueError as err:
         raise InputError(path, "", str(err)) from None
     return LoadedMarket(
-        path, tuple(names), tuple(ids), ins, state, grid, np.array(psr), np.array(som), im_factor
+        path,
+        tuple(names),
+        tuple(ids),
+        ins,
+        state,
+        grid,
+        np.array(psr),
+        np.array(som),
+        im_factor,
+        tuple(symbols),
+        np.array(c_und, dtype=np.int64),
+        np.array(c_price, dtype=np.float64),
+        np.array(c_haircut, dtype=np.float64),
     )
 
 
@@ -199,7 +254,23 @@ def load_portfolio(path: str | Path, market: str | Path | None = None) -> Portfo
             raise f.fail("instrument", f"not in {loaded.path}: {ident!r}")
         sizes[loaded.ids.index(ident)] += f.number("size")
     cash = top.number("cash", 0.0)
-    return Portfolio(path, loaded, sizes, cash)
+    amounts = np.zeros(len(loaded.collateral))
+    held = top.raw("collateral", {})
+    if not isinstance(held, dict):
+        raise top.fail("collateral", 'must be an object of amounts, e.g. {"WETH": 30}')
+    for symbol, amount in held.items():
+        if symbol not in loaded.collateral:
+            listed = loaded.collateral
+            hint = did_you_mean(symbol, listed) or (
+                f" (one of {', '.join(listed)})" if listed else " (its market lists none)"
+            )
+            raise top.fail("collateral", f"unknown collateral {symbol!r}{hint}")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount >= 0:
+            raise top.fail("collateral", f"{symbol}: must be a number >= 0, got {amount!r}")
+        if not np.isfinite(amount):
+            raise top.fail("collateral", f"{symbol}: must be finite, got {amount!r}")
+        amounts[loaded.collateral.index(symbol)] = float(amount)
+    return Portfolio(path, loaded, sizes, cash, amounts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,12 +291,25 @@ def market_risk_arrays(m: LoadedMarket) -> np.ndarray:
 def what_if(p: Portfolio) -> dict[str, Any]:
     """Per-underlying scenario losses, scan, SOM, risk; MM, IM, equity, health (float model)."""
     from offchain.margin import margin_of_accounts, scenario_losses
-    from offchain.risk_arrays import market_arrays
+    from offchain.risk_arrays import market_arrays, spot_leg_arrays
 
     m = p.market
     arrays = market_risk_arrays(m)
-    ma = market_arrays(m.instruments, m.state, arrays, m.som_rate)
-    state = margin_of_accounts(p.sizes[None, :], ma, cash=np.array([p.cash]), im_factor=m.im_factor)
+    legs = spot_leg_arrays(m.collateral_price, m.collateral_underlying, m.grid, m.psr)
+    ma = replace(
+        market_arrays(m.instruments, m.state, arrays, m.som_rate),
+        collateral_price=m.collateral_price,
+        haircut=m.haircut,
+        collateral_underlying=m.collateral_underlying,
+        collateral_arrays=legs,
+    )
+    state = margin_of_accounts(
+        p.sizes[None, :],
+        ma,
+        cash=np.array([p.cash]),
+        collateral=p.collateral[None, :],
+        im_factor=m.im_factor,
+    )
     labels = [sc.label for sc in m.grid.scenarios]
     out: dict[str, Any] = {"underlyings": []}
     for u, name in enumerate(m.names):
@@ -233,6 +317,9 @@ def what_if(p: Portfolio) -> dict[str, Any]:
         if not on_u.any():
             continue
         losses = scenario_losses(p.sizes, ma, u)
+        # the collateral moving with u (a long spot leg)
+        on_c = m.collateral_underlying == u
+        losses = losses - p.collateral[on_c] @ legs[on_c, : losses.shape[0]]
         worst = int(state.worst_scenario[0, u])
         out["underlyings"].append(
             {
@@ -247,6 +334,18 @@ def what_if(p: Portfolio) -> dict[str, Any]:
                 "risk": float(state.risk[0, u]),
             }
         )
+    out["collateral"] = [
+        {
+            "symbol": symbol,
+            "underlying": m.names[int(m.collateral_underlying[c])],
+            "amount": float(p.collateral[c]),
+            "price": float(m.collateral_price[c]),
+            "haircut": float(m.haircut[c]),
+            "value": float(p.collateral[c] * m.collateral_price[c] * (1.0 - m.haircut[c])),
+        }
+        for c, symbol in enumerate(m.collateral)
+        if p.collateral[c]
+    ]
     out.update(
         maintenance_margin=float(state.maintenance_margin[0]),
         initial_margin=float(state.initial_margin[0]),

@@ -182,6 +182,13 @@ def decode_risk_array(e: int, entries: Sequence[int]) -> list[int]:
     return out
 
 
+def scenario_lin_wad(c: Sequence[int], psr: int) -> list[int]:
+    """``lin[s] = div_floor(c[s] * psr, WAD)`` (§3): the scenario move of one unit of spot per
+    unit of price, the oracle's ``linear_coefficients`` view and the base of a linked
+    collateral's spot leg (§5.1)."""
+    return [div_floor(_check_int("c[s]", cs) * _check_int("psr", psr), WAD) for cs in c]
+
+
 def futures_risk_array_wad(mark: int, c: Sequence[int], psr: int) -> list[int]:
     """Risk array of one long future computed on-chain from its mark (§3).
 

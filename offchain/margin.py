@@ -49,6 +49,7 @@ __all__ = [
     "AccountInt",
     "UnderlyingRisk",
     "AccountMarginInt",
+    "collateral_legs",
     "equity_int",
     "underlying_risk_int",
     "account_margin_int",
@@ -151,30 +152,72 @@ class InstrumentInt:
 
 @dataclass(frozen=True)
 class UnderlyingInt:
-    """Per-underlying oracle state: spot (WAD), short-option-minimum rate (WAD), grid size."""
+    """Per-underlying oracle state: spot (WAD), short-option-minimum rate (WAD), grid size and,
+    for underlyings with linked collateral, ``lin[s] = div_floor(c[s] * psr, WAD)`` (§3, §5.1)."""
 
     spot: int
     som_rate: int
     n_scenarios: int
+    lin: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _in_range("spot", self.spot, 0, MAX_PRICE - 1)
         _in_range("som_rate", self.som_rate, 0, WAD)
         _in_range("n_scenarios", self.n_scenarios, 1, MAX_SCENARIOS)
+        lin = tuple(_in_range("lin[s]", v, -(2**63), 2**63 - 1) for v in self.lin)
+        if lin and len(lin) != self.n_scenarios:
+            raise ValueError(f"lin must hold {self.n_scenarios} values, got {len(lin)}")
+        object.__setattr__(self, "lin", lin)
 
 
 @dataclass(frozen=True)
 class CollateralInt:
-    """Non-cash collateral asset: price (WAD), haircut (WAD, <= WAD), token decimals (<= 18)."""
+    """Non-cash collateral asset: price (WAD), haircut (WAD, <= WAD), token decimals (<= 18)
+    and the underlying it is linked to (§5.1; ``None``: valued by §4 only)."""
 
     price: int
     haircut: int
     decimals: int
+    underlying: int | None = None
 
     def __post_init__(self) -> None:
         _in_range("price", self.price, 0, MAX_PRICE - 1)
         _in_range("haircut", self.haircut, 0, WAD)
         _in_range("decimals", self.decimals, 0, 18)
+        if self.underlying is not None:
+            _int("underlying", self.underlying)
+
+    def leg(self, und: UnderlyingInt) -> InstrumentInt:
+        """The asset's spot leg (§5.1): a future at mark ``price > 0`` on ``und``'s ``lin``."""
+        if len(und.lin) != und.n_scenarios:
+            raise ValueError(f"underlying {self.underlying}: lin is needed for linked collateral")
+        ra = [div_floor(self.price * v, WAD) for v in und.lin]
+        return InstrumentInt.from_wad_array(self.underlying, Kind.FUTURE, self.price, ra)
+
+
+def collateral_legs(
+    collateral: Mapping[int, int], market: MarketInt, held: set[int] | Mapping
+) -> dict[int, list[tuple[InstrumentInt, int]]]:
+    """Spot legs (§5.1) of the linked assets in ``collateral`` whose underlying is in ``held``:
+    ``{underlying: [(leg, amount_wad)]}``. A zero price or amount adds nothing and is left out.
+
+    Raises:
+        ValueError: an unknown asset, or a linked underlying without ``lin``.
+    """
+    out: dict[int, list[tuple[InstrumentInt, int]]] = {}
+    for i, amount in collateral.items():
+        col = market.collaterals.get(i)
+        if col is None:
+            raise ValueError(f"collateral[{i}]: unknown collateral asset")
+        if col.underlying is None or col.underlying not in held or amount == 0 or col.price == 0:
+            continue
+        und = market.underlyings.get(col.underlying)
+        if und is None:
+            raise ValueError(f"collateral[{i}]: unknown underlying {col.underlying}")
+        out.setdefault(col.underlying, []).append(
+            (col.leg(und), amount * 10 ** (18 - col.decimals))
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -274,9 +317,13 @@ def equity_int(account: AccountInt, market: MarketInt) -> int:
 
 
 def underlying_risk_int(
-    positions: Mapping[int, int], market: MarketInt, underlying: int
+    positions: Mapping[int, int],
+    market: MarketInt,
+    underlying: int,
+    collateral: Mapping[int, int] | None = None,
 ) -> UnderlyingRisk:
-    """Margin terms of one underlying (§5) for the positions held on it.
+    """Margin terms of one underlying (§5) for the positions held on it, plus the spot legs of
+    the linked ``collateral`` (§5.1) when a position is held on it.
 
     ``acc[s] = sum_j q_j * entry_j[s] * 2**e_j``; ``loss[s] = div_ceil(-acc[s], WAD)``;
     ``worst = max_s loss[s]`` (first scenario attaining it);
@@ -298,6 +345,8 @@ def underlying_risk_int(
             raise ValueError(f"positions[{j}]: unknown instrument")
         if ins.underlying == underlying and q != 0:
             legs.append((ins, q))
+    if legs and collateral:
+        legs += collateral_legs(collateral, market, {underlying}).get(underlying, [])
     return _underlying_risk(legs, und)
 
 
@@ -329,7 +378,8 @@ def _underlying_risk(legs: list[tuple[InstrumentInt, int]], und: UnderlyingInt) 
 def account_margin_int(account: AccountInt, market: MarketInt, im_factor: int) -> AccountMarginInt:
     """Equity, MM, IM and per-underlying terms of one account, exactly as the contracts compute.
 
-    ``MM = sum_u risk_u`` over the underlyings the account holds a non-zero position on;
+    ``MM = sum_u risk_u`` over the underlyings the account holds a non-zero position on, each
+    with the spot legs of the linked collateral held (§5.1);
     ``IM = div_ceil(MM * im_factor, WAD)``; see ``underlying_risk_int`` and ``equity_int``.
 
     Args:
@@ -350,6 +400,8 @@ def account_margin_int(account: AccountInt, market: MarketInt, im_factor: int) -
             raise ValueError(f"positions[{j}]: unknown instrument")
         if q != 0:
             legs.setdefault(ins.underlying, []).append((ins, q))
+    for u, extra in collateral_legs(account.collateral, market, legs).items():
+        legs[u] += extra
     per_u = {u: _underlying_risk(legs[u], market.underlyings[u]) for u in sorted(legs)}
     mm = _int256("MM", sum(r.risk for r in per_u.values()))
     im = div_ceil(_int256("MM * im_factor", mm * im_factor), WAD)
@@ -416,6 +468,10 @@ class MarketArrays:
         n_scenarios: (U,) scenarios per underlying (default: all ``S``).
         collateral_price: (C,) price per collateral unit.
         haircut: (C,) haircut in ``[0, 1]``.
+        collateral_underlying: (C,) underlying index a collateral is linked to, -1 if none
+            (docs/fixed-point.md §5.1; default: none linked).
+        collateral_arrays: (C, S) value change of one collateral unit per scenario, a future at
+            mark ``collateral_price`` (rows of unlinked collateral unused; default zero).
     """
 
     underlying: np.ndarray
@@ -427,6 +483,8 @@ class MarketArrays:
     n_scenarios: np.ndarray | None = None
     collateral_price: np.ndarray = field(default_factory=lambda: np.zeros(0))
     haircut: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    collateral_underlying: np.ndarray | None = None
+    collateral_arrays: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ra = np.asarray(self.risk_arrays, dtype=np.float64)
@@ -459,6 +517,23 @@ class MarketArrays:
         hc = _float_vector("haircut", self.haircut, price.shape[0])
         if np.any(hc < 0) or np.any(hc > 1):
             raise ValueError("haircut must lie in [0, 1]")
+        n_col = price.shape[0]
+        cu = (
+            np.full(n_col, -1, dtype=np.int64)
+            if self.collateral_underlying is None
+            else np.asarray(self.collateral_underlying, dtype=np.int64)
+        )
+        if cu.shape != (n_col,) or np.any(cu < -1) or np.any(cu >= n_und):
+            raise ValueError(
+                f"collateral_underlying must have shape ({n_col},) with values in [-1, {n_und})"
+            )
+        ca = (
+            np.zeros((n_col, s))
+            if self.collateral_arrays is None
+            else np.asarray(self.collateral_arrays, dtype=np.float64)
+        )
+        if ca.shape != (n_col, s) or not np.all(np.isfinite(ca)):
+            raise ValueError(f"collateral_arrays must be finite with shape ({n_col}, {s})")
         for name, value in (
             ("underlying", und.astype(np.int64)),
             ("is_option", is_opt),
@@ -469,6 +544,8 @@ class MarketArrays:
             ("n_scenarios", n_sc),
             ("collateral_price", price),
             ("haircut", hc),
+            ("collateral_underlying", cu),
+            ("collateral_arrays", ca),
         ):
             object.__setattr__(self, name, value)
 
@@ -555,7 +632,9 @@ def margin_of_accounts(
     ``som = som_rate_u * spot_u * sum_{option j on u, q_aj < 0} -q_aj``,
     ``risk = max(scan, som)``; ``MM = sum_u risk``, ``IM = im_factor * MM``,
     ``equity = cash + sum_i c_ai * price_i * (1 - haircut_i) + sum_j q_aj * mark_j``,
-    ``health = equity - MM``. Same as the integer model without encoding pad and rounding.
+    ``health = equity - MM``. A collateral linked to u adds ``-c_ai * CA[i, s]`` to ``loss[s]``
+    (a long spot leg, docs/fixed-point.md §5.1). Same as the integer model without encoding
+    pad and rounding.
 
     The scan is one sparse product: the nonzeros are regrouped into one row per (account,
     underlying) pair, and that (pairs x instruments) matrix times the (instruments x S) arrays
@@ -578,6 +657,7 @@ def margin_of_accounts(
     cash_v = np.zeros(n_acc) if cash is None else _float_vector("cash", cash, n_acc)
 
     equity = cash_v + pos @ market.marks
+    coll = None
     if collateral is not None:
         coll = collateral if sp.issparse(collateral) else np.asarray(collateral, dtype=np.float64)
         if coll.shape != (n_acc, market.collateral_price.shape[0]):
@@ -590,6 +670,13 @@ def margin_of_accounts(
     pairs, keys = _pair_rows(pos, market)
     pair_und = keys % n_und
     losses = -(pairs @ market.risk_arrays)
+    if coll is not None:
+        pair_acc = keys // n_und
+        for i in np.flatnonzero(market.collateral_underlying >= 0):
+            rows = np.flatnonzero(pair_und == market.collateral_underlying[i])
+            amount = coll[:, [i]] if sp.issparse(coll) else coll[:, i : i + 1]
+            amount = np.asarray(amount.todense() if sp.issparse(amount) else amount).ravel()
+            losses[rows] -= amount[pair_acc[rows]][:, None] * market.collateral_arrays[i]
     s_max = market.risk_arrays.shape[1]
     if np.any(market.n_scenarios < s_max):
         padded = np.arange(s_max)[None, :] >= market.n_scenarios[pair_und][:, None]

@@ -47,6 +47,7 @@ __all__ = [
     "marks",
     "risk_arrays",
     "risk_arrays_wad",
+    "spot_leg_arrays",
     "marks_wad",
     "encode_all",
     "market_arrays",
@@ -345,6 +346,26 @@ def risk_arrays_wad(
     for j in np.flatnonzero(~instruments.is_option):
         mark = to_wad(float(fwd[j]))
         out[j] = futures_risk_array_wad(mark, c_wad, to_wad(float(psr[instruments.underlying[j]])))
+    return out
+
+
+def spot_leg_arrays(
+    prices: Sequence[float] | np.ndarray,
+    underlying: Sequence[int] | np.ndarray,
+    grid: ScenarioGrid,
+    psr_by_underlying: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Float arrays of linked collateral (``docs/fixed-point.md`` §5.1), shape ``(C, S)``: one
+    unit priced ``prices[i]`` moves like a future at that mark (``tau = 0``) on its underlying;
+    rows with ``underlying[i] < 0`` (unlinked) are zero."""
+    price = np.asarray(prices, dtype=np.float64)
+    und = np.asarray(underlying, dtype=np.int64)
+    psr = np.asarray(psr_by_underlying, dtype=np.float64)
+    out = np.zeros((price.shape[0], len(grid)))
+    linked = np.flatnonzero(und >= 0)
+    if linked.size:
+        p_u = psr[und[linked]]
+        out[linked] = price[linked, None] * grid.price_moves(p_u) * grid.weights(p_u)
     return out
 
 

@@ -190,6 +190,14 @@ BAD_MARKETS = [
     ),
     (lambda d: d["underlyings"][0].update(skw=0.1), "underlyings[0]: unknown key 'skw'"),
     (lambda d: d["instruments"][4].update(ivv=0.5), "instruments[4]: unknown key 'ivv'"),
+    (
+        lambda d: d["collateral"][0].update(underlying="ETHH"),
+        "collateral[0].underlying: unknown underlying 'ETHH' (did you mean 'ETH'",
+    ),
+    (lambda d: d["collateral"][0].update(haircut=1), "collateral[0].haircut: must be a fraction"),
+    (lambda d: d["collateral"][1].update(price=0), "collateral[1].price: must be"),
+    (lambda d: d["collateral"][0].update(haircat=0.1), "(did you mean 'haircut'"),
+    (lambda d: d["collateral"].append(d["collateral"][0]), "collateral[2].symbol: duplicate"),
 ]
 
 
@@ -197,6 +205,9 @@ BAD_MARKETS = [
 def test_bad_market_file_one_line_exit_2(runner, tmp_path, edit, message):
     path = _market_with(tmp_path, edit)
     _one_line_error(runner.invoke(cli, ["arrays", str(path)]), str(path), message)
+
+
+POS = [{"instrument": "ETH-04FEB26-F", "size": 1}]
 
 
 @pytest.mark.parametrize(
@@ -214,6 +225,18 @@ def test_bad_market_file_one_line_exit_2(runner, tmp_path, edit, message):
         (
             {"market": "m.json", "positons": []},
             "unknown key 'positons' (did you mean 'positions'?)",
+        ),
+        (
+            {"market": "m.json", "positions": POS, "collateral": {"WETh": 1}},
+            "collateral: unknown collateral 'WETh' (did you mean 'WETH'?)",
+        ),
+        (
+            {"market": "m.json", "positions": POS, "collateral": {"WETH": -1}},
+            "collateral: WETH: must be a number >= 0",
+        ),
+        (
+            {"market": "m.json", "positions": POS, "collateral": [["WETH", 1]]},
+            "collateral: must be an object of amounts",
         ),
     ],
 )
@@ -267,3 +290,57 @@ def test_backtest_too_short_price_file(runner, tmp_path):
         cli, ["backtest", "--data-dir", str(tmp_path), "--asset", "ETH", "--out", str(tmp_path)]
     )
     _one_line_error(result, "eth_usd_daily.csv", "warmup_days")
+
+
+def _what_if(runner, tmp_path, positions, collateral, cash):
+    path = tmp_path / "p.json"
+    doc = {"market": str(MARKET), "cash": cash, "positions": positions, "collateral": collateral}
+    path.write_text(json.dumps(doc))
+    result = runner.invoke(cli, ["margin", str(path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.output)
+
+
+@pytest.mark.parametrize(
+    ("option", "covered"), [("ETH-04FEB26-P2800", False), ("ETH-04FEB26-C3100", True)]
+)
+def test_margin_json_with_collateral_keeps_its_fields(runner, tmp_path, option, covered):
+    """30 WETH (the example's spot, haircut 0.2) against the same equity in cash: under short
+    ETH puts less health (wrong-way), under short ETH calls more (covered)."""
+    positions = [{"instrument": option, "size": -30}]
+    weth = _what_if(runner, tmp_path, positions, {"WETH": 30}, 0)
+    value = 30 * 3139.06 * 0.8
+    assert weth["collateral"] == [
+        {
+            "symbol": "WETH",
+            "underlying": "ETH",
+            "amount": 30.0,
+            "price": 3139.06,
+            "haircut": 0.2,
+            "value": pytest.approx(value),
+        }
+    ]
+    usdc = _what_if(runner, tmp_path, positions, {}, value)
+    assert weth["equity"] == pytest.approx(usdc["equity"])
+    for r in (weth, usdc):
+        assert r["health"] == pytest.approx(r["equity"] - r["maintenance_margin"])
+    if covered:
+        assert weth["health"] > usdc["health"]
+    else:
+        assert weth["health"] < usdc["health"]
+
+
+def test_collateral_without_positions_on_its_underlying_adds_no_margin(runner, tmp_path):
+    positions = [{"instrument": "BTC-04FEB26-P85000", "size": -1}]
+    weth = _what_if(runner, tmp_path, positions, {"WETH": 30}, 0)
+    none = _what_if(runner, tmp_path, positions, {}, 0)
+    assert weth["maintenance_margin"] == none["maintenance_margin"]
+    assert weth["equity"] == pytest.approx(none["equity"] + 30 * 3139.06 * 0.8)
+
+
+def test_the_weth_example_runs(runner):
+    result = runner.invoke(cli, ["margin", str(EXAMPLES / "portfolio_weth.json"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.output)
+    assert {"maintenance_margin", "equity", "health"} <= set(out)
+    assert out["collateral"][0]["symbol"] == "WETH"

@@ -60,6 +60,8 @@ def test_shipped_configs_parse():
     assert {c.symbol for c in cfg.collateral} == {"WETH", "WBTC"}
     assert cfg.cash.deposit_cap == 10**11 * USD and cfg.im_factor == 125 * WAD // 100
     assert cfg.collateral[0].haircut == WAD // 5
+    # WETH and WBTC move with ETH and BTC in the scan (docs/fixed-point.md §5.1)
+    assert [(c.priced_by, c.linked) for c in cfg.collateral] == [("ETH", True), ("BTC", True)]
     # a date is 08:00 UTC that day
     assert {i.expiry for i in cfg.instruments} == {
         int(datetime(2027, 12, 31, 8, tzinfo=UTC).timestamp())
@@ -168,6 +170,8 @@ def test_expiry_days_is_refused_with_the_date_to_give_instead():
         (lambda c: c["instruments"][1].update(kind="cal"), ("kind 'cal' (did you mean 'call'?)",)),
         (lambda c: c["instruments"][0].update(underlying="BTCC"), ("(did you mean 'BTC'?)",)),
         (lambda c: c["collateral"][0].update(priced_by="ETHH"), ("priced_by", "'ETH'")),
+        (lambda c: c["collateral"][0].update(linked="yes"), ("linked: must be true or false",)),
+        (lambda c: c["collateral"][0].update(linkd=True), ("(did you mean 'linked'?)",)),
         (lambda c: c["underlyings"][0].update(grid="crypto-36"), ("grid", "'crypto-35'")),
         (lambda c: c["instruments"][0].update(expiry="next friday"), ('"2027-03-26"',)),
         (lambda c: c["instruments"][0].update(expiry=1_830_240_000), ("ISO date",)),
@@ -342,6 +346,11 @@ def test_a_rerun_a_day_later_lists_the_same_instruments(
     )
     assert admin.nonce == nonce
     assert again.deployment.instruments == first.deployment.instruments
+    # linked once, at the first deployment
+    ea = first.engine_admin
+    for symbol, und in (("WETH", "ETH"), ("WBTC", "BTC")):
+        token = first.deployment.collateral[symbol]
+        assert ea.asset_underlying(token) == first.deployment.underlyings[und]
 
 
 def test_the_escape_delay_of_the_config_is_what_the_oracle_enforces(

@@ -2,8 +2,9 @@
 underlyings on the 35- and 16-scenario grids, futures and options, long and short, random sizes,
 posted arrays, marks, prices and collateral), books them on-chain through trades, and the
 engine's `account_state` (and MarginViews' per-underlying terms) must equal the offchain integer
-reference `offchain.margin.account_margin_int` exactly. Futures arrays, computed on-chain, must
-equal `offchain.fixed_point.futures_risk_array_wad` encoded."""
+reference `offchain.margin.account_margin_int` exactly, with the collateral linked to one
+underlying scanned as a spot leg (docs/fixed-point.md §5.1), its price fresh or stale. Futures
+arrays, computed on-chain, must equal `offchain.fixed_point.futures_risk_array_wad` encoded."""
 
 import pytest
 from contract_support import BTC, DAY, ETH, SPAN, USD, examples
@@ -11,7 +12,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
-from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.fixed_point import (
+    WAD,
+    encode_risk_array,
+    futures_risk_array_wad,
+    scenario_lin_wad,
+)
 from offchain.margin import (
     AccountInt,
     CollateralInt,
@@ -56,6 +62,8 @@ def book(project, system, trader, maker, admin):
     s.dweth = admin.deploy(project.MockERC20, "Diff WETH", "DWETH", 18)
     s.oracle.list_asset(s.dweth, WAD // 2, sender=admin)
     s.engine_admin.list_collateral(s.dweth, HAIRCUT_WETH, 10**30, sender=admin)
+    # it moves with D_ETH in the scan
+    s.engine_admin.link_collateral(s.dweth, D_ETH, sender=admin)
     s.dweth.mint(trader, 1_000 * WAD, sender=admin)
     s.dweth.approve(s.engine, 2**256 - 1, sender=trader)
     for iid in own:
@@ -114,10 +122,15 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
             e, entries = encode_risk_array(ra)
         instruments[iid] = InstrumentInt(u, Kind(kind), mark, e, tuple(entries))
     unds = {
-        u: UnderlyingInt(spot, s.oracle.underlying_params(u).som_rate, s.n_scenarios[u])
-        for u, (spot, _) in market.items()
+        u: UnderlyingInt(
+            spot,
+            s.oracle.underlying_params(u).som_rate,
+            s.n_scenarios[u],
+            tuple(scenario_lin_wad(s.grids[u], psr)),
+        )
+        for u, (spot, psr) in market.items()
     }
-    collaterals = {0: CollateralInt(weth_price, HAIRCUT_WETH, 18)}
+    collaterals = {0: CollateralInt(weth_price, HAIRCUT_WETH, 18, D_ETH)}
     mkt = MarketInt(instruments, unds, collaterals)
     acct = AccountInt(
         s.engine.cash(account),
@@ -188,6 +201,17 @@ def test_account_state_equals_offchain_integer_model(book, trader, maker, chain_
                 ref_w.maintenance_margin,
             )
             assert ref_w.equity == ref.equity - USD * 10**12
+        # the collateral's price goes stale: under the stale-at-zero rule of `account_state` it
+        # is worth 0 and its leg adds nothing
+        if weth and data.draw(st.booleans(), label="stale collateral"):
+            s.sleep(s.oracle.max_age() + 1)
+            s.post([(u, spot, psr) for u, (spot, psr) in market.items()], items)
+            _, ref_s = _model(s, trader, market, positions, weth, 0, im_factor)
+            assert s.engine.account_state(trader)[:3] == (
+                ref_s.equity,
+                ref_s.initial_margin,
+                ref_s.maintenance_margin,
+            )
 
 
 def test_settlement_matches_reference(book, trader, maker):

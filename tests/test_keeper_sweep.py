@@ -39,15 +39,18 @@ def reference(market: ChainMarket, raws: dict) -> tuple[dict, list[str]]:
 @st.composite
 def markets(draw) -> tuple[ChainMarket, list[int]]:
     """Up to 3 underlyings, up to 8 posted instruments (some the twin of another, so that
-    large opposite positions cancel), settled instruments, up to 2 collateral assets."""
-    unds = {
-        u: UnderlyingInt(
+    large opposite positions cancel), settled instruments, up to 2 collateral assets, each
+    possibly linked to an underlying (a spot leg in its scan, docs/fixed-point.md §5.1)."""
+    unds = {}
+    for u in range(1, draw(st.integers(1, 3)) + 1):
+        n = draw(st.integers(1, 8))
+        lin = draw(st.lists(st.integers(-WAD, WAD), min_size=n, max_size=n))
+        unds[u] = UnderlyingInt(
             spot=draw(st.integers(0, 10**23)),
             som_rate=draw(st.integers(0, WAD // 5)),
-            n_scenarios=draw(st.integers(1, 8)),
+            n_scenarios=n,
+            lin=tuple(lin),
         )
-        for u in range(1, draw(st.integers(1, 3)) + 1)
-    }
     instruments: dict[int, InstrumentInt] = {}
     for serial in range(1, draw(st.integers(1, 8)) + 1):
         if instruments and draw(st.booleans()):
@@ -71,7 +74,10 @@ def markets(draw) -> tuple[ChainMarket, list[int]]:
     }
     colls = {
         i: CollateralInt(
-            draw(st.integers(0, 10**22)), draw(st.integers(0, WAD)), draw(st.integers(0, 18))
+            draw(st.integers(0, 10**22)),
+            draw(st.integers(0, WAD)),
+            draw(st.integers(0, 18)),
+            draw(st.one_of(st.none(), st.sampled_from(sorted(unds)))),
         )
         for i in range(draw(st.integers(0, 2)))
     }

@@ -9,7 +9,14 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offchain.fixed_point import INT16_MAX, INT16_MIN, MAX_SIZE, WAD
+from offchain.fixed_point import (
+    INT16_MAX,
+    INT16_MIN,
+    MAX_SIZE,
+    WAD,
+    futures_risk_array_wad,
+    scenario_lin_wad,
+)
 from offchain.margin import (
     AccountInt,
     CollateralInt,
@@ -35,6 +42,7 @@ from offchain.risk_arrays import (
     market_int,
     risk_arrays,
     risk_arrays_wad,
+    spot_leg_arrays,
 )
 from offchain.scenarios import CRYPTO_35
 
@@ -613,3 +621,125 @@ def test_int_and_float_models_agree_within_the_pad(q):
     mm_f = float(state_f.maintenance_margin[0]) * WAD
     assert mm_f - noise <= state_i.maintenance_margin <= mm_f + 2 * enc + 8 + noise
     assert state_i.equity == pytest.approx(float(state_f.equity[0]) * WAD, abs=noise)
+
+
+# --------------------------------------------------------------------------------------------
+# Linked collateral: a spot leg in its underlying's scan (docs/fixed-point.md §5.1)
+# --------------------------------------------------------------------------------------------
+
+ETH = 1
+WETH = 0
+ETH_CALL, ETH_PUT, ETH_FUTURE = 6, 7, 5
+WETH_PRICE = 3_000 * WAD
+WETH_HAIRCUT = WAD // 5
+PSR_ETH = 2 * 10**17
+
+
+def _with_weth(market: MarketInt, linked: bool = True) -> MarketInt:
+    """MARKET_I with ETH's lin (grid CRYPTO_35, psr 0.2) and WETH (18 decimals) linked to ETH."""
+    und = dict(market.underlyings)
+    eth = und[ETH]
+    lin = tuple(scenario_lin_wad(CRYPTO_35.linear_coefficients_wad(), PSR_ETH))
+    und[ETH] = UnderlyingInt(eth.spot, eth.som_rate, eth.n_scenarios, lin)
+    col = CollateralInt(WETH_PRICE, WETH_HAIRCUT, 18, ETH if linked else None)
+    return MarketInt(market.instruments, und, {WETH: col})
+
+
+def _weth_vs_usdc(positions: dict[int, int], amount: int = 10 * WAD):
+    """(state with `amount` WETH, state with the same equity in cash)."""
+    market = _with_weth(MARKET_I)
+    value = equity_int(AccountInt(0, {}, {WETH: amount}), market)
+    weth = account_margin_int(AccountInt(0, positions, {WETH: amount}), market, IM_125)
+    usdc = account_margin_int(AccountInt(value, positions), market, IM_125)
+    assert weth.equity == usdc.equity
+    return weth, usdc
+
+
+def test_weth_under_short_puts_leaves_less_health_than_usdc():
+    """Wrong-way: the puts lose exactly when the WETH backing them falls."""
+    weth, usdc = _weth_vs_usdc({ETH_PUT: -10 * WAD})
+    assert weth.health < usdc.health
+    assert weth.maintenance_margin > usdc.maintenance_margin
+
+
+def test_weth_under_short_calls_leaves_more_health_than_usdc():
+    """Covered calls: the WETH gains when the calls lose."""
+    weth, usdc = _weth_vs_usdc({ETH_CALL: -10 * WAD})
+    assert weth.health > usdc.health
+    assert weth.maintenance_margin < usdc.maintenance_margin
+
+
+def test_weth_hedged_by_a_short_future_carries_almost_no_scan_risk():
+    """10 WETH against 10 short ETH futures: the legs cancel up to the forward's carry."""
+    weth, usdc = _weth_vs_usdc({ETH_FUTURE: -10 * WAD})
+    assert weth.maintenance_margin < usdc.maintenance_margin // 10
+
+
+def test_collateral_without_positions_on_its_underlying_adds_no_margin():
+    """WETH with only BTC positions, or with none: MM as if it were unlinked."""
+    linked, plain = _with_weth(MARKET_I), _with_weth(MARKET_I, linked=False)
+    for positions in ({}, {0: -WAD, 1: 2 * WAD}, {ETH_PUT: 0}):
+        acct = AccountInt(0, positions, {WETH: 7 * WAD})
+        a = account_margin_int(acct, linked, IM_125)
+        b = account_margin_int(acct, plain, IM_125)
+        assert (a.equity, a.maintenance_margin) == (b.equity, b.maintenance_margin)
+
+
+def test_collateral_leg_is_a_future_at_the_asset_price():
+    """The leg is the oracle's futures array at mark = price (tau 0), so WETH scans exactly like
+    a long ETH future of the same size marked at the WETH price."""
+    market = _with_weth(MARKET_I)
+    lin = market.underlyings[ETH].lin
+    c = CRYPTO_35.linear_coefficients_wad()
+    assert list(lin) == scenario_lin_wad(c, PSR_ETH)
+    leg = market.collaterals[WETH].leg(market.underlyings[ETH])
+    fut = InstrumentInt.from_wad_array(
+        ETH, Kind.FUTURE, WETH_PRICE, futures_risk_array_wad(WETH_PRICE, c, PSR_ETH)
+    )
+    assert leg == fut
+    with_leg = underlying_risk_int({ETH_PUT: -WAD}, market, ETH, {WETH: 3 * WAD})
+    ins = dict(market.instruments) | {99: fut}
+    as_future = underlying_risk_int(
+        {ETH_PUT: -WAD, 99: 3 * WAD}, MarketInt(ins, market.underlyings), ETH
+    )
+    assert with_leg == as_future
+
+
+def test_linked_collateral_needs_lin_and_a_known_underlying():
+    market = _with_weth(MARKET_I)
+    und = dict(market.underlyings)
+    und[ETH] = UnderlyingInt(und[ETH].spot, und[ETH].som_rate, und[ETH].n_scenarios)
+    no_lin = MarketInt(market.instruments, und, market.collaterals)
+    with pytest.raises(ValueError, match="lin is needed for linked collateral"):
+        account_margin_int(AccountInt(0, {ETH_PUT: -WAD}, {WETH: WAD}), no_lin, IM_125)
+    with pytest.raises(ValueError, match="lin must hold 35 values"):
+        UnderlyingInt(WAD, 0, 35, (1, 2))
+
+
+def test_float_model_counts_linked_collateral_like_the_integer_model():
+    """The float scan with collateral arrays matches the integer one within the encoding."""
+    market = _with_weth(MARKET_I)
+    ca = spot_leg_arrays([3_000.0], [ETH], CRYPTO_35, [0.16, 0.2])
+    fm = MarketArrays(
+        **{k: getattr(MARKET_F, k) for k in ("underlying", "is_option", "marks", "risk_arrays")},
+        spot=MARKET_F.spot,
+        som_rate=MARKET_F.som_rate,
+        collateral_price=np.array([3_000.0]),
+        haircut=np.array([0.2]),
+        collateral_underlying=np.array([ETH]),
+        collateral_arrays=ca,
+    )
+    for positions in ({ETH_PUT: -10}, {ETH_CALL: -10}, {ETH_FUTURE: -10}, {0: 1}):
+        q = np.zeros(10)
+        for j, v in positions.items():
+            q[j] = v
+        f = margin_of_accounts(q[None, :], fm, collateral=np.array([[10.0]]))
+        i = account_margin_int(
+            AccountInt(0, {j: v * WAD for j, v in positions.items()}, {WETH: 10 * WAD}),
+            market,
+            IM_125,
+        )
+        assert i.maintenance_margin / WAD == pytest.approx(f.maintenance_margin[0], rel=1e-4, abs=1)
+        assert i.equity / WAD == pytest.approx(f.equity[0], rel=1e-9)
+    with pytest.raises(ValueError, match="collateral_underlying must have shape"):
+        MarketArrays(**{**fm.__dict__, "collateral_underlying": np.array([5])})

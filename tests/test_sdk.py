@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from offchain.codec import OptionPost, id_fields, instrument_id, pack_entries, unpack_entries
-from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad
+from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad, scenario_lin_wad
 from offchain.margin import Kind
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import (
@@ -104,6 +104,22 @@ def test_decode_market_reads_the_storage_layout():
     assert m.settled == {settled: 61_000 * WAD} and listed not in m.market.instruments
     assert m.market.underlyings[1].spot == 60_000 * WAD
     assert m.market.collaterals[0].price == 3_000 * WAD and m.asset_index == {"0xweth": 0}
+
+
+def test_decode_market_links_collateral_with_the_grid_at_the_posted_psr():
+    """A linked asset gets its underlying; the underlying its lin = floor(c * psr / WAD)."""
+    c = CRYPTO_35.linear_coefficients_wad()
+    m = decode_market(
+        {},
+        {1: [60_000 * WAD | (10**17 << 96) | (1_700_000_000 << 160), 35, 10**17]},
+        {"0xweth": 3_000 * WAD | 1_700_000_000 << 96},
+        {"0xweth": (0, 2 * 10**17, 18), "0xusdt": (1, 0, 6)},
+        WAD,
+        links={"0xweth": 1, "0xusdt": 0},
+        grids={1: c},
+    )
+    assert m.market.collaterals[0].underlying == 1 and m.market.collaterals[1].underlying is None
+    assert list(m.market.underlyings[1].lin) == scenario_lin_wad(c, 10**17)
 
 
 def test_decode_market_values_stale_collateral_at_zero_as_liquidation_does():

@@ -75,6 +75,7 @@ def _inputs(
     out.book.iw, out.book.uw, words, out.book.max_age = staticcall oracle.snapshot(
         out.book.ids, out.book.unds, held
     )
+    k: uint256 = 0
     for n: uint256 in range(len(held), bound=fp.MAX_ASSETS):
         h: margin.Holding = out.holdings[n]
         h.price = words[n] & fp.MASK96
@@ -87,6 +88,16 @@ def _inputs(
         h.haircut = vault.asset_haircut[h.asset]
         out.book.collateral += fp.collateral_value(h.balance, h.scale, h.haircut, h.price)
         out.holdings[n] = h
+        # a linked asset priced (a stale price is zero under stale_at_zero: no leg), with a
+        # position on its underlying possible: its spot leg (docs/fixed-point.md §5.1, layout
+        # in portfolio.vy); balance 0 too: an asset asked for may be credited (a liquidator's)
+        if h.price != 0:
+            u: uint256 = vault.asset_underlying[h.asset]
+            if u in out.book.unds:
+                leg: uint256[4] = staticcall oracle.spot_leg(u, h.price)
+                leg[0] = u | (n << 16) | (leg[0] << 24) | (h.balance * h.scale << 32)
+                out.book.legs[k] = leg
+                k += 1
     return out
 
 

@@ -32,6 +32,7 @@ MARK_SHIFT: constant(uint256) = 160
 E_SHIFT: constant(uint256) = 152
 TS_SHIFT: constant(uint256) = 112
 MASK16: constant(uint256) = 2**16 - 1
+MASK32: constant(uint256) = 2**32 - 1
 MASK40: constant(uint256) = 2**40 - 1
 MASK64: constant(uint256) = 2**64 - 1
 MASK96: constant(uint256) = 2**96 - 1
@@ -48,6 +49,8 @@ MAX_UNDERLYING_ID: constant(uint256) = 2**16 - 1
 MAX_POSITIONS: constant(uint256) = 32
 # Maximum number of listed non-cash collateral assets (and per account).
 MAX_ASSETS: constant(uint256) = 8
+# Maximum number of collateral assets linked to an underlying (docs/fixed-point.md §5.1).
+MAX_LINKED: constant(uint256) = 2
 
 
 @internal

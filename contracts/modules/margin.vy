@@ -40,6 +40,9 @@ struct Book:
     collateral: int256
     min_timestamp: uint256
     max_age: uint256
+    # spot legs of linked collateral, the first ones (layout in portfolio.vy, docs/fixed-point.md
+    # §5.1); an unused leg is zero (underlying 0 is never listed)
+    legs: uint256[4][fp.MAX_LINKED]
 
 
 struct Holding:
@@ -94,7 +97,7 @@ def _state(book: Book, cash: int256) -> (int256, int256, bool):
     """
     @dev (equity, MM, fresh) of a book with the given cash.
     """
-    r: portfolio.Risk = portfolio._risk(book.ids, book.sizes, book.iw, book.unds, book.uw)
+    r: portfolio.Risk = portfolio._risk(book.ids, book.sizes, book.iw, book.unds, book.uw, book.legs)
     eq: int256 = cash + r.settled_cash + book.collateral + r.position_value
     ts: uint256 = min(r.min_timestamp, book.min_timestamp)
     fresh: bool = ts == max_value(uint256) or (ts != 0 and ts + book.max_age >= block.timestamp)

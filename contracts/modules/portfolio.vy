@@ -43,6 +43,7 @@ def _risk(
     iw: DynArray[uint256[3], fp.MAX_POSITIONS],
     unds: DynArray[uint256, fp.MAX_POSITIONS],
     uw: DynArray[uint256[3], fp.MAX_POSITIONS],
+    legs: uint256[4][fp.MAX_LINKED],
 ) -> Risk:
     """
     @dev `unds` holds every underlying of `ids` (in any order); `iw`/`uw` the matching words.
@@ -69,7 +70,7 @@ def _risk(
     for k: uint256 in range(len(unds), bound=fp.MAX_POSITIONS):
         d: UnderlyingRisk = empty(UnderlyingRisk)
         held: bool = False
-        d, held = self._scan(unds[k], uw[k], ids, sizes, iw)
+        d, held = self._scan(unds[k], uw[k], ids, sizes, iw, legs)
         if held:
             r.maintenance_margin += d.risk
             r.min_timestamp = min(r.min_timestamp, (uw[k][0] >> 160) & fp.MASK40)
@@ -84,6 +85,7 @@ def _details(
     iw: DynArray[uint256[3], fp.MAX_POSITIONS],
     unds: DynArray[uint256, fp.MAX_POSITIONS],
     uw: DynArray[uint256[3], fp.MAX_POSITIONS],
+    legs: uint256[4][fp.MAX_LINKED],
 ) -> DynArray[UnderlyingRisk, fp.MAX_POSITIONS]:
     """
     @dev The per-underlying terms of `_risk`, for the underlyings the account holds.
@@ -92,7 +94,7 @@ def _details(
     for k: uint256 in range(len(unds), bound=fp.MAX_POSITIONS):
         d: UnderlyingRisk = empty(UnderlyingRisk)
         held: bool = False
-        d, held = self._scan(unds[k], uw[k], ids, sizes, iw)
+        d, held = self._scan(unds[k], uw[k], ids, sizes, iw, legs)
         if held:
             out.append(d)
     return out
@@ -106,11 +108,12 @@ def _scan(
     ids: DynArray[uint256, fp.MAX_POSITIONS],
     sizes: DynArray[int256, fp.MAX_POSITIONS],
     iw: DynArray[uint256[3], fp.MAX_POSITIONS],
+    legs: uint256[4][fp.MAX_LINKED],
 ) -> (UnderlyingRisk, bool):
     """
     @dev Scan of one underlying `u` (uword = [spot | psr | ts, scenario count, som_rate]):
          worst scenario, its loss, pad, short-option minimum, risk; and whether any unsettled
-         non-zero position is on `u`.
+         non-zero position is on `u`. The spot legs of collateral linked to `u` count only then.
     """
     n_s: uint256 = uword[1]
     acc: int256[fp.MAX_SCENARIOS] = empty(int256[fp.MAX_SCENARIOS])
@@ -184,6 +187,18 @@ def _scan(
             acc[38] = unsafe_add(acc[38], unsafe_mul(term, (w2 << 0) >> 240))
     if not held:
         return empty(UnderlyingRisk), False
+    # A leg (docs/fixed-point.md §5.1), a future at a linked asset's price: [underlying |
+    # holding << 16 | e << 24 | amount_wad << 32, entries 0..15, 16..31, 32..38], entry s in
+    # lane s % 16 of word 1 + s // 16 (RiskOracle.spot_leg).
+    for leg: uint256[4] in legs:
+        head: uint256 = leg[0]
+        if head & fp.MASK16 == u:
+            # long: no pad, no minimum. amount_wad < 2**129 (deposit cap) and price < 2**96
+            # give e <= 84: |amount_wad * 2**e| < 2**213, each term below 2**228.
+            lterm: int256 = convert(convert((head >> 32) << ((head >> 24) & 255), bytes32), int256)
+            for s: uint256 in range(n_s, bound=fp.MAX_SCENARIOS):
+                lw: int256 = convert(convert(leg[1 + (s >> 4)], bytes32), int256)
+                acc[s] = unsafe_add(acc[s], unsafe_mul(lterm, (lw << (240 - ((s & 15) << 4))) >> 240))
     # div_ceil is monotonic: divide the largest loss once. The worst scenario is the first
     # whose rounded loss equals it, i.e. whose loss exceeds (worst - 1) * WAD.
     # unsafe: |acc[s]| < 2**247.

@@ -43,6 +43,8 @@ asset_deposit_cap: public(HashMap[address, uint256])
 asset_scale: public(HashMap[address, uint256])
 # Bit i set when an account holds a non-zero balance of assets[i].
 asset_mask: public(HashMap[address, uint256])
+# The underlying a listed asset moves with in the scan (docs/fixed-point.md §5.1); 0: none.
+asset_underlying: HashMap[address, uint256]
 
 
 @deploy

@@ -32,8 +32,10 @@ and ``E = (2K + C + 16) * 2**-50 * B + 4 * (3K + 2C + 2)`` wei is that with a fa
 first term (it also covers the rounding of ``B`` itself) and 4 on the second. Accounts whose
 magnitudes approach int256 (``WAD * B * max(1, im_factor) >= 2**250``, where the integer model
 raises ``OverflowError`` as the chain reverts), holding an instrument the market does not price
-(never posted, or its underlying differs from the one its id encodes) or collateral it does not
-know are always checked exactly, so they fail or pass exactly as before.
+(never posted, or its underlying differs from the one its id encodes), collateral it does not
+know, or priced collateral linked to an underlying (a spot leg in that underlying's scan,
+docs/fixed-point.md §5.1, which the float pass does not model) are always checked exactly, so
+they fail or pass exactly as before.
 """
 
 from __future__ import annotations
@@ -256,7 +258,7 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     coll = np.zeros((len(book.assets), 3))
     for c, token in enumerate(book.assets):
         col = m.collaterals.get(market.asset_index.get(token, -1))
-        if col is None:
+        if col is None or (col.underlying is not None and col.price != 0):
             coll[c, 2] = 1.0
             continue
         gross = 10.0 ** (18 - col.decimals) * col.price / WAD

@@ -216,6 +216,7 @@ class Client:
         # the admin of every contract when the deployment has one (offchain.sdk.timelock)
         self.timelock = project.Timelock.at(deployment.timelock) if deployment.timelock else None
         self._asset_info: dict[str, tuple[int, int, int]] | None = None
+        self._asset_links: dict[str, int] | None = None
         self._w3_events: dict[tuple[str, str], Any] = {}
         self._im_factor: int | None = None
 
@@ -474,7 +475,42 @@ class Client:
         # collateral is valued as account_state and the Liquidator value it: a price older than
         # max_age (or never posted) counts as zero
         now = int(self.chain_manager.blocks.head.timestamp)
-        return decode_market(iw, uw, aw, assets, self.im_factor(), stale_before=now - int(max_age))
+        links = self.asset_links()
+        grids = {u: self.grid_of(u) for u in uw if u in set(links.values())}
+        return decode_market(
+            iw,
+            uw,
+            aw,
+            assets,
+            self.im_factor(),
+            stale_before=now - int(max_age),
+            links=links,
+            grids=grids,
+        )
+
+    def asset_links(self) -> dict[str, int]:
+        """Listed collateral linked to an underlying (docs/fixed-point.md §5.1): address ->
+        underlying id (set once, so read once)."""
+        if self._asset_links is None:
+            self._asset_links = {
+                a: u
+                for a in self.assets()
+                if (u := int(self.engine_admin.asset_underlying(a))) != 0
+            }
+        return self._asset_links
+
+    def grid_of(self, underlying: int) -> list[int]:
+        """``c[s]`` (WAD) of an underlying's grid, from its data contract (a STOP byte, then
+        four int64 per word)."""
+        gid = int(self.oracle.underlying_params(underlying).grid_id)
+        n = int(self.oracle.grid_size(gid))
+        code = bytes(self.chain_manager.provider.get_code(self.oracle.grid_code(gid)))
+        words = [int.from_bytes(code[1 + 32 * k : 33 + 32 * k], "big") for k in range(10)]
+        out = []
+        for s in range(n):
+            bits = (words[s >> 2] >> (64 * (s & 3))) & (2**64 - 1)
+            out.append(bits - 2**64 if bits >= 2**63 else bits)
+        return out
 
     def account_raw(self, account: Any) -> tuple[int, dict[int, int], dict[str, int]]:
         """``(cash WAD, {instrument: size}, {token: units})`` as the engine stores them."""

@@ -82,7 +82,9 @@ class InstrumentSpec:
 @dataclass(frozen=True)
 class CollateralSpec:
     """A token: the settlement stablecoin (``haircut`` 0, ``priced_by`` None) or a collateral
-    asset priced by an underlying's spot. ``address`` None deploys a mock (local networks)."""
+    asset priced by an underlying's spot; ``linked``: it also moves with that underlying in the
+    scan (docs/fixed-point.md §5.1, for 1:1 wrappers). ``address`` None deploys a mock (local
+    networks)."""
 
     symbol: str
     decimals: int
@@ -91,6 +93,7 @@ class CollateralSpec:
     priced_by: str | None = None
     max_deviation: int = WAD // 2
     address: str | None = None
+    linked: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ TOP_KEYS = (
     "escape_delay",
 )
 CASH_KEYS = ("symbol", "decimals", "deposit_cap", "address")
-COLLATERAL_KEYS = (*CASH_KEYS, "haircut", "priced_by", "max_deviation")
+COLLATERAL_KEYS = (*CASH_KEYS, "haircut", "priced_by", "max_deviation", "linked")
 UNDERLYING_KEYS = (
     "name",
     "id",
@@ -313,6 +316,7 @@ def _token(path: str, where: str, obj: Any, underlyings: Collection[str]) -> Col
         priced_by=None if cash else _choice(f, "priced_by", underlyings, "underlying"),
         max_deviation=to_wad(f.decimal("max_deviation", "0.5")) if not cash else WAD // 2,
         address=_address(f, "address"),
+        linked=False if cash else _flag(f, "linked"),
     )
 
 
@@ -331,6 +335,13 @@ def margin_param(f: Fields, key: str) -> Decimal:
             "from there) or change params/margin.json, which every published table reads",
         )
     return given
+
+
+def _flag(f: Fields, key: str) -> bool:
+    value = f.raw(key, False)
+    if not isinstance(value, bool):
+        raise f.fail(key, f"must be true or false, got {value!r}")
+    return value
 
 
 def _kind(f: Fields) -> Kind:

@@ -23,7 +23,7 @@ from offchain.codec import (
     id_fields,
     unpack_entries,
 )
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, scenario_lin_wad
 from offchain.margin import (
     AccountInt,
     AccountMarginInt,
@@ -40,6 +40,7 @@ __all__ = ["ChainMarket", "InstrumentMeta", "decode_market"]
 
 MASK40 = 2**40 - 1
 MASK96 = 2**96 - 1
+MASK64 = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def decode_market(
     assets: Mapping[str, tuple[int, int, int]],
     im_factor: int,
     stale_before: int | None = None,
+    links: Mapping[str, int] | None = None,
+    grids: Mapping[int, Sequence[int]] | None = None,
 ) -> ChainMarket:
     """Build the integer reference's market from ``RiskOracle.snapshot`` words.
 
@@ -119,10 +122,20 @@ def decode_market(
         stale_before: if given, a collateral price stamped before it (or never posted) counts
             as zero, as ``MarginEngine.account_state`` and the Liquidator value collateral
             (``ts + max_age < block.timestamp``: pass ``block.timestamp - max_age``).
+        links: token address -> the underlying it is linked to (``EngineAdmin.asset_underlying``;
+            absent or 0: unlinked).
+        grids: underlying id -> its grid's ``c[s]`` (WAD), for the spot legs of linked
+            collateral (docs/fixed-point.md §5.1) at the posted psr.
     """
-    unds = {
-        u: UnderlyingInt(w[0] & MASK96, w[2], w[1]) for u, w in underlying_words.items() if w[1]
-    }
+    links = {a: u for a, u in (links or {}).items() if u}
+    grids = grids or {}
+    unds = {}
+    for u, w in underlying_words.items():
+        if not w[1]:
+            continue
+        psr = (w[0] >> 96) & MASK64
+        lin = tuple(scenario_lin_wad(grids[u], psr)) if u in grids and psr else ()
+        unds[u] = UnderlyingInt(w[0] & MASK96, w[2], w[1], lin)
     instruments: dict[int, InstrumentInt] = {}
     settled: dict[int, int] = {}
     stamps: dict[int, int] = {}
@@ -145,7 +158,9 @@ def decode_market(
         word = asset_words.get(addr, 0)
         stamp = word >> 96
         stale = stale_before is not None and (stamp == 0 or stamp < stale_before)
-        colls[index] = CollateralInt(0 if stale else word & MASK96, haircut, decimals)
+        colls[index] = CollateralInt(
+            0 if stale else word & MASK96, haircut, decimals, links.get(addr)
+        )
     return ChainMarket(
         MarketInt(instruments, unds, colls),
         settled,

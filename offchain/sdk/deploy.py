@@ -188,6 +188,10 @@ def list_config(
         ):
             engine_admin.list_collateral(token, spec.haircut, spec.deposit_cap, sender=admin)
             say(f"collateral {spec.symbol} listed (haircut {spec.haircut / WAD:.0%})")
+        if spec.linked and engine_admin.asset_underlying(token) == 0:
+            uid = config.underlying(spec.priced_by).id
+            engine_admin.link_collateral(token, uid, sender=admin)
+            say(f"collateral {spec.symbol} moves with {spec.priced_by} in the scan")
     for spec in config.instruments:
         uid = config.underlying(spec.underlying).id
         expiry = spec.expiry + time_offset
