@@ -25,6 +25,8 @@ struct UnderlyingParams:
     som_rate: uint256
     max_deviation: uint256
     max_array_ratio: uint256
+    basis: uint256
+    roll: uint256
 
 
 interface IOracleData:
@@ -41,6 +43,7 @@ interface IOracleData:
     def clock() -> uint256: view
 
 
+# the coefficient words of a grid's data contract (the tilt words follow them)
 GRID_WORDS: constant(uint256) = 10
 # RiskOracle's clock word: max_age [40, 80) | wound-down flag 120
 AGE_SHIFT: constant(uint256) = 40

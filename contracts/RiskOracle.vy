@@ -9,8 +9,10 @@
         Storage layout (docs/contracts.md): per instrument three words,
         slot0 = mark uint96 | e uint8 | timestamp uint40 | entries 0..6 (int16),
         slot1 = entries 7..22, slot2 = entries 23..38; `post` takes instruments in that layout.
-        A grid's coefficients live in the code of a small data contract created at
-        registration (read with one EXTCODECOPY).
+        A grid's coefficients and tilts live in the code of a small data contract created at
+        registration (read with one EXTCODECOPY). In a tilted scenario a future's forward
+        also moves by tilt x its expiry's curve shift (the underlying's basis over the time
+        to expiry, less up to one scan range inside the roll window before expiry).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
                  future, deviation caps per unit of time (spot, futures marks and collateral
                  prices relative to their previous value), option marks within the model-free band
@@ -58,12 +60,21 @@ exports: (
 MAX_POST_UNDERLYINGS: constant(uint256) = 16
 MAX_POST_INSTRUMENTS: constant(uint256) = 64
 MAX_POST_ASSETS: constant(uint256) = 8
-GRID_WORDS: constant(uint256) = 10
-# PUSH2 321, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
-# STOP ++ 320 bytes of grid words.
-GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x01\x41\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
+# words 0..9: c[s] as int64, four per word; words 10..19: t[s] likewise
+GRID_WORDS: constant(uint256) = 20
+TILT_WORD: constant(uint256) = 10
+MAX_TILTS: constant(uint256) = 4
+# PUSH2 641, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
+# STOP ++ 640 bytes of grid words.
+GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x02\x81\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
 # Parameter bounds (WAD unless noted).
 MAX_COEFFICIENT: constant(int256) = 8 * 10**18
+MAX_TILT: constant(int256) = 10**18
+MAX_BASIS: constant(uint256) = 5 * 10**17
+MAX_ROLL: constant(uint256) = 14 * 86_400
+# curve shift (docs/fixed-point.md §3): basis per YEAR of time to expiry, capped at TAU_CAP
+YEAR: constant(uint256) = 31_536_000
+TAU_CAP: constant(uint256) = 2 * 31_536_000
 MIN_PSR: constant(uint256) = 10**15
 MAX_PSR: constant(uint256) = 10**18
 MAX_SOM_RATE: constant(uint256) = 10**18
@@ -143,6 +154,8 @@ struct UnderlyingParams:
     som_rate: uint256
     max_deviation: uint256
     max_array_ratio: uint256
+    basis: uint256
+    roll: uint256
 
 
 # what only the admin sets and `post` never reads (the bounds live in `underlying_bounds`)
@@ -180,6 +193,8 @@ underlying_word: HashMap[uint256, uint256]
 # [0, 64) | psr_max [64, 128) | max_deviation [128, 192) | max_array_ratio [192, 256)
 # (non-zero once listed)
 underlying_bounds: HashMap[uint256, uint256]
+# forward curve: basis (WAD per year) [0, 64) | roll window (seconds) [64, 128)
+underlying_curve: HashMap[uint256, uint256]
 # underlying -> observation index -> packed observation (append-only)
 observations: HashMap[uint256, HashMap[uint256, uint256]]
 instrument_words: HashMap[uint256, uint256[fp.ARRAY_SLOTS]]
@@ -206,26 +221,41 @@ def __init__(admin_: address):
 
 
 @external
-def register_grid(grid_id: uint256, coefficients: DynArray[int256, fp.MAX_SCENARIOS]):
+def register_grid(
+    grid_id: uint256,
+    coefficients: DynArray[int256, fp.MAX_SCENARIOS],
+    tilts: DynArray[int256, fp.MAX_SCENARIOS],
+):
     """
     @notice Register a scenario grid: its linear coefficients c[s] (WAD, signed), the weighted
-            price move of scenario s in units of the scan range (docs/fixed-point.md §3, §7).
-            A grid is immutable once registered, so posted arrays keep their meaning.
+            price move of scenario s in units of the scan range, and its forward-curve tilts
+            t[s] (WAD, signed; docs/fixed-point.md §3, §7). A grid is immutable once
+            registered, so posted arrays keep their meaning.
     @param grid_id Label of the grid (non-zero).
     @param coefficients c[0..S-1], 1 <= S <= 39, |c[s]| <= 8 WAD.
+    @param tilts t[0..S-1], |t[s]| <= WAD, at most MAX_TILTS non-zero.
     """
     roles._only_admin()
     assert grid_id != 0, "oracle: zero grid id"
     assert self.grid_size[grid_id] == 0, "oracle: grid exists"
     n: uint256 = len(coefficients)
     assert n != 0, "oracle: empty grid"
+    assert len(tilts) == n, "oracle: one tilt per scenario"
     packed: uint256[GRID_WORDS] = empty(uint256[GRID_WORDS])
+    nt: uint256 = 0
     for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
         c: int256 = coefficients[s]
+        t: int256 = tilts[s]
         assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large"
-        # two's complement in 64 bits: |c| < 2**63 by the bound above.
-        bits: uint256 = convert(convert(c, bytes32), uint256) & fp.MASK64
-        packed[s >> 2] = packed[s >> 2] | (bits << ((s & 3) << 6))
+        assert t <= MAX_TILT and t >= -MAX_TILT, "oracle: tilt too large"
+        if t != 0:
+            nt += 1
+        # two's complement in 64 bits: |c|, |t| < 2**63 by the bounds above.
+        at: uint256 = (s & 3) << 6
+        packed[s >> 2] |= (convert(convert(c, bytes32), uint256) & fp.MASK64) << at
+        packed[(s >> 2) + TILT_WORD] |= (convert(convert(t, bytes32), uint256) & fp.MASK64) << at
+    # a short list of tilted scenarios keeps the per-future loop of `post` short
+    assert nt <= MAX_TILTS, "oracle: too many tilts"
     # init code returning the runtime 0x00 (STOP: the contract cannot be called) ++ the words
     self.grid_code[grid_id] = raw_create(concat(GRID_INIT_CODE, abi_encode(packed)))
     self.grid_size[grid_id] = n
@@ -241,6 +271,8 @@ def list_underlying(
     som_rate: uint256,
     max_deviation: uint256,
     max_array_ratio: uint256,
+    basis: uint256,
+    roll: uint256,
 ):
     """
     @notice List an underlying on a registered grid with its bounded risk parameters.
@@ -251,6 +283,8 @@ def list_underlying(
     @param som_rate Short-option minimum rate (WAD of spot per short contract).
     @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     @param max_array_ratio Bound on |risk array entry| as a multiple of spot (WAD).
+    @param basis Forward-curve basis (WAD per year of time to expiry), <= 0.5 WAD.
+    @param roll Seconds before expiry from which a leg stops offsetting, <= 14 days.
     """
     roles._only_admin()
     self._live()
@@ -264,7 +298,9 @@ def list_underlying(
     # the scenario count also lives in the state word, read by `snapshot` in the same SLOAD
     self.underlying_word[underlying] = n << N_SHIFT
     log IRiskOracle.UnderlyingListed(underlying=underlying, grid_id=grid_id, scenarios=n)
-    self._set_underlying_params(underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio)
+    self._set_underlying_params(
+        underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio, basis, roll
+    )
 
 
 @external
@@ -275,6 +311,8 @@ def set_underlying_params(
     som_rate: uint256,
     max_deviation: uint256,
     max_array_ratio: uint256,
+    basis: uint256,
+    roll: uint256,
 ):
     """
     @notice Change the bounded risk parameters of a listed underlying (grid stays).
@@ -284,10 +322,14 @@ def set_underlying_params(
     @param som_rate Short-option minimum rate (WAD).
     @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     @param max_array_ratio Bound on |risk array entry| / spot (WAD).
+    @param basis Forward-curve basis (WAD per year), <= 0.5 WAD.
+    @param roll Roll window before expiry (seconds), <= 14 days.
     """
     roles._only_admin()
     assert self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying"
-    self._set_underlying_params(underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio)
+    self._set_underlying_params(
+        underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio, basis, roll
+    )
 
 
 @external
@@ -562,10 +604,13 @@ def post(
         else:
             self._store(iid, n, w0, w1)
     cur = 0
-    dev = 0
     lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
-    lin_up: uint256 = 0
-    lin_down: uint256 = 0
+    # q-form (lin + 2**128) extremes of the untilted lin, 0 included
+    lin_hi: uint256 = 0
+    lin_lo: uint256 = 0
+    curve: uint256 = 0
+    nt: uint256 = 0
+    tilted: uint256[3][MAX_TILTS] = empty(uint256[3][MAX_TILTS])
     for h: uint256 in futures:
         iid: uint256 = h & fp.MASK96
         old: uint256 = self.instrument_words[iid][0]
@@ -573,8 +618,47 @@ def post(
         # a listed instrument's underlying is listed, with a grid
         und: uint256 = (iid >> fp.ID_UNDERLYING_SHIFT) & fp.MASK16
         if und != cur:
+            # The underlying's context: lin[s] = div_floor(c[s] * psr, WAD) (docs/fixed-point.md
+            # §3) as two's complement words, zero beyond the count, from the psr already updated
+            # by this batch; the extremes skip the tilted scenarios, whose lin moves with each
+            # future's expiry ([s, t, lin] each).
             cur = und
-            n, dev, lin, lin_up, lin_down = self._future_context(und)
+            word: uint256 = self.underlying_word[und]
+            n = (word >> N_SHIFT) & 255
+            psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
+            # before its first spot an underlying has psr 0: a future's array would be all zero
+            assert psr != 0, "oracle: underlying not posted"
+            dev = (self.underlying_bounds[und] >> 128) & fp.MASK64
+            words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
+            # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and
+            # q = (x + LIN_BIAS) // WAD = lin + 2**128, LIN_BIAS = WAD * 2**128 making x + LIN_BIAS > 0.
+            lin_hi = 2**128
+            lin_lo = 2**128
+            gw: uint256 = 0
+            tw: uint256 = 0
+            nt = 0
+            for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+                if s & 3 == 0:
+                    gw = words[s >> 2]
+                    tw = words[(s >> 2) + TILT_WORD]
+                else:
+                    gw = gw >> 64
+                    tw = tw >> 64
+                # c sign-extended from 64 bits (|c| <= 8e18, psr <= 1e18): all wrapping operations.
+                cs: uint256 = unsafe_sub((gw & fp.MASK64) ^ 2**63, 2**63)
+                q: uint256 = unsafe_div(unsafe_add(unsafe_mul(cs, psr), LIN_BIAS), fp.WAD)
+                t: uint256 = tw & fp.MASK64
+                lin[s] = unsafe_sub(q, 2**128)
+                if t != 0:
+                    tilted[nt] = [s, unsafe_sub(t ^ 2**63, 2**63), lin[s]]
+                    nt += 1
+                elif q > lin_hi:
+                    lin_hi = q
+                elif q < lin_lo:
+                    lin_lo = q
+            curve = psr
+            if nt != 0:
+                curve |= self.underlying_curve[und] << 64
         old_e: uint256 = (old >> fp.E_SHIFT) & 255
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         old_ts: uint256 = (old >> fp.TS_SHIFT) & fp.MASK40
@@ -596,12 +680,36 @@ def post(
             assert (
                 mark <= unsafe_add(old_mark, cap) and old_mark <= unsafe_add(mark, cap)
             ), "oracle: mark deviation"
+        # Tilted scenarios: lin[s] = base + div_floor(t * h, WAD), h the curve shift of this
+        # future's expiry (docs/fixed-point.md §3), in q-form like the extremes. Unsafe:
+        # basis < 2**59, tau <= TAU_CAP, psr <= WAD, |t * h| <= WAD**2 < 2**120.
+        hi: uint256 = lin_hi
+        lo: uint256 = lin_lo
+        if nt != 0:
+            expiry: uint256 = (iid >> fp.ID_EXPIRY_SHIFT) & fp.MASK40
+            tau: uint256 = min(unsafe_sub(expiry, min(expiry, timestamp)), TAU_CAP)
+            roll: uint256 = curve >> 128
+            hj: uint256 = unsafe_div(unsafe_mul((curve >> 64) & fp.MASK64, tau), YEAR)
+            if tau < roll:
+                hj = unsafe_sub(
+                    hj,
+                    unsafe_div(unsafe_mul(curve & fp.MASK64, min(unsafe_mul(unsafe_sub(roll, tau), 2), roll)), roll),
+                )
+            for k: uint256 in range(nt, bound=MAX_TILTS):
+                # [s, t, base lin]: x = base + div_floor(t * h, WAD) + 2**128 (q-form)
+                tk: uint256[3] = tilted[k]
+                x: uint256 = unsafe_add(tk[2], unsafe_div(unsafe_add(unsafe_mul(tk[1], hj), LIN_BIAS), fp.WAD))
+                hi = max(hi, x)
+                lo = min(lo, x)
+                lin[tk[0]] = unsafe_sub(x, 2**128)
+        up: uint256 = unsafe_sub(hi, 2**128)
+        down: uint256 = unsafe_sub(2**128, lo)
         # ra[s] = div_floor(mark * lin[s], WAD) (docs/fixed-point.md §3). Its largest magnitude
         # m_s is at the largest lin of either sign: floor(mark * up / WAD) for ra >= 0 and
         # ceil(mark * down / WAD) - 1 below (unsafe: mark < 2**96, lin < 2**63, down > 0).
-        top: uint256 = unsafe_div(unsafe_mul(mark, lin_up), fp.WAD)
-        if lin_down != 0:
-            top = max(top, unsafe_div(unsafe_sub(unsafe_mul(mark, lin_down), 1), fp.WAD))
+        top: uint256 = unsafe_div(unsafe_mul(mark, up), fp.WAD)
+        if down != 0:
+            top = max(top, unsafe_div(unsafe_sub(unsafe_mul(mark, down), 1), fp.WAD))
         # e = max(0, bitlen(top) - 15); the previous exponent is usually still right.
         e: uint256 = old_e
         if e > fp.MAX_EXPONENT:
@@ -790,10 +898,12 @@ def observation(underlying: uint256, k: uint256) -> (uint256, uint256):
 @external
 def underlying_params(underlying: uint256) -> UnderlyingParams:
     """
-    @notice An underlying's grid, scenario count and bounded parameters (all zero if unlisted).
+    @notice An underlying's grid, scenario count and bounded parameters, basis and roll
+            window included (all zero if unlisted).
     """
     listing: UnderlyingListing = self.underlying_listing[underlying]
     bounds: uint256 = self.underlying_bounds[underlying]
+    curve: uint256 = self.underlying_curve[underlying]
     return UnderlyingParams(
         grid_id=listing.grid_id,
         scenarios=listing.scenarios,
@@ -802,6 +912,8 @@ def underlying_params(underlying: uint256) -> UnderlyingParams:
         som_rate=listing.som_rate,
         max_deviation=(bounds >> 128) & fp.MASK64,
         max_array_ratio=bounds >> 192,
+        basis=curve & fp.MASK64,
+        roll=curve >> 64,
     )
 
 
@@ -854,12 +966,16 @@ def _set_underlying_params(
     som_rate: uint256,
     max_deviation: uint256,
     max_array_ratio: uint256,
+    basis: uint256,
+    roll: uint256,
 ):
     assert psr_min >= MIN_PSR and psr_min <= psr_max and psr_max <= MAX_PSR, "oracle: psr out of bounds"
     assert som_rate <= MAX_SOM_RATE, "oracle: som_rate out of bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
     assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
+    assert basis <= MAX_BASIS and roll <= MAX_ROLL, "oracle: basis or roll out of bounds"
     self.underlying_listing[underlying].som_rate = som_rate
+    self.underlying_curve[underlying] = basis | (roll << 64)
     self.underlying_bounds[underlying] = (
         psr_min | (psr_max << 64) | (max_deviation << 128) | (max_array_ratio << 192)
     )
@@ -870,6 +986,8 @@ def _set_underlying_params(
         som_rate=som_rate,
         max_deviation=max_deviation,
         max_array_ratio=max_array_ratio,
+        basis=basis,
+        roll=roll,
     )
 
 
@@ -997,42 +1115,6 @@ def _option_context(und: uint256) -> (uint256, uint256, uint256, uint256):
     assert spot != 0, "oracle: underlying not posted"
     bounds: uint256 = self.underlying_bounds[und]
     return (word >> N_SHIFT) & 255, spot, (bounds >> 128) & fp.MASK64, spot * (bounds >> 192) // fp.WAD
-
-
-@view
-@internal
-def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS], uint256, uint256):
-    """
-    @dev (scenario count, max_deviation, lin, largest lin >= 0, largest -lin >= 0) of an
-         underlying: lin[s] = div_floor(c[s] * psr, WAD) (docs/fixed-point.md §3) as two's
-         complement words, zero beyond the count, from the psr already updated by this batch.
-    """
-    word: uint256 = self.underlying_word[und]
-    n: uint256 = (word >> N_SHIFT) & 255
-    psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
-    # before its first spot an underlying has psr 0: a future's array would be all zero
-    assert psr != 0, "oracle: underlying not posted"
-    out: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
-    words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
-    # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and
-    # q = (x + LIN_BIAS) // WAD = lin + 2**128, LIN_BIAS = WAD * 2**128 making x + LIN_BIAS > 0.
-    hi: uint256 = 2**128
-    lo: uint256 = 2**128
-    gw: uint256 = 0
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        if s & 3 == 0:
-            gw = words[s >> 2]
-        else:
-            gw = gw >> 64
-        # c sign-extended from 64 bits (|c| <= 8e18, psr <= 1e18): all wrapping operations.
-        c: uint256 = unsafe_sub((gw & fp.MASK64) ^ 2**63, 2**63)
-        q: uint256 = unsafe_div(unsafe_add(unsafe_mul(c, psr), LIN_BIAS), fp.WAD)
-        if q > hi:
-            hi = q
-        elif q < lo:
-            lo = q
-        out[s] = unsafe_sub(q, 2**128)
-    return n, (self.underlying_bounds[und] >> 128) & fp.MASK64, out, hi - 2**128, 2**128 - lo
 
 
 @view

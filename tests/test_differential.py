@@ -40,7 +40,7 @@ def book(project, system, trader, maker, admin):
     for u, base in ((D_BTC, BTC), (D_ETH, ETH), (D_SPAN, SPAN)):
         grid = s.oracle.underlying_params(base).grid_id
         s.oracle.list_underlying(
-            u, grid, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin
+            u, grid, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, 0, 0, sender=admin
         )
         s.grids[u], s.n_scenarios[u] = s.grids[base], s.n_scenarios[base]
     for tag, u in (("btc", D_BTC), ("eth", D_ETH), ("span", D_SPAN)):

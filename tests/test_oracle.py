@@ -319,19 +319,19 @@ def test_staleness_views(market, admin):
 def test_admin_listing_guards(system, admin, outsider):
     o = system.oracle
     with ape.reverts("roles: not admin"):
-        o.register_grid(7, [WAD], sender=outsider)
+        o.register_grid(7, [WAD], [0], sender=outsider)
     with ape.reverts("oracle: zero grid id"):
-        o.register_grid(0, [WAD], sender=admin)
+        o.register_grid(0, [WAD], [0], sender=admin)
     with ape.reverts("oracle: grid exists"):
-        o.register_grid(GRID_CRYPTO, [WAD], sender=admin)
+        o.register_grid(GRID_CRYPTO, [WAD], [0], sender=admin)
     with ape.reverts("oracle: empty grid"):
-        o.register_grid(7, [], sender=admin)
+        o.register_grid(7, [], [], sender=admin)
     with ape.reverts("oracle: coefficient too large"):
-        o.register_grid(7, [8 * WAD + 1], sender=admin)
-    tx = o.register_grid(7, [WAD, -8 * WAD, 0], sender=admin)
+        o.register_grid(7, [8 * WAD + 1], [0], sender=admin)
+    tx = o.register_grid(7, [WAD, -8 * WAD, 0], [0, 0, 0], sender=admin)
     assert tx.events.filter(o.GridRegistered)[0].coefficients == [WAD, -8 * WAD, 0]
     assert system.oracle_views.grid(7) == [WAD, -8 * WAD, 0]
-    args = (WAD // 100, WAD, WAD // 10, MAX_DEV, 2 * WAD)
+    args = (WAD // 100, WAD, WAD // 10, MAX_DEV, 2 * WAD, 0, 0)
     with ape.reverts("oracle: bad underlying id"):
         o.list_underlying(0, 7, *args, sender=admin)
     with ape.reverts("oracle: bad underlying id"):
@@ -350,6 +350,7 @@ def test_admin_listing_guards(system, admin, outsider):
         ((WAD // 100, WAD, WAD // 10, MAX_DEV, WAD // 101), "oracle: ratio out of bounds"),
         ((WAD // 100, WAD, WAD // 10, MAX_DEV, 10 * WAD + 1), "oracle: ratio out of bounds"),
     ]
+    bad = [(p + (0, 0), reason) for p, reason in bad]
     for params, reason in bad:
         with ape.reverts(reason):
             o.set_underlying_params(BTC, *params, sender=admin)

@@ -43,11 +43,11 @@ PSR_MIN = 10**15
 def posting(system, admin):
     s = system
     o = s.oracle
-    o.register_grid(G39, C39, sender=admin)
-    o.register_grid(G5, C5, sender=admin)
+    o.register_grid(G39, C39, [0] * len(C39), sender=admin)
+    o.register_grid(G5, C5, [0] * len(C5), sender=admin)
     for u, g, c in ((U39, G39, C39), (U5, G5, C5)):
         # deviation cap 100 %: a second mark anywhere in [0, 2 * first]
-        o.list_underlying(u, g, PSR_MIN, WAD, WAD // 10, WAD, RATIO, sender=admin)
+        o.list_underlying(u, g, PSR_MIN, WAD, WAD // 10, WAD, RATIO, 0, 0, sender=admin)
         s.grids[u], s.n_scenarios[u] = c, len(c)
     expiry = s.now() + 30 * 86_400
     s.list_instrument("u39-call", U39, KIND_CALL, SPOT39, expiry)
