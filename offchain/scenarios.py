@@ -325,7 +325,8 @@ class ScenarioGrid:
         Scenario keys: ``move`` (number or string: ``"1/3"``, ``"-66%"``), ``unit`` (``psr`` |
         ``price``, default ``psr``), ``vol`` (``up`` | ``none`` | ``down``, default ``none``),
         ``weight`` (default 1), ``weight_rule`` (``fixed`` | ``psr_over_move``, default
-        ``fixed``), ``tilt`` (forward-curve tilt in [-1, 1], default 0). ``vol_rule`` keys are the fields of ``VolShockRule`` (defaults if absent).
+        ``fixed``), ``tilt`` (forward-curve tilt in [-1, 1], default 0). ``vol_rule`` keys are
+        the fields of ``VolShockRule`` (defaults if absent).
 
         Raises:
             ValueError: naming the offending field (``scenarios[3].vol: ...``).

@@ -150,7 +150,7 @@ class System:
         return futures_risk_array_wad(mark, self.grids[u], psr, self.tilts.get(u), h)
 
     def set_curve(self, u, basis, roll):
-        """Set underlying `u`'s basis (WAD per year) and roll window (seconds), other bounds kept."""
+        """Set underlying `u`'s basis (WAD per year) and roll window (seconds), rest kept."""
         p = self.oracle.underlying_params(u)
         return self.oracle.set_underlying_params(
             u,
