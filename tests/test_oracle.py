@@ -316,6 +316,37 @@ def test_staleness_views(market, admin):
         s.oracle.set_max_age(29, sender=admin)
 
 
+def test_grid_tilts_and_curve_bounds_are_refused(system, admin):
+    """A grid's tilts (one per scenario, |t| <= 1, at most 4 non-zero: the per-future loop of
+    `post` stays short) and an underlying's basis (<= 0.5 / year) and roll window (<= 14 days)
+    are bounded with a reason; the accepted values read back through `underlying_params`."""
+    o = system.oracle
+    with ape.reverts("oracle: one tilt per scenario"):
+        o.register_grid(17, [WAD, 0], [0], sender=admin)
+    with ape.reverts("oracle: one tilt per scenario"):
+        o.register_grid(17, [WAD], [0, 0], sender=admin)
+    for t in (WAD + 1, -WAD - 1):
+        with ape.reverts("oracle: tilt too large"):
+            o.register_grid(17, [WAD, 0], [0, t], sender=admin)
+    with ape.reverts("oracle: too many tilts"):
+        o.register_grid(17, [0] * 5, [WAD, -WAD, 1, -1, WAD], sender=admin)
+    o.register_grid(17, [0] * 6, [WAD, 0, -WAD, 1, 0, -1], sender=admin)
+    assert system.oracle_views.grid(17) == [0] * 6
+    p = o.underlying_params(BTC)
+    keep = (p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio)
+    for basis, roll in ((WAD // 2 + 1, 0), (0, 14 * DAY + 1)):
+        with ape.reverts("oracle: basis or roll out of bounds"):
+            o.set_underlying_params(BTC, *keep, basis, roll, sender=admin)
+        with ape.reverts("oracle: basis or roll out of bounds"):
+            o.list_underlying(18, 17, *keep, basis, roll, sender=admin)
+    tx = o.set_underlying_params(BTC, *keep, WAD // 2, 14 * DAY, sender=admin)
+    event = tx.events.filter(o.UnderlyingParamsSet)[0]
+    assert (event.basis, event.roll) == (WAD // 2, 14 * DAY)
+    p = o.underlying_params(BTC)
+    assert (p.basis, p.roll) == (WAD // 2, 14 * DAY)
+    assert (p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio) == keep
+
+
 def test_admin_listing_guards(system, admin, outsider):
     o = system.oracle
     with ape.reverts("roles: not admin"):
