@@ -60,13 +60,14 @@ exports: (
 MAX_POST_UNDERLYINGS: constant(uint256) = 16
 MAX_POST_INSTRUMENTS: constant(uint256) = 64
 MAX_POST_ASSETS: constant(uint256) = 8
-# words 0..9: c[s] as int64, four per word; words 10..19: t[s] likewise
-GRID_WORDS: constant(uint256) = 20
+# words 0..9: c[s] as int64, four per word; word 10: the (at most two) non-zero tilts, each
+# t as int64 | its scenario s << 64 in one half (the first in the low half)
+GRID_WORDS: constant(uint256) = 11
 TILT_WORD: constant(uint256) = 10
-MAX_TILTS: constant(uint256) = 4
-# PUSH2 641, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
-# STOP ++ 640 bytes of grid words.
-GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x02\x81\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
+MAX_TILTS: constant(uint256) = 2
+# PUSH2 353, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
+# STOP ++ 352 bytes of grid words.
+GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x01\x61\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
 # Parameter bounds (WAD unless noted).
 MAX_COEFFICIENT: constant(int256) = 8 * 10**18
 MAX_TILT: constant(int256) = 10**18
@@ -233,7 +234,7 @@ def register_grid(
             registered, so posted arrays keep their meaning.
     @param grid_id Label of the grid (non-zero).
     @param coefficients c[0..S-1], 1 <= S <= 39, |c[s]| <= 8 WAD.
-    @param tilts t[0..S-1], |t[s]| <= WAD, at most MAX_TILTS non-zero.
+    @param tilts t[0..S-1], |t[s]| <= WAD, at most MAX_TILTS (2) non-zero.
     """
     roles._only_admin()
     assert grid_id != 0, "oracle: zero grid id"
@@ -248,14 +249,13 @@ def register_grid(
         t: int256 = tilts[s]
         assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large"
         assert t <= MAX_TILT and t >= -MAX_TILT, "oracle: tilt too large"
-        if t != 0:
-            nt += 1
         # two's complement in 64 bits: |c|, |t| < 2**63 by the bounds above.
-        at: uint256 = (s & 3) << 6
-        packed[s >> 2] |= (convert(convert(c, bytes32), uint256) & fp.MASK64) << at
-        packed[(s >> 2) + TILT_WORD] |= (convert(convert(t, bytes32), uint256) & fp.MASK64) << at
-    # a short list of tilted scenarios keeps the per-future loop of `post` short
-    assert nt <= MAX_TILTS, "oracle: too many tilts"
+        packed[s >> 2] |= (convert(convert(c, bytes32), uint256) & fp.MASK64) << ((s & 3) << 6)
+        if t != 0:
+            # two at most keep the futures loop of `post` short
+            assert nt < MAX_TILTS, "oracle: too many tilts"
+            packed[TILT_WORD] |= ((convert(convert(t, bytes32), uint256) & fp.MASK64) | (s << 64)) << (nt << 7)
+            nt += 1
     # init code returning the runtime 0x00 (STOP: the contract cannot be called) ++ the words
     self.grid_code[grid_id] = raw_create(concat(GRID_INIT_CODE, abi_encode(packed)))
     self.grid_size[grid_id] = n
@@ -608,9 +608,18 @@ def post(
     # q-form (lin + 2**128) extremes of the untilted lin, 0 included
     lin_hi: uint256 = 0
     lin_lo: uint256 = 0
-    curve: uint256 = 0
+    # the underlying's psr, basis and roll window
+    psr_u: uint256 = 0
+    basis: uint256 = 0
+    roll: uint256 = 0
+    # the tilted scenarios (at most two): index, t (two's complement) and lin of each
     nt: uint256 = 0
-    tilted: uint256[3][MAX_TILTS] = empty(uint256[3][MAX_TILTS])
+    s0: uint256 = 0
+    t0: uint256 = 0
+    b0: uint256 = 0
+    s1: uint256 = 0
+    t1: uint256 = 0
+    b1: uint256 = 0
     for h: uint256 in futures:
         iid: uint256 = h & fp.MASK96
         old: uint256 = self.instrument_words[iid][0]
@@ -635,30 +644,42 @@ def post(
             lin_hi = 2**128
             lin_lo = 2**128
             gw: uint256 = 0
-            tw: uint256 = 0
+            # the tilted scenarios, left out of the extremes: t sign-extended from 64 bits
+            tw: uint256 = words[TILT_WORD]
             nt = 0
+            skip: uint256 = 0
+            if tw != 0:
+                s0 = (tw >> 64) & 255
+                t0 = unsafe_sub((tw & fp.MASK64) ^ 2**63, 2**63)
+                nt = 1
+                skip = 1 << s0
+                if tw >> 128 != 0:
+                    s1 = (tw >> 192) & 255
+                    t1 = unsafe_sub(((tw >> 128) & fp.MASK64) ^ 2**63, 2**63)
+                    nt = 2
+                    skip |= 1 << s1
             for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
                 if s & 3 == 0:
                     gw = words[s >> 2]
-                    tw = words[(s >> 2) + TILT_WORD]
                 else:
                     gw = gw >> 64
-                    tw = tw >> 64
                 # c sign-extended from 64 bits (|c| <= 8e18, psr <= 1e18): all wrapping operations.
                 cs: uint256 = unsafe_sub((gw & fp.MASK64) ^ 2**63, 2**63)
                 q: uint256 = unsafe_div(unsafe_add(unsafe_mul(cs, psr), LIN_BIAS), fp.WAD)
-                t: uint256 = tw & fp.MASK64
                 lin[s] = unsafe_sub(q, 2**128)
-                if t != 0:
-                    tilted[nt] = [s, unsafe_sub(t ^ 2**63, 2**63), lin[s]]
-                    nt += 1
+                if (skip >> s) & 1 != 0:
+                    pass
                 elif q > lin_hi:
                     lin_hi = q
                 elif q < lin_lo:
                     lin_lo = q
-            curve = psr
+            b0 = lin[s0]
+            b1 = lin[s1]
+            psr_u = psr
             if nt != 0:
-                curve |= self.underlying_curve[und] << 64
+                curve: uint256 = self.underlying_curve[und]
+                basis = curve & fp.MASK64
+                roll = curve >> 64
         old_e: uint256 = (old >> fp.E_SHIFT) & 255
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         old_ts: uint256 = (old >> fp.TS_SHIFT) & fp.MASK40
@@ -686,22 +707,29 @@ def post(
         hi: uint256 = lin_hi
         lo: uint256 = lin_lo
         if nt != 0:
-            expiry: uint256 = (iid >> fp.ID_EXPIRY_SHIFT) & fp.MASK40
-            tau: uint256 = min(unsafe_sub(expiry, min(expiry, timestamp)), TAU_CAP)
-            roll: uint256 = curve >> 128
-            hj: uint256 = unsafe_div(unsafe_mul((curve >> 64) & fp.MASK64, tau), YEAR)
+            # iid < 2**96: its expiry is iid >> ID_EXPIRY_SHIFT
+            tau: uint256 = unsafe_sub(max(iid >> fp.ID_EXPIRY_SHIFT, timestamp), timestamp)
+            if tau > TAU_CAP:
+                tau = TAU_CAP
+            hj: uint256 = unsafe_div(unsafe_mul(basis, tau), YEAR)
             if tau < roll:
                 hj = unsafe_sub(
-                    hj,
-                    unsafe_div(unsafe_mul(curve & fp.MASK64, min(unsafe_mul(unsafe_sub(roll, tau), 2), roll)), roll),
+                    hj, unsafe_div(unsafe_mul(psr_u, min(unsafe_mul(unsafe_sub(roll, tau), 2), roll)), roll)
                 )
-            for k: uint256 in range(nt, bound=MAX_TILTS):
-                # [s, t, base lin]: x = base + div_floor(t * h, WAD) + 2**128 (q-form)
-                tk: uint256[3] = tilted[k]
-                x: uint256 = unsafe_add(tk[2], unsafe_div(unsafe_add(unsafe_mul(tk[1], hj), LIN_BIAS), fp.WAD))
-                hi = max(hi, x)
-                lo = min(lo, x)
-                lin[tk[0]] = unsafe_sub(x, 2**128)
+            # x = lin + div_floor(t * h, WAD) + 2**128 (q-form)
+            x: uint256 = unsafe_add(b0, unsafe_div(unsafe_add(unsafe_mul(t0, hj), LIN_BIAS), fp.WAD))
+            if x > hi:
+                hi = x
+            elif x < lo:
+                lo = x
+            lin[s0] = unsafe_sub(x, 2**128)
+            if nt > 1:
+                x = unsafe_add(b1, unsafe_div(unsafe_add(unsafe_mul(t1, hj), LIN_BIAS), fp.WAD))
+                if x > hi:
+                    hi = x
+                elif x < lo:
+                    lo = x
+                lin[s1] = unsafe_sub(x, 2**128)
         up: uint256 = unsafe_sub(hi, 2**128)
         down: uint256 = unsafe_sub(2**128, lo)
         # ra[s] = div_floor(mark * lin[s], WAD) (docs/fixed-point.md §3). Its largest magnitude

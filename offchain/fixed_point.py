@@ -55,7 +55,7 @@ MAX_BASIS: int = WAD // 2
 MAX_ROLL: int = 14 * 86_400
 """Longest roll window of an underlying (seconds, §3)."""
 
-MAX_TILTS: int = 4
+MAX_TILTS: int = 2
 """Most non-zero tilts a grid may carry (§3)."""
 
 ENTRY_BITS: int = 15

@@ -38,10 +38,10 @@ C39 = [
     0,
 ] + [(-1) ** k * (k * WAD // 7 + k) for k in range(31)]
 C5 = [-(WAD // 3), WAD // 3, -WAD, 1, -1]
-# a 39-scenario grid with the most tilts a grid may carry (4), in all three words
+# a 39-scenario grid with the most tilts a grid may carry (2), in the first and last words
 GT, UT = 40, 40
 T39 = [0] * 39
-T39[0], T39[7], T39[23], T39[38] = WAD, -WAD, WAD // 3 + 1, -(WAD // 7)
+T39[0], T39[38] = WAD, -(WAD // 7)
 RATIO = 2 * WAD
 SPOT39 = 60_000 * WAD
 PSR_MIN = 10**15
@@ -181,7 +181,7 @@ def test_tilted_futures_arrays_equal_the_reference(
     """A future's array with the curve shift of its expiry at the batch timestamp (basis over
     the time to expiry, less the roll ramp) on the tilted scenarios equals the reference to the
     wei: any expiry (inside the roll window and beyond the 2-year cap), basis, roll, psr and
-    mark, on a 4-tilt grid, crypto-35 (2 tilts) and CME-16 (none)."""
+    mark, on a 39-scenario grid (tilts on entries 0 and 38), crypto-35 and CME-16 (none)."""
     s = tilted
     with chain_snapshot():
         s.set_curve(u, basis, roll)
@@ -212,7 +212,7 @@ def test_tilted_entry_sets_the_exponent_without_overflowing_its_lane(tilted):
     untilted = encode_risk_array(futures_risk_array_wad(mark, C39, PSR_MIN))
     assert e > untilted[0] + 5
     assert entries[0] > 2**14  # the tilt-up entry, near full scale
-    assert entries[7] <= -(2**14)  # the tilt-down entry
+    assert entries[38] < -(2**11)  # the tilt-down entry, t = -1/7
     assert max(abs(v) for k, v in enumerate(entries) if T39[k] == 0) < 2**10
 
 
