@@ -15,6 +15,7 @@ from offchain.oracle_bounds import (
     deviation_cap,
     strike_code,
 )
+from offchain.scenarios import CRYPTO_35
 from offchain.sdk import ROLE_KEEPER, ROLE_VENUE
 
 
@@ -332,6 +333,9 @@ def test_grid_tilts_and_curve_bounds_are_refused(system, admin):
         o.register_grid(17, [0] * 5, [WAD, 0, -WAD, 0, 1], sender=admin)
     o.register_grid(17, [0] * 6, [0, WAD, 0, 0, 0, -1], sender=admin)
     assert system.oracle_views.grid(17) == [0] * 6
+    assert system.oracle_views.grid_tilts(17) == [0, WAD, 0, 0, 0, -1]
+    assert system.oracle_views.grid_tilts(GRID_CRYPTO) == CRYPTO_35.tilt_coefficients_wad()
+    assert system.oracle_views.grid_tilts(99) == []
     p = o.underlying_params(BTC)
     keep = (p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio)
     for basis, roll in ((WAD // 2 + 1, 0), (0, 14 * DAY + 1)):
