@@ -52,10 +52,10 @@ bench: setup
 
 # The risk model's reports (docs/backtest-results.md): out/backtest/report.md with charts.
 backtest: setup
-	$(PY) -m offchain backtest --out out/backtest
+	$(PY) -m offchain backtest --out out/backtest --write
 
 efficiency: setup
-	$(PY) -m offchain efficiency
+	$(PY) -m offchain efficiency --write
 
 # Contract checks: sizes; one global re-entrancy lock wherever a contract calls out;
 # vyper-guard findings against the reviewed baseline (docs/security.md). No tracked file may

@@ -102,7 +102,9 @@ def loop_risk_arrays(
         call = int(ins.kind[j]) == 1
         p = float(psr[ins.underlying[j]])
         base = _black76(F, K, T, s0, mkt.rate, call)
-        f = (rule.ref_days / max(T * 365.0, rule.min_days)) ** rule.p
+        ratio = rule.ref_days / max(T * 365.0, rule.min_days)
+        long_dated = rule.p_long is not None and ratio < 1.0
+        f = ratio ** (rule.p_long if long_dated else rule.p)
         row = []
         for sc in grid.scenarios:
             move = float(sc.move) * p if sc.unit == "psr" else float(sc.move)

@@ -34,10 +34,12 @@ out to -66% / +500%, cover moves beyond it).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import signal, stats
+
+from offchain.params import margin_params
 
 __all__ = [
     "Calibration",
@@ -61,8 +63,9 @@ class CalibrationParams:
     ewma_lambda: float = 0.94
     confidence: float = 0.99
     horizon_days: int = 1
-    psr_floor: float = 0.04
-    psr_cap: float = 0.50
+    # the PSR bounds of the parameter set (params/margin.json psr_min / psr_max)
+    psr_floor: float = field(default_factory=lambda: float(margin_params().psr_min))
+    psr_cap: float = field(default_factory=lambda: float(margin_params().psr_max))
     warmup_days: int = 250
     refit_every_days: int = 30
     min_dof: float = 2.5

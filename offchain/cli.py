@@ -11,9 +11,10 @@ File formats (JSON; documented with examples in ``examples/`` and ``docs/methodo
       "im_factor": 1.25,                           optional
       "underlyings": [
         {"name": "ETH", "spot": 3139.06, "psr": 0.075, "atm_vol": 0.50,
-         "skew": 0.0, "som_rate": 0.01,            skew and som_rate optional
-         "basis": 0.05, "roll": 345600}            forward-curve basis per year and roll
-                                                   window in seconds, optional (these values)
+         "skew": 0.0, "som_rate": 0.02,            skew and som_rate optional
+         "basis": 0.05, "roll": 345600}            forward-curve basis per year and roll window
+                                                   in seconds, optional (som_rate, basis, roll:
+                                                   params/margin.json's if omitted)
       ],
       "instruments": [
         {"id": "ETH-FEB26-F", "underlying": "ETH", "kind": "future", "expiry": "2026-02-04"},
@@ -49,6 +50,7 @@ import numpy as np
 from offchain.data import InputError
 from offchain.errors import OneLineGroup
 from offchain.jsonfields import Fields, read_json
+from offchain.params import margin_params
 from offchain.paths import data_dir as data_folder
 
 if TYPE_CHECKING:  # the core is imported lazily so that `--help` starts fast
@@ -90,9 +92,7 @@ class Portfolio:
 
 MARKET_KEYS = ("valuation_time", "rate", "grid", "im_factor", "underlyings", "instruments")
 UNDERLYING_KEYS = ("name", "spot", "psr", "atm_vol", "skew", "som_rate", "basis", "roll")
-# forward-curve defaults (docs/fixed-point.md §3): the deployment's provisional values
-DEFAULT_BASIS = 0.05
-DEFAULT_ROLL = 4 * 86_400
+# forward-curve bounds (docs/fixed-point.md §3); the defaults are params/margin.json's
 MAX_BASIS = 0.5
 MAX_ROLL = 14 * 86_400
 INSTRUMENT_KEYS = ("id", "underlying", "kind", "strike", "expiry", "iv")
@@ -110,7 +110,7 @@ def load_market(path: str | Path) -> LoadedMarket:
     top = Fields(path, "", read_json(path), MARKET_KEYS)
     valuation = top.time("valuation_time")
     rate = top.number("rate", 0.0)
-    im_factor = top.number("im_factor", 1.25, lo=1.0)
+    im_factor = top.number("im_factor", float(margin_params().im_factor), lo=1.0)
     grid_spec = top.raw("grid", "crypto-35")
     if isinstance(grid_spec, str):
         if grid_spec not in PRESETS:
@@ -139,15 +139,15 @@ def load_market(path: str | Path) -> LoadedMarket:
         psr.append(value)
         atm.append(f.number("atm_vol", lo=0.0))
         skew.append(f.number("skew", 0.0))
-        rate_u = f.number("som_rate", 0.01, lo=0.0)
+        rate_u = f.number("som_rate", float(margin_params().som_rate), lo=0.0)
         if rate_u > 1.0:
             raise f.fail("som_rate", f"must be a fraction in [0, 1], got {rate_u:g}")
         som.append(rate_u)
-        basis_u = f.number("basis", DEFAULT_BASIS, lo=0.0)
+        basis_u = f.number("basis", float(margin_params().basis), lo=0.0)
         if basis_u > MAX_BASIS:
             raise f.fail("basis", f"must be in [0, {MAX_BASIS}] per year, got {basis_u:g}")
         basis.append(basis_u)
-        roll_u = f.number("roll", DEFAULT_ROLL, lo=0.0)
+        roll_u = f.number("roll", float(margin_params().roll), lo=0.0)
         if roll_u > MAX_ROLL or roll_u != int(roll_u):
             raise f.fail("roll", f"must be whole seconds in [0, {MAX_ROLL}], got {roll_u:g}")
         roll.append(roll_u)
@@ -333,11 +333,15 @@ def cli() -> None:
 @click.option(
     "--som-rate",
     type=float,
-    default=0.01,
-    show_default=True,
-    help="Short-option minimum per short option, fraction of spot.",
+    default=None,
+    help="Short-option minimum per short option, fraction of spot [params/margin.json].",
 )
 @click.option("--no-charts", is_flag=True, help="Skip the PNG charts.")
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Also replace the backtest tables and the basis stress table of docs/backtest-results.md.",
+)
 def backtest(
     out_dir: Path,
     data_dir: Path | None,
@@ -346,8 +350,9 @@ def backtest(
     horizon: int,
     ewma_lambda: float,
     iv_premium: float,
-    som_rate: float,
+    som_rate: float | None,
     no_charts: bool,
+    write: bool,
 ) -> None:
     """Backtest the margin model on the price history; write report.md and charts."""
     from rich.progress import Progress
@@ -364,7 +369,7 @@ def backtest(
                     ewma_lambda=ewma_lambda, confidence=c, horizon_days=horizon
                 ),
                 iv_premium=iv_premium,
-                som_rate=som_rate,
+                som_rate=float(margin_params().som_rate) if som_rate is None else som_rate,
             )
             for c in confidences
         ]
@@ -392,6 +397,12 @@ def backtest(
     argv = " ".join(["python -m offchain", *sys.argv[1:]]) if sys.argv[1:] else None
     report = write_report(out_dir, runs, eff, charts=not no_charts, command=argv)
     click.echo(f"wrote {report}")
+    if write:
+        from offchain.report import efficiency_points, write_backtest_sections
+
+        points = efficiency_points(series, configs[0])
+        for path in write_backtest_sections(runs, points, float(margin_params().basis)):
+            click.echo(f"wrote {path}")
 
 
 @cli.command()
@@ -500,21 +511,50 @@ def arrays(market: Path, out_file: Path | None) -> None:
     show_default=True,
     type=click.Choice(["BTC", "ETH"], case_sensitive=False),
 )
-@click.option("--som-rate", type=float, default=0.01, show_default=True)
-def efficiency(data_dir: Path | None, assets: tuple[str, ...], som_rate: float) -> None:
+@click.option(
+    "--som-rate",
+    type=float,
+    default=None,
+    help="Short-option minimum per short option, fraction of spot [params/margin.json].",
+)
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Also replace the capital-efficiency sections of README.md and "
+    "docs/backtest-results.md with what this prints.",
+)
+def efficiency(
+    data_dir: Path | None, assets: tuple[str, ...], som_rate: float | None, write: bool
+) -> None:
     """Margin of the strategy suite: portfolio model vs sum of legs vs full collateral."""
     from offchain.backtest import BacktestConfig
     from offchain.data import load_backtest_series
-    from offchain.report import efficiency_markdown, efficiency_rows
+    from offchain.report import (
+        efficiency_doc_section,
+        efficiency_points,
+        efficiency_readme_section,
+        efficiency_rows,
+        write_efficiency_sections,
+    )
 
-    config = replace(BacktestConfig(), som_rate=som_rate)
+    config = BacktestConfig()
+    if som_rate is not None:
+        config = replace(config, som_rate=som_rate)
     try:
-        rows = efficiency_rows([load_backtest_series(a, data_dir) for a in assets], config)
+        series = [load_backtest_series(a, data_dir) for a in assets]
+        points = efficiency_points(series, config)
+        rows = efficiency_rows(series, config)
     except InputError:
         raise
     except ValueError as err:
         raise InputError(data_dir or data_folder(), "", str(err)) from None
-    click.echo(efficiency_markdown(rows))
+    doc = efficiency_doc_section(points, rows, config)
+    click.echo(doc)
+    if write:
+        readme = efficiency_readme_section(rows, config)
+        click.echo(readme)
+        for path in write_efficiency_sections(doc, readme):
+            click.echo(f"wrote {path}")
 
 
 def _write(path: Path, text: str) -> None:

@@ -42,6 +42,7 @@ from offchain.liquidation import (
 )
 from offchain.margin import AccountInt, InstrumentInt, MarketInt, account_margin_int
 from offchain.oracle_bounds import bound_option
+from offchain.params import margin_params
 from offchain.risk_arrays import Instruments, MarketState, market_int, risk_arrays_wad
 from offchain.scenarios import CRYPTO_35
 
@@ -64,8 +65,10 @@ __all__ = [
 
 START, END = "2020-03-05", "2020-03-20"
 EXPIRY = int(datetime(2020, 3, 27, 8, tzinfo=UTC).timestamp())
+#: A fixed stress PSR (the March 2020 study's scan range, not a calibrated one).
 PSR = 0.16
-SOM_RATE = 0.10
+#: The parameter set's short-option minimum (params/margin.json).
+SOM_RATE = float(margin_params().som_rate)
 # the oracle's bounds on posts (WAD): deviation cap per cap period, |array| / spot
 MAX_DEVIATION = WAD // 2
 MAX_ARRAY_RATIO = 2 * WAD
@@ -134,8 +137,9 @@ def _ewma_vols(close: np.ndarray) -> np.ndarray:
     return np.sqrt(var * 365.0)
 
 
-def observations() -> list[Observation]:
-    """The posts of the replay, in order (the first one is the opening at the 2020-03-05 close)."""
+def observations(som_rate: float = SOM_RATE) -> list[Observation]:
+    """The posts of the replay, in order (the first one is the opening at the 2020-03-05 close),
+    options margined with ``som_rate`` (the parameter set's unless a test lists another)."""
     series = load_asset("BTC")
     hist = series.window("2020-01-01", END)
     vols = _ewma_vols(hist.close)
@@ -165,7 +169,7 @@ def observations() -> list[Observation]:
             t = day + (k + 1) * 28_800  # 08:00, 16:00, 24:00
             ms = MarketState(t, np.array([spot]), np.full(3, vol))
             arrays = [list(a) for a in risk_arrays_wad(ins, ms, CRYPTO_35, [PSR])]
-            mkt = market_int(ins, ms, arrays, [SOM_RATE])
+            mkt = market_int(ins, ms, arrays, [som_rate])
             # what the keeper posts: options clamped into the oracle's bounds
             # (offchain.oracle_bounds), the cap for the time since the previous observation
             for j in (PUT, CALL):
@@ -239,10 +243,12 @@ def opening_accounts(market: MarketInt, params: LiquidationParams) -> dict[str, 
     return accts
 
 
-def replay(params: LiquidationParams | None = None, fund: int = 0) -> ReplayResult:
+def replay(
+    params: LiquidationParams | None = None, fund: int = 0, som_rate: float = SOM_RATE
+) -> ReplayResult:
     """Run the book through the crash; return the bad debt, its split and each account's outcome."""
     params = params or LiquidationParams()
-    obs = observations()
+    obs = observations(som_rate)
     accts = opening_accounts(obs[0].market, params)
     oi: dict[int, int] = {}
     for a in accts.values():

@@ -22,9 +22,11 @@ from offchain.errors import UserError
 __all__ = [
     "ASSET_FILES",
     "BACKTEST_FILES",
+    "CLOSE_OFFSET_DAYS",
     "InputError",
     "PriceSeries",
     "backtest_file",
+    "close_offset_days",
     "load_asset",
     "load_backtest_series",
     "load_prices",
@@ -37,6 +39,16 @@ ASSET_FILES: dict[str, str] = {"BTC": "btc_usd_daily.csv", "ETH": "eth_usd_daily
 #: assets (CoinGecko snapshots at 00:00 UTC), which the backtest and the capital-efficiency table
 #: read.
 BACKTEST_FILES: dict[str, str] = {"BTC": "btc_usd_daily_coingecko.csv", "ETH": "eth_usd_daily.csv"}
+
+#: File name -> days from a row's date to the instant its close is known (its date convention,
+#: data/SOURCES.md). Yahoo's BTC bar of day d closes at the end of d (= d+1 00:00 UTC); a CoinGecko
+#: snapshot of day d is taken at d 00:00 UTC. Every reader that turns rows into instants (the
+#: keeper's replay, the replayed calibration) reads this one table.
+CLOSE_OFFSET_DAYS: dict[str, int] = {
+    "btc_usd_daily.csv": 1,
+    "btc_usd_daily_coingecko.csv": 0,
+    "eth_usd_daily.csv": 0,
+}
 
 _OHLC = ("open", "high", "low")
 
@@ -61,6 +73,8 @@ class PriceSeries:
     """One asset's daily closes (USD), dates strictly increasing.
 
     ``open``/``high``/``low`` are present only when the file carries them (BTC does, ETH does not).
+    ``offset_days`` is the file's date convention (``CLOSE_OFFSET_DAYS``): the close of row d is
+    known ``offset_days`` after d 00:00 UTC.
     """
 
     asset: str
@@ -69,9 +83,15 @@ class PriceSeries:
     open: np.ndarray | None = None
     high: np.ndarray | None = None
     low: np.ndarray | None = None
+    offset_days: int = 0
 
     def __len__(self) -> int:
         return int(self.close.shape[0])
+
+    @property
+    def known_at(self) -> np.ndarray:
+        """Unix seconds (int64) at which each row's close is known."""
+        return (self.dates.astype("datetime64[s]").astype(np.int64)) + self.offset_days * 86_400
 
     def window(self, start: str | None = None, end: str | None = None) -> PriceSeries:
         """The sub-series with ``start <= date <= end`` (ISO dates, either bound optional)."""
@@ -91,6 +111,7 @@ class PriceSeries:
             cut(self.open),
             cut(self.high),
             cut(self.low),
+            self.offset_days,
         )
 
 
@@ -111,7 +132,8 @@ def load_prices(path: str | Path, asset: str | None = None) -> PriceSeries:
 
     Rows are numbered as in a spreadsheet (the header is row 1). Dates must be ISO ``YYYY-MM-DD``
     and strictly increasing (gaps are allowed: the data has a few missing days); prices must be
-    finite and positive; with OHLC, ``low <= open, close <= high``.
+    finite and positive; with OHLC, ``low <= open, close <= high``. The date convention is the
+    file name's entry in ``CLOSE_OFFSET_DAYS`` (0, a snapshot at the day's start, for other names).
     """
     path = Path(path)
     name = asset or path.stem.split("_")[0].upper()
@@ -167,7 +189,13 @@ def load_prices(path: str | Path, asset: str | None = None) -> PriceSeries:
         arrays.get("open"),
         arrays.get("high"),
         arrays.get("low"),
+        close_offset_days(path),
     )
+
+
+def close_offset_days(path: str | Path) -> int:
+    """Days from a row's date to the instant its close is known, for the file at ``path``."""
+    return CLOSE_OFFSET_DAYS.get(Path(path).name, 0)
 
 
 def load_asset(asset: str, data_dir: str | Path | None = None) -> PriceSeries:

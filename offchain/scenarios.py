@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from offchain.fixed_point import MAX_SCENARIOS, MAX_TILTS, WAD
+from offchain.params import margin_params
 
 __all__ = [
     "VOL_DIRECTIONS",
@@ -77,10 +78,14 @@ def _fraction(name: str, value: object) -> Fraction:
 class VolShockRule:
     """Multiplicative volatility shocks that shrink with days to expiry (docs/design.md §5).
 
-    With ``f = (ref_days / max(DTE, min_days)) ** p``::
+    With ``f = (ref_days / max(DTE, min_days)) ** p`` up to ``ref_days`` and
+    ``(ref_days / DTE) ** p_long`` beyond (``p_long`` None: ``p`` throughout)::
 
         up   = max(sigma * (1 + a * f), floor_vol)
         down = sigma * max(0, 1 - b * f)
+
+    A second power for long expiries is Derive's form (its ``shortTermPower`` and
+    ``longTermPower``): the shock decays fast over the first month and slowly after it.
 
     Defaults: at 30 days the vol is shocked +25% / -20% (relative), short expiries more (the
     square-root rule, ``p = 0.5``: at 7.5 days +50% / -40%), long expiries less (at 120 days
@@ -97,10 +102,13 @@ class VolShockRule:
     floor_vol: float = 0.10
     ref_days: float = 30.0
     min_days: float = 1.0
+    p_long: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("a", "b", "p", "floor_vol", "ref_days", "min_days"):
+        for name in ("a", "b", "p", "floor_vol", "ref_days", "min_days", "p_long"):
             value = getattr(self, name)
+            if name == "p_long" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"vol rule {name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
@@ -109,9 +117,12 @@ class VolShockRule:
             raise ValueError("vol rule ref_days and min_days must be > 0")
 
     def factor(self, dte_days: float | np.ndarray) -> np.ndarray:
-        """``(ref_days / max(DTE, min_days)) ** p``."""
+        """``(ref_days / max(DTE, min_days)) ** p`` (``** p_long`` beyond ``ref_days``)."""
         dte = np.asarray(dte_days, dtype=np.float64)
-        return (self.ref_days / np.maximum(dte, self.min_days)) ** self.p
+        ratio = self.ref_days / np.maximum(dte, self.min_days)
+        if self.p_long is None:
+            return ratio**self.p
+        return np.where(ratio >= 1.0, ratio**self.p, ratio**self.p_long)
 
     def shocked(
         self, sigma: float | np.ndarray, dte_days: float | np.ndarray, direction: str
@@ -389,7 +400,8 @@ def _crypto_35() -> ScenarioGrid:
         )
         for t in tails
     ]
-    return ScenarioGrid("crypto-35", tuple(scenarios), VolShockRule())
+    # the vol shocks of the parameter set (params/margin.json: Derive's, docs/parameters.md)
+    return ScenarioGrid("crypto-35", tuple(scenarios), VolShockRule(**margin_params().vol_rule))
 
 
 def _cme_span_16() -> ScenarioGrid:

@@ -201,12 +201,15 @@ def test_eth_windows_skip_launch_and_split_at_2022(eth_run):
 
 
 def test_99_model_not_rejected_in_sample_for_linear_books(eth_run):
-    """The target: Kupiec does not reject the 99% model for the futures books in-sample."""
+    """The target: Kupiec does not reject the 99% model for the futures books in-sample; the
+    naked option books, shocked by Derive's vol shocks, are green and at most rejected for too
+    few (docs/backtest-results.md explains why)."""
     rows = [r for r in summarize(eth_run) if r.window == "in-sample"]
     for r in rows:
-        if r.strategy in ("long future", "short future", "short put", "short call"):
+        if r.strategy in ("long future", "short future"):
             assert r.kupiec_p > 0.05, r
-            assert r.zone == "green"
+        if r.strategy in ("long future", "short future", "short put", "short call"):
+            assert r.zone == "green" and r.verdict != "rejected: too many", r
 
 
 def test_btc_windows_split_at_2022():
@@ -272,3 +275,54 @@ def test_docs_hold_the_numbers_this_code_produces(eth_run):
     table = backtest_markdown(summarize(btc) + summarize(eth_run))
     for line in table.splitlines()[2:]:
         assert line in doc, line
+
+
+# The new books: collateral in the scan, the futures calendar's basis ---------------------------
+
+
+def test_a_collateral_leg_moves_like_spot_in_the_backtest(eth_run):
+    """The collateral-backed short put is the short put plus one unit of the token: its
+    realised loss adds the token's fall, and its margin (the token a spot leg of the scan) is
+    never below the naked short put's: wrong-way collateral raises MM."""
+    series = load_backtest_series("ETH")
+    pos = np.searchsorted(series.dates, eth_run.dates)
+    token_loss = series.close[pos] - series.close[pos + 1]
+    backed = NAMES.index("collateral-backed short put")
+    naked = NAMES.index("short put")
+    np.testing.assert_allclose(
+        eth_run.loss[:, backed], eth_run.loss[:, naked] + token_loss, rtol=1e-9, atol=1e-6
+    )
+    assert np.all(eth_run.margin[:, backed] >= eth_run.margin[:, naked] - 1e-9)
+    # the token under a short call hedges it: less than the token and the call margined apart
+    covered = NAMES.index("covered call on collateral")
+    assert np.all(eth_run.margin[:, covered] <= eth_run.margin[:, backed] + eth_run.spot)
+
+
+@pytest.mark.parametrize("asset", ["BTC", "ETH"])
+def test_no_book_is_rejected_for_too_many_at_99(asset, eth_run):
+    """Done when: at 99% Kupiec rejects no book for too many exceedances, out of sample (2022
+    onward) or in-sample, on BTC and ETH, the collateral books included."""
+    run = eth_run if asset == "ETH" else run_asset(load_backtest_series(asset), DEFAULT_CONFIG)
+    rows = summarize(run)
+    assert {r.window for r in rows} == {"in-sample", "out-of-sample"}
+    assert {r.strategy for r in rows} >= {
+        "collateral-backed short put",
+        "covered call on collateral",
+    }
+    assert [r for r in rows if r.verdict == "rejected: too many"] == []
+
+
+def test_a_quarter_calendar_carries_the_basis_charge():
+    """The basis stress table: +1 / -1 futures a quarter apart are charged basis x gap x F, at
+    0.05/yr at least 1% of the forward; a week apart far less (what the table reports)."""
+    from offchain.basis_stress import basis_stress
+    from offchain.capital_efficiency import MarketPoint
+    from offchain.params import margin_params
+
+    basis = float(margin_params().basis)
+    rows = basis_stress(MarketPoint("BTC", "2025-03-01", 92_000.0, 0.08, 0.5), basis)
+    quarter = next(r for r in rows if (r.near_days, r.far_days) == (30, 121))
+    assert quarter.charge == pytest.approx(92_000.0 * basis * 91 / 365)
+    assert quarter.charge >= 0.01 * 92_000.0
+    week = next(r for r in rows if (r.near_days, r.far_days) == (7, 14))
+    assert week.charge < week.losses[0]  # a 0.5% relative move of two near forwards: not covered

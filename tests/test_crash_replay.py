@@ -38,10 +38,10 @@ def test_every_account_ends_healthy_or_liquidated(result):
 
 def test_books_balance_and_bad_debt_figure(result):
     assert result.fund_payouts + result.socialised == result.bad_debt
-    # default parameters, empty fund: 6,447.51 USD of bad debt, 98.36 paid by the fund (option
+    # default parameters, empty fund: 5,479.54 USD of bad debt, 144.62 paid by the fund (option
     # posts clamped into the oracle's bounds, as the keeper posts them)
-    assert result.bad_debt == 6_447_508_989_565_286_618_622
-    assert result.fund_payouts == 98_357_299_500_856_612_499
+    assert result.bad_debt == 5_479_538_703_168_840_166_569
+    assert result.fund_payouts == 144_617_139_473_641_581_749
     assert sum(1 for _l, _a, f, _b in result.liquidations if f == WAD) == 5
 
 

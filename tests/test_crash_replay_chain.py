@@ -7,7 +7,7 @@ fund or socialised: fund payouts + socialised == bad debt."""
 
 from __future__ import annotations
 
-from contract_support import BTC, DAY, PSR
+from contract_support import BTC, DAY, PSR, SOM_RATE
 from liquidation_support import (  # noqa: F401 (fixtures)
     bystander,
     hedger,
@@ -27,7 +27,8 @@ from offchain.oracle_bounds import CAP_PERIOD
 
 def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander, chain, admin):
     s = liq.s
-    obs = observations()
+    # the chain fixture lists BTC with its own short-option minimum: the reference takes the same
+    obs = observations(SOM_RATE / WAD)
     expiry = s.now() + 30 * DAY
     ids = {
         FUT: s.list_instrument("m20-fut", BTC, KIND_FUTURE, 0, expiry),
@@ -94,7 +95,7 @@ def test_march_2020_on_chain(liq, accounts, maker, liquidator_account, bystander
             assert_matches(liq, acct, liquidator_account, r)
             liq.check_bad_debt_split()
 
-    pure = replay()
+    pure = replay(som_rate=SOM_RATE / WAD)
     lq = liq.liquidator
     for spec in BOOK:
         acct = book_accounts[spec.name]

@@ -20,7 +20,8 @@ from eth_utils import to_checksum_address
 
 from offchain.data import InputError
 from offchain.errors import UserError
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, to_wad
+from offchain.params import margin_params
 from offchain.sdk import deploy_system, deploy_token, load_config, parse_config
 from offchain.sdk.deploy import is_local_network, preflight
 
@@ -72,7 +73,7 @@ def test_shipped_configs_parse():
     "edit,where,typo,suggestion",
     [
         (
-            lambda c: rename(c, "im_factor", "im_factr"),
+            lambda c: c.update(im_factr=1.25),
             "config: top level",
             "im_factr",
             "im_factor",
@@ -86,7 +87,7 @@ def test_shipped_configs_parse():
             "haircut",
         ),
         (
-            lambda c: rename(c["underlyings"][1], "psr_min", "psr_mn"),
+            lambda c: c["underlyings"][1].update(psr_mn=0.04),
             "underlyings[1]",
             "psr_mn",
             "psr_min",
@@ -96,6 +97,39 @@ def test_shipped_configs_parse():
 )
 def test_an_unknown_key_at_any_level_names_the_closest_valid_one(edit, where, typo, suggestion):
     refused(edit, f"{where}: unknown key {typo!r} (did you mean {suggestion!r}?)")
+
+
+def test_margin_parameters_are_filled_from_the_one_parameter_set():
+    """The shipped configs omit som_rate, psr_min, psr_max and im_factor: they come from
+    params/margin.json, the file every published table reads; the same value given explicitly
+    is accepted."""
+    p = margin_params()
+    for name in ("config.json", "demo.json"):
+        cfg = load_config(REPO / "deploy" / name)
+        assert cfg.im_factor == to_wad(p.im_factor)
+        for u in cfg.underlyings:
+            assert (u.som_rate, u.psr_min, u.psr_max) == (
+                to_wad(p.som_rate),
+                to_wad(p.psr_min),
+                to_wad(p.psr_max),
+            )
+    same = parse_config(
+        edited(lambda c: c["underlyings"][0].update(som_rate=str(p.som_rate), psr_max=0.5))
+    )
+    assert same.underlyings[0].som_rate == to_wad(p.som_rate)
+
+
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda c: c["underlyings"][0].update(som_rate=0.1), "underlyings[0].som_rate: 0.1"),
+        (lambda c: c["underlyings"][1].update(psr_min=0.6), "underlyings[1].psr_min: 0.6"),
+        (lambda c: c["underlyings"][0].update(psr_max=0.4), "underlyings[0].psr_max: 0.4"),
+        (lambda c: c.update(im_factor=0.9), "im_factor: 0.9"),
+    ],
+)
+def test_a_margin_parameter_differing_from_the_parameter_set_is_refused(edit, field):
+    refused(edit, field, "differs from params/margin.json's", "remove it")
 
 
 def test_an_unknown_key_with_no_close_match_lists_the_valid_ones():
@@ -157,11 +191,9 @@ def test_a_wrong_type_or_reference_is_one_line_naming_the_field(edit, parts):
             ("collateral WETH", "haircut must be in [0, 0.9]"),
         ),
         (lambda c: c["instruments"][1].update(strike=-5), ("strike must be > 0",)),
-        (lambda c: c.update(im_factor=0.9), ("im_factor: must be in [1, 3], got 0.9",)),
         (lambda c: c.update(max_age=10), ("max_age: must be in [30, 86400]",)),
         (lambda c: c.update(escape_delay=3_600), ("escape_delay: must be in [86400, 2592000]",)),
         (lambda c: c.update(escape_delay=31 * 86_400), ("escape_delay", "1 to 30 days")),
-        (lambda c: c["underlyings"][0].update(psr_min=0.6), ("psr_min <= psr_max",)),
         (lambda c: c["underlyings"][0].update(max_array_ratio=11), ("max_array_ratio",)),
         (lambda c: c["cash"].update(decimals=24), ("cash.decimals: must be >= 0 and <= 18",)),
         (lambda c: c["instruments"][0].update(position_limit=2_000_000), ("position_limit",)),

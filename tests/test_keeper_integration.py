@@ -37,9 +37,6 @@ CONFIG = {
             "name": n,
             "id": i,
             "grid": "crypto-35",
-            "psr_min": 0.04,
-            "psr_max": 0.5,
-            "som_rate": 0.1,
             "max_deviation": 0.5,
             "max_array_ratio": 2,
         }
@@ -53,7 +50,6 @@ CONFIG = {
         {"underlying": "ETH", "kind": "future", "expiry": 30},
         {"underlying": "ETH", "kind": "put", "strike": 2800, "expiry": 30},
     ],
-    "im_factor": 1.25,
     "max_age": 86_400,
 }
 PSR = {"BTC": 0.1, "ETH": 0.12}

@@ -367,3 +367,35 @@ def test_mock_aggregator_is_admin_only(feeds):
     with pytest.raises(Exception, match="mock: not admin"):
         c["BTC"].functions.set_round(1, 1, 1, 1).transact({"from": node.w3.eth.accounts[1]})
     assert c["BTC"].functions.decimals().call() == 8
+
+
+@pytest.mark.parametrize(
+    ("underlying", "file", "offset_days"),
+    [("BTC", "btc_usd_daily.csv", 1), ("ETH", "eth_usd_daily.csv", 0)],
+)
+def test_calibrated_psr_is_known_when_its_close_is(underlying, file, offset_days):
+    """Each file's own date convention: a CoinGecko ETH row of day d (a 00:00 UTC snapshot) is
+    known at d 00:00, a Yahoo BTC row of day d (the close at the end of d) at d+1 00:00, and a
+    tick one second earlier still sees the previous row's PSR."""
+    from offchain.calibration import CalibrationParams, psr_series
+    from offchain.data import CLOSE_OFFSET_DAYS, load_asset
+    from offchain.keeper.replay import CalibratedPsr
+    from offchain.keeper.sources import HISTORY_FILES
+
+    assert CLOSE_OFFSET_DAYS[file] == offset_days
+    assert HISTORY_FILES[underlying] == (file, offset_days)  # the replay's prices agree
+    until = ts("2020-03-20")
+    replay = CalibratedPsr([underlying], until=until)
+    prices = load_asset(underlying)
+    n = int(np.searchsorted(prices.known_at, until, side="right"))
+    expected = psr_series(prices.close[:n], CalibrationParams()).psr
+    # a replay clock moved by whole days sees the same instants shifted
+    shifted = CalibratedPsr([underlying], until=until, time_offset=7 * 86_400)
+    for day in ("2020-03-12", "2020-03-13", "2020-03-16"):
+        i = int(np.searchsorted(prices.dates, np.datetime64(day)))
+        assert str(prices.dates[i]) == day
+        assert expected[i] != expected[i - 1]  # the PSR moves on these crash days
+        known = ts(day) + offset_days * 86_400
+        assert replay(underlying, known) == expected[i]
+        assert replay(underlying, known - 1) == expected[i - 1]
+        assert shifted(underlying, known + 7 * 86_400 - 1) == expected[i - 1]

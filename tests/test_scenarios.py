@@ -97,10 +97,44 @@ def test_vol_rule_formula():
     assert rule.shocked(0.6, 0.0, "down") == 0.0
 
 
+def derive_vol_shock(sigma: np.ndarray, dte_days: np.ndarray, up: bool) -> np.ndarray:
+    """Derive's (Lyra v2) portfolio-margin vol shock, the anchor of params/margin.json: PMRMLib
+    ``_addVolShocks`` (derivexyz/v2-core) with the mainnet parameters of its
+    scripts/config-mainnet.sol: volRangeUp 0.6, volRangeDown 0.3, shortTermPower 0.3 up to 30
+    days, longTermPower 0.13 beyond, dteFloor 1 day."""
+    dte = np.asarray(dte_days, dtype=np.float64)
+    power = np.where(dte <= 30.0, 0.3, 0.13)
+    mult = (30.0 / np.maximum(dte, 1.0)) ** power
+    return sigma * (1.0 + 0.6 * mult) if up else sigma * np.maximum(0.0, 1.0 - 0.3 * mult)
+
+
+def test_vol_shocks_at_least_derives_beyond_a_week():
+    """The crypto grid's vol shocks are at least Derive's at every expiry from a week to two
+    years and every vol from 0.3 to 1.5, up and down (at 30 days and sigma 0.6: 0.96 up)."""
+    dte = np.linspace(7.0, 730.0, 2_000)
+    for sigma in np.linspace(0.3, 1.5, 13):
+        ours_up = CRYPTO_35.vol_rule.shocked(sigma, dte, "up")
+        ours_down = CRYPTO_35.vol_rule.shocked(sigma, dte, "down")
+        assert np.all(ours_up >= derive_vol_shock(sigma, dte, True) - 1e-12)
+        assert np.all(ours_down <= derive_vol_shock(sigma, dte, False) + 1e-12)
+    assert CRYPTO_35.vol_rule.shocked(0.6, 30, "up") == pytest.approx(0.96)
+    # the rule before this parameter set was below Derive's beyond a week (0.75 at 30 days)
+    assert VolShockRule().shocked(0.6, 30, "up") < derive_vol_shock(0.6, 30.0, True)
+
+
+def test_a_long_power_applies_beyond_the_reference_expiry_only():
+    rule = VolShockRule(a=0.6, b=0.3, p=0.3, p_long=0.13)
+    assert rule.shocked(0.6, 10, "up") == pytest.approx(0.6 * (1 + 0.6 * 3**0.3))
+    assert rule.shocked(0.6, 30, "up") == pytest.approx(0.96)
+    assert rule.shocked(0.6, 365, "up") == pytest.approx(0.6 * (1 + 0.6 * (30 / 365) ** 0.13))
+    with pytest.raises(ValueError, match="p_long"):
+        VolShockRule(p_long=-1.0)
+
+
 @settings(max_examples=100, deadline=None)
 @given(sigma=st.floats(0.0, 3.0), d1=st.floats(0.0, 1000.0), d2=st.floats(0.0, 1000.0))
-def test_vol_shocks_shrink_with_time_to_expiry(sigma, d1, d2):
-    rule = VolShockRule()
+@pytest.mark.parametrize("rule", [VolShockRule(), CRYPTO_35.vol_rule])
+def test_vol_shocks_shrink_with_time_to_expiry(rule, sigma, d1, d2):
     near, far = min(d1, d2), max(d1, d2)
     assert rule.shocked(sigma, near, "up") >= rule.shocked(sigma, far, "up")
     assert rule.shocked(sigma, near, "down") <= rule.shocked(sigma, far, "down")

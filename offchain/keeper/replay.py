@@ -36,17 +36,15 @@ class CalibratedPsr:
         self._series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for u in underlyings:
             prices = load_asset(u)
-            days = np.array(
-                [np.datetime64(str(d), "s").astype(np.int64) for d in prices.dates],
-                dtype=np.int64,
-            )
-            n = len(days) if until is None else int(np.searchsorted(days, until, side="right"))
+            # each file's own date convention (data.CLOSE_OFFSET_DAYS): a Yahoo close of day d
+            # is known at the end of d, a CoinGecko snapshot of d at d 00:00 UTC
+            known = prices.known_at
+            n = len(known) if until is None else int(np.searchsorted(known, until, side="right"))
             n = max(n, params.warmup_days + 2)  # psr_series needs its warm-up
-            days = days[:n]
+            known = known[:n]
             ps = psr_series(prices.close[:n], params)
             ok = np.isfinite(ps.psr)
-            # a close of day d is known at the end of d
-            self._series[u] = (days[ok] + 86_400, ps.psr[ok])
+            self._series[u] = (known[ok], ps.psr[ok])
 
     def __call__(self, underlying: str, ts: int) -> float:
         known, psr = self._series[underlying]

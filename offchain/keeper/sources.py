@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from offchain.data import ASSET_FILES, CLOSE_OFFSET_DAYS
 from offchain.paths import data_dir
 
 __all__ = [
@@ -89,11 +90,11 @@ class MarketDataSource(Protocol):
 # --------------------------------------------------------------------------- CSV replay
 
 #: Underlying -> (file in ``data/``, days from the row's date to the instant its close
-#: refers to). Yahoo's BTC bar of day d closes at the end of d (= d+1 00:00 UTC); CoinGecko's ETH
-#: snapshot of day d is taken at d 00:00 UTC. Aligning by instant pairs BTC(d) with ETH(d+1).
+#: refers to), the date convention read from ``offchain.data.CLOSE_OFFSET_DAYS``. Yahoo's BTC bar
+#: of day d closes at the end of d (= d+1 00:00 UTC); CoinGecko's ETH snapshot of day d is taken
+#: at d 00:00 UTC. Aligning by instant pairs BTC(d) with ETH(d+1).
 HISTORY_FILES: dict[str, tuple[str, int]] = {
-    "BTC": ("btc_usd_daily.csv", 1),
-    "ETH": ("eth_usd_daily.csv", 0),
+    u: (name, CLOSE_OFFSET_DAYS[name]) for u, name in ASSET_FILES.items()
 }
 
 

@@ -24,6 +24,7 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.jsonfields import Fields, read_json
 from offchain.margin import Kind
 from offchain.oracle_bounds import strike_code
+from offchain.params import margin_params
 from offchain.scenarios import PRESETS, ScenarioGrid
 from offchain.sdk.timelock import DEFAULT_DELAY, MAX_DELAY, MIN_DELAY
 
@@ -333,6 +334,23 @@ def _token(path: str, where: str, obj: Any, underlyings: Collection[str]) -> Col
     )
 
 
+def margin_param(f: Fields, key: str) -> Decimal:
+    """``key`` of the one parameter set (params/margin.json) when the config omits it; an
+    explicit value must be the same number, else it is refused with both values named (the
+    deploy config, the examples and the published tables all read that file)."""
+    chosen = margin_params().value(key)
+    if not f.has(key):
+        return chosen
+    given = f.decimal(key)
+    if given != chosen:
+        raise f.fail(
+            key,
+            f"{given} differs from params/margin.json's {chosen}: remove it (the value is filled "
+            "from there) or change params/margin.json, which every published table reads",
+        )
+    return given
+
+
 def _kind(f: Fields) -> Kind:
     name = _choice(f, "kind", ("future", "call", "put"), "kind")
     return Kind[name.upper()]
@@ -363,13 +381,13 @@ def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> System
             name=f.text("name"),
             id=f.integer("id", lo=1, hi=MAX_UNDERLYING_ID),
             grid=_choice(f, "grid", grids, "grid (not in 'grids')"),
-            psr_min=to_wad(f.decimal("psr_min")),
-            psr_max=to_wad(f.decimal("psr_max")),
-            som_rate=to_wad(f.decimal("som_rate")),
+            psr_min=to_wad(margin_param(f, "psr_min")),
+            psr_max=to_wad(margin_param(f, "psr_max")),
+            som_rate=to_wad(margin_param(f, "som_rate")),
             max_deviation=to_wad(f.decimal("max_deviation")),
             max_array_ratio=to_wad(f.decimal("max_array_ratio")),
-            basis=to_wad(f.decimal("basis", "0")),
-            roll=f.integer("roll", 0),
+            basis=to_wad(margin_param(f, "basis")),
+            roll=int(margin_param(f, "roll")),
         )
         if any(u.name == spec.name for u in unds):
             raise f.fail("name", f"underlying {spec.name!r} is listed twice")
@@ -418,7 +436,7 @@ def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> System
         instruments=tuple(ins),
         cash=cash,
         collateral=tuple(coll),
-        im_factor=to_wad(top.decimal("im_factor", "1.25")),
+        im_factor=to_wad(margin_param(top, "im_factor")),
         max_age=top.integer("max_age", 900),
         timelock_delay=top.integer("timelock_delay", DEFAULT_DELAY, lo=MIN_DELAY, hi=MAX_DELAY),
         escape_delay=top.integer("escape_delay", 3 * 86_400),
