@@ -25,6 +25,8 @@ struct UnderlyingParams:
     som_rate: uint256
     max_deviation: uint256
     max_array_ratio: uint256
+    basis: uint256
+    roll: uint256
 
 
 interface IOracleData:
@@ -41,6 +43,7 @@ interface IOracleData:
     def clock() -> uint256: view
 
 
+# the coefficient words of a grid's data contract (the tilt word follows them)
 GRID_WORDS: constant(uint256) = 10
 # RiskOracle's clock word: max_age [40, 80) | wound-down flag 120
 AGE_SHIFT: constant(uint256) = 40
@@ -113,6 +116,30 @@ def grid(grid_id: uint256) -> DynArray[int256, fp.MAX_SCENARIOS]:
         bits: uint256 = (words[s >> 2] >> ((s & 3) << 6)) & fp.MASK64
         # sign extension of a 64-bit two's complement value
         out.append(unsafe_sub(convert(bits ^ 2**63, int256), 2**63))
+    return out
+
+
+@view
+@external
+def grid_tilts(grid_id: uint256) -> DynArray[int256, fp.MAX_SCENARIOS]:
+    """
+    @notice Forward-curve tilts t[s] (WAD, 0 on an untilted scenario) of a registered grid
+            (none for an unknown id).
+    """
+    out: DynArray[int256, fp.MAX_SCENARIOS] = []
+    n: uint256 = staticcall ORACLE.grid_size(grid_id)
+    if n == 0:
+        return out
+    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+        out.append(0)
+    # the word after the coefficients: up to two tilts, each t as int64 | scenario << 64 in one
+    # 128-bit half
+    data: address = staticcall ORACLE.grid_code(grid_id)
+    w: uint256 = abi_decode(slice(data.code, 1 + 32 * GRID_WORDS, 32), uint256)
+    for k: uint256 in range(2):
+        half: uint256 = (w >> (k << 7)) & (2**128 - 1)
+        if half != 0:
+            out[(half >> 64) & 255] = unsafe_sub(convert((half & fp.MASK64) ^ 2**63, int256), 2**63)
     return out
 
 

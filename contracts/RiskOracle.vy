@@ -9,8 +9,10 @@
         Storage layout (docs/contracts.md): per instrument three words,
         slot0 = mark uint96 | e uint8 | timestamp uint40 | entries 0..6 (int16),
         slot1 = entries 7..22, slot2 = entries 23..38; `post` takes instruments in that layout.
-        A grid's coefficients live in the code of a small data contract created at
-        registration (read with one EXTCODECOPY).
+        A grid's coefficients and tilts live in the code of a small data contract created at
+        registration (read with one EXTCODECOPY). In a tilted scenario a future's forward
+        also moves by tilt x its expiry's curve shift (the underlying's basis over the time
+        to expiry, less up to one scan range inside the roll window before expiry).
 @custom:security A compromised keeper is bounded by: strictly increasing timestamps not in the
                  future, deviation caps per unit of time (spot, futures marks and collateral
                  prices relative to their previous value), option marks within the model-free band
@@ -58,12 +60,22 @@ exports: (
 MAX_POST_UNDERLYINGS: constant(uint256) = 16
 MAX_POST_INSTRUMENTS: constant(uint256) = 64
 MAX_POST_ASSETS: constant(uint256) = 8
-GRID_WORDS: constant(uint256) = 10
-# PUSH2 321, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
-# STOP ++ 320 bytes of grid words.
-GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x01\x41\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
+# words 0..9: c[s] as int64, four per word; word 10: the (at most two) non-zero tilts, each
+# t as int64 | its scenario s << 64 in one half (the first in the low half)
+GRID_WORDS: constant(uint256) = 11
+TILT_WORD: constant(uint256) = 10
+MAX_TILTS: constant(uint256) = 2
+# PUSH2 353, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, then the runtime:
+# STOP ++ 352 bytes of grid words.
+GRID_INIT_CODE: constant(Bytes[11]) = b"\x61\x01\x61\x80\x60\x0a\x3d\x39\x3d\xf3\x00"
 # Parameter bounds (WAD unless noted).
 MAX_COEFFICIENT: constant(int256) = 8 * 10**18
+MAX_TILT: constant(int256) = 10**18
+MAX_BASIS: constant(uint256) = 5 * 10**17
+MAX_ROLL: constant(uint256) = 14 * 86_400
+# curve shift (docs/fixed-point.md §3): basis per YEAR of time to expiry, capped at TAU_CAP
+YEAR: constant(uint256) = 31_536_000
+TAU_CAP: constant(uint256) = 2 * 31_536_000
 MIN_PSR: constant(uint256) = 10**15
 MAX_PSR: constant(uint256) = 10**18
 MAX_SOM_RATE: constant(uint256) = 10**18
@@ -143,6 +155,8 @@ struct UnderlyingParams:
     som_rate: uint256
     max_deviation: uint256
     max_array_ratio: uint256
+    basis: uint256
+    roll: uint256
 
 
 # what only the admin sets and `post` never reads (the bounds live in `underlying_bounds`)
@@ -180,6 +194,8 @@ underlying_word: HashMap[uint256, uint256]
 # [0, 64) | psr_max [64, 128) | max_deviation [128, 192) | max_array_ratio [192, 256)
 # (non-zero once listed)
 underlying_bounds: HashMap[uint256, uint256]
+# forward curve: basis (WAD per year) [0, 64) | roll window (seconds) [64, 128)
+underlying_curve: HashMap[uint256, uint256]
 # underlying -> observation index -> packed observation (append-only)
 observations: HashMap[uint256, HashMap[uint256, uint256]]
 instrument_words: HashMap[uint256, uint256[fp.ARRAY_SLOTS]]
@@ -206,26 +222,40 @@ def __init__(admin_: address):
 
 
 @external
-def register_grid(grid_id: uint256, coefficients: DynArray[int256, fp.MAX_SCENARIOS]):
+def register_grid(
+    grid_id: uint256,
+    coefficients: DynArray[int256, fp.MAX_SCENARIOS],
+    tilts: DynArray[int256, fp.MAX_SCENARIOS],
+):
     """
     @notice Register a scenario grid: its linear coefficients c[s] (WAD, signed), the weighted
-            price move of scenario s in units of the scan range (docs/fixed-point.md §3, §7).
-            A grid is immutable once registered, so posted arrays keep their meaning.
+            price move of scenario s in units of the scan range, and its forward-curve tilts
+            t[s] (WAD, signed; docs/fixed-point.md §3, §7). A grid is immutable once
+            registered, so posted arrays keep their meaning.
     @param grid_id Label of the grid (non-zero).
     @param coefficients c[0..S-1], 1 <= S <= 39, |c[s]| <= 8 WAD.
+    @param tilts t[0..S-1], |t[s]| <= WAD, at most MAX_TILTS (2) non-zero.
     """
     roles._only_admin()
     assert grid_id != 0, "oracle: zero grid id"
     assert self.grid_size[grid_id] == 0, "oracle: grid exists"
     n: uint256 = len(coefficients)
     assert n != 0, "oracle: empty grid"
+    assert len(tilts) == n, "oracle: one tilt per scenario"
     packed: uint256[GRID_WORDS] = empty(uint256[GRID_WORDS])
+    nt: uint256 = 0
     for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
         c: int256 = coefficients[s]
+        t: int256 = tilts[s]
         assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large"
-        # two's complement in 64 bits: |c| < 2**63 by the bound above.
-        bits: uint256 = convert(convert(c, bytes32), uint256) & fp.MASK64
-        packed[s >> 2] = packed[s >> 2] | (bits << ((s & 3) << 6))
+        assert t <= MAX_TILT and t >= -MAX_TILT, "oracle: tilt too large"
+        # two's complement in 64 bits: |c|, |t| < 2**63 by the bounds above.
+        packed[s >> 2] |= (convert(convert(c, bytes32), uint256) & fp.MASK64) << ((s & 3) << 6)
+        if t != 0:
+            # two at most keep the futures loop of `post` short
+            assert nt < MAX_TILTS, "oracle: too many tilts"
+            packed[TILT_WORD] |= ((convert(convert(t, bytes32), uint256) & fp.MASK64) | (s << 64)) << (nt << 7)
+            nt += 1
     # init code returning the runtime 0x00 (STOP: the contract cannot be called) ++ the words
     self.grid_code[grid_id] = raw_create(concat(GRID_INIT_CODE, abi_encode(packed)))
     self.grid_size[grid_id] = n
@@ -241,6 +271,8 @@ def list_underlying(
     som_rate: uint256,
     max_deviation: uint256,
     max_array_ratio: uint256,
+    basis: uint256,
+    roll: uint256,
 ):
     """
     @notice List an underlying on a registered grid with its bounded risk parameters.
@@ -251,6 +283,8 @@ def list_underlying(
     @param som_rate Short-option minimum rate (WAD of spot per short contract).
     @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     @param max_array_ratio Bound on |risk array entry| as a multiple of spot (WAD).
+    @param basis Forward-curve basis (WAD per year of time to expiry), <= 0.5 WAD.
+    @param roll Seconds before expiry from which a leg stops offsetting, <= 14 days.
     """
     roles._only_admin()
     self._live()
@@ -264,7 +298,9 @@ def list_underlying(
     # the scenario count also lives in the state word, read by `snapshot` in the same SLOAD
     self.underlying_word[underlying] = n << N_SHIFT
     log IRiskOracle.UnderlyingListed(underlying=underlying, grid_id=grid_id, scenarios=n)
-    self._set_underlying_params(underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio)
+    self._set_underlying_params(
+        underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio, basis, roll
+    )
 
 
 @external
@@ -275,6 +311,8 @@ def set_underlying_params(
     som_rate: uint256,
     max_deviation: uint256,
     max_array_ratio: uint256,
+    basis: uint256,
+    roll: uint256,
 ):
     """
     @notice Change the bounded risk parameters of a listed underlying (grid stays).
@@ -284,10 +322,14 @@ def set_underlying_params(
     @param som_rate Short-option minimum rate (WAD).
     @param max_deviation Deviation cap per CAP_PERIOD (WAD), linear in time since the previous post.
     @param max_array_ratio Bound on |risk array entry| / spot (WAD).
+    @param basis Forward-curve basis (WAD per year), <= 0.5 WAD.
+    @param roll Roll window before expiry (seconds), <= 14 days.
     """
     roles._only_admin()
     assert self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying"
-    self._set_underlying_params(underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio)
+    self._set_underlying_params(
+        underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio, basis, roll
+    )
 
 
 @external
@@ -562,10 +604,22 @@ def post(
         else:
             self._store(iid, n, w0, w1)
     cur = 0
-    dev = 0
     lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
-    lin_up: uint256 = 0
-    lin_down: uint256 = 0
+    # q-form (lin + 2**128) extremes of the untilted lin, 0 included
+    lin_hi: uint256 = 0
+    lin_lo: uint256 = 0
+    # the underlying's psr, basis and roll window
+    psr_u: uint256 = 0
+    basis: uint256 = 0
+    roll: uint256 = 0
+    # the tilted scenarios (at most two): index, t (two's complement) and lin of each
+    nt: uint256 = 0
+    s0: uint256 = 0
+    t0: uint256 = 0
+    b0: uint256 = 0
+    s1: uint256 = 0
+    t1: uint256 = 0
+    b1: uint256 = 0
     for h: uint256 in futures:
         iid: uint256 = h & fp.MASK96
         old: uint256 = self.instrument_words[iid][0]
@@ -573,8 +627,59 @@ def post(
         # a listed instrument's underlying is listed, with a grid
         und: uint256 = (iid >> fp.ID_UNDERLYING_SHIFT) & fp.MASK16
         if und != cur:
+            # The underlying's context: lin[s] = div_floor(c[s] * psr, WAD) (docs/fixed-point.md
+            # §3) as two's complement words, zero beyond the count, from the psr already updated
+            # by this batch; the extremes skip the tilted scenarios, whose lin moves with each
+            # future's expiry ([s, t, lin] each).
             cur = und
-            n, dev, lin, lin_up, lin_down = self._future_context(und)
+            word: uint256 = self.underlying_word[und]
+            n = (word >> N_SHIFT) & 255
+            psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
+            # before its first spot an underlying has psr 0: a future's array would be all zero
+            assert psr != 0, "oracle: underlying not posted"
+            dev = (self.underlying_bounds[und] >> 128) & fp.MASK64
+            words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
+            # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and
+            # q = (x + LIN_BIAS) // WAD = lin + 2**128, LIN_BIAS = WAD * 2**128 making x + LIN_BIAS > 0.
+            lin_hi = 2**128
+            lin_lo = 2**128
+            gw: uint256 = 0
+            # the tilted scenarios, left out of the extremes: t sign-extended from 64 bits
+            tw: uint256 = words[TILT_WORD]
+            nt = 0
+            skip: uint256 = 0
+            if tw != 0:
+                s0 = (tw >> 64) & 255
+                t0 = unsafe_sub((tw & fp.MASK64) ^ 2**63, 2**63)
+                nt = 1
+                skip = 1 << s0
+                if tw >> 128 != 0:
+                    s1 = (tw >> 192) & 255
+                    t1 = unsafe_sub(((tw >> 128) & fp.MASK64) ^ 2**63, 2**63)
+                    nt = 2
+                    skip |= 1 << s1
+            for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+                if s & 3 == 0:
+                    gw = words[s >> 2]
+                else:
+                    gw = gw >> 64
+                # c sign-extended from 64 bits (|c| <= 8e18, psr <= 1e18): all wrapping operations.
+                cs: uint256 = unsafe_sub((gw & fp.MASK64) ^ 2**63, 2**63)
+                q: uint256 = unsafe_div(unsafe_add(unsafe_mul(cs, psr), LIN_BIAS), fp.WAD)
+                lin[s] = unsafe_sub(q, 2**128)
+                if (skip >> s) & 1 != 0:
+                    pass
+                elif q > lin_hi:
+                    lin_hi = q
+                elif q < lin_lo:
+                    lin_lo = q
+            b0 = lin[s0]
+            b1 = lin[s1]
+            psr_u = psr
+            if nt != 0:
+                curve: uint256 = self.underlying_curve[und]
+                basis = curve & fp.MASK64
+                roll = curve >> 64
         old_e: uint256 = (old >> fp.E_SHIFT) & 255
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         old_ts: uint256 = (old >> fp.TS_SHIFT) & fp.MASK40
@@ -596,12 +701,43 @@ def post(
             assert (
                 mark <= unsafe_add(old_mark, cap) and old_mark <= unsafe_add(mark, cap)
             ), "oracle: mark deviation"
+        # Tilted scenarios: lin[s] = base + div_floor(t * h, WAD), h the curve shift of this
+        # future's expiry (docs/fixed-point.md §3), in q-form like the extremes. Unsafe:
+        # basis < 2**59, tau <= TAU_CAP, psr <= WAD, |t * h| <= WAD**2 < 2**120.
+        hi: uint256 = lin_hi
+        lo: uint256 = lin_lo
+        if nt != 0:
+            # iid < 2**96: its expiry is iid >> ID_EXPIRY_SHIFT
+            tau: uint256 = unsafe_sub(max(iid >> fp.ID_EXPIRY_SHIFT, timestamp), timestamp)
+            if tau > TAU_CAP:
+                tau = TAU_CAP
+            hj: uint256 = unsafe_div(unsafe_mul(basis, tau), YEAR)
+            if tau < roll:
+                hj = unsafe_sub(
+                    hj, unsafe_div(unsafe_mul(psr_u, min(unsafe_mul(unsafe_sub(roll, tau), 2), roll)), roll)
+                )
+            # x = lin + div_floor(t * h, WAD) + 2**128 (q-form)
+            x: uint256 = unsafe_add(b0, unsafe_div(unsafe_add(unsafe_mul(t0, hj), LIN_BIAS), fp.WAD))
+            if x > hi:
+                hi = x
+            elif x < lo:
+                lo = x
+            lin[s0] = unsafe_sub(x, 2**128)
+            if nt > 1:
+                x = unsafe_add(b1, unsafe_div(unsafe_add(unsafe_mul(t1, hj), LIN_BIAS), fp.WAD))
+                if x > hi:
+                    hi = x
+                elif x < lo:
+                    lo = x
+                lin[s1] = unsafe_sub(x, 2**128)
+        up: uint256 = unsafe_sub(hi, 2**128)
+        down: uint256 = unsafe_sub(2**128, lo)
         # ra[s] = div_floor(mark * lin[s], WAD) (docs/fixed-point.md §3). Its largest magnitude
         # m_s is at the largest lin of either sign: floor(mark * up / WAD) for ra >= 0 and
         # ceil(mark * down / WAD) - 1 below (unsafe: mark < 2**96, lin < 2**63, down > 0).
-        top: uint256 = unsafe_div(unsafe_mul(mark, lin_up), fp.WAD)
-        if lin_down != 0:
-            top = max(top, unsafe_div(unsafe_sub(unsafe_mul(mark, lin_down), 1), fp.WAD))
+        top: uint256 = unsafe_div(unsafe_mul(mark, up), fp.WAD)
+        if down != 0:
+            top = max(top, unsafe_div(unsafe_sub(unsafe_mul(mark, down), 1), fp.WAD))
         # e = max(0, bitlen(top) - 15); the previous exponent is usually still right.
         e: uint256 = old_e
         if e > fp.MAX_EXPONENT:
@@ -790,10 +926,12 @@ def observation(underlying: uint256, k: uint256) -> (uint256, uint256):
 @external
 def underlying_params(underlying: uint256) -> UnderlyingParams:
     """
-    @notice An underlying's grid, scenario count and bounded parameters (all zero if unlisted).
+    @notice An underlying's grid, scenario count and bounded parameters, basis and roll
+            window included (all zero if unlisted).
     """
     listing: UnderlyingListing = self.underlying_listing[underlying]
     bounds: uint256 = self.underlying_bounds[underlying]
+    curve: uint256 = self.underlying_curve[underlying]
     return UnderlyingParams(
         grid_id=listing.grid_id,
         scenarios=listing.scenarios,
@@ -802,6 +940,8 @@ def underlying_params(underlying: uint256) -> UnderlyingParams:
         som_rate=listing.som_rate,
         max_deviation=(bounds >> 128) & fp.MASK64,
         max_array_ratio=bounds >> 192,
+        basis=curve & fp.MASK64,
+        roll=curve >> 64,
     )
 
 
@@ -814,12 +954,23 @@ def spot_leg(underlying: uint256, price: uint256) -> uint256[4]:
             §3, §5.1), as [e, entries 0..15, 16..31, 32..38], entry s (int16) in lane s % 16 of
             word 1 + s // 16. Reverts before the underlying's first spot.
     """
-    n: uint256 = 0
-    dev: uint256 = 0
+    word: uint256 = self.underlying_word[underlying]
+    n: uint256 = (word >> N_SHIFT) & 255
+    psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
+    assert psr != 0, "oracle: underlying not posted"
+    # lin[s] = div_floor(c[s] * psr, WAD) as in `post` (q-form, no tilt: a spot leg has h = 0)
+    words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[underlying])
     lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
-    up: uint256 = 0
-    down: uint256 = 0
-    n, dev, lin, up, down = self._future_context(underlying)
+    hi: uint256 = 2**128
+    lo: uint256 = 2**128
+    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+        c: uint256 = unsafe_sub(((words[s >> 2] >> ((s & 3) << 6)) & fp.MASK64) ^ 2**63, 2**63)
+        q: uint256 = unsafe_div(unsafe_add(unsafe_mul(c, psr), LIN_BIAS), fp.WAD)
+        hi = max(hi, q)
+        lo = min(lo, q)
+        lin[s] = unsafe_sub(q, 2**128)
+    up: uint256 = hi - 2**128
+    down: uint256 = 2**128 - lo
     # the exponent and offset-binary entries of the futures loop in `post`
     top: uint256 = price * up // fp.WAD
     if down != 0:
@@ -884,12 +1035,16 @@ def _set_underlying_params(
     som_rate: uint256,
     max_deviation: uint256,
     max_array_ratio: uint256,
+    basis: uint256,
+    roll: uint256,
 ):
     assert psr_min >= MIN_PSR and psr_min <= psr_max and psr_max <= MAX_PSR, "oracle: psr out of bounds"
     assert som_rate <= MAX_SOM_RATE, "oracle: som_rate out of bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
     assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
+    assert basis <= MAX_BASIS and roll <= MAX_ROLL, "oracle: basis or roll out of bounds"
     self.underlying_listing[underlying].som_rate = som_rate
+    self.underlying_curve[underlying] = basis | (roll << 64)
     self.underlying_bounds[underlying] = (
         psr_min | (psr_max << 64) | (max_deviation << 128) | (max_array_ratio << 192)
     )
@@ -900,6 +1055,8 @@ def _set_underlying_params(
         som_rate=som_rate,
         max_deviation=max_deviation,
         max_array_ratio=max_array_ratio,
+        basis=basis,
+        roll=roll,
     )
 
 
@@ -1027,42 +1184,6 @@ def _option_context(und: uint256) -> (uint256, uint256, uint256, uint256):
     assert spot != 0, "oracle: underlying not posted"
     bounds: uint256 = self.underlying_bounds[und]
     return (word >> N_SHIFT) & 255, spot, (bounds >> 128) & fp.MASK64, spot * (bounds >> 192) // fp.WAD
-
-
-@view
-@internal
-def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS], uint256, uint256):
-    """
-    @dev (scenario count, max_deviation, lin, largest lin >= 0, largest -lin >= 0) of an
-         underlying: lin[s] = div_floor(c[s] * psr, WAD) (docs/fixed-point.md §3) as two's
-         complement words, zero beyond the count, from the psr already updated by this batch.
-    """
-    word: uint256 = self.underlying_word[und]
-    n: uint256 = (word >> N_SHIFT) & 255
-    psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
-    # before its first spot an underlying has psr 0: a future's array would be all zero
-    assert psr != 0, "oracle: underlying not posted"
-    out: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
-    words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
-    # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and
-    # q = (x + LIN_BIAS) // WAD = lin + 2**128, LIN_BIAS = WAD * 2**128 making x + LIN_BIAS > 0.
-    hi: uint256 = 2**128
-    lo: uint256 = 2**128
-    gw: uint256 = 0
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        if s & 3 == 0:
-            gw = words[s >> 2]
-        else:
-            gw = gw >> 64
-        # c sign-extended from 64 bits (|c| <= 8e18, psr <= 1e18): all wrapping operations.
-        c: uint256 = unsafe_sub((gw & fp.MASK64) ^ 2**63, 2**63)
-        q: uint256 = unsafe_div(unsafe_add(unsafe_mul(c, psr), LIN_BIAS), fp.WAD)
-        if q > hi:
-            hi = q
-        elif q < lo:
-            lo = q
-        out[s] = unsafe_sub(q, 2**128)
-    return n, (self.underlying_bounds[und] >> 128) & fp.MASK64, out, hi - 2**128, 2**128 - lo
 
 
 @view

@@ -11,8 +11,10 @@ File formats (JSON; documented with examples in ``examples/`` and ``docs/methodo
       "im_factor": 1.25,                           optional
       "underlyings": [
         {"name": "ETH", "spot": 3139.06, "psr": 0.075, "atm_vol": 0.50,
-         "skew": 0.0, "som_rate": 0.02}            skew and som_rate optional
-                                                   (som_rate: params/margin.json's if omitted)
+         "skew": 0.0, "som_rate": 0.02,            skew and som_rate optional
+         "basis": 0.05, "roll": 345600}            forward-curve basis per year and roll window
+                                                   in seconds, optional (som_rate, basis, roll:
+                                                   params/margin.json's if omitted)
       ],
       "instruments": [
         {"id": "ETH-FEB26-F", "underlying": "ETH", "kind": "future", "expiry": "2026-02-04"},
@@ -113,7 +115,10 @@ MARKET_KEYS = (
     "collateral",
 )
 COLLATERAL_KEYS = ("symbol", "underlying", "haircut", "price")
-UNDERLYING_KEYS = ("name", "spot", "psr", "atm_vol", "skew", "som_rate")
+UNDERLYING_KEYS = ("name", "spot", "psr", "atm_vol", "skew", "som_rate", "basis", "roll")
+# forward-curve bounds (docs/fixed-point.md §3); the defaults are params/margin.json's
+MAX_BASIS = 0.5
+MAX_ROLL = 14 * 86_400
 INSTRUMENT_KEYS = ("id", "underlying", "kind", "strike", "expiry", "iv")
 PORTFOLIO_KEYS = ("market", "cash", "positions", "collateral")
 POSITION_KEYS = ("instrument", "size")
@@ -144,7 +149,7 @@ def load_market(path: str | Path) -> LoadedMarket:
             raise top.fail("grid", str(err)) from None
 
     names: list[str] = []
-    spot, psr, atm, skew, som = [], [], [], [], []
+    spot, psr, atm, skew, som, basis, roll = [], [], [], [], [], [], []
     for i, item in enumerate(top.items("underlyings")):
         f = Fields(path, f"underlyings[{i}]", item, UNDERLYING_KEYS)
         name = f.text("name")
@@ -162,6 +167,14 @@ def load_market(path: str | Path) -> LoadedMarket:
         if rate_u > 1.0:
             raise f.fail("som_rate", f"must be a fraction in [0, 1], got {rate_u:g}")
         som.append(rate_u)
+        basis_u = f.number("basis", float(margin_params().basis), lo=0.0)
+        if basis_u > MAX_BASIS:
+            raise f.fail("basis", f"must be in [0, {MAX_BASIS}] per year, got {basis_u:g}")
+        basis.append(basis_u)
+        roll_u = f.number("roll", float(margin_params().roll), lo=0.0)
+        if roll_u > MAX_ROLL or roll_u != int(roll_u):
+            raise f.fail("roll", f"must be whole seconds in [0, {MAX_ROLL}], got {roll_u:g}")
+        roll.append(roll_u)
 
     ids: list[str] = []
     und, kind, strike, expiry, iv = [], [], [], [], []
@@ -218,7 +231,9 @@ def load_market(path: str | Path) -> LoadedMarket:
         fwd = forwards(ins, probe)
         smile = surface.vol(ins.underlying, np.where(ins.is_option, ins.strike, fwd), fwd)
         vols = np.where(np.isnan(iv), smile, iv)
-        state = MarketState(valuation, np.array(spot), vols, rate)
+        state = MarketState(
+            valuation, np.array(spot), vols, rate, basis=np.array(basis), roll=np.array(roll)
+        )
     except ValueError as err:
         raise InputError(path, "", str(err)) from None
     return LoadedMarket(

@@ -43,6 +43,21 @@ INT256_MAX: int = 2**255 - 1
 
 _EXACT = Context(prec=400)  # enough digits that scaling by 10**18 never rounds
 
+YEAR: int = 31_536_000
+"""Seconds of a year fraction (§1)."""
+
+TAU_CAP: int = 2 * YEAR
+"""Longest time to expiry the curve shift counts (§3)."""
+
+MAX_BASIS: int = WAD // 2
+"""Largest basis of an underlying (WAD per year, §3)."""
+
+MAX_ROLL: int = 14 * 86_400
+"""Longest roll window of an underlying (seconds, §3)."""
+
+MAX_TILTS: int = 2
+"""Most non-zero tilts a grid may carry (§3)."""
+
 ENTRY_BITS: int = 15
 """Magnitude bits of an int16 entry: ``e = max(0, max_s bitlen(m_s) - ENTRY_BITS)``."""
 
@@ -189,11 +204,48 @@ def scenario_lin_wad(c: Sequence[int], psr: int) -> list[int]:
     return [div_floor(_check_int("c[s]", cs) * _check_int("psr", psr), WAD) for cs in c]
 
 
-def futures_risk_array_wad(mark: int, c: Sequence[int], psr: int) -> list[int]:
+def curve_shift_wad(expiry: int, ts: int, basis: int, roll: int, psr: int) -> int:
+    """Curve shift ``h`` (signed WAD) of the forward of ``expiry`` at batch time ``ts`` (§3).
+
+    ``h = div_floor(basis * tau, YEAR) - roll_j`` with ``tau = min(max(expiry - ts, 0),
+    TAU_CAP)`` and ``roll_j = div_floor(psr * min(2 * (roll - tau), roll), roll)`` inside the
+    roll window (``tau < roll``), else 0. No expiry (``expiry == 0``): 0.
+
+    >>> curve_shift_wad(91 * 86_400, 0, WAD // 20, 4 * 86_400, WAD // 10)  # a quarter out
+    12465753424657534
+    >>> curve_shift_wad(86_400, 0, WAD // 20, 4 * 86_400, WAD // 10)  # inside R / 2: - psr
+    -99863013698630137
+
+    Raises:
+        ValueError: a negative time, ``basis`` outside ``[0, MAX_BASIS]``, ``roll`` outside
+            ``[0, MAX_ROLL]`` or ``psr`` outside ``[0, WAD]``.
+    """
+    expiry, ts = _check_int("expiry", expiry), _check_int("ts", ts)
+    basis, roll, psr = _check_int("basis", basis), _check_int("roll", roll), _check_int("psr", psr)
+    if expiry < 0 or ts < 0:
+        raise ValueError(f"expiry and ts must be >= 0, got {expiry} and {ts}")
+    if not 0 <= basis <= MAX_BASIS:
+        raise ValueError(f"basis must be in [0, {MAX_BASIS}] (WAD per year), got {basis}")
+    if not 0 <= roll <= MAX_ROLL:
+        raise ValueError(f"roll must be in [0, {MAX_ROLL}] seconds, got {roll}")
+    if not 0 <= psr <= WAD:
+        raise ValueError(f"psr must be in [0, WAD], got {psr}")
+    if expiry == 0:
+        return 0
+    tau = min(max(expiry - ts, 0), TAU_CAP)
+    near = psr * min(2 * (roll - tau), roll) // roll if tau < roll else 0
+    return basis * tau // YEAR - near
+
+
+def futures_risk_array_wad(
+    mark: int, c: Sequence[int], psr: int, t: Sequence[int] | None = None, h: int = 0
+) -> list[int]:
     """Risk array of one long future computed on-chain from its mark (§3).
 
-    ``lin[s] = div_floor(c[s] * psr, WAD)`` and ``ra[s] = div_floor(mark * lin[s], WAD)``: both
-    round toward minus infinity, so a long's loss is never understated.
+    ``lin[s] = div_floor(c[s] * psr, WAD) + div_floor(t[s] * h, WAD)`` and ``ra[s] =
+    div_floor(mark * lin[s], WAD)``: every step rounds toward minus infinity, so a long's loss
+    is never understated. ``t`` are the grid's tilts (None: all zero), ``h`` the expiry's curve
+    shift (``curve_shift_wad``).
 
     >>> futures_risk_array_wad(100 * WAD, [WAD // 3, -7 * WAD // 10], 16 * WAD // 100)
     [5333333333333333300, -11200000000000000000]
@@ -212,8 +264,13 @@ def futures_risk_array_wad(mark: int, c: Sequence[int], psr: int) -> list[int]:
         raise ValueError(f"psr must be in (0, WAD], got {psr}")
     if not 0 < len(c) <= MAX_SCENARIOS:
         raise ValueError(f"c must hold 1..{MAX_SCENARIOS} coefficients, got {len(c)}")
+    t = [0] * len(c) if t is None else t
+    if len(t) != len(c):
+        raise ValueError(f"t must hold one tilt per scenario ({len(c)}), got {len(t)}")
+    h = _check_int("h", h)
     out = []
-    for cs in c:
+    for cs, ts in zip(c, t, strict=True):
         lin = div_floor(_check_int("c[s]", cs) * psr, WAD)
+        lin += div_floor(_check_int("t[s]", ts) * h, WAD)
         out.append(div_floor(mark * lin, WAD))
     return out

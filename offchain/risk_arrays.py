@@ -7,6 +7,12 @@ negative. Options are repriced with Black-76 (``offchain.pricing``) on the forwa
 expiry, sticky strike; futures are linear: ``RA = F * m_s * w_s`` exactly, which equals
 ``F * c_s * PSR``.
 
+A scenario with a forward-curve tilt ``t_s`` also moves the forward of expiry ``T`` by
+``t_s * h_T``, the curve shift of that expiry (``docs/fixed-point.md`` §3): basis times time to
+expiry, less up to one PSR inside the roll window before expiry. Futures then gain
+``F * t_s * h_T`` (the chain adds it unweighted; a tilted scenario has weight 1) and options are
+repriced at ``F * (1 + m_s + t_s * h_T)``.
+
 For the chain, ``risk_arrays_wad`` gives WAD integers (futures through
 ``fixed_point.futures_risk_array_wad``, the formula the oracle itself applies; options through
 ``to_wad``) and ``encode_all`` the stored ``(exponent, int16 entries)`` per instrument
@@ -28,6 +34,8 @@ import numpy as np
 
 from offchain.fixed_point import (
     MAX_PRICE,
+    TAU_CAP,
+    curve_shift_wad,
     encode_risk_array,
     futures_risk_array_wad,
     to_wad,
@@ -42,6 +50,7 @@ __all__ = [
     "VolSurface",
     "MarketState",
     "years_to_expiry",
+    "curve_shifts",
     "forwards",
     "implied_vols",
     "marks",
@@ -184,6 +193,8 @@ class MarketState:
 
     Forward of an expiry: ``forwards[(u, expiry)]`` when given, else ``spot_u * exp(rate * T)``.
     Implied vol: ``vols`` per instrument ((n,) array) or a ``VolSurface``.
+    Forward curve per underlying: ``basis`` (fraction per year) and ``roll`` (seconds), both
+    zero when absent (``docs/fixed-point.md`` §3); ``valuation_time`` is the batch timestamp.
     """
 
     valuation_time: int
@@ -191,6 +202,8 @@ class MarketState:
     vols: np.ndarray | VolSurface
     rate: float = 0.0
     forwards: Mapping[tuple[int, int], float] = field(default_factory=dict)
+    basis: np.ndarray | None = None
+    roll: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         spot = np.asarray(self.spot, dtype=np.float64)
@@ -206,6 +219,12 @@ class MarketState:
         for key, value in self.forwards.items():
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"forwards[{key}] must be finite and > 0, got {value}")
+        for name, hi in (("basis", 0.5), ("roll", 14 * 86_400)):
+            v = getattr(self, name)
+            v = np.zeros_like(spot) if v is None else np.asarray(v, dtype=np.float64)
+            if v.shape != spot.shape or not np.all((v >= 0) & (v <= hi)):
+                raise ValueError(f"{name} must hold one value in [0, {hi}] per underlying")
+            object.__setattr__(self, name, v)
         object.__setattr__(self, "spot", spot)
 
 
@@ -216,6 +235,18 @@ def years_to_expiry(instruments: Instruments, market: MarketState) -> np.ndarray
         j = int(np.flatnonzero(secs < 0)[0])
         raise ValueError(f"instrument {j} expired before valuation_time")
     return secs / SECONDS_PER_YEAR
+
+
+def curve_shifts(instruments: Instruments, market: MarketState, psr: np.ndarray) -> np.ndarray:
+    """Curve shift ``h`` of each instrument's expiry (float twin of
+    ``fixed_point.curve_shift_wad``); ``psr`` per underlying."""
+    und = instruments.underlying
+    tau = np.clip(instruments.expiry - int(market.valuation_time), 0, TAU_CAP).astype(np.float64)
+    roll = market.roll[und]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ramp = np.where(tau < roll, np.minimum(2.0 * (roll - tau), roll) / roll, 0.0)
+    h = market.basis[und] * tau / SECONDS_PER_YEAR - psr[und] * ramp
+    return np.where(instruments.expiry == 0, 0.0, h)
 
 
 def forwards(instruments: Instruments, market: MarketState) -> np.ndarray:
@@ -296,9 +327,14 @@ def risk_arrays(
     if np.any(1.0 + moves_u[:n_und] <= 0):
         raise ValueError("a scenario moves a price to zero or below (PSR too large for the grid)")
     weights_u = grid.weights(psr_u)
+    tilt = np.array([float(t) for t in grid.tilts()])
+    # the forward-curve move t_s * h_j of every instrument and scenario (zero when untilted)
+    curve = curve_shifts(instruments, market, psr_u)[:, None] * tilt if tilt.any() else None
     out = np.empty((len(instruments), len(grid)))
     fut = ~instruments.is_option
     out[fut] = fwd[fut, None] * moves_u[und[fut]] * weights_u[und[fut]]  # exact: F * m * w
+    if curve is not None:
+        out[fut] += fwd[fut, None] * curve[fut]
     opt = np.flatnonzero(instruments.is_option)
     if opt.size:
         log1p_u = np.log1p(moves_u)
@@ -314,7 +350,14 @@ def risk_arrays(
             base = _price_from_logs(f0, k, log_fk, v0[:, None] * sqrt_t, df, phi)
             v = grid.shocked_vols(v0, tt * 365.0)
             v *= sqrt_t
-            scen = _price_from_logs(f0 * gross_u[u], k, log_fk + log1p_u[u], v, df, phi)
+            if curve is None:
+                gross, log_gross = gross_u[u], log1p_u[u]
+            else:
+                gross = gross_u[u] + curve[rows]
+                if np.any(gross <= 0):
+                    raise ValueError("a tilted scenario moves a forward to zero or below")
+                log_gross = np.log(gross)
+            scen = _price_from_logs(f0 * gross, k, log_fk + log_gross, v, df, phi)
             scen -= base
             scen *= weights_u[u]
             out[rows] = scen
@@ -335,17 +378,28 @@ def risk_arrays_wad(
 ) -> list[list[int]]:
     """WAD risk arrays as the chain holds them before encoding.
 
-    Futures: ``futures_risk_array_wad(to_wad(F), grid.linear_coefficients_wad(), to_wad(psr))``,
-    the oracle's own formula; options: ``to_wad`` of ``risk_arrays``.
+    Futures: ``futures_risk_array_wad(to_wad(F), c, to_wad(psr), t, h)`` with ``h =
+    curve_shift_wad(expiry, valuation_time, to_wad(basis), roll, to_wad(psr))``, the oracle's
+    own formula at batch time ``valuation_time``; options: ``to_wad`` of ``risk_arrays``.
     """
     arrays = risk_arrays(instruments, market, grid, psr_by_underlying)
     fwd = forwards(instruments, market)
     psr = np.asarray(psr_by_underlying, dtype=np.float64)
     c_wad = grid.linear_coefficients_wad()
+    t_wad = grid.tilt_coefficients_wad()
     out = to_wad(arrays)
     for j in np.flatnonzero(~instruments.is_option):
+        u = int(instruments.underlying[j])
         mark = to_wad(float(fwd[j]))
-        out[j] = futures_risk_array_wad(mark, c_wad, to_wad(float(psr[instruments.underlying[j]])))
+        psr_w = to_wad(float(psr[u]))
+        h = curve_shift_wad(
+            int(instruments.expiry[j]),
+            int(market.valuation_time),
+            to_wad(float(market.basis[u])),
+            int(market.roll[u]),
+            psr_w,
+        )
+        out[j] = futures_risk_array_wad(mark, c_wad, psr_w, t_wad, h)
     return out
 
 

@@ -12,6 +12,9 @@ Every grid has an exact *linear coefficient* per scenario, ``c[s]`` = the weight
 units of the scan range (``docs/fixed-point.md`` §3); the chain computes a future's risk array as
 ``mark * c[s] * psr``. Example: the CME extreme move of 2 scan ranges counted at 35% has
 ``c = 2 * 0.35 = 0.7``; a crypto tail of +300% weighted ``0.7 * PSR / 3`` has ``c = +0.7``.
+A scenario may also carry a forward-curve *tilt* ``t`` in [-1, 1]: the forward of each expiry
+then moves by an extra ``t * h``, ``h`` the expiry's curve shift (basis times time to expiry,
+minus up to one scan range for a leg about to expire; ``fixed_point.curve_shift_wad``).
 
 Presets: ``CRYPTO_35`` (the default) and ``CME_SPAN_16`` (CME SPAN's classic 16 scenarios:
 thirds of the scan range with vol up/down, and two extreme moves of two scan ranges counted at
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from offchain.fixed_point import MAX_SCENARIOS, WAD
+from offchain.fixed_point import MAX_SCENARIOS, MAX_TILTS, WAD
 from offchain.params import margin_params
 
 __all__ = [
@@ -148,10 +151,19 @@ class Scenario:
     vol: str = "none"
     weight: Fraction = Fraction(1)
     weight_rule: str = "fixed"
+    tilt: Fraction = Fraction(0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "move", _fraction("move", self.move))
         object.__setattr__(self, "weight", _fraction("weight", self.weight))
+        object.__setattr__(self, "tilt", _fraction("tilt", self.tilt))
+        if abs(self.tilt) > 1:
+            raise ValueError(f"tilt must be in [-1, 1], got {self.tilt}")
+        if self.tilt and (self.weight_rule != "fixed" or self.weight != 1):
+            raise ValueError(
+                "a tilted scenario needs weight 1 and weight_rule 'fixed': the chain adds the "
+                "tilt to a future's move unweighted"
+            )
         if self.unit not in _UNITS:
             raise ValueError(f"unit must be one of {_UNITS}, got {self.unit!r}")
         if self.vol not in VOL_DIRECTIONS:
@@ -188,16 +200,20 @@ class Scenario:
         else:
             move = f"{sign}{float(self.move) * 100:g}%"
         rule = " PSR/|move|" if self.weight_rule == "psr_over_move" else ""
-        return f"{move}, vol {self.vol}, w {self.weight}{rule}"
+        tilt = f", tilt {'+' if self.tilt > 0 else ''}{self.tilt}" if self.tilt else ""
+        return f"{move}, vol {self.vol}, w {self.weight}{rule}{tilt}"
 
     def to_dict(self) -> dict[str, str]:
-        return {
+        out = {
             "move": str(self.move),
             "unit": self.unit,
             "vol": self.vol,
             "weight": str(self.weight),
             "weight_rule": self.weight_rule,
         }
+        if self.tilt:
+            out["tilt"] = str(self.tilt)
+        return out
 
 
 @dataclass(frozen=True)
@@ -221,6 +237,8 @@ class ScenarioGrid:
         for i, sc in enumerate(scenarios):
             if not isinstance(sc, Scenario):
                 raise ValueError(f"scenarios[{i}] must be a Scenario")
+        if sum(1 for sc in scenarios if sc.tilt) > MAX_TILTS:
+            raise ValueError(f"a grid may tilt at most {MAX_TILTS} scenarios")
         object.__setattr__(self, "scenarios", scenarios)
         if not isinstance(self.vol_rule, VolShockRule):
             raise ValueError("vol_rule must be a VolShockRule")
@@ -242,6 +260,18 @@ class ScenarioGrid:
         for c in self.linear_coefficients():
             mag = -((-abs(c) * WAD).numerator // (abs(c) * WAD).denominator)
             out.append(mag if c >= 0 else -mag)
+        return out
+
+    def tilts(self) -> tuple[Fraction, ...]:
+        """Exact tilts ``t[s]`` (``docs/fixed-point.md`` §3)."""
+        return tuple(sc.tilt for sc in self.scenarios)
+
+    def tilt_coefficients_wad(self) -> list[int]:
+        """``t[s]`` in WAD as the admin registers them, rounded away from zero like ``c[s]``."""
+        out = []
+        for t in self.tilts():
+            mag = -((-abs(t) * WAD).numerator // (abs(t) * WAD).denominator)
+            out.append(mag if t >= 0 else -mag)
         return out
 
     # Vectorised views used by the risk-array kernel -----------------------------------------
@@ -306,7 +336,8 @@ class ScenarioGrid:
         Scenario keys: ``move`` (number or string: ``"1/3"``, ``"-66%"``), ``unit`` (``psr`` |
         ``price``, default ``psr``), ``vol`` (``up`` | ``none`` | ``down``, default ``none``),
         ``weight`` (default 1), ``weight_rule`` (``fixed`` | ``psr_over_move``, default
-        ``fixed``). ``vol_rule`` keys are the fields of ``VolShockRule`` (defaults if absent).
+        ``fixed``), ``tilt`` (forward-curve tilt in [-1, 1], default 0). ``vol_rule`` keys are
+        the fields of ``VolShockRule`` (defaults if absent).
 
         Raises:
             ValueError: naming the offending field (``scenarios[3].vol: ...``).
@@ -351,8 +382,10 @@ class ScenarioGrid:
 
 
 def _crypto_35() -> ScenarioGrid:
+    # the two unmoved vol shocks also tilt the forward curve (+1 with vol up, -1 with vol down)
+    tilt = {"up": 1, "none": 0, "down": -1}
     scenarios = [
-        Scenario(move=m, unit="psr", vol=v)
+        Scenario(move=m, unit="psr", vol=v, tilt=tilt[v] if m == 0 else 0)
         for m in (Fraction(0), *(s * Fraction(i, 4) for i in range(1, 5) for s in (1, -1)))
         for v in ("up", "none", "down")
     ]
@@ -385,7 +418,8 @@ def _cme_span_16() -> ScenarioGrid:
 
 CRYPTO_35: ScenarioGrid = _crypto_35()
 """docs/design.md §5: {0, +-1/4, +-1/2, +-3/4, +-1} PSR x vol up/none/down (27) + 8 tails, vol up,
-weighted 0.7 * PSR / |move| (like CME's extreme 2 x 35%)."""
+weighted 0.7 * PSR / |move| (like CME's extreme 2 x 35%). The unmoved vol-up scenario tilts the
+forward curve by +1, the unmoved vol-down one by -1 (``docs/fixed-point.md`` §3)."""
 
 CME_SPAN_16: ScenarioGrid = _cme_span_16()
 """CME SPAN's 16 scenarios in CME's order: 0, +1/3, -1/3, +2/3, -2/3, +1, -1 PSR each with vol

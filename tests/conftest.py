@@ -249,6 +249,7 @@ def system(
     for u in cfg.underlyings:
         coeffs = u.scenario_grid.linear_coefficients_wad()
         s.grids[u.id] = coeffs
+        s.tilts[u.id] = u.scenario_grid.tilt_coefficients_wad()
         s.n_scenarios[u.id] = len(coeffs)
     for spec in cfg.instruments:
         tag = f"{spec.underlying.lower()}-{spec.kind.name.lower().replace('future', 'fut')}"

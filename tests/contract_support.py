@@ -24,7 +24,7 @@ from offchain.codec import (
     post_header,
     unpack_entries,
 )
-from offchain.fixed_point import WAD, encode_risk_array
+from offchain.fixed_point import WAD, curve_shift_wad, encode_risk_array, futures_risk_array_wad
 from offchain.oracle_bounds import bound_option, code_strike, seconds_for_move
 from offchain.sdk import Client, Deployment
 from offchain.settlement import TWAP_WINDOW
@@ -107,6 +107,7 @@ class System:
     instruments: dict = field(default_factory=dict)  # name -> id
     n_scenarios: dict = field(default_factory=dict)  # underlying -> S
     grids: dict = field(default_factory=dict)  # underlying -> c[s] (WAD)
+    tilts: dict = field(default_factory=dict)  # underlying -> t[s] (WAD); absent: all zero
 
     def client(self, liquidator=None):
         """The SDK client over this deployment (it reads the market through `snapshot`)."""
@@ -139,6 +140,29 @@ class System:
         iid = tx.return_value
         self.instruments[name] = iid
         return iid
+
+    def future_reference(self, iid, mark, psr, ts):
+        """The reference WAD array of future `iid` posted at batch time `ts` with `psr`, on its
+        underlying's grid, tilts, basis and roll as the oracle holds them (fixed-point.md §3)."""
+        u = (iid >> 40) & 0xFFFF
+        p = self.oracle.underlying_params(u)
+        h = curve_shift_wad((iid >> 56) % 2**40, ts, p.basis, p.roll, psr)
+        return futures_risk_array_wad(mark, self.grids[u], psr, self.tilts.get(u), h)
+
+    def set_curve(self, u, basis, roll):
+        """Set underlying `u`'s basis (WAD per year) and roll window (seconds), rest kept."""
+        p = self.oracle.underlying_params(u)
+        return self.oracle.set_underlying_params(
+            u,
+            p.psr_min,
+            p.psr_max,
+            p.som_rate,
+            p.max_deviation,
+            p.max_array_ratio,
+            basis,
+            roll,
+            sender=self.admin,
+        )
 
     # ---- posting
     def post(

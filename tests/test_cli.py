@@ -63,6 +63,44 @@ def test_margin_example_json_is_consistent(runner):
     assert out["health"] == pytest.approx(out["equity"] - total)
 
 
+def _calendar_files(tmp_path, **btc):
+    market = {
+        "valuation_time": "2026-01-05T08:00:00Z",
+        "underlyings": [{"name": "BTC", "spot": 92000.0, "psr": 0.08, "atm_vol": 0.45, **btc}],
+        "instruments": [
+            {"id": "NEAR", "underlying": "BTC", "kind": "future", "expiry": "2026-03-27"},
+            {"id": "FAR", "underlying": "BTC", "kind": "future", "expiry": "2026-06-26"},
+        ],
+    }
+    (tmp_path / "market.json").write_text(json.dumps(market))
+    book = {
+        "market": "market.json",
+        "positions": [{"instrument": "NEAR", "size": 1}, {"instrument": "FAR", "size": -1}],
+    }
+    (tmp_path / "calendar.json").write_text(json.dumps(book))
+    return tmp_path / "calendar.json"
+
+
+def test_quarter_calendar_carries_one_percent_of_spot(runner, tmp_path):
+    """A +1 / -1 BTC futures calendar one quarter (91 days) apart: `margin` charges at least a
+    1% move of one forward against the other (920 USD at 92,000), from the default basis;
+    with basis 0 only the forward gap times the PSR is left."""
+    result = runner.invoke(cli, ["margin", str(_calendar_files(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.output)
+    assert out["maintenance_margin"] >= 0.01 * 92000
+    assert out["underlyings"][0]["worst_label"].endswith("tilt +1")
+    flat = _calendar_files(tmp_path, basis=0)
+    result = runner.invoke(cli, ["margin", str(flat), "--json"])
+    assert json.loads(result.output)["maintenance_margin"] < 0.01 * 92000
+
+
+def test_margin_refuses_a_basis_or_roll_out_of_bounds(runner, tmp_path):
+    for key, value, hint in (("basis", 0.6, "basis"), ("roll", 14 * 86_400 + 1, "roll")):
+        result = runner.invoke(cli, ["margin", str(_calendar_files(tmp_path, **{key: value}))])
+        _one_line_error(result, "market.json", f"underlyings[0].{hint}")
+
+
 def test_margin_market_override(runner, tmp_path):
     doc = json.loads(PORTFOLIO.read_text())
     doc["market"] = "does-not-exist.json"

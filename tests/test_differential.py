@@ -4,7 +4,9 @@ posted arrays, marks, prices and collateral), books them on-chain through trades
 engine's `account_state` (and MarginViews' per-underlying terms) must equal the offchain integer
 reference `offchain.margin.account_margin_int` exactly, with the collateral linked to one
 underlying scanned as a spot leg (docs/fixed-point.md §5.1), its price fresh or stale. Futures
-arrays, computed on-chain, must equal `offchain.fixed_point.futures_risk_array_wad` encoded."""
+arrays, computed on-chain, must equal `offchain.fixed_point.futures_risk_array_wad` encoded, with
+the curve shift of their expiry (random basis and roll) on the tilted scenarios; futures calendars
+carry their basis and roll charges on-chain as in the reference."""
 
 import pytest
 from contract_support import BTC, DAY, ETH, SPAN, USD, examples
@@ -13,9 +15,10 @@ from hypothesis import strategies as st
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
 from offchain.fixed_point import (
+    MAX_BASIS,
+    MAX_ROLL,
     WAD,
     encode_risk_array,
-    futures_risk_array_wad,
     scenario_lin_wad,
 )
 from offchain.margin import (
@@ -46,9 +49,10 @@ def book(project, system, trader, maker, admin):
     for u, base in ((D_BTC, BTC), (D_ETH, ETH), (D_SPAN, SPAN)):
         grid = s.oracle.underlying_params(base).grid_id
         s.oracle.list_underlying(
-            u, grid, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, sender=admin
+            u, grid, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD, 0, 0, sender=admin
         )
         s.grids[u], s.n_scenarios[u] = s.grids[base], s.n_scenarios[base]
+        s.tilts[u] = s.tilts.get(base)
     for tag, u in (("btc", D_BTC), ("eth", D_ETH), ("span", D_SPAN)):
         for k in (1, 2):
             own.append(s.list_instrument(f"d-{tag}-fut{k}", u, KIND_FUTURE, 0, expiry2 + k))
@@ -108,7 +112,9 @@ def portfolios(draw, instruments):
         positions.append((iid, q, price, mark, ra))
     weth = draw(st.integers(0, 100 * WAD))
     weth_price = draw(st.integers(WAD, 10**23))
-    return market, positions, weth, weth_price
+    # forward curve per underlying: basis (WAD per year) and roll window (seconds)
+    curves = {u: (draw(st.integers(0, MAX_BASIS)), draw(st.integers(0, MAX_ROLL))) for u in market}
+    return market, positions, weth, weth_price, curves
 
 
 def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
@@ -117,7 +123,9 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
         _, kind, u, _ = id_fields(iid)
         spot, psr = market[u]
         if kind == KIND_FUTURE:
-            e, entries = encode_risk_array(futures_risk_array_wad(mark, s.grids[u], psr))
+            # the curve shift of its expiry at the batch timestamp it was posted at
+            ts = s.oracle_views.risk_array(iid)[2]
+            e, entries = encode_risk_array(s.future_reference(iid, mark, psr, ts))
         else:
             e, entries = encode_risk_array(ra)
         instruments[iid] = InstrumentInt(u, Kind(kind), mark, e, tuple(entries))
@@ -146,8 +154,10 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
 @given(data=st.data())
 def test_account_state_equals_offchain_integer_model(book, trader, maker, chain_snapshot, data):
     s = book
-    market, positions, weth, weth_price = data.draw(portfolios(s.own))
+    market, positions, weth, weth_price, curves = data.draw(portfolios(s.own))
     with chain_snapshot():
+        for u, (basis, roll) in curves.items():
+            s.set_curve(u, basis, roll)
         if weth:
             s.engine.deposit(s.dweth, weth, sender=trader)
         items = []
@@ -263,3 +273,70 @@ def test_worst_scenario_is_the_first_of_rounded_ties(book, trader, maker, chain_
             s, trader, {D_BTC: (60_000 * WAD, WAD // 10)}, [(iid, 1, WAD, WAD, ra)], 0, 0, WAD
         )
         assert tuple(ref.per_underlying[D_BTC])[:2] == (1, 1001)
+
+
+# ---------------------------------------------------------------------------- calendars
+
+CAL_SPOT, CAL_PSR = 92_000 * WAD, 8 * WAD // 100
+CAL_BASIS, CAL_ROLL = WAD // 20, 4 * DAY
+
+
+def _calendar(s, trader, maker, near_expiry, far_expiry):
+    """Trader long 1 far / short 1 near future on D_BTC (basis 0.05, roll 4 days), both marked
+    at spot 92,000; returns the two ids."""
+    near = s.list_instrument("cal-near", D_BTC, KIND_FUTURE, 0, near_expiry)
+    far = s.list_instrument("cal-far", D_BTC, KIND_FUTURE, 0, far_expiry)
+    for iid in (near, far):
+        s.engine_admin.set_instrument_limits(iid, 10**24, 10**23, sender=s.admin)
+    s.set_curve(D_BTC, CAL_BASIS, CAL_ROLL)
+    _post_calendar(s, near, far)
+    s.engine.trade(maker, trader, near, WAD, CAL_SPOT, sender=s.venue)
+    s.engine.trade(trader, maker, far, WAD, CAL_SPOT, sender=s.venue)
+    return near, far
+
+
+def _post_calendar(s, near, far):
+    s.post(
+        [(D_BTC, CAL_SPOT, CAL_PSR)], [s.future_item(near, CAL_SPOT), s.future_item(far, CAL_SPOT)]
+    )
+
+
+def _calendar_mm(s, account, legs):
+    """(on-chain MM, reference MM) of `account` holding `legs` [(iid, q)] at CAL_SPOT."""
+    market = {D_BTC: (CAL_SPOT, CAL_PSR)}
+    positions = [(iid, q, CAL_SPOT, CAL_SPOT, None) for iid, q in legs]
+    _, ref = _model(s, account, market, positions, 0, WAD, s.engine.im_factor())
+    return s.engine.account_state(account)[2], ref.maintenance_margin
+
+
+def test_quarter_calendar_carries_one_percent_of_spot(book, trader, maker):
+    """A +1 / -1 BTC futures calendar one quarter apart (30 and 121 days out) has MM >= 1% of
+    spot on-chain, equal to the reference to the wei, on either side of the spread."""
+    s = book
+    now = s.now()
+    near, far = _calendar(s, trader, maker, now + 30 * DAY, now + 121 * DAY)
+    for account, sign in ((trader, 1), (maker, -1)):
+        chain_mm, ref_mm = _calendar_mm(s, account, [(near, -sign * WAD), (far, sign * WAD)])
+        assert chain_mm == ref_mm
+        assert chain_mm >= CAL_SPOT // 100
+
+
+def test_calendar_carries_margin_before_its_near_leg_expires(book, trader, maker):
+    """From the roll window R before the near expiry the near leg stops offsetting: MM rises
+    on a schedule, reaches at least the naked near leg's MM at R/2 and stays there until just
+    before expiry; on-chain equals the reference at every step."""
+    s = book
+    near_expiry = s.now() + 3 * CAL_ROLL
+    near, far = _calendar(s, trader, maker, near_expiry, near_expiry + 91 * DAY)
+    legs = [(near, -WAD), (far, WAD)]
+    mms = []
+    for before in (2 * CAL_ROLL, CAL_ROLL, 3 * CAL_ROLL // 4, CAL_ROLL // 2, 60):
+        s.sleep(near_expiry - before - s.now() - 1)
+        _post_calendar(s, near, far)
+        chain_mm, ref_mm = _calendar_mm(s, trader, legs)
+        assert chain_mm == ref_mm
+        mms.append(chain_mm)
+    _, naked = _calendar_mm(s, trader, [(near, -WAD)])
+    assert mms[0] == pytest.approx(mms[1], rel=0.01)  # no roll charge yet at R
+    assert mms[1] < mms[2] < mms[3]  # the ramp
+    assert mms[3] >= naked and mms[4] >= naked  # the near leg no longer offsets

@@ -16,6 +16,7 @@ from offchain.fixed_point import (
     MAX_SCENARIOS,
     MAX_SIZE,
     WAD,
+    curve_shift_wad,
     decode_risk_array,
     div_ceil,
     div_floor,
@@ -271,3 +272,49 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(f"offchain.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+# §3 curve shift --------------------------------------------------------------------------------
+
+
+def test_curve_shift_ramps_the_near_leg_out_over_the_roll_window():
+    """h = basis * tau - roll ramp: 0 ramp from R on, half a PSR at 3R/4, a full PSR from R/2
+    to expiry and after it; no expiry: 0; the doc's values."""
+    basis, roll, psr, year = WAD // 20, 4 * 86_400, WAD // 10, 31_536_000
+    assert curve_shift_wad(0, 5, basis, roll, psr) == 0
+    assert curve_shift_wad(roll, 0, basis, roll, psr) == basis * roll // year
+    assert (
+        curve_shift_wad(3 * roll // 4, 0, basis, roll, psr)
+        == basis * (3 * roll // 4) // year - psr // 2
+    )
+    for tau in (roll // 2, 1, 0):
+        assert curve_shift_wad(1000 + tau, 1000, basis, roll, psr) == basis * tau // year - psr
+    assert curve_shift_wad(10, 1000, basis, roll, psr) == -psr  # expired: tau = 0
+    assert curve_shift_wad(5 * year, 0, WAD // 2, 0, psr) == WAD  # tau capped at 2 years
+    assert curve_shift_wad(91 * 86_400, 0, basis, roll, psr) == 12465753424657534
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((1, 0, WAD // 2 + 1, 0, 0), "basis"),
+        ((1, 0, 0, 14 * 86_400 + 1, 0), "roll"),
+        ((1, 0, 0, 0, WAD + 1), "psr"),
+        ((-1, 0, 0, 0, 0), "expiry and ts"),
+    ],
+)
+def test_curve_shift_refuses_out_of_bounds_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        curve_shift_wad(*args)
+
+
+def test_futures_array_adds_the_floored_tilt_move():
+    """lin[s] = div_floor(c * psr, WAD) + div_floor(t * h, WAD), floored for either sign."""
+    psr, mark = 16 * WAD // 100, 100 * WAD
+    h = -(WAD // 3)
+    ra = futures_risk_array_wad(mark, [0, WAD // 3, 0], psr, [WAD, 0, -WAD // 7], h)
+    assert ra[0] == mark * div_floor(WAD * h, WAD) // WAD
+    assert ra[1] == futures_risk_array_wad(mark, [WAD // 3], psr)[0]
+    assert ra[2] == div_floor(mark * div_floor(-WAD // 7 * h, WAD), WAD)
+    with pytest.raises(ValueError, match="one tilt per scenario"):
+        futures_risk_array_wad(mark, [0, 0], psr, [0], h)

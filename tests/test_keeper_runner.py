@@ -169,6 +169,25 @@ def test_batches_respect_the_oracle_per_call_limits():
     assert len(unds) == 1 and len(ins) == 64 and len(assets) == 1
 
 
+def test_option_quotes_carry_the_chain_curve_shift():
+    """The keeper reprices options at F (1 + m + t h) with the basis and roll the oracle holds
+    for the underlying: a deep in-the-money call moves like its future in the tilted scenarios
+    (index 0 up, 2 down), an untilted scenario does not change, and without a basis the tilted
+    scenarios of a far call hold only its vol shock."""
+    from dataclasses import replace
+
+    call = meta(1, BTC, Kind.CALL, 10_000, days=180)
+    names = {call.id: call.name(NAMES)}
+    curved = replace(UNDS[0], basis=WAD // 20, roll=4 * DAY)
+    with_curve = compute_quotes(T0, SPOTS, {}, PSR, [curved], [call], names)
+    flat = compute_quotes(T0, SPOTS, {}, PSR, UNDS[:1], [call], names)
+    ra, ra0 = with_curve[names[call.id]][0].risk_array, flat[names[call.id]][0].risk_array
+    shift = 60_000 * 0.05 * 180 / 365  # F * basis * tau, about 1,479 USD
+    assert (ra[0] - ra0[0]) / WAD == pytest.approx(shift, rel=0.02)
+    assert (ra[2] - ra0[2]) / WAD == pytest.approx(-shift, rel=0.02)
+    assert ra[1] == ra0[1]
+
+
 # --------------------------------------------------------------------------- health, settlement
 
 

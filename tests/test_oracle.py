@@ -15,6 +15,7 @@ from offchain.oracle_bounds import (
     deviation_cap,
     strike_code,
 )
+from offchain.scenarios import CRYPTO_35
 from offchain.sdk import ROLE_KEEPER, ROLE_VENUE
 
 
@@ -316,22 +317,56 @@ def test_staleness_views(market, admin):
         s.oracle.set_max_age(29, sender=admin)
 
 
+def test_grid_tilts_and_curve_bounds_are_refused(system, admin):
+    """A grid's tilts (one per scenario, |t| <= 1, at most 2 non-zero: the per-future work of
+    `post` stays short) and an underlying's basis (<= 0.5 / year) and roll window (<= 14 days)
+    are bounded with a reason; the accepted values read back through `underlying_params`."""
+    o = system.oracle
+    with ape.reverts("oracle: one tilt per scenario"):
+        o.register_grid(17, [WAD, 0], [0], sender=admin)
+    with ape.reverts("oracle: one tilt per scenario"):
+        o.register_grid(17, [WAD], [0, 0], sender=admin)
+    for t in (WAD + 1, -WAD - 1):
+        with ape.reverts("oracle: tilt too large"):
+            o.register_grid(17, [WAD, 0], [0, t], sender=admin)
+    with ape.reverts("oracle: too many tilts"):
+        o.register_grid(17, [0] * 5, [WAD, 0, -WAD, 0, 1], sender=admin)
+    o.register_grid(17, [0] * 6, [0, WAD, 0, 0, 0, -1], sender=admin)
+    assert system.oracle_views.grid(17) == [0] * 6
+    assert system.oracle_views.grid_tilts(17) == [0, WAD, 0, 0, 0, -1]
+    assert system.oracle_views.grid_tilts(GRID_CRYPTO) == CRYPTO_35.tilt_coefficients_wad()
+    assert system.oracle_views.grid_tilts(99) == []
+    p = o.underlying_params(BTC)
+    keep = (p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio)
+    for basis, roll in ((WAD // 2 + 1, 0), (0, 14 * DAY + 1)):
+        with ape.reverts("oracle: basis or roll out of bounds"):
+            o.set_underlying_params(BTC, *keep, basis, roll, sender=admin)
+        with ape.reverts("oracle: basis or roll out of bounds"):
+            o.list_underlying(18, 17, *keep, basis, roll, sender=admin)
+    tx = o.set_underlying_params(BTC, *keep, WAD // 2, 14 * DAY, sender=admin)
+    event = tx.events.filter(o.UnderlyingParamsSet)[0]
+    assert (event.basis, event.roll) == (WAD // 2, 14 * DAY)
+    p = o.underlying_params(BTC)
+    assert (p.basis, p.roll) == (WAD // 2, 14 * DAY)
+    assert (p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio) == keep
+
+
 def test_admin_listing_guards(system, admin, outsider):
     o = system.oracle
     with ape.reverts("roles: not admin"):
-        o.register_grid(7, [WAD], sender=outsider)
+        o.register_grid(7, [WAD], [0], sender=outsider)
     with ape.reverts("oracle: zero grid id"):
-        o.register_grid(0, [WAD], sender=admin)
+        o.register_grid(0, [WAD], [0], sender=admin)
     with ape.reverts("oracle: grid exists"):
-        o.register_grid(GRID_CRYPTO, [WAD], sender=admin)
+        o.register_grid(GRID_CRYPTO, [WAD], [0], sender=admin)
     with ape.reverts("oracle: empty grid"):
-        o.register_grid(7, [], sender=admin)
+        o.register_grid(7, [], [], sender=admin)
     with ape.reverts("oracle: coefficient too large"):
-        o.register_grid(7, [8 * WAD + 1], sender=admin)
-    tx = o.register_grid(7, [WAD, -8 * WAD, 0], sender=admin)
+        o.register_grid(7, [8 * WAD + 1], [0], sender=admin)
+    tx = o.register_grid(7, [WAD, -8 * WAD, 0], [0, 0, 0], sender=admin)
     assert tx.events.filter(o.GridRegistered)[0].coefficients == [WAD, -8 * WAD, 0]
     assert system.oracle_views.grid(7) == [WAD, -8 * WAD, 0]
-    args = (WAD // 100, WAD, WAD // 10, MAX_DEV, 2 * WAD)
+    args = (WAD // 100, WAD, WAD // 10, MAX_DEV, 2 * WAD, 0, 0)
     with ape.reverts("oracle: bad underlying id"):
         o.list_underlying(0, 7, *args, sender=admin)
     with ape.reverts("oracle: bad underlying id"):
@@ -350,6 +385,7 @@ def test_admin_listing_guards(system, admin, outsider):
         ((WAD // 100, WAD, WAD // 10, MAX_DEV, WAD // 101), "oracle: ratio out of bounds"),
         ((WAD // 100, WAD, WAD // 10, MAX_DEV, 10 * WAD + 1), "oracle: ratio out of bounds"),
     ]
+    bad = [(p + (0, 0), reason) for p, reason in bad]
     for params, reason in bad:
         with ape.reverts(reason):
             o.set_underlying_params(BTC, *params, sender=admin)

@@ -12,8 +12,12 @@ from hypothesis import strategies as st
 
 from offchain.codec import KIND_CALL, KIND_FUTURE, pack_entries, pack_post, post_header
 from offchain.fixed_point import (
+    MAX_BASIS,
     MAX_PRICE,
+    MAX_ROLL,
+    TAU_CAP,
     WAD,
+    curve_shift_wad,
     div_trunc,
     encode_risk_array,
     futures_risk_array_wad,
@@ -34,6 +38,10 @@ C39 = [
     0,
 ] + [(-1) ** k * (k * WAD // 7 + k) for k in range(31)]
 C5 = [-(WAD // 3), WAD // 3, -WAD, 1, -1]
+# a 39-scenario grid with the most tilts a grid may carry (2), in the first and last words
+GT, UT = 40, 40
+T39 = [0] * 39
+T39[0], T39[38] = WAD, -(WAD // 7)
 RATIO = 2 * WAD
 SPOT39 = 60_000 * WAD
 PSR_MIN = 10**15
@@ -43,11 +51,11 @@ PSR_MIN = 10**15
 def posting(system, admin):
     s = system
     o = s.oracle
-    o.register_grid(G39, C39, sender=admin)
-    o.register_grid(G5, C5, sender=admin)
+    o.register_grid(G39, C39, [0] * len(C39), sender=admin)
+    o.register_grid(G5, C5, [0] * len(C5), sender=admin)
     for u, g, c in ((U39, G39, C39), (U5, G5, C5)):
         # deviation cap 100 %: a second mark anywhere in [0, 2 * first]
-        o.list_underlying(u, g, PSR_MIN, WAD, WAD // 10, WAD, RATIO, sender=admin)
+        o.list_underlying(u, g, PSR_MIN, WAD, WAD // 10, WAD, RATIO, 0, 0, sender=admin)
         s.grids[u], s.n_scenarios[u] = c, len(c)
     expiry = s.now() + 30 * 86_400
     s.list_instrument("u39-call", U39, KIND_CALL, SPOT39, expiry)
@@ -55,6 +63,17 @@ def posting(system, admin):
     s.list_instrument("u5-fut", U5, KIND_FUTURE, 0, expiry)
     s.list_instrument("u5-call", U5, KIND_CALL, WAD, expiry)
     s.post([(U39, SPOT39, 16 * WAD // 100), (U5, WAD, 16 * WAD // 100)])
+    return s
+
+
+@pytest.fixture(scope="module")
+def tilted(posting, admin):
+    """`posting` plus UT on a tilted 39-scenario grid, posted at SPOT39."""
+    s = posting
+    s.oracle.register_grid(GT, C39, T39, sender=admin)
+    s.oracle.list_underlying(UT, GT, PSR_MIN, WAD, WAD // 10, WAD, RATIO, 0, 0, sender=admin)
+    s.grids[UT], s.tilts[UT], s.n_scenarios[UT] = C39, T39, len(C39)
+    s.post([(UT, SPOT39, 16 * WAD // 100)])
     return s
 
 
@@ -145,6 +164,56 @@ def test_futures_exponent_follows_mark_and_psr(posting):
     assert exponents[1] == exponents[0] + 1 and exponents[2] == exponents[0]
     assert exponents[4] > exponents[3] > exponents[5]
     assert exponents[6:] == [0, 0]
+
+
+@examples(25, 300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    u=st.sampled_from([UT, BTC, SPAN]),
+    tau=st.one_of(st.integers(2, 20 * 86_400), st.integers(2, TAU_CAP + 86_400)),
+    basis=st.integers(0, MAX_BASIS),
+    roll=st.one_of(st.integers(0, MAX_ROLL), st.just(4 * 86_400)),
+    psr=st.integers(WAD // 100, WAD),
+    mark=st.one_of(st.integers(1, 10**7), st.integers(1, MAX_PRICE - 1)),
+)
+def test_tilted_futures_arrays_equal_the_reference(
+    tilted, chain_snapshot, u, tau, basis, roll, psr, mark
+):
+    """A future's array with the curve shift of its expiry at the batch timestamp (basis over
+    the time to expiry, less the roll ramp) on the tilted scenarios equals the reference to the
+    wei: any expiry (inside the roll window and beyond the 2-year cap), basis, roll, psr and
+    mark, on a 39-scenario grid (tilts on entries 0 and 38), crypto-35 and CME-16 (none)."""
+    s = tilted
+    with chain_snapshot():
+        s.set_curve(u, basis, roll)
+        iid = s.list_instrument("tilt-fut", u, KIND_FUTURE, 0, s.now() + tau)
+        spot = s.oracle.underlying_state(u)[0] or SPOTS[u]
+        s.post([(u, spot, psr)], [s.future_item(iid, mark)])
+        _mark, e, ts, entries = s.oracle_views.risk_array(iid)
+        expect = s.future_reference(iid, mark, psr, ts)
+        assert (e, list(entries)) == encode_risk_array(expect)
+        if u == SPAN:  # CME-16 carries no tilt: the classic array
+            assert expect == futures_risk_array_wad(mark, s.grids[SPAN], psr)
+
+
+def test_tilted_entry_sets_the_exponent_without_overflowing_its_lane(tilted):
+    """Largest basis, an expiry beyond the 2-year cap and the smallest psr: the tilted entries
+    (about 1 WAD of move against c * psr <= 8e15) are the array's largest, so the exponent
+    comes from them; an exponent from the untilted entries alone would overflow int16."""
+    s = tilted
+    s.set_curve(UT, MAX_BASIS, 0)
+    iid = s.list_instrument("tilt-far", UT, KIND_FUTURE, 0, s.now() + TAU_CAP + 86_400)
+    mark = MAX_PRICE - 1
+    s.post([(UT, SPOT39, PSR_MIN)], [s.future_item(iid, mark)])
+    _mark, e, ts, entries = s.oracle_views.risk_array(iid)
+    h = curve_shift_wad((iid >> 56) % 2**40, ts, MAX_BASIS, 0, PSR_MIN)
+    assert h == WAD  # 0.5 a year over the 2-year cap
+    expect = futures_risk_array_wad(mark, C39, PSR_MIN, T39, h)
+    assert (e, list(entries)) == encode_risk_array(expect)
+    untilted = encode_risk_array(futures_risk_array_wad(mark, C39, PSR_MIN))
+    assert e > untilted[0] + 5
+    assert entries[0] > 2**14  # the tilt-up entry, near full scale
+    assert entries[38] < -(2**11)  # the tilt-down entry, t = -1/7
+    assert max(abs(v) for k, v in enumerate(entries) if T39[k] == 0) < 2**10
 
 
 # ---------------------------------------------------------------------------- options

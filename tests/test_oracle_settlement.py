@@ -56,7 +56,7 @@ def _chain_observations(s, und):
 
 def _list_fresh_underlying(s):
     s.oracle.list_underlying(
-        FRESH, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, sender=s.admin
+        FRESH, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, 0, 0, sender=s.admin
     )
 
 

@@ -265,3 +265,46 @@ def test_regression_far_otm_put_sign_noise_is_denormal():
     vol_none = np.arange(1, 27, 3)
     assert np.all(np.abs(ra[vol_none]) < 1e-300)
     assert np.all(np.isfinite(ra)) and np.all(ra[27:] >= -1e-300)
+
+
+# ---------------------------------------------------------------------------- forward curve
+
+
+def _curve_market(basis=0.05, roll=4 * DAY):
+    return MarketState(T0, np.array([92_000.0]), np.array([0.5, 0.5]), basis=[basis], roll=[roll])
+
+
+def test_futures_curve_shift_equals_the_integer_reference():
+    """Float futures arrays carry F * t * h on the tilted scenarios and the WAD path is the
+    oracle's integer formula with the same curve shift: far from expiry h = basis * tau, inside
+    half the roll window h = basis * tau - psr."""
+    psr = 0.08
+    mkt = _curve_market()
+    ins = _instruments([Kind.FUTURE, Kind.FUTURE], [np.nan, np.nan], [91, 1])
+    ra = risk_arrays(ins, mkt, CRYPTO_35, [psr])
+    tau = np.array([91, 1]) * DAY / SECONDS_PER_YEAR
+    h = 0.05 * tau - np.array([0.0, psr])
+    assert ra[:, 0] == pytest.approx(92_000 * h)  # move 0, vol up, tilt +1
+    assert ra[:, 2] == pytest.approx(-92_000 * h)  # move 0, vol down, tilt -1
+    assert ra[:, 1] == pytest.approx([0.0, 0.0])  # untilted
+    wad = risk_arrays_wad(ins, mkt, CRYPTO_35, [psr])
+    for j in range(2):
+        assert max(abs(a - b) for a, b in zip(to_wad(ra[j]), wad[j], strict=True)) < 10**8
+
+
+def test_option_calendar_charged_like_futures_calendar():
+    """Deep in-the-money calls behave like futures: a long-far / short-near call calendar one
+    quarter apart loses about what the futures calendar loses in the tilted scenarios, and
+    carries about the same margin; far from the tilts it is no cheaper."""
+    mkt = _curve_market()
+    days = [30, 121]
+    fut = _instruments([Kind.FUTURE] * 2, [np.nan] * 2, days)
+    call = _instruments([Kind.CALL] * 2, [20_000.0] * 2, days)
+    q = np.array([-1.0, 1.0])
+    margins = []
+    for ins in (fut, call):
+        ra = risk_arrays(ins, mkt, CRYPTO_35, [0.08])
+        loss = -(q @ ra)
+        margins.append(max(loss.max(), 0.0))
+        assert loss[2] > 0.01 * 92_000  # tilt -1: the far forward falls by more
+    assert margins[1] == pytest.approx(margins[0], rel=0.02)

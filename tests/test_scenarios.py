@@ -223,3 +223,26 @@ def test_vol_rule_bad_inputs():
     with pytest.raises(ValueError, match="must be a Scenario"):
         ScenarioGrid("x", ({"move": 0},))
     assert Scenario(move=0.35).move == F(7, 20)
+
+
+def test_tilts_crypto_carries_two_and_cme_none():
+    """crypto-35 tilts the unmoved vol-up scenario by +1 and the unmoved vol-down one by -1;
+    CME-16 carries no tilt, so its arrays and golden examples are unchanged."""
+    t = CRYPTO_35.tilt_coefficients_wad()
+    assert [(k, v) for k, v in enumerate(t) if v] == [(0, WAD), (2, -WAD)]
+    assert CRYPTO_35.scenarios[0].move == 0 and CRYPTO_35.scenarios[0].vol == "up"
+    assert CRYPTO_35.scenarios[2].move == 0 and CRYPTO_35.scenarios[2].vol == "down"
+    assert CME_SPAN_16.tilt_coefficients_wad() == [0] * 16
+    assert "tilt" not in CME_SPAN_16.to_dict()["scenarios"][0]
+    again = ScenarioGrid.from_dict(CRYPTO_35.to_dict())
+    assert again.tilt_coefficients_wad() == t
+    assert CRYPTO_35.scenarios[0].label.endswith("tilt +1")
+
+
+def test_bad_tilts_are_refused():
+    with pytest.raises(ValueError, match=r"tilt must be in \[-1, 1\]"):
+        Scenario(move=0, tilt="3/2")
+    with pytest.raises(ValueError, match="tilted scenario needs weight 1"):
+        Scenario(move=0, weight=2, tilt=1)
+    with pytest.raises(ValueError, match="at most 2 scenarios"):
+        ScenarioGrid("x", tuple(Scenario(move=0, tilt=1) for _ in range(3)))

@@ -14,7 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from offchain.codec import OptionPost, id_fields, instrument_id, pack_entries, unpack_entries
-from offchain.fixed_point import WAD, encode_risk_array, futures_risk_array_wad, scenario_lin_wad
+from offchain.fixed_point import (
+    WAD,
+    curve_shift_wad,
+    encode_risk_array,
+    futures_risk_array_wad,
+    scenario_lin_wad,
+)
 from offchain.margin import Kind
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import (
@@ -242,8 +248,14 @@ def test_posts_read_back_exactly(deployed, chain, keeper):
     for p in items:
         ins = m.market.instruments[p.instrument]
         assert ins.mark == p.mark and m.timestamps[p.instrument] == ts
-        if id_fields(p.instrument)[1] == 0:
-            e, entries = encode_risk_array(futures_risk_array_wad(p.mark, coeffs, psr))
+        _, kind, und, expiry = id_fields(p.instrument)
+        if kind == 0:
+            # the curve shift of its expiry: deploy/config.json sets a basis and roll window
+            params = c.underlying_params(und)
+            h = curve_shift_wad(expiry, ts, params.basis, params.roll, psr)
+            assert params.basis > 0
+            tilts = CRYPTO_35.tilt_coefficients_wad()
+            e, entries = encode_risk_array(futures_risk_array_wad(p.mark, coeffs, psr, tilts, h))
         else:
             e, entries = p.exponent, unpack_entries(p.words, len(coeffs))
         assert (ins.exponent, list(ins.entries)) == (e, entries)

@@ -43,7 +43,7 @@ def test_future_posted_before_its_underlying_never_carries_a_zero_array(system, 
     s = system
     new_u = 77  # a fresh underlying, never posted whatever ran before in this test run
     s.oracle.list_underlying(
-        new_u, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, sender=s.admin
+        new_u, GRID_CRYPTO, WAD // 100, WAD, SOM_RATE, MAX_DEV, ARRAY_RATIO, 0, 0, sender=s.admin
     )
     fut = s.list_instrument("f1-fut", new_u, KIND_FUTURE, 0, s.now() + 30 * DAY)
     s.engine_admin.set_instrument_limits(fut, OI_CAP, POSITION_LIMIT, sender=s.admin)

@@ -128,7 +128,16 @@ def tightened(c) -> tuple:
     """ETH's parameters with the short-option minimum tripled and the scan range at its top."""
     p = eth_params(c)
     uid = c.deployment.underlyings["ETH"]
-    return (uid, p.psr_max, p.psr_max, 3 * p.som_rate, p.max_deviation, p.max_array_ratio)
+    return (
+        uid,
+        p.psr_max,
+        p.psr_max,
+        3 * p.som_rate,
+        p.max_deviation,
+        p.max_array_ratio,
+        p.basis,
+        p.roll,
+    )
 
 
 def test_every_admin_is_the_timelock_and_the_deployer_holds_no_role(locked, admin, multisig):

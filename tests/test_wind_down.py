@@ -107,7 +107,7 @@ def test_after_wind_down_nothing_new_can_be_posted_listed_or_traded(
     with ape.reverts("oracle: wound down"):
         s.oracle.list_instrument(BTC, 0, 0, s.now() + 10 * DAY, WAD, sender=s.admin)
     with ape.reverts("oracle: wound down"):
-        s.oracle.list_underlying(99, 1, WAD // 100, WAD, 0, WAD // 10, WAD, sender=s.admin)
+        s.oracle.list_underlying(99, 1, WAD // 100, WAD, 0, WAD // 10, WAD, 0, 0, sender=s.admin)
     with ape.reverts("oracle: wound down"):
         s.oracle.list_asset(outsider, WAD // 10, sender=s.admin)
     s.sleep(id_fields(iid)[3] - s.now() + 1)

@@ -44,3 +44,7 @@ class UnderlyingInfo:
     max_array_ratio: int = 2 * 10**18
     # each collateral's own deviation cap, in the order of ``assets`` (the underlying's if absent)
     asset_max_deviations: tuple[int, ...] = ()
+    # the forward curve (docs/fixed-point.md §3): basis (WAD per year) and roll window (seconds),
+    # so option arrays move with the same curve shift as the chain's futures arrays
+    basis: int = 0
+    roll: int = 0

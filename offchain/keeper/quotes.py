@@ -106,7 +106,13 @@ def compute_quotes(
             [max(float(vols.get(u.name, cfg.vol_default)), cfg.vol_floor) for u in group]
         )
         psr_vec = np.array([min(max(psr[u.name], u.psr_min), u.psr_max) for u in group])
-        mkt = MarketState(ts, spot, VolSurface(atm, np.full(len(group), cfg.skew)))
+        mkt = MarketState(
+            ts,
+            spot,
+            VolSurface(atm, np.full(len(group), cfg.skew)),
+            basis=np.array([u.basis / WAD for u in group]),
+            roll=np.array([float(u.roll) for u in group]),
+        )
         arrays = risk_arrays(ins, mkt, grid, psr_vec)
         mk = marks(ins, mkt)
         for j, m in enumerate(live):

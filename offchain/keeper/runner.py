@@ -534,6 +534,8 @@ def keeper_underlyings(chain: Any) -> list[UnderlyingInfo]:
                 int(params.max_deviation),
                 int(params.max_array_ratio),
                 tuple(int(chain.oracle.asset_max_deviation(a)) for a in assets),
+                int(params.basis),
+                int(params.roll),
             )
         )
     return out

@@ -50,7 +50,9 @@ def to_units(x: float | int | str | Decimal, decimals: int) -> int:
 
 @dataclass(frozen=True)
 class UnderlyingSpec:
-    """An underlying and its oracle bounds (fractions as WAD; see RiskOracle.list_underlying)."""
+    """An underlying and its oracle bounds (fractions as WAD; see RiskOracle.list_underlying).
+    ``basis`` is the forward-curve basis (WAD per year), ``roll`` the window (seconds) before
+    an expiry in which a leg stops offsetting (``docs/fixed-point.md`` §3)."""
 
     name: str
     id: int
@@ -60,6 +62,8 @@ class UnderlyingSpec:
     som_rate: int
     max_deviation: int
     max_array_ratio: int
+    basis: int = 0
+    roll: int = 0
 
     @property
     def scenario_grid(self) -> ScenarioGrid:
@@ -121,6 +125,8 @@ HAIRCUT_MAX = Decimal("0.9")
 PSR_MIN = Decimal("0.001")
 DEVIATION_MIN = Decimal("0.001")
 ARRAY_RATIO = (Decimal("0.01"), Decimal(10))
+MAX_BASIS = Decimal("0.5")  # per year
+MAX_ROLL = 14 * 86_400  # seconds
 IM_FACTOR = (Decimal(1), Decimal(3))
 MAX_AGE = (30, 86_400)
 ESCAPE_DELAY = (86_400, 30 * 86_400)
@@ -156,6 +162,8 @@ UNDERLYING_KEYS = (
     "som_rate",
     "max_deviation",
     "max_array_ratio",
+    "basis",
+    "roll",
 )
 INSTRUMENT_KEYS = (
     "underlying",
@@ -219,6 +227,16 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
             to_wad(ARRAY_RATIO[0]) <= u.max_array_ratio <= to_wad(ARRAY_RATIO[1]),
             at,
             f"max_array_ratio must be in [0.01, 10], got {_wad_text(u.max_array_ratio)}",
+        )
+        need(
+            0 <= u.basis <= to_wad(MAX_BASIS),
+            at,
+            f"basis must be in [0, 0.5] per year, got {_wad_text(u.basis)}",
+        )
+        need(
+            0 <= u.roll <= MAX_ROLL,
+            at,
+            f"roll must be in [0, {MAX_ROLL}] seconds (14 days), got {u.roll}",
         )
     need(
         1 + len(cfg.collateral) <= MAX_TOKENS,
@@ -379,6 +397,8 @@ def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> System
             som_rate=to_wad(margin_param(f, "som_rate")),
             max_deviation=to_wad(f.decimal("max_deviation")),
             max_array_ratio=to_wad(f.decimal("max_array_ratio")),
+            basis=to_wad(margin_param(f, "basis")),
+            roll=int(margin_param(f, "roll")),
         )
         if any(u.name == spec.name for u in unds):
             raise f.fail("name", f"underlying {spec.name!r} is listed twice")

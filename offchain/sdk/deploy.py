@@ -156,7 +156,10 @@ def list_config(
     for u in config.underlyings:
         gid = config.grids[u.grid]
         if oracle.grid_size(gid) == 0:
-            oracle.register_grid(gid, u.scenario_grid.linear_coefficients_wad(), sender=admin)
+            grid = u.scenario_grid
+            oracle.register_grid(
+                gid, grid.linear_coefficients_wad(), grid.tilt_coefficients_wad(), sender=admin
+            )
             say(f"grid {u.grid} registered as {gid}")
         if oracle.underlying_params(u.id).scenarios == 0:
             oracle.list_underlying(
@@ -167,6 +170,8 @@ def list_config(
                 u.som_rate,
                 u.max_deviation,
                 u.max_array_ratio,
+                u.basis,
+                u.roll,
                 sender=admin,
             )
             say(f"underlying {u.name} listed as {u.id}")
