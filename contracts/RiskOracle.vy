@@ -98,7 +98,10 @@ STRIKE_EXP_SHIFT: constant(uint256) = 27
 # SCALE_FLOOR * spot) and reach max_deviation only after CAP_PERIOD seconds since the
 # instrument's previous post (linear in between), as do the spot, future-mark and
 # collateral-price caps (relative to the previous value): a burst of posts in one block
-# moves a price no further than the seconds between them allow.
+# moves a price no further than the seconds between them allow. The spot and future-mark caps
+# use the gap rate min(max_deviation, 0.75 * psr), psr the scan range in force after the
+# batch's underlyings: one post never moves a linear book by the scan range that margined it
+# (docs/liquidation.md, "Gap losses and the fund").
 BAND_TOLERANCE: constant(uint256) = 10**15
 SCALE_FLOOR: constant(uint256) = 10**16
 CAP_PERIOD: constant(uint256) = 900
@@ -877,28 +880,32 @@ def _set_underlying_params(
 def _post_underlying(timestamp: uint256, u: UnderlyingPost):
     bounds: uint256 = self.underlying_bounds[u.underlying]
     assert bounds != 0, "oracle: unknown underlying"
-    assert u.spot != 0 and u.spot <= fp.MAX_PRICE, "oracle: bad price"
-    assert u.psr >= bounds & fp.MASK64 and u.psr <= (bounds >> 64) & fp.MASK64, "oracle: psr out of bounds"
+    # 0 < spot <= MAX_PRICE and psr_min <= psr <= psr_max, each as one unsigned comparison (a
+    # value below the lower end wraps around)
+    assert unsafe_sub(u.spot, 1) < fp.MAX_PRICE, "oracle: bad price"
+    lo: uint256 = bounds & fp.MASK64
+    assert unsafe_sub(u.psr, lo) <= unsafe_sub((bounds >> 64) & fp.MASK64, lo), "oracle: psr out of bounds"
     old: uint256 = self.underlying_word[u.underlying]
-    assert timestamp > (old >> UTS_SHIFT) & fp.MASK40, "oracle: not newer"
+    old_ts: uint256 = (old >> UTS_SHIFT) & fp.MASK40
+    assert timestamp > old_ts, "oracle: not newer"
     old_spot: uint256 = old & fp.MASK96
     if old_spot != 0:
-        # _time_cap and _within inlined (unsafe: spots <= MAX_PRICE, dev <= WAD, dt capped)
+        # _time_cap and _within inlined, at the gap rate (unsafe: spots <= MAX_PRICE, rate <=
+        # WAD, dt capped)
         cap: uint256 = unsafe_div(
             unsafe_mul(
-                unsafe_mul(old_spot, (bounds >> 128) & fp.MASK64),
-                min(unsafe_sub(timestamp, (old >> UTS_SHIFT) & fp.MASK40), CAP_PERIOD),
+                unsafe_mul(old_spot, min((bounds >> 128) & fp.MASK64, unsafe_mul(u.psr, 3) >> 2)),
+                min(unsafe_sub(timestamp, old_ts), CAP_PERIOD),
             ),
             fp.WAD * CAP_PERIOD,
         )
-        assert (
-            u.spot <= unsafe_add(old_spot, cap) and old_spot <= unsafe_add(u.spot, cap)
-        ), "oracle: spot deviation"
+        # |spot - old_spot| <= cap <=> spot + cap - old_spot in [0, 2 cap] (wrapping below 0)
+        assert unsafe_sub(unsafe_add(u.spot, cap), old_spot) <= unsafe_add(cap, cap), "oracle: spot deviation"
     count: uint256 = (old >> COUNT_SHIFT) & fp.MASK40
     self.observations[u.underlying][count] = timestamp | (u.spot << OBS_SPOT_SHIFT)
     self.underlying_word[u.underlying] = (
         u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (old & (255 << N_SHIFT))
-        | ((count + 1) << COUNT_SHIFT)
+        | (unsafe_add(count, 1) << COUNT_SHIFT)
     )
 
 
@@ -1003,7 +1010,7 @@ def _option_context(und: uint256) -> (uint256, uint256, uint256, uint256):
 @internal
 def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS], uint256, uint256):
     """
-    @dev (scenario count, max_deviation, lin, largest lin >= 0, largest -lin >= 0) of an
+    @dev (scenario count, gap rate, lin, largest lin >= 0, largest -lin >= 0) of an
          underlying: lin[s] = div_floor(c[s] * psr, WAD) (docs/fixed-point.md §3) as two's
          complement words, zero beyond the count, from the psr already updated by this batch.
     """
@@ -1032,7 +1039,8 @@ def _future_context(und: uint256) -> (uint256, uint256, uint256[fp.MAX_SCENARIOS
         elif q < lo:
             lo = q
         out[s] = unsafe_sub(q, 2**128)
-    return n, (self.underlying_bounds[und] >> 128) & fp.MASK64, out, hi - 2**128, 2**128 - lo
+    # the gap rate: a future's mark moves at most GAP_RATIO * psr per CAP_PERIOD
+    return n, min((self.underlying_bounds[und] >> 128) & fp.MASK64, unsafe_mul(psr, 3) >> 2), out, hi - 2**128, 2**128 - lo
 
 
 @view
