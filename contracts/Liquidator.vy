@@ -136,7 +136,7 @@ def set_fund_share(fund_share_: uint256):
     @param fund_share_ WAD, <= 1 (default 1).
     """
     roles._only_admin()
-    assert fund_share_ <= fp.WAD, "liquidation: fund share out of bounds"
+    assert fund_share_ <= fp.WAD, "liquidation: fund share > 1"
     self.fund_share = fund_share_
     log ILiquidator.FundShareSet(fund_share=fund_share_)
 

@@ -25,7 +25,15 @@ from offchain.codec import (
     unpack_entries,
 )
 from offchain.fixed_point import WAD, encode_risk_array
-from offchain.oracle_bounds import bound_option, code_strike, gap_rate, seconds_for_move
+from offchain.oracle_bounds import (
+    CAP_PERIOD,
+    bound_option,
+    clamp_price,
+    code_strike,
+    gap_rate,
+    price_cap,
+    seconds_for_move,
+)
 from offchain.sdk import Client, Deployment
 from offchain.settlement import TWAP_WINDOW
 
@@ -289,6 +297,12 @@ class System:
         at TWAP = `spot`. Returns the settlement prices."""
         expiry = id_fields(iids[0])[3]
         start = expiry - TWAP_WINDOW - 1
+        # a move beyond one post's cap (the gap rate) is walked first, a full cap a post
+        rate = gap_rate(self.oracle.underlying_params(underlying).max_deviation, PSR)
+        old = self.oracle.underlying_state(underlying)[0]
+        while 0 < price_cap(old, rate, CAP_PERIOD) < abs(spot - old):
+            old = clamp_price(spot, (old, 0), rate, CAP_PERIOD)
+            self.post([(underlying, old, PSR)])
         assert self.now() < start, "the settlement window has begun"
         self.sleep(start - 1 - self.now())
         self.post([(underlying, spot, PSR)])

@@ -109,7 +109,7 @@ class Liq:
         old = self.s.oracle.underlying_state(u)[0]
         rate = gap_rate(self.s.oracle.underlying_params(u).max_deviation, PSR)
         walked = False
-        while old and abs(spot - old) > price_cap(old, rate, CAP_PERIOD):
+        while 0 < price_cap(old, rate, CAP_PERIOD) < abs(spot - old):
             old = clamp_price(spot, (old, 0), rate, CAP_PERIOD)
             self._post_at(u, old)
             walked = True

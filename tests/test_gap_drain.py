@@ -150,7 +150,7 @@ def test_fund_share_is_bounded_and_set_by_the_admin_only(liq, admin, bystander):
     admin is the Timelock: tests/test_timelock.py refuses its old admin's direct calls)."""
     lq = liq.liquidator
     assert lq.fund_share() == WAD
-    with ape.reverts("liquidation: fund share out of bounds"):
+    with ape.reverts("liquidation: fund share > 1"):
         lq.set_fund_share(WAD + 1, sender=admin)
     with ape.reverts("roles: not admin"):
         lq.set_fund_share(0, sender=bystander)

@@ -134,7 +134,7 @@ def test_futures_exponent_follows_mark_and_psr(posting):
         (10**22, WAD // 2),  # psr up
         (10**22, WAD // 20),  # psr down
         (1, WAD // 20),  # the smallest mark: e = 0 ...
-        (2, PSR_MIN),  # ... stays 0
+        (1, PSR_MIN),  # ... stays 0 (a 1-wei mark moves by 0 at the gap rate: it stays)
     ]
     exponents = []
     for k, (mark, psr) in enumerate(steps):
@@ -142,7 +142,7 @@ def test_futures_exponent_follows_mark_and_psr(posting):
             iid = s.list_instrument("u39-fut-small", U39, KIND_FUTURE, 0, s.now() + 86_400)
         else:  # a move beyond one post's cap (0.75 * psr) is walked, a full cap a post
             old = _stored(s, iid)[0]
-            while old and abs(mark - old) > price_cap(old, gap_rate(WAD, psr), CAP_PERIOD):
+            while 0 < price_cap(old, gap_rate(WAD, psr), CAP_PERIOD) < abs(mark - old):
                 old = clamp_price(mark, (old, 0), gap_rate(WAD, psr), CAP_PERIOD)
                 s.post([(U39, SPOT39, psr)], [s.future_item(iid, old)])
         s.post([(U39, SPOT39, psr)], [s.future_item(iid, mark)])
