@@ -673,7 +673,8 @@ def test_open_interest_and_position_caps_hold(
     s.engine_admin.set_instrument_limits(iid, 10 * WAD, 4 * WAD, sender=admin)
     # `hedger` (long 3, 60,000 USD) after -25 %: the liquidator (long 4) takes ~1.45 over
     oi = e.open_interest(iid)
-    s.post([(BTC, 45_000 * WAD, PSR)], [s.future_item(iid, 45_000 * WAD)])
+    for usd in (52_800, 46_500, 45_000):  # walked at the gap rate (12 % a post)
+        s.post([(BTC, usd * WAD, PSR)], [s.future_item(iid, usd * WAD)])
     assert liq.health(hedger) < 0
     q_before = dict(zip(*e.positions_of(liquidator_account), strict=True))[iid]
     liq.liquidator.liquidate(hedger, sender=liquidator_account)
