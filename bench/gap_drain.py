@@ -1,27 +1,30 @@
-"""What an owner holding both sides of a future in two accounts nets from the fund in a gap.
-
-The price gaps past maintenance margin in one oracle post, the losing account is liquidated and
-the insurance fund pays its bad debt.
+"""What an owner holding both sides of a future in two accounts nets from the insurance fund
+when the price gaps past maintenance margin, before and after the rules that bound it.
 
 Run: ``python -m bench.gap_drain`` (a benchmark: it prints a table, writes it to
 docs/benchmarks.md, section "Gap-move drain", and asserts only that its own books balance). It
 runs on the integer references the contracts are tested against (``offchain.margin``,
-``offchain.liquidation``), without the node:
+``offchain.liquidation``, ``offchain.oracle_bounds``), without the node:
 
 1. the owner's account X buys ``q`` BTC futures at 60,000 from the owner's account Y; each
    deposits just above its IM (IM + 1 USD), on the BTC grid and IM factor of
    deploy/config.json, at a scan range (PSR) of 8% or 16%;
-2. one oracle post moves spot and the future's mark down by the gap: the largest move the
-   per-time cap allows after a full ``CAP_PERIOD`` (BTC's ``max_deviation`` in
-   deploy/config.json), or 20%;
-3. a third party liquidates X with ``liquidate``, which takes the whole account (its equity is
-   below zero, or a few dollars above it, which the penalty takes). X's deficit is bad debt:
-   the reference's ledger pays ``min(deficit, fund)`` from the insurance fund and socialises
-   the rest over the open interest opposite to X, which is Y's short, as a pending charge on Y.
+2. the price falls by the gap, in one of five ways:
+   - before: in one post, the largest move the per-time cap allowed after a full
+     ``CAP_PERIOD`` when it was BTC's ``max_deviation`` alone (50%);
+   - one post at the gap rate: the largest move a post allows now, ``min(max_deviation,
+     0.75 * psr)``;
+   - the same 50% walked in posts at the gap rate, a third party liquidating X (partially,
+     with ``liquidate``) after each post that leaves it below MM;
+   - the 50% walked with nobody liquidating until the end, at ``fund_share`` 1 (the default:
+     the fund pays first) and 0;
+3. a third party liquidates X when it is below MM at the end. X's deficit is bad debt: the
+   reference's ledger pays ``min(deficit, fund, fund_share * deficit)`` from the insurance fund
+   and socialises the rest over the open interest opposite to X, which is Y's short, as a
+   pending charge on Y.
 
 The owner's net is X's and Y's equity after, Y's pending charge taken off, minus the two
-deposits: Y's gain net of the charge, less the deposit X loses. It is computed for each fund
-size; the deficit does not depend on it.
+deposits: Y's gain net of the charge, less what X loses. It is computed for each fund size.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from offchain.margin import (
     account_margin_int,
     equity_int,
 )
-from offchain.oracle_bounds import CAP_PERIOD, price_cap
+from offchain.oracle_bounds import CAP_PERIOD, gap_rate, price_cap
 from offchain.scenarios import PRESETS
 from offchain.sdk.config import load_config
 
@@ -51,7 +54,6 @@ PRICE = 60_000 * WAD
 FUNDS = (10_000, 100_000, 1_000_000)  # USD in the insurance fund before the gap
 SIZES = (1, 10, 100)  # BTC futures, long in X and short in Y
 PSRS = (8, 16)  # percent: BTC's scan range in examples/market.json, and the contract tests'
-OTHER_GAP = 20  # percent
 THIRD_PARTY = AccountInt(10**9 * WAD)  # the liquidator: cash only, far above any IM
 
 
@@ -66,32 +68,57 @@ def btc_market(mark: int, underlying, psr: int) -> MarketInt:
     )
 
 
-def cell(q: int, gap: int, psr: int, funds: tuple[int, ...], underlying, params) -> dict:
-    """One (size, gap, PSR) row: the deposit, X's deficit, and per fund size what the fund
-    pays and what the owner nets (WAD)."""
+def run(q: int, psr: int, path: list[int], between: bool, fund: int, underlying, params):
+    """X and Y open ``q`` BTC at PRICE; the marks follow ``path``; a third party liquidates X
+    after each step that leaves it below MM (``between``; Y then buys back what it took) or
+    after the last one only.
+    Returns (deposit, deficit, fund payout, owner's net), WAD."""
     size = q * WAD
-    before = btc_market(PRICE, underlying, psr)
-    im = account_margin_int(AccountInt(0, {FUT: size}), before, params.im_factor).initial_margin
+    im = account_margin_int(
+        AccountInt(0, {FUT: size}), btc_market(PRICE, underlying, psr), params.im_factor
+    ).initial_margin
     deposit = im + WAD
     # a trade at the mark leaves each side's equity at its deposit
     x = AccountInt(deposit - size * PRICE // WAD, {FUT: size})
     y = AccountInt(deposit + size * PRICE // WAD, {FUT: -size})
-    after = btc_market(PRICE - gap, underlying, psr)
-    row = {"deposit": deposit, "paid": [], "net": []}
-    for fund in funds:
-        ledger = LossLedger(fund=fund * WAD, open_interest={FUT: size})
-        res = liquidate(x, THIRD_PARTY, after, params, ledger)
-        charge = pending_charge(y.positions, res.ledger.index, {})
-        net = equity_int(res.account, after) + equity_int(y, after) - charge - 2 * deposit
-        # the reference's own books: the fund and the winner's charge cover the bad debt, and
-        # what the fund pays is what the owner keeps (without bad debt, the penalty takes X's
-        # last equity)
-        assert res.fund_payout + res.socialised == res.bad_debt
-        assert net == res.fund_payout if res.bad_debt else net <= 0
-        row["deficit"] = res.bad_debt
-        row["paid"].append(res.fund_payout)
-        row["net"].append(net)
-    return row
+    third = THIRD_PARTY
+    ledger = LossLedger(fund=fund, open_interest={FUT: size})
+    snap = {}  # Y's loss-index snapshot: its charge is paid before it trades
+    for k, mark in enumerate(path):
+        market = btc_market(mark, underlying, psr)
+        if (between or k == len(path) - 1) and x.positions:
+            if account_margin_int(x, market, params.im_factor).health < 0:
+                res = liquidate(x, third, market, params, ledger)
+                x, third, ledger = res.account, res.liquidator, res.ledger
+                if between and res.taken.get(FUT):
+                    # the owner stays flat, as the attack intends: Y buys back from the
+                    # liquidator at the mark what it took from X (without this the owner's
+                    # net is a short's gain on a falling price, paid by the liquidator)
+                    t = res.taken[FUT]
+                    paid = pending_charge(y.positions, ledger.index, snap) + t * mark // WAD
+                    y, snap = AccountInt(y.cash - paid, {FUT: y.positions[FUT] + t}), ledger.index
+                    third = AccountInt(
+                        third.cash + t * mark // WAD,
+                        {FUT: third.positions[FUT] - t},
+                    )
+    charge = pending_charge(y.positions, ledger.index, snap)
+    net = equity_int(x, market) + equity_int(y, market) - charge - 2 * deposit
+    # the reference's own books: the fund and the winner's charge cover the bad debt, and
+    # the owner keeps at most what the fund pays (the penalties of partial liquidations
+    # are lost)
+    assert ledger.fund_payouts + ledger.socialised == ledger.bad_debt
+    assert net <= ledger.fund_payouts
+    return deposit, ledger.bad_debt, ledger.fund_payouts, net
+
+
+def walk(price: int, target: int, rate: int) -> list[int]:
+    """The marks of posts a full CAP_PERIOD apart from ``price`` down to ``target``, each at
+    the cap the rate allows."""
+    path = []
+    while price > target:
+        price = max(target, price - price_cap(price, rate, CAP_PERIOD))
+        path.append(price)
+    return path
 
 
 def usd(x: int) -> str:
@@ -102,68 +129,85 @@ def fund_label(usd_amount: int) -> str:
     return f"{usd_amount // 10**6}M" if usd_amount >= 10**6 else f"{usd_amount // 1000}k"
 
 
-def summary(per_btc: dict, max_gap: int, other_gap: int) -> str:
-    """The paragraph under the table, its numbers taken from the measured rows."""
-    lo, hi = min(PSRS), max(PSRS)
-
-    def per(psr: int, gap: int) -> str:
-        return f"{per_btc[(psr, gap)] / WAD:,.0f}"
-
-    return (
-        "The owner nets exactly what the fund pays, min(deficit, fund), to the wei: the part "
-        "of the deficit the fund does not cover comes back to Y as its socialised charge, so "
-        "only the fund's payment leaves the owner's two accounts richer. A move the cap allows "
-        f"in one post leaves a deficit of {per(hi, max_gap)} USD per BTC at a {hi}% scan range "
-        f"and {per(lo, max_gap)} at {lo}%, so a large enough position empties any of these "
-        f"funds in one post. A {OTHER_GAP}% gap leaves {per(lo, other_gap)} USD per BTC at "
-        f"{lo}% and {per(hi, other_gap)} at {hi}%, where IM covers the move and the penalty "
-        "takes the little equity X has left. Nothing on-chain bounds the drain "
-        "yet: neither one post's move relative to the scan range nor the fund's share of a "
-        "loss whose winner is the loser's own counterparty."
-    )
-
-
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     cfg = load_config(CONFIG)
     btc = next(u for u in cfg.underlyings if u.name == "BTC")
-    params = LiquidationParams(im_factor=cfg.im_factor)
-    max_gap = price_cap(PRICE, btc.max_deviation, CAP_PERIOD)
-    gaps = [(f"{100 * max_gap / PRICE:g}% (cap)", max_gap)]
-    gaps.append((f"{OTHER_GAP}%", PRICE * OTHER_GAP // 100))
-    assert all(g <= max_gap for _, g in gaps), "a gap beyond the cap cannot be posted at once"
+    base = LiquidationParams(im_factor=cfg.im_factor)
+    zero = LiquidationParams(im_factor=cfg.im_factor, fund_share=0)
+    target = PRICE - price_cap(PRICE, btc.max_deviation, CAP_PERIOD)
+    gap = f"{100 * (PRICE - target) // PRICE}%"
 
-    head = ["PSR", "gap", "BTC", "deposit each", "deficit"]
+    head = ["PSR", "BTC", "deposit each", "how the price falls", "deficit"]
     for f in FUNDS:
         head += [f"fund {fund_label(f)} pays", "owner nets"]
-    table = ["| " + " | ".join(head) + " |", "| --- | --- | ---: |" + " ---: |" * (len(head) - 3)]
-    per_btc = {}  # (PSR, gap) -> deficit of one BTC
-    for psr in PSRS:
-        for label, gap in gaps:
-            for q in SIZES:
-                r = cell(q, gap, psr * WAD // 100, FUNDS, btc, params)
-                per_btc.setdefault((psr, gap), r["deficit"] / q)
-                cols = [f"{psr}%", label, str(q), usd(r["deposit"]), usd(r["deficit"])]
-                for paid, net in zip(r["paid"], r["net"], strict=True):
+    table = [
+        "| " + " | ".join(head) + " |",
+        "| --- | ---: | ---: | --- |" + " ---: |" * (len(head) - 4),
+    ]
+    worst = {}  # scenario -> the owner's largest net over every row
+    for psr_pct in PSRS:
+        psr = psr_pct * WAD // 100
+        rate = gap_rate(btc.max_deviation, psr)
+        one = PRICE - price_cap(PRICE, rate, CAP_PERIOD)
+        steps = walk(PRICE, target, rate)
+        scenarios = [
+            (f"before: {gap} in one post", [target], False, base),
+            (f"one post at the gap rate ({100 * rate / WAD:g}%)", [one], False, base),
+            (f"{gap} in {len(steps)} posts, liquidated between", steps, True, base),
+            (f"{gap} in {len(steps)} posts, not liquidated, fund_share 1", steps, False, base),
+            (f"{gap} in {len(steps)} posts, not liquidated, fund_share 0", steps, False, zero),
+        ]
+        for q in SIZES:
+            for label, path, between, params in scenarios:
+                cols = None
+                for fund in FUNDS:
+                    dep, bad, paid, net = run(q, psr, path, between, fund * WAD, btc, params)
+                    if cols is None:
+                        cols = [f"{psr_pct}%", str(q), usd(dep), label, usd(bad)]
                     cols += [usd(paid), usd(net)]
+                    worst[label] = max(worst.get(label, net), net)
                 table.append("| " + " | ".join(cols) + " |")
     print("\n".join(table))
     write_section(
         "Gap-move drain",
         "Command: `python -m bench.gap_drain` (in `make bench`). One owner holds a long BTC "
         "future at 60,000 in account X and the matching short in account Y, each funded at IM "
-        f"+ 1 USD (grid {btc.grid}, IM factor {cfg.im_factor / WAD:g}). One oracle post moves "
-        "spot and the mark down by the gap: the largest move BTC's per-time cap allows after "
-        f"a full {CAP_PERIOD} s (max_deviation {btc.max_deviation / WAD:g}), or "
-        f"{OTHER_GAP}%. A third party liquidates X; its deficit is bad debt, the insurance "
-        "fund pays first and the rest is charged to the opposite open interest, Y's short. "
-        "The owner nets Y's gain after that charge less the deposit X loses. USD, on the "
-        "integer references of the margin and the liquidation (the contracts equal them to "
-        "the wei).\n\n"
-        + "\n".join(table)
-        + "\n\n"
-        + summary(per_btc, max_gap, PRICE * OTHER_GAP // 100),
+        f"+ 1 USD (grid {btc.grid}, IM factor {cfg.im_factor / WAD:g}). The price falls by "
+        f"{gap} (BTC's max_deviation {btc.max_deviation / WAD:g} a {CAP_PERIOD} s period): "
+        "before the gap rate in one post; now a post moves a spot or a future by at most "
+        "min(max_deviation, 0.75 x PSR) a period, so the largest one-post move, the same "
+        "fall walked in such posts with a third party liquidating X after each, and the walk "
+        "with nobody liquidating until the end, at fund_share 1 (the default) and 0. At the "
+        "end a third party liquidates X; its deficit is bad debt, the insurance fund pays "
+        "min(deficit, fund, fund_share x deficit) and the rest is charged to the opposite "
+        "open interest, Y's short. The owner nets Y's gain after that charge less what X "
+        "loses. USD, on the integer references of the margin and the liquidation (the "
+        "contracts equal them to the wei; `tests/test_gap_drain.py` runs the same attack "
+        "on-chain).\n\n" + "\n".join(table) + "\n\n" + summary(worst),
         after="Liquidation: the storage floor and the designs that go lower",
+    )
+
+
+def summary(worst: dict) -> str:
+    """The paragraph under the table, its numbers taken from the measured rows (``worst``:
+    the owner's largest net per way the price falls, over sizes, PSRs and funds)."""
+
+    def most(part: str) -> str:
+        return usd(max(v for k, v in worst.items() if part in k))
+
+    return (
+        "Before, the owner netted what the fund paid, min(deficit, fund), to the wei: the part "
+        "of the deficit the fund does not cover comes back to Y as its socialised charge. A "
+        "post now moves a price by less than the scan range that margined X, so one post "
+        "leaves X solvent (deficit 0), and a liquidation after each post keeps it so (Y buys "
+        "back from the liquidator what it took, so the owner stays flat): the owner loses the "
+        f"penalties (largest net over the rows: {most('gap rate')} USD in one post, "
+        f"{most('liquidated between')} walked). A deficit arises only when nobody liquidates X "
+        "while the walk takes it past zero equity; the fund then pays at most fund_share x "
+        "deficit: at the default 1 the owner nets min(deficit, fund) as before, at 0 nothing "
+        f"(largest net {most('fund_share 0')} USD), and the holders of the opposite side bear "
+        "the loss at once instead of the fund."
     )
 
 

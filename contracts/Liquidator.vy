@@ -10,10 +10,10 @@
         or would be left with dust; the account pays a penalty on the MM taken over, split
         between the liquidator and the insurance fund. The insurance fund is this contract's
         cash inside the engine (anyone tops it up with `engine.deposit(cash_token, amount,
-        liquidator)`). Bad debt is paid by the fund up to its balance; the rest raises a loss
-        index of every instrument the account held, on the side opposite to it, which charges
-        each holder |q| * (index - snapshot) on its next touch (trade, withdrawal, settlement,
-        liquidation). Books: fund_payouts + socialised == bad_debt.
+        liquidator)`). Bad debt is paid by the fund up to its balance and to `fund_share` of the
+        debt; the rest raises a loss index of every instrument the account held, on the side
+        opposite to it, which charges each holder |q| * (index - snapshot) on its next touch
+        (trade, withdrawal, settlement, liquidation). Books: fund_payouts + socialised == bad_debt.
         A separate contract because the engine has no room for this code under 24,576 bytes;
         the engine trusts it only through two hooks (`liquidation_move`, by which it moves
         positions, collateral and cash, and `touch`, by which the engine asks for the charge).
@@ -66,6 +66,8 @@ liquidator_share: public(uint256)
 min_fraction: public(uint256)
 min_remaining_mm: public(uint256)
 collateral_discount: public(uint256)
+# the largest share of a bad debt the fund pays while opposite open interest can bear the rest
+fund_share: public(uint256)
 # instrument => long index << 128 | short index
 loss_index: public(HashMap[uint256, uint256])
 # account => instrument => the loss-index word when last charged
@@ -96,6 +98,8 @@ def __init__(admin_: address, engine_: ILiquidationEngine):
     oracle = staticcall engine_.oracle()
     engine_admin = staticcall engine_.engine_admin()
     self._set_params(10**17, 5 * 10**17, 10**17, 100 * fp.WAD, 5 * 10**16)
+    self.fund_share = fp.WAD
+    log ILiquidator.FundShareSet(fund_share=fp.WAD)
 
 
 # ---------------------------------------------------------------- admin
@@ -121,6 +125,20 @@ def set_params(
     """
     roles._only_admin()
     self._set_params(penalty_rate_, liquidator_share_, min_fraction_, min_remaining_mm_, collateral_discount_)
+
+
+@external
+def set_fund_share(fund_share_: uint256):
+    """
+    @notice Set the largest share of a bad debt D the insurance fund pays while opposite open
+            interest exists to bear the rest at once (docs/liquidation.md, "Gap losses and the
+            fund"): 1 pays from the fund first, 0 socialises every such loss.
+    @param fund_share_ WAD, <= 1 (default 1).
+    """
+    roles._only_admin()
+    assert fund_share_ <= fp.WAD, "liquidation: fund share > 1"
+    self.fund_share = fund_share_
+    log ILiquidator.FundShareSet(fund_share=fund_share_)
 
 
 # ---------------------------------------------------------------- liquidation
@@ -213,7 +231,7 @@ def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     if plan.bad_debt != 0:
         debt: int256 = convert(plan.bad_debt, int256)
         fund: int256 = staticcall engine.cash(self) + fund_from_target + convert(charge_taker, int256)
-        payout: uint256 = convert(min(debt, max(fund, 0)), uint256)
+        payout: uint256 = min(convert(min(debt, max(fund, 0)), uint256), plan.bad_debt * self.fund_share // fp.WAD)
         if payout < plan.bad_debt:
             socialised_now, netted_charge = self._socialise(plan.bad_debt - payout, plan, target.book.sizes, taker_prior)
             if socialised_now == 0:

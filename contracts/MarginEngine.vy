@@ -74,6 +74,8 @@ IM_FACTOR_MASK: constant(uint256) = SOCIALISING_BIT - 1
 
 
 oracle: public(immutable(IRiskOracle))
+# OracleViews: prices the spot leg of a linked collateral (docs/fixed-point.md §5.1)
+oracle_views: public(immutable(assembler.ISpotLegs))
 # Holds the roles and validates every configuration change before it is applied here.
 engine_admin: public(immutable(address))
 
@@ -92,17 +94,25 @@ liquidator: public(ILiquidator)
 
 
 @deploy
-def __init__(engine_admin_: address, oracle_: IRiskOracle, cash_token_: address, cash_deposit_cap_: uint256):
+def __init__(
+    engine_admin_: address,
+    oracle_: IRiskOracle,
+    oracle_views_: assembler.ISpotLegs,
+    cash_token_: address,
+    cash_deposit_cap_: uint256,
+):
     """
     @param engine_admin_ The EngineAdmin (which must then `bind` this engine).
     @param oracle_ The RiskOracle.
+    @param oracle_views_ The oracle's OracleViews (it prices linked collateral legs).
     @param cash_token_ The settlement stablecoin (<= 18 decimals).
     @param cash_deposit_cap_ Cap on the stablecoin held by the vault (token units).
     """
-    assert oracle_.address != empty(address), "engine: zero oracle"
+    assert oracle_.address != empty(address) and oracle_views_.address != empty(address), "engine: zero oracle"
     assert engine_admin_ != empty(address), "engine: zero admin"
     vault.__init__(cash_token_, cash_deposit_cap_)
     oracle = oracle_
+    oracle_views = oracle_views_
     engine_admin = engine_admin_
     self.risk_word = DEFAULT_IM_FACTOR
 
@@ -335,7 +345,7 @@ def account_state(account: address) -> margin.AccountState:
     @param account The account.
     """
     return assembler._account_state(
-        oracle, account, self._charge_source(), self.risk_word & IM_FACTOR_MASK
+        oracle, oracle_views, account, self._charge_source(), self.risk_word & IM_FACTOR_MASK
     )
 
 
@@ -363,7 +373,7 @@ def margin_inputs(
     source: address = empty(address)
     if with_charge:
         source = self._charge_source()
-    return assembler._inputs(oracle, account, extra_ids, extra_assets, stale_at_zero, source)
+    return assembler._inputs(oracle, oracle_views, account, extra_ids, extra_assets, stale_at_zero, source)
 
 
 @view
@@ -443,7 +453,7 @@ def _book(account: address, extra_ids: DynArray[uint256, 1]) -> margin.Book:
     @dev The book the engine's rules judge: collateral at posted prices, no pending charge
          (`_touch` has realised it).
     """
-    return assembler._inputs(oracle, account, extra_ids, [], False, empty(address)).book
+    return assembler._inputs(oracle, oracle_views, account, extra_ids, [], False, empty(address)).book
 
 
 @view

@@ -51,6 +51,8 @@ WOUND_DOWN: constant(uint256) = 1 << 120
 # RiskOracle's asset word: price [0, 96) | timestamp [96, 136); underlying word: count [208, 248)
 ATS_SHIFT: constant(uint256) = 96
 COUNT_SHIFT: constant(uint256) = 208
+# q-form bias of lin (RiskOracle): x + LIN_BIAS > 0 for x = c * psr, |x| < 2**123
+LIN_BIAS: constant(uint256) = 10**18 * 2**128
 
 
 ORACLE: public(immutable(IOracleData))
@@ -141,6 +143,52 @@ def grid_tilts(grid_id: uint256) -> DynArray[int256, fp.MAX_SCENARIOS]:
         if half != 0:
             out[(half >> 64) & 255] = unsafe_sub(convert((half & fp.MASK64) ^ 2**63, int256), 2**63)
     return out
+
+
+@view
+@external
+def spot_leg(underlying: uint256, price: uint256) -> uint256[4]:
+    """
+    @notice The encoded array of one long unit of spot priced `price` (< 2**96) on
+            `underlying` at its latest psr: a future's array at mark `price` (docs/fixed-point.md
+            §3, §5.1), as [e, entries 0..15, 16..31, 32..38], entry s (int16) in lane s % 16 of
+            word 1 + s // 16. The engine's assembler prices a linked collateral's leg with it.
+            Reverts before the underlying's first spot.
+    """
+    psr: uint256 = (staticcall ORACLE.underlying_state(underlying))[1]
+    assert psr != 0, "oracle: underlying not posted"
+    p: UnderlyingParams = staticcall ORACLE.underlying_params(underlying)
+    n: uint256 = p.scenarios
+    # lin[s] = div_floor(c[s] * psr, WAD) as the oracle's `post` computes it for a future (q-form
+    # lin + 2**128; no tilt: a spot leg has h = 0)
+    data: address = staticcall ORACLE.grid_code(p.grid_id)
+    words: uint256[GRID_WORDS] = abi_decode(slice(data.code, 1, 32 * GRID_WORDS), uint256[GRID_WORDS])
+    lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
+    hi: uint256 = 2**128
+    lo: uint256 = 2**128
+    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+        c: uint256 = unsafe_sub(((words[s >> 2] >> ((s & 3) << 6)) & fp.MASK64) ^ 2**63, 2**63)
+        q: uint256 = unsafe_div(unsafe_add(unsafe_mul(c, psr), LIN_BIAS), fp.WAD)
+        hi = max(hi, q)
+        lo = min(lo, q)
+        lin[s] = unsafe_sub(q, 2**128)
+    up: uint256 = hi - 2**128
+    down: uint256 = 2**128 - lo
+    # the exponent and offset-binary entries of the futures loop in `post`
+    top: uint256 = price * up // fp.WAD
+    if down != 0:
+        top = max(top, (price * down - 1) // fp.WAD)
+    e: uint256 = fp._bitlen(top)
+    e = unsafe_sub(e, min(e, 15))
+    d: uint256 = fp.WAD << e
+    bias: uint256 = d << 15
+    out: uint256[4] = [e, 0, 0, 0]
+    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
+        entry: uint256 = unsafe_div(unsafe_add(unsafe_mul(price, lin[s]), bias), d) ^ 2**15
+        out[1 + (s >> 4)] |= entry << ((s & 15) << 4)
+    return out
+
+
 
 
 @view

@@ -110,7 +110,10 @@ STRIKE_EXP_SHIFT: constant(uint256) = 27
 # SCALE_FLOOR * spot) and reach max_deviation only after CAP_PERIOD seconds since the
 # instrument's previous post (linear in between), as do the spot, future-mark and
 # collateral-price caps (relative to the previous value): a burst of posts in one block
-# moves a price no further than the seconds between them allow.
+# moves a price no further than the seconds between them allow. The spot and future-mark caps
+# use the gap rate min(max_deviation, 0.75 * psr), psr the scan range in force after the
+# batch's underlyings: one post never moves a linear book by the scan range that margined it
+# (docs/liquidation.md, "Gap losses and the fund").
 BAND_TOLERANCE: constant(uint256) = 10**15
 SCALE_FLOOR: constant(uint256) = 10**16
 CAP_PERIOD: constant(uint256) = 900
@@ -637,7 +640,8 @@ def post(
             psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
             # before its first spot an underlying has psr 0: a future's array would be all zero
             assert psr != 0, "oracle: underlying not posted"
-            dev = (self.underlying_bounds[und] >> 128) & fp.MASK64
+            # the gap rate: a future's mark moves at most GAP_RATIO * psr per CAP_PERIOD
+            dev = min((self.underlying_bounds[und] >> 128) & fp.MASK64, unsafe_mul(psr, 3) >> 2)
             words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[und])
             # Unsigned arithmetic on two's complement words: x = c * psr (|x| < 2**123) and
             # q = (x + LIN_BIAS) // WAD = lin + 2**128, LIN_BIAS = WAD * 2**128 making x + LIN_BIAS > 0.
@@ -746,7 +750,7 @@ def post(
         t: uint256 = (top >> e) >> 14
         if t != 1:
             if t != 0 or e != 0:
-                e = self._bitlen(top)
+                e = fp._bitlen(top)
                 e = unsafe_sub(e, min(e, 15))
         # entry[s] = ra[s] >> e = floor(mark * lin[s] / d), d = WAD * 2**e (nested floors by
         # positive integers). In unsigned arithmetic, with bias = 2**15 * d: x + bias >= 0 for
@@ -947,47 +951,6 @@ def underlying_params(underlying: uint256) -> UnderlyingParams:
 
 @view
 @external
-def spot_leg(underlying: uint256, price: uint256) -> uint256[4]:
-    """
-    @notice The encoded array of one long unit of spot priced `price` (< 2**96) on
-            `underlying` at its latest psr: a future's array at mark `price` (docs/fixed-point.md
-            §3, §5.1), as [e, entries 0..15, 16..31, 32..38], entry s (int16) in lane s % 16 of
-            word 1 + s // 16. Reverts before the underlying's first spot.
-    """
-    word: uint256 = self.underlying_word[underlying]
-    n: uint256 = (word >> N_SHIFT) & 255
-    psr: uint256 = (word >> PSR_SHIFT) & fp.MASK64
-    assert psr != 0, "oracle: underlying not posted"
-    # lin[s] = div_floor(c[s] * psr, WAD) as in `post` (q-form, no tilt: a spot leg has h = 0)
-    words: uint256[GRID_WORDS] = self._grid_words(self.underlying_grid[underlying])
-    lin: uint256[fp.MAX_SCENARIOS] = empty(uint256[fp.MAX_SCENARIOS])
-    hi: uint256 = 2**128
-    lo: uint256 = 2**128
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        c: uint256 = unsafe_sub(((words[s >> 2] >> ((s & 3) << 6)) & fp.MASK64) ^ 2**63, 2**63)
-        q: uint256 = unsafe_div(unsafe_add(unsafe_mul(c, psr), LIN_BIAS), fp.WAD)
-        hi = max(hi, q)
-        lo = min(lo, q)
-        lin[s] = unsafe_sub(q, 2**128)
-    up: uint256 = hi - 2**128
-    down: uint256 = 2**128 - lo
-    # the exponent and offset-binary entries of the futures loop in `post`
-    top: uint256 = price * up // fp.WAD
-    if down != 0:
-        top = max(top, (price * down - 1) // fp.WAD)
-    e: uint256 = self._bitlen(top)
-    e = unsafe_sub(e, min(e, 15))
-    d: uint256 = fp.WAD << e
-    bias: uint256 = d << 15
-    out: uint256[4] = [e, 0, 0, 0]
-    for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
-        entry: uint256 = unsafe_div(unsafe_add(unsafe_mul(price, lin[s]), bias), d) ^ 2**15
-        out[1 + (s >> 4)] |= entry << ((s & 15) << 4)
-    return out
-
-
-@view
-@external
 def instrument_word(instrument: uint256, k: uint256) -> uint256:
     """
     @notice Raw storage word k (0..2) of an instrument (layout in docs/contracts.md).
@@ -1064,28 +1027,32 @@ def _set_underlying_params(
 def _post_underlying(timestamp: uint256, u: UnderlyingPost):
     bounds: uint256 = self.underlying_bounds[u.underlying]
     assert bounds != 0, "oracle: unknown underlying"
-    assert u.spot != 0 and u.spot <= fp.MAX_PRICE, "oracle: bad price"
-    assert u.psr >= bounds & fp.MASK64 and u.psr <= (bounds >> 64) & fp.MASK64, "oracle: psr out of bounds"
+    # 0 < spot <= MAX_PRICE and psr_min <= psr <= psr_max, each as one unsigned comparison (a
+    # value below the lower end wraps around)
+    assert unsafe_sub(u.spot, 1) < fp.MAX_PRICE, "oracle: bad price"
+    lo: uint256 = bounds & fp.MASK64
+    assert unsafe_sub(u.psr, lo) <= unsafe_sub((bounds >> 64) & fp.MASK64, lo), "oracle: psr out of bounds"
     old: uint256 = self.underlying_word[u.underlying]
-    assert timestamp > (old >> UTS_SHIFT) & fp.MASK40, "oracle: not newer"
+    old_ts: uint256 = (old >> UTS_SHIFT) & fp.MASK40
+    assert timestamp > old_ts, "oracle: not newer"
     old_spot: uint256 = old & fp.MASK96
     if old_spot != 0:
-        # _time_cap and _within inlined (unsafe: spots <= MAX_PRICE, dev <= WAD, dt capped)
+        # _time_cap and _within inlined, at the gap rate (unsafe: spots <= MAX_PRICE, rate <=
+        # WAD, dt capped)
         cap: uint256 = unsafe_div(
             unsafe_mul(
-                unsafe_mul(old_spot, (bounds >> 128) & fp.MASK64),
-                min(unsafe_sub(timestamp, (old >> UTS_SHIFT) & fp.MASK40), CAP_PERIOD),
+                unsafe_mul(old_spot, min((bounds >> 128) & fp.MASK64, unsafe_mul(u.psr, 3) >> 2)),
+                min(unsafe_sub(timestamp, old_ts), CAP_PERIOD),
             ),
             fp.WAD * CAP_PERIOD,
         )
-        assert (
-            u.spot <= unsafe_add(old_spot, cap) and old_spot <= unsafe_add(u.spot, cap)
-        ), "oracle: spot deviation"
+        # |spot - old_spot| <= cap <=> spot + cap - old_spot in [0, 2 cap] (wrapping below 0)
+        assert unsafe_sub(unsafe_add(u.spot, cap), old_spot) <= unsafe_add(cap, cap), "oracle: spot deviation"
     count: uint256 = (old >> COUNT_SHIFT) & fp.MASK40
     self.observations[u.underlying][count] = timestamp | (u.spot << OBS_SPOT_SHIFT)
     self.underlying_word[u.underlying] = (
         u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (old & (255 << N_SHIFT))
-        | ((count + 1) << COUNT_SHIFT)
+        | (unsafe_add(count, 1) << COUNT_SHIFT)
     )
 
 
@@ -1204,38 +1171,6 @@ def _store(iid: uint256, n: uint256, w0: uint256, w1: uint256):
     self.instrument_words[iid][0] = w0
     if n > fp.SLOT0_ENTRIES:
         self.instrument_words[iid][1] = w1
-
-
-@pure
-@internal
-def _bitlen(x: uint256) -> uint256:
-    """
-    @dev Bit length of x < 2**128 (futures magnitudes are below 2**100).
-    """
-    n: uint256 = 0
-    y: uint256 = x
-    if y >> 64 != 0:
-        y = y >> 64
-        n = 64
-    if y >> 32 != 0:
-        y = y >> 32
-        n += 32
-    if y >> 16 != 0:
-        y = y >> 16
-        n += 16
-    if y >> 8 != 0:
-        y = y >> 8
-        n += 8
-    if y >> 4 != 0:
-        y = y >> 4
-        n += 4
-    if y >> 2 != 0:
-        y = y >> 2
-        n += 2
-    if y >> 1 != 0:
-        y = y >> 1
-        n += 1
-    return n + y
 
 
 @pure

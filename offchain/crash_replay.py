@@ -6,7 +6,9 @@ and short-option minimum 10% (docs/design.md §5). Implied vol: the annualised E
 of daily log returns, floored at 50%. Each day is observed three times, its extreme
 against the day's direction first (a down day: high, low, close; an up day: low, high, close),
 so the intraday low of 2020-03-12/13 (3,858 intraday on some venues; 4,107 in this file) is
-seen by the keeper.
+seen by the keeper. A move beyond what one post allows (the gap rate, 0.75 of the PSR per
+``CAP_PERIOD``) is posted as the keeper posts it: in equal steps a ``CAP_PERIOD`` apart, each
+followed by the liquidations.
 
 The book: every account opens its portfolio on 2020-03-05 against one market maker at the
 marks, with equity a stated multiple of its initial margin; a keeper liquidates (uncapped,
@@ -41,7 +43,7 @@ from offchain.liquidation import (
     pending_charge,
 )
 from offchain.margin import AccountInt, InstrumentInt, MarketInt, account_margin_int
-from offchain.oracle_bounds import bound_option
+from offchain.oracle_bounds import CAP_PERIOD, bound_option, gap_rate
 from offchain.params import margin_params
 from offchain.risk_arrays import Instruments, MarketState, market_int, risk_arrays_wad
 from offchain.scenarios import CRYPTO_35
@@ -137,9 +139,22 @@ def _ewma_vols(close: np.ndarray) -> np.ndarray:
     return np.sqrt(var * 365.0)
 
 
-def observations(som_rate: float = SOM_RATE) -> list[Observation]:
+def _catch_up(prev: float, spot: float) -> list[float]:
+    """The spots the keeper posts from ``prev`` to ``spot``, a CAP_PERIOD apart: equal ratios,
+    each within 99 % of the gap rate (``offchain.oracle_bounds.gap_rate``; the 1 % margin keeps
+    the future's mark, rounded from the float spot, inside its cap too), ``spot`` last."""
+    rate = 0.99 * gap_rate(MAX_DEVIATION, to_wad(PSR)) / WAD
+    n = 1
+    while abs((spot / prev) ** (1 / n) - 1) > rate:
+        n += 1
+    return [prev * (spot / prev) ** ((m + 1) / n) for m in range(n - 1)] + [spot]
+
+
+def observations(som_rate: float = SOM_RATE, catch_up: bool = True) -> list[Observation]:
     """The posts of the replay, in order (the first one is the opening at the 2020-03-05 close),
-    options margined with ``som_rate`` (the parameter set's unless a test lists another)."""
+    options margined with ``som_rate`` (the parameter set's unless a test lists another);
+    without ``catch_up`` each observation is posted at once, however far it moves (the chain
+    refuses such posts: the gap rate)."""
     series = load_asset("BTC")
     hist = series.window("2020-01-01", END)
     vols = _ewma_vols(hist.close)
@@ -165,8 +180,15 @@ def observations(som_rate: float = SOM_RATE) -> list[Observation]:
                 ("high", float(hist.high[i])),
                 ("close", float(hist.close[i])),
             ]
+        steps = []  # (label, time, spot): the keeper's posts, catching up at the gap rate
         for k, (what, spot) in enumerate(path):
             t = day + (k + 1) * 28_800  # 08:00, 16:00, 24:00
+            walk = _catch_up(steps[-1][2] if steps else out[-1].spot if out else spot, spot)
+            walk = walk if catch_up else [spot]
+            for m, x in enumerate(walk):
+                tag = "" if m == len(walk) - 1 else f" (capped {m + 1}/{len(walk) - 1})"
+                steps.append((f"{dates[i]} {what}{tag}", t + m * CAP_PERIOD, x))
+        for label, t, spot in steps:
             ms = MarketState(t, np.array([spot]), np.full(3, vol))
             arrays = [list(a) for a in risk_arrays_wad(ins, ms, CRYPTO_35, [PSR])]
             mkt = market_int(ins, ms, arrays, [som_rate])
@@ -191,7 +213,7 @@ def observations(som_rate: float = SOM_RATE) -> list[Observation]:
                 last[j] = (mark, t)
             out.append(
                 Observation(
-                    f"{dates[i]} {what}",
+                    label,
                     t,
                     spot,
                     vol,
@@ -244,11 +266,15 @@ def opening_accounts(market: MarketInt, params: LiquidationParams) -> dict[str, 
 
 
 def replay(
-    params: LiquidationParams | None = None, fund: int = 0, som_rate: float = SOM_RATE
+    params: LiquidationParams | None = None,
+    fund: int = 0,
+    som_rate: float = SOM_RATE,
+    catch_up: bool = True,
 ) -> ReplayResult:
-    """Run the book through the crash; return the bad debt, its split and each account's outcome."""
+    """Run the book through the crash; return the bad debt, its split and each account's
+    outcome (``catch_up``: see ``observations``)."""
     params = params or LiquidationParams()
-    obs = observations(som_rate)
+    obs = observations(som_rate, catch_up)
     accts = opening_accounts(obs[0].market, params)
     oi: dict[int, int] = {}
     for a in accts.values():

@@ -21,8 +21,9 @@ Semantics: docs/design.md §6. One liquidation of account A (equity ``E``, maint
    div_ceil(need * WAD**2, scale * price * (WAD - d)))`` units for
    ``pay = x * scale * price // WAD * (WAD - d) // WAD``.
 6. bad debt ``D = -cash`` when cash is still negative and A holds no valued collateral: the
-   insurance fund pays ``min(D, max(fund, 0))``; the remainder ``R`` is socialised over the open
-   interest opposite to A's former positions (see ``socialise``).
+   insurance fund pays ``min(D, max(fund, 0), div_floor(fund_share * D, WAD))``; the remainder
+   ``R`` is socialised over the open interest opposite to A's former positions (see
+   ``socialise``). When none is eligible the fund pays all of ``D``.
 
 Worked example (numbers from ``tests/test_liquidation_ref.py``): A holds 1 long BTC future at mark
 60,000 on the CME grid, PSR 16%, and has equity E = 9,000 USD: M = 9,600.38 (the 16% move plus
@@ -90,6 +91,8 @@ class LiquidationParams:
         min_remaining_mm: USD; a remaining MM below it takes the whole account (default 100).
         collateral_discount: discount on collateral sold, in [0, 0.5], capped by each asset's
             haircut (default 0.05).
+        fund_share: the largest share of a bad debt the insurance fund pays while opposite
+            open interest can bear the rest, in [0, 1] (default 1: the fund pays first).
     """
 
     im_factor: int = 125 * WAD // 100
@@ -98,6 +101,7 @@ class LiquidationParams:
     min_fraction: int = WAD // 10
     min_remaining_mm: int = 100 * WAD
     collateral_discount: int = 5 * WAD // 100
+    fund_share: int = WAD
 
     def __post_init__(self) -> None:
         _check("im_factor", self.im_factor, WAD, 3 * WAD)
@@ -106,6 +110,7 @@ class LiquidationParams:
         _check("min_fraction", self.min_fraction, 0, WAD)
         _check("min_remaining_mm", self.min_remaining_mm, 0, MAX_MIN_REMAINING_MM)
         _check("collateral_discount", self.collateral_discount, 0, MAX_DISCOUNT)
+        _check("fund_share", self.fund_share, 0, WAD)
 
 
 @dataclass(frozen=True)
@@ -411,7 +416,7 @@ def liquidate(
         if any(units and market.collaterals[i].price == 0 for i, units in a_coll.items()):
             raise LiquidationError("liquidation: stale collateral")
         bad = -a_cash
-        payout = min(bad, max(fund, 0))
+        payout = min(bad, max(fund, 0), div_floor(params.fund_share * bad, WAD))
         rest = bad - payout
         # the liquidator's opposite size closed by the takeover still bears its share
         netted = {j: netted_opposite(t, liquidator.positions.get(j, 0)) for j, t in taken.items()}

@@ -8,10 +8,13 @@ on them). Marks and arrays are per contract; an option's contract size is 1.
   the new band, ``cap = max(ref, spot * SCALE_FLOOR / WAD) * dev * min(dt, CAP_PERIOD) /
   (WAD * CAP_PERIOD)`` (one floor), ``dt`` the seconds since the instrument's previous post.
 - Spot, future mark, collateral price, after the first post: ``|new - old| <= old * dev *
-  min(dt, CAP_PERIOD) / (WAD * CAP_PERIOD)`` (one floor; ``price_cap``), ``dev`` the
-  underlying's (or the collateral's) max_deviation: a burst of posts in one block moves a price
-  no further than the seconds between them allow. ``clamp_price`` posts the capped value; the
-  keeper catches up at the cap's pace.
+  min(dt, CAP_PERIOD) / (WAD * CAP_PERIOD)`` (one floor; ``price_cap``): a burst of posts in
+  one block moves a price no further than the seconds between them allow. ``dev`` is the
+  collateral's max_deviation for a collateral price and, for a spot or a future's mark, the
+  gap rate ``min(max_deviation, 3 * psr >> 2)`` (``gap_rate``: GAP_RATIO = 0.75 of the scan
+  range in force after the post's underlyings), so one post never moves a spot or a future
+  by the whole scan range that margined it. ``clamp_price`` posts the capped value; the keeper
+  catches up at the cap's pace.
 - Array (entries ``v``, exponent ``e``): ``-(loss_cap >> e) <= v <= gain_cap >> e`` with
   ``loss_cap = min(mark, ratio_cap)`` and ``gain_cap = ratio_cap`` (call) or
   ``min(ratio_cap, strike - mark)`` (put), ``ratio_cap = spot * max_array_ratio / WAD``.
@@ -28,6 +31,7 @@ from offchain.fixed_point import WAD, encode_risk_array
 __all__ = [
     "BAND_TOLERANCE",
     "CAP_PERIOD",
+    "GAP_RATIO",
     "SCALE_FLOOR",
     "array_limits",
     "band",
@@ -36,6 +40,7 @@ __all__ = [
     "clamp_price",
     "code_strike",
     "deviation_cap",
+    "gap_rate",
     "price_cap",
     "seconds_for_move",
     "strike_code",
@@ -44,6 +49,7 @@ __all__ = [
 BAND_TOLERANCE = 10**15  # 0.1 % of spot below intrinsic value
 SCALE_FLOOR = 10**16  # deviation caps are relative to at least 1 % of spot
 CAP_PERIOD = 900  # seconds until a deviation cap reaches max_deviation
+GAP_RATIO = 3 * WAD // 4  # a spot or future moves at most this share of its scan range a period
 STRIKE_MANTISSA = 2**27 - 1
 STRIKE_EXP_SHIFT = 27
 MAX_STRIKE = 2**96 - 1
@@ -85,6 +91,13 @@ def deviation_cap(ref: int, spot: int, dev: int, dt: int) -> int:
     """Largest ``|mark - ref|`` after ``dt`` seconds (``dev`` the underlying's max_deviation)."""
     base = max(ref, spot * SCALE_FLOOR // WAD)
     return base * dev * min(dt, CAP_PERIOD) // (WAD * CAP_PERIOD)
+
+
+def gap_rate(max_deviation: int, psr: int) -> int:
+    """The deviation rate of a spot or future mark (WAD per ``CAP_PERIOD``): ``max_deviation``
+    or ``GAP_RATIO`` of the scan range ``psr``, the smaller (``3 * psr >> 2`` on-chain, the same
+    floor)."""
+    return min(max_deviation, psr * GAP_RATIO // WAD)
 
 
 def price_cap(old: int, dev: int, dt: int) -> int:

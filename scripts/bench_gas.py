@@ -44,9 +44,10 @@ def cli():
     trader, maker = (accounts.test_accounts[i] for i in (4, 5))
 
     def post(items, unds=()):
-        # 20 s between posts: the futures below move 1 % a post, which the oracle's cap (50 %
-        # per 900 s, linear in the time since the previous post) allows after 18 s
-        chain.pending_timestamp = chain.blocks.head.timestamp + 20
+        # 100 s between posts: the futures below move 1 % a post, which the oracle's cap (the
+        # gap rate 0.75 * PSR = 12 % per 900 s, linear in the time since the previous post)
+        # allows after 75 s
+        chain.pending_timestamp = chain.blocks.head.timestamp + 100
         chain.mine()
         ts = chain.blocks.head.timestamp
         return oracle.post(ts, list(unds), *pack_post(items), [], sender=keeper)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 LIMIT = 24_576
-ROOM = 2_048
+ROOM = 1_024
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "contracts"
 

@@ -25,7 +25,15 @@ from offchain.codec import (
     unpack_entries,
 )
 from offchain.fixed_point import WAD, curve_shift_wad, encode_risk_array, futures_risk_array_wad
-from offchain.oracle_bounds import bound_option, code_strike, seconds_for_move
+from offchain.oracle_bounds import (
+    CAP_PERIOD,
+    bound_option,
+    clamp_price,
+    code_strike,
+    gap_rate,
+    price_cap,
+    seconds_for_move,
+)
 from offchain.sdk import Client, Deployment
 from offchain.settlement import TWAP_WINDOW
 
@@ -207,17 +215,22 @@ class System:
         marks and collateral prices of a post are within their caps (1 when none moves, or when
         one moves beyond a full cap period's cap: such a post is meant to revert)."""
         now = self.now()
-        moves = []  # (new, old, dev, seconds already passed)
-        for u, spot, _psr in underlyings:
+        moves = []  # (new, old, rate, seconds already passed)
+        psrs = {}  # the scan range in force once the post's underlyings land
+        for u, spot, psr in underlyings:
             old, _p, ts = self.oracle.underlying_state(u)
+            psrs[u] = psr
             if old:
-                moves.append((spot, old, self.oracle.underlying_params(u).max_deviation, now - ts))
+                dev = gap_rate(self.oracle.underlying_params(u).max_deviation, psr)
+                moves.append((spot, old, dev, now - ts))
         for iid, mark, _e, words in instruments:
             word = self.oracle.instrument_word(iid, 0)
             if words or (iid >> 32) & 0xFF != 0 or word == 0:
                 continue
             if (word >> 152) & 0xFF not in (EXPONENT_LISTED, EXPONENT_SETTLED):
-                dev = self.oracle.underlying_params((iid >> 40) & 0xFFFF).max_deviation
+                u = (iid >> 40) & 0xFFFF
+                psr = psrs.get(u) or self.oracle.underlying_state(u)[1]
+                dev = gap_rate(self.oracle.underlying_params(u).max_deviation, psr)
                 moves.append((mark, word >> 160, dev, now - (word >> 112) % 2**40))
         for token, price in assets:
             old, ts = self.oracle_views.asset_price(token)
@@ -226,7 +239,7 @@ class System:
                 moves.append((price, old, dev, now - ts))
         wait = 1
         for new, old, dev, passed in moves:
-            need = seconds_for_move(new, old, dev)
+            need = seconds_for_move(new, old, dev) if dev else None
             if need is not None:
                 wait = max(wait, need - passed)
         return wait
@@ -308,6 +321,12 @@ class System:
         at TWAP = `spot`. Returns the settlement prices."""
         expiry = id_fields(iids[0])[3]
         start = expiry - TWAP_WINDOW - 1
+        # a move beyond one post's cap (the gap rate) is walked first, a full cap a post
+        rate = gap_rate(self.oracle.underlying_params(underlying).max_deviation, PSR)
+        old = self.oracle.underlying_state(underlying)[0]
+        while 0 < price_cap(old, rate, CAP_PERIOD) < abs(spot - old):
+            old = clamp_price(spot, (old, 0), rate, CAP_PERIOD)
+            self.post([(underlying, old, PSR)])
         assert self.now() < start, "the settlement window has begun"
         self.sleep(start - 1 - self.now())
         self.post([(underlying, spot, PSR)])

@@ -24,6 +24,7 @@ from offchain.margin import (
     MarketInt,
     UnderlyingInt,
 )
+from offchain.oracle_bounds import CAP_PERIOD, clamp_price, gap_rate, price_cap
 from offchain.sdk import deploy_liquidation_views, deploy_liquidator
 
 BIG = 10**9 * USD  # token units minted to every funded account
@@ -101,7 +102,23 @@ class Liq:
     # ---- market
     def move(self, u: int, spot: int) -> None:
         """Post underlying `u` at `spot` with its future at `spot` and its options (marks and
-        the test arrays of conftest's `market`), plus collateral prices."""
+        the test arrays of conftest's `market`), plus collateral prices. A move beyond what one
+        post allows (the gap rate, 0.75 * PSR a CAP_PERIOD) is walked in posts a full period
+        apart, each at the cap, as the keeper does; the other underlyings are then posted again
+        at their spots (fresh)."""
+        old = self.s.oracle.underlying_state(u)[0]
+        rate = gap_rate(self.s.oracle.underlying_params(u).max_deviation, PSR)
+        walked = False
+        while 0 < price_cap(old, rate, CAP_PERIOD) < abs(spot - old):
+            old = clamp_price(spot, (old, 0), rate, CAP_PERIOD)
+            self._post_at(u, old)
+            walked = True
+        self._post_at(u, spot)
+        for other in (BTC, ETH, SPAN) if walked else ():
+            if other != u:
+                self._post_at(other, self.s.oracle.underlying_state(other)[0])
+
+    def _post_at(self, u: int, spot: int) -> None:
         tag = {BTC: "btc", ETH: "eth", SPAN: "span"}[u]
         s = self.s
         items = [
@@ -129,7 +146,7 @@ class Liq:
         """Re-post every underlying at its current spot (fresh data)."""
         for u in (BTC, ETH, SPAN):
             spot, _psr, _ts = self.s.oracle.underlying_state(u)
-            self.move(u, spot)
+            self._post_at(u, spot)
 
     # ---- state
     def state(self, acct):
@@ -150,6 +167,7 @@ class Liq:
             min_fraction=lq.min_fraction(),
             min_remaining_mm=lq.min_remaining_mm(),
             collateral_discount=lq.collateral_discount(),
+            fund_share=lq.fund_share(),
         )
 
     def account(self, acct) -> AccountInt:

@@ -33,7 +33,7 @@ from liquidation_support import (  # noqa: F401 (fixtures)
 
 from offchain.codec import KIND_CALL, KIND_FUTURE
 from offchain.fixed_point import WAD
-from offchain.oracle_bounds import CAP_PERIOD
+from offchain.oracle_bounds import CAP_PERIOD, gap_rate
 from offchain.sdk import ROLE_KEEPER
 
 F60K = 60_000 * WAD
@@ -163,8 +163,9 @@ def test_compromised_keeper_cannot_walk_a_price_1000x_in_one_block(
     with timestamps a second apart (one block, after 18 s without a post) put a future's mark at
     1000x. Now every cap scales with the seconds since the item's previous post (full only
     after CAP_PERIOD), so a burst of one-second posts moves a price by at most
-    max_deviation / CAP_PERIOD each: 1000x needs at least CAP_PERIOD * ln(1000) /
-    max_deviation seconds of chain time (3.45 hours at 50 %), time in which the guardian
+    rate / CAP_PERIOD each, the rate of a spot or future the gap rate min(max_deviation,
+    0.75 * psr): 1000x needs at least CAP_PERIOD * ln(1000) / rate seconds of chain time
+    (3.45 hours at 50 %, 14.4 at the 12 % of a 16 % scan range), time in which the guardian
     pauses and the admin revokes the keeper role."""
     s = liq.s
     fut = s.instruments["btc-fut"]
@@ -176,9 +177,10 @@ def test_compromised_keeper_cannot_walk_a_price_1000x_in_one_block(
     mark, _e, t_fut, _entries = s.oracle_views.risk_array(fut)
     t0, m0 = max(t_spot, t_fut), mark
     s.sleep(60)  # a minute without a post: the time the attacker has banked
+    rate = gap_rate(MAX_DEV, PSR)
     for k in range(1, 19):  # the 18 posts that used to reach 1000x, a second apart
-        spot += spot * MAX_DEV // (WAD * CAP_PERIOD)  # exactly at the one-second cap
-        mark += mark * MAX_DEV // (WAD * CAP_PERIOD)
+        spot += spot * rate // (WAD * CAP_PERIOD)  # exactly at the one-second cap
+        mark += mark * rate // (WAD * CAP_PERIOD)
         s.post([(BTC, spot, PSR)], [s.future_item(fut, mark)], timestamp=t0 + k)
     tried("compromised keeper steps a second apart", 18)
     assert m0 < mark < m0 * 1011 // 1000  # +1 %, not 1000x
@@ -190,8 +192,8 @@ def test_compromised_keeper_cannot_walk_a_price_1000x_in_one_block(
         [(BTC, spot + spot * MAX_DEV // WAD, PSR)],
         timestamp=t0 + 19,
     )
-    seconds = CAP_PERIOD * math.log(1000) / (MAX_DEV / WAD)
-    assert seconds > 3 * 3600
+    seconds = CAP_PERIOD * math.log(1000) / (rate / WAD)
+    assert seconds > 14 * 3600
     # within those hours: the guardian pauses (the realising trade is refused), the admin
     # revokes the key
     s.engine_admin.pause(sender=s.guardian)
@@ -671,7 +673,8 @@ def test_open_interest_and_position_caps_hold(
     s.engine_admin.set_instrument_limits(iid, 10 * WAD, 4 * WAD, sender=admin)
     # `hedger` (long 3, 60,000 USD) after -25 %: the liquidator (long 4) takes ~1.45 over
     oi = e.open_interest(iid)
-    s.post([(BTC, 45_000 * WAD, PSR)], [s.future_item(iid, 45_000 * WAD)])
+    for usd in (52_800, 46_500, 45_000):  # walked at the gap rate (12 % a post)
+        s.post([(BTC, usd * WAD, PSR)], [s.future_item(iid, usd * WAD)])
     assert liq.health(hedger) < 0
     q_before = dict(zip(*e.positions_of(liquidator_account), strict=True))[iid]
     liq.liquidator.liquidate(hedger, sender=liquidator_account)

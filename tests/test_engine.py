@@ -361,21 +361,23 @@ def test_deployed_bytecode_below_limit(chain, oracle, engine_admin, engine, view
     assert all(n > 0 for n in sizes.values())
 
 
-def test_constructor_guards(project, admin, oracle, usdc):
+def test_constructor_guards(project, admin, oracle, oracle_views, usdc):
     with ape.reverts("engine: zero oracle"):
-        admin.deploy(project.MarginEngine, admin, ZERO, usdc, 1)
+        admin.deploy(project.MarginEngine, admin, ZERO, oracle_views, usdc, 1)
+    with ape.reverts("engine: zero oracle"):
+        admin.deploy(project.MarginEngine, admin, oracle, ZERO, usdc, 1)
     with ape.reverts("engine: zero admin"):
-        admin.deploy(project.MarginEngine, ZERO, oracle, usdc, 1)
+        admin.deploy(project.MarginEngine, ZERO, oracle, oracle_views, usdc, 1)
     with ape.reverts("roles: zero admin"):
         admin.deploy(project.EngineAdmin, ZERO)
     with ape.reverts("vault: zero token"):
-        admin.deploy(project.MarginEngine, admin, oracle, ZERO, 1)
+        admin.deploy(project.MarginEngine, admin, oracle, oracle_views, ZERO, 1)
     with ape.reverts("vault: cap out of bounds"):
-        admin.deploy(project.MarginEngine, admin, oracle, usdc, 2**128)
+        admin.deploy(project.MarginEngine, admin, oracle, oracle_views, usdc, 2**128)
 
 
 def test_engine_admin_binds_one_engine_once_and_only_it_configures(
-    project, admin, outsider, oracle, usdc, engine_admin, engine
+    project, admin, outsider, oracle, oracle_views, usdc, engine_admin, engine
 ):
     assert engine.engine_admin() == engine_admin.address
     assert engine_admin.engine() == engine.address and engine_admin.oracle() == oracle.address
@@ -397,7 +399,7 @@ def test_engine_admin_binds_one_engine_once_and_only_it_configures(
         fresh.bind(engine, sender=outsider)
     with ape.reverts("engine: not administered here"):
         fresh.bind(engine, sender=admin)
-    other = admin.deploy(project.MarginEngine, fresh, oracle, usdc, 1)
+    other = admin.deploy(project.MarginEngine, fresh, oracle, oracle_views, usdc, 1)
     tx = fresh.bind(other, sender=admin)
     assert tx.events.filter(fresh.ImFactorSet)[0].im_factor == 125 * WAD // 100
     # wired once and for good: only a Liquidator of this engine (an address could drain it)

@@ -17,11 +17,13 @@ from web3 import Web3
 
 from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig
+from offchain.keeper.policy import Posted, Quote
 from offchain.keeper.runner import deployment_folder, open_keeper
 from offchain.keeper.sources import Tick
 from offchain.keeper.state import DB_NAME, StateStore
 from offchain.keeper.tx import TxConfig, TxManager
 from offchain.margin import settlement_cash
+from offchain.oracle_bounds import CAP_PERIOD, clamp_price, gap_rate
 from offchain.sdk import ROLE_KEEPER, Client, deploy_system, parse_config
 
 HOUR = 3_600
@@ -444,11 +446,20 @@ def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_fal
 
     # ETH at 2,400 from before the settlement window on, posted by a second keeper outside a
     # round (the first one's sweep would meet the live puts at 2,400)
+    # (walked there at the gap rate, a post a CAP_PERIOD apart)
     before_window = expiry - 1_800 - 60
-    chain.mine(timestamp=before_window)
     c.oracle.grant_role(accounts[8], ROLE_KEEPER, sender=admin)
-    psr = int(c.oracle.underlying_state(2)[1])
-    c.post(accounts[8], before_window, [(2, to_wad(2_400.0), psr)], [], [])
+    spot, psr, _ts = (int(x) for x in c.oracle.underlying_state(2))
+    rate = gap_rate(int(c.oracle.underlying_params(2).max_deviation), psr)
+    walk = [spot]
+    while walk[-1] != to_wad(2_400.0):
+        walk.append(clamp_price(to_wad(2_400.0), (walk[-1], 0), rate, CAP_PERIOD))
+    for n, x in enumerate(walk[1:]):
+        t = before_window - CAP_PERIOD * (len(walk) - 2 - n)
+        chain.mine(timestamp=t)
+        c.post(accounts[8], t, [(2, x, psr)], [], [])
+    # the first keeper clamps its spots from its own record of the chain: it learns the spot
+    k.state.posted["U:ETH"] = Posted(Quote(to_wad(2_400.0), (psr,)), before_window)
     chain.mine(timestamp=expiry + HOUR)
     report = k.round(tick(expiry + HOUR, 60_000.0, 2_400.0))
     assert c.oracle_views.risk_array(put)[0] == 600 * WAD
@@ -510,7 +521,8 @@ def test_after_a_wind_down_the_keeper_settles_and_liquidates_everyone_and_posts_
     k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))
     thin = accounts[7]
     open_books(c, admin, venue, trader, maker, thin, chain)
-    for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), (42_000.0, 1_900.0)):
+    # the last prices twice more: the keeper catches up at the gap rate (0.75 x PSR a post)
+    for btc, eth in ((54_000.0, 2_700.0), (48_000.0, 2_300.0), *[(42_000.0, 1_900.0)] * 3):
         k.round(tick(advance(chain, HOUR), btc, eth))
     k.close()
     assert c.account_state(thin).equity < 0

@@ -236,6 +236,33 @@ def test_nothing_eligible_fund_absorbs():
     assert r.ledger.fund == -1_000 * WAD
 
 
+@pytest.mark.parametrize(
+    "share,paid",
+    [(WAD, 1_000), (WAD // 4, 250), (0, 0), (WAD // 3, 333)],
+)
+def test_fund_share_caps_the_payout_and_socialises_the_rest(share, paid):
+    """With opposite open interest, the fund pays min(D, fund, div_floor(fund_share * D, WAD))
+    and the rest is socialised at once onto the shorts; fund_payouts + socialised == D."""
+    a = with_equity({FUT: WAD}, -1_000 * WAD)
+    params = LiquidationParams(fund_share=share)
+    r = liquidate(a, RICH, MARKET, params, LossLedger(fund=5_000 * WAD, open_interest={FUT: WAD}))
+    expect = min(1_000 * WAD, share * 1_000 * WAD // WAD)
+    assert paid * WAD <= expect < (paid + 1) * WAD
+    assert r.fund_payout == expect and r.socialised == r.bad_debt - expect
+    assert r.ledger.fund_payouts + r.ledger.socialised == r.ledger.bad_debt
+    assert pending_charge({FUT: -WAD}, r.ledger.index, {}) == r.socialised
+    # nothing eligible: the fund pays all of it, whatever its share
+    none = liquidate(a, RICH, MARKET, params, LossLedger(fund=0, open_interest={FUT: 0}))
+    assert none.fund_payout == none.bad_debt == 1_000 * WAD and none.socialised == 0
+
+
+def test_fund_share_out_of_bounds_is_refused():
+    with pytest.raises(ValueError, match="fund_share must be an int in"):
+        LiquidationParams(fund_share=WAD + 1)
+    with pytest.raises(ValueError, match="fund_share must be an int in"):
+        LiquidationParams(fund_share=-1)
+
+
 def test_stale_collateral_is_worth_zero_and_blocks_a_write_off():
     """A collateral price of 0 stands for a stale one (docs/fixed-point.md §8): it adds no
     equity, is not sold, and an insolvent account holding it is not written off."""

@@ -112,6 +112,12 @@ def test_liquidation_state_machine(liq, trader, maker, hedger, bystander, liquid
             except ape.exceptions.ContractLogicError as exc:
                 assert str(exc) in {"engine: below initial margin", "engine: stale oracle"}
 
+        # ---- the admin: the fund's share of a bad debt (fund_payouts + socialised ==
+        # bad_debt whatever it is)
+        @rule(share=st.sampled_from([0, WAD // 3, WAD]))
+        def set_fund_share(self, share):
+            lq.set_fund_share(share, sender=s.admin)
+
         # ---- market
         @precondition(lambda self: not self.settled)
         @rule(u=st.sampled_from([BTC, ETH]), pct=st.sampled_from([-60, -45, -30, -10, 10, 30, 60]))

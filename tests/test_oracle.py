@@ -13,6 +13,7 @@ from offchain.oracle_bounds import (
     band,
     code_strike,
     deviation_cap,
+    gap_rate,
     strike_code,
 )
 from offchain.scenarios import CRYPTO_35
@@ -122,10 +123,14 @@ def test_price_and_psr_bounds(market):
 def test_deviation_caps(market):
     s = market
     spot = SPOTS[BTC]
-    too_far = spot + spot * MAX_DEV // WAD + 1
+    # a spot moves at the gap rate, 0.75 of the scan range posted with it (12 % at 16 %)
+    rate = gap_rate(MAX_DEV, PSR)
+    assert rate == 12 * WAD // 100
+    too_far = spot + spot * rate // WAD + 1
+    s.sleep(CAP_PERIOD)
     with ape.reverts("oracle: spot deviation"):
         s.post([(BTC, too_far, PSR)])
-    s.post([(BTC, spot + spot * MAX_DEV // WAD, PSR)])  # exactly at the (full) cap passes
+    s.post([(BTC, spot + spot * rate // WAD, PSR)])  # exactly at the (full) cap passes
     fut = s.instruments["eth-fut"]
     with ape.reverts("oracle: mark deviation"):
         s.post([], [s.future_item(fut, SPOTS[ETH] * 1000)])  # a 1000x mark (Synthetix sKRW)
@@ -150,12 +155,12 @@ def _capped_item(s, what):
     """(stored value, its timestamp, max_deviation, post(value, ts), reason) of one capped item."""
     if what == "spot":
         spot, _psr, ts = s.oracle.underlying_state(BTC)
-        dev = s.oracle.underlying_params(BTC).max_deviation
+        dev = gap_rate(s.oracle.underlying_params(BTC).max_deviation, PSR)
         return spot, ts, dev, lambda v, t: s.post([(BTC, v, PSR)], timestamp=t), "spot deviation"
     if what == "future":
         fut = s.instruments["eth-fut"]
         mark, _e, ts, _entries = s.oracle_views.risk_array(fut)
-        dev = s.oracle.underlying_params(ETH).max_deviation
+        dev = gap_rate(s.oracle.underlying_params(ETH).max_deviation, PSR)
         return (
             mark,
             ts,
@@ -176,9 +181,11 @@ def _capped_item(s, what):
 
 @pytest.mark.parametrize("what", ["spot", "future", "asset"])
 def test_price_caps_grow_with_the_time_since_the_previous_post(market, what):
-    """A spot, a future's mark and a collateral price move at most max_deviation / CAP_PERIOD
-    of their value one second after their previous post and the full max_deviation after
-    CAP_PERIOD seconds (no more later): posts a second apart cannot compound the full cap."""
+    """A spot, a future's mark and a collateral price move at most their rate / CAP_PERIOD of
+    their value one second after their previous post and the full rate after CAP_PERIOD
+    seconds (no more later): posts a second apart cannot compound the full cap. The rate of a
+    collateral price is its max_deviation; of a spot and a future, the gap rate
+    min(max_deviation, 0.75 * psr)."""
     s = market
     old, ts, dev, post, reason = _capped_item(s, what)
     cap = old * dev // (WAD * CAP_PERIOD)

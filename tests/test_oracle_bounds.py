@@ -22,6 +22,7 @@ from offchain.oracle_bounds import (
     clamp_price,
     code_strike,
     deviation_cap,
+    gap_rate,
     price_cap,
     seconds_for_move,
     strike_code,
@@ -72,36 +73,46 @@ def test_keeper_clamps_option_quotes_into_the_oracle_bounds():
 def test_keeper_posts_spot_price_and_future_at_their_cap_and_catches_up():
     """A spot, a collateral price and a future's mark that moved more than their caps allow
     since their last posts are posted at the caps (the batch cannot revert on them); later
-    rounds close the gap at the cap's pace, and a move within the cap is posted as quoted."""
+    rounds close the gap at the cap's pace, and a move within the cap is posted as quoted. A
+    spot and a future move at the gap rate, 0.75 of the scan range (12 % a period at 16 %),
+    capped by max_deviation; a collateral price at its own max_deviation."""
     spot, fut = SPOTS[BTC], 2 | BTC << 40 | 2_000_000_000 << 56
     u = UnderlyingInfo("BTC", BTC, CRYPTO_35, 0.01, 1.0, ("0xW",), WAD // 2, 2 * WAD, (WAD // 10,))
 
-    def quotes(x):
+    def quotes(x, psr=PSR):
         return {
-            "U:BTC": (Quote(x, (PSR,)), Item("U:BTC", "underlying", BTC, (BTC, x, PSR))),
+            "U:BTC": (Quote(x, (psr,)), Item("U:BTC", "underlying", BTC, (BTC, x, psr))),
             "A:0xW": (Quote(x), Item("A:0xW", "asset", BTC, ("0xW", x))),
             "F": (
-                Quote(x, (x * PSR // WAD,), x),
+                Quote(x, (x * psr // WAD,), x),
                 Item("F", "instrument", BTC, OptionPost.future(fut, x).as_arg()),
             ),
         }
 
     posted = {n: Posted(Quote(spot), 1_000) for n in ("U:BTC", "A:0xW", "F")}
+    rate = gap_rate(WAD // 2, PSR)
+    assert rate == 12 * WAD // 100
     out = bound_quotes(1_001, quotes(2 * spot), posted, [u])
-    step = price_cap(spot, WAD // 2, 1)
-    assert step == spot // 1800
+    step = price_cap(spot, rate, 1)
+    assert step == spot * 12 // 100 // 900
     assert out["U:BTC"][1].arg == (BTC, spot + step, PSR)
     assert out["A:0xW"][1].arg == ("0xW", spot + price_cap(spot, WAD // 10, 1))
     assert out["F"][1].arg == OptionPost.future(fut, spot + step).as_arg()
-    # a full period later: the full cap (one and a half times the old spot at most)
+    # a full period later: the full cap
     out = bound_quotes(1_000 + 2 * CAP_PERIOD, quotes(2 * spot), posted, [u])
-    assert out["U:BTC"][0].mark == out["F"][0].mark == spot * 3 // 2
+    assert out["U:BTC"][0].mark == out["F"][0].mark == spot * 112 // 100
     assert out["A:0xW"][0].mark == spot * 11 // 10
+    # a scan range of 80 %: max_deviation (50 %) is the smaller; the future keeps the smaller
+    # of this round's and the last posted scan range, whichever the chain holds when it lands
+    posted["U:BTC"] = Posted(Quote(spot, (PSR,)), 1_000)
+    out = bound_quotes(1_000 + 2 * CAP_PERIOD, quotes(2 * spot, 5 * PSR), posted, [u])
+    assert out["U:BTC"][0].mark == spot * 3 // 2
+    assert out["F"][0].mark == spot * 112 // 100
     inside = quotes(spot + step)
     assert bound_quotes(1_001, inside, posted, [u])["U:BTC"] == inside["U:BTC"]
-    assert seconds_for_move(spot + step, spot, WAD // 2) == 1
-    assert seconds_for_move(spot + step + 1, spot, WAD // 2) == 2
-    assert seconds_for_move(spot * 3 // 2 + 1, spot, WAD // 2) is None
+    assert seconds_for_move(spot + step, spot, rate) == 1
+    assert seconds_for_move(spot + step + 1, spot, rate) == 2
+    assert seconds_for_move(spot * 112 // 100 + 1, spot, rate) is None
 
 
 @examples(12, 100, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -133,7 +144,8 @@ def test_chain_accepts_what_the_mirror_clamps(
         ts2 = old_ts + 1 + dt
         spot_old, _psr, spot_ts = s.oracle.underlying_state(BTC)
         # the spot as the keeper posts it: within its cap for the time since its last post
-        spot2 = clamp_price(spot * spot_pct // 100, (spot_old, spot_ts), WAD // 2, ts2)
+        rate = gap_rate(WAD // 2, PSR)
+        spot2 = clamp_price(spot * spot_pct // 100, (spot_old, spot_ts), rate, ts2)
         s.sleep(dt + 1)
         unds = [(BTC, spot2, PSR)]
         m2, ra2 = bound_option(

@@ -22,6 +22,7 @@ from offchain.fixed_point import (
     encode_risk_array,
     futures_risk_array_wad,
 )
+from offchain.oracle_bounds import CAP_PERIOD, clamp_price, gap_rate, price_cap
 
 # Test underlyings: a 39-scenario grid (every lane of the three words) with extreme and odd
 # coefficients, and a 5-scenario grid (one word).
@@ -122,8 +123,9 @@ def test_futures_array_floors_negative_quotients_on_chain(posting):
     psr2=st.integers(PSR_MIN, WAD),
 )
 def test_futures_arrays_equal_the_reference(posting, chain_snapshot, u, mark, psr, move, psr2):
-    """First post (exponent from scratch) and a second one within the 100 % deviation cap
-    (the oracle first tries the previous exponent): both equal the off-chain encoding."""
+    """First post (exponent from scratch) and a second one within its cap, the gap rate
+    min(100 %, 0.75 * psr2) (the oracle first tries the previous exponent): both equal the
+    off-chain encoding."""
     s = posting
     iid = s.instruments["u39-fut" if u == U39 else "u5-fut"]
     spot = SPOT39 if u == U39 else WAD
@@ -131,7 +133,7 @@ def test_futures_arrays_equal_the_reference(posting, chain_snapshot, u, mark, ps
         s.post([(u, spot, psr)], [s.future_item(iid, mark)])
         expect = encode_risk_array(futures_risk_array_wad(mark, s.grids[u], psr))
         assert _stored(s, iid) == (mark, expect)
-        mark2 = max(1, mark * move // WAD)
+        mark2 = clamp_price(max(1, mark * move // WAD), (mark, 0), gap_rate(WAD, psr2), CAP_PERIOD)
         s.post([(u, spot, psr2)], [s.future_item(iid, mark2)])
         expect2 = encode_risk_array(futures_risk_array_wad(mark2, s.grids[u], psr2))
         assert _stored(s, iid) == (mark2, expect2)
@@ -151,12 +153,17 @@ def test_futures_exponent_follows_mark_and_psr(posting):
         (10**22, WAD // 2),  # psr up
         (10**22, WAD // 20),  # psr down
         (1, WAD // 20),  # the smallest mark: e = 0 ...
-        (2, PSR_MIN),  # ... stays 0
+        (1, PSR_MIN),  # ... stays 0 (a 1-wei mark moves by 0 at the gap rate: it stays)
     ]
     exponents = []
     for k, (mark, psr) in enumerate(steps):
         if k == 6:  # a mark of 1 wei is beyond the deviation cap: the first post of another
             iid = s.list_instrument("u39-fut-small", U39, KIND_FUTURE, 0, s.now() + 86_400)
+        else:  # a move beyond one post's cap (0.75 * psr) is walked, a full cap a post
+            old = _stored(s, iid)[0]
+            while 0 < price_cap(old, gap_rate(WAD, psr), CAP_PERIOD) < abs(mark - old):
+                old = clamp_price(mark, (old, 0), gap_rate(WAD, psr), CAP_PERIOD)
+                s.post([(U39, SPOT39, psr)], [s.future_item(iid, old)])
         s.post([(U39, SPOT39, psr)], [s.future_item(iid, mark)])
         expect = encode_risk_array(futures_risk_array_wad(mark, C39, psr))
         assert _stored(s, iid) == (mark, expect)

@@ -176,6 +176,8 @@ def test_the_admin_cannot_tighten_parameters_without_notice(chain, locked, admin
     with ape.reverts("roles: not admin"):
         c.liquidator.set_params(WAD // 2, WAD, WAD, 10**24, WAD // 2, sender=admin)
     with ape.reverts("roles: not admin"):
+        c.liquidator.set_fund_share(0, sender=admin)
+    with ape.reverts("roles: not admin"):
         c.oracle.transfer_admin(admin, sender=admin)
     # the multisig proposes the same change with the calldata a Safe sends
     p = proposal(c.oracle.set_underlying_params, *args)

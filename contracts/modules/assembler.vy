@@ -28,6 +28,10 @@ uses: positions
 uses: vault
 
 
+interface ISpotLegs:
+    def spot_leg(underlying: uint256, price: uint256) -> uint256[4]: view
+
+
 interface IChargeSource:
     def pending_charge(account: address) -> uint256: view
 
@@ -36,6 +40,7 @@ interface IChargeSource:
 @internal
 def _inputs(
     oracle: IRiskOracle,
+    legs: ISpotLegs,
     account: address,
     extra_ids: DynArray[uint256, fp.MAX_POSITIONS],
     extra_assets: DynArray[address, fp.MAX_ASSETS],
@@ -94,7 +99,7 @@ def _inputs(
         if h.price != 0:
             u: uint256 = vault.asset_underlying[h.asset]
             if u in out.book.unds:
-                leg: uint256[4] = staticcall oracle.spot_leg(u, h.price)
+                leg: uint256[4] = staticcall legs.spot_leg(u, h.price)
                 leg[0] = u | (n << 16) | (leg[0] << 24) | (h.balance * h.scale << 32)
                 out.book.legs[k] = leg
                 k += 1
@@ -104,13 +109,13 @@ def _inputs(
 @view
 @internal
 def _account_state(
-    oracle: IRiskOracle, account: address, charge_source: address, im_factor: uint256
+    oracle: IRiskOracle, legs: ISpotLegs, account: address, charge_source: address, im_factor: uint256
 ) -> margin.AccountState:
     """
     @dev The state of `account` under liquidation's collateral rule, its pending charge (from
          `charge_source`) deducted. Built here so the inputs are not copied out first.
     """
-    inputs: margin.Inputs = self._inputs(oracle, account, [], [], True, charge_source)
+    inputs: margin.Inputs = self._inputs(oracle, legs, account, [], [], True, charge_source)
     eq: int256 = 0
     mm: int256 = 0
     fresh: bool = False

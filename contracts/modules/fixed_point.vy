@@ -136,3 +136,35 @@ def collateral_value(amount: uint256, scale: uint256, haircut: uint256, price: u
             amount * scale <= 2**128, so no product overflows.
     """
     return convert(amount * scale * price // WAD * (WAD - haircut) // WAD, int256)
+
+
+@pure
+@internal
+def _bitlen(x: uint256) -> uint256:
+    """
+    @dev Bit length of x < 2**128 (futures magnitudes are below 2**100).
+    """
+    n: uint256 = 0
+    y: uint256 = x
+    if y >> 64 != 0:
+        y = y >> 64
+        n = 64
+    if y >> 32 != 0:
+        y = y >> 32
+        n += 32
+    if y >> 16 != 0:
+        y = y >> 16
+        n += 16
+    if y >> 8 != 0:
+        y = y >> 8
+        n += 8
+    if y >> 4 != 0:
+        y = y >> 4
+        n += 4
+    if y >> 2 != 0:
+        y = y >> 2
+        n += 2
+    if y >> 1 != 0:
+        y = y >> 1
+        n += 1
+    return n + y

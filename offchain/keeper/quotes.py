@@ -18,7 +18,7 @@ from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
 from offchain.keeper.policy import Posted, Quote, batch_by_gas, select_updates
 from offchain.margin import Kind
-from offchain.oracle_bounds import bound_option, clamp_price, code_strike
+from offchain.oracle_bounds import bound_option, clamp_price, code_strike, gap_rate
 from offchain.risk_arrays import Instruments, MarketState, VolSurface, marks, risk_arrays
 from offchain.sdk import InstrumentMeta
 
@@ -141,7 +141,9 @@ def bound_quotes(
 ) -> dict[str, tuple[Quote, Item]]:
     """``quotes`` clamped into what ``RiskOracle.post`` accepts at ``ts``, from what was last
     posted (the keeper's record of the chain): every spot, collateral price and future mark
-    into its deviation cap for the time since its previous post; every option's mark and array
+    into its deviation cap for the time since its previous post (a spot's and a future's at the
+    gap rate of the scan range, for a future the smaller of this round's and the last posted,
+    whichever the chain holds when it lands); every option's mark and array
     into the band at this round's (clamped) spot and its deviation cap. A lagging value stays
     "moved" and is posted again next round, closing the gap at the cap's pace, so a large
     move never makes a batch revert."""
@@ -163,17 +165,24 @@ def bound_quotes(
         name = f"U:{u.name}"
         if name in quotes:
             quote, item = quotes[name]
-            spot = clamp_price(quote.mark, last(name), u.max_deviation, ts)
+            spot = clamp_price(quote.mark, last(name), gap_rate(u.max_deviation, item.arg[2]), ts)
             arg = (item.arg[0], spot, item.arg[2])
             out[name] = (Quote(spot, quote.risk_array), Item(name, item.kind, item.underlying, arg))
     spots = {u.id: out[f"U:{u.name}"][0].mark for u in underlyings if f"U:{u.name}" in out}
+    rates = {}  # underlying id -> a future's gap rate
+    for u in underlyings:
+        name = f"U:{u.name}"
+        psrs = [quotes[name][0].risk_array[0]] if name in quotes else []
+        if name in posted and posted[name].quote.risk_array:
+            psrs.append(posted[name].quote.risk_array[0])
+        rates[u.id] = gap_rate(u.max_deviation, min(psrs)) if psrs else u.max_deviation
     for name, (quote, item) in quotes.items():
         if item.kind != "instrument" or item.underlying not in info:
             continue
         if not item.arg[3]:
             # a future: its mark capped like a spot (its array is computed on-chain)
             u = info[item.underlying]
-            mark = clamp_price(quote.mark, last(name), u.max_deviation, ts)
+            mark = clamp_price(quote.mark, last(name), rates[u.id], ts)
             if mark != quote.mark:
                 psr = quote.risk_array[0] * WAD // quote.mark
                 post = OptionPost.future(item.arg[0], mark)

@@ -87,14 +87,18 @@ class Core(NamedTuple):
 def deploy_core(project: Any, admin: Any, cash: Any, deposit_cap: int) -> Core:
     """The core contracts, wired, nothing listed: ``deposit_cap`` in units of ``cash``.
 
-    EngineAdmin is deployed first, the engine takes its address, and EngineAdmin is bound to
+    OracleViews (which prices linked collateral legs for the engine) and EngineAdmin are
+    deployed first, the engine takes their addresses, and EngineAdmin is bound to
     that engine once (it writes every configuration change into it)."""
     oracle = admin.deploy(project.RiskOracle, admin)
+    oracle_views = deploy_oracle_views(project, admin, oracle)
     engine_admin = admin.deploy(project.EngineAdmin, admin)
-    engine = admin.deploy(project.MarginEngine, engine_admin, oracle, cash, deposit_cap)
+    engine = admin.deploy(
+        project.MarginEngine, engine_admin, oracle, oracle_views, cash, deposit_cap
+    )
     engine_admin.bind(engine, sender=admin)
     views = admin.deploy(project.MarginViews, engine)
-    return Core(oracle, engine_admin, engine, views, deploy_oracle_views(project, admin, oracle))
+    return Core(oracle, engine_admin, engine, views, oracle_views)
 
 
 def deploy_oracle_views(project: Any, admin: Any, oracle: Any) -> Any:
