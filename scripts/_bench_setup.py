@@ -56,6 +56,8 @@ def deploy_bench_market(n: int) -> BenchMarket:
         ),
         instruments=tuple(instruments),
         cash=CollateralSpec("USDC", 6, 10**26),
+        # a linked collateral: its spot leg's cost in the margin check is a benchmark row
+        collateral=(CollateralSpec("WBTC", 8, 10**20, WAD // 10, "BTC", linked=True),),
     )
     client = deploy_system(
         project, chain, admin, config, keepers=[keeper], venues=[venue], liquidator=False

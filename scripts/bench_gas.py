@@ -117,10 +117,30 @@ def cli():
         margin[n] = (est, used - 21_000 - _calldata_gas(bytes.fromhex(data.hex()[2:])))
         if n in (16, 32):
             withdrawals[n] = engine.withdraw(usdc, 10**6, sender=trader).gas_used
+
+    # the same 32-position account holding linked WBTC (priced, so its spot leg enters the
+    # BTC scan): the leg's cost is the difference
+    def margin_check():
+        data = engine.account_state.encode_input(trader)
+        used = engine.account_state.transact(trader, sender=maker).gas_used
+        return used - 21_000 - _calldata_gas(bytes.fromhex(data.hex()[2:]))
+
+    without_leg = margin_check()
+    wbtc = client.tokens["WBTC"]
+    wbtc.mint(trader, 10**8, sender=admin)
+    wbtc.approve(engine, 2**256 - 1, sender=trader)
+    engine.deposit(wbtc, 10**8, sender=trader)
+    chain.pending_timestamp = chain.blocks.head.timestamp + 100
+    chain.mine()
+    oracle.post(chain.blocks.head.timestamp, [], [], [], [(wbtc, SPOT)], sender=keeper)
+    with_leg = margin_check()
     for n, (est, exe) in margin.items():
         rows.append((f"account_state, {n} positions (35 scenarios)", exe, f"estimateGas {est:,}"))
     per = (margin[32][1] - margin[16][1]) // 16
     rows.append(("margin check, marginal cost per position (16 -> 32)", per, ""))
+    rows.append(
+        ("margin check, a linked collateral's spot leg (32 positions)", with_leg - without_leg, "")
+    )
     rows.append(("trade opening the 16th position (both sides checked)", trade16, "tx total"))
     for n, gas in withdrawals.items():
         rows.append((f"withdraw with {n} positions held (margin-checked)", gas, "tx total"))
