@@ -71,7 +71,8 @@ def liquidation_preview(account: address, max_fraction: uint256 = fp.WAD) -> Pre
             price: waits for its price, 6 a system contract: not an account), fraction,
             positions taken (ids and signed sizes the liquidator receives), cash the liquidator
             pays for them (negative: it receives), penalty and its split, collateral units sold
-            (per held asset, vault order) and what the liquidator pays for them, bad debt, and
+            (per held asset, vault order: the linked ones taken with the positions, then any
+            sale) and what the liquidator pays for them, bad debt, and
             the pending charge realised first.
     @param account The account.
     @param max_fraction Cap on the fraction (WAD, default 1).

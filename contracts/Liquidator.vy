@@ -148,8 +148,9 @@ def set_fund_share(fund_share_: uint256):
 def liquidate(account: address, max_fraction: uint256 = fp.WAD) -> uint256:
     """
     @notice Liquidate `account` (equity < MM, fresh data) into the caller's margin account:
-            take fraction f of every position at mark, charge the penalty, sell collateral
-            when a fully liquidated account's cash is negative, cover bad debt (fund, then
+            take fraction f of every position at mark and f of the linked collateral whose
+            leg is in its book (at a discount), charge the penalty, sell collateral when a
+            fully liquidated account's cash is negative, cover bad debt (fund, then
             socialisation). The caller must end at or above IM.
     @param account The account below maintenance margin.
     @param max_fraction Cap on f (WAD, in (0, 1]); not below min(f, min_fraction).

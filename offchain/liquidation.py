@@ -12,12 +12,15 @@ Semantics: docs/design.md §6. One liquidation of account A (equity ``E``, maint
    ``M - div_ceil(f * M, WAD)`` would be below ``min_remaining_mm`` the whole account is taken.
 2. sizes taken ``t_j = sign(q_j) * div_ceil(|q_j| * f, WAD)`` (away from zero), moved A -> L;
    L pays A ``X = div_ceil(sum_j t_j * mark_j, WAD)`` (negative: A pays L; rounded for A).
+   Linked collateral whose spot leg is in A's book goes with them in the same proportion
+   (``min(balance, div_ceil(balance * f, WAD))`` units, all of it at ``f = WAD``), paid at the
+   sale price of step 5, so a liquidation never cuts a hedge away from the collateral it hedges.
 3. penalty ``min(div_ceil(p * div_ceil(f * M, WAD), WAD), max(E', 0))`` with ``E'`` A's equity
    after step 2; ``div_floor(penalty * share, WAD)`` to L, the rest to the insurance fund.
 4. post-condition of a partial (f < WAD) liquidation: A ends at or above IM (capped: its health
    ``E - M`` does not fall); if integer rounding ever broke it, it is redone with ``f = WAD``.
-5. full liquidation with negative cash: A's collateral is sold to L, asset by asset in vault order,
-   at the oracle price less ``d = min(discount, haircut)``: ``x = min(balance,
+5. full liquidation with negative cash: A's remaining collateral is sold to L, asset by asset in
+   vault order, at the oracle price less ``d = min(discount, haircut)``: ``x = min(balance,
    div_ceil(need * WAD**2, scale * price * (WAD - d)))`` units for
    ``pay = x * scale * price // WAD * (WAD - d) // WAD``.
 6. bad debt ``D = -cash`` when cash is still negative and A holds no valued collateral: the
@@ -56,6 +59,7 @@ __all__ = [
     "split_penalty",
     "sale_units",
     "sale_pay",
+    "linked_taken",
     "socialise",
     "pending_charge",
     "liquidate",
@@ -310,6 +314,25 @@ def _apply_positions(positions: Mapping[int, int], delta: Mapping[int, int], sig
     return out
 
 
+def linked_taken(account: AccountInt, market: MarketInt, f: int) -> dict[int, int]:
+    """Units of linked collateral taken with the positions at fraction ``f`` (§8.2): for every
+    asset whose spot leg is in the account's book (linked, priced, held, a non-zero position on
+    its underlying), ``min(balance, div_ceil(balance * f, WAD))``; in vault order."""
+    held = {market.instruments[j].underlying for j, q in account.positions.items() if q != 0}
+    out = {}
+    for i in sorted(account.collateral):
+        balance, col = account.collateral[i], market.collaterals[i]
+        if col.underlying in held and col.price != 0 and balance != 0:
+            out[i] = min(balance, div_ceil(balance * f, WAD))
+    return out
+
+
+def _sale_pay_of(i: int, units: int, market: MarketInt, params: LiquidationParams) -> int:
+    col = market.collaterals[i]
+    d = min(params.collateral_discount, col.haircut)
+    return sale_pay(units, _scale(col.decimals), col.price, d)
+
+
 def _value_of_collateral(collateral: Mapping[int, int], market: MarketInt) -> int:
     total = 0
     for i, amount in collateral.items():
@@ -357,25 +380,28 @@ def liquidate(
         taken = taken_sizes(account.positions, f)
         x = position_cash(taken, market)
         a_pos = _apply_positions(account.positions, taken, -1)
-        eq_after = equity_int(AccountInt(account.cash + x, a_pos, account.collateral), market)
+        took = linked_taken(account, market, f)
+        linked_paid = sum(_sale_pay_of(i, units, market, params) for i, units in took.items())
+        a_coll = {i: n - took.get(i, 0) for i, n in account.collateral.items()}
+        a_coll = {i: n for i, n in a_coll.items() if n}
+        eq_after = equity_int(AccountInt(account.cash + x + linked_paid, a_pos, a_coll), market)
         pen = penalty_amount(f, mm, eq_after, params.penalty_rate)
-        a_cash = account.cash + x - pen
+        a_cash = account.cash + x + linked_paid - pen
         if f == WAD:
             break
-        after = account_margin_int(
-            AccountInt(a_cash, a_pos, account.collateral), market, params.im_factor
-        )
+        after = account_margin_int(AccountInt(a_cash, a_pos, a_coll), market, params.im_factor)
         if capped and after.health >= eq - mm:
             break
         if not capped and after.equity >= after.initial_margin:
             break
         f = WAD
     to_liq, to_fund = split_penalty(pen, params.liquidator_share)
-    # collateral sale (full liquidation, negative cash)
-    a_coll = dict(account.collateral)
+    # linked collateral taken with the positions, then the sale (full liquidation, negative cash)
     l_coll = dict(liquidator.collateral)
-    sold: dict[int, int] = {}
-    paid = 0
+    for i, units in took.items():
+        l_coll[i] = l_coll.get(i, 0) + units
+    sold: dict[int, int] = dict(took)
+    paid = linked_paid
     if f == WAD:
         for i in sorted(a_coll):
             if a_cash >= 0:
@@ -390,7 +416,7 @@ def liquidate(
             if a_coll[i] == 0:
                 del a_coll[i]
             l_coll[i] = l_coll.get(i, 0) + units
-            sold[i] = units
+            sold[i] = sold.get(i, 0) + units
             paid += pay
             a_cash += pay
     l_pos = _apply_positions(liquidator.positions, taken, +1)

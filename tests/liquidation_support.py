@@ -14,8 +14,9 @@ import pytest
 from contract_support import BTC, ETH, PSR, SOM_RATE, SPAN, SPOTS, USD
 
 from offchain.codec import id_fields
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, scenario_lin_wad
 from offchain.liquidation import LiquidationParams, LossLedger
+from offchain.liquidation import liquidate as ref_liquidate
 from offchain.margin import (
     AccountInt,
     CollateralInt,
@@ -194,15 +195,18 @@ class Liq:
                 _serial, kind, u, _expiry = id_fields(j)
                 ins[j] = InstrumentInt(u, Kind(kind), mark, exp, tuple(entries))
                 if u not in unds:
-                    spot, _psr, _t = o.underlying_state(u)
-                    unds[u] = UnderlyingInt(spot, SOM_RATE, self.s.n_scenarios[u])
+                    spot, psr, _t = o.underlying_state(u)
+                    lin = tuple(scenario_lin_wad(self.s.grids[u], psr))
+                    unds[u] = UnderlyingInt(spot, SOM_RATE, self.s.n_scenarios[u], lin)
         colls = {}
         now = self.s.now()
         for token, dec in ((self.s.weth, 18), (self.s.wbtc, 8)):
             price, t = ov.asset_price(token)
             if t == 0 or t + o.max_age() < now:
                 price = 0  # a liquidation values collateral without a fresh price at zero
-            colls[e.asset_index(token) - 1] = CollateralInt(price, e.asset_haircut(token), dec)
+            # linked (a spot leg of its underlying's scan) or not
+            und = self.s.engine_admin.asset_underlying(token) or None
+            colls[e.asset_index(token) - 1] = CollateralInt(price, e.asset_haircut(token), dec, und)
         return MarketInt(ins, unds, colls)
 
     def ledger(self, instruments) -> LossLedger:
@@ -227,6 +231,44 @@ class Liq:
         assert lq.fund_payouts() + lq.socialised() == lq.bad_debt()
 
 
+def reference(liq, account, liquidator_acct, max_fraction=WAD):
+    """The reference liquidation of the chain's current state, pending socialisation charges of
+    both accounts realised first (paid to the fund), as `Liquidator.liquidate` does."""
+    a = liq.account(account)
+    lacct = liq.account(liquidator_acct)
+    pa = liq.liquidator.pending_charge(account)
+    pl = liq.liquidator.pending_charge(liquidator_acct)
+    a = AccountInt(a.cash - pa, a.positions, a.collateral)
+    lacct = AccountInt(lacct.cash - pl, lacct.positions, lacct.collateral)
+    market = liq.market_int(a, lacct)
+    b = liq.ledger(set(a.positions) | set(lacct.positions))
+    ledger = LossLedger(
+        b.fund + pa + pl, b.open_interest, b.index, b.bad_debt, b.fund_payouts, b.socialised
+    )
+    return a, lacct, ref_liquidate(a, lacct, market, liq.params(), ledger, max_fraction)
+
+
+def assert_matches(liq, account, liquidator_acct, r):
+    """The chain's state after a liquidation equals the reference result `r`."""
+    a = liq.account(account)
+    lacct = liq.account(liquidator_acct)
+    assert a.cash == r.account.cash
+    assert dict(a.positions) == dict(r.account.positions)
+    assert dict(a.collateral) == dict(r.account.collateral)
+    assert lacct.cash == r.liquidator.cash
+    assert dict(lacct.positions) == dict(r.liquidator.positions)
+    assert dict(lacct.collateral) == dict(r.liquidator.collateral)
+    ledger = liq.ledger(set(r.taken))
+    assert ledger.fund == r.ledger.fund
+    assert dict(ledger.open_interest) == {j: r.ledger.open_interest[j] for j in r.taken}
+    assert dict(ledger.index) == {j: r.ledger.index.get(j, (0, 0)) for j in r.taken}
+    assert (ledger.bad_debt, ledger.fund_payouts, ledger.socialised) == (
+        r.ledger.bad_debt,
+        r.ledger.fund_payouts,
+        r.ledger.socialised,
+    )
+
+
 def spot_of(s, u) -> int:
     return s.oracle.underlying_state(u)[0]
 
@@ -235,11 +277,13 @@ __all__ = [
     "BIG",
     "Liq",
     "SPOTS",
+    "assert_matches",
     "bystander",
     "hedger",
     "liq",
     "liquidator",
     "liquidator_account",
     "lviews",
+    "reference",
     "spot_of",
 ]

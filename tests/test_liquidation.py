@@ -13,16 +13,18 @@ from contract_support import BTC, ETH, USD, examples
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from liquidation_support import (  # noqa: F401 (fixtures)
+    assert_matches,
     bystander,
     hedger,
     liq,
     liquidator,
     liquidator_account,
     lviews,
+    reference,
 )
 
 from offchain.fixed_point import WAD
-from offchain.liquidation import LiquidationError, LossLedger
+from offchain.liquidation import LiquidationError
 from offchain.liquidation import liquidate as ref_liquidate
 from offchain.margin import AccountInt, account_margin_int
 
@@ -34,44 +36,6 @@ def long_btc(liq, trader, maker, cash_usd: int, size: int = WAD):
     liq.deposit(trader, cash_usd)
     liq.deposit(maker, 10_000_000)
     liq.trade(trader, maker, "btc-fut", size, F60K)
-
-
-def reference(liq, account, liquidator_acct, max_fraction=WAD):
-    """The reference liquidation of the chain's current state, pending socialisation charges of
-    both accounts realised first (paid to the fund), as `Liquidator.liquidate` does."""
-    a = liq.account(account)
-    lacct = liq.account(liquidator_acct)
-    pa = liq.liquidator.pending_charge(account)
-    pl = liq.liquidator.pending_charge(liquidator_acct)
-    a = AccountInt(a.cash - pa, a.positions, a.collateral)
-    lacct = AccountInt(lacct.cash - pl, lacct.positions, lacct.collateral)
-    market = liq.market_int(a, lacct)
-    b = liq.ledger(set(a.positions) | set(lacct.positions))
-    ledger = LossLedger(
-        b.fund + pa + pl, b.open_interest, b.index, b.bad_debt, b.fund_payouts, b.socialised
-    )
-    return a, lacct, ref_liquidate(a, lacct, market, liq.params(), ledger, max_fraction)
-
-
-def assert_matches(liq, account, liquidator_acct, r):
-    """The chain's state after a liquidation equals the reference result `r`."""
-    a = liq.account(account)
-    lacct = liq.account(liquidator_acct)
-    assert a.cash == r.account.cash
-    assert dict(a.positions) == dict(r.account.positions)
-    assert dict(a.collateral) == dict(r.account.collateral)
-    assert lacct.cash == r.liquidator.cash
-    assert dict(lacct.positions) == dict(r.liquidator.positions)
-    assert dict(lacct.collateral) == dict(r.liquidator.collateral)
-    ledger = liq.ledger(set(r.taken))
-    assert ledger.fund == r.ledger.fund
-    assert dict(ledger.open_interest) == {j: r.ledger.open_interest[j] for j in r.taken}
-    assert dict(ledger.index) == {j: r.ledger.index.get(j, (0, 0)) for j in r.taken}
-    assert (ledger.bad_debt, ledger.fund_payouts, ledger.socialised) == (
-        r.ledger.bad_debt,
-        r.ledger.fund_payouts,
-        r.ledger.socialised,
-    )
 
 
 # ---------------------------------------------------------------- wiring and parameters

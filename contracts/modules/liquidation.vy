@@ -4,7 +4,8 @@
        previews it), so a preview can never disagree with a liquidation
 @custom:contract-name liquidation
 @notice docs/fixed-point.md §8: the fraction f (closed form, caller cap, anti-dust), the sizes
-        taken (rounded away from zero), the cash at mark, the penalty (capped by the equity),
+        taken (rounded away from zero) with f of the linked collateral whose leg is in the
+        book, the cash at mark, the penalty (capped by the equity),
         the post-condition with its fallback to a full liquidation, the collateral sale at a
         discount and the bad debt; and the socialised-loss charge of one position.
 @custom:security Stateless. An account arrives as the engine assembles it
@@ -99,6 +100,8 @@ def _plan(a: margin.Inputs, f0: uint256, capped: bool, eq: int256, mm: int256, k
     p: Plan = empty(Plan)
     f: uint256 = f0
     b: margin.Book = a.book
+    # units of each holding taken with the positions (§8.2)
+    took: uint256[fp.MAX_ASSETS] = empty(uint256[fp.MAX_ASSETS])
     for attempt: uint256 in range(2):
         p = empty(Plan)
         p.fraction = f
@@ -126,10 +129,28 @@ def _plan(a: margin.Inputs, f0: uint256, capped: bool, eq: int256, mm: int256, k
             else:
                 value += t * convert(mark, int256)
         p.position_cash = fp.div_ceil(value, fp.SWAD) + settled
+        # linked collateral goes with the positions, f of it (§8.2): the leg and the
+        # collateral value of the remaining book shrink with it
+        for i: uint256 in range(fp.MAX_LINKED):
+            head: uint256 = b.legs[i][0]
+            if head == 0:
+                break
+            n: uint256 = (head >> 16) & 255
+            h: margin.Holding = a.holdings[n]
+            # f <= WAD: at most the balance; balance * scale < 2**129 (deposit cap)
+            x: uint256 = unsafe_mul(h.balance, f)
+            x = unsafe_add(unsafe_div(x, fp.WAD), convert(x % fp.WAD != 0, uint256))
+            took[n] = x
+            p.paid += self._pay(x, h, prm)
+            x = unsafe_sub(h.balance, x)
+            b.collateral += fp.collateral_value(x, h.scale, h.haircut, h.price) - fp.collateral_value(
+                h.balance, h.scale, h.haircut, h.price
+            )
+            b.legs[i][0] = (head & fp.MASK32) | (unsafe_mul(x, h.scale) << 32)
         eq_t: int256 = 0
         mm_t: int256 = 0
         fresh: bool = False
-        eq_t, mm_t, fresh = margin._state(b, a.cash + p.position_cash)
+        eq_t, mm_t, fresh = margin._state(b, a.cash + p.position_cash + convert(p.paid, int256))
         taken_mm: int256 = fp.div_ceil(convert(f, int256) * mm, fp.SWAD)
         raw: int256 = fp.div_ceil(convert(prm.penalty_rate, int256) * taken_mm, fp.SWAD)
         p.penalty = convert(min(raw, max(eq_t, 0)), uint256)
@@ -143,34 +164,46 @@ def _plan(a: margin.Inputs, f0: uint256, capped: bool, eq: int256, mm: int256, k
         f = fp.WAD
     p.to_liquidator = p.penalty * prm.liquidator_share // fp.WAD
     p.to_fund = p.penalty - p.to_liquidator
-    cash: int256 = a.cash + p.position_cash - convert(p.penalty, int256)
-    if p.fraction == fp.WAD:
-        left: int256 = 0
-        unpriced: bool = False
-        for h: margin.Holding in a.holdings:
-            units: uint256 = 0
-            pay: uint256 = 0
-            if cash < 0:
-                d: uint256 = min(prm.collateral_discount, h.haircut)
-                den: uint256 = h.scale * h.price * (fp.WAD - d)
-                if den != 0:
-                    need: uint256 = convert(-cash, uint256) * fp.WAD * fp.WAD
-                    units = min(h.balance, need // den + convert(need % den != 0, uint256))
-                    pay = units * h.scale * h.price // fp.WAD * (fp.WAD - d) // fp.WAD
-                    cash += convert(pay, int256)
-                    p.paid += pay
-            p.sold.append(units)
-            p.sale_cash.append(pay)
-            left += fp.collateral_value(h.balance - units, h.scale, h.haircut, h.price)
-            unpriced = unpriced or (h.price == 0 and h.balance != 0)
-        if cash < 0 and left == 0:
-            # no bad debt while collateral without a fresh price is held: it may cover the debt
-            if unpriced:
-                p.unpriced = True
-            else:
-                p.bad_debt = convert(-cash, uint256)
+    cash: int256 = a.cash + p.position_cash + convert(p.paid, int256) - convert(p.penalty, int256)
+    full: bool = p.fraction == fp.WAD
+    left: int256 = 0
+    unpriced: bool = False
+    n: uint256 = 0
+    for h: margin.Holding in a.holdings:
+        units: uint256 = took[n]
+        pay: uint256 = self._pay(units, h, prm)
+        if cash < 0 and full:
+            d: uint256 = min(prm.collateral_discount, h.haircut)
+            den: uint256 = h.scale * h.price * (fp.WAD - d)
+            if den != 0:
+                need: uint256 = convert(-cash, uint256) * fp.WAD * fp.WAD
+                x: uint256 = min(h.balance - units, need // den + convert(need % den != 0, uint256))
+                units += x
+                x = self._pay(x, h, prm)
+                cash += convert(x, int256)
+                p.paid += x
+                pay += x
+        p.sold.append(units)
+        p.sale_cash.append(pay)
+        left += fp.collateral_value(h.balance - units, h.scale, h.haircut, h.price)
+        unpriced = unpriced or (h.price == 0 and h.balance != units)
+        n += 1
+    if cash < 0 and left == 0 and full:
+        # no bad debt while collateral without a fresh price is held: it may cover the debt
+        if unpriced:
+            p.unpriced = True
+        else:
+            p.bad_debt = convert(-cash, uint256)
     p.cash_after = cash
     return p
+
+
+@pure
+@internal
+def _pay(units: uint256, h: margin.Holding, prm: Params) -> uint256:
+    # what the liquidator pays for `units` of a holding: price less min(discount, haircut)
+    # units * scale < 2**129 (deposit cap), price < 2**96, discount and haircut <= WAD
+    return unsafe_div(unsafe_mul(unsafe_div(unsafe_mul(unsafe_mul(units, h.scale), h.price), fp.WAD), fp.WAD - min(prm.collateral_discount, h.haircut)), fp.WAD)
 
 
 @pure
