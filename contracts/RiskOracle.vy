@@ -1005,7 +1005,7 @@ def _set_underlying_params(
     assert som_rate <= MAX_SOM_RATE, "oracle: som_rate out of bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
     assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
-    assert basis <= MAX_BASIS and roll <= MAX_ROLL, "oracle: basis or roll out of bounds"
+    assert basis <= MAX_BASIS and roll <= MAX_ROLL, "oracle: curve out of bounds"
     self.underlying_listing[underlying].som_rate = som_rate
     self.underlying_curve[underlying] = basis | (roll << 64)
     self.underlying_bounds[underlying] = (

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 LIMIT = 24_576
-ROOM = 1_024
+ROOM = 256
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "contracts"
 

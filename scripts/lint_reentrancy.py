@@ -90,6 +90,7 @@ OPEN: dict[str, dict[str, str]] = {
         "open_interest": _POSITIONS,
         "positions_of": "@reentrant: Liquidator.touch reads it inside the engine's call to it",
         "oracle": _IMMUTABLE,
+        "oracle_views": _IMMUTABLE,
         "engine_admin": _IMMUTABLE,
     },
     "Liquidator": {

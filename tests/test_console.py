@@ -251,7 +251,9 @@ def test_an_underwater_account_previews_its_liquidation(
     ns = funded
     fut = btc_future(ns)
     ns["trade"](venue, trader, maker, fut, 10, 60_000)
-    # -90,000 on 10 contracts: equity 10,000, below MM
+    # -90,000 on 10 contracts: equity 10,000, below MM (two posts: one moves BTC at most 9%,
+    # the gap rate at a PSR of 12%)
+    post_market(ns["system"], keeper, {**SPOTS, 1: 55_000 * WAD})
     post_market(ns["system"], keeper, {**SPOTS, 1: 51_000 * WAD})
     report = ns["margin_of"](trader)
     assert report.status is MarginStatus.LIQUIDATABLE

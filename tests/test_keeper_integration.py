@@ -479,11 +479,16 @@ def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_fal
 def test_a_book_whose_hedge_settles_is_liquidated_in_the_same_round(
     sysm, chain, admin, keeper, venue, maker, accounts, tmp_path, caplog
 ):
-    """A BTC calendar (long the 2-day future, short the 30-day) margins at almost nothing. Every
-    mark is older than max_age when the near leg expires: the round posts, settles the near leg,
-    then finds the naked short below MM and liquidates it, and no liquidation meets a stale
-    expired mark on the way."""
+    """A BTC calendar (long the 2-day future, short the 30-day) margins at almost nothing on an
+    underlying without basis and roll window (with them it would carry the naked leg's margin
+    before the near leg expires: test_differential). Every mark is older than max_age when the
+    near leg expires: the round posts, settles the near leg, then finds the naked short below MM
+    and liquidates it, and no liquidation meets a stale expired mark on the way."""
     c, hedged = sysm, accounts[7]
+    p = c.oracle.underlying_params(1)
+    c.oracle.set_underlying_params(
+        1, p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio, 0, 0, sender=admin
+    )
     fund_keeper(c, admin, keeper, chain)
     k = keeper_for(c, keeper, tmp_path)
     k.round(tick(advance(chain, 60), 60_000.0, 3_000.0))

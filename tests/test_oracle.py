@@ -346,9 +346,9 @@ def test_grid_tilts_and_curve_bounds_are_refused(system, admin):
     p = o.underlying_params(BTC)
     keep = (p.psr_min, p.psr_max, p.som_rate, p.max_deviation, p.max_array_ratio)
     for basis, roll in ((WAD // 2 + 1, 0), (0, 14 * DAY + 1)):
-        with ape.reverts("oracle: basis or roll out of bounds"):
+        with ape.reverts("oracle: curve out of bounds"):
             o.set_underlying_params(BTC, *keep, basis, roll, sender=admin)
-        with ape.reverts("oracle: basis or roll out of bounds"):
+        with ape.reverts("oracle: curve out of bounds"):
             o.list_underlying(18, 17, *keep, basis, roll, sender=admin)
     tx = o.set_underlying_params(BTC, *keep, WAD // 2, 14 * DAY, sender=admin)
     event = tx.events.filter(o.UnderlyingParamsSet)[0]

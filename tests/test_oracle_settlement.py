@@ -63,8 +63,8 @@ def _list_fresh_underlying(s):
 def test_a_deep_in_the_money_put_settles_at_its_payoff_from_the_twap(market, outsider):
     # A put struck at 90,000 with BTC at 60,000 is worth 30,000. A keeper that could choose the
     # settlement price settled it at 0; now the price is the payoff at the TWAP, computed by the
-    # chain, and a spot posted after expiry (here 50% lower, the most the cap allows) cannot
-    # move it.
+    # chain, and spots posted after expiry (here walked 50% lower at the gap rate) cannot move
+    # it.
     s = market
     assert not hasattr(s.oracle, "post_settlement")
     iid = s.list_instrument("deep-put", BTC, KIND_PUT, 90_000 * WAD, s.now() + 3_600)
@@ -72,7 +72,8 @@ def test_a_deep_in_the_money_put_settles_at_its_payoff_from_the_twap(market, out
         s.sleep(600)
         s.post([(BTC, SPOTS[BTC], PSR)])
     _expire(s, iid)
-    s.post([(BTC, SPOTS[BTC] // 2, PSR)])
+    for k in range(1, 8):  # each post within the gap rate (12%): -10% six times, then to 50%
+        s.post([(BTC, SPOTS[BTC] * 9**k // 10**k if k < 7 else SPOTS[BTC] // 2, PSR)])
     tx = s.oracle.settle_expired(iid, sender=outsider)
     ev = tx.events.filter(s.oracle.InstrumentSettled)[0]
     assert (ev.twap, ev.price, ev.caller) == (SPOTS[BTC], 30_000 * WAD, outsider.address)
@@ -155,8 +156,8 @@ def test_settle_expired_reverts_without_a_spot_before_expiry(system):
 
 
 _SPOT = st.integers(500, 1_500).map(lambda x: x * WAD + 123_456_789)
-# per-post moves in per mille, within the 50 % deviation cap
-_MOVES = st.lists(st.integers(-450, 450), min_size=11, max_size=11)
+# per-post moves in per mille, within the gap rate (0.75 x PSR 16% = 12% a cap period)
+_MOVES = st.lists(st.integers(-115, 115), min_size=11, max_size=11)
 
 
 @examples(12, 150, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -170,11 +171,11 @@ _MOVES = st.lists(st.integers(-450, 450), min_size=11, max_size=11)
     strike=_SPOT,
     size=st.sampled_from([WAD, WAD // 10, 3 * WAD + 7]),
 )
-# a fall over a 3 s gap: the scaled move must round toward zero, or it exceeds the cap
+# a fall over a 30 s gap: the scaled move must round toward zero, or it exceeds the cap
 @example(
-    gaps=[2, 2, 2, 2, 2, 3],
+    gaps=[2, 2, 2, 2, 2, 30],
     first_spot=500 * WAD + 123_456_789,
-    moves=[0, 0, 0, 0, 0, -313, 0, 0, 0, 0, 0],
+    moves=[0, 0, 0, 0, 0, -113, 0, 0, 0, 0, 0],
     expiry_after=0,
     expiry_offset=0,
     kind=Kind.FUTURE,
