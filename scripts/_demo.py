@@ -79,7 +79,8 @@ BOOKS: tuple[Book, ...] = (
     Book("eth_long_fut", (("ETH-20200327-F", 200),), 1.5, style="unhedged long future"),
     Book(
         "eth_weth_basis",
-        (("ETH-20200327-F", -200),),
+        # hedged beyond the roll window: a hedge that expires inside it stops offsetting the WETH
+        (("ETH-20200626-F", -200),),
         1.5,
         (("WETH", 250),),
         style="WETH collateral hedged by a short future",
