@@ -139,7 +139,11 @@ def cli():
     per = (margin[32][1] - margin[16][1]) // 16
     rows.append(("margin check, marginal cost per position (16 -> 32)", per, ""))
     rows.append(
-        ("margin check, a linked collateral's spot leg (32 positions)", with_leg - without_leg, "")
+        (
+            "margin check, + a linked collateral (price, balance, spot leg; 32 positions)",
+            with_leg - without_leg,
+            "",
+        )
     )
     rows.append(("trade opening the 16th position (both sides checked)", trade16, "tx total"))
     for n, gas in withdrawals.items():
