@@ -67,7 +67,7 @@ def test_shipped_configs_parse():
         int(datetime(2027, 12, 31, 8, tzinfo=UTC).timestamp())
     }
     demo = load_config(REPO / "deploy" / "demo.json")
-    assert len(demo.instruments) == 15 and demo.max_age == 86_400
+    assert len(demo.instruments) == 16 and demo.max_age == 86_400
     assert demo.instruments[0].expiry == 1_584_086_400  # 2020-03-13T08:00:00Z
 
 
