@@ -28,7 +28,9 @@ WORDS_SHIFT = 96
 # (its mark is then the settlement price).
 EXPONENT_LISTED = 254
 EXPONENT_SETTLED = 255
-KIND_FUTURE, KIND_CALL, KIND_PUT = 0, 1, 2
+KIND_FUTURE, KIND_CALL, KIND_PUT, KIND_PERP = 0, 1, 2, 3
+# a perpetual's id carries this expiry: it never expires (never turn it into a date)
+PERP_EXPIRY = 2**40 - 1
 
 
 def instrument_id(code: int, kind: int, underlying: int, expiry: int) -> int:

@@ -41,6 +41,9 @@ MASK112: constant(uint256) = 2**112 - 1
 KIND_FUTURE: constant(uint256) = 0
 KIND_CALL: constant(uint256) = 1
 KIND_PUT: constant(uint256) = 2
+# A perpetual: no expiry (its id carries PERP_EXPIRY), funded through the oracle's index.
+KIND_PERP: constant(uint256) = 3
+PERP_EXPIRY: constant(uint256) = 2**40 - 1
 ID_KIND_SHIFT: constant(uint256) = 32
 ID_UNDERLYING_SHIFT: constant(uint256) = 40
 ID_EXPIRY_SHIFT: constant(uint256) = 56
