@@ -98,18 +98,29 @@ def authorise_venue(venue: address, allowed: bool):
 
 @view
 @external
-def check_venue(venue: address, buyer: address, seller: address) -> bool:
+def check_trade(
+    venue: address, buyer: address, seller: address, instrument: uint256, size: uint256, price: uint256
+) -> bool:
     """
-    @notice Reverts unless `venue` holds the venue role, both accounts authorised it and the
-            oracle is not wound down (the engine's first check of a trade: no new risk once
-            wound down); returns True otherwise.
+    @notice Reverts unless `venue` holds the venue role, both accounts authorised it, the oracle
+            is not wound down (no new risk once wound down), the sides differ, the size is in
+            (0, MAX_SIZE], the price below 2**96 and the instrument unexpired: the engine's
+            first check of a trade (the checks that need no engine state); returns True
+            otherwise.
     @param venue The caller of `MarginEngine.trade`.
     @param buyer The long side.
     @param seller The short side.
+    @param instrument The instrument traded.
+    @param size WAD contracts.
+    @param price WAD per contract.
     """
     assert roles.role_bits[venue] & roles.ROLE_VENUE != 0, "roles: not venue"
     assert self.authorised[buyer][venue] and self.authorised[seller][venue], "engine: venue not authorised"
     assert not staticcall self.oracle.wound_down(), "engine: wound down"
+    assert buyer != seller, "engine: self trade"
+    assert size != 0 and size <= convert(fp.MAX_SIZE, uint256), "engine: bad size"
+    assert price <= fp.MAX_PRICE, "engine: bad price"
+    assert block.timestamp < fp.id_expiry(instrument), "engine: instrument expired"
     return True
 
 

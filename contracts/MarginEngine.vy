@@ -1,5 +1,6 @@
 # pragma version 0.4.3
 # pragma nonreentrancy on
+# pragma optimize codesize
 """
 @title MarginEngine: collateral vault, positions and on-chain portfolio margin
 @custom:contract-name MarginEngine
@@ -62,7 +63,6 @@ exports: (
     vault.asset_deposit_cap,
     vault.asset_scale,
     vault.asset_mask,
-    positions.position_count,
     positions.open_interest,
 )
 
@@ -194,7 +194,7 @@ def liquidation_move(
             socialised losses on every touch.
     """
     assert msg.sender == self.liquidator.address, "engine: not liquidator"
-    positions._move(account, receiver, ids, sizes)
+    positions._move(account, receiver, ids, sizes, oracle.address)
     for k: uint256 in range(len(assets), bound=fp.MAX_ASSETS):
         a: address = assets[k]
         # the vault's debit (balance, mask, total) and the matching credit
@@ -243,17 +243,16 @@ def withdraw(asset: address, amount: uint256, receiver: address = msg.sender):
            ("vault: bad account").
     """
     self._check_account(receiver, self.liquidator.address)
-    self._touch(msg.sender, 0)
+    # settled first: expired positions and variation margin become cash
+    self._settle(msg.sender)
     vault._debit(asset, amount, msg.sender)
-    if positions.position_count[msg.sender] != 0 or vault.cash[msg.sender] < 0:
-        book: margin.Book = self._book(msg.sender, [])
+    if positions._count(msg.sender) != 0 or vault.cash[msg.sender] < 0:
+        a: margin.Inputs = self._inputs(msg.sender, [])
         eq: int256 = 0
         im: int256 = 0
         mm: int256 = 0
         code: uint256 = margin.ALLOWED
-        eq, im, mm, code = margin._withdraw_outcome(
-            book, vault.cash[msg.sender], self.paused, self.risk_word & IM_FACTOR_MASK
-        )
+        eq, im, mm, code = margin._withdraw_outcome(a.book, a.cash, self.paused, self.risk_word & IM_FACTOR_MASK)
         margin._raise(code)
     vault._push(asset, amount, receiver)
     log IMarginEngine.Withdraw(account=msg.sender, asset=asset, receiver=receiver, amount=amount)
@@ -273,13 +272,9 @@ def trade(buyer: address, seller: address, instrument: uint256, size: uint256, p
     @param size WAD contracts, in (0, MAX_SIZE].
     @param price WAD per contract (futures price or option premium), < 2**96.
     """
-    # reverts with its reason unless the caller holds the venue role and both accounts
-    # authorised it
-    assert staticcall IEngineAdmin(engine_admin).check_venue(msg.sender, buyer, seller)
-    assert buyer != seller, "engine: self trade"
-    assert size != 0 and size <= convert(fp.MAX_SIZE, uint256), "engine: bad size"
-    assert price <= fp.MAX_PRICE, "engine: bad price"
-    assert block.timestamp < fp.id_expiry(instrument), "engine: instrument expired"
+    # reverts with its reason unless the venue, both accounts' authorisations, the size, the
+    # price and the expiry pass (EngineAdmin.check_trade)
+    assert staticcall IEngineAdmin(engine_admin).check_trade(msg.sender, buyer, seller, instrument, size, price)
     q: int256 = convert(size, int256)
     # q <= 1e30 and price < 2**96: q * price < 2**196.
     amount: int256 = fp.div_ceil(unsafe_mul(q, convert(price, int256)), fp.SWAD)
@@ -309,25 +304,9 @@ def settle(account: address) -> uint256:
     @param account The account.
     @return The number of positions settled.
     """
-    self._touch(account, 0)
-    book: margin.Book = self._book(account, [])
-    count: uint256 = 0
-    cash: int256 = vault.cash[account]
-    for j: uint256 in range(len(book.ids), bound=fp.MAX_POSITIONS):
-        w0: uint256 = book.iw[j][0]
-        if (w0 >> fp.E_SHIFT) & 255 != fp.E_SETTLED:
-            continue
-        price: uint256 = w0 >> fp.MARK_SHIFT
-        # |q| < 2**100, price < 2**96.
-        amount: int256 = fp.div_floor(unsafe_mul(book.sizes[j], convert(price, int256)), fp.SWAD)
-        cash += amount
-        positions._change(account, book.ids[j], -book.sizes[j])
-        count += 1
-        log IMarginEngine.Settled(
-            account=account, instrument=book.ids[j], size=book.sizes[j], price=price, amount=amount
-        )
-    vault.cash[account] = cash
-    return count
+    n: uint256 = positions._count(account)
+    self._settle(account)
+    return n - positions._count(account)
 
 
 # ---------------------------------------------------------------- views
@@ -396,6 +375,26 @@ def socialising() -> bool:
 
 @view
 @external
+def position_count(account: address) -> uint256:
+    """
+    @notice Number of positions `account` holds.
+    """
+    return positions._count(account)
+
+
+@view
+@external
+def vm_basis(account: address) -> int256:
+    """
+    @notice The variation-margin basis of `account` (WAD**2, docs/fixed-point.md §6.1): the
+            account's cash counts net of div_ceil(basis + sum over its perps of q * funding
+            index, WAD); each realisation moves whole wei from it into cash.
+    """
+    return positions._basis(account)
+
+
+@view
+@external
 @reentrant
 def positions_of(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynArray[int256, fp.MAX_POSITIONS]):
     """
@@ -411,25 +410,62 @@ def positions_of(account: address) -> (DynArray[uint256, fp.MAX_POSITIONS], DynA
 @internal
 def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256, limit: uint256):
     self._touch(account, instrument)
-    cash: int256 = vault.cash[account]
+    a: margin.Inputs = self._inputs(account, [instrument])
     eq: int256 = 0
     mm: int256 = 0
     code: uint256 = margin.ALLOWED
     q_new: int256 = 0
     eq, mm, code, q_new = margin._trade_outcome(
-        self._book(account, [instrument]),
+        a.book,
         instrument,
         dq,
-        cash,
+        a.cash,
         dcash,
         limit,
-        positions.position_count[account],
+        positions._count(account),
         self.paused,
         self.risk_word & IM_FACTOR_MASK,
     )
     margin._raise(code)
-    positions._change(account, instrument, dq)
-    vault.cash[account] = cash + dcash
+    positions._change(account, instrument, dq, positions._funding(oracle.address, instrument))
+    vault.cash[account] += dcash
+
+
+@internal
+def _settle(account: address):
+    """
+    @dev Settle `account`: each position with a settlement price pays div_floor(q * P, WAD) and
+         leaves, and variation margin is realised (docs/fixed-point.md §6.1): r = div_floor(sum
+         over the futures and perps left of q * mark - basis, WAD) moves from the clearing
+         account (this engine's own cash) to the account's, and r * WAD into its basis. Returns
+         the account's inputs afterwards: the settled sizes at zero, their cash in the net cash
+         (which r does not change).
+    """
+    self._touch(account, 0)
+    a: margin.Inputs = self._inputs(account, [])
+    cash: int256 = vault.cash[account]
+    v: int256 = -a.basis
+    for j: uint256 in range(len(a.book.ids), bound=fp.MAX_POSITIONS):
+        q: int256 = a.book.sizes[j]
+        i: uint256 = a.book.ids[j]
+        w0: uint256 = a.book.iw[j][0]
+        # |q| < 2**100, mark < 2**96
+        qm: int256 = q * convert(w0 >> fp.MARK_SHIFT, int256)
+        if (w0 >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
+            amount: int256 = fp.div_floor(qm, fp.SWAD)
+            cash += amount
+            positions._change(account, i, -q, positions._funding(oracle.address, i))
+            a.book.sizes[j] = 0
+            log IMarginEngine.Settled(account=account, instrument=i, size=q, price=w0 >> fp.MARK_SHIFT, amount=amount)
+        elif fp.id_kind(i) == fp.KIND_FUTURE or fp.id_kind(i) == fp.KIND_PERP:
+            v += qm
+    r: int256 = fp.div_floor(v, fp.SWAD)
+    if r != 0:
+        positions._add_basis(account, r * fp.SWAD)
+        cash += r
+        vault.cash[self] -= r
+        log IMarginEngine.VariationMargin(account=account, amount=r)
+    vault.cash[account] = cash
 
 
 @internal
@@ -448,12 +484,12 @@ def _touch(account: address, extra: uint256):
 
 @view
 @internal
-def _book(account: address, extra_ids: DynArray[uint256, 1]) -> margin.Book:
+def _inputs(account: address, extra_ids: DynArray[uint256, 1]) -> margin.Inputs:
     """
-    @dev The book the engine's rules judge: collateral at posted prices, no pending charge
-         (`_touch` has realised it).
+    @dev The inputs the engine's rules judge: collateral at posted prices, no pending charge
+         (`_touch` has realised it), cash net of the basis.
     """
-    return assembler._inputs(oracle, oracle_views, account, extra_ids, [], False, empty(address)).book
+    return assembler._inputs(oracle, oracle_views, account, extra_ids, [], False, empty(address))
 
 
 @view

@@ -112,8 +112,11 @@ def withdraw_preview(account: address, asset: address, amount: uint256) -> (int2
     inputs: margin.Inputs = staticcall engine.margin_inputs(account, [], [], False, True)
     cash: int256 = inputs.cash - convert(inputs.pending_charge, int256)
     if asset == staticcall engine.cash_token():
-        cash -= convert(amount * staticcall engine.cash_scale(), int256)
-        if cash < 0:
+        scaled: int256 = convert(amount * staticcall engine.cash_scale(), int256)
+        cash -= scaled
+        # the engine settles the account before it debits the stored cash (MarginEngine._settle)
+        stored: int256 = staticcall engine.cash(account) - convert(inputs.pending_charge, int256)
+        if amount > convert(max(stored + self._settled_cash(inputs), 0), uint256) // staticcall engine.cash_scale():
             return 0, 0, 0, False, margin.DENIED_BALANCE
     else:
         assert staticcall engine.asset_index(asset) != 0, "vault: unknown asset"
@@ -148,3 +151,25 @@ def withdraw_preview(account: address, asset: address, amount: uint256) -> (int2
         inputs.book, cash, staticcall engine.paused(), staticcall engine.im_factor()
     )
     return eq, im, mm, code == margin.ALLOWED, code
+
+
+@pure
+@internal
+def _settled_cash(a: margin.Inputs) -> int256:
+    """
+    @dev What `MarginEngine.withdraw` adds to the stored cash before it debits it: div_floor(q *
+         P, WAD) of each position with a settlement price, and the variation margin realised,
+         div_floor(sum over the other futures and perps of q * mark - basis, WAD)
+         (docs/fixed-point.md §6.1).
+    """
+    out: int256 = 0
+    v: int256 = -a.basis
+    for j: uint256 in range(len(a.book.ids), bound=fp.MAX_POSITIONS):
+        w0: uint256 = a.book.iw[j][0]
+        qm: int256 = a.book.sizes[j] * convert(w0 >> fp.MARK_SHIFT, int256)
+        kind: uint256 = fp.id_kind(a.book.ids[j])
+        if (w0 >> fp.E_SHIFT) & 255 == fp.E_SETTLED:
+            out += fp.div_floor(qm, fp.SWAD)
+        elif kind == fp.KIND_FUTURE or kind == fp.KIND_PERP:
+            v += qm
+    return out + fp.div_floor(v, fp.SWAD)

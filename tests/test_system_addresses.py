@@ -215,7 +215,7 @@ def test_every_view_answers_a_system_address_without_an_unnamed_revert(liq, trad
     assert liq.liquidator.pending_charge(x) == 0
     assert not s.engine_admin.has_role(x, ROLE_VENUE) and not s.oracle.has_role(x, 1)
     with ape.reverts("roles: not venue"):
-        s.engine_admin.check_venue(x, trader, maker)
+        s.engine_admin.check_trade(x, trader, maker, 0, 0, 0)
     # as an asset: an unlisted one is named, never valued
     e.deposit(s.weth, WAD, sender=trader)
     plain = e.margin_inputs(trader, [], [], True, True)

@@ -74,12 +74,25 @@ def _inputs(
             )
         )
     out.book.min_timestamp = max_value(uint256)
+    # the variation-margin basis plus the perps' funding (docs/fixed-point.md §6.1)
+    out.basis = positions._basis(account)
     if len(out.book.ids) == 0 and len(held) == 0:
+        out.cash -= fp.div_ceil(out.basis, fp.SWAD)
         return out
     words: DynArray[uint256, fp.MAX_ASSETS] = []
     out.book.iw, out.book.uw, words, out.book.max_age = staticcall oracle.snapshot(
         out.book.ids, out.book.unds, held
     )
+    # F of an underlying with a perp rides in the top half of its scenario word; one perp per
+    # underlying. |q| < 2**100, |F| < 2**127.
+    for k: uint256 in range(len(out.book.unds), bound=fp.MAX_POSITIONS):
+        f: int256 = convert(convert(out.book.uw[k][1], bytes32), int256) >> 128
+        if f != 0:
+            perp: uint256 = (out.book.unds[k] << 8) | fp.KIND_PERP
+            for j: uint256 in range(len(out.book.ids), bound=fp.MAX_POSITIONS):
+                if (out.book.ids[j] >> fp.ID_KIND_SHIFT) & fp.MASK24 == perp:
+                    out.basis += out.book.sizes[j] * f
+    out.cash -= fp.div_ceil(out.basis, fp.SWAD)
     k: uint256 = 0
     for n: uint256 in range(len(held), bound=fp.MAX_ASSETS):
         h: margin.Holding = out.holdings[n]

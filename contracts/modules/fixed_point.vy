@@ -33,6 +33,7 @@ E_SHIFT: constant(uint256) = 152
 TS_SHIFT: constant(uint256) = 112
 MASK16: constant(uint256) = 2**16 - 1
 MASK32: constant(uint256) = 2**32 - 1
+MASK24: constant(uint256) = 2**24 - 1
 MASK40: constant(uint256) = 2**40 - 1
 MASK64: constant(uint256) = 2**64 - 1
 MASK96: constant(uint256) = 2**96 - 1
