@@ -563,7 +563,8 @@ def post(
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
         kind: uint256 = (iid >> fp.ID_KIND_SHIFT) & 255
-        assert kind != fp.KIND_FUTURE, "oracle: future array posted"
+        # kind 1 or 2 (a listed id's kind is 0..3): futures and perps take no posted array
+        assert kind % 3 != 0, "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
         # Model-free band (zero rates, forward = spot): intrinsic - tol <= mark <= hi, hi the
         # spot (call) or the strike (put), intrinsic = hi - min(other, hi); the strike comes
