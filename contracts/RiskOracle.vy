@@ -124,7 +124,7 @@ UTS_SHIFT: constant(uint256) = 160
 N_SHIFT: constant(uint256) = 200
 COUNT_SHIFT: constant(uint256) = 208
 PERP_BIT: constant(uint256) = 1 << 248
-# Funding word of an underlying with a perp (docs/fixed-point.md §8): F int128 [0, 128) | rate
+# Funding word of an underlying with a perp (docs/fixed-point.md §9): F int128 [0, 128) | rate
 # int64 (WAD per hour) [128, 192) | t [192, 232) | cap [232, 256) in CAP_UNIT (WAD per hour).
 # F accrues at most FUNDING_GAP after the last funding post: a silent keeper stops funding.
 RATE_SHIFT: constant(uint256) = 128
@@ -869,7 +869,7 @@ def post(
 def post_funding(posts: DynArray[FundingPost, MAX_POST_UNDERLYINGS]):
     """
     @notice Advance each perp's funding index to now (F := F_now at the current spot) and set
-            its hourly rate, clamped to the perp's cap (docs/fixed-point.md §8).
+            its hourly rate, clamped to the perp's cap (docs/fixed-point.md §9).
     @param posts Per underlying with a perp, the rate (WAD per hour, signed; > 0: longs pay).
     """
     roles._only_keeper()
@@ -1280,7 +1280,7 @@ def _require(ok: bool, reason: String[32]):
 def _funding_now(w: uint256, spot: uint256) -> uint256:
     """
     @dev F_now = F + div_floor(rate * spot * min(now - t, FUNDING_GAP), 3600 * WAD) of a
-         funding word (docs/fixed-point.md §8), as a two's complement word. Unsafe on purpose:
+         funding word (docs/fixed-point.md §9), as a two's complement word. Unsafe on purpose:
          |rate * spot * dt| < 2**56 * 2**96 * 2**15 < 2**170 and FUNDING_BIAS makes it positive,
          so (x + bias) // d - 2**170 is the floor; F grows by at most 4 % of spot per hour.
     """

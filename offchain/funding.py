@@ -1,4 +1,4 @@
-"""Perpetual funding: the integer reference of the oracle's funding index (docs/fixed-point.md §8).
+"""Perpetual funding: the integer reference of the oracle's funding index (docs/fixed-point.md §9).
 
 One word per underlying with a perp, ``F int128 [0, 128) | rate int64 [128, 192) | t [192, 232) |
 cap [232, 256)`` (cap in units of 10**12 WAD per hour). ``F`` is the cumulative funding paid by one

@@ -18,7 +18,9 @@ from offchain.funding import (
     funding_index_now,
     pack_funding_word,
 )
+from offchain.margin import Kind
 from offchain.oracle_bounds import CAP_PERIOD, gap_rate, price_cap
+from offchain.sdk.decode import InstrumentMeta
 
 CAP = 10**16  # 1 % per hour
 PSR = 16 * WAD // 100
@@ -261,3 +263,26 @@ def test_after_wind_down_funding_posts_stop_and_the_index_stays_bounded(perp, ou
     assert s.oracle.funding_index(BTC) == SPOTS[BTC] * CAP * FUNDING_GAP // (3600 * WAD)
     iw, _uw, _aw, _age = s.oracle.snapshot([iid], [BTC], [])
     assert (iw[0][0] >> 152) & 255 == 255  # the perp reads settled at its last mark
+
+
+# ---------------------------------------------------------------------------- off-chain
+
+
+def test_a_perp_is_named_without_a_date_and_never_expires():
+    meta = InstrumentMeta(1, ETH, Kind.PERP, CAP, PERP_EXPIRY)
+    assert meta.name({ETH: "ETH"}) == "ETH-PERP" and not meta.expires
+    assert not Kind.PERP.is_option and Kind.CALL.is_option and Kind.PUT.is_option
+
+
+@given(
+    f=st.integers(-(2**100), 2**100),
+    rate=st.integers(-MAX_FUNDING_CAP, MAX_FUNDING_CAP),
+    spot=st.integers(0, 2**96 - 1),
+    dt=st.integers(0, 3 * FUNDING_GAP),
+)
+def test_the_funding_reference_floors_and_caps_the_accrual(f, rate, spot, dt):
+    word = pack_funding_word(f, rate, 1_000, MAX_FUNDING_CAP)
+    got = funding_index_now(word, spot, 1_000 + dt)
+    x = rate * spot * min(dt, FUNDING_GAP)
+    # floor: never above the exact value, less than one wei below it
+    assert (got - f) * 3600 * WAD <= x < (got - f + 1) * 3600 * WAD
