@@ -149,9 +149,10 @@ MASK56: constant(uint256) = 2**56 - 1
 HEAD_MASK: constant(uint256) = max_value(uint256) - (2**152 - 1)
 # floor(x / WAD) of a signed x, |x| < 2**123, as (x + LIN_BIAS) // WAD - 2**128 in uint256.
 LIN_BIAS: constant(uint256) = 10**18 * 2**128
-# Bits of a future's or perp's header that must be zero once bit 32 (kind 3's low bit) is
-# xored into bit 33: the kind byte of the id but bit 32 (kind 0 or 3) and bits 96..159.
-FUTURE_ZERO: constant(uint256) = (254 << 32) | ((2**64 - 1) << 96)
+# Bits of a future's header that must be zero: the kind byte of the id and bits 96..159 (a
+# perp's are exactly its kind, PERP_KIND_BITS).
+FUTURE_ZERO: constant(uint256) = (255 << 32) | ((2**64 - 1) << 96)
+PERP_KIND_BITS: constant(uint256) = 3 << 32
 # Lane constants of 16 int16 entries per word: 1 and 0x8000 in every 16-bit lane; the low 16
 # bits, 1 and bit 16 of every 32-bit field.
 LANE_ONE16: constant(uint256) = max_value(uint256) // (2**16 - 1)
@@ -563,8 +564,6 @@ def post(
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
         kind: uint256 = (iid >> fp.ID_KIND_SHIFT) & 255
-        # kind 1 or 2 (a listed id's kind is 0..3): futures and perps take no posted array
-        assert kind % 3 != 0, "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
         # Model-free band (zero rates, forward = spot): intrinsic - tol <= mark <= hi, hi the
         # spot (call) or the strike (put), intrinsic = hi - min(other, hi); the strike comes
@@ -572,7 +571,9 @@ def post(
         hi: uint256 = spot
         lo: uint256 = unsafe_mul(iid & STRIKE_MANTISSA, pow_mod256(10, (iid >> STRIKE_EXP_SHIFT) & 31))
         gain_cap: uint256 = ratio_cap
-        if kind == fp.KIND_PUT:
+        if kind != fp.KIND_CALL:
+            # a future or perp takes no posted array: the oracle computes it (`futures`)
+            assert kind == fp.KIND_PUT, "oracle: future array posted"
             hi = lo
             lo = spot
             # a put gains at most what separates its mark from the strike
@@ -723,11 +724,13 @@ def post(
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         old_ts: uint256 = (old >> fp.TS_SHIFT) & fp.MASK40
         assert timestamp > old_ts, "oracle: not newer"
-        # kind 0 or 3, no exponent, no entry words (nothing between the id and the mark)
-        if (h ^ ((h & (1 << fp.ID_KIND_SHIFT)) << 1)) & FUTURE_ZERO != 0:
-            # an option needs its array: it is posted in `options`
-            assert ((iid >> fp.ID_KIND_SHIFT) & 255) % 3 == 0, "oracle: wrong array length"
-            raise "oracle: future array posted"
+        # kind 0 (or 3, checked here only: dated futures pay nothing for perps), no exponent,
+        # no entry words (nothing between the id and the mark)
+        if h & FUTURE_ZERO != 0:
+            if h & FUTURE_ZERO != PERP_KIND_BITS:
+                # an option needs its array: it is posted in `options`
+                assert ((iid >> fp.ID_KIND_SHIFT) & 255) % 3 == 0, "oracle: wrong array length"
+                raise "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
         assert mark != 0, "oracle: bad price"
         if old_e != fp.E_LISTED:
@@ -746,13 +749,16 @@ def post(
         hi: uint256 = lin_hi
         lo: uint256 = lin_lo
         if nt != 0:
+            # iid < 2**96: its expiry is iid >> ID_EXPIRY_SHIFT
+            tau: uint256 = unsafe_sub(max(iid >> fp.ID_EXPIRY_SHIFT, timestamp), timestamp)
             hj: uint256 = 0
-            # a perp (bit 32 of the id here: kind 3) sits at the spot end of the curve: h = 0
-            if iid & (1 << fp.ID_KIND_SHIFT) == 0:
-                # iid < 2**96: its expiry is iid >> ID_EXPIRY_SHIFT
-                tau: uint256 = unsafe_sub(max(iid >> fp.ID_EXPIRY_SHIFT, timestamp), timestamp)
-                if tau > TAU_CAP:
-                    tau = TAU_CAP
+            if tau > TAU_CAP:
+                # a future beyond the cap (roll <= MAX_ROLL < TAU_CAP: no ramp), or a perp (its
+                # expiry is PERP_EXPIRY; bit 32 of the id here: kind 3), which sits at the spot
+                # end of the curve: h = 0
+                if iid & (1 << fp.ID_KIND_SHIFT) == 0:
+                    hj = unsafe_div(unsafe_mul(basis, TAU_CAP), YEAR)
+            else:
                 hj = unsafe_div(unsafe_mul(basis, tau), YEAR)
                 if tau < roll:
                     hj = unsafe_sub(
