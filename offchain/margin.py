@@ -68,10 +68,12 @@ class Kind(enum.IntEnum):
     FUTURE = 0
     CALL = 1
     PUT = 2
+    # a perpetual: no expiry, an array like a future's at the spot end of the curve
+    PERP = 3
 
     @property
     def is_option(self) -> bool:
-        return self is not Kind.FUTURE
+        return self is Kind.CALL or self is Kind.PUT
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ class InstrumentSpec:
     contract_size: int = WAD
     open_interest_cap: int = 10**6 * WAD
     position_limit: int = 10**5 * WAD
+    # a perp's hourly funding-rate cap (WAD per hour; listed as its `strike`); 0 otherwise
+    funding_cap: int = 0
 
 
 @dataclass(frozen=True)

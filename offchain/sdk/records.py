@@ -225,10 +225,12 @@ class Instrument(_Readable):
     underlying: str
     kind: str
     strike: Decimal | None
-    expiry: datetime
+    expiry: datetime | None  # None: a perp (never expires)
 
     def __str__(self) -> str:
         what = self.kind if self.strike is None else f"{self.kind} {_money(self.strike)}"
+        if self.expiry is None:
+            return f"{self.name}: {what} on {self.underlying}, never expires"
         return f"{self.name}: {what} on {self.underlying}, expires {self.expiry:%Y-%m-%d %H:%M} UTC"
 
 
