@@ -124,14 +124,20 @@ UTS_SHIFT: constant(uint256) = 160
 N_SHIFT: constant(uint256) = 200
 COUNT_SHIFT: constant(uint256) = 208
 PERP_BIT: constant(uint256) = 1 << 248
-# Funding word of an underlying with a perp (docs/fixed-point.md §9): F int128 [0, 128) | rate
-# int64 (WAD per hour) [128, 192) | t [192, 232) | cap [232, 256) in CAP_UNIT (WAD per hour).
+# Funding word of an underlying with a perp (docs/fixed-point.md §9): F int100 [0, 100) | rate
+# int56 (WAD per hour) [100, 156) | t [156, 196) | som_rate [196, 256): the underlying's som_rate
+# is kept here too, so `snapshot` reads one word for both. The cap sits in `funding_cap`.
 # F accrues at most FUNDING_GAP after the last funding post: a silent keeper stops funding.
-RATE_SHIFT: constant(uint256) = 128
-FTS_SHIFT: constant(uint256) = 192
-CAP_SHIFT: constant(uint256) = 232
+RATE_SHIFT: constant(uint256) = 100
+FTS_SHIFT: constant(uint256) = 156
+SOM_SHIFT: constant(uint256) = 196
+MASK100: constant(uint256) = 2**100 - 1
 CAP_UNIT: constant(uint256) = 10**12
-MAX_FUNDING_CAP: constant(uint256) = 4 * 10**16
+# 3 % per hour: the rate fits its int56
+MAX_FUNDING_CAP: constant(uint256) = 3 * 10**16
+# |F| stays below 2**98 after a post, so F_now (at most 8 hours of 3 % of a spot < 2**96 later)
+# fits its int100
+MAX_FUNDING_INDEX: constant(uint256) = 2**98
 FUNDING_GAP: constant(uint256) = 8 * 3600
 FUNDING_BIAS: constant(uint256) = 3600 * 10**18 * 2**170
 # Observation of an underlying, one per posted spot: timestamp [0, 40) | spot [40, 136). The
@@ -226,6 +232,8 @@ asset_max_deviation: public(HashMap[address, uint256])
 asset_word: HashMap[address, uint256]
 # underlying -> funding word of its perp (layout above RATE_SHIFT; zero without a perp)
 funding_word: HashMap[uint256, uint256]
+# underlying -> its perp's hourly funding-rate cap (WAD)
+funding_cap: HashMap[uint256, uint256]
 # the escape hatch's clock (layout above AGE_SHIFT): last post | max_age | delay | wound down
 clock: public(uint256)
 
@@ -386,7 +394,10 @@ def list_instrument(
         self._require(uword & PERP_BIT == 0, "oracle: perp listed")
         self.underlying_word[underlying] = uword | PERP_BIT
         # F = 0, rate = 0 from now on until the first funding post
-        self.funding_word[underlying] = (block.timestamp << FTS_SHIFT) | (strike // CAP_UNIT << CAP_SHIFT)
+        self.funding_word[underlying] = (block.timestamp << FTS_SHIFT) | (
+            self.underlying_listing[underlying].som_rate << SOM_SHIFT
+        )
+        self.funding_cap[underlying] = strike
         # a perp's expiry is 0 ("oracle: bad expiry" below otherwise)
         exp = 0
         if expiry == 0:
@@ -884,13 +895,15 @@ def post_funding(posts: DynArray[FundingPost, MAX_POST_UNDERLYINGS]):
         w: uint256 = self.funding_word[p.underlying]
         self._require(w != 0, "oracle: no perp")
         f: uint256 = self._funding_now(w, self.underlying_word[p.underlying] & fp.MASK96)
-        cap: int256 = convert((w >> CAP_SHIFT) * CAP_UNIT, int256)
+        # |F| < 2**98 (two's complement word, so |F| as unsigned is f or -f)
+        self._require(min(f, unsafe_sub(0, f)) < MAX_FUNDING_INDEX, "oracle: funding out of bounds")
+        cap: int256 = convert(self.funding_cap[p.underlying], int256)
         rate: int256 = min(max(p.rate, -cap), cap)
         self.funding_word[p.underlying] = (
-            (f & (2**128 - 1))
-            | ((convert(convert(rate, bytes32), uint256) & fp.MASK64) << RATE_SHIFT)
+            (f & MASK100)
+            | ((convert(convert(rate, bytes32), uint256) & MASK56) << RATE_SHIFT)
             | (block.timestamp << FTS_SHIFT)
-            | (w >> CAP_SHIFT << CAP_SHIFT)
+            | (w >> SOM_SHIFT << SOM_SHIFT)
         )
         log IRiskOracle.FundingPosted(underlying=p.underlying, rate=rate, index=convert(convert(f, bytes32), int256))
 
@@ -940,9 +953,14 @@ def snapshot(
     for u: uint256 in underlyings:
         w: uint256 = self.underlying_word[u]
         s: uint256 = (w >> N_SHIFT) & 255
+        som: uint256 = 0
         if w & PERP_BIT != 0:
-            s |= self._funding_now(self.funding_word[u], w & fp.MASK96) << 128
-        uw.append([w, s, self.underlying_listing[u].som_rate])
+            fw: uint256 = self.funding_word[u]
+            s |= self._funding_now(fw, w & fp.MASK96) << 128
+            som = fw >> SOM_SHIFT
+        else:
+            som = self.underlying_listing[u].som_rate
+        uw.append([w, s, som])
     iw: DynArray[uint256[3], 32] = []
     max_age_: uint256 = self._max_age()
     for i: uint256 in instruments:
@@ -1060,10 +1078,10 @@ def funding_state(underlying: uint256) -> (int256, int256, uint256, uint256):
     """
     w: uint256 = self.funding_word[underlying]
     return (
-        convert(convert(w << 128, bytes32), int256) >> 128,
-        convert(convert(w << 64, bytes32), int256) >> 192,
+        convert(convert(w << 156, bytes32), int256) >> 156,
+        convert(convert(w << 100, bytes32), int256) >> 200,
         (w >> FTS_SHIFT) & fp.MASK40,
-        (w >> CAP_SHIFT) * CAP_UNIT,
+        self.funding_cap[underlying],
     )
 
 
@@ -1106,6 +1124,10 @@ def _set_underlying_params(
     assert max_array_ratio >= MIN_ARRAY_RATIO and max_array_ratio <= MAX_ARRAY_RATIO, "oracle: ratio out of bounds"
     assert basis <= MAX_BASIS and roll <= MAX_ROLL, "oracle: curve out of bounds"
     self.underlying_listing[underlying].som_rate = som_rate
+    fw: uint256 = self.funding_word[underlying]
+    if fw != 0:
+        # the copy `snapshot` reads for an underlying with a perp
+        self.funding_word[underlying] = (fw & (2**SOM_SHIFT - 1)) | (som_rate << SOM_SHIFT)
     self.underlying_curve[underlying] = basis | (roll << 64)
     self.underlying_bounds[underlying] = (
         psr_min | (psr_max << 64) | (max_deviation << 128) | (max_array_ratio << 192)
@@ -1287,13 +1309,13 @@ def _funding_now(w: uint256, spot: uint256) -> uint256:
     """
     @dev F_now = F + div_floor(rate * spot * min(now - t, FUNDING_GAP), 3600 * WAD) of a
          funding word (docs/fixed-point.md §9), as a two's complement word. Unsafe on purpose:
-         |rate * spot * dt| < 2**56 * 2**96 * 2**15 < 2**170 and FUNDING_BIAS makes it positive,
+         |rate * spot * dt| < 2**55 * 2**96 * 2**15 < 2**170 and FUNDING_BIAS makes it positive,
          so (x + bias) // d - 2**170 is the floor; F grows by at most 4 % of spot per hour.
     """
     dt: uint256 = min(unsafe_sub(block.timestamp, (w >> FTS_SHIFT) & fp.MASK40), FUNDING_GAP)
-    rate: uint256 = unsafe_sub(((w >> RATE_SHIFT) & fp.MASK64) ^ 2**63, 2**63)
+    rate: uint256 = unsafe_sub(((w >> RATE_SHIFT) & MASK56) ^ 2**55, 2**55)
     return unsafe_add(
-        unsafe_sub((w & (2**128 - 1)) ^ 2**127, 2**127),
+        unsafe_sub((w & MASK100) ^ 2**99, 2**99),
         unsafe_sub(
             unsafe_div(unsafe_add(unsafe_mul(rate, unsafe_mul(spot, dt)), FUNDING_BIAS), 3600 * fp.WAD), 2**170
         ),

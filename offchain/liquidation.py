@@ -42,7 +42,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from offchain.fixed_point import WAD, div_ceil, div_floor
-from offchain.margin import AccountInt, MarketInt, account_margin_int, equity_int
+from offchain.margin import (
+    AccountInt,
+    MarketInt,
+    account_margin_int,
+    basis_int,
+    equity_int,
+    perp_basis_shift,
+)
 
 __all__ = [
     "LONG",
@@ -376,20 +383,28 @@ def liquidate(
     if eq >= mm:
         raise LiquidationError("liquidation: healthy")
     f, capped = choose_fraction(eq, mm, im, params, max_fraction)
+    # the chain judges cash net of the basis, which moving positions leaves as it is: a moved
+    # perp's funding stays with its giver through the bases (docs/fixed-point.md §6.1)
+    off = div_ceil(basis_int(account, market), WAD)
     while True:
         taken = taken_sizes(account.positions, f)
+        a_basis = account.vm_basis + sum(perp_basis_shift(market, j, -t) for j, t in taken.items())
         x = position_cash(taken, market)
         a_pos = _apply_positions(account.positions, taken, -1)
         took = linked_taken(account, market, f)
         linked_paid = sum(_sale_pay_of(i, units, market, params) for i, units in took.items())
         a_coll = {i: n - took.get(i, 0) for i, n in account.collateral.items()}
         a_coll = {i: n for i, n in a_coll.items() if n}
-        eq_after = equity_int(AccountInt(account.cash + x + linked_paid, a_pos, a_coll), market)
+        eq_after = equity_int(
+            AccountInt(account.cash + x + linked_paid, a_pos, a_coll, a_basis), market
+        )
         pen = penalty_amount(f, mm, eq_after, params.penalty_rate)
         a_cash = account.cash + x + linked_paid - pen
         if f == WAD:
             break
-        after = account_margin_int(AccountInt(a_cash, a_pos, a_coll), market, params.im_factor)
+        after = account_margin_int(
+            AccountInt(a_cash, a_pos, a_coll, a_basis), market, params.im_factor
+        )
         if capped and after.health >= eq - mm:
             break
         if not capped and after.equity >= after.initial_margin:
@@ -404,11 +419,11 @@ def liquidate(
     paid = linked_paid
     if f == WAD:
         for i in sorted(a_coll):
-            if a_cash >= 0:
+            if a_cash - off >= 0:
                 break
             col = market.collaterals[i]
             d = min(params.collateral_discount, col.haircut)
-            units = sale_units(-a_cash, a_coll[i], _scale(col.decimals), col.price, d)
+            units = sale_units(off - a_cash, a_coll[i], _scale(col.decimals), col.price, d)
             if units == 0:
                 continue
             pay = sale_pay(units, _scale(col.decimals), col.price, d)
@@ -421,7 +436,8 @@ def liquidate(
             a_cash += pay
     l_pos = _apply_positions(liquidator.positions, taken, +1)
     l_cash = liquidator.cash - x + to_liq - paid
-    new_l = AccountInt(l_cash, l_pos, l_coll)
+    l_basis = liquidator.vm_basis + sum(perp_basis_shift(market, j, t) for j, t in taken.items())
+    new_l = AccountInt(l_cash, l_pos, l_coll, l_basis)
     lst = account_margin_int(new_l, market, params.im_factor)
     if lst.equity < lst.initial_margin:
         raise LiquidationError("liquidation: liquidator below IM")
@@ -437,11 +453,11 @@ def liquidate(
     deltas: dict[int, tuple[int, int]] = {}
     index = dict(ledger.index)
     charge = 0
-    if f == WAD and a_cash < 0 and _value_of_collateral(a_coll, market) == 0:
+    if f == WAD and a_cash - off < 0 and _value_of_collateral(a_coll, market) == 0:
         # collateral without a fresh price (price 0 here) may still cover the debt
         if any(units and market.collaterals[i].price == 0 for i, units in a_coll.items()):
             raise LiquidationError("liquidation: stale collateral")
-        bad = -a_cash
+        bad = off - a_cash
         payout = min(bad, max(fund, 0), div_floor(params.fund_share * bad, WAD))
         rest = bad - payout
         # the liquidator's opposite size closed by the takeover still bears its share
@@ -461,10 +477,12 @@ def liquidate(
         if charge:
             if lst.equity - charge < lst.initial_margin:
                 raise LiquidationError("liquidation: liquidator below IM")
-            new_l = AccountInt(new_l.cash - charge, new_l.positions, new_l.collateral)
+            new_l = AccountInt(
+                new_l.cash - charge, new_l.positions, new_l.collateral, new_l.vm_basis
+            )
             fund += charge
         fund -= bad
-        a_cash = 0
+        a_cash = off
     new_ledger = LossLedger(
         fund,
         oi,
@@ -486,7 +504,7 @@ def liquidate(
         fund_payout=payout,
         socialised=social,
         index_deltas=MappingProxyType(deltas),
-        account=AccountInt(a_cash, a_pos, a_coll),
+        account=AccountInt(a_cash, a_pos, a_coll, a_basis),
         liquidator=new_l,
         ledger=new_ledger,
         liquidator_charge=charge,

@@ -50,7 +50,11 @@ __all__ = [
     "UnderlyingRisk",
     "AccountMarginInt",
     "collateral_legs",
+    "basis_int",
     "equity_int",
+    "variation_margin_int",
+    "realise_int",
+    "perp_basis_shift",
     "underlying_risk_int",
     "account_margin_int",
     "trade_cash_amount",
@@ -127,7 +131,7 @@ class InstrumentInt:
     def __post_init__(self) -> None:
         _int("underlying", self.underlying)
         object.__setattr__(self, "kind", Kind(self.kind))
-        lo = 1 if self.kind is Kind.FUTURE else 0
+        lo = 0 if self.kind.is_option else 1
         _in_range("mark", self.mark, lo, MAX_PRICE - 1)
         _in_range("exponent", self.exponent, 0, UINT8_MAX)
         entries = tuple(_in_range("entries[s]", v, INT16_MIN, INT16_MAX) for v in self.entries)
@@ -154,16 +158,19 @@ class InstrumentInt:
 
 @dataclass(frozen=True)
 class UnderlyingInt:
-    """Per-underlying oracle state: spot (WAD), short-option-minimum rate (WAD), grid size and,
-    for underlyings with linked collateral, ``lin[s] = div_floor(c[s] * psr, WAD)`` (§3, §5.1)."""
+    """Per-underlying oracle state: spot (WAD), short-option-minimum rate (WAD), grid size,
+    for underlyings with linked collateral ``lin[s] = div_floor(c[s] * psr, WAD)`` (§3, §5.1),
+    and for an underlying with a perp its funding index now, ``F_now`` (WAD, signed; §9)."""
 
     spot: int
     som_rate: int
     n_scenarios: int
     lin: tuple[int, ...] = ()
+    funding_index: int = 0
 
     def __post_init__(self) -> None:
         _in_range("spot", self.spot, 0, MAX_PRICE - 1)
+        _in_range("funding_index", self.funding_index, -(2**127), 2**127 - 1)
         _in_range("som_rate", self.som_rate, 0, WAD)
         _in_range("n_scenarios", self.n_scenarios, 1, MAX_SCENARIOS)
         lin = tuple(_in_range("lin[s]", v, -(2**63), 2**63 - 1) for v in self.lin)
@@ -249,14 +256,17 @@ class MarketInt:
 @dataclass(frozen=True)
 class AccountInt:
     """An account: cash (WAD, may be negative), positions ``{instrument: q}`` (WAD, signed),
-    collateral ``{asset: amount}`` (token units)."""
+    collateral ``{asset: amount}`` (token units) and its variation-margin basis
+    (``MarginEngine.vm_basis``, WAD**2, §6.1)."""
 
     cash: int
     positions: Mapping[int, int] = field(default_factory=dict)
     collateral: Mapping[int, int] = field(default_factory=dict)
+    vm_basis: int = 0
 
     def __post_init__(self) -> None:
         _in_range("cash", self.cash, INT256_MIN, INT256_MAX)
+        _in_range("vm_basis", self.vm_basis, -(2**247), 2**247 - 1)
         for j, q in self.positions.items():
             _in_range(f"positions[{j}]", q, -MAX_SIZE, MAX_SIZE)
         for i, a in self.collateral.items():
@@ -290,8 +300,60 @@ class AccountMarginInt:
         return self.equity - self.maintenance_margin
 
 
+def basis_int(account: AccountInt, market: MarketInt) -> int:
+    """``vm_basis + sum over the perps held of q * F_now`` (WAD**2, §6.1): the account's cash
+    counts net of ``div_ceil`` of it.
+
+    Raises:
+        ValueError: a position on an unknown instrument.
+    """
+    total = account.vm_basis
+    for j, q in account.positions.items():
+        ins = market.instruments.get(j)
+        if ins is None:
+            raise ValueError(f"positions[{j}]: unknown instrument")
+        if ins.kind is Kind.PERP:
+            total += q * market.underlyings[ins.underlying].funding_index
+    return total
+
+
+def variation_margin_int(account: AccountInt, market: MarketInt) -> int:
+    """What a settlement realises (§6.1): ``div_floor(sum over the futures and perps of q * mark
+    - basis, WAD)``, moved from the clearing account to the account's cash.
+
+    Raises:
+        ValueError: a position on an unknown instrument.
+    """
+    v = -basis_int(account, market)
+    for j, q in account.positions.items():
+        ins = market.instruments[j]
+        if not ins.kind.is_option:
+            v += q * ins.mark
+    return div_floor(v, WAD)
+
+
+def realise_int(account: AccountInt, market: MarketInt) -> AccountInt:
+    """The account after ``MarginEngine.settle`` realises its variation margin ``r``: cash + r,
+    basis + r * WAD (equity unchanged)."""
+    r = variation_margin_int(account, market)
+    return AccountInt(
+        account.cash + r, account.positions, account.collateral, account.vm_basis + r * WAD
+    )
+
+
+def perp_basis_shift(market: MarketInt, instrument: int, dq: int) -> int:
+    """The basis change of an account whose size of ``instrument`` changes by ``dq`` (a trade, a
+    liquidation move or a settlement): ``-dq * F_now`` for a perp (it pays funding from now on
+    only), 0 otherwise (§6.1)."""
+    ins = market.instruments[instrument]
+    if ins.kind is not Kind.PERP:
+        return 0
+    return -dq * market.underlyings[ins.underlying].funding_index
+
+
 def equity_int(account: AccountInt, market: MarketInt) -> int:
-    """Equity of §4: ``cash + sum_i coll_i + div_floor(sum_j q_j * mark_j, WAD)``.
+    """Equity of §4: ``cash - div_ceil(basis, WAD) + sum_i coll_i + div_floor(sum_j q_j *
+    mark_j, WAD)``, ``basis`` of ``basis_int`` (zero without futures, perps or a basis).
 
     ``coll_i = div_floor(div_floor(amount_wad_i * price_i, WAD) * (WAD - haircut_i), WAD)`` with
     ``amount_wad_i = amount_i * 10**(18 - decimals_i)``.
@@ -300,7 +362,7 @@ def equity_int(account: AccountInt, market: MarketInt) -> int:
         ValueError: a position or collateral on an unknown id.
         OverflowError: a value leaves int256 (the chain reverts there).
     """
-    total = account.cash
+    total = account.cash - div_ceil(basis_int(account, market), WAD)
     for i, amount in account.collateral.items():
         col = market.collaterals.get(i)
         if col is None:

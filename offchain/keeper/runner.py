@@ -75,7 +75,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 DEFAULTS = KeeperConfig()
-RawAccount = tuple[int, dict[int, int], dict[str, int]]  # cash, positions, collateral
+# cash, positions, collateral, variation-margin basis
+RawAccount = tuple[int, dict[int, int], dict[str, int], int]
 
 
 class KeeperChain(Protocol):

@@ -48,9 +48,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from offchain.codec import id_fields
-from offchain.fixed_point import WAD
+from offchain.fixed_point import WAD, div_ceil
 from offchain.keeper.policy import choose_liquidations
-from offchain.margin import AccountInt
+from offchain.margin import AccountInt, Kind, MarketInt
 from offchain.sdk import ChainMarket
 
 __all__ = [
@@ -63,7 +63,8 @@ __all__ = [
     "sweep_health",
 ]
 
-RawAccount = tuple[int, Mapping[int, int], Mapping[str, int]]  # cash, positions, collateral
+# cash, positions, collateral, variation-margin basis
+RawAccount = tuple[int, Mapping[int, int], Mapping[str, int], int]
 Health = tuple[int, int, int]  # equity, IM, MM (WAD)
 
 _EMPTY = 0  # slot 0: no instrument (padding), all weights zero
@@ -161,7 +162,7 @@ class PositionBook:
             return
         rows, counts, ids, sizes, cash, colls = [], [], [], [], [], []
         slot_of = self._slot_of.get
-        for addr, (c, positions, collateral) in raws.items():
+        for addr, (c, positions, collateral, *basis) in raws.items():
             r = self.row.get(addr)
             if r is None:
                 r = self.row[addr] = len(self.addresses)
@@ -170,7 +171,9 @@ class PositionBook:
             counts.append(len(positions))
             ids.extend(slot_of(j) or self._slot(j) for j in positions)
             sizes.extend(positions.values())
-            cash.append(float(c))
+            # the net cash (docs/fixed-point.md §6.1) exactly, then one rounding; the perps'
+            # funding enters their unit value (`_slots`)
+            cash.append(float(c - div_ceil(basis[0], WAD) if basis else c))
             colls.append([(self._col(a), float(v)) for a, v in collateral.items() if v])
         self._grow_rows(len(self.addresses))
         # each row's non-zero legs, grouped by underlying (then slot), from column 0
@@ -228,6 +231,14 @@ class _Slots:
         return self.linear.shape[1] - 2
 
 
+def _funding_of(m: MarketInt, j: int) -> int:
+    """``F_now`` of instrument ``j``'s underlying when ``j`` is a perp (its id says), else 0."""
+    if (j >> 32) & 0xFF != Kind.PERP:
+        return 0
+    und = m.underlyings.get((j >> 40) & 0xFFFF)
+    return und.funding_index if und is not None else 0
+
+
 def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     m = market.market
     n = len(book.instruments)
@@ -237,9 +248,12 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     held = np.zeros((n, 4))
     for s in range(1, n):
         j = book.instruments[s]
+        # a perp's unit is worth its mark less its funding index (docs/fixed-point.md §6.1)
+        funding = _funding_of(m, j)
         if j in market.settled:
-            price = market.settled[j] / WAD
-            linear[s, s_max:] = held[s, 0] = price
+            price = (market.settled[j] - funding) / WAD
+            linear[s, s_max:] = price
+            held[s, 0] = abs(price) + abs(funding) / WAD
             held[s, 3] = 1.0
             continue
         held[s, 1] = 1.0
@@ -250,11 +264,11 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
         und = m.underlyings[ins.underlying]
         two_e = 2.0**ins.exponent
         linear[s, : len(ins.entries)] = np.asarray(ins.entries, dtype=np.float64) * two_e / WAD
-        linear[s, s_max] = ins.mark / WAD
+        linear[s, s_max] = (ins.mark - funding) / WAD
         short[s, 0] = two_e / WAD
         if ins.kind.is_option:
             short[s, 1] = float(und.spot) * float(und.som_rate) / WAD / WAD
-        held[s, 0] = (float(ins._max_abs) + two_e + ins.mark + und.spot) / WAD
+        held[s, 0] = (float(ins._max_abs) + two_e + ins.mark + und.spot + abs(funding)) / WAD
     coll = np.zeros((len(book.assets), 3))
     for c, token in enumerate(book.assets):
         col = m.collaterals.get(market.asset_index.get(token, -1))

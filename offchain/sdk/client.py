@@ -512,8 +512,9 @@ class Client:
             out.append(bits - 2**64 if bits >= 2**63 else bits)
         return out
 
-    def account_raw(self, account: Any) -> tuple[int, dict[int, int], dict[str, int]]:
-        """``(cash WAD, {instrument: size}, {token: units})`` as the engine stores them."""
+    def account_raw(self, account: Any) -> tuple[int, dict[int, int], dict[str, int], int]:
+        """``(cash WAD, {instrument: size}, {token: units}, variation-margin basis WAD**2)`` as
+        the engine stores them."""
         cash = int(self.engine.cash(account))
         positions = self.positions(account)
         if self.liquidator is not None and positions and self.engine.socialising():
@@ -524,7 +525,7 @@ class Client:
         for addr, (index, _, _) in self.assets().items():
             if mask >> index & 1:
                 coll[addr] = int(self.engine.collateral(addr, account))
-        return cash, positions, coll
+        return cash, positions, coll, int(self.engine.vm_basis(account))
 
     def account_int(self, account: Any, market: ChainMarket) -> AccountInt:
         """The account as the reference model sees it (cash, live positions, collateral)."""

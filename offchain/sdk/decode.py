@@ -89,20 +89,29 @@ class ChainMarket:
     asset_index: Mapping[str, int]
 
     def account(
-        self, cash: int, positions: Mapping[int, int], collateral: Mapping[str, int]
+        self,
+        cash: int,
+        positions: Mapping[int, int],
+        collateral: Mapping[str, int],
+        vm_basis: int = 0,
     ) -> AccountInt:
         """An ``AccountInt`` with settled positions folded into cash exactly as the engine's
-        ``portfolio._risk`` does: ``div_floor(q * P, WAD)`` per settled position."""
+        ``portfolio._risk`` does: ``div_floor(q * P, WAD)`` per settled position; a settled
+        (wound-down) perp's funding, ``q * F_now``, folded into the basis (docs/fixed-point.md
+        §6.1: the engine counts it until the position is settled, then keeps it there)."""
         live: dict[int, int] = {}
         for j, q in positions.items():
             if q == 0:
                 continue
             if j in self.settled:
                 cash += settlement_cash(q, self.settled[j])
+                und = self.market.underlyings.get((j >> 40) & 0xFFFF)
+                if (j >> 32) & 0xFF == Kind.PERP and und is not None:
+                    vm_basis += q * und.funding_index
             else:
                 live[j] = q
         coll = {self.asset_index[a]: amt for a, amt in collateral.items() if amt}
-        return AccountInt(cash, live, coll)
+        return AccountInt(cash, live, coll, vm_basis)
 
     def account_margin(self, account: AccountInt) -> AccountMarginInt:
         """Equity, IM and MM of ``account`` by the integer reference, to the wei as on-chain."""
@@ -143,7 +152,9 @@ def decode_market(
             continue
         psr = (w[0] >> 96) & MASK64
         lin = tuple(scenario_lin_wad(grids[u], psr)) if u in grids and psr else ()
-        unds[u] = UnderlyingInt(w[0] & MASK96, w[2], w[1], lin)
+        # the scenario word carries the perp's funding index above bit 128 (int128)
+        f = w[1] >> 128
+        unds[u] = UnderlyingInt(w[0] & MASK96, w[2], w[1] & 255, lin, f - 2**128 if f >> 127 else f)
     instruments: dict[int, InstrumentInt] = {}
     settled: dict[int, int] = {}
     stamps: dict[int, int] = {}
