@@ -386,7 +386,7 @@ def position_count(account: address) -> uint256:
 @external
 def vm_basis(account: address) -> int256:
     """
-    @notice The variation-margin basis of `account` (WAD**2, docs/fixed-point.md §6.1): the
+    @notice The variation-margin basis of `account` (WAD**2, docs/fixed-point.md §10): the
             account's cash counts net of div_ceil(basis + sum over its perps of q * funding
             index, WAD); each realisation moves whole wei from it into cash.
     """
@@ -435,7 +435,7 @@ def _trade_side(account: address, instrument: uint256, dq: int256, dcash: int256
 def _settle(account: address):
     """
     @dev Settle `account`: each position with a settlement price pays div_floor(q * P, WAD) and
-         leaves, and variation margin is realised (docs/fixed-point.md §6.1): r = div_floor(sum
+         leaves, and variation margin is realised (docs/fixed-point.md §10): r = div_floor(sum
          over the futures and perps left of q * mark - basis, WAD) moves from the clearing
          account (this engine's own cash) to the account's, and r * WAD into its basis. Returns
          the account's inputs afterwards: the settled sizes at zero, their cash in the net cash

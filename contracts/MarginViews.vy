@@ -160,7 +160,7 @@ def _settled_cash(a: margin.Inputs) -> int256:
     @dev What `MarginEngine.withdraw` adds to the stored cash before it debits it: div_floor(q *
          P, WAD) of each position with a settlement price, and the variation margin realised,
          div_floor(sum over the other futures and perps of q * mark - basis, WAD)
-         (docs/fixed-point.md §6.1).
+         (docs/fixed-point.md §10).
     """
     out: int256 = 0
     v: int256 = -a.basis

@@ -384,7 +384,7 @@ def liquidate(
         raise LiquidationError("liquidation: healthy")
     f, capped = choose_fraction(eq, mm, im, params, max_fraction)
     # the chain judges cash net of the basis, which moving positions leaves as it is: a moved
-    # perp's funding stays with its giver through the bases (docs/fixed-point.md §6.1)
+    # perp's funding stays with its giver through the bases (docs/fixed-point.md §10)
     off = div_ceil(basis_int(account, market), WAD)
     while True:
         taken = taken_sizes(account.positions, f)

@@ -257,7 +257,7 @@ class MarketInt:
 class AccountInt:
     """An account: cash (WAD, may be negative), positions ``{instrument: q}`` (WAD, signed),
     collateral ``{asset: amount}`` (token units) and its variation-margin basis
-    (``MarginEngine.vm_basis``, WAD**2, §6.1)."""
+    (``MarginEngine.vm_basis``, WAD**2, §10)."""
 
     cash: int
     positions: Mapping[int, int] = field(default_factory=dict)
@@ -301,7 +301,7 @@ class AccountMarginInt:
 
 
 def basis_int(account: AccountInt, market: MarketInt) -> int:
-    """``vm_basis + sum over the perps held of q * F_now`` (WAD**2, §6.1): the account's cash
+    """``vm_basis + sum over the perps held of q * F_now`` (WAD**2, §10): the account's cash
     counts net of ``div_ceil`` of it.
 
     Raises:
@@ -318,7 +318,7 @@ def basis_int(account: AccountInt, market: MarketInt) -> int:
 
 
 def variation_margin_int(account: AccountInt, market: MarketInt) -> int:
-    """What a settlement realises (§6.1): ``div_floor(sum over the futures and perps of q * mark
+    """What a settlement realises (§10): ``div_floor(sum over the futures and perps of q * mark
     - basis, WAD)``, moved from the clearing account to the account's cash.
 
     Raises:
@@ -344,7 +344,7 @@ def realise_int(account: AccountInt, market: MarketInt) -> AccountInt:
 def perp_basis_shift(market: MarketInt, instrument: int, dq: int) -> int:
     """The basis change of an account whose size of ``instrument`` changes by ``dq`` (a trade, a
     liquidation move or a settlement): ``-dq * F_now`` for a perp (it pays funding from now on
-    only), 0 otherwise (§6.1)."""
+    only), 0 otherwise (§10)."""
     ins = market.instruments[instrument]
     if ins.kind is not Kind.PERP:
         return 0

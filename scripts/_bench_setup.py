@@ -27,7 +27,7 @@ LIMITS = (10**24, 10**23)  # open-interest cap and position limit of every instr
 
 class BenchMarket(NamedTuple):
     """Unpacks in field order: admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs,
-    client (the SDK client of the same deployment)."""
+    client (the SDK client of the same deployment), perp (the BTC perpetual)."""
 
     admin: Any
     keeper: Any
@@ -39,22 +39,25 @@ class BenchMarket(NamedTuple):
     opts: list[int]
     futs: list[int]
     client: Client
+    perp: int
 
 
 def deploy_bench_market(n: int) -> BenchMarket:
-    """Deploy oracle, engine and a 6-decimal mock USDC; list ``n`` calls and ``n`` futures."""
+    """Deploy oracle, engine and a 6-decimal mock USDC; list ``n`` calls, ``n`` futures and the
+    BTC perpetual (funding cap 1 % per hour)."""
     admin, keeper, venue = (accounts.test_accounts[i] for i in (0, 1, 2))
     expiry = chain.blocks.head.timestamp + 30 * 86_400
     instruments = []
     for k in range(n):
         instruments.append(InstrumentSpec("BTC", Kind.CALL, SPOT + k * WAD, expiry, WAD, *LIMITS))
         instruments.append(InstrumentSpec("BTC", Kind.FUTURE, 0, expiry + k, WAD, *LIMITS))
+    perp = InstrumentSpec("BTC", Kind.PERP, 0, 0, WAD, *LIMITS, funding_cap=WAD // 100)
     config = SystemConfig(
         grids={CRYPTO_35.name: 1},
         underlyings=(
             UnderlyingSpec("BTC", 1, CRYPTO_35.name, WAD // 100, WAD, WAD // 10, WAD // 2, 2 * WAD),
         ),
-        instruments=tuple(instruments),
+        instruments=(*instruments, perp),
         cash=CollateralSpec("USDC", 6, 10**26),
         # a linked collateral: its spot leg's cost in the margin check is a benchmark row
         collateral=(CollateralSpec("WBTC", 8, 10**20, WAD // 10, "BTC", linked=True),),
@@ -74,4 +77,5 @@ def deploy_bench_market(n: int) -> BenchMarket:
         ids[0::2],
         ids[1::2],
         client,
+        client.deployment.instruments[instrument_name(config, perp)],
     )

@@ -40,7 +40,9 @@ def _option_item(iid: int, mark: int, coeffs: list[int], k: int) -> tuple:
 
 @click.command(cls=ScriptCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(50)
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client, perp = (
+        deploy_bench_market(50)
+    )
     trader, maker = (accounts.test_accounts[i] for i in (4, 5))
 
     def post(items, unds=()):
@@ -148,6 +150,43 @@ def cli():
     rows.append(("trade opening the 16th position (both sides checked)", trade16, "tx total"))
     for n, gas in withdrawals.items():
         rows.append((f"withdraw with {n} positions held (margin-checked)", gas, "tx total"))
+
+    # perps: a second pair of accounts, 16 positions with the BTC perp among them (8 calls,
+    # 7 futures and the perp), funding accruing for an hour since its last post
+    hedger, dealer = (accounts.test_accounts[i] for i in (6, 7))
+    for acct in (hedger, dealer):
+        usdc.mint(acct, 10**15, sender=admin)
+        usdc.approve(engine, 2**256 - 1, sender=acct)
+        engine.deposit(usdc, 10**15, sender=acct)
+        client.engine_admin.authorise_venue(venue, True, sender=acct)
+    post([fut(perp, 100)])
+    oracle.post_funding([(1, WAD // 10_000)], sender=keeper)
+    book2 = [x for pair in zip(opts[16:24], futs[16:23] + [perp], strict=True) for x in pair]
+    for k, iid in enumerate(book2):
+        tx = engine.trade(hedger, dealer, iid, WAD + k, SPOT // 20, sender=venue)
+    perp_trade = tx.gas_used
+    chain.pending_timestamp = chain.blocks.head.timestamp + 3_600
+    chain.mine()
+    data = engine.account_state.encode_input(hedger)
+    used = engine.account_state.transact(hedger, sender=maker).gas_used
+    rows.append(
+        (
+            "account_state, 16 positions with a perp (funding accruing)",
+            used - 21_000 - _calldata_gas(bytes.fromhex(data.hex()[2:])),
+            f"estimateGas {engine.account_state.estimate_gas_cost(hedger):,}",
+        )
+    )
+    rows.append(("trade of a perp opening the 16th position (both sides)", perp_trade, "tx total"))
+    realised = engine.settle(hedger, sender=hedger)
+    rows.append(
+        (
+            "settle: variation margin and funding realised, 16 positions",
+            realised.gas_used,
+            "tx total",
+        )
+    )
+    funding = oracle.post_funding([(1, WAD // 5_000)], sender=keeper)
+    rows.append(("post_funding, 1 underlying", funding.gas_used, "tx total"))
 
     # settlement at the TWAP: a put expiring in two hours, spot posted every 10 minutes until a
     # post after expiry; two binary searches over the observations

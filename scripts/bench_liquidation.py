@@ -118,7 +118,9 @@ def _breakdown_table(rows: list[tuple[str, int, int]], total: int) -> str:
 
 @click.command(cls=ScriptCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client = deploy_bench_market(16)
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client, _perp = (
+        deploy_bench_market(16)
+    )
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
     liquidator = deploy_liquidator(project, admin, client.engine_admin, engine)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]

@@ -181,7 +181,7 @@ class Liq:
             amount = e.collateral(token, acct)
             if amount:
                 coll[e.asset_index(token) - 1] = amount
-        return AccountInt(e.cash(acct), dict(zip(ids, sizes, strict=True)), coll)
+        return AccountInt(e.cash(acct), dict(zip(ids, sizes, strict=True)), coll, e.vm_basis(acct))
 
     def market_int(self, *accounts: AccountInt) -> MarketInt:
         """Oracle state of every instrument the accounts hold, as the reference market."""
@@ -197,7 +197,9 @@ class Liq:
                 if u not in unds:
                     spot, psr, _t = o.underlying_state(u)
                     lin = tuple(scenario_lin_wad(self.s.grids[u], psr))
-                    unds[u] = UnderlyingInt(spot, SOM_RATE, self.s.n_scenarios[u], lin)
+                    unds[u] = UnderlyingInt(
+                        spot, SOM_RATE, self.s.n_scenarios[u], lin, o.funding_index(u)
+                    )
         colls = {}
         now = self.s.now()
         for token, dec in ((self.s.weth, 18), (self.s.wbtc, 8)):
@@ -238,8 +240,8 @@ def reference(liq, account, liquidator_acct, max_fraction=WAD):
     lacct = liq.account(liquidator_acct)
     pa = liq.liquidator.pending_charge(account)
     pl = liq.liquidator.pending_charge(liquidator_acct)
-    a = AccountInt(a.cash - pa, a.positions, a.collateral)
-    lacct = AccountInt(lacct.cash - pl, lacct.positions, lacct.collateral)
+    a = AccountInt(a.cash - pa, a.positions, a.collateral, a.vm_basis)
+    lacct = AccountInt(lacct.cash - pl, lacct.positions, lacct.collateral, lacct.vm_basis)
     market = liq.market_int(a, lacct)
     b = liq.ledger(set(a.positions) | set(lacct.positions))
     ledger = LossLedger(
@@ -255,7 +257,9 @@ def assert_matches(liq, account, liquidator_acct, r):
     assert a.cash == r.account.cash
     assert dict(a.positions) == dict(r.account.positions)
     assert dict(a.collateral) == dict(r.account.collateral)
+    assert a.vm_basis == r.account.vm_basis
     assert lacct.cash == r.liquidator.cash
+    assert lacct.vm_basis == r.liquidator.vm_basis
     assert dict(lacct.positions) == dict(r.liquidator.positions)
     assert dict(lacct.collateral) == dict(r.liquidator.collateral)
     ledger = liq.ledger(set(r.taken))

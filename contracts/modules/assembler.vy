@@ -74,7 +74,7 @@ def _inputs(
             )
         )
     out.book.min_timestamp = max_value(uint256)
-    # the variation-margin basis plus the perps' funding (docs/fixed-point.md §6.1)
+    # the variation-margin basis plus the perps' funding (docs/fixed-point.md §10)
     out.basis = positions._basis(account)
     if len(out.book.ids) == 0 and len(held) == 0:
         out.cash -= fp.div_ceil(out.basis, fp.SWAD)

@@ -62,7 +62,7 @@ struct Inputs:
     # engine cash net of the basis (div_ceil(basis, WAD)), before the pending charge is paid
     cash: int256
     # variation-margin basis plus the perps' funding, vm_basis + sum_perp q * F (WAD**2,
-    # docs/fixed-point.md §6.1); `cash` is net of div_ceil(basis, WAD)
+    # docs/fixed-point.md §10); `cash` is net of div_ceil(basis, WAD)
     basis: int256
     # socialised loss owed (Liquidator.pending_charge); zero when not asked for
     pending_charge: uint256

@@ -28,7 +28,7 @@ interface IFundingIndex:
 
 position_words: HashMap[address, uint256[fp.MAX_POSITIONS]]
 # Per account: position count [0, 8) | variation-margin basis [8, 256) (int248, WAD**2, exact;
-# docs/fixed-point.md §6.1): the load that counts the positions reads the basis too.
+# docs/fixed-point.md §10): the load that counts the positions reads the basis too.
 account_word: HashMap[address, uint256]
 open_interest: public(HashMap[uint256, uint256])
 
@@ -53,7 +53,7 @@ def _shift(account: address, instrument: uint256, delta: int256, hint: uint256, 
          starts at index `hint`, appended when new, removed at zero (the last word fills the gap).
          `f`: the funding index of a perp (0 otherwise): the basis takes -delta * f, so the
          account's net cash does not move and the size changed pays funding from now on only
-         (docs/fixed-point.md §6.1). Returns (old, new).
+         (docs/fixed-point.md §10). Returns (old, new).
     """
     if f != 0:
         # |delta| <= 2 * MAX_SIZE < 2**101, |f| < 2**127
@@ -121,7 +121,7 @@ def _add_basis(account: address, delta: int256):
     @dev Add `delta` to the account's variation-margin basis. Adding delta << 8 to the word mod
          2**256 adds it to the int248 above the count and leaves the count as it is. No bound is
          needed: the basis plus the perps' funding stays within 2**202 of the futures' value
-         (docs/fixed-point.md §6.1), so the basis stays below 2**229 in size.
+         (docs/fixed-point.md §10), so the basis stays below 2**229 in size.
     """
     self.account_word[account] = unsafe_add(self.account_word[account], convert(convert(delta << 8, bytes32), uint256))
 

@@ -171,7 +171,7 @@ class PositionBook:
             counts.append(len(positions))
             ids.extend(slot_of(j) or self._slot(j) for j in positions)
             sizes.extend(positions.values())
-            # the net cash (docs/fixed-point.md §6.1) exactly, then one rounding; the perps'
+            # the net cash (docs/fixed-point.md §10) exactly, then one rounding; the perps'
             # funding enters their unit value (`_slots`)
             cash.append(float(c - div_ceil(basis[0], WAD) if basis else c))
             colls.append([(self._col(a), float(v)) for a, v in collateral.items() if v])
@@ -248,7 +248,7 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     held = np.zeros((n, 4))
     for s in range(1, n):
         j = book.instruments[s]
-        # a perp's unit is worth its mark less its funding index (docs/fixed-point.md §6.1)
+        # a perp's unit is worth its mark less its funding index (docs/fixed-point.md §10)
         funding = _funding_of(m, j)
         if j in market.settled:
             price = (market.settled[j] - funding) / WAD

@@ -98,7 +98,7 @@ class ChainMarket:
         """An ``AccountInt`` with settled positions folded into cash exactly as the engine's
         ``portfolio._risk`` does: ``div_floor(q * P, WAD)`` per settled position; a settled
         (wound-down) perp's funding, ``q * F_now``, folded into the basis (docs/fixed-point.md
-        §6.1: the engine counts it until the position is settled, then keeps it there)."""
+        §10: the engine counts it until the position is settled, then keeps it there)."""
         live: dict[int, int] = {}
         for j, q in positions.items():
             if q == 0:
