@@ -13,7 +13,10 @@
         EngineAdmin holds the roles and decides listings, limits, the IM factor, the pause and
         the Liquidator; it writes each decision here through an `apply_*` hook, so the
         numbers a check reads stay in this contract's storage.
-        equity = cash + sum collateral * price * (1 - haircut) + sum q * mark;
+        equity = net cash + sum collateral * price * (1 - haircut) + sum q * mark, the net cash
+        being cash less the variation-margin basis and the perps' funding (docs/fixed-point.md
+        §10); `settle` (and every withdrawal, first) realises variation margin into cash through
+        the clearing account, this engine's own cash;
         MM = sum over underlyings of max(max(worst scan loss, 0) + pad, short-option minimum);
         IM = MM * im_factor. A trade or withdrawal is allowed when afterwards equity >= IM (data
         fresh, not paused), or (trades) when it strictly lowers MM without lowering equity.
@@ -234,9 +237,11 @@ def deposit(asset: address, amount: uint256, account: address = msg.sender) -> u
 @external
 def withdraw(asset: address, amount: uint256, receiver: address = msg.sender):
     """
-    @notice Withdraw `amount` token units of `asset`; cash must stay >= 0. An account without
-            positions and with non-negative cash withdraws freely (no oracle, no pause); any
-            other needs fresh data, no pause, and equity >= IM afterwards.
+    @notice Withdraw `amount` token units of `asset`, after settling the account (`settle`:
+            expired positions paid, variation margin realised, so gains on futures and perps
+            held can leave); cash must stay >= 0. An account without positions and with
+            non-negative cash withdraws freely (no pause); any other needs fresh data, no pause,
+            and equity >= IM afterwards.
     @param asset The settlement stablecoin or a listed collateral asset.
     @param amount Token units.
     @param receiver Recipient of the tokens: not zero, a system contract or a token
@@ -299,8 +304,10 @@ def trade(buyer: address, seller: address, instrument: uint256, size: uint256, p
 @external
 def settle(account: address) -> uint256:
     """
-    @notice Settle every position of `account` whose instrument has a settlement price:
-            cash += div_floor(q * P, WAD), position removed. Open to anyone, never paused.
+    @notice Settle `account`: every position whose instrument has a settlement price pays
+            div_floor(q * P, WAD) and leaves, then variation margin and funding are realised
+            into cash (docs/fixed-point.md §10; event VariationMargin). Equity is unchanged.
+            Open to anyone, never paused.
     @param account The account.
     @return The number of positions settled.
     """
