@@ -68,10 +68,11 @@ class Kind(enum.IntEnum):
     FUTURE = 0
     CALL = 1
     PUT = 2
+    PERP = 3  # a perpetual: no expiry, margined like a future at the spot end of the curve
 
     @property
     def is_option(self) -> bool:
-        return self is not Kind.FUTURE
+        return self in (Kind.CALL, Kind.PUT)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,8 +20,10 @@ from typing import Any, NamedTuple
 
 from eth_abi import decode
 
+from offchain.codec import PERP_EXPIRY
 from offchain.errors import UserError
 from offchain.fixed_point import WAD
+from offchain.margin import Kind
 from offchain.sdk.client import Client, Deployment, EscapeHatch
 from offchain.sdk.config import CollateralSpec, InstrumentSpec, SystemConfig, check_bounds
 from offchain.sdk.decode import InstrumentMeta
@@ -138,7 +140,7 @@ def grant_roles(
 def instrument_name(config: SystemConfig, spec: InstrumentSpec, time_offset: int = 0) -> str:
     """The name ``list_config`` records ``spec`` under in ``Deployment.instruments``."""
     uid = config.underlying(spec.underlying).id
-    expiry = spec.expiry + time_offset
+    expiry = PERP_EXPIRY if spec.kind is Kind.PERP else spec.expiry + time_offset
     meta = InstrumentMeta(0, uid, spec.kind, spec.strike, expiry, spec.contract_size)
     return meta.name({uid: spec.underlying})
 
@@ -203,12 +205,19 @@ def list_config(
             say(f"collateral {spec.symbol} moves with {spec.priced_by} in the scan")
     for spec in config.instruments:
         uid = config.underlying(spec.underlying).id
-        expiry = spec.expiry + time_offset
+        perp = spec.kind is Kind.PERP
+        # a perp is listed with expiry 0 and its hourly funding cap in the strike argument
+        expiry = 0 if perp else spec.expiry + time_offset
         name = instrument_name(config, spec, time_offset)
         iid = deployment.instruments.get(name)
         if iid is None or oracle.instrument_word(iid, 0) == 0:  # not listed
             tx = oracle.list_instrument(
-                uid, int(spec.kind), spec.strike, expiry, spec.contract_size, sender=admin
+                uid,
+                int(spec.kind),
+                spec.funding_cap if perp else spec.strike,
+                expiry,
+                spec.contract_size,
+                sender=admin,
             )
             iid = int(tx.events.filter(oracle.InstrumentListed)[0].instrument)
             deployment.instruments[name] = iid
@@ -343,7 +352,7 @@ def preflight(
     listed = existing.instruments if reuse and existing else {}
     for spec in config.instruments:
         name = instrument_name(config, spec, time_offset)
-        if name not in listed and spec.expiry + time_offset <= now:
+        if name not in listed and spec.kind is not Kind.PERP and spec.expiry + time_offset <= now:
             raise UserError(
                 f"instrument {name}: expiry {_iso(spec.expiry)} is not after the chain's time "
                 f"({_iso(now - time_offset)}); give a later 'expiry'"
