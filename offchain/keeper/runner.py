@@ -8,6 +8,9 @@ One round for a tick of market data:
    Black-76 over the scenario grid) with the PSR in force, as WAD integers ready for
    ``RiskOracle.post``; ``quotes.plan_round`` picks what moved beyond the threshold or nears its
    heartbeat and splits it into gas-bounded batches within the oracle's per-call limits.
+   ``keeper.funding.funding_posts``: the hourly funding rate of every perp (from its mark's
+   premium over the spot), posted first, as one ``RiskOracle.post_funding`` with the key
+   ``funding:<ts>``, when it changed or its heartbeat is due.
 2. The plan is written ahead (``runner_state.RunnerStore``, a view on the state database), then
    each batch is sent with the key ``post:<ts>:<k>`` and awaited; confirmed names become
    ``state.posted``.
@@ -44,6 +47,8 @@ from typing import Any, Protocol
 
 from offchain.fixed_point import WAD
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
+from offchain.keeper.funding import PREFIX as FUNDING_PREFIX
+from offchain.keeper.funding import funding_posts
 from offchain.keeper.logfmt import log_event
 from offchain.keeper.policy import (
     Posted,
@@ -61,6 +66,7 @@ from offchain.keeper.sources import SourceError, Tick
 from offchain.keeper.sweep import AccountsView, PositionBook, sweep_health
 from offchain.keeper.tx import TxError
 from offchain.margin import AccountInt
+from offchain.params import margin_params
 from offchain.sdk import ChainMarket, InstrumentMeta
 
 __all__ = [
@@ -99,6 +105,8 @@ class KeeperChain(Protocol):
 
     def post_calldata(self, *args: Any) -> bytes: ...
 
+    def post_funding_calldata(self, posts: Sequence[tuple[int, int]]) -> bytes: ...
+
     def settle_expired_calldata(self, instrument: int) -> bytes: ...
 
     def spot_timestamp(self, underlying: int) -> int: ...
@@ -125,6 +133,7 @@ class RoundReport:
     liquidations: list[str] = field(default_factory=list)
     settlement_prices: list[str] = field(default_factory=list)  # settle_expired confirmed
     settled: list[tuple[str, str]] = field(default_factory=list)
+    funding: dict[str, int] = field(default_factory=dict)  # underlying -> hourly rate posted
     seconds: float = 0.0
 
 
@@ -343,9 +352,33 @@ class KeeperRunner:
             {u.id: u.name for u in self.underlyings},
         )
         batches = plan_round(ts, quotes, self.state.posted, self.cfg, force)
+        funding = funding_posts(
+            ts,
+            quotes,
+            self.instruments,
+            self.names,
+            {u.id: u.name for u in self.underlyings},
+            self.state.posted,
+            margin_params().funding,
+            self.cfg.funding_heartbeat,
+        )
+        # funding first: the oracle accrues the elapsed period at the spot in force during it,
+        # then the new rate runs from this round's data
+        first = (
+            [
+                Batch(
+                    f"funding:{ts}",
+                    tuple(f.name for f in funding),
+                    "0x" + self.chain.post_funding_calldata([f.arg for f in funding]).hex(),
+                )
+            ]
+            if funding
+            else []
+        )
         plan = RoundPlan(
             ts,
-            tuple(
+            tuple(first)
+            + tuple(
                 Batch(
                     f"post:{ts}:{k}",
                     tuple(i.name for i in b),
@@ -358,7 +391,8 @@ class KeeperRunner:
                 for b in batches
                 for i in b
                 for q in (quotes[i.name][0],)
-            },
+            }
+            | {f.name: {"mark": f.rate, "risk_array": [], "scale": None} for f in funding},
         )
         self.runner_state.plan = plan
         self.sender.save(self.runner_store, self.runner_state)
@@ -387,6 +421,8 @@ class KeeperRunner:
                 quote = Quote(q["mark"], tuple(q["risk_array"]), q["scale"])
                 self.state.posted[name] = Posted(quote, plan.ts)
                 report.posted.append(name)
+                if name.startswith(FUNDING_PREFIX):
+                    report.funding[name[len(FUNDING_PREFIX) :]] = int(q["mark"])
         self.sender.save(self.state_store, self.state)
         self.runner_state.plan = None
         self.runner_state.last_ts = max(self.runner_state.last_ts, plan.ts)

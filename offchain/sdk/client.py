@@ -317,6 +317,11 @@ class Client:
         """Calldata of ``RiskOracle.post`` for ``post_args(...)``."""
         return bytes(self.oracle.post.encode_input(*self.post_args(*args)))
 
+    def post_funding_calldata(self, posts: Sequence[tuple[int, int]]) -> bytes:
+        """Calldata of ``RiskOracle.post_funding``: ``(underlying id, hourly rate WAD)`` per
+        underlying with a perp (the oracle clamps each rate to the perp's cap)."""
+        return bytes(self.oracle.post_funding.encode_input([tuple(p) for p in posts]))
+
     def post(self, sender: Any, *args: Any) -> Any:
         return self.oracle.post(*self.post_args(*args), sender=sender)
 
