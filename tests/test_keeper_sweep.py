@@ -310,3 +310,26 @@ def test_an_account_changed_by_an_event_is_re_indexed(tmp_path):
     assert runner.book.row["0xc"] == 2 and len(runner.book) == 3
     assert report.below_mm == ["0xa", "0xc"] == reference(market, chain.accounts)[1]
     runner.close()
+
+
+def test_a_perp_holder_is_checked_by_the_integer_model():
+    """A perp's value carries its funding index: the float pass does not value it, so every
+    account holding one is checked exactly (and decided as the integer sweep decides)."""
+    market, fut = one_future()
+    perp = instrument_id(2, int(Kind.PERP), 1, 2**40 - 1)
+    ins = InstrumentInt(1, Kind.PERP, 60_000 * WAD, 0, (0, 0, 0))
+    market = ChainMarket(
+        MarketInt({**market.market.instruments, perp: ins}, market.market.underlyings),
+        {},
+        {},
+        market.im_factor,
+        {},
+    )
+    raws = {"0xa": (10**6 * WAD, {fut: WAD}, {}), "0xb": (-(10**3) * WAD, {perp: -WAD}, {})}
+    pb = PositionBook()
+    pb.update(raws)
+    fh = float_health(market, pb)
+    assert [bool(x) for x in fh.exact_only] == [False, True]
+    sweep = sweep_health(market, pb, raws)
+    health, order = reference(market, raws)
+    assert dict(sweep.health) == health and list(sweep.below_mm) == order

@@ -33,9 +33,9 @@ first term (it also covers the rounding of ``B`` itself) and 4 on the second. Ac
 magnitudes approach int256 (``WAD * B * max(1, im_factor) >= 2**250``, where the integer model
 raises ``OverflowError`` as the chain reverts), holding an instrument the market does not price
 (never posted, or its underlying differs from the one its id encodes), collateral it does not
-know, or priced collateral linked to an underlying (a spot leg in that underlying's scan,
-docs/fixed-point.md §5.1, which the float pass does not model) are always checked exactly, so
-they fail or pass exactly as before.
+know, priced collateral linked to an underlying (a spot leg in that underlying's scan,
+docs/fixed-point.md §5.1, which the float pass does not model) or a perpetual (its funding
+index enters equity) are always checked exactly, so they fail or pass exactly as before.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from offchain.codec import id_fields
 from offchain.fixed_point import WAD
 from offchain.keeper.policy import choose_liquidations
-from offchain.margin import AccountInt
+from offchain.margin import AccountInt, Kind
 from offchain.sdk import ChainMarket
 
 __all__ = [
@@ -244,7 +244,8 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
             continue
         held[s, 1] = 1.0
         ins = m.instruments.get(j)
-        if ins is None or ins.underlying != book.slot_underlying[s]:
+        # a perp's value carries its funding index, which the float pass does not model
+        if ins is None or ins.underlying != book.slot_underlying[s] or ins.kind is Kind.PERP:
             held[s, 2] = 1.0
             continue
         und = m.underlyings[ins.underlying]
