@@ -65,12 +65,14 @@ def test_shipped_configs_parse():
     assert cfg.collateral[0].haircut == WAD // 5
     # WETH and WBTC move with ETH and BTC in the scan (docs/fixed-point.md §5.1)
     assert [(c.priced_by, c.linked) for c in cfg.collateral] == [("ETH", True), ("BTC", True)]
-    # a date is 08:00 UTC that day
-    assert {i.expiry for i in cfg.instruments} == {
-        int(datetime(2027, 12, 31, 8, tzinfo=UTC).timestamp())
-    }
+    # a date is 08:00 UTC that day; a perp per underlying, which has none
+    dated = [i for i in cfg.instruments if i.kind is not Kind.PERP]
+    assert {i.expiry for i in dated} == {int(datetime(2027, 12, 31, 8, tzinfo=UTC).timestamp())}
+    perps = [(i.underlying, i.expiry) for i in cfg.instruments if i.kind is Kind.PERP]
+    assert perps == [("BTC", 0), ("ETH", 0)]
     demo = load_config(REPO / "deploy" / "demo.json")
-    assert len(demo.instruments) == 16 and demo.max_age == 86_400
+    assert len(demo.instruments) == 18 and demo.max_age == 86_400
+    assert [i.underlying for i in demo.instruments if i.kind is Kind.PERP] == ["BTC", "ETH"]
     assert demo.instruments[0].expiry == 1_584_086_400  # 2020-03-13T08:00:00Z
 
 
@@ -378,7 +380,9 @@ def test_the_documented_example_config_parses():
 
 
 def with_perps(c: dict, *extra: dict) -> None:
-    c["instruments"] += [{"underlying": "BTC", "kind": "perp"}, *extra]
+    """The shipped dated instruments, a BTC perp (instruments[6]), then ``extra``."""
+    dated = [i for i in c["instruments"] if i["kind"] != "perp"]
+    c["instruments"] = [*dated, {"underlying": "BTC", "kind": "perp"}, *extra]
 
 
 def test_a_perp_needs_no_expiry_and_takes_its_funding_cap_from_the_parameters():

@@ -356,6 +356,10 @@ class Client:
             )
         return out
 
+    def funding_index(self, underlying: int) -> int:
+        """The funding index F of the underlying's perp now (WAD per contract; 0 without one)."""
+        return int(self.oracle.funding_index(underlying))
+
     def spot_timestamp(self, underlying: int) -> int:
         """Timestamp of the underlying's latest stored spot (0: never posted)."""
         return int(self.oracle.underlying_state(underlying)[2])
