@@ -131,8 +131,9 @@ class Console:
                     id=m.id,
                     underlying=names.get(m.underlying, str(m.underlying)),
                     kind=m.kind.name.lower(),
-                    strike=usd(m.strike) if m.kind is not Kind.FUTURE else None,
-                    expiry=datetime.fromtimestamp(m.expiry, UTC),
+                    strike=usd(m.strike) if m.kind.is_option else None,
+                    # a perp never expires: its id's PERP_EXPIRY is not a date
+                    expiry=None if m.kind is Kind.PERP else datetime.fromtimestamp(m.expiry, UTC),
                 )
             self._instruments = out
         return self._instruments
@@ -164,8 +165,8 @@ class Console:
     def instruments(
         self, underlying: str | None = None, kind: str | None = None
     ) -> tuple[Instrument, ...]:
-        """Listed instruments, optionally of one underlying and kind (future, call, put), by
-        expiry then name."""
+        """Listed instruments, optionally of one underlying and kind (future, call, put, perp),
+        by expiry then name (perps, which never expire, last)."""
         names = sorted(self.client.deployment.underlyings)
         if underlying is not None and underlying not in names:
             raise InputError(f"unknown underlying {underlying!r}: one of {', '.join(names)}")
@@ -178,7 +179,7 @@ class Console:
             if (underlying is None or i.underlying == underlying)
             and (kind is None or i.kind == kind)
         ]
-        return tuple(sorted(found, key=lambda i: (i.expiry, i.name)))
+        return tuple(sorted(found, key=lambda i: (i.expiry is None, i.expiry or 0, i.name)))
 
     def cash_symbol(self) -> str:
         if self._cash_symbol is None:
@@ -292,7 +293,8 @@ class Console:
         )
 
     def _trade_preview(self, address: str, ins: Instrument, q: int, p: int) -> TradePreview:
-        if ins.expiry.timestamp() <= self.client.chain_manager.blocks.head.timestamp:
+        head = self.client.chain_manager.blocks.head.timestamp
+        if ins.expiry is not None and ins.expiry.timestamp() <= head:
             raise InputError(f"{ins.name} has expired: pick a live one from instruments()")
         eq, im, mm, _, code = self.client.views.trade_preview(address, ins.id, q, p)
         return TradePreview(

@@ -217,18 +217,20 @@ class _Readable:
 
 @dataclass(frozen=True, repr=False)
 class Instrument(_Readable):
-    """A listed instrument: its name (``BTC-20270326-F``), id, underlying, kind, strike (USD, for
-    options) and expiry."""
+    """A listed instrument: its name (``BTC-20270326-F``, ``BTC-PERP``), id, underlying, kind,
+    strike (USD, for options) and expiry (None for a perp: it never expires)."""
 
     name: str
     id: int
     underlying: str
     kind: str
     strike: Decimal | None
-    expiry: datetime
+    expiry: datetime | None
 
     def __str__(self) -> str:
         what = self.kind if self.strike is None else f"{self.kind} {_money(self.strike)}"
+        if self.expiry is None:
+            return f"{self.name}: {what} on {self.underlying}, never expires"
         return f"{self.name}: {what} on {self.underlying}, expires {self.expiry:%Y-%m-%d %H:%M} UTC"
 
 
