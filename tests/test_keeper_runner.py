@@ -653,3 +653,20 @@ def test_a_round_posts_funding_first_then_the_marks_and_records_the_rates(tmp_pa
     report = runner.round(tick(ts + 3_600))
     assert report.funding == {"BTC": 10**14 // 8, "ETH": 10**14 // 8}
     runner.close()
+
+
+def test_a_crash_the_oracle_caps_lets_the_perp_mark_lag_is_not_funded(tmp_path):
+    """The oracle's per-post caps make the posted perp mark lag a crashing spot; the rate comes
+    from the model (perp at spot x (1 + premium)), so the lag is not read as a premium."""
+    chain = PerpChain()
+    runner = open_runner(tmp_path, chain)
+    runner.round(tick())
+    # the PSR jumps with the crash: the spot may step at the new gap rate, a future's or perp's
+    # mark at the smaller of the old and the new (bound_quotes), so the perp falls behind
+    runner.psr = lambda u, ts: 0.4
+    report = runner.round(tick(T0 + 2 * 3_600, btc=30_000.0))
+    posted = runner.state.posted
+    spot, perp = posted["U:BTC"].quote.mark, posted["BTC-PERP"].quote.mark
+    assert 30_000 * WAD < spot < perp  # both capped, the perp further behind
+    assert report.funding["BTC"] == 10**14 // 8
+    runner.close()

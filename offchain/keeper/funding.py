@@ -7,8 +7,10 @@ demo sets to show funding changing hands. A venue with a perp order book would m
 that book instead.
 
 The rate: each round, for every underlying with a perp, the hourly rate of
-``offchain.funding_rate`` from that round's (bounded) perp mark and spot, capped at the lower
-of the perp's on-chain cap and the parameter set's; ``RiskOracle.post_funding`` clamps it again.
+``offchain.funding_rate`` from that round's model perp mark and spot (``compute_quotes``, before
+``bound_quotes``: the oracle's per-post caps let a posted mark lag its spot in a fast market,
+and that lag is no premium anyone quoted), capped at the lower of the perp's on-chain cap and the
+parameter set's; ``RiskOracle.post_funding`` clamps it again.
 It is posted when it differs from the rate last posted or when the last post is
 ``funding_heartbeat`` old: the oracle accrues a posted rate for at most 8 hours (FUNDING_GAP),
 so a quiet market still gets a post well inside that.
@@ -66,7 +68,7 @@ def funding_posts(
 ) -> list[FundingPost]:
     """The funding rates to post at ``ts``, by underlying id.
 
-    ``quotes`` are the round's bounded quotes (``U:<name>`` the spot, the perp's name its mark);
+    ``quotes`` are the round's model quotes (``U:<name>`` the spot, the perp's name its mark);
     a perp whose spot or mark is not quoted this round is skipped. A perp's cap is its listing's
     (``InstrumentMeta.strike`` holds it for kind 3) when known, else the parameter set's.
     """

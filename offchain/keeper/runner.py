@@ -8,9 +8,10 @@ One round for a tick of market data:
    Black-76 over the scenario grid) with the PSR in force, as WAD integers ready for
    ``RiskOracle.post``; ``quotes.plan_round`` picks what moved beyond the threshold or nears its
    heartbeat and splits it into gas-bounded batches within the oracle's per-call limits.
-   ``keeper.funding.funding_posts``: the hourly funding rate of every perp (from its mark's
-   premium over the spot), posted first, as one ``RiskOracle.post_funding`` with the key
-   ``funding:<ts>``, when it changed or its heartbeat is due.
+   ``keeper.funding.funding_posts``: the hourly funding rate of every perp (from the premium of
+   its model mark over the spot, before the oracle's per-post caps), posted first, as one
+   ``RiskOracle.post_funding`` with the key ``funding:<ts>``, when it changed or its heartbeat
+   is due.
 2. The plan is written ahead (``runner_state.RunnerStore``, a view on the state database), then
    each batch is sent with the key ``post:<ts>:<k>`` and awaited; confirmed names become
    ``state.posted``.
@@ -339,10 +340,10 @@ class KeeperRunner:
     def _post(self, tick: Tick, ts: int, report: RoundReport) -> None:
         vols = {**tick.realised_vol, **tick.implied_vol}
         psr = {u.name: self.psr(u.name, ts) for u in self.underlyings if u.name in tick.spots}
-        quotes = compute_quotes(
+        model = compute_quotes(
             ts, tick.spots, vols, psr, self.underlyings, self.instruments, self.names, self.cfg
         )
-        quotes = bound_quotes(ts, quotes, self.state.posted, self.underlyings)
+        quotes = bound_quotes(ts, model, self.state.posted, self.underlyings)
         settled = self.last_market.settled if self.last_market is not None else {}
         force = spots_for_settlement(
             self.instruments,
@@ -352,9 +353,11 @@ class KeeperRunner:
             {u.id: u.name for u in self.underlyings},
         )
         batches = plan_round(ts, quotes, self.state.posted, self.cfg, force)
+        # funding from the model's quotes: the oracle's per-post caps make a posted mark lag
+        # in a fast market, and a perp lagging its spot would read as a premium nobody quoted
         funding = funding_posts(
             ts,
-            quotes,
+            model,
             self.instruments,
             self.names,
             {u.id: u.name for u in self.underlyings},
