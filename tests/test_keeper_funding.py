@@ -24,6 +24,7 @@ BTC = 1
 CONFIG = {
     "grids": {"crypto-35": 1},
     "cash": {"symbol": "USDC", "decimals": 6, "deposit_cap": 10**11},
+    "collateral": [],
     "underlyings": [
         {"name": "BTC", "id": BTC, "grid": "crypto-35", "max_deviation": 0.5, "max_array_ratio": 2}
     ],
