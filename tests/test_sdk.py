@@ -333,4 +333,4 @@ def test_event_reads_in_small_chunks_see_the_same_events(deployed, monkeypatch):
 
     whole = deployed.listed_instruments()
     monkeypatch.setattr(client_module, "LOG_CHUNK", 2)
-    assert deployed.listed_instruments() == whole and len(whole) == 6
+    assert deployed.listed_instruments() == whole and len(whole) == 8  # 6 dated, 2 perps
