@@ -418,14 +418,15 @@ class KeeperRunner:
                 continue
             report.gas_used += outcome.gas_used
             report.transactions += 1
-            report.batches += 1
+            report.batches += not b.key.startswith("funding:")  # batches of `post` only
             for name in b.names:
                 q = plan.quotes[name]
                 quote = Quote(q["mark"], tuple(q["risk_array"]), q["scale"])
                 self.state.posted[name] = Posted(quote, plan.ts)
-                report.posted.append(name)
-                if name.startswith(FUNDING_PREFIX):
+                if name.startswith(FUNDING_PREFIX):  # a rate, not an item of `post`
                     report.funding[name[len(FUNDING_PREFIX) :]] = int(q["mark"])
+                else:
+                    report.posted.append(name)
         self.sender.save(self.state_store, self.state)
         self.runner_state.plan = None
         self.runner_state.last_ts = max(self.runner_state.last_ts, plan.ts)
