@@ -118,11 +118,22 @@ BAND_TOLERANCE: constant(uint256) = 10**15
 SCALE_FLOOR: constant(uint256) = 10**16
 CAP_PERIOD: constant(uint256) = 900
 # Underlying state word: spot [0, 96) | psr [96, 160) | timestamp [160, 200) | scenarios [200, 208)
-# | observation count [208, 248).
+# | observation count [208, 248) | PERP_BIT 248 (a perp is listed: `snapshot` adds its funding index).
 PSR_SHIFT: constant(uint256) = 96
 UTS_SHIFT: constant(uint256) = 160
 N_SHIFT: constant(uint256) = 200
 COUNT_SHIFT: constant(uint256) = 208
+PERP_BIT: constant(uint256) = 1 << 248
+# Funding word of an underlying with a perp (docs/fixed-point.md §9): F int128 [0, 128) | rate
+# int64 (WAD per hour) [128, 192) | t [192, 232) | cap [232, 256) in CAP_UNIT (WAD per hour).
+# F accrues at most FUNDING_GAP after the last funding post: a silent keeper stops funding.
+RATE_SHIFT: constant(uint256) = 128
+FTS_SHIFT: constant(uint256) = 192
+CAP_SHIFT: constant(uint256) = 232
+CAP_UNIT: constant(uint256) = 10**12
+MAX_FUNDING_CAP: constant(uint256) = 4 * 10**16
+FUNDING_GAP: constant(uint256) = 8 * 3600
+FUNDING_BIAS: constant(uint256) = 3600 * 10**18 * 2**170
 # Observation of an underlying, one per posted spot: timestamp [0, 40) | spot [40, 136). The
 # spot is constant between posts, so settlement integrates the observations in its window
 # (timestamps strictly increase: at most TWAP_WINDOW + 1 of them), and a post writes one new
@@ -138,8 +149,10 @@ MASK56: constant(uint256) = 2**56 - 1
 HEAD_MASK: constant(uint256) = max_value(uint256) - (2**152 - 1)
 # floor(x / WAD) of a signed x, |x| < 2**123, as (x + LIN_BIAS) // WAD - 2**128 in uint256.
 LIN_BIAS: constant(uint256) = 10**18 * 2**128
-# Bits of a future's header that must be zero: the kind byte of the id and bits 96..159.
+# Bits of a future's header that must be zero: the kind byte of the id and bits 96..159 (a
+# perp's are exactly its kind, PERP_KIND_BITS).
 FUTURE_ZERO: constant(uint256) = (255 << 32) | ((2**64 - 1) << 96)
+PERP_KIND_BITS: constant(uint256) = 3 << 32
 # Lane constants of 16 int16 entries per word: 1 and 0x8000 in every 16-bit lane; the low 16
 # bits, 1 and bit 16 of every 32-bit field.
 LANE_ONE16: constant(uint256) = max_value(uint256) // (2**16 - 1)
@@ -185,6 +198,11 @@ struct AssetPost:
     price: uint256
 
 
+struct FundingPost:
+    underlying: uint256
+    rate: int256
+
+
 # Scenario grids: count and linear coefficients c[s] packed as int64, four per word.
 grid_size: public(HashMap[uint256, uint256])
 # The packed words of a grid live in the code of a data contract (deployed once, immutable):
@@ -206,6 +224,8 @@ instrument_info: public(HashMap[uint256, InstrumentInfo])
 instrument_count: uint256
 asset_max_deviation: public(HashMap[address, uint256])
 asset_word: HashMap[address, uint256]
+# underlying -> funding word of its perp (layout above RATE_SHIFT; zero without a perp)
+funding_word: HashMap[uint256, uint256]
 # the escape hatch's clock (layout above AGE_SHIFT): last post | max_age | delay | wound down
 clock: public(uint256)
 
@@ -240,23 +260,23 @@ def register_grid(
     @param tilts t[0..S-1], |t[s]| <= WAD, at most MAX_TILTS (2) non-zero.
     """
     roles._only_admin()
-    assert grid_id != 0, "oracle: zero grid id"
-    assert self.grid_size[grid_id] == 0, "oracle: grid exists"
+    self._require(grid_id != 0, "oracle: zero grid id")
+    self._require(self.grid_size[grid_id] == 0, "oracle: grid exists")
     n: uint256 = len(coefficients)
-    assert n != 0, "oracle: empty grid"
-    assert len(tilts) == n, "oracle: one tilt per scenario"
+    self._require(n != 0, "oracle: empty grid")
+    self._require(len(tilts) == n, "oracle: one tilt per scenario")
     packed: uint256[GRID_WORDS] = empty(uint256[GRID_WORDS])
     nt: uint256 = 0
     for s: uint256 in range(n, bound=fp.MAX_SCENARIOS):
         c: int256 = coefficients[s]
         t: int256 = tilts[s]
-        assert c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large"
-        assert t <= MAX_TILT and t >= -MAX_TILT, "oracle: tilt too large"
+        self._require(c <= MAX_COEFFICIENT and c >= -MAX_COEFFICIENT, "oracle: coefficient too large")
+        self._require(t <= MAX_TILT and t >= -MAX_TILT, "oracle: tilt too large")
         # two's complement in 64 bits: |c|, |t| < 2**63 by the bounds above.
         packed[s >> 2] |= (convert(convert(c, bytes32), uint256) & fp.MASK64) << ((s & 3) << 6)
         if t != 0:
             # two at most keep the futures loop of `post` short
-            assert nt < MAX_TILTS, "oracle: too many tilts"
+            self._require(nt < MAX_TILTS, "oracle: too many tilts")
             packed[TILT_WORD] |= ((convert(convert(t, bytes32), uint256) & fp.MASK64) | (s << 64)) << (nt << 7)
             nt += 1
     # init code returning the runtime 0x00 (STOP: the contract cannot be called) ++ the words
@@ -291,10 +311,10 @@ def list_underlying(
     """
     roles._only_admin()
     self._live()
-    assert underlying != 0 and underlying <= fp.MAX_UNDERLYING_ID, "oracle: bad underlying id"
-    assert self.underlying_listing[underlying].scenarios == 0, "oracle: underlying exists"
+    self._require(underlying != 0 and underlying <= fp.MAX_UNDERLYING_ID, "oracle: bad underlying id")
+    self._require(self.underlying_listing[underlying].scenarios == 0, "oracle: underlying exists")
     n: uint256 = self.grid_size[grid_id]
-    assert n != 0, "oracle: unknown grid"
+    self._require(n != 0, "oracle: unknown grid")
     self.underlying_listing[underlying].grid_id = grid_id
     self.underlying_listing[underlying].scenarios = n
     self.underlying_grid[underlying] = self.grid_code[grid_id]
@@ -329,7 +349,7 @@ def set_underlying_params(
     @param roll Roll window before expiry (seconds), <= 14 days.
     """
     roles._only_admin()
-    assert self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying"
+    self._require(self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying")
     self._set_underlying_params(
         underlying, psr_min, psr_max, som_rate, max_deviation, max_array_ratio, basis, roll
     )
@@ -340,33 +360,48 @@ def list_instrument(
     underlying: uint256, kind: uint256, strike: uint256, expiry: uint256, contract_size: uint256
 ) -> uint256:
     """
-    @notice List a future (kind 0), call (1) or put (2). The returned id encodes
+    @notice List a future (kind 0), call (1), put (2) or perp (3, at most one per underlying,
+            expiry PERP_EXPIRY: never settles; funded by `post_funding`). The returned id encodes
             code [0, 32) | kind [32, 40) | underlying [40, 56) | expiry [56, 96), the code a
             future's serial or an option's strike (mantissa [0, 27) | exponent [27, 32),
             strike = mantissa * 10**exponent WAD), so `post` bounds a mark by its strike
             without reading storage. An option's contract size is 1 (WAD).
     @param underlying A listed underlying.
-    @param kind 0 future, 1 call, 2 put.
-    @param strike Option strike (WAD), at most 27 bits of decimal mantissa; 0 for a future.
-    @param expiry Unix seconds, in the future and below 2**40.
-    @param contract_size Units of the underlying per contract (WAD); WAD for an option.
+    @param kind 0 future, 1 call, 2 put, 3 perp.
+    @param strike Option strike (WAD), at most 27 bits of decimal mantissa; 0 for a future; a
+           perp's funding-rate cap (WAD per hour, a multiple of 10**12, at most 4 %).
+    @param expiry Unix seconds, in the future and below 2**40; 0 for a perp.
+    @param contract_size Units of the underlying per contract (WAD); WAD for an option or perp.
     @return The instrument id.
     """
     roles._only_admin()
     self._live()
-    assert self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying"
-    assert kind <= fp.KIND_PUT, "oracle: bad kind"
-    assert expiry > block.timestamp and expiry <= fp.MASK40, "oracle: bad expiry"
-    assert contract_size != 0 and contract_size <= MAX_CONTRACT_SIZE, "oracle: bad contract size"
+    self._require(self.underlying_listing[underlying].scenarios != 0, "oracle: unknown underlying")
+    self._require(kind <= fp.KIND_PERP, "oracle: bad kind")
+    exp: uint256 = expiry
+    if kind == fp.KIND_PERP:
+        self._require(strike != 0 and strike <= MAX_FUNDING_CAP and strike % CAP_UNIT == 0, "oracle: bad funding cap")
+        self._require(contract_size == fp.WAD, "oracle: perp contract size")
+        uword: uint256 = self.underlying_word[underlying]
+        self._require(uword & PERP_BIT == 0, "oracle: perp listed")
+        self.underlying_word[underlying] = uword | PERP_BIT
+        # F = 0, rate = 0 from now on until the first funding post
+        self.funding_word[underlying] = (block.timestamp << FTS_SHIFT) | (strike // CAP_UNIT << CAP_SHIFT)
+        # a perp's expiry is 0 ("oracle: bad expiry" below otherwise)
+        exp = 0
+        if expiry == 0:
+            exp = fp.PERP_EXPIRY
+    self._require(exp > block.timestamp and exp <= fp.MASK40, "oracle: bad expiry")
+    self._require(contract_size != 0 and contract_size <= MAX_CONTRACT_SIZE, "oracle: bad contract size")
     serial: uint256 = self.instrument_count + 1
-    assert serial < 2**32, "oracle: too many instruments"
+    self._require(serial < 2**32, "oracle: too many instruments")
     self.instrument_count = serial
     if kind == fp.KIND_FUTURE:
-        assert strike == 0, "oracle: bad strike"
-    else:
-        assert strike != 0 and strike <= MAX_STRIKE, "oracle: bad strike"
+        self._require(strike == 0, "oracle: bad strike")
+    elif kind != fp.KIND_PERP:
+        self._require(strike != 0 and strike <= MAX_STRIKE, "oracle: bad strike")
         # marks are bounded per unit of the underlying (the code carries no size)
-        assert contract_size == fp.WAD, "oracle: option contract size"
+        self._require(contract_size == fp.WAD, "oracle: option contract size")
         serial = strike
         x: uint256 = 0
         for _: uint256 in range(31):
@@ -374,15 +409,15 @@ def list_instrument(
                 break
             serial //= 10
             x += 1
-        assert serial <= STRIKE_MANTISSA, "oracle: strike not representable"
+        self._require(serial <= STRIKE_MANTISSA, "oracle: strike not representable")
         serial |= x << STRIKE_EXP_SHIFT
     instrument: uint256 = (
         serial
         | (kind << fp.ID_KIND_SHIFT)
         | (underlying << fp.ID_UNDERLYING_SHIFT)
-        | (expiry << fp.ID_EXPIRY_SHIFT)
+        | (exp << fp.ID_EXPIRY_SHIFT)
     )
-    assert self.instrument_words[instrument][0] == 0, "oracle: option listed"
+    self._require(self.instrument_words[instrument][0] == 0, "oracle: option listed")
     self.instrument_words[instrument][0] = fp.E_LISTED << fp.E_SHIFT
     self.instrument_info[instrument] = InstrumentInfo(strike=strike, contract_size=contract_size)
     log IRiskOracle.InstrumentListed(
@@ -390,7 +425,7 @@ def list_instrument(
         underlying=underlying,
         kind=kind,
         strike=strike,
-        expiry=expiry,
+        expiry=exp,
         contract_size=contract_size,
     )
     return instrument
@@ -406,8 +441,8 @@ def list_asset(asset: address, max_deviation: uint256):
     """
     roles._only_admin()
     self._live()
-    assert asset != empty(address), "oracle: zero asset"
-    assert max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds"
+    self._require(asset != empty(address), "oracle: zero asset")
+    self._require(max_deviation >= MIN_DEVIATION and max_deviation <= MAX_DEVIATION, "oracle: deviation out of bounds")
     self.asset_max_deviation[asset] = max_deviation
     log IRiskOracle.AssetListed(asset=asset, max_deviation=max_deviation)
 
@@ -419,7 +454,7 @@ def set_max_age(max_age_: uint256):
     @param max_age_ Seconds, in [30, 86400].
     """
     roles._only_admin()
-    assert max_age_ >= MIN_MAX_AGE and max_age_ <= MAX_MAX_AGE, "oracle: max_age out of bounds"
+    self._require(max_age_ >= MIN_MAX_AGE and max_age_ <= MAX_MAX_AGE, "oracle: max_age out of bounds")
     self._set_clock_field(AGE_SHIFT, max_age_)
     log IRiskOracle.MaxAgeSet(max_age=max_age_)
 
@@ -431,7 +466,7 @@ def set_escape_delay(escape_delay_: uint256):
     @param escape_delay_ Seconds, in [1, 30] days.
     """
     roles._only_admin()
-    assert escape_delay_ >= MIN_ESCAPE_DELAY and escape_delay_ <= MAX_ESCAPE_DELAY, "oracle: delay out of bounds"
+    self._require(escape_delay_ >= MIN_ESCAPE_DELAY and escape_delay_ <= MAX_ESCAPE_DELAY, "oracle: delay out of bounds")
     self._set_clock_field(DELAY_SHIFT, escape_delay_)
     log IRiskOracle.EscapeDelaySet(escape_delay=escape_delay_)
 
@@ -529,7 +564,6 @@ def post(
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         assert timestamp > (old >> fp.TS_SHIFT) & fp.MASK40, "oracle: not newer"
         kind: uint256 = (iid >> fp.ID_KIND_SHIFT) & 255
-        assert kind != fp.KIND_FUTURE, "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
         # Model-free band (zero rates, forward = spot): intrinsic - tol <= mark <= hi, hi the
         # spot (call) or the strike (put), intrinsic = hi - min(other, hi); the strike comes
@@ -537,7 +571,9 @@ def post(
         hi: uint256 = spot
         lo: uint256 = unsafe_mul(iid & STRIKE_MANTISSA, pow_mod256(10, (iid >> STRIKE_EXP_SHIFT) & 31))
         gain_cap: uint256 = ratio_cap
-        if kind == fp.KIND_PUT:
+        if kind != fp.KIND_CALL:
+            # a future or perp takes no posted array: the oracle computes it (`futures`)
+            assert kind == fp.KIND_PUT, "oracle: future array posted"
             hi = lo
             lo = spot
             # a put gains at most what separates its mark from the strike
@@ -688,11 +724,13 @@ def post(
         assert old_e != fp.E_SETTLED, "oracle: instrument settled"
         old_ts: uint256 = (old >> fp.TS_SHIFT) & fp.MASK40
         assert timestamp > old_ts, "oracle: not newer"
-        # kind 0, no exponent, no entry words (nothing between the id and the mark)
+        # kind 0 (or 3, checked here only: dated futures pay nothing for perps), no exponent,
+        # no entry words (nothing between the id and the mark)
         if h & FUTURE_ZERO != 0:
-            # an option needs its array: it is posted in `options`
-            assert (iid >> fp.ID_KIND_SHIFT) & 255 == fp.KIND_FUTURE, "oracle: wrong array length"
-            raise "oracle: future array posted"
+            if h & FUTURE_ZERO != PERP_KIND_BITS:
+                # an option needs its array: it is posted in `options`
+                assert ((iid >> fp.ID_KIND_SHIFT) & 255) % 3 == 0, "oracle: wrong array length"
+                raise "oracle: future array posted"
         mark: uint256 = h >> fp.MARK_SHIFT
         assert mark != 0, "oracle: bad price"
         if old_e != fp.E_LISTED:
@@ -713,13 +751,19 @@ def post(
         if nt != 0:
             # iid < 2**96: its expiry is iid >> ID_EXPIRY_SHIFT
             tau: uint256 = unsafe_sub(max(iid >> fp.ID_EXPIRY_SHIFT, timestamp), timestamp)
+            hj: uint256 = 0
             if tau > TAU_CAP:
-                tau = TAU_CAP
-            hj: uint256 = unsafe_div(unsafe_mul(basis, tau), YEAR)
-            if tau < roll:
-                hj = unsafe_sub(
-                    hj, unsafe_div(unsafe_mul(psr_u, min(unsafe_mul(unsafe_sub(roll, tau), 2), roll)), roll)
-                )
+                # a future beyond the cap (roll <= MAX_ROLL < TAU_CAP: no ramp), or a perp (its
+                # expiry is PERP_EXPIRY; bit 32 of the id here: kind 3), which sits at the spot
+                # end of the curve: h = 0
+                if iid & (1 << fp.ID_KIND_SHIFT) == 0:
+                    hj = unsafe_div(unsafe_mul(basis, TAU_CAP), YEAR)
+            else:
+                hj = unsafe_div(unsafe_mul(basis, tau), YEAR)
+                if tau < roll:
+                    hj = unsafe_sub(
+                        hj, unsafe_div(unsafe_mul(psr_u, min(unsafe_mul(unsafe_sub(roll, tau), 2), roll)), roll)
+                    )
             # x = lin + div_floor(t * h, WAD) + 2**128 (q-form)
             x: uint256 = unsafe_add(b0, unsafe_div(unsafe_add(unsafe_mul(t0, hj), LIN_BIAS), fp.WAD))
             if x > hi:
@@ -828,6 +872,30 @@ def post(
 
 
 @external
+def post_funding(posts: DynArray[FundingPost, MAX_POST_UNDERLYINGS]):
+    """
+    @notice Advance each perp's funding index to now (F := F_now at the current spot) and set
+            its hourly rate, clamped to the perp's cap (docs/fixed-point.md §9).
+    @param posts Per underlying with a perp, the rate (WAD per hour, signed; > 0: longs pay).
+    """
+    roles._only_keeper()
+    self._live()
+    for p: FundingPost in posts:
+        w: uint256 = self.funding_word[p.underlying]
+        self._require(w != 0, "oracle: no perp")
+        f: uint256 = self._funding_now(w, self.underlying_word[p.underlying] & fp.MASK96)
+        cap: int256 = convert((w >> CAP_SHIFT) * CAP_UNIT, int256)
+        rate: int256 = min(max(p.rate, -cap), cap)
+        self.funding_word[p.underlying] = (
+            (f & (2**128 - 1))
+            | ((convert(convert(rate, bytes32), uint256) & fp.MASK64) << RATE_SHIFT)
+            | (block.timestamp << FTS_SHIFT)
+            | (w >> CAP_SHIFT << CAP_SHIFT)
+        )
+        log IRiskOracle.FundingPosted(underlying=p.underlying, rate=rate, index=convert(convert(f, bytes32), int256))
+
+
+@external
 def settle_expired(instrument: uint256) -> uint256:
     """
     @notice Settle an expired instrument at its payoff at the TWAP of the spot over the
@@ -861,7 +929,7 @@ def snapshot(
     """
     @notice Everything one margin computation needs, in one call: the packed words of each
             instrument (a listed-but-never-posted instrument reads as all zero), per underlying
-            [spot | psr << 96 | timestamp << 160 | scenarios << 200, scenarios, som_rate], per asset
+            [the state word, scenarios | F_now << 128 (int128, with a perp, else 0), som_rate], per asset
             [price | timestamp << 96], and max_age. Wound down: every listed instrument as a
             settlement word at its last mark (never posted: 0) and max_age 2**40 - 1.
     @param instruments Instrument ids.
@@ -871,9 +939,10 @@ def snapshot(
     uw: DynArray[uint256[3], 32] = []
     for u: uint256 in underlyings:
         w: uint256 = self.underlying_word[u]
-        uw.append(
-            [w, (w >> N_SHIFT) & 255, self.underlying_listing[u].som_rate]
-        )
+        s: uint256 = (w >> N_SHIFT) & 255
+        if w & PERP_BIT != 0:
+            s |= self._funding_now(self.funding_word[u], w & fp.MASK96) << 128
+        uw.append([w, s, self.underlying_listing[u].som_rate])
     iw: DynArray[uint256[3], 32] = []
     max_age_: uint256 = self._max_age()
     for i: uint256 in instruments:
@@ -892,7 +961,7 @@ def snapshot(
                 n: uint256 = 0
                 for k: uint256 in range(len(underlyings), bound=fp.MAX_POSITIONS):
                     if underlyings[k] == und:
-                        n = uw[k][1]
+                        n = uw[k][1] & 255
                         break
                 if n == 0:
                     n = self.underlying_listing[und].scenarios
@@ -966,6 +1035,36 @@ def underlying_state(underlying: uint256) -> (uint256, uint256, uint256):
     """
     w: uint256 = self.underlying_word[underlying]
     return w & fp.MASK96, (w >> PSR_SHIFT) & fp.MASK64, (w >> UTS_SHIFT) & fp.MASK40
+
+
+@view
+@external
+def funding_index(underlying: uint256) -> int256:
+    """
+    @notice The perp's cumulative funding per contract now, F_now (WAD, signed; longs pay as it
+            rises): what `snapshot` reports; 0 without a perp.
+    """
+    w: uint256 = self.funding_word[underlying]
+    if w == 0:
+        return 0
+    return convert(convert(self._funding_now(w, self.underlying_word[underlying] & fp.MASK96), bytes32), int256)
+
+
+@view
+@external
+def funding_state(underlying: uint256) -> (int256, int256, uint256, uint256):
+    """
+    @notice The stored funding word of an underlying's perp: (F at the last funding post, hourly
+            rate (WAD), that post's time (the listing's before one), cap (WAD per hour)); all
+            zero without a perp.
+    """
+    w: uint256 = self.funding_word[underlying]
+    return (
+        convert(convert(w << 128, bytes32), int256) >> 128,
+        convert(convert(w << 64, bytes32), int256) >> 192,
+        (w >> FTS_SHIFT) & fp.MASK40,
+        (w >> CAP_SHIFT) * CAP_UNIT,
+    )
 
 
 @view
@@ -1051,7 +1150,7 @@ def _post_underlying(timestamp: uint256, u: UnderlyingPost):
     count: uint256 = (old >> COUNT_SHIFT) & fp.MASK40
     self.observations[u.underlying][count] = timestamp | (u.spot << OBS_SPOT_SHIFT)
     self.underlying_word[u.underlying] = (
-        u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (old & (255 << N_SHIFT))
+        u.spot | (u.psr << PSR_SHIFT) | (timestamp << UTS_SHIFT) | (old & ((255 << N_SHIFT) | PERP_BIT))
         | (unsafe_add(count, 1) << COUNT_SHIFT)
     )
 
@@ -1171,6 +1270,34 @@ def _store(iid: uint256, n: uint256, w0: uint256, w1: uint256):
     self.instrument_words[iid][0] = w0
     if n > fp.SLOT0_ENTRIES:
         self.instrument_words[iid][1] = w1
+
+
+@pure
+@internal
+def _require(ok: bool, reason: String[32]):
+    """
+    @dev `assert ok, reason` once for the admin paths' checks (smaller code than inline).
+    """
+    assert ok, reason
+
+
+@view
+@internal
+def _funding_now(w: uint256, spot: uint256) -> uint256:
+    """
+    @dev F_now = F + div_floor(rate * spot * min(now - t, FUNDING_GAP), 3600 * WAD) of a
+         funding word (docs/fixed-point.md §9), as a two's complement word. Unsafe on purpose:
+         |rate * spot * dt| < 2**56 * 2**96 * 2**15 < 2**170 and FUNDING_BIAS makes it positive,
+         so (x + bias) // d - 2**170 is the floor; F grows by at most 4 % of spot per hour.
+    """
+    dt: uint256 = min(unsafe_sub(block.timestamp, (w >> FTS_SHIFT) & fp.MASK40), FUNDING_GAP)
+    rate: uint256 = unsafe_sub(((w >> RATE_SHIFT) & fp.MASK64) ^ 2**63, 2**63)
+    return unsafe_add(
+        unsafe_sub((w & (2**128 - 1)) ^ 2**127, 2**127),
+        unsafe_sub(
+            unsafe_div(unsafe_add(unsafe_mul(rate, unsafe_mul(spot, dt)), FUNDING_BIAS), 3600 * fp.WAD), 2**170
+        ),
+    )
 
 
 @pure

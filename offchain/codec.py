@@ -112,8 +112,8 @@ def pack_post(
     e, words)`` items (``words`` from ``pack_entries``; none for a future).
 
     An option becomes ``[header, w0, w1, w2]`` (missing words zero, the header counting the
-    words given: the oracle requires ``n_slots(S)`` of them); a future without exponent or
-    words is its header alone. Anything else (a future with an array) goes to ``options``,
+    words given: the oracle requires ``n_slots(S)`` of them); a future or perp without exponent
+    or words is its header alone. Anything else (a future with an array) goes to ``options``,
     where the oracle rejects it.
 
     >>> pack_post([(7, 5, 0, []), (8, 1, 2, [0xFFFF0001])]) == (
@@ -124,7 +124,7 @@ def pack_post(
     futures: list[int] = []
     for instrument, mark, e, words in items:
         words = [int(w) for w in words]
-        if id_fields(instrument)[1] == KIND_FUTURE and e == 0 and not words:
+        if id_fields(instrument)[1] in (KIND_FUTURE, KIND_PERP) and e == 0 and not words:
             futures.append(post_header(instrument, mark))
             continue
         if len(words) > 3:

@@ -68,11 +68,12 @@ class Kind(enum.IntEnum):
     FUTURE = 0
     CALL = 1
     PUT = 2
-    PERP = 3  # a perpetual: no expiry, margined like a future at the spot end of the curve
+    # a perpetual: no expiry, an array like a future's at the spot end of the curve
+    PERP = 3
 
     @property
     def is_option(self) -> bool:
-        return self in (Kind.CALL, Kind.PUT)
+        return self is Kind.CALL or self is Kind.PUT
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from offchain.codec import (
     EXPONENT_LISTED,
     EXPONENT_SETTLED,
     KIND_CALL,
+    KIND_FUTURE,
+    KIND_PERP,
     KIND_PUT,
     WORDS_SHIFT,
     id_fields,
@@ -154,7 +156,9 @@ class System:
         underlying's grid, tilts, basis and roll as the oracle holds them (fixed-point.md §3)."""
         u = (iid >> 40) & 0xFFFF
         p = self.oracle.underlying_params(u)
-        h = curve_shift_wad((iid >> 56) % 2**40, ts, p.basis, p.roll, psr)
+        # a perp (kind 3) sits at the spot end of the curve: no expiry, h = 0
+        expiry = 0 if (iid >> 32) & 0xFF == KIND_PERP else (iid >> 56) % 2**40
+        h = curve_shift_wad(expiry, ts, p.basis, p.roll, psr)
         return futures_risk_array_wad(mark, self.grids[u], psr, self.tilts.get(u), h)
 
     def set_curve(self, u, basis, roll):
@@ -225,7 +229,7 @@ class System:
                 moves.append((spot, old, dev, now - ts))
         for iid, mark, _e, words in instruments:
             word = self.oracle.instrument_word(iid, 0)
-            if words or (iid >> 32) & 0xFF != 0 or word == 0:
+            if words or (iid >> 32) & 0xFF not in (KIND_FUTURE, KIND_PERP) or word == 0:
                 continue
             if (word >> 152) & 0xFF not in (EXPONENT_LISTED, EXPONENT_SETTLED):
                 u = (iid >> 40) & 0xFFFF

@@ -405,7 +405,7 @@ def test_admin_listing_guards(system, admin, outsider):
     with ape.reverts("oracle: unknown underlying"):
         o.list_instrument(10, KIND_FUTURE, 0, expiry, WAD, sender=admin)
     with ape.reverts("oracle: bad kind"):
-        o.list_instrument(9, 3, 0, expiry, WAD, sender=admin)
+        o.list_instrument(9, 4, 0, expiry, WAD, sender=admin)  # kind 3 is a perp
     with ape.reverts("oracle: bad strike"):
         o.list_instrument(9, KIND_FUTURE, 1, expiry, WAD, sender=admin)
     with ape.reverts("oracle: bad strike"):

@@ -115,7 +115,7 @@ def _scan(
          worst scenario, its loss, pad, short-option minimum, risk; and whether any unsettled
          non-zero position is on `u`. The spot legs of collateral linked to `u` count only then.
     """
-    n_s: uint256 = uword[1]
+    n_s: uint256 = uword[1] & 255
     acc: int256[fp.MAX_SCENARIOS] = empty(int256[fp.MAX_SCENARIOS])
     pad_sum: int256 = 0
     short_options: int256 = 0

@@ -21,6 +21,7 @@ from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 from offchain.data import InputError
 from offchain.errors import did_you_mean
 from offchain.fixed_point import WAD, to_wad
+from offchain.funding import CAP_UNIT, MAX_FUNDING_CAP
 from offchain.jsonfields import Fields, read_json
 from offchain.margin import Kind
 from offchain.oracle_bounds import strike_code
@@ -83,6 +84,7 @@ class InstrumentSpec:
     contract_size: int = WAD
     open_interest_cap: int = 10**6 * WAD
     position_limit: int = 10**5 * WAD
+    # a perp's hourly funding-rate cap (WAD per hour; listed as its `strike`); 0 otherwise
     funding_cap: int = 0
 
 
@@ -140,8 +142,6 @@ MAX_OPEN_INTEREST_WAD = 10**33
 MAX_POSITION_WAD = 10**30
 MAX_DEPOSIT_CAP_WAD = 2**128
 MAX_EXPIRY = 2**40 - 1
-MAX_FUNDING_CAP = 4 * 10**16  # WAD per hour (RiskOracle: 4% per hour)
-FUNDING_CAP_UNIT = 10**12  # the oracle stores a perp's cap in units of 10**-6 per hour
 MAX_TOKENS = 8  # the settlement token and the collateral
 EXPIRY_HOUR = 8  # a date alone means 08:00 UTC, the usual crypto expiry time
 
@@ -272,7 +272,7 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
             need(i.strike == 0 and i.expiry == 0, at, "a perp has no strike and no expiry")
             need(i.contract_size == WAD, at, "a perp's contract_size is 1: remove it")
             need(
-                0 < i.funding_cap <= MAX_FUNDING_CAP and i.funding_cap % FUNDING_CAP_UNIT == 0,
+                0 < i.funding_cap <= MAX_FUNDING_CAP and i.funding_cap % CAP_UNIT == 0,
                 at,
                 "funding_cap must be in (0, 0.04] per hour, a multiple of 0.000001, got "
                 f"{_wad_text(i.funding_cap)}",

@@ -132,8 +132,8 @@ class Console:
                     underlying=names.get(m.underlying, str(m.underlying)),
                     kind=m.kind.name.lower(),
                     strike=usd(m.strike) if m.kind.is_option else None,
-                    # a perp never expires: its id's PERP_EXPIRY is not a date
-                    expiry=None if m.kind is Kind.PERP else datetime.fromtimestamp(m.expiry, UTC),
+                    # a perp never expires (its id's expiry is not a date)
+                    expiry=datetime.fromtimestamp(m.expiry, UTC) if m.expires else None,
                 )
             self._instruments = out
         return self._instruments
@@ -165,8 +165,8 @@ class Console:
     def instruments(
         self, underlying: str | None = None, kind: str | None = None
     ) -> tuple[Instrument, ...]:
-        """Listed instruments, optionally of one underlying and kind (future, call, put, perp),
-        by expiry then name (perps, which never expire, last)."""
+        """Listed instruments, optionally of one underlying and kind (future, call, put), by
+        expiry then name."""
         names = sorted(self.client.deployment.underlyings)
         if underlying is not None and underlying not in names:
             raise InputError(f"unknown underlying {underlying!r}: one of {', '.join(names)}")
@@ -293,8 +293,7 @@ class Console:
         )
 
     def _trade_preview(self, address: str, ins: Instrument, q: int, p: int) -> TradePreview:
-        head = self.client.chain_manager.blocks.head.timestamp
-        if ins.expiry is not None and ins.expiry.timestamp() <= head:
+        if ins.expiry and ins.expiry.timestamp() <= self.client.chain_manager.blocks.head.timestamp:
             raise InputError(f"{ins.name} has expired: pick a live one from instruments()")
         eq, im, mm, _, code = self.client.views.trade_preview(address, ins.id, q, p)
         return TradePreview(

@@ -54,17 +54,22 @@ class InstrumentMeta:
     expiry: int
     contract_size: int = WAD
 
+    @property
+    def expires(self) -> bool:
+        """False for a perp: its expiry field is PERP_EXPIRY, never a date."""
+        return self.kind is not Kind.PERP
+
     def name(self, underlying_names: Mapping[int, str]) -> str:
-        """``BTC-20200327-C-9000``, ``ETH-20200327-F``, ``BTC-PERP``: stable across restarts and
-        keepers.
+        """``BTC-20200327-C-9000``, ``ETH-20200327-F``: stable across restarts and keepers.
 
         The day alone names the usual 08:00 UTC expiry; any other time is spelled out to the
-        second (``BTC-20200327T093001-F``), so two listings never share a name."""
-        und = underlying_names.get(self.underlying, str(self.underlying))
-        if self.kind is Kind.PERP:  # no expiry (PERP_EXPIRY is not a date)
-            return f"{und}-PERP"
+        second (``BTC-20200327T093001-F``), so two listings never share a name. A perp (one per
+        underlying, never expiring) is ``BTC-PERP``."""
+        if self.kind is Kind.PERP:
+            return f"{underlying_names.get(self.underlying, str(self.underlying))}-PERP"
         when = datetime.fromtimestamp(self.expiry, UTC)
         day = when.strftime("%Y%m%d" if when.strftime("%H%M%S") == "080000" else "%Y%m%dT%H%M%S")
+        und = underlying_names.get(self.underlying, str(self.underlying))
         if self.kind is Kind.FUTURE:
             return f"{und}-{day}-F"
         strike = Decimal(self.strike) / WAD

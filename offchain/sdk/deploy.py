@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 
 from eth_abi import decode
 
-from offchain.codec import PERP_EXPIRY
 from offchain.errors import UserError
 from offchain.fixed_point import WAD
+from offchain.funding import CAP_UNIT, MAX_FUNDING_CAP
 from offchain.margin import Kind
 from offchain.sdk.client import Client, Deployment, EscapeHatch
 from offchain.sdk.config import CollateralSpec, InstrumentSpec, SystemConfig, check_bounds
@@ -140,9 +140,18 @@ def grant_roles(
 def instrument_name(config: SystemConfig, spec: InstrumentSpec, time_offset: int = 0) -> str:
     """The name ``list_config`` records ``spec`` under in ``Deployment.instruments``."""
     uid = config.underlying(spec.underlying).id
-    expiry = PERP_EXPIRY if spec.kind is Kind.PERP else spec.expiry + time_offset
-    meta = InstrumentMeta(0, uid, spec.kind, spec.strike, expiry, spec.contract_size)
+    meta = InstrumentMeta(0, uid, spec.kind, spec.strike, _expiry(spec, time_offset))
     return meta.name({uid: spec.underlying})
+
+
+def _expiry(spec: InstrumentSpec, time_offset: int) -> int:
+    """The ``expiry`` argument of ``list_instrument``: 0 for a perp (it never expires)."""
+    return 0 if spec.kind is Kind.PERP else spec.expiry + time_offset
+
+
+def _strike(spec: InstrumentSpec) -> int:
+    """The ``strike`` argument of ``list_instrument``: a perp's is its funding-rate cap."""
+    return spec.funding_cap if spec.kind is Kind.PERP else spec.strike
 
 
 def list_config(
@@ -205,19 +214,12 @@ def list_config(
             say(f"collateral {spec.symbol} moves with {spec.priced_by} in the scan")
     for spec in config.instruments:
         uid = config.underlying(spec.underlying).id
-        perp = spec.kind is Kind.PERP
-        # a perp is listed with expiry 0 and its hourly funding cap in the strike argument
-        expiry = 0 if perp else spec.expiry + time_offset
+        expiry = _expiry(spec, time_offset)
         name = instrument_name(config, spec, time_offset)
         iid = deployment.instruments.get(name)
         if iid is None or oracle.instrument_word(iid, 0) == 0:  # not listed
             tx = oracle.list_instrument(
-                uid,
-                int(spec.kind),
-                spec.funding_cap if perp else spec.strike,
-                expiry,
-                spec.contract_size,
-                sender=admin,
+                uid, int(spec.kind), _strike(spec), expiry, spec.contract_size, sender=admin
             )
             iid = int(tx.events.filter(oracle.InstrumentListed)[0].instrument)
             deployment.instruments[name] = iid
@@ -352,7 +354,13 @@ def preflight(
     listed = existing.instruments if reuse and existing else {}
     for spec in config.instruments:
         name = instrument_name(config, spec, time_offset)
-        if name not in listed and spec.kind is not Kind.PERP and spec.expiry + time_offset <= now:
+        if spec.kind is Kind.PERP:
+            if not 0 < spec.funding_cap <= MAX_FUNDING_CAP or spec.funding_cap % CAP_UNIT:
+                raise UserError(
+                    f"instrument {name}: funding_cap {spec.funding_cap} must be a multiple of "
+                    f"10**12 in (0, {MAX_FUNDING_CAP}] (WAD per hour); give one in range"
+                )
+        elif name not in listed and spec.expiry + time_offset <= now:
             raise UserError(
                 f"instrument {name}: expiry {_iso(spec.expiry)} is not after the chain's time "
                 f"({_iso(now - time_offset)}); give a later 'expiry'"

@@ -217,15 +217,15 @@ class _Readable:
 
 @dataclass(frozen=True, repr=False)
 class Instrument(_Readable):
-    """A listed instrument: its name (``BTC-20270326-F``, ``BTC-PERP``), id, underlying, kind,
-    strike (USD, for options) and expiry (None for a perp: it never expires)."""
+    """A listed instrument: its name (``BTC-20270326-F``), id, underlying, kind, strike (USD, for
+    options) and expiry."""
 
     name: str
     id: int
     underlying: str
     kind: str
     strike: Decimal | None
-    expiry: datetime | None
+    expiry: datetime | None  # None: a perp (never expires)
 
     def __str__(self) -> str:
         what = self.kind if self.strike is None else f"{self.kind} {_money(self.strike)}"
