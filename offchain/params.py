@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from offchain import funding
 from offchain.data import InputError
 from offchain.jsonfields import Fields, read_json
 
@@ -49,10 +50,10 @@ _RANGES: dict[str, tuple[Decimal, Decimal]] = {
     "roll": (Decimal(0), Decimal(14 * 86_400)),
     "im_factor": (Decimal(1), Decimal(3)),
 }
-# RiskOracle.list_instrument takes a perp's hourly cap in (0, 4%] as a multiple of 10**-6
-# (10**12 WAD); interest and dampener are per 8 hours; the reserve at most the 8 hours the
-# oracle lets funding accrue without a post (FUNDING_GAP).
-MAX_FUNDING_CAP = Decimal("0.04")
+# RiskOracle.list_instrument takes a perp's hourly cap in (0, MAX_FUNDING_CAP] as a multiple of
+# 10**-6 (10**12 WAD); interest and dampener are per 8 hours; the reserve at most the 8 hours
+# the oracle lets funding accrue without a post (FUNDING_GAP).
+MAX_FUNDING_CAP = Decimal(funding.MAX_FUNDING_CAP) / 10**18
 FUNDING_CAP_STEP = Decimal("0.000001")
 _FUNDING_RANGES: dict[str, tuple[Decimal, Decimal]] = {
     "cap_per_hour": (FUNDING_CAP_STEP, MAX_FUNDING_CAP),

@@ -389,13 +389,13 @@ def test_a_perp_needs_no_expiry_and_takes_its_funding_cap_from_the_parameters():
     cfg = parse_config(edited(lambda c: with_perps(c, {"underlying": "ETH", "kind": "perp"})))
     perps = [i for i in cfg.instruments if i.kind is Kind.PERP]
     cap = to_wad(margin_params().funding.cap_per_hour)
-    assert cap == 4 * 10**16
+    assert cap == 3 * 10**16
     assert [(p.underlying, p.expiry, p.strike, p.contract_size, p.funding_cap) for p in perps] == [
         ("BTC", 0, 0, WAD, cap),
         ("ETH", 0, 0, WAD, cap),
     ]
     # the same number given explicitly is accepted
-    explicit = {"underlying": "ETH", "kind": "perp", "funding_cap": 0.04, "position_limit": 500}
+    explicit = {"underlying": "ETH", "kind": "perp", "funding_cap": 0.03, "position_limit": 500}
     spec = parse_config(edited(lambda c: with_perps(c, explicit))).instruments[-1]
     assert (spec.funding_cap, spec.position_limit) == (cap, 500 * WAD)
     # named without a date: PERP_EXPIRY is not one
@@ -423,10 +423,10 @@ def test_a_perp_needs_no_expiry_and_takes_its_funding_cap_from_the_parameters():
         ),
         (
             {"underlying": "ETH", "kind": "perp", "funding_cap": 0.01},
-            ("instruments[7].funding_cap", "differs from params/margin.json's", "0.04"),
+            ("instruments[7].funding_cap", "differs from params/margin.json's", "0.03"),
         ),
         (
-            {"underlying": "ETH", "kind": "future", "expiry": "2027-12-31", "funding_cap": 0.04},
+            {"underlying": "ETH", "kind": "future", "expiry": "2027-12-31", "funding_cap": 0.03},
             ("instruments[7].funding_cap", "only a perp has a funding_cap"),
         ),
         (
@@ -443,7 +443,7 @@ def test_a_perp_built_in_code_is_bounded_like_the_oracle():
     cfg = parse_config(edited(with_perps))
     perp = cfg.instruments[-1]
     for bad, part in (
-        (replace(perp, funding_cap=5 * 10**16), "funding_cap must be in (0, 0.04] per hour"),
+        (replace(perp, funding_cap=5 * 10**16), "funding_cap must be in (0, "),
         (replace(perp, funding_cap=10**12 + 1), "a multiple of 0.000001"),
         (replace(perp, expiry=1), "a perp has no strike and no expiry"),
         (replace(perp, contract_size=2 * WAD), "a perp's contract_size is 1"),

@@ -13,7 +13,7 @@ from offchain.params import margin_params
 
 INTEREST = 10**14  # 0.01% per 8 hours
 DAMP = 5 * 10**14  # 0.05%
-CAP = 4 * 10**16  # 4% per hour
+CAP = 3 * 10**16  # 3% per hour
 
 
 def rate(mark: float | int, index: float | int, cap: int = CAP) -> int:
@@ -48,7 +48,7 @@ def test_a_premium_within_the_dampener_of_the_interest_pays_the_interest():
 
 
 def test_the_rate_is_capped_on_both_sides():
-    assert rate(20_000, 10_000) == CAP  # premium 100%: (1 - 0.0005) / 8 = 12.49% > 4%
+    assert rate(20_000, 10_000) == CAP  # premium 100%: (1 - 0.0005) / 8 = 12.49% > 3%
     assert rate(5_000, 10_000) == -CAP
     small = 10**15  # 0.1% per hour
     assert rate(10_100, 10_000, cap=small) == small

@@ -73,7 +73,7 @@ def test_the_keeper_posts_the_rate_and_the_oracle_accrues_it(perp_system, chain,
     report = runner.round(Tick(t0, {"BTC": 60_000.0}, {"BTC": 0.6}))
     assert report.funding == {"BTC": expected}
     f0, rate, t_post, cap = c.oracle.funding_state(BTC)
-    assert (rate, cap) == (expected, 4 * 10**16)
+    assert (rate, cap) == (expected, margin_params().funding.wad("cap_per_hour"))
     # two hours on, before any other post: F_now = F + rate x spot x 2 h (floor)
     chain.mine(timestamp=t_post + 2 * HOUR)
     spot = 60_000 * WAD

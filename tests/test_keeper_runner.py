@@ -556,7 +556,7 @@ def test_a_failing_feed_skips_the_round_and_the_next_good_tick_proceeds(
 
 # --------------------------------------------------------------------------- perps and funding
 
-PERP_CAP = 4 * 10**16
+PERP_CAP = 3 * 10**16
 
 
 def perp_meta(serial: int, und: int, cap: int = PERP_CAP) -> InstrumentMeta:

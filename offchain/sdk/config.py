@@ -274,8 +274,8 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
             need(
                 0 < i.funding_cap <= MAX_FUNDING_CAP and i.funding_cap % CAP_UNIT == 0,
                 at,
-                "funding_cap must be in (0, 0.04] per hour, a multiple of 0.000001, got "
-                f"{_wad_text(i.funding_cap)}",
+                f"funding_cap must be in (0, {_wad_text(MAX_FUNDING_CAP)}] per hour, a multiple "
+                f"of 0.000001, got {_wad_text(i.funding_cap)}",
             )
         else:
             need(i.funding_cap == 0, at, "only a perp has a funding_cap: remove it")
