@@ -525,7 +525,7 @@ class KeeperRunner:
             if self._send_and_wait(key, self.chain.oracle.address, data, report):
                 report.settlement_prices.append(self.names[meta.id])
                 newly.add(meta.id)
-        holdings = {addr: positions for addr, (_, positions, _) in self.raw.items()}
+        holdings = {addr: raw[1] for addr, raw in self.raw.items()}  # (cash, positions, ...)
         settled = set(market.settled) | newly
         for addr, iid in settlements_due(holdings, settled, self.cfg.settle_batch):
             key = f"settle:{iid}:{addr}"
