@@ -125,8 +125,10 @@ def count_exceedances(loss: np.ndarray, margin: np.ndarray) -> np.ndarray:
 class Leg:
     """One leg of a standard portfolio: kind, strike as a multiple of the forward, expiry, size.
 
-    ``kind`` is ``Kind.FUTURE``, ``Kind.CALL`` or ``Kind.PUT``; ``moneyness`` is ``K / F`` on the
-    day the portfolio is formed (ignored for futures); ``qty`` is signed (long > 0).
+    ``kind`` is ``Kind.FUTURE``, ``Kind.CALL``, ``Kind.PUT`` or ``Kind.PERP``; ``moneyness`` is
+    ``K / F`` on the day the portfolio is formed (ignored for futures and perps); ``qty`` is
+    signed (long > 0). A perp is booked as a future at the spot end of the curve (expiry 0, as
+    the chain margins it) with no funding: the data has no perp market, so none is charged.
     """
 
     kind: Kind
@@ -137,19 +139,21 @@ class Leg:
 
 @dataclass(frozen=True)
 class Strategy:
-    """A named standard portfolio. With ``delta_hedge`` a future is added whose size cancels the
-    Black-76 delta of the option legs on the day the portfolio is formed."""
+    """A named standard portfolio. With ``delta_hedge`` a future (of the first leg's expiry) or,
+    with ``hedge`` ``Kind.PERP``, a perp is added whose size cancels the Black-76 delta of the
+    option legs on the day the portfolio is formed."""
 
     name: str
     legs: tuple[Leg, ...]
     delta_hedge: bool = False
+    hedge: Kind = Kind.FUTURE
 
     @property
     def n_legs(self) -> int:
         return len(self.legs) + int(self.delta_hedge)
 
 
-_F, _C, _P = Kind.FUTURE, Kind.CALL, Kind.PUT
+_F, _C, _P, _PERP = Kind.FUTURE, Kind.CALL, Kind.PUT, Kind.PERP
 _DAY = 86_400  # seconds
 
 STRATEGIES: tuple[Strategy, ...] = (
@@ -173,13 +177,18 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy("delta-hedged short call", (Leg(_C, 1.0, 30, -1.0),), delta_hedge=True),
     Strategy("collateral-backed short put", (Leg(_F, 1.0, 0, 1.0), Leg(_P, 1.0, 30, -1.0))),
     Strategy("covered call on collateral", (Leg(_F, 1.0, 0, 1.0), Leg(_C, 1.1, 30, -1.0))),
+    Strategy("long perp", (Leg(_PERP, 1.0, 0, 1.0),)),
+    Strategy("short perp", (Leg(_PERP, 1.0, 0, -1.0),)),
+    Strategy("perp-hedged short call", (Leg(_C, 1.0, 30, -1.0),), delta_hedge=True, hedge=_PERP),
 )
 """The suite of the backtest and the capital-efficiency table: one unit per leg, 30-day options
 (60 days for the calendar's long leg), strikes relative to the forward on the day of formation.
 The last two hold one unit of the underlying's collateral token (WETH under ETH options, WBTC
 under BTC options) as a spot leg: a future of expiry 0, which moves like the underlying's spot
 in every scenario (how the scan counts collateral priced by an underlying); its haircut, a
-liquidity charge on equity, is not counted as margin here, so the test is the stricter one."""
+liquidity charge on equity, is not counted as margin here, so the test is the stricter one. The
+perps are futures at the spot end of the curve (expiry 0) paying no funding: the data has
+spot closes only, no perp market and so no premium to fund (docs/backtest-results.md)."""
 
 
 @dataclass(frozen=True)
@@ -219,10 +228,15 @@ def build_book(
         cols["expiry"].append(np.full(n_days, tenor * _DAY))
         cols["qty"].append(qty)
 
+    nan = np.full(n_days, np.nan)
     for k, strat in enumerate(strategies):
         delta = np.zeros(n_days)
         for leg in strat.legs:
-            strike = forward * leg.moneyness if leg.kind != Kind.FUTURE else np.full(n_days, np.nan)
+            if leg.kind == Kind.PERP:  # a future at the spot end, no funding (see Leg)
+                add(k, Kind.FUTURE, nan, 0, np.full(n_days, leg.qty))
+                delta += leg.qty
+                continue
+            strike = forward * leg.moneyness if leg.kind != Kind.FUTURE else nan
             add(k, leg.kind, strike, leg.tenor_days, np.full(n_days, leg.qty))
             if leg.kind == Kind.FUTURE:
                 delta += leg.qty
@@ -230,7 +244,8 @@ def build_book(
                 t = leg.tenor_days / 365.0
                 delta += leg.qty * black76_delta(forward, strike, t, iv, 0.0, leg.kind == Kind.CALL)
         if strat.delta_hedge:
-            add(k, Kind.FUTURE, np.full(n_days, np.nan), strat.legs[0].tenor_days, -delta)
+            tenor = 0 if strat.hedge == Kind.PERP else strat.legs[0].tenor_days
+            add(k, Kind.FUTURE, nan, tenor, -delta)
     flat = {k: np.concatenate(v) for k, v in cols.items()}
     order = np.lexsort((flat["strategy"], flat["day"]))  # group rows by day, then strategy
     return Book(**{k: v[order] for k, v in flat.items()})

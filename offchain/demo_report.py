@@ -24,6 +24,7 @@ __all__ = [
     "DemoRun",
     "RoundSnapshot",
     "closing_lines",
+    "funding_flows",
     "report_markdown",
     "summary",
     "write_report",
@@ -46,6 +47,12 @@ class RoundSnapshot:
     settled: int  # accounts settled
     insurance_fund: int
     seconds: float
+    # perps: each underlying's funding index F after the round (WAD per contract, the oracle's
+    # funding_index), the hourly rate posted in the round (WAD) and each account's perp
+    # positions after it (label -> underlying -> signed size, WAD)
+    funding_index: Mapping[str, int] = field(default_factory=dict)
+    funding_rates: Mapping[str, int] = field(default_factory=dict)
+    perps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class DemoRun:
     total_seconds: float = 0.0
     history: list[RoundSnapshot] = field(default_factory=list)
     solvency: Solvency | None = None
+    perp_premium: float = 0.0  # the premium the keeper marked the perps at (keeper/funding.py)
 
     @property
     def rounds(self) -> int:
@@ -86,6 +94,27 @@ class DemoRun:
         return [self.labels.get(a, a) for a in addresses]
 
 
+def funding_flows(history: list[RoundSnapshot]) -> dict[str, int]:
+    """Funding each account paid (> 0) or received (< 0) over the run, WAD**2 (exact): the sum
+    over consecutive rounds of its perp position after the first times the change of the
+    funding index, ``q x dF`` (longs pay when F rises). Across all holders it sums to zero to
+    the unit whenever every long has its short (each trade has both sides)."""
+    out: dict[str, int] = {}
+    for h0, h1 in zip(history, history[1:], strict=False):
+        for label, positions in h0.perps.items():
+            for und, q in positions.items():
+                d_f = h1.funding_index.get(und, 0) - h0.funding_index.get(und, 0)
+                out[label] = out.get(label, 0) + q * d_f
+    return out
+
+
+def _funding_totals(run: DemoRun) -> tuple[dict[str, int], int, int]:
+    flows = funding_flows(run.history)
+    paid = sum(v for v in flows.values() if v > 0)
+    received = -sum(v for v in flows.values() if v < 0)
+    return flows, paid, received
+
+
 def closing_lines(run: DemoRun) -> list[str]:
     """The end of the story: counts, bad debt and the solvency verdict."""
     s = _solvency(run)
@@ -94,6 +123,15 @@ def closing_lines(run: DemoRun) -> list[str]:
         cash = f"the vault keeps {s.dust} wei of rounding"
     else:
         cash = f"the vault owes {-s.dust} wei more than it holds"
+    _, paid, received = _funding_totals(run)
+    funding = (
+        [
+            f"funding: {_usd(paid // WAD)} USD paid, {_usd(received // WAD)} USD received "
+            f"({'balanced' if paid == received else 'NOT balanced'})"
+        ]
+        if any(h.perps for h in run.history)
+        else []
+    )
     return [
         f"{run.rounds} keeper rounds: {run.posts:,} items posted in {run.batches} transactions, "
         f"{run.transactions} keeper transactions in all, {run.gas:,} gas",
@@ -103,6 +141,7 @@ def closing_lines(run: DemoRun) -> list[str]:
         f"bad debt {_usd(s.bad_debt)} USD (insurance fund {_usd(s.fund_payouts)}, socialised "
         f"{_usd(s.socialised)}, uncovered {_usd(s.uncovered_bad_debt)}); insurance fund at the "
         f"end {_usd(s.insurance_fund)} USD",
+        *funding,
         f"{verdict}: {cash}, "
         f"{len(s.unbalanced_assets)} unbalanced collateral assets, "
         f"{len(s.below_mm)} accounts below MM; {run.total_seconds:.0f} s",
@@ -124,6 +163,7 @@ def write_report(out: Path, run: DemoRun) -> Path:
 def summary(run: DemoRun) -> dict[str, Any]:
     """The machine-readable numbers (WAD amounts as strings: JSON numbers lose precision)."""
     s = _solvency(run)
+    flows, paid, received = _funding_totals(run)
     return {
         "mode": "short" if run.short else "full",
         "rounds": run.rounds,
@@ -154,6 +194,13 @@ def summary(run: DemoRun) -> dict[str, Any]:
             "socialised_wad": str(s.socialised),
             "uncovered_wad": str(s.uncovered_bad_debt),
             "insurance_fund_wad": str(s.insurance_fund),
+        },
+        "funding": {
+            "perp_premium": run.perp_premium,
+            "paid_wad": str(paid // WAD),
+            "received_wad": str(received // WAD),
+            "balanced": paid == received,
+            "by_account_wad": {k: str(v // WAD) for k, v in sorted(flows.items()) if v},
         },
     }
 
@@ -217,6 +264,7 @@ def report_markdown(run: DemoRun) -> str:
     for name, (eq, im, mm) in sorted(run.history[-1].accounts.items()):
         usd = " | ".join(f"{v / WAD:,.0f}" for v in (eq, im, mm))
         lines.append(f"| {name} | {run.styles.get(name, '')} | {usd} |")
+    lines += _funding_section(run)
     lines += [
         "",
         "## Rounds",
@@ -231,6 +279,50 @@ def report_markdown(run: DemoRun) -> str:
             f"{h.settled} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _funding_section(run: DemoRun) -> list[str]:
+    """Funding paid and received per holder of a perp, the totals and the rates posted."""
+    if not any(h.perps for h in run.history):
+        return []
+    flows, paid, received = _funding_totals(run)
+    rates: dict[str, list[int]] = {}
+    for h in run.history:
+        for und, r in h.funding_rates.items():
+            rates.setdefault(und, []).append(r)
+    lines = [
+        "",
+        "## Funding",
+        "",
+        "The perps are marked at spot x (1 + premium) with a premium of "
+        f"{run.perp_premium:.2%} (the data has no perp market: a stated model); the keeper "
+        "posts the hourly rate p + clamp(0.01% - p, -0.05%, 0.05%) per 8 hours, / 8, capped, "
+        "and the oracle accrues it into each perp's funding index F. An account's funding is "
+        "the sum over rounds of its perp position times the change of F (positive: paid).",
+        "",
+    ]
+    for und, rs in sorted(rates.items()):
+        lines.append(
+            f"- {und}: {len(rs)} rates posted, from {min(rs) / WAD:.6%} to {max(rs) / WAD:.6%} "
+            "per hour"
+        )
+    lines += [
+        "",
+        "| account | strategy or role | paid (USD) | received (USD) |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for name, v in sorted(flows.items()):
+        if v == 0:
+            continue
+        cells = (_usd(v // WAD), "") if v > 0 else ("", _usd(-v // WAD))
+        lines.append(f"| {name} | {run.styles.get(name, '')} | {cells[0]} | {cells[1]} |")
+    lines += [
+        f"| **all holders** | | {_usd(paid // WAD)} | {_usd(received // WAD)} |",
+        "",
+        f"Paid {'equals' if paid == received else '**does not equal**'} received: difference "
+        f"{(paid - received) // WAD} wei.",
+    ]
+    return lines
 
 
 # ------------------------------------------------------------------------------ charts

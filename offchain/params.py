@@ -17,12 +17,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from offchain import funding
 from offchain.data import InputError
 from offchain.jsonfields import Fields, read_json
 
 __all__ = [
     "PARAMS_FILE",
     "UNDERLYING_PARAMS",
+    "FundingParams",
     "MarginParams",
     "load_params",
     "margin_params",
@@ -34,7 +36,8 @@ PARAMS_FILE = Path(__file__).resolve().parents[1] / "params" / "margin.json"
 #: Per-underlying keys of the deploy config that the parameter set fills.
 UNDERLYING_PARAMS = ("som_rate", "psr_min", "psr_max", "basis", "roll")
 VOL_KEYS = ("a", "b", "p", "p_long", "floor_vol", "ref_days", "min_days")
-TOP_KEYS = (*UNDERLYING_PARAMS, "im_factor", "vol_rule")
+FUNDING_KEYS = ("cap_per_hour", "interest", "dampener", "im_reserve_hours")
+TOP_KEYS = (*UNDERLYING_PARAMS, "im_factor", "vol_rule", "funding")
 ENTRY_KEYS = ("value", "source")
 
 # The bounds the contracts and the models accept (RiskOracle; the basis/roll bounds on-chain:
@@ -47,6 +50,33 @@ _RANGES: dict[str, tuple[Decimal, Decimal]] = {
     "roll": (Decimal(0), Decimal(14 * 86_400)),
     "im_factor": (Decimal(1), Decimal(3)),
 }
+# RiskOracle.list_instrument takes a perp's hourly cap in (0, MAX_FUNDING_CAP] as a multiple of
+# 10**-6 (10**12 WAD); interest and dampener are per 8 hours; the reserve at most the 8 hours
+# the oracle lets funding accrue without a post (FUNDING_GAP).
+MAX_FUNDING_CAP = Decimal(funding.MAX_FUNDING_CAP) / 10**18
+FUNDING_CAP_STEP = Decimal("0.000001")
+_FUNDING_RANGES: dict[str, tuple[Decimal, Decimal]] = {
+    "cap_per_hour": (FUNDING_CAP_STEP, MAX_FUNDING_CAP),
+    "interest": (Decimal("-0.01"), Decimal("0.01")),
+    "dampener": (Decimal(0), Decimal("0.01")),
+    "im_reserve_hours": (Decimal(0), Decimal(8)),
+}
+
+
+@dataclass(frozen=True)
+class FundingParams:
+    """Perpetual funding (docs/parameters.md, "Funding"): the hourly cap, the interest and the
+    dampener per 8 hours (``offchain.funding_rate``), and the hours of funding at the current
+    rate that initial margin reserves. Fractions; ``wad`` gives the integers the chain takes."""
+
+    cap_per_hour: Decimal
+    interest: Decimal
+    dampener: Decimal
+    im_reserve_hours: int
+
+    def wad(self, key: str) -> int:
+        """``cap_per_hour``, ``interest`` or ``dampener`` as WAD (exact)."""
+        return int(getattr(self, key) * 10**18)
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,7 @@ class MarginParams:
     roll: int
     im_factor: Decimal
     vol_rule: dict[str, float]
+    funding: FundingParams
     sources: dict[str, str]
 
     def value(self, key: str) -> Decimal:
@@ -100,6 +131,24 @@ def parse_params(data: Any, source: str | Path = "params") -> MarginParams:
         rule[key] = float(value)
     if rule["ref_days"] <= 0 or rule["min_days"] <= 0:
         raise vol.fail("ref_days", "ref_days and min_days must be > 0")
+    fund = Fields(path, "funding", top.raw("funding"), FUNDING_KEYS)
+    funding: dict[str, Decimal] = {}
+    for key in FUNDING_KEYS:
+        funding[key], sources[f"funding.{key}"] = _entry(path, f"funding.{key}", fund.raw(key))
+        lo, hi = _FUNDING_RANGES[key]
+        if not lo <= funding[key] <= hi:
+            raise fund.fail(key, f"value must be in [{lo}, {hi}], got {funding[key]}")
+    if funding["cap_per_hour"] % FUNDING_CAP_STEP:
+        raise fund.fail(
+            "cap_per_hour", f"value must be a multiple of 0.000001, got {funding['cap_per_hour']}"
+        )
+    for key in ("interest", "dampener"):
+        if funding[key] * 10**18 % 1:
+            raise fund.fail(key, f"value has more than 18 decimals: {funding[key]}")
+    if funding["im_reserve_hours"] % 1:
+        raise fund.fail(
+            "im_reserve_hours", f"value must be whole hours, got {funding['im_reserve_hours']}"
+        )
     return MarginParams(
         som_rate=values["som_rate"],
         psr_min=values["psr_min"],
@@ -108,6 +157,12 @@ def parse_params(data: Any, source: str | Path = "params") -> MarginParams:
         roll=int(values["roll"]),
         im_factor=values["im_factor"],
         vol_rule=rule,
+        funding=FundingParams(
+            cap_per_hour=funding["cap_per_hour"],
+            interest=funding["interest"],
+            dampener=funding["dampener"],
+            im_reserve_hours=int(funding["im_reserve_hours"]),
+        ),
         sources=sources,
     )
 

@@ -1,7 +1,7 @@
 """The demo behind ``ape run demo`` (``make demo``): the March 2020 crash through the system.
 
 Starts anvil (Ape's local foundry provider), deploys ``deploy/demo.json``, opens realistic books
-for 24 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the daily history
+for 27 traders and 4 market makers on BTC and ETH, then replays BTC and ETH from the daily history
 in ``data/`` with intraday steps, compressed in time, the keeper posting risk arrays, checking every
 account off-chain with the integer reference, liquidating and settling. A live table follows the
 replay; ``out/demo/report.md`` (with PNG charts) and a solvency check close it.
@@ -10,8 +10,8 @@ History on a later chain: every replayed timestamp (and every expiry) is moved b
 of days so that it lies after the chain's clock, and the chain's clock is moved to each tick
 before its round; dates shown are the real ones.
 
-    ape run demo                 # full: 24 traders, 2020-03-09 .. 2020-03-28, 4 steps a day
-    ape run demo --short         # CI: 10 traders, 2020-03-10 .. 2020-03-14
+    ape run demo                 # full: 27 traders, 2020-03-09 .. 2020-03-28, 4 steps a day
+    ape run demo --short         # CI: 13 traders, 2020-03-10 .. 2020-03-14
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from offchain.keeper.replay import CalibratedPsr, ShiftedSource
 from offchain.keeper.runner import open_keeper
 from offchain.keeper.sources import CsvReplaySource
 from offchain.keeper.tx import TxConfig
-from offchain.margin import AccountInt, account_margin_int
+from offchain.margin import AccountInt, Kind, account_margin_int
 from offchain.sdk import Client, InstrumentMeta, deploy_system, load_config, to_units
 from offchain.solvency import audit, read_ledger
 from scripts._common import REPO
@@ -92,6 +92,27 @@ BOOKS: tuple[Book, ...] = (
         (("BTC-20200327-F", 2), ("ETH-20200327-F", -80)),
         1.5,
         style="BTC long / ETH short pair",
+    ),
+    # ---- perps: a basis trade, a delta-hedged option book, a leveraged long
+    Book(
+        "eth_perp_basis",
+        (("ETH-PERP", -200),),
+        1.5,
+        (("WETH", 200),),
+        style="basis trade: WETH collateral, short perp (receives funding)",
+    ),
+    Book(
+        "btc_calls_perp_hedged",
+        # short 10 calls at 8,000 (delta about -5 with BTC near 8,000) hedged by 5 long perps
+        (("BTC-20200327-C-8000", -10), ("BTC-PERP", 5)),
+        1.3,
+        style="short calls delta-hedged with perps",
+    ),
+    Book(
+        "btc_perp_long_levered",
+        (("BTC-PERP", 10),),
+        1.1,
+        style="leveraged perp long",
     ),
     # ---- the full demo adds these
     Book(
@@ -176,7 +197,11 @@ BOOKS: tuple[Book, ...] = (
         style="WETH holder buying BTC puts",
     ),
 )
-SHORT_BOOKS = 10
+SHORT_BOOKS = 13
+#: The demo's perp premium model: spot history has no perp market, so the perps are marked at
+#: spot x (1 + 0.1%) (a contango premium, stated, not data): funding then runs at
+#: (0.1% - 0.05%) / 8 per hour, longs paying shorts (keeper/funding.py).
+PERP_PREMIUM = 0.001
 MAKERS = ("maker_btc_a", "maker_btc_b", "maker_eth_a", "maker_eth_b")
 MIN_EQUITY = 5_000  # USD
 MAKER_CASH = 20_000_000  # USD each: market makers are well capitalised
@@ -323,7 +348,9 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
     )
     c.deployment.save(out / "deployment.json")
     say(f"deployed {CONFIG.relative_to(REPO)}; addresses in {out / 'deployment.json'}")
-    kcfg = KeeperConfig(heartbeat=12 * 3_600, heartbeat_margin=3_600, threshold=0.002)
+    kcfg = KeeperConfig(
+        heartbeat=12 * 3_600, heartbeat_margin=3_600, threshold=0.002, perp_premium=PERP_PREMIUM
+    )
     txcfg = TxConfig(
         confirmations=1,
         poll_interval=0.01,
@@ -370,6 +397,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> DemoRun:
         styles=styles,
         labels={p.address: n for n, p in people.items()} | {keeper.address: KEEPER_LABEL},
         setup_seconds=time.monotonic() - t_start,
+        perp_premium=PERP_PREMIUM,
     )
     t_replay = time.monotonic()
     run.history.append(_snapshot(c, runner, tick, offset, report, run.labels))
@@ -418,6 +446,13 @@ def _snapshot(
         if addr in labels:
             st = market.account_margin(acct)
             states[labels[addr]] = (st.equity, st.initial_margin, st.maintenance_margin)
+    names = {v: k for k, v in c.deployment.underlyings.items()}
+    perp_of = {m.id: names[m.underlying] for m in runner.instruments if m.kind is Kind.PERP}
+    perps = {
+        labels[addr]: {perp_of[j]: q for j, q in raw[1].items() if j in perp_of and q}
+        for addr, raw in runner.raw.items()
+        if addr in labels
+    }
     return RoundSnapshot(
         date=_real_date(tick, offset),
         spots=dict(tick.spots),
@@ -429,6 +464,9 @@ def _snapshot(
         settled=len(report.settled),
         insurance_fund=c.insurance_fund(),
         seconds=report.seconds,
+        funding_index={u: c.funding_index(c.deployment.underlyings[u]) for u in perp_of.values()},
+        funding_rates=dict(report.funding),
+        perps={k: v for k, v in perps.items() if v},
     )
 
 

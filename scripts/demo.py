@@ -1,13 +1,13 @@
 """``ape run demo`` (``make demo``): the March 2020 crash replayed through the whole system.
 
-Deploys on anvil, opens 24 traders' books and 4 market makers on BTC and ETH, replays BTC and ETH
+Deploys on anvil, opens 27 traders' books and 4 market makers on BTC and ETH, replays BTC and ETH
 from the daily history in ``data/`` with the keeper posting, liquidating and settling, shows a
 live table and writes ``out/demo/report.md`` with charts and a solvency check
 (``scripts/_demo.py`` tells the story; ``offchain.demo_report`` and ``offchain.solvency`` write
 the report and audit the books).
 
     ape run demo               # full: 2020-03-09 .. 2020-03-28, 4 steps a day
-    ape run demo --short       # CI: 10 traders, 2020-03-10 .. 2020-03-14
+    ape run demo --short       # CI: 13 traders, 2020-03-10 .. 2020-03-14
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def post_market(client: Client, keeper, spots: dict[int, int] = SPOTS) -> None:
     for iid in sorted(client.deployment.instruments.values()):
         _, kind, und, _ = id_fields(iid)
         spot = spots[und]
-        if kind == 0:
+        if kind in (0, 3):  # a future or a perp: the mark only
             items.append(OptionPost.future(iid, spot))
         else:
             risk = [spot // 25 * c // WAD for c in CRYPTO_35.linear_coefficients_wad()]

@@ -326,3 +326,38 @@ def test_a_quarter_calendar_carries_the_basis_charge():
     assert quarter.charge >= 0.01 * 92_000.0
     week = next(r for r in rows if (r.near_days, r.far_days) == (7, 14))
     assert week.charge < week.losses[0]  # a 0.5% relative move of two near forwards: not covered
+
+
+# Perps: futures at the spot end of the curve, no funding in the data ----------------------------
+
+
+def test_a_perp_books_as_a_future_at_the_spot_end_with_no_funding(eth_run):
+    """A perp is a future of expiry 0 (tau 0, no curve shift, no roll ramp) and pays no funding
+    (the data has none): its loss is the spot move and it exceeds exactly when the move beats
+    the PSR, like the 30-day future, whose forward is the close too (rate 0)."""
+    book = build_book(np.array([100.0]), np.array([0.5]))
+    for name, qty in (("long perp", 1.0), ("short perp", -1.0)):
+        rows = book.strategy == NAMES.index(name)
+        assert list(book.kind[rows]) == [0] and list(book.expiry[rows]) == [0]
+        assert list(book.qty[rows]) == [qty]
+    series = load_backtest_series("ETH")
+    pos = np.searchsorted(series.dates, eth_run.dates)
+    move = series.close[pos + 1] - series.close[pos]
+    np.testing.assert_allclose(eth_run.loss[:, NAMES.index("long perp")], -move, atol=1e-9)
+    np.testing.assert_allclose(eth_run.loss[:, NAMES.index("short perp")], move, atol=1e-9)
+    for perp, fut in (("long perp", "long future"), ("short perp", "short future")):
+        np.testing.assert_array_equal(
+            eth_run.exceed[:, NAMES.index(perp)], eth_run.exceed[:, NAMES.index(fut)]
+        )
+
+
+def test_a_perp_hedge_cancels_the_calls_delta_at_the_spot_end():
+    f, iv = np.array([100.0, 2000.0]), np.array([0.5, 0.9])
+    book = build_book(f, iv)
+    rows = book.strategy == NAMES.index("perp-hedged short call")
+    for day in (0, 1):
+        legs = rows & (book.day == day)
+        hedge = legs & (book.kind == 0)
+        assert list(book.expiry[hedge]) == [0]
+        delta = black76_delta(f[day], f[day], 30 / 365, iv[day], 0.0, True)
+        assert book.qty[hedge][0] == pytest.approx(delta)

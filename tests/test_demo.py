@@ -1,5 +1,5 @@
 """``ape run demo --short`` end to end, as CI runs the README's main job: its own anvil, deploy,
-14 accounts' books, the 10-14 March 2020 crash replayed with the keeper posting, liquidating and
+17 accounts' books, the 10-14 March 2020 crash replayed with the keeper posting, liquidating and
 settling, then the report and its solvency check (the command fails when the check fails)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def test_short_demo_replays_the_crash_and_stays_solvent(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     s = summary["solvency"]
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:], s)
-    assert summary["rounds"] == 17 and summary["accounts"] == 14 and summary["failed_rounds"] == 0
+    assert summary["rounds"] == 17 and summary["accounts"] == 17 and summary["failed_rounds"] == 0
     assert summary["posts"] > 17 * 5 and summary["batches"] >= 17  # every round posts
     # the crash day puts accounts below maintenance margin, and the keeper liquidates them
     assert summary["rounds_below_mm"] >= 1 and summary["liquidations"] >= 1
@@ -40,6 +40,11 @@ def test_short_demo_replays_the_crash_and_stays_solvent(tmp_path):
     assert int(s["bad_debt_total_wad"]) == int(s["fund_payouts_wad"]) + int(s["socialised_wad"])
     assert s["ok"] and s["unbalanced_assets"] == []
     assert "verdict: **solvent**" in (out / "report.md").read_text()
+    # the perp books pay and receive funding, and the two sides balance to the wei
+    funding = summary["funding"]
+    assert funding["balanced"] and int(funding["paid_wad"]) > 0
+    assert int(funding["by_account_wad"]["eth_perp_basis"]) < 0  # the short perp receives
+    assert "## Funding" in (out / "report.md").read_text()
     # the story, with the summary's numbers, not Ape's line per transaction
     assert "Confirmed 0x" not in proc.stdout + proc.stderr
     assert f"{summary['liquidations']} liquidations" in proc.stdout

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from offchain.demo_report import CHARTS, DemoRun, RoundSnapshot, closing_lines, write_report
+from offchain.demo_report import (
+    CHARTS,
+    DemoRun,
+    RoundSnapshot,
+    closing_lines,
+    funding_flows,
+    write_report,
+)
 from offchain.fixed_point import WAD
 from offchain.solvency import AssetLedger, LedgerSnapshot, audit
 
@@ -78,3 +86,57 @@ def test_a_vault_short_of_cash_reads_not_solvent(tmp_path):
     )
     report = write_report(tmp_path, demo).read_text()
     assert "**NOT balanced**" in report and "verdict: **NOT solvent**" in report
+
+
+def with_perps(demo: DemoRun) -> DemoRun:
+    """alice short 2 BTC perps, the maker long 2, then alice liquidated into the keeper; the
+    funding index rises 100 then 50 USD per contract (longs pay)."""
+    book = [
+        {"alice": {"BTC": -2 * WAD}, "maker": {"BTC": 2 * WAD}},
+        {"keeper": {"BTC": -2 * WAD}, "maker": {"BTC": 2 * WAD}},
+        {"keeper": {"BTC": -2 * WAD}, "maker": {"BTC": 2 * WAD}},
+    ]
+    index = [0, 100 * WAD, 150 * WAD]
+    demo.history = [
+        replace(h, funding_index={"BTC": f}, funding_rates={"BTC": 10**14 // 8}, perps=p)
+        for h, f, p in zip(demo.history, index, book, strict=True)
+    ]
+    demo.perp_premium = 0.001
+    demo.styles["keeper"] = "liquidator"
+    return demo
+
+
+def test_funding_paid_and_received_per_holder_balance(tmp_path):
+    demo = with_perps(run(vault_cash=1_001_000 * WAD))
+    flows = funding_flows(demo.history)
+    # q x dF: alice held through the first rise, the keeper through the second
+    assert flows == {
+        "alice": -200 * WAD * WAD,
+        "maker": 300 * WAD * WAD,
+        "keeper": -100 * WAD * WAD,
+    }
+    report = write_report(tmp_path, demo).read_text()
+    assert "## Funding" in report and "premium of 0.10%" in report
+    assert "- BTC: 3 rates posted, from 0.001250% to 0.001250% per hour" in report
+    assert "| maker | market maker | 300.00 |  |" in report
+    assert "| alice | naked short put |  | 200.00 |" in report
+    assert "| **all holders** | | 300.00 | 300.00 |" in report
+    assert "Paid equals received: difference 0 wei." in report
+    funding = json.loads((tmp_path / "summary.json").read_text())["funding"]
+    assert funding["balanced"] and funding["paid_wad"] == str(300 * WAD)
+    assert funding["by_account_wad"]["keeper"] == str(-100 * WAD)
+    assert "funding: 300.00 USD paid, 300.00 USD received (balanced)" in closing_lines(demo)
+
+
+def test_a_holder_missing_from_the_record_shows_as_unbalanced(tmp_path):
+    demo = with_perps(run(vault_cash=1_001_000 * WAD))
+    demo.history[0] = replace(demo.history[0], perps={"alice": {"BTC": -2 * WAD}})
+    report = write_report(tmp_path, demo).read_text()
+    assert "Paid **does not equal** received" in report
+    assert any("(NOT balanced)" in line for line in closing_lines(demo))
+
+
+def test_a_run_without_perps_has_no_funding_section(tmp_path):
+    demo = run(vault_cash=1_001_000 * WAD)
+    assert "## Funding" not in write_report(tmp_path, demo).read_text()
+    assert not any(line.startswith("funding:") for line in closing_lines(demo))

@@ -11,6 +11,7 @@ into one line and exit code 2.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +22,11 @@ from eth_utils import to_checksum_address
 from offchain.data import InputError
 from offchain.errors import UserError
 from offchain.fixed_point import WAD, to_wad
+from offchain.margin import Kind
 from offchain.params import margin_params
 from offchain.sdk import deploy_system, deploy_token, load_config, parse_config
-from offchain.sdk.deploy import is_local_network, preflight
+from offchain.sdk.config import check_bounds
+from offchain.sdk.deploy import instrument_name, is_local_network, preflight
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = json.loads((REPO / "deploy" / "config.json").read_text())
@@ -62,12 +65,14 @@ def test_shipped_configs_parse():
     assert cfg.collateral[0].haircut == WAD // 5
     # WETH and WBTC move with ETH and BTC in the scan (docs/fixed-point.md §5.1)
     assert [(c.priced_by, c.linked) for c in cfg.collateral] == [("ETH", True), ("BTC", True)]
-    # a date is 08:00 UTC that day
-    assert {i.expiry for i in cfg.instruments} == {
-        int(datetime(2027, 12, 31, 8, tzinfo=UTC).timestamp())
-    }
+    # a date is 08:00 UTC that day; a perp per underlying, which has none
+    dated = [i for i in cfg.instruments if i.kind is not Kind.PERP]
+    assert {i.expiry for i in dated} == {int(datetime(2027, 12, 31, 8, tzinfo=UTC).timestamp())}
+    perps = [(i.underlying, i.expiry) for i in cfg.instruments if i.kind is Kind.PERP]
+    assert perps == [("BTC", 0), ("ETH", 0)]
     demo = load_config(REPO / "deploy" / "demo.json")
-    assert len(demo.instruments) == 16 and demo.max_age == 86_400
+    assert len(demo.instruments) == 18 and demo.max_age == 86_400
+    assert [i.underlying for i in demo.instruments if i.kind is Kind.PERP] == ["BTC", "ETH"]
     assert demo.instruments[0].expiry == 1_584_086_400  # 2020-03-13T08:00:00Z
 
 
@@ -369,3 +374,80 @@ def test_the_documented_example_config_parses():
     cfg = parse_config(json.loads(example))
     assert cfg.cash.address == "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238"
     assert [i.kind.name for i in cfg.instruments] == ["FUTURE", "CALL"]
+
+
+# --------------------------------------------------------------------------- perpetuals
+
+
+def with_perps(c: dict, *extra: dict) -> None:
+    """The shipped dated instruments, a BTC perp (instruments[6]), then ``extra``."""
+    dated = [i for i in c["instruments"] if i["kind"] != "perp"]
+    c["instruments"] = [*dated, {"underlying": "BTC", "kind": "perp"}, *extra]
+
+
+def test_a_perp_needs_no_expiry_and_takes_its_funding_cap_from_the_parameters():
+    cfg = parse_config(edited(lambda c: with_perps(c, {"underlying": "ETH", "kind": "perp"})))
+    perps = [i for i in cfg.instruments if i.kind is Kind.PERP]
+    cap = to_wad(margin_params().funding.cap_per_hour)
+    assert cap == 3 * 10**16
+    assert [(p.underlying, p.expiry, p.strike, p.contract_size, p.funding_cap) for p in perps] == [
+        ("BTC", 0, 0, WAD, cap),
+        ("ETH", 0, 0, WAD, cap),
+    ]
+    # the same number given explicitly is accepted
+    explicit = {"underlying": "ETH", "kind": "perp", "funding_cap": 0.03, "position_limit": 500}
+    spec = parse_config(edited(lambda c: with_perps(c, explicit))).instruments[-1]
+    assert (spec.funding_cap, spec.position_limit) == (cap, 500 * WAD)
+    # named without a date: PERP_EXPIRY is not one
+    assert instrument_name(cfg, perps[0]) == "BTC-PERP"
+
+
+@pytest.mark.parametrize(
+    "extra,parts",
+    [
+        (
+            {"underlying": "BTC", "kind": "perp"},
+            ("instruments[7]", "BTC has a perp already: one per underlying"),
+        ),
+        (
+            {"underlying": "ETH", "kind": "perp", "expiry": "2027-12-31"},
+            ("instruments[7].expiry", "a perp has no expiry: remove it"),
+        ),
+        (
+            {"underlying": "ETH", "kind": "perp", "strike": 1},
+            ("instruments[7].strike", "a perp has no strike"),
+        ),
+        (
+            {"underlying": "ETH", "kind": "perp", "contract_size": 10},
+            ("instruments[7].contract_size", "a perp's contract_size is 1"),
+        ),
+        (
+            {"underlying": "ETH", "kind": "perp", "funding_cap": 0.01},
+            ("instruments[7].funding_cap", "differs from params/margin.json's", "0.03"),
+        ),
+        (
+            {"underlying": "ETH", "kind": "future", "expiry": "2027-12-31", "funding_cap": 0.03},
+            ("instruments[7].funding_cap", "only a perp has a funding_cap"),
+        ),
+        (
+            {"underlying": "ETH", "kind": "prep"},
+            ("instruments[7].kind", "unknown kind 'prep'", "perp"),
+        ),
+    ],
+)
+def test_a_bad_perp_is_one_line_naming_the_field(extra, parts):
+    refused(lambda c: with_perps(c, extra), *parts)
+
+
+def test_a_perp_built_in_code_is_bounded_like_the_oracle():
+    cfg = parse_config(edited(with_perps))
+    perp = cfg.instruments[-1]
+    for bad, part in (
+        (replace(perp, funding_cap=5 * 10**16), "funding_cap must be in (0, "),
+        (replace(perp, funding_cap=10**12 + 1), "a multiple of 0.000001"),
+        (replace(perp, expiry=1), "a perp has no strike and no expiry"),
+        (replace(perp, contract_size=2 * WAD), "a perp's contract_size is 1"),
+        (replace(cfg.instruments[0], funding_cap=10**12), "only a perp has a funding_cap"),
+    ):
+        with pytest.raises(InputError, match=re.escape(part)):
+            check_bounds(replace(cfg, instruments=(bad,)))

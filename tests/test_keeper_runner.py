@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from offchain.codec import unpack_entries
+from offchain.codec import PERP_EXPIRY, unpack_entries
 from offchain.fixed_point import WAD, decode_risk_array, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
+from offchain.keeper.funding import funding_posts, perp_mark
 from offchain.keeper.policy import Posted, Quote, health_by_account
 from offchain.keeper.quotes import batch_args, compute_quotes, item_gas, plan_round
 from offchain.keeper.runner import KeeperRunner
@@ -26,6 +27,7 @@ from offchain.margin import (
     MarketInt,
     UnderlyingInt,
 )
+from offchain.params import margin_params
 from offchain.scenarios import CRYPTO_35
 from offchain.sdk import ChainMarket, InstrumentMeta, decode_market
 
@@ -550,3 +552,124 @@ def test_a_failing_feed_skips_the_round_and_the_next_good_tick_proceeds(
         server.stop()
         runner.close()
     assert chain.sent and chain.sent[0] == f"post:{T0 + 3_600}:0"
+
+
+# --------------------------------------------------------------------------- perps and funding
+
+PERP_CAP = 3 * 10**16
+
+
+def perp_meta(serial: int, und: int, cap: int = PERP_CAP) -> InstrumentMeta:
+    iid = serial | int(Kind.PERP) << 32 | und << 40 | PERP_EXPIRY << 56
+    return InstrumentMeta(iid, und, Kind.PERP, cap, PERP_EXPIRY)
+
+
+PERPS = [perp_meta(7, BTC), perp_meta(8, ETH)]
+PNAMES = {m.id: m.name(NAMES) for m in PERPS}
+
+
+def test_a_perp_is_quoted_like_a_future_at_spot_times_one_plus_the_premium():
+    assert list(PNAMES.values()) == ["BTC-PERP", "ETH-PERP"]
+    flat = compute_quotes(T0, SPOTS, {}, PSR, UNDS, PERPS, PNAMES)
+    quote, item = flat["BTC-PERP"]
+    assert quote.mark == 60_000 * WAD and item.arg == (PERPS[0].id, 60_000 * WAD, 0, [])
+    assert quote.risk_array == (60_000 * WAD * to_wad(0.12) // WAD,)
+    cfg = KeeperConfig(perp_premium=0.001)
+    rich = compute_quotes(T0, SPOTS, {}, PSR, UNDS, PERPS, PNAMES, cfg)
+    assert rich["BTC-PERP"][0].mark == 60_060 * WAD
+    assert rich["ETH-PERP"][0].mark == 3_003 * WAD
+    # a perp never expires: still quoted a century on, where the futures are not
+    later = compute_quotes(T0 + 36_500 * DAY, SPOTS, {}, PSR, UNDS, METAS + PERPS, INAMES | PNAMES)
+    assert {"BTC-PERP", "ETH-PERP"} <= set(later) and INAMES[METAS[0].id] not in later
+
+
+def test_perp_mark_refuses_a_premium_that_is_not_a_fraction():
+    assert perp_mark(100 * WAD, -0.5) == 50 * WAD
+    for bad in (1.0, -1.0, 3.0):
+        with pytest.raises(ValueError, match="perp premium must be in"):
+            perp_mark(WAD, bad)
+
+
+def funding_for(quotes, posted=None, ts=T0, perps=PERPS):
+    return funding_posts(
+        ts, quotes, perps, PNAMES, NAMES, posted or {}, margin_params().funding, 3_600
+    )
+
+
+def test_funding_is_the_capped_hyperliquid_rate_of_each_perps_premium():
+    at_index = funding_for(compute_quotes(T0, SPOTS, {}, PSR, UNDS, PERPS, PNAMES))
+    # the perp at the index pays the interest: 0.01% / 8 per hour, longs to shorts
+    assert [(f.name, f.underlying, f.rate) for f in at_index] == [
+        ("F:BTC", BTC, 10**14 // 8),
+        ("F:ETH", ETH, 10**14 // 8),
+    ]
+    cfg = KeeperConfig(perp_premium=-0.01)
+    below = funding_for(compute_quotes(T0, SPOTS, {}, PSR, UNDS, PERPS, PNAMES, cfg))
+    assert [f.rate for f in below] == [-(10**16 - 5 * 10**14) // 8] * 2  # shorts pay longs
+    # the listing's cap binds when it is below the parameter set's
+    tight = [perp_meta(7, BTC, cap=10**14)]
+    assert [
+        f.rate
+        for f in funding_for(
+            compute_quotes(T0, SPOTS, {}, PSR, UNDS, tight, PNAMES, cfg), perps=tight
+        )
+    ] == [-(10**14)]
+
+
+def test_an_unchanged_rate_is_posted_again_only_after_its_heartbeat():
+    q = compute_quotes(T0, SPOTS, {}, PSR, UNDS, PERPS, PNAMES)
+    posted = {f.name: Posted(Quote(f.rate), T0) for f in funding_for(q)}
+    assert funding_for(q, posted, ts=T0 + 3_599) == []
+    assert [f.name for f in funding_for(q, posted, ts=T0 + 3_600)] == ["F:BTC", "F:ETH"]
+    moved = compute_quotes(T0, SPOTS, {}, PSR, UNDS, PERPS, PNAMES, KeeperConfig(perp_premium=0.01))
+    assert [f.name for f in funding_for(moved, posted, ts=T0 + 1)] == ["F:BTC", "F:ETH"]
+    # no spot this round (the underlying is skipped): no funding for its perp
+    btc_only = compute_quotes(T0, {"BTC": 60_000.0}, {}, PSR, UNDS, PERPS, PNAMES)
+    assert [f.name for f in funding_for(btc_only)] == ["F:BTC"]
+
+
+class PerpChain(FakeChain):
+    def listed_instruments(self):
+        return METAS[:5] + PERPS
+
+    def post_funding_calldata(self, posts):
+        return repr(("funding", posts)).encode()
+
+
+def test_a_round_posts_funding_first_then_the_marks_and_records_the_rates(tmp_path):
+    chain = PerpChain()
+    runner = open_runner(tmp_path, chain)
+    report = runner.round(tick())
+    ts = T0 + 3_600
+    assert chain.sent[0] == f"funding:{ts}" and chain.sent[1] == f"post:{ts}:0"
+    assert report.batches == len(chain.sent) - 1 and report.transactions == len(chain.sent)
+    assert report.funding == {"BTC": 10**14 // 8, "ETH": 10**14 // 8}
+    # the perps' marks are items of the post; the rates are reported apart
+    assert {"BTC-PERP", "ETH-PERP"} <= set(report.posted)
+    assert not {"F:BTC", "F:ETH"} & set(report.posted)
+    assert runner.state.posted["F:ETH"] == Posted(Quote(10**14 // 8), ts)
+    # the next tick within the hour: the rate did not change, no funding post
+    sent = len(chain.sent)
+    report = runner.round(tick(ts + 600))
+    assert report.funding == {} and not any(k.startswith("funding:") for k in chain.sent[sent:])
+    # an hour on: posted again (the oracle accrues a rate for at most 8 hours)
+    report = runner.round(tick(ts + 3_600))
+    assert report.funding == {"BTC": 10**14 // 8, "ETH": 10**14 // 8}
+    runner.close()
+
+
+def test_a_crash_the_oracle_caps_lets_the_perp_mark_lag_is_not_funded(tmp_path):
+    """The oracle's per-post caps make the posted perp mark lag a crashing spot; the rate comes
+    from the model (perp at spot x (1 + premium)), so the lag is not read as a premium."""
+    chain = PerpChain()
+    runner = open_runner(tmp_path, chain)
+    runner.round(tick())
+    # the PSR jumps with the crash: the spot may step at the new gap rate, a future's or perp's
+    # mark at the smaller of the old and the new (bound_quotes), so the perp falls behind
+    runner.psr = lambda u, ts: 0.4
+    report = runner.round(tick(T0 + 2 * 3_600, btc=30_000.0))
+    posted = runner.state.posted
+    spot, perp = posted["U:BTC"].quote.mark, posted["BTC-PERP"].quote.mark
+    assert 30_000 * WAD < spot < perp  # both capped, the perp further behind
+    assert report.funding["BTC"] == 10**14 // 8
+    runner.close()

@@ -63,7 +63,7 @@ def markets(draw) -> tuple[ChainMarket, list[int]]:
             ins = InstrumentInt(
                 u,
                 kind,
-                draw(st.integers(1 if kind is Kind.FUTURE else 0, 10**24)),
+                draw(st.integers(1 if kind in (Kind.FUTURE, Kind.PERP) else 0, 10**24)),
                 draw(st.integers(0, 100)),
                 tuple(draw(st.lists(st.integers(INT16_MIN, INT16_MAX), min_size=n, max_size=n))),
             )
@@ -310,3 +310,24 @@ def test_an_account_changed_by_an_event_is_re_indexed(tmp_path):
     assert runner.book.row["0xc"] == 2 and len(runner.book) == 3
     assert report.below_mm == ["0xa", "0xc"] == reference(market, chain.accounts)[1]
     runner.close()
+
+
+def test_a_perp_holder_is_decided_as_the_integer_model_decides():
+    """A perp's value carries its funding index: an account holding one is decided exactly as
+    the integer sweep decides it."""
+    market, fut = one_future()
+    perp = instrument_id(2, int(Kind.PERP), 1, 2**40 - 1)
+    ins = InstrumentInt(1, Kind.PERP, 60_000 * WAD, 0, (0, 0, 0))
+    market = ChainMarket(
+        MarketInt({**market.market.instruments, perp: ins}, market.market.underlyings),
+        {},
+        {},
+        market.im_factor,
+        {},
+    )
+    raws = {"0xa": (10**6 * WAD, {fut: WAD}, {}), "0xb": (-(10**3) * WAD, {perp: -WAD}, {})}
+    pb = PositionBook()
+    pb.update(raws)
+    sweep = sweep_health(market, pb, raws)
+    health, order = reference(market, raws)
+    assert dict(sweep.health) == health and list(sweep.below_mm) == order

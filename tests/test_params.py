@@ -47,6 +47,7 @@ def test_the_shipped_set_loads_with_a_source_for_every_value():
         "roll",
         "im_factor",
         *(f"vol_rule.{k}" for k in p.vol_rule),
+        *(f"funding.{k}" for k in ("cap_per_hour", "interest", "dampener", "im_reserve_hours")),
     }
     assert all(len(text) > 40 for text in p.sources.values())
 
@@ -68,6 +69,36 @@ def test_the_shipped_set_loads_with_a_source_for_every_value():
         (lambda d: d["roll"].update(value=1.5), ("roll: value must be whole seconds",)),
         (lambda d: d["vol_rule"]["a"].update(value=-1), ("vol_rule.a: value must be >= 0",)),
         (lambda d: d["im_factor"].update(value="x"), ("im_factor.value: must be a number",)),
+        (lambda d: d.pop("funding"), ("funding: missing",)),
+        (
+            lambda d: d["funding"].update(cap=d["funding"].pop("cap_per_hour")),
+            ("funding: unknown key 'cap'", "cap_per_hour"),
+        ),
+        (
+            lambda d: d["funding"]["cap_per_hour"].update(value=0.05),
+            ("funding.cap_per_hour: value must be in [0.000001, ",),
+        ),
+        (
+            lambda d: d["funding"]["cap_per_hour"].update(value=0),
+            ("funding.cap_per_hour: value must be in [0.000001, ",),
+        ),
+        (
+            lambda d: d["funding"]["cap_per_hour"].update(value=0.0000015),
+            ("cap_per_hour: value must be a multiple of 0.000001",),
+        ),
+        (
+            lambda d: d["funding"]["dampener"].update(value=-0.0005),
+            ("funding.dampener: value must be in [0, 0.01]",),
+        ),
+        (
+            lambda d: d["funding"]["im_reserve_hours"].update(value=9),
+            ("funding.im_reserve_hours: value must be in [0, 8]",),
+        ),
+        (
+            lambda d: d["funding"]["im_reserve_hours"].update(value=2.5),
+            ("im_reserve_hours: value must be whole hours",),
+        ),
+        (lambda d: d["funding"]["interest"].pop("source"), ("funding.interest.source: missing",)),
     ],
 )
 def test_a_bad_parameter_file_is_one_line_naming_the_field(edit, parts):

@@ -224,7 +224,7 @@ def post_everything(c: Client, chain, keeper):
     for iid in sorted(ids.values()):
         _, kind, und, _ = id_fields(iid)
         spot = 60_000 * WAD if und == 1 else 3_000 * WAD
-        if kind == 0:
+        if kind in (0, 3):  # a future or a perp: the mark only
             items.append(OptionPost.future(iid, spot))
         else:
             risk = [spot // 25 * c_ // WAD for c_ in CRYPTO_35.linear_coefficients_wad()]
@@ -249,10 +249,11 @@ def test_posts_read_back_exactly(deployed, chain, keeper):
         ins = m.market.instruments[p.instrument]
         assert ins.mark == p.mark and m.timestamps[p.instrument] == ts
         _, kind, und, expiry = id_fields(p.instrument)
-        if kind == 0:
-            # the curve shift of its expiry: deploy/config.json sets a basis and roll window
+        if kind in (0, 3):
+            # the curve shift of its expiry: deploy/config.json sets a basis and roll window;
+            # a perp sits at the spot end of the curve (h = 0)
             params = c.underlying_params(und)
-            h = curve_shift_wad(expiry, ts, params.basis, params.roll, psr)
+            h = 0 if kind == 3 else curve_shift_wad(expiry, ts, params.basis, params.roll, psr)
             assert params.basis > 0
             tilts = CRYPTO_35.tilt_coefficients_wad()
             e, entries = encode_risk_array(futures_risk_array_wad(p.mark, coeffs, psr, tilts, h))
@@ -333,4 +334,4 @@ def test_event_reads_in_small_chunks_see_the_same_events(deployed, monkeypatch):
 
     whole = deployed.listed_instruments()
     monkeypatch.setattr(client_module, "LOG_CHUNK", 2)
-    assert deployed.listed_instruments() == whole and len(whole) == 6
+    assert deployed.listed_instruments() == whole and len(whole) == 8  # 6 dated, 2 perps

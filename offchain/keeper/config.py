@@ -27,6 +27,10 @@ class KeeperConfig:
     wait_timeout: float = 120.0  # seconds to wait for a transaction to be final
     settle_batch: int = 50  # settle() calls per round at most
     source_retry: float = 5.0  # seconds before asking a failed market data source again
+    # a perp is marked at spot x (1 + perp_premium): spot history has no perp market, so the
+    # premium is a stated model, 0 (the perp at the index) unless told (keeper/funding.py)
+    perp_premium: float = 0.0
+    funding_heartbeat: int = 3_600  # seconds; an unchanged funding rate is posted again after
 
 
 @dataclass(frozen=True)

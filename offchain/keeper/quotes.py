@@ -16,6 +16,7 @@ import numpy as np
 from offchain.codec import OptionPost, id_fields
 from offchain.fixed_point import WAD, to_wad
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
+from offchain.keeper.funding import perp_mark
 from offchain.keeper.policy import Posted, Quote, batch_by_gas, select_updates
 from offchain.margin import Kind
 from offchain.oracle_bounds import bound_option, clamp_price, code_strike, gap_rate
@@ -68,8 +69,10 @@ def compute_quotes(
     live instrument at ``ts``; WAD integers throughout.
 
     Underlying quote: ``mark = spot``, ``risk_array = (psr,)``. Future: ``mark = F x size``,
-    ``risk_array = (F x psr,)`` (its on-chain array scales with both). Option: Black-76 mark and
-    the weighted scenario P&L per long contract, ``scale = spot x size``. An instrument within
+    ``risk_array = (F x psr,)`` (its on-chain array scales with both). Perp: like a future at
+    ``mark = spot x (1 + cfg.perp_premium)`` (``keeper.funding.perp_mark``), never expiring.
+    Option: Black-76 mark and the weighted scenario P&L per long contract, ``scale = spot x
+    size``. An instrument within
     ``MIN_TIME_TO_EXPIRY`` of expiry (or past it) is not quoted: it awaits settlement.
     Underlyings missing from ``spots`` are skipped with their instruments.
     """
@@ -90,8 +93,23 @@ def compute_quotes(
     for group in by_grid.values():
         grid = group[0].grid
         index = {u.id: k for k, u in enumerate(group)}
+        for m in instruments:
+            if m.kind is Kind.PERP and m.underlying in index:
+                # posted like a future (mark only); its array is computed on-chain at tau = 0
+                u = group[index[m.underlying]]
+                mark = perp_mark(to_wad(float(spots[u.name])), cfg.perp_premium)
+                psr_w = to_wad(min(max(psr[u.name], u.psr_min), u.psr_max))
+                quote = Quote(mark, (mark * psr_w // WAD,), to_wad(float(spots[u.name])))
+                item = Item(
+                    names[m.id], "instrument", m.underlying, OptionPost.future(m.id, mark).as_arg()
+                )
+                out[names[m.id]] = (quote, item)
         live = [
-            m for m in instruments if m.underlying in index and m.expiry > ts + MIN_TIME_TO_EXPIRY
+            m
+            for m in instruments
+            if m.underlying in index
+            and m.kind is not Kind.PERP
+            and m.expiry > ts + MIN_TIME_TO_EXPIRY
         ]
         if not live:
             continue

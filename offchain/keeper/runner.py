@@ -8,6 +8,10 @@ One round for a tick of market data:
    Black-76 over the scenario grid) with the PSR in force, as WAD integers ready for
    ``RiskOracle.post``; ``quotes.plan_round`` picks what moved beyond the threshold or nears its
    heartbeat and splits it into gas-bounded batches within the oracle's per-call limits.
+   ``keeper.funding.funding_posts``: the hourly funding rate of every perp (from the premium of
+   its model mark over the spot, before the oracle's per-post caps), posted first, as one
+   ``RiskOracle.post_funding`` with the key ``funding:<ts>``, when it changed or its heartbeat
+   is due.
 2. The plan is written ahead (``runner_state.RunnerStore``, a view on the state database), then
    each batch is sent with the key ``post:<ts>:<k>`` and awaited; confirmed names become
    ``state.posted``.
@@ -44,6 +48,8 @@ from typing import Any, Protocol
 
 from offchain.fixed_point import WAD
 from offchain.keeper.config import KeeperConfig, UnderlyingInfo
+from offchain.keeper.funding import PREFIX as FUNDING_PREFIX
+from offchain.keeper.funding import funding_posts
 from offchain.keeper.logfmt import log_event
 from offchain.keeper.policy import (
     Posted,
@@ -61,6 +67,7 @@ from offchain.keeper.sources import SourceError, Tick
 from offchain.keeper.sweep import AccountsView, PositionBook, sweep_health
 from offchain.keeper.tx import TxError
 from offchain.margin import AccountInt
+from offchain.params import margin_params
 from offchain.sdk import ChainMarket, InstrumentMeta
 
 __all__ = [
@@ -100,6 +107,8 @@ class KeeperChain(Protocol):
 
     def post_calldata(self, *args: Any) -> bytes: ...
 
+    def post_funding_calldata(self, posts: Sequence[tuple[int, int]]) -> bytes: ...
+
     def settle_expired_calldata(self, instrument: int) -> bytes: ...
 
     def spot_timestamp(self, underlying: int) -> int: ...
@@ -126,6 +135,7 @@ class RoundReport:
     liquidations: list[str] = field(default_factory=list)
     settlement_prices: list[str] = field(default_factory=list)  # settle_expired confirmed
     settled: list[tuple[str, str]] = field(default_factory=list)
+    funding: dict[str, int] = field(default_factory=dict)  # underlying -> hourly rate posted
     seconds: float = 0.0
 
 
@@ -331,10 +341,10 @@ class KeeperRunner:
     def _post(self, tick: Tick, ts: int, report: RoundReport) -> None:
         vols = {**tick.realised_vol, **tick.implied_vol}
         psr = {u.name: self.psr(u.name, ts) for u in self.underlyings if u.name in tick.spots}
-        quotes = compute_quotes(
+        model = compute_quotes(
             ts, tick.spots, vols, psr, self.underlyings, self.instruments, self.names, self.cfg
         )
-        quotes = bound_quotes(ts, quotes, self.state.posted, self.underlyings)
+        quotes = bound_quotes(ts, model, self.state.posted, self.underlyings)
         settled = self.last_market.settled if self.last_market is not None else {}
         force = spots_for_settlement(
             self.instruments,
@@ -344,9 +354,35 @@ class KeeperRunner:
             {u.id: u.name for u in self.underlyings},
         )
         batches = plan_round(ts, quotes, self.state.posted, self.cfg, force)
+        # funding from the model's quotes: the oracle's per-post caps make a posted mark lag
+        # in a fast market, and a perp lagging its spot would read as a premium nobody quoted
+        funding = funding_posts(
+            ts,
+            model,
+            self.instruments,
+            self.names,
+            {u.id: u.name for u in self.underlyings},
+            self.state.posted,
+            margin_params().funding,
+            self.cfg.funding_heartbeat,
+        )
+        # funding first: the oracle accrues the elapsed period at the spot in force during it,
+        # then the new rate runs from this round's data
+        first = (
+            [
+                Batch(
+                    f"funding:{ts}",
+                    tuple(f.name for f in funding),
+                    "0x" + self.chain.post_funding_calldata([f.arg for f in funding]).hex(),
+                )
+            ]
+            if funding
+            else []
+        )
         plan = RoundPlan(
             ts,
-            tuple(
+            tuple(first)
+            + tuple(
                 Batch(
                     f"post:{ts}:{k}",
                     tuple(i.name for i in b),
@@ -359,7 +395,8 @@ class KeeperRunner:
                 for b in batches
                 for i in b
                 for q in (quotes[i.name][0],)
-            },
+            }
+            | {f.name: {"mark": f.rate, "risk_array": [], "scale": None} for f in funding},
         )
         self.runner_state.plan = plan
         self.sender.save(self.runner_store, self.runner_state)
@@ -382,12 +419,15 @@ class KeeperRunner:
                 continue
             report.gas_used += outcome.gas_used
             report.transactions += 1
-            report.batches += 1
+            report.batches += not b.key.startswith("funding:")  # batches of `post` only
             for name in b.names:
                 q = plan.quotes[name]
                 quote = Quote(q["mark"], tuple(q["risk_array"]), q["scale"])
                 self.state.posted[name] = Posted(quote, plan.ts)
-                report.posted.append(name)
+                if name.startswith(FUNDING_PREFIX):  # a rate, not an item of `post`
+                    report.funding[name[len(FUNDING_PREFIX) :]] = int(q["mark"])
+                else:
+                    report.posted.append(name)
         self.sender.save(self.state_store, self.state)
         self.runner_state.plan = None
         self.runner_state.last_ts = max(self.runner_state.last_ts, plan.ts)
@@ -486,7 +526,7 @@ class KeeperRunner:
             if self._send_and_wait(key, self.chain.oracle.address, data, report):
                 report.settlement_prices.append(self.names[meta.id])
                 newly.add(meta.id)
-        holdings = {addr: positions for addr, (_, positions, _) in self.raw.items()}
+        holdings = {addr: raw[1] for addr, raw in self.raw.items()}  # (cash, positions, ...)
         settled = set(market.settled) | newly
         for addr, iid in settlements_due(holdings, settled, self.cfg.settle_batch):
             key = f"settle:{iid}:{addr}"

@@ -33,9 +33,9 @@ first term (it also covers the rounding of ``B`` itself) and 4 on the second. Ac
 magnitudes approach int256 (``WAD * B * max(1, im_factor) >= 2**250``, where the integer model
 raises ``OverflowError`` as the chain reverts), holding an instrument the market does not price
 (never posted, or its underlying differs from the one its id encodes), collateral it does not
-know, or priced collateral linked to an underlying (a spot leg in that underlying's scan,
-docs/fixed-point.md §5.1, which the float pass does not model) are always checked exactly, so
-they fail or pass exactly as before.
+know, priced collateral linked to an underlying (a spot leg in that underlying's scan,
+docs/fixed-point.md §5.1, which the float pass does not model) or a perpetual (its funding
+index enters equity) are always checked exactly, so they fail or pass exactly as before.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from offchain.codec import id_fields
 from offchain.fixed_point import WAD, div_ceil
 from offchain.keeper.policy import choose_liquidations
-from offchain.margin import AccountInt, Kind, MarketInt
+from offchain.margin import AccountInt, Kind
 from offchain.sdk import ChainMarket
 
 __all__ = [
@@ -231,14 +231,6 @@ class _Slots:
         return self.linear.shape[1] - 2
 
 
-def _funding_of(m: MarketInt, j: int) -> int:
-    """``F_now`` of instrument ``j``'s underlying when ``j`` is a perp (its id says), else 0."""
-    if (j >> 32) & 0xFF != Kind.PERP:
-        return 0
-    und = m.underlyings.get((j >> 40) & 0xFFFF)
-    return und.funding_index if und is not None else 0
-
-
 def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     m = market.market
     n = len(book.instruments)
@@ -248,27 +240,27 @@ def _slots(market: ChainMarket, book: PositionBook) -> _Slots:
     held = np.zeros((n, 4))
     for s in range(1, n):
         j = book.instruments[s]
-        # a perp's unit is worth its mark less its funding index (docs/fixed-point.md §10)
-        funding = _funding_of(m, j)
-        if j in market.settled:
-            price = (market.settled[j] - funding) / WAD
-            linear[s, s_max:] = price
-            held[s, 0] = abs(price) + abs(funding) / WAD
+        # a perp's value carries its funding index (docs/fixed-point.md §10), which the float
+        # pass does not model: its holders are checked exactly
+        perp = (j >> 32) & 0xFF == Kind.PERP
+        if j in market.settled and not perp:
+            price = market.settled[j] / WAD
+            linear[s, s_max:] = held[s, 0] = price
             held[s, 3] = 1.0
             continue
         held[s, 1] = 1.0
         ins = m.instruments.get(j)
-        if ins is None or ins.underlying != book.slot_underlying[s]:
+        if ins is None or ins.underlying != book.slot_underlying[s] or perp:
             held[s, 2] = 1.0
             continue
         und = m.underlyings[ins.underlying]
         two_e = 2.0**ins.exponent
         linear[s, : len(ins.entries)] = np.asarray(ins.entries, dtype=np.float64) * two_e / WAD
-        linear[s, s_max] = (ins.mark - funding) / WAD
+        linear[s, s_max] = ins.mark / WAD
         short[s, 0] = two_e / WAD
         if ins.kind.is_option:
             short[s, 1] = float(und.spot) * float(und.som_rate) / WAD / WAD
-        held[s, 0] = (float(ins._max_abs) + two_e + ins.mark + und.spot + abs(funding)) / WAD
+        held[s, 0] = (float(ins._max_abs) + two_e + ins.mark + und.spot) / WAD
     coll = np.zeros((len(book.assets), 3))
     for c, token in enumerate(book.assets):
         col = m.collaterals.get(market.asset_index.get(token, -1))

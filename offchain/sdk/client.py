@@ -317,6 +317,11 @@ class Client:
         """Calldata of ``RiskOracle.post`` for ``post_args(...)``."""
         return bytes(self.oracle.post.encode_input(*self.post_args(*args)))
 
+    def post_funding_calldata(self, posts: Sequence[tuple[int, int]]) -> bytes:
+        """Calldata of ``RiskOracle.post_funding``: ``(underlying id, hourly rate WAD)`` per
+        underlying with a perp (the oracle clamps each rate to the perp's cap)."""
+        return bytes(self.oracle.post_funding.encode_input([tuple(p) for p in posts]))
+
     def post(self, sender: Any, *args: Any) -> Any:
         return self.oracle.post(*self.post_args(*args), sender=sender)
 
@@ -350,6 +355,10 @@ class Client:
                 )
             )
         return out
+
+    def funding_index(self, underlying: int) -> int:
+        """The funding index F of the underlying's perp now (WAD per contract; 0 without one)."""
+        return int(self.oracle.funding_index(underlying))
 
     def spot_timestamp(self, underlying: int) -> int:
         """Timestamp of the underlying's latest stored spot (0: never posted)."""

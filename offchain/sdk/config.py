@@ -21,6 +21,7 @@ from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 from offchain.data import InputError
 from offchain.errors import did_you_mean
 from offchain.fixed_point import WAD, to_wad
+from offchain.funding import CAP_UNIT, MAX_FUNDING_CAP
 from offchain.jsonfields import Fields, read_json
 from offchain.margin import Kind
 from offchain.oracle_bounds import strike_code
@@ -72,7 +73,9 @@ class UnderlyingSpec:
 
 @dataclass(frozen=True)
 class InstrumentSpec:
-    """An instrument to list; ``expiry`` unix seconds (before any time offset)."""
+    """An instrument to list; ``expiry`` unix seconds (before any time offset), 0 for a perp
+    (it never expires); ``funding_cap`` a perp's hourly funding-rate cap (WAD per hour), 0 for
+    the other kinds."""
 
     underlying: str
     kind: Kind
@@ -175,6 +178,7 @@ INSTRUMENT_KEYS = (
     "contract_size",
     "open_interest_cap",
     "position_limit",
+    "funding_cap",
 )
 RETIRED = {
     "expiry_days": "'expiry_days' counts from the day of the run, so a re-run would list new "
@@ -264,6 +268,17 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
         )
     for i in cfg.instruments:
         at = f"instrument {i.underlying} {i.kind.name.lower()}"
+        if i.kind is Kind.PERP:
+            need(i.strike == 0 and i.expiry == 0, at, "a perp has no strike and no expiry")
+            need(i.contract_size == WAD, at, "a perp's contract_size is 1: remove it")
+            need(
+                0 < i.funding_cap <= MAX_FUNDING_CAP and i.funding_cap % CAP_UNIT == 0,
+                at,
+                f"funding_cap must be in (0, {_wad_text(MAX_FUNDING_CAP)}] per hour, a multiple "
+                f"of 0.000001, got {_wad_text(i.funding_cap)}",
+            )
+        else:
+            need(i.funding_cap == 0, at, "only a perp has a funding_cap: remove it")
         if i.kind.is_option:
             need(0 < i.strike <= MAX_STRIKE_WAD, at, "strike must be > 0 (and < 7.9e10)")
             try:
@@ -272,8 +287,9 @@ def check_bounds(cfg: SystemConfig, source: str | os.PathLike[str] = "config") -
                 need(False, at, str(exc))
             need(i.contract_size == WAD, at, "an option's contract_size is 1: remove it")
         else:
-            need(i.strike == 0, at, "a future has no strike: remove 'strike'")
-        need(0 < i.expiry <= MAX_EXPIRY, at, f"expiry out of range: {i.expiry}")
+            need(i.strike == 0, at, f"a {i.kind.name.lower()} has no strike: remove 'strike'")
+        if i.kind is not Kind.PERP:
+            need(0 < i.expiry <= MAX_EXPIRY, at, f"expiry out of range: {i.expiry}")
         need(
             0 < i.contract_size <= MAX_CONTRACT_SIZE_WAD,
             at,
@@ -365,8 +381,44 @@ def _flag(f: Fields, key: str) -> bool:
 
 
 def _kind(f: Fields) -> Kind:
-    name = _choice(f, "kind", ("future", "call", "put"), "kind")
+    name = _choice(f, "kind", ("future", "call", "put", "perp"), "kind")
     return Kind[name.upper()]
+
+
+def _funding_cap(f: Fields) -> int:
+    """A perp's hourly funding cap (WAD): params/margin.json's ``funding.cap_per_hour`` when
+    omitted; an explicit value must be the same number (every published table reads that file)."""
+    chosen = margin_params().funding.cap_per_hour
+    if f.has("funding_cap"):
+        given = f.decimal("funding_cap")
+        if given != chosen:
+            raise f.fail(
+                "funding_cap",
+                f"{given} differs from params/margin.json's funding.cap_per_hour {chosen}: remove "
+                "it (the value is filled from there) or change params/margin.json",
+            )
+    return to_wad(chosen)
+
+
+def _perp(f: Fields, underlying: str) -> InstrumentSpec:
+    """A perpetual: no strike, no expiry, contract size 1, its funding cap from the parameters."""
+    for key, why in (
+        ("strike", "a perp has no strike: remove it (its funding cap is 'funding_cap')"),
+        ("expiry", "a perp has no expiry: remove it"),
+    ):
+        if f.has(key):
+            raise f.fail(key, why)
+    if f.has("contract_size") and f.decimal("contract_size") != 1:
+        raise f.fail("contract_size", "a perp's contract_size is 1 (funding is per unit): remove")
+    return InstrumentSpec(
+        underlying=underlying,
+        kind=Kind.PERP,
+        strike=0,
+        expiry=0,
+        open_interest_cap=to_wad(f.decimal("open_interest_cap", 1_000_000)),
+        position_limit=to_wad(f.decimal("position_limit", 100_000)),
+        funding_cap=_funding_cap(f),
+    )
 
 
 def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> SystemConfig:
@@ -425,6 +477,15 @@ def parse_config(data: Any, source: str | os.PathLike[str] = "config") -> System
         f = Fields(path, f"instruments[{n}]", item, INSTRUMENT_KEYS, RETIRED)
         underlying = _choice(f, "underlying", names, "underlying")
         kind = _kind(f)
+        if kind is Kind.PERP:
+            spec = _perp(f, underlying)
+            if any(o.kind is Kind.PERP and o.underlying == underlying for o in ins):
+                why = f"{underlying} has a perp already: one per underlying"
+                raise InputError(path, f"instruments[{n}]", why)
+            ins.append(spec)
+            continue
+        if f.has("funding_cap"):
+            raise f.fail("funding_cap", "only a perp has a funding_cap: remove it (or kind perp)")
         if kind.is_option:
             strike = to_wad(f.decimal("strike"))
         elif f.has("strike"):

@@ -132,7 +132,7 @@ def decode_market(
 
     Args:
         instrument_words: id -> the three storage words (all zero: listed, never posted).
-        underlying_words: id -> ``[spot | psr << 96 | ts << 160, scenarios, som_rate]``.
+        underlying_words: id -> ``[spot | psr << 96 | ts << 160, scenarios | F << 128, som_rate]``.
         asset_words: token address -> ``price | ts << 96``.
         assets: token address -> (engine asset index, haircut WAD, decimals).
         im_factor: the engine's IM factor (WAD).
@@ -148,7 +148,9 @@ def decode_market(
     grids = grids or {}
     unds = {}
     for u, w in underlying_words.items():
-        if not w[1]:
+        # w[1]: the scenario count in its low byte; with a perp, its funding index F above bit
+        # 128 (RiskOracle.snapshot)
+        if not w[1] & 255:
             continue
         psr = (w[0] >> 96) & MASK64
         lin = tuple(scenario_lin_wad(grids[u], psr)) if u in grids and psr else ()
