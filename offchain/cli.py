@@ -190,10 +190,15 @@ def load_market(path: str | Path) -> LoadedMarket:
         und.append(names.index(u_name))
         k_name = f.text("kind").upper()
         if k_name not in Kind.__members__:
-            raise f.fail("kind", f"must be future, call or put, got {f.raw('kind')!r}")
+            raise f.fail("kind", f"must be future, call, put or perp, got {f.raw('kind')!r}")
         kind.append(Kind[k_name].value)
-        is_opt = Kind[k_name] is not Kind.FUTURE
+        is_opt = Kind[k_name].is_option
         strike.append(f.number("strike", lo=0.0, strict=True) if is_opt else np.nan)
+        if Kind[k_name] is Kind.PERP:
+            # a perp is margined as a future at the spot end of the curve (no expiry)
+            expiry.append(valuation + 1)
+            iv.append(np.nan)
+            continue
         exp = f.time("expiry")
         if exp <= valuation:
             raise f.fail("expiry", "must be after valuation_time")

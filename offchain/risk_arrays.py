@@ -109,7 +109,7 @@ class Instruments:
         strike = np.asarray(self.strike, dtype=np.float64)
         if strike.shape != (n,):
             raise ValueError(f"strike must have shape ({n},), got {strike.shape}")
-        is_opt = kind != Kind.FUTURE
+        is_opt = (kind == Kind.CALL) | (kind == Kind.PUT)
         if not np.all(np.isfinite(strike[is_opt])) or np.any(strike[is_opt] <= 0):
             raise ValueError("strike must be finite and > 0 for options")
         expiry = np.asarray(self.expiry)
@@ -153,7 +153,7 @@ class Instruments:
 
     @property
     def is_option(self) -> np.ndarray:
-        return self.kind != Kind.FUTURE
+        return (self.kind == Kind.CALL) | (self.kind == Kind.PUT)
 
 
 @dataclass(frozen=True)

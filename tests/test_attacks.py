@@ -328,10 +328,9 @@ def test_self_matched_trades_cannot_move_marks_or_free_fake_gains(liq, trader, h
     """Mango Markets (October 2022: the attacker traded MNGO perps between two of its own
     accounts and pumped the spot price, then borrowed against the unrealised gain). Here trade
     prices never feed the mark (the oracle does), so self-matched trades at 10x or 1/10 of the
-    mark leave every mark unchanged; the buyer at 1/10 shows an unrealised gain (counted in
-    equity at the mark) that cannot be withdrawn, because cash must stay >= 0 and the seller
-    pays for the gain out of its own equity under the IM check. The pair can never take out
-    more than it put in."""
+    mark leave every mark unchanged; the buyer at 1/10 shows a gain at the oracle's mark which
+    settlement turns into cash (variation margin), paid by the seller out of its own equity
+    under the IM check. The pair can never take out more than it put in."""
     s, e = liq.s, liq.s.engine
     fut = s.instruments["btc-fut"]
     liq.deposit(trader, 20_000)
@@ -367,9 +366,12 @@ def test_self_matched_trades_cannot_move_marks_or_free_fake_gains(liq, trader, h
     assert oracle_words(s) == words  # marks, arrays and prices untouched
     eq_t = liq.state(trader)[0]
     assert eq_t == 20_000 * WAD - 600 * WAD + 6_000 * WAD  # the "gain" is at the oracle mark
-    # the fake gain is not cash: withdrawing more than the cash is refused
+    # the "gain" is the seller's loss: settled, it is the buyer's cash and the seller's debt
+    # (variation margin), which the seller's IM check covered; not a wei more can leave
+    e.settle(trader, sender=trader)
+    assert e.cash(trader) == 20_000 * WAD - 600 * WAD + 6_000 * WAD
     refused(
-        "withdraw fake gain",
+        "withdraw beyond the realised cash",
         "vault: insufficient balance",
         e.withdraw,
         s.usdc,

@@ -306,8 +306,8 @@ def test_insolvent_account_fund_then_socialisation(
     assert lq.pending_charge(bystander) == 0
     # the engine's state deducts the pending charge, read through its one assembler
     eq_h, _, _, p_h = liq.state(hedger)
-    assert p_h == lq.pending_charge(hedger) == e.margin_inputs(hedger, [], [], True, True)[2]
-    assert p_h > 0 and e.margin_inputs(hedger, [], [], True, False)[2] == 0
+    assert p_h == lq.pending_charge(hedger) == e.margin_inputs(hedger, [], [], True, True)[3]
+    assert p_h > 0 and e.margin_inputs(hedger, [], [], True, False)[3] == 0
     # a touch realises it: the fund gets it back, and the state is what it said
     fund_before = e.cash(lq)
     cash_h = e.cash(hedger)

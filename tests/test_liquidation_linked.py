@@ -46,7 +46,8 @@ def linked(liq, admin):
 
 def _book(liq, trader, maker, liquidator_account, name: str, slack_usd: int = 100):
     """`trader`: 10 WETH, short 10 of the scenario's ETH instrument, short 1 BTC future; its
-    cash then withdrawn to `slack_usd` above IM. The liquidator and the maker are funded."""
+    cash (then WETH) withdrawn to `slack_usd` above IM. The liquidator and the maker are
+    funded."""
     s = liq.s
     instrument, price = BOOKS[name]
     liq.deposit(maker, 10_000_000)
@@ -55,8 +56,28 @@ def _book(liq, trader, maker, liquidator_account, name: str, slack_usd: int = 10
     liq.deposit(trader, 200_000)
     liq.trade(maker, trader, instrument, SIZE, price)
     liq.trade(maker, trader, "btc-fut", BTC_SIZE, SPOTS[BTC])
-    eq, im, _mm, _ = liq.state(trader)
-    s.engine.withdraw(s.usdc, (eq - im) // 10**12 - slack_usd * USD, sender=trader)
+    _withdraw_to_slack(s, trader, slack_usd)
+
+
+def _withdraw_to_slack(s, trader, slack_usd: int) -> None:
+    """Withdraw `trader`'s stablecoin, then WETH, down to `slack_usd` above IM. The engine
+    settles first: a short future's notional is not cash, so the stablecoin alone may not get
+    there (the rest of the excess is WETH)."""
+    s.engine.settle(trader, sender=trader)
+    eq, im = s.engine.account_state(trader)[:2]
+    usd = min((eq - im) // 10**12 - slack_usd * USD, s.engine.cash(trader) // 10**12)
+    if usd > 0:
+        s.engine.withdraw(s.usdc, usd, sender=trader)
+    lo, hi = 0, s.engine.collateral(s.weth, trader) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        eq, im, _mm, ok, _code = s.views.withdraw_preview(trader, s.weth, mid)
+        if ok and eq - im >= slack_usd * WAD:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo:
+        s.engine.withdraw(s.weth, lo, sender=trader)
 
 
 def _losses(acct: AccountInt, market: MarketInt, u: int) -> list[int]:
@@ -162,8 +183,7 @@ def test_unlinked_collateral_stays_in_a_partial_liquidation(
     s.engine.deposit(s.wbtc, 10**7, sender=trader)  # 0.1 WBTC
     liq.deposit(trader, 100_000)
     liq.trade(maker, trader, "btc-fut", WAD, SPOTS[BTC])
-    eq, im, _mm, _ = liq.state(trader)
-    s.engine.withdraw(s.usdc, (eq - im) // 10**12 - 100 * USD, sender=trader)
+    _withdraw_to_slack(s, trader, 100)
     liq.move(BTC, 64_000 * WAD)
     held = (s.engine.collateral(s.weth, trader), s.engine.collateral(s.wbtc, trader))
     preview = liq.views.liquidation_preview(trader)

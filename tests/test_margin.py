@@ -283,7 +283,7 @@ def _reference_underlying_risk(positions, market, u):
     ]
     worst = max(losses)
     pad = math.ceil(Fraction(sum(-q * 2**ins.exponent for ins, q in legs if q < 0), WAD))
-    shorts = sum(-q for ins, q in legs if q < 0 and ins.kind != Kind.FUTURE)
+    shorts = sum(-q for ins, q in legs if q < 0 and ins.kind.is_option)
     som = math.ceil(Fraction(math.ceil(Fraction(shorts * und.spot, WAD)) * und.som_rate, WAD))
     return UnderlyingRisk(losses.index(worst), worst, pad, som, max(max(worst, 0) + pad, som))
 
