@@ -312,7 +312,9 @@ def test_insolvent_account_fund_then_socialisation(
     fund_before = e.cash(lq)
     cash_h = e.cash(hedger)
     tx = e.withdraw(liq.s.usdc, 1 * USD, sender=hedger)
-    assert e.cash(hedger) == cash_h - p_h - 10**18
+    # the withdrawal settles first: the short's variation margin, -1 x the 45,000 mark (its
+    # 60,000 notional came in at the trade), is realised into cash
+    assert e.cash(hedger) == cash_h - p_h - 45_000 * WAD - 10**18
     assert e.cash(lq) == fund_before + p_h
     assert lq.pending_charge(hedger) == 0 and lq.charges_realised() == p_h
     assert liq.state(hedger)[0] == eq_h - 10**18

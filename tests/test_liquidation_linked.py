@@ -9,7 +9,7 @@ partial liquidation, as before."""
 from __future__ import annotations
 
 import pytest
-from contract_support import BTC, ETH, SPOTS, USD
+from contract_support import BTC, ETH, SPOTS
 from liquidation_support import (  # noqa: F401 (fixtures)
     assert_matches,
     bystander,
@@ -56,28 +56,29 @@ def _book(liq, trader, maker, liquidator_account, name: str, slack_usd: int = 10
     liq.deposit(trader, 200_000)
     liq.trade(maker, trader, instrument, SIZE, price)
     liq.trade(maker, trader, "btc-fut", BTC_SIZE, SPOTS[BTC])
-    _withdraw_to_slack(s, trader, slack_usd)
+    _withdraw_to_slack(s, trader, maker, slack_usd)
 
 
-def _withdraw_to_slack(s, trader, slack_usd: int) -> None:
-    """Withdraw `trader`'s stablecoin, then WETH, down to `slack_usd` above IM. The engine
-    settles first: a short future's notional is not cash, so the stablecoin alone may not get
-    there (the rest of the excess is WETH)."""
-    s.engine.settle(trader, sender=trader)
-    eq, im = s.engine.account_state(trader)[:2]
-    usd = min((eq - im) // 10**12 - slack_usd * USD, s.engine.cash(trader) // 10**12)
+def _withdraw_to_slack(s, trader, maker, slack_usd: int) -> None:
+    """Bring `trader` to `slack_usd` above IM: withdraw its stablecoin, and if a short future's
+    notional kept the excess out of reach (settled first, it is not cash), give the rest away
+    in a round trip of its BTC future (bought back above the mark, sold again at it): equity
+    falls, positions and collateral stay."""
+    e = s.engine
+    e.settle(trader, sender=trader)
+    eq, im = e.account_state(trader)[:2]
+    excess = eq - im - slack_usd * WAD
+    usd = min(excess // 10**12, e.cash(trader) // 10**12)
     if usd > 0:
-        s.engine.withdraw(s.usdc, usd, sender=trader)
-    lo, hi = 0, s.engine.collateral(s.weth, trader) - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        eq, im, _mm, ok, _code = s.views.withdraw_preview(trader, s.weth, mid)
-        if ok and eq - im >= slack_usd * WAD:
-            lo = mid
-        else:
-            hi = mid - 1
-    if lo:
-        s.engine.withdraw(s.weth, lo, sender=trader)
+        e.withdraw(s.usdc, usd, sender=trader)
+        excess -= usd * 10**12
+    if excess > 0:
+        fut = s.instruments["btc-fut"]
+        ids, sizes = e.positions_of(trader)
+        q = -dict(zip(ids, sizes, strict=True))[fut]
+        mark = s.oracle.instrument_word(fut, 0) >> 160
+        e.trade(trader, maker, fut, q, mark + excess * WAD // q, sender=s.venue)
+        e.trade(maker, trader, fut, q, mark, sender=s.venue)
 
 
 def _losses(acct: AccountInt, market: MarketInt, u: int) -> list[int]:
@@ -183,7 +184,7 @@ def test_unlinked_collateral_stays_in_a_partial_liquidation(
     s.engine.deposit(s.wbtc, 10**7, sender=trader)  # 0.1 WBTC
     liq.deposit(trader, 100_000)
     liq.trade(maker, trader, "btc-fut", WAD, SPOTS[BTC])
-    _withdraw_to_slack(s, trader, 100)
+    _withdraw_to_slack(s, trader, maker, 100)
     liq.move(BTC, 64_000 * WAD)
     held = (s.engine.collateral(s.weth, trader), s.engine.collateral(s.wbtc, trader))
     preview = liq.views.liquidation_preview(trader)

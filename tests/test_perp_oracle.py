@@ -250,6 +250,26 @@ def test_negative_index_in_the_snapshot(perp):
     assert iw[0][2] != 0
 
 
+def test_an_index_at_its_bound_stops_funding_posts(market, chain_snapshot):
+    """At the largest spot and the largest cap F grows by 2**91 an hour: after some 128 hours of
+    posts the index reaches 2**98 and the next post is refused, so F_now always fits its int100."""
+    s = market
+    with chain_snapshot():
+        s.oracle.register_grid(91, [WAD // 10, -(WAD // 10)], [0, 0], sender=s.admin)
+        s.oracle.list_underlying(91, 91, 10**15, WAD, 0, WAD, WAD, 0, 0, sender=s.admin)
+        s.n_scenarios[91] = 2
+        _list_perp(s, 91, MAX_FUNDING_CAP)
+        s.post([(91, 2**96 - 1, 10**15)])
+        posts = 0
+        while abs(s.oracle.funding_index(91)) < 2**98:
+            s.oracle.post_funding([(91, MAX_FUNDING_CAP)], sender=s.keeper)
+            s.sleep(FUNDING_GAP)
+            posts += 1
+        assert 12 <= posts <= 20
+        with ape.reverts("oracle: funding out of bounds"):
+            s.oracle.post_funding([(91, MAX_FUNDING_CAP)], sender=s.keeper)
+
+
 def test_after_wind_down_funding_posts_stop_and_the_index_stays_bounded(perp, outsider):
     s, iid = perp
     s.oracle.post_funding([(BTC, CAP)], sender=s.keeper)
