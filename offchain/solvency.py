@@ -102,9 +102,12 @@ def audit(ledger: LedgerSnapshot) -> Solvency:
 
 def read_ledger(client: Any, holders: Iterable[str]) -> LedgerSnapshot:
     """The ledger of a deployment (``offchain.sdk.Client``) over ``holders``: every address
-    that may hold cash or collateral (the Liquidator, which holds the insurance fund, is added)."""
+    that may hold cash or collateral (the Liquidator, which holds the insurance fund, is added,
+    and so is the clearing account, the engine's own cash: realised variation margin and
+    funding not yet collected from or paid to the other side, docs/fixed-point.md §10)."""
     engine, liquidator = client.engine, client.liquidator
     fund = liquidator.address if liquidator is not None else None
+    clearing = str(engine.address)
     everyone = sorted(set(holders) | ({fund} if fund else set()))
     collateral = {
         symbol: AssetLedger(
@@ -126,7 +129,7 @@ def read_ledger(client: Any, holders: Iterable[str]) -> LedgerSnapshot:
         socialised = int(liquidator.socialised())
     return LedgerSnapshot(
         vault_cash=int(client.cash.balanceOf(engine)) * int(engine.cash_scale()),
-        cash={a: int(engine.cash(a)) for a in everyone},
+        cash={a: int(engine.cash(a)) for a in [*everyone, clearing]},
         collateral=collateral,
         margin=margin,
         bad_debt=bad_debt,

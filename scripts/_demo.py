@@ -263,7 +263,8 @@ def open_books(
     c: Client, admin: Any, venue: Any, books: tuple[Book, ...], offset: int, say: Any
 ) -> dict[str, Any]:
     """Fund makers and traders, trade every leg at the posted mark against a maker, and bring
-    each trader to its target equity / IM by withdrawing the excess cash."""
+    each trader to its target equity / IM by withdrawing the excess cash (what settlement leaves
+    as cash at most)."""
     metas = c.listed_instruments()
     names = {v: k for k, v in c.deployment.underlyings.items()}
     by_key = {_key(m, names, offset): m for m in metas}
@@ -296,6 +297,9 @@ def open_books(
             c.trade(venue, buyer, seller, iid, abs(q), mark)
         state = c.account_state(acct)
         excess = state.equity - max(state.initial_margin * book.target, MIN_EQUITY * WAD)
+        # the cash a withdrawal can take is the settled one: a short future's notional is not
+        # cash once its variation margin is realised (the excess may sit in collateral)
+        c.settle(admin, acct)
         cash = int(c.engine.cash(acct))
         amount = min(int(excess), cash) // 10**12  # to USDC units, floor
         if amount > 0:
