@@ -89,9 +89,12 @@ def _inputs(
         f: int256 = convert(convert(out.book.uw[k][1], bytes32), int256) >> 128
         if f != 0:
             perp: uint256 = (out.book.unds[k] << 8) | fp.KIND_PERP
-            for j: uint256 in range(len(out.book.ids), bound=fp.MAX_POSITIONS):
-                if (out.book.ids[j] >> fp.ID_KIND_SHIFT) & fp.MASK24 == perp:
+            j: uint256 = 0
+            for i: uint256 in out.book.ids:
+                if (i >> fp.ID_KIND_SHIFT) & fp.MASK24 == perp:
                     out.basis += out.book.sizes[j] * f
+                    break
+                j += 1
     out.cash -= fp.div_ceil(out.basis, fp.SWAD)
     k: uint256 = 0
     for n: uint256 in range(len(held), bound=fp.MAX_ASSETS):
