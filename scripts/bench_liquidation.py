@@ -118,9 +118,11 @@ def _breakdown_table(rows: list[tuple[str, int, int]], total: int) -> str:
 
 @click.command(cls=ScriptCommand)
 def cli():
-    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client, _perp = (
+    admin, keeper, venue, usdc, oracle, engine, coeffs, opts, futs, client, perp = (
         deploy_bench_market(16)
     )
+    # the book's first future is the BTC perp, funded: its funding stays with the account
+    futs = [perp, *futs[1:]]
     trader, maker, mm_liq, fresh_liq, matched = (accounts.test_accounts[i] for i in (4, 5, 7, 8, 9))
     liquidator = deploy_liquidator(project, admin, client.engine_admin, engine)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
@@ -135,6 +137,7 @@ def cli():
         )
 
     post(SPOT)
+    oracle.post_funding([(1, WAD // 10_000)], sender=keeper)
     for acct in (trader, maker, mm_liq, fresh_liq, matched):
         usdc.mint(acct, 10**16, sender=admin)
         usdc.approve(engine, 2**256 - 1, sender=acct)
@@ -202,7 +205,8 @@ def cli():
         "Liquidation",
         "Command: `ape run bench_liquidation` (local anvil, Vyper 0.4.3, "
         "default optimizer). Transaction gas of `Liquidator.liquidate` for an account holding n "
-        "long positions (half options, half futures, 35 scenarios) with equity just above IM: "
+        "long positions (half options, half futures, the first future the BTC perp with its "
+        "funding accruing, 35 scenarios) with equity just above IM: "
         "partial after an 8 % drop (closed-form fraction, post-condition checked on-chain), "
         "full after a 30 % drop (insolvent, empty fund: the loss is socialised). A fresh "
         "liquidator receives every position in a new storage slot; a market maker holding all "
