@@ -28,6 +28,7 @@ from ape import accounts, chain, project  # noqa: E402
 from bench.doc import write_section  # noqa: E402
 from offchain.codec import pack_entries, pack_post  # noqa: E402
 from offchain.fixed_point import WAD, encode_risk_array  # noqa: E402
+from offchain.oracle_bounds import CAP_PERIOD, clamp_price, gap_rate, price_cap  # noqa: E402
 from offchain.sdk import deploy_liquidator  # noqa: E402
 from scripts._bench_setup import PSR, SPOT, deploy_bench_market  # noqa: E402
 from scripts._common import ScriptCommand  # noqa: E402
@@ -42,7 +43,8 @@ def _option_item(iid: int, spot: int, coeffs: list[int], k: int) -> tuple:
     ra = []
     for c in coeffs:
         lin = spot * PSR // WAD * c // WAD
-        ra.append(lin * (40 + k % 20) // 100 + abs(lin) // 10)
+        # a long option loses at most its premium (the oracle refuses a larger loss)
+        ra.append(max(lin * (40 + k % 20) // 100 + abs(lin) // 10, -(spot // 25)))
     e, entries = encode_risk_array(ra)
     return (iid, spot // 20, e, pack_entries(entries))
 
@@ -127,14 +129,24 @@ def cli():
     liquidator = deploy_liquidator(project, admin, client.engine_admin, engine)
     book = [x for pair in zip(futs, opts, strict=True) for x in pair]
 
-    def post(spot: int):
-        chain.pending_timestamp = chain.blocks.head.timestamp + 1
+    def post_at(spot: int, dt: int):
+        chain.pending_timestamp = chain.blocks.head.timestamp + dt
         chain.mine()
         items = [_option_item(i, spot, coeffs, k) for k, i in enumerate(opts)]
         items += [(i, spot, 0, []) for i in futs]
         oracle.post(
             chain.blocks.head.timestamp, [(1, spot, PSR)], *pack_post(items), [], sender=keeper
         )
+
+    def post(spot: int):
+        """Post at `spot`, walking a move beyond one post's gap rate in capped posts a cap
+        period apart, as the keeper does."""
+        old = int(oracle.underlying_state(1)[0])
+        rate = gap_rate(int(oracle.underlying_params(1).max_deviation), PSR)
+        while old and price_cap(old, rate, CAP_PERIOD) < abs(spot - old):
+            old = clamp_price(spot, (old, 0), rate, CAP_PERIOD)
+            post_at(old, CAP_PERIOD)
+        post_at(spot, CAP_PERIOD if old else 1)
 
     post(SPOT)
     oracle.post_funding([(1, WAD // 10_000)], sender=keeper)

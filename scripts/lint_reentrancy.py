@@ -86,7 +86,6 @@ OPEN: dict[str, dict[str, str]] = {
         "asset_deposit_cap": _VAULT,
         "asset_scale": _VAULT,
         "asset_mask": _VAULT,
-        "position_count": _POSITIONS,
         "open_interest": _POSITIONS,
         "positions_of": "@reentrant: Liquidator.touch reads it inside the engine's call to it",
         "oracle": _IMMUTABLE,
