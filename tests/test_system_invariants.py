@@ -246,6 +246,11 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             self.perp_q = Counter()
             self.clearing0 = e.cash(e)
             assert self.clearing0 == 0 and all(e.vm_basis(p) == 0 for p in [*people, lq])
+            # every example starts with perp holders, sizes off whole contracts: the hedger
+            # long against its short future, the trader short a third against its long one
+            liq_.trade(hedger, mk, PERP, WAD + 3, 60_000 * WAD)
+            liq_.trade(mk, trader, PERP, WAD // 3, 60_000 * WAD + 7)
+            self.sync_perp()
 
         def teardown(self):
             s.chain.restore(self.snap)
@@ -589,7 +594,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 MOVE_REASONS, e.trade, buyer, seller, iid, size, price, sender=s.venue
             )
             done = got is None
-            self.outcome(f"trade {'booked' if done else got}")
+            self.outcome(f"{'perp ' if iid == perp else ''}trade {'booked' if done else got}")
             self.sync_perp()
             after = self.obs()
             self.no_one_turned_unhealthy(before, after)
