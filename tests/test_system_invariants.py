@@ -13,13 +13,20 @@ wrong array lengths, unknown ids, a non-keeper poster, bad prices, magnitude and
 abuse; each must revert and leave every stored word unchanged), time passing (stale data),
 liquidations (partial, capped, dust caps, full, self) by a third account, expiry with
 settlement at the on-chain TWAP and lazy per-account settlement, guardian pause and admin
-unpause, and a flat account taking everything out.
+unpause, and a flat account taking everything out. A BTC perp (docs/fixed-point.md §9, §10):
+every example starts with perp holders and a funding index away from zero; rules trade it either
+way at sizes off whole contracts, post funding rates (beyond the cap: clamped) over elapsed time
+with the spot moving, and realise variation margin (`settle`, withdrawals of realised gains).
 
 Checked after EVERY step (invariants), with the definitions used:
 - vault: per asset, credited balances (accounts + fund) == `total` <= the engine's token
-  balance; for the stablecoin, sum of cash == total * 10**12 + sum of settlement amounts booked
-  (trades, liquidations and charges conserve cash exactly), and once every holder of a settled
-  instrument has settled, the vault owes no more than it holds;
+  balance; for the stablecoin, cash conservation: sum of cash (accounts + the fund + the
+  clearing account, the engine's own cash) == its balance * cash_scale + sum of settlement
+  amounts booked (trades, liquidations, charges and realisations conserve cash exactly), and
+  once every holder of a settled instrument has settled, the vault owes no more than it holds;
+- funding (see `funding_conserved` for the exact statements): sum of bases + WAD * clearing
+  cash == 0, funding owed nets to zero across holders, and each account owes exactly the sum
+  over its holding periods of q * (F_end - F_start) (no funding for a period it did not hold);
 - books: `fund_payouts + socialised == bad_debt`; the insurance fund (the Liquidator's engine
   cash) == top-ups + penalty shares + charges realised - bad debt (exact), and it is negative
   only by what holders still owe (socialised advances) plus documented deficits (bad debt with
@@ -33,7 +40,7 @@ Checked after EVERY step (invariants), with the definitions used:
   for accounts that never received positions through a liquidation;
 - margin: `MarginEngine.account_state` == `offchain.margin.account_margin_int` (through the
   SDK client `offchain.sdk.Client`, pending charge deducted, collateral without a fresh
-  price at zero) for every account, pending charge included.
+  price at zero, the variation-margin basis and the perp's funding index) for every account.
 Checked inside the rules:
 - a user action (deposit, withdraw, trade, settle) at a fixed oracle never turns a healthy
   account (equity >= MM, pending charge deducted) unhealthy; a successful withdrawal leaves
@@ -251,6 +258,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             liq_.trade(hedger, mk, PERP, WAD + 3, 60_000 * WAD)
             liq_.trade(mk, trader, PERP, WAD // 3, 60_000 * WAD + 7)
             self.sync_perp()
+            self.accrue(PERP_CAP // 2 + 1, 2 * 3600 + 17, 0)  # every example has F != 0
 
         def teardown(self):
             s.chain.restore(self.snap)
@@ -836,6 +844,9 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             (docs/fixed-point.md §9). Outside this rule the rate is 0, so every other rule sees
             a still index."""
             self.step("funding")
+            self.accrue(rate, seconds, pct)
+
+        def accrue(self, rate, seconds, pct):
             f0 = o.funding_index(BTC)
             clamped = max(-PERP_CAP, min(PERP_CAP, rate))
             tx = o.post_funding([(BTC, rate)], sender=s.keeper)
