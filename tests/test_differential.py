@@ -6,21 +6,28 @@ reference `offchain.margin.account_margin_int` exactly, with the collateral link
 underlying scanned as a spot leg (docs/fixed-point.md §5.1), its price fresh or stale. Futures
 arrays, computed on-chain, must equal `offchain.fixed_point.futures_risk_array_wad` encoded, with
 the curve shift of their expiry (random basis and roll) on the tilted scenarios; futures calendars
-carry their basis and roll charges on-chain as in the reference."""
+carry their basis and roll charges on-chain as in the reference. Perps join the books
+(docs/fixed-point.md §9, §10): funding accrues at random rates (beyond the cap: clamped) over
+random times, a settlement realises variation margin into a non-zero basis, and the chain's
+`account_state` and `vm_basis` equal the reference to the wei throughout; a wound-down perp reads
+settled with its funding in the basis."""
 
 import pytest
 from contract_support import BTC, DAY, ETH, SPAN, USD, examples
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PUT, id_fields
+from offchain.codec import KIND_CALL, KIND_FUTURE, KIND_PERP, KIND_PUT, id_fields
 from offchain.fixed_point import (
     MAX_BASIS,
     MAX_ROLL,
     WAD,
+    div_ceil,
+    div_floor,
     encode_risk_array,
     scenario_lin_wad,
 )
+from offchain.funding import FUNDING_GAP
 from offchain.margin import (
     AccountInt,
     CollateralInt,
@@ -29,6 +36,7 @@ from offchain.margin import (
     MarketInt,
     UnderlyingInt,
     account_margin_int,
+    realise_int,
     settlement_cash,
     trade_cash_amount,
 )
@@ -37,6 +45,7 @@ from offchain.oracle_bounds import bound_option, code_strike
 HAIRCUT_WETH = WAD // 5
 D_BTC, D_ETH, D_SPAN = 11, 12, 13
 DEPOSIT = 10**11 * USD  # 100bn USD each, so every generated trade passes IM
+FUNDING_CAP = 10**16  # 1 % per hour per perp
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +70,7 @@ def book(project, system, trader, maker, admin):
             # puts struck at 10k-30k USD: room below the strike for marks and arrays
             strike = 10_000 * WAD * k
             own.append(s.list_instrument(f"d-{tag}-put{k}", u, KIND_PUT, strike, expiry2))
+        own.append(s.list_instrument(f"d-{tag}-perp", u, KIND_PERP, FUNDING_CAP, 0))
     s.own = own
     # own collateral token (never priced)
     s.dweth = admin.deploy(project.MockERC20, "Diff WETH", "DWETH", 18)
@@ -96,7 +106,7 @@ def portfolios(draw, instruments):
         spot, _ = market[u]
         q = draw(st.integers(-(10**22), 10**22).filter(lambda x: x != 0))
         price = draw(st.integers(0, 2 * spot))
-        if kind == KIND_FUTURE:
+        if kind in (KIND_FUTURE, KIND_PERP):
             mark = draw(st.integers(spot // 2, 2 * spot))
             ra = None
         else:
@@ -117,12 +127,14 @@ def portfolios(draw, instruments):
     return market, positions, weth, weth_price, curves
 
 
-def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
+def _market_int(s, market, positions, weth_price, funding=None):
+    """(instruments, MarketInt) of the reference: `funding` {underlying: F_now} of the perps."""
+    funding = funding or {}
     instruments = {}
     for iid, _q, _p, mark, ra in positions:
         _, kind, u, _ = id_fields(iid)
         spot, psr = market[u]
-        if kind == KIND_FUTURE:
+        if kind in (KIND_FUTURE, KIND_PERP):
             # the curve shift of its expiry at the batch timestamp it was posted at
             ts = s.oracle_views.risk_array(iid)[2]
             e, entries = encode_risk_array(s.future_reference(iid, mark, psr, ts))
@@ -135,16 +147,30 @@ def _model(s, account, market, positions, weth_amount, weth_price, im_factor):
             s.oracle.underlying_params(u).som_rate,
             s.n_scenarios[u],
             tuple(scenario_lin_wad(s.grids[u], psr)),
+            funding.get(u, 0),
         )
         for u, (spot, psr) in market.items()
     }
     collaterals = {0: CollateralInt(weth_price, HAIRCUT_WETH, 18, D_ETH)}
-    mkt = MarketInt(instruments, unds, collaterals)
-    acct = AccountInt(
+    return instruments, MarketInt(instruments, unds, collaterals)
+
+
+def _account_int(s, account, positions, weth_amount, basis=0):
+    return AccountInt(
         s.engine.cash(account),
-        {iid: q for iid, q, *_ in positions},
+        {iid: q for iid, q, *_ in positions if q},
         {0: weth_amount} if weth_amount else {},
+        basis,
     )
+
+
+def _model(
+    s, account, market, positions, weth_amount, weth_price, im_factor, funding=None, basis=0
+):
+    """The reference of `account` holding `positions`; `funding`: {underlying: F_now} of the
+    perps, `basis`: its variation-margin basis (WAD**2)."""
+    instruments, mkt = _market_int(s, market, positions, weth_price, funding)
+    acct = _account_int(s, account, positions, weth_amount, basis)
     return instruments, account_margin_int(acct, mkt, im_factor)
 
 
@@ -201,27 +227,136 @@ def test_account_state_equals_offchain_integer_model(book, trader, maker, chain_
             ref_m.initial_margin,
             ref_m.maintenance_margin,
         )
-        # after a withdrawal of cash, margin moves exactly by the withdrawn WAD amount
+        # after a withdrawal of cash, margin moves exactly by the withdrawn WAD amount; the
+        # withdrawal settles first: the variation margin of the futures and perps (marks away
+        # from the trade prices) becomes cash and the basis takes r * WAD (§10)
+        basis = {trader.address: 0, maker.address: 0}
         if s.views.withdraw_preview(trader, s.usdc, USD)[3]:
+            _, mkt = _market_int(s, market, positions, weth_price)
+            realised = realise_int(_account_int(s, trader, positions, weth), mkt)
             s.engine.withdraw(s.usdc, USD, sender=trader)
-            _, ref_w = _model(s, trader, market, positions, weth, weth_price, im_factor)
+            assert s.engine.cash(trader) == realised.cash - USD * 10**12
+            basis[trader.address] = realised.vm_basis
+            assert s.engine.vm_basis(trader) == basis[trader.address]
+            _, ref_w = _model(
+                s,
+                trader,
+                market,
+                positions,
+                weth,
+                weth_price,
+                im_factor,
+                basis=basis[trader.address],
+            )
             assert s.engine.account_state(trader)[:3] == (
                 ref_w.equity,
                 ref_w.initial_margin,
                 ref_w.maintenance_margin,
             )
             assert ref_w.equity == ref.equity - USD * 10**12
+        funding = _fund_and_realise(
+            s, data, trader, maker, market, positions, items, weth, weth_price, basis
+        )
+        weth_price_now = weth_price
         # the collateral's price goes stale: under the stale-at-zero rule of `account_state` it
         # is worth 0 and its leg adds nothing
         if weth and data.draw(st.booleans(), label="stale collateral"):
             s.sleep(s.oracle.max_age() + 1)
             s.post([(u, spot, psr) for u, (spot, psr) in market.items()], items)
-            _, ref_s = _model(s, trader, market, positions, weth, 0, im_factor)
-            assert s.engine.account_state(trader)[:3] == (
-                ref_s.equity,
-                ref_s.initial_margin,
-                ref_s.maintenance_margin,
+            weth_price_now = 0
+        _, ref_s = _model(
+            s,
+            trader,
+            market,
+            positions,
+            weth,
+            weth_price_now,
+            im_factor,
+            funding,
+            basis[trader.address],
+        )
+        assert s.engine.account_state(trader)[:3] == (
+            ref_s.equity,
+            ref_s.initial_margin,
+            ref_s.maintenance_margin,
+        )
+
+
+def _fund_and_realise(s, data, trader, maker, market, positions, items, weth, weth_price, basis):
+    """Funding at random rates (beyond the cap: clamped) accrues over a random time on the
+    perps of the book; both sides equal the reference; the trader settles (its variation margin
+    realised into its basis), trades a random size of a perp at a moved index (the basis takes
+    -dq * F) and funding accrues again; the index is then frozen (rate 0). `basis`: each side's
+    expected basis, updated. Returns {underlying: F_now}."""
+    perps = [iid for iid, *_ in positions if id_fields(iid)[1] == KIND_PERP]
+    if not perps:
+        return {}
+    unds = sorted({id_fields(iid)[2] for iid in perps})
+    cap = 3 * FUNDING_CAP
+    rates = {u: data.draw(st.integers(-cap, cap), label=f"rate {u}") for u in unds}
+    clamped = {u: max(-FUNDING_CAP, min(FUNDING_CAP, r)) for u, r in rates.items()}
+    price_posts = [(u, spot, psr) for u, (spot, psr) in market.items()]
+    im_factor = s.engine.im_factor()
+    mirror = [(iid, -q, p, m, ra) for iid, q, p, m, ra in positions]
+    sides = ((trader, positions, weth), (maker, mirror, 0))
+    s.oracle.post_funding(list(rates.items()), sender=s.keeper)
+    t0 = s.now()
+
+    def index_at(ts):
+        return {
+            u: div_floor(clamped[u] * market[u][0] * min(ts - t0, FUNDING_GAP), 3600 * WAD)
+            for u in unds
+        }
+
+    def check(funding):
+        for acct, book_, w in sides:
+            _, ref = _model(
+                s, acct, market, book_, w, weth_price, im_factor, funding, basis[acct.address]
             )
+            assert s.engine.vm_basis(acct) == basis[acct.address]
+            assert s.engine.account_state(acct)[:3] == (
+                ref.equity,
+                ref.initial_margin,
+                ref.maintenance_margin,
+            )
+
+    # fresh marks after the wait (the time the funding accrues over), same prices
+    s.sleep(data.draw(st.integers(1, FUNDING_GAP + 3600), label="elapsed"))
+    s.post(price_posts, items, [(s.dweth.address, weth_price)])
+    funding = index_at(s.now())
+    assert {u: s.oracle.funding_index(u) for u in unds} == funding
+    check(funding)
+    # the trader settles: variation margin (marks and funding at the settle's block) realised
+    before = _account_int(s, trader, positions, weth, basis[trader.address])
+    s.engine.settle(trader, sender=maker)
+    funding = index_at(s.now())
+    _, mkt = _market_int(s, market, positions, weth_price, funding)
+    realised = realise_int(before, mkt)
+    basis[trader.address] = realised.vm_basis
+    assert s.engine.cash(trader) == realised.cash
+    check(funding)
+    # a perp changes size at the index of the trade's block: it pays funding from then on
+    iid = data.draw(st.sampled_from(perps), label="perp traded")
+    dq = data.draw(st.integers(1, 10**22), label="perp size")
+    mark = s.oracle_views.risk_array(iid)[0]
+    buy = data.draw(st.booleans(), label="trader buys")
+    buyer, seller = (trader, maker) if buy else (maker, trader)
+    s.engine.trade(buyer, seller, iid, dq, mark, sender=s.venue)
+    f = index_at(s.now())[id_fields(iid)[2]]
+    basis[buyer.address] -= dq * f
+    basis[seller.address] += dq * f
+    sign = 1 if buy else -1
+    positions[:] = [(i, q + sign * dq if i == iid else q, p, m, ra) for i, q, p, m, ra in positions]
+    mirror = [(i, -q, p, m, ra) for i, q, p, m, ra in positions]
+    sides = ((trader, positions, weth), (maker, mirror, 0))
+    s.sleep(data.draw(st.integers(1, 4 * 3600), label="elapsed again"))
+    s.post(price_posts, items, [(s.dweth.address, weth_price)])
+    check(index_at(s.now()))
+    # frozen from here: the stale-collateral step below sees the same index
+    s.oracle.post_funding([(u, 0) for u in unds], sender=s.keeper)
+    funding = index_at(s.now())
+    assert {u: s.oracle.funding_index(u) for u in unds} == funding
+    return funding
 
 
 def test_settlement_matches_reference(book, trader, maker):
@@ -340,3 +475,67 @@ def test_calendar_carries_margin_before_its_near_leg_expires(book, trader, maker
     assert mms[0] == pytest.approx(mms[1], rel=0.01)  # no roll charge yet at R
     assert mms[1] < mms[2] < mms[3]  # the ramp
     assert mms[3] >= naked and mms[4] >= naked  # the near leg no longer offsets
+
+
+def test_a_wound_down_perp_matches_the_reference(book, trader, maker, chain_snapshot):
+    """The escape hatch on a perp with funding behind it: wound down, the perp reads settled at
+    its last mark while its funding index keeps to its 8-hour bound; `account_state` equals the
+    reference (the chain client's, the settled perp's funding folded into the basis, and the
+    closed form) before and after `settle`, which realises everything and leaves a flat account
+    whose basis is a fraction of a wei in its favour."""
+    s = book
+    perp, fut = s.instruments["d-btc-perp"], s.instruments["d-btc-fut1"]
+    spot, psr = 61_234 * WAD + 5, 16 * WAD // 100
+    mark = spot + 321 * WAD
+    q, q_f = 3 * WAD + 7, -(WAD // 3)
+    rate = FUNDING_CAP // 3 + 1
+    with chain_snapshot():
+        s.post([(D_BTC, spot, psr)], [s.future_item(perp, mark), s.future_item(fut, spot)])
+        s.engine.trade(trader, maker, perp, q, spot - 11, sender=s.venue)
+        s.engine.trade(maker, trader, fut, -q_f, spot + 13, sender=s.venue)
+        s.oracle.post_funding([(D_BTC, rate)], sender=s.keeper)
+        t0 = s.now()
+        clock = s.oracle.clock()  # last post (to the hour) | escape delay << 80
+        s.sleep((clock & (2**40 - 1)) + (clock >> 80 & (2**40 - 1)) + 3600 + 1 - s.now())
+        s.oracle.wind_down(sender=maker)
+        f = s.oracle.funding_index(D_BTC)
+        assert f == div_floor(rate * spot * min(s.now() - t0, FUNDING_GAP), 3600 * WAD) > 0
+        client = s.client()
+        for acct, sign in ((trader, 1), (maker, -1)):
+            market = client.market_int([perp, fut])
+            assert set(market.settled) == {perp, fut}
+            ref = market.account_margin(market.account(*client.account_raw(acct)))
+            cash = s.engine.cash(acct)
+            assert s.engine.vm_basis(acct) == 0  # both trades at a zero index, none realised
+            # settled at the last marks: cash + the payoffs - the funding owed, nothing at risk
+            pay = settlement_cash(sign * q, mark) + settlement_cash(sign * q_f, spot)
+            closed = cash + pay - div_ceil(sign * q * f, WAD)
+            state = s.engine.account_state(acct)
+            assert state[:3] == (ref.equity, ref.initial_margin, ref.maintenance_margin)
+            assert state[:3] == (closed, 0, 0)
+            s.engine.settle(acct, sender=acct)
+            assert s.engine.position_count(acct) == 0
+            assert s.engine.cash(acct) == closed
+            assert -WAD < s.engine.vm_basis(acct) <= 0
+            assert s.engine.account_state(acct)[:3] == (closed, 0, 0)
+
+
+def test_a_short_perp_adds_no_short_option_minimum(book, trader, maker, chain_snapshot):
+    """A perp is not an option (docs/fixed-point.md §9): a short perp alone, whose scan is below
+    what a short-option minimum on its notional would be, carries the scan's risk only (som 0),
+    on-chain as in the reference (the case the random books found on the 16-scenario grid)."""
+    s = book
+    perp = s.instruments["d-span-perp"]
+    spot, psr = 269_764_316_977_892_098_048, 67_408_408_490_699_808
+    mark, q = spot // 2, -1_225_065
+    market = {D_SPAN: (spot, psr)}
+    with chain_snapshot():
+        s.post([(D_SPAN, spot, psr)], [s.future_item(perp, mark)])
+        s.engine.trade(maker, trader, perp, -q, 377_280, sender=s.venue)
+        _, ref = _model(s, trader, market, [(perp, q, 0, mark, None)], 0, WAD, WAD)
+        assert ref.per_underlying[D_SPAN].som == 0
+        (d,) = s.views.worst_scenarios(trader)
+        assert (d.worst_scenario, d.worst_loss, d.pad, d.som, d.risk) == tuple(
+            ref.per_underlying[D_SPAN]
+        )
+        assert s.engine.account_state(trader)[2] == ref.maintenance_margin

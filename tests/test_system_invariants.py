@@ -13,13 +13,20 @@ wrong array lengths, unknown ids, a non-keeper poster, bad prices, magnitude and
 abuse; each must revert and leave every stored word unchanged), time passing (stale data),
 liquidations (partial, capped, dust caps, full, self) by a third account, expiry with
 settlement at the on-chain TWAP and lazy per-account settlement, guardian pause and admin
-unpause, and a flat account taking everything out.
+unpause, and a flat account taking everything out. A BTC perp (docs/fixed-point.md §9, §10):
+every example starts with perp holders and a funding index away from zero; rules trade it either
+way at sizes off whole contracts, post funding rates (beyond the cap: clamped) over elapsed time
+with the spot moving, and realise variation margin (`settle`, withdrawals of realised gains).
 
 Checked after EVERY step (invariants), with the definitions used:
 - vault: per asset, credited balances (accounts + fund) == `total` <= the engine's token
-  balance; for the stablecoin, sum of cash == total * 10**12 + sum of settlement amounts booked
-  (trades, liquidations and charges conserve cash exactly), and once every holder of a settled
-  instrument has settled, the vault owes no more than it holds;
+  balance; for the stablecoin, cash conservation: sum of cash (accounts + the fund + the
+  clearing account, the engine's own cash) == its balance * cash_scale + sum of settlement
+  amounts booked (trades, liquidations, charges and realisations conserve cash exactly), and
+  once every holder of a settled instrument has settled, the vault owes no more than it holds;
+- funding (see `funding_conserved` for the exact statements): sum of bases + WAD * clearing
+  cash == 0, funding owed nets to zero across holders, and each account owes exactly the sum
+  over its holding periods of q * (F_end - F_start) (no funding for a period it did not hold);
 - books: `fund_payouts + socialised == bad_debt`; the insurance fund (the Liquidator's engine
   cash) == top-ups + penalty shares + charges realised - bad debt (exact), and it is negative
   only by what holders still owe (socialised advances) plus documented deficits (bad debt with
@@ -33,7 +40,7 @@ Checked after EVERY step (invariants), with the definitions used:
   for accounts that never received positions through a liquidation;
 - margin: `MarginEngine.account_state` == `offchain.margin.account_margin_int` (through the
   SDK client `offchain.sdk.Client`, pending charge deducted, collateral without a fresh
-  price at zero) for every account, pending charge included.
+  price at zero, the variation-margin basis and the perp's funding index) for every account.
 Checked inside the rules:
 - a user action (deposit, withdraw, trade, settle) at a fixed oracle never turns a healthy
   account (equity >= MM, pending charge deducted) unhealthy; a successful withdrawal leaves
@@ -81,9 +88,15 @@ from liquidation_support import (  # noqa: F401 (fixtures)
     lviews,
 )
 
-from offchain.codec import KIND_FUTURE, KIND_PUT, id_fields
-from offchain.fixed_point import WAD
-from offchain.margin import account_margin_int, settlement_cash
+from offchain.codec import KIND_FUTURE, KIND_PERP, KIND_PUT, id_fields
+from offchain.fixed_point import WAD, div_ceil, div_floor
+from offchain.funding import FUNDING_GAP
+from offchain.margin import (
+    account_margin_int,
+    basis_int,
+    settlement_cash,
+    variation_margin_int,
+)
 from offchain.oracle_bounds import CAP_PERIOD, clamp_price, gap_rate, price_cap
 from offchain.sdk import Client, Deployment
 
@@ -101,6 +114,9 @@ if os.environ.get("PM_STATEFUL_EXAMPLES"):  # override either profile's number o
 SCALE = 10**12  # stablecoin units (6 decimals) -> WAD
 FIRST = ("btc-fut", "btc-call", "btc-put", "eth-fut", "eth-call", "eth-put")
 SECOND = ("btc-fut2", "btc-put2", "eth-fut2")
+PERP = "btc-perp"  # never expires: funded by the keeper's posts, realised by settle/withdraw
+NAMES = FIRST + SECOND + (PERP,)
+PERP_CAP = 10**16  # 1 % per hour: posted rates beyond it are clamped by the chain
 TIGHT_OI_CAP, TIGHT_LIMIT = 30 * WAD, 12 * WAD  # eth-fut2
 FEE_BPS = 100
 
@@ -151,6 +167,8 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
     s.engine_admin.set_instrument_limits(
         s.instruments["eth-fut2"], TIGHT_OI_CAP, TIGHT_LIMIT, sender=admin
     )
+    s.list_instrument(PERP, BTC, KIND_PERP, PERP_CAP, 0)
+    s.engine_admin.set_instrument_limits(s.instruments[PERP], 10**24, 10**23, sender=admin)
     dep = Deployment(
         network="local",
         chain_id=s.chain.chain_id,
@@ -169,7 +187,7 @@ def world(project, liq, admin, trader, maker, outsider, hedger, bystander, liqui
             "FALSE": false.address,
         },
         underlyings={"BTC": BTC, "ETH": ETH},
-        instruments={n: s.instruments[n] for n in FIRST + SECOND},
+        instruments={n: s.instruments[n] for n in NAMES},
         liquidator=liq.liquidator.address,
         liquidation_views=liq.views.address,
     )
@@ -190,7 +208,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
     mk, lacct, by = people[3], people[4], people[5]
     assets = [s.weth, s.wbtc, fee, noret]  # the collateral the machine moves
     all_assets = [*assets, false]
-    ids = {n: s.instruments[n] for n in FIRST + SECOND}
+    ids = {n: s.instruments[n] for n in NAMES}
+    perp = ids[PERP]
     all_ids = list(ids.values())
     first_ids = {ids[n] for n in FIRST}
     caps = {i: (e.open_interest_cap(i), e.position_limit(i)) for i in all_ids}
@@ -227,6 +246,19 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             liq_.trade(trader, mk, "btc-fut", WAD, 60_000 * WAD)
             liq_.trade(mk, hedger, "btc-fut", WAD, 60_000 * WAD)
             liq_.trade(outsider, mk, "eth-fut", 10 * WAD, 3_000 * WAD)
+            # perps and variation margin: what each account realised (VariationMargin events)
+            # and, per account, sum of dq * F over its perp size changes (F the index then)
+            self.realised = Counter()
+            self.entered = Counter()
+            self.perp_q = Counter()
+            self.clearing0 = e.cash(e)
+            assert self.clearing0 == 0 and all(e.vm_basis(p) == 0 for p in [*people, lq])
+            # every example starts with perp holders, sizes off whole contracts: the hedger
+            # long against its short future, the trader short a third against its long one
+            liq_.trade(hedger, mk, PERP, WAD + 3, 60_000 * WAD)
+            liq_.trade(mk, trader, PERP, WAD // 3, 60_000 * WAD + 7)
+            self.sync_perp()
+            self.accrue(PERP_CAP // 2 + 1, 2 * 3600 + 17, 0)  # every example has F != 0
 
         def teardown(self):
             s.chain.restore(self.snap)
@@ -246,7 +278,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             event(what)
 
         def live(self):
-            return [n for n in FIRST + SECOND if not (self.expired and n in FIRST)]
+            return [n for n in NAMES if not (self.expired and n in FIRST)]
 
         def market_items(self, spots):
             unds, items, prices = [], [], []
@@ -258,7 +290,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 if u not in spots:
                     continue
                 spot = spots[u]
-                if kind == KIND_FUTURE:
+                if kind in (KIND_FUTURE, KIND_PERP):
                     items.append(s.future_item(iid, spot))
                 else:
                     delta = 50 if n.endswith("call") else -50
@@ -299,7 +331,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 return self.view
             calls = [(e.paused,), (lq.bad_debt,), (lq.fund_payouts,), (lq.socialised,)]
             calls += [(lq.charges_realised,), (e.cash, lq), (e.total, s.usdc)]
-            calls += [(s.usdc.balanceOf, e)]
+            calls += [(s.usdc.balanceOf, e), (e.cash, e), (e.cash_scale,), (o.funding_index, BTC)]
+            calls += [(e.vm_basis, lq)]
             calls += [(o.underlying_state, u) for u in (BTC, ETH)]
             calls += [(s.oracle_views.asset_price, a) for a in all_assets]
             calls += [(s.oracle_views.risk_array, i) for i in all_ids]
@@ -308,11 +341,13 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 calls += [(e.total, tok), (tok.balanceOf, e), (e.collateral, tok, lq)]
             for p in people:
                 calls += [(e.cash, p), (e.positions_of, p), (lq.pending_charge, p)]
-                calls += [(e.account_state, p), (e.asset_mask, p)]
+                calls += [(e.account_state, p), (e.asset_mask, p), (e.vm_basis, p)]
                 calls += [(e.collateral, tok, p) for tok in all_assets]
             it = iter(batch_call(s.chain.provider, calls))
             v = {"paused": next(it), "books": [next(it) for _ in range(4)]}
             v["fund"], v["total_usdc"], v["bal_usdc"] = next(it), next(it), next(it)
+            v["clearing"], v["cash_scale"], v["funding"] = next(it), next(it), next(it)
+            v["fund_basis"] = next(it)
             v["stamps"] = {("u", u): next(it)[2] for u in (BTC, ETH)}
             v["stamps"].update({("a", a.address): next(it)[1] for a in all_assets})
             v["stamps"].update({("i", i): next(it)[2] for i in all_ids})
@@ -322,7 +357,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 v["asset"][tok.address] = (next(it), next(it), next(it))
             v["acct"] = {}
             for p in people:
-                cash, (pids, sizes), pending, state, mask = (next(it) for _ in range(5))
+                cash, (pids, sizes), pending, state, mask, basis = (next(it) for _ in range(6))
                 coll = {tok.address: next(it) for tok in all_assets}
                 v["acct"][p.address] = dict(
                     cash=cash,
@@ -330,6 +365,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                     pending=pending,
                     state=tuple(state),
                     mask=mask,
+                    basis=basis,
                     coll=coll,
                 )
             self.view, self.view_step, self.view_example = v, STATS["steps"], STATS["examples"]
@@ -345,12 +381,30 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 if b[0] >= b[2]:
                     assert after[a][0] >= after[a][2], f"{a} turned unhealthy"
 
+        def sync_perp(self):
+            """After a transaction that may move perp sizes (trade, liquidation): each size
+            change dq, at the funding index F of that block, adds dq * F to what the account
+            entered at. Funding moves only inside `funding` (the rate is 0 elsewhere), so F now
+            is F at the last transaction's block."""
+            calls = [(e.positions_of, p) for p in people] + [(o.funding_index, BTC)]
+            *books, f = batch_call(s.chain.provider, calls)
+            for p, (pids, sizes) in zip(people, books, strict=True):
+                q = dict(zip(pids, sizes, strict=True)).get(perp, 0)
+                self.entered[p.address] += (q - self.perp_q[p.address]) * f
+                self.perp_q[p.address] = q
+
+        def took(self, tx):
+            """Book the variation margin a settlement or withdrawal realised."""
+            for ev in tx.events.filter(e.VariationMargin):
+                self.realised[ev.account] += ev.amount
+                self.outcome("variation margin realised")
+
         def cash_all(self):
             return sum(batch_call(s.chain.provider, [(e.cash, p) for p in [*people, lq]]))
 
         def expect_revert(self, reasons, fn, *args, **kw):
             try:
-                fn(*args, **kw)
+                self.last_tx = fn(*args, **kw)
             except ContractLogicError as exc:
                 assert str(exc) in reasons, str(exc)
                 return str(exc)
@@ -437,7 +491,11 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 frac = min(frac, 10)  # the keeper's liquidator keeps its capital
             token = s.usdc if asset == 0 else assets[asset - 1]
             if token == s.usdc:
-                bal = max(e.cash(acct), 0) // SCALE
+                # what the withdrawal's settlement makes cash first: settled positions and the
+                # variation margin (gains realised while the positions stay)
+                cm = self.market()
+                ref = cm.account(*client.account_raw(acct))
+                bal = max(ref.cash + variation_margin_int(ref, cm.market), 0) // SCALE
             else:
                 bal = e.collateral(token, acct)
             amount = bal * frac // 100 + (1 if frac == 101 else 0)
@@ -458,6 +516,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             self.no_one_turned_unhealthy(before, after)
             if not done:
                 return
+            self.took(self.last_tx)
             assert token.balanceOf(e) == eng_bal - amount
             fee_cut = amount * FEE_BPS // 10_000 if token == fee else 0
             assert token.balanceOf(receiver) == rec_bal + amount - fee_cut
@@ -475,15 +534,17 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             """A flat account with cash >= 0 takes everything out (paused or stale too)."""
             self.step("flat_exit")
             acct = people[who]
-            if e.position_count(acct) != 0 or e.cash(acct) < 0:
+            # flat: its net cash (what the first withdrawal realises) is all its own
+            net = e.cash(acct) - div_ceil(e.vm_basis(acct), WAD)
+            if e.position_count(acct) != 0 or net < 0:
                 return
             for token in assets:
                 amt = e.collateral(token, acct)
                 if amt:
-                    e.withdraw(token, amt, sender=acct)
-            units = e.cash(acct) // SCALE
+                    self.took(e.withdraw(token, amt, sender=acct))
+            units = net // SCALE
             if units:
-                e.withdraw(s.usdc, units, sender=acct)
+                self.took(e.withdraw(s.usdc, units, sender=acct))
             assert e.asset_mask(acct) == 0 and e.cash(acct) < SCALE
             self.outcome("flat exit")
             if acct == by:
@@ -498,14 +559,26 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
         @rule(
             b=st.integers(0, 4),
             sl=st.integers(0, 4),
-            k=st.integers(0, len(FIRST + SECOND) - 1),
+            k=st.integers(0, len(NAMES) - 1),
             size=st.sampled_from([WAD // 100, WAD // 10, WAD // 2, WAD, 3 * WAD, 13 * WAD]),
             skew=st.sampled_from([0, 0, 0, 1, -1, 5, -5, 50, -50]),
         )
         def trade(self, b, sl, k, size, skew):
             self.step("trade")
-            buyer, seller = people[b], people[sl]
-            name = (FIRST + SECOND)[k]
+            self.trade_checked(people[b], people[sl], NAMES[k], size, skew)
+
+        @rule(
+            b=st.integers(0, 4),
+            sl=st.integers(0, 4),
+            size=st.sampled_from([1, WAD // 3, WAD + 7, 2 * WAD + 3, 5 * WAD, 13 * WAD // 7]),
+            skew=st.sampled_from([0, 0, 1, -1, 5, -5]),
+        )
+        def trade_perp(self, b, sl, size, skew):
+            """The perp, either way, sizes off whole contracts (the basis shifts round)."""
+            self.step("trade_perp")
+            self.trade_checked(people[b], people[sl], PERP, size, skew)
+
+        def trade_checked(self, buyer, seller, name, size, skew):
             iid = ids[name]
             if buyer == seller:
                 with_reason = self.expect_revert(
@@ -529,7 +602,8 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 MOVE_REASONS, e.trade, buyer, seller, iid, size, price, sender=s.venue
             )
             done = got is None
-            self.outcome(f"trade {'booked' if done else got}")
+            self.outcome(f"{'perp ' if iid == perp else ''}trade {'booked' if done else got}")
+            self.sync_perp()
             after = self.obs()
             self.no_one_turned_unhealthy(before, after)
             oi_after = oi + max(qb + size, 0) - max(qb, 0) + max(qs - size, 0) - max(qs, 0)
@@ -551,7 +625,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
         @precondition(lambda self: not self.paused_now())
         @rule(
             who=st.integers(0, 2),
-            k=st.integers(0, len(FIRST + SECOND) - 1),
+            k=st.integers(0, len(NAMES) - 1),
             buy=st.booleans(),
             use=st.sampled_from([100, 90, 50]),
         )
@@ -560,7 +634,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             ladder that its preview allows, using `use` % of it: accounts near IM make the
             crashes bite (liquidations, bad debt, socialisation)."""
             self.step("lever")
-            name = (FIRST + SECOND)[k]
+            name = NAMES[k]
             if self.expired and name in FIRST:
                 return
             acct, iid = traders[who], ids[name]
@@ -581,6 +655,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 MOVE_REASONS, e.trade, buyer, seller, iid, size, mark, sender=s.venue
             )
             self.outcome(f"lever {got or 'booked'}")
+            self.sync_perp()
             self.no_one_turned_unhealthy(before, self.obs())
 
         def paused_now(self):
@@ -755,6 +830,40 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             self.step("sleep")
             s.sleep(seconds)
 
+        @rule(
+            rate=st.sampled_from(
+                [1, -1, PERP_CAP // 3, -PERP_CAP // 2, PERP_CAP, -PERP_CAP, 3 * PERP_CAP, -WAD]
+            ),
+            seconds=st.sampled_from([1, 600, 3600, 5 * 3600, FUNDING_GAP + 3600]),
+            pct=st.sampled_from([0, 0, -8, 8]),
+        )
+        def funding(self, rate, seconds, pct):
+            """The keeper posts a funding rate (beyond the cap: clamped), time passes, BTC may
+            move (`pct` %), and a rate of 0 freezes the index again: F rises by
+            div_floor(rate * spot * min(dt, 8 h), 3600 * WAD) at the spot of the second post
+            (docs/fixed-point.md §9). Outside this rule the rate is 0, so every other rule sees
+            a still index."""
+            self.step("funding")
+            self.accrue(rate, seconds, pct)
+
+        def accrue(self, rate, seconds, pct):
+            f0 = o.funding_index(BTC)
+            clamped = max(-PERP_CAP, min(PERP_CAP, rate))
+            tx = o.post_funding([(BTC, rate)], sender=s.keeper)
+            ev = tx.events.filter(o.FundingPosted)[0]
+            assert (ev.underlying, ev.rate, ev.index) == (BTC, clamped, f0)
+            t0 = s.now()
+            s.sleep(seconds)
+            if pct:
+                self.post_market({BTC: self.spots[BTC] * (100 + pct) // 100})
+            tx = o.post_funding([(BTC, 0)], sender=s.keeper)
+            dt = min(s.now() - t0, FUNDING_GAP)
+            grown = div_floor(clamped * o.underlying_state(BTC)[0] * dt, 3600 * WAD)
+            ev = tx.events.filter(o.FundingPosted)[0]
+            assert (ev.rate, ev.index) == (0, f0 + grown) and o.funding_index(BTC) == f0 + grown
+            self.outcome("funding posted")
+            self.post_market()  # fresh data for the rules that follow
+
         # ------------------------------------------------------------ guardian
         @rule(on=st.booleans(), rogue=st.booleans())
         def pause(self, on, rogue):
@@ -817,6 +926,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 got = None
             except ContractLogicError as exc:
                 got = str(exc)
+            self.sync_perp()
             self.outcome(f"liquidation {got or 'done'}")
             if pv.status != 0:
                 assert got == expected[pv.status], (pv.status, got)
@@ -888,13 +998,14 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             for n in FIRST:
                 o.settle_expired(ids[n], sender=s.keeper)
 
-        @precondition(lambda self: self.expired)
         @rule(who=st.integers(0, 5), sender=st.integers(0, 5))
         def settle(self, who, sender):
+            """Settles expired positions (after the expiry) and realises variation margin."""
             self.step("settle")
             acct = people[who]
             before = self.obs()
             tx = e.settle(acct, sender=people[sender])
+            self.took(tx)
             self.settled_sum += sum(ev.amount for ev in tx.events.filter(e.Settled))
             after = self.obs()
             assert self.core(after) == self.core(before), "settlement changed a margin state"
@@ -908,9 +1019,12 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                 credited = fund_coll + sum(a["coll"][tok.address] for a in v["acct"].values())
                 assert credited == total <= held, tok
             total = v["total_usdc"]
-            assert total <= v["bal_usdc"]
-            cash = v["fund"] + sum(a["cash"] for a in v["acct"].values())
-            assert cash == total * SCALE + self.settled_sum
+            assert total == v["bal_usdc"]  # nothing reaches the vault but deposits
+            # cash conservation (docs/fixed-point.md §10): accounts + the fund + the clearing
+            # account (the engine's own cash, which pays realised variation margin) == the
+            # vault's stablecoin, to the wei, plus the settlement amounts booked
+            cash = v["fund"] + v["clearing"] + sum(a["cash"] for a in v["acct"].values())
+            assert cash == v["bal_usdc"] * v["cash_scale"] + self.settled_sum
             cm = self.market()
             owed = 0
             for a in v["acct"].values():
@@ -949,10 +1063,11 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             calls = []
             for p in people:
                 a = v["acct"][p.address]
-                if a["pos"] or a["cash"] < 0:
+                net = a["cash"] - div_ceil(a["basis"], WAD)  # what the withdrawal realises
+                if a["pos"] or net < 0:
                     continue
-                if a["cash"] // SCALE:
-                    calls.append((s.views.withdraw_preview, p, s.usdc, a["cash"] // SCALE))
+                if net // SCALE:
+                    calls.append((s.views.withdraw_preview, p, s.usdc, net // SCALE))
                 for tok in assets:
                     if a["coll"][tok.address]:
                         calls.append((s.views.withdraw_preview, p, tok, a["coll"][tok.address]))
@@ -1006,7 +1121,7 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
             )
             for addr, a in v["acct"].items():
                 coll = {t: amt for t, amt in a["coll"].items() if amt}
-                acct = cm.account(a["cash"] - a["pending"], a["pos"], coll)
+                acct = cm.account(a["cash"] - a["pending"], a["pos"], coll, a["basis"])
                 ref_l = account_margin_int(acct, seen_by_liquidation, cm.im_factor)
                 eq, im, mm, pending, _fresh = a["state"]
                 assert pending == a["pending"]
@@ -1015,6 +1130,42 @@ def test_system_state_machine(world, admin, guardian, trader, maker, outsider, h
                     ref_l.initial_margin,
                     ref_l.maintenance_margin,
                 ), addr
+
+        @invariant()
+        def funding_conserved(self):
+            """Funding paid == funding received, exactly (docs/fixed-point.md §10). With X_a =
+            basis_int(a) = vm_basis(a) + q_a * F (WAD**2), R_a the variation margin a realised
+            and C the clearing account's cash (0 at the start, every basis 0):
+              sum_a vm_basis(a) + WAD * C == 0      (perp moves shift two bases by -dq * F and
+                                                     +dq * F; a realisation r moves r * WAD
+                                                     into a basis and -r into C)
+              sum_a X_a + WAD * C == 0              (the perp's sizes net to zero)
+              sum_a R_a == -C                       (the clearing account pays what is realised)
+              sum_a (X_a - WAD * R_a) == 0          (funding owed across holders nets to zero)
+            and no account is charged funding for a period it did not hold the perp: for each a,
+              X_a - WAD * R_a == sum over its holding periods of q * (F_end - F_start)
+                              == q_a * F_now - sum over its size changes of dq * F_then."""
+            v = self.read()
+            cm = self.market()
+            f = v["funding"]
+            assert cm.market.underlyings[BTC].funding_index == f
+            c = v["clearing"] - self.clearing0
+            assert v["fund_basis"] == 0  # the fund never holds a position
+            bases = {addr: a["basis"] for addr, a in v["acct"].items()}
+            assert sum(bases.values()) + WAD * c == 0
+            assert sum(self.realised.values()) == -c
+            assert sum(a["pos"].get(perp, 0) for a in v["acct"].values()) == 0
+            owed_total = 0
+            for addr, a in v["acct"].items():
+                coll = {t: amt for t, amt in a["coll"].items() if amt}
+                x = basis_int(cm.account(a["cash"], a["pos"], coll, a["basis"]), cm.market)
+                q = a["pos"].get(perp, 0)
+                assert x == a["basis"] + q * f
+                assert q == self.perp_q[addr]
+                owed = x - WAD * self.realised[addr]
+                assert owed == q * f - self.entered[addr], addr
+                owed_total += owed
+            assert owed_total == 0
 
         def market(self):
             """The oracle as the integer reference sees it (chain client), once per step."""
