@@ -135,7 +135,8 @@ def _scan(
         if q < 0:
             # unsafe: 0 < -term < 2**227 and at most 32 terms; 0 < -q <= 1e30.
             pad_sum = unsafe_sub(pad_sum, term)
-            if fp.id_kind(ids[j]) != fp.KIND_FUTURE:
+            # options only (kinds 1 and 2): futures and perps carry no short-option minimum
+            if unsafe_sub(fp.id_kind(ids[j]), 1) < 2:
                 short_options = unsafe_sub(short_options, q)
         # Unrolled over all 39 entry positions (constant indices: no bounds checks); entries
         # beyond the grid size are zero (the oracle stores none there), so they add nothing;
