@@ -464,7 +464,7 @@ def test_a_settled_put_writer_owing_cash_against_weth_is_liquidated_when_eth_fal
     report = k.round(tick(expiry + HOUR, 60_000.0, 2_400.0))
     assert c.oracle_views.risk_array(put)[0] == 600 * WAD
     assert (writer.address, k.names[put]) in report.settled
-    cash, positions, weth = c.account_raw(writer)
+    cash, positions, weth, _basis = c.account_raw(writer)
     assert positions == {} and cash < 0 < weth[c.tokens["WETH"].address]
     assert c.account_state(writer).health >= 0 and writer.address not in report.below_mm
 
