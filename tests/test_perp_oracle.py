@@ -35,6 +35,15 @@ def _list_perp(s, u, cap=CAP):
     return s.list_instrument(f"perp-{u}", u, KIND_PERP, cap, 0)
 
 
+def _perp_on_a_new_underlying(s, u):
+    """Underlying `u` on a two-scenario grid, psr from 0.1 %, and a perp on it at the largest
+    cap."""
+    s.oracle.register_grid(u, [WAD // 10, -(WAD // 10)], [0, 0], sender=s.admin)
+    s.oracle.list_underlying(u, u, 10**15, WAD, 0, WAD, WAD, 0, 0, sender=s.admin)
+    s.n_scenarios[u] = 2
+    _list_perp(s, u, MAX_FUNDING_CAP)
+
+
 def _state(s, u):
     return tuple(s.oracle.funding_state(u))
 
@@ -215,10 +224,7 @@ def test_funding_index_equals_the_reference(market, chain_snapshot, rates, spots
     view and the snapshot equal offchain.funding to the wei."""
     s = market
     with chain_snapshot():
-        s.oracle.register_grid(90, [WAD // 10, -(WAD // 10)], [0, 0], sender=s.admin)
-        s.oracle.list_underlying(90, 90, 10**15, WAD, 0, WAD, WAD, 0, 0, sender=s.admin)
-        s.n_scenarios[90] = 2
-        _list_perp(s, 90, MAX_FUNDING_CAP)
+        _perp_on_a_new_underlying(s, 90)
         word = _word(s, 90)
         spot = 0
         for k, rate in enumerate(rates):
@@ -255,10 +261,7 @@ def test_an_index_at_its_bound_stops_funding_posts(market, chain_snapshot):
     posts the index reaches 2**98 and the next post is refused, so F_now always fits its int100."""
     s = market
     with chain_snapshot():
-        s.oracle.register_grid(91, [WAD // 10, -(WAD // 10)], [0, 0], sender=s.admin)
-        s.oracle.list_underlying(91, 91, 10**15, WAD, 0, WAD, WAD, 0, 0, sender=s.admin)
-        s.n_scenarios[91] = 2
-        _list_perp(s, 91, MAX_FUNDING_CAP)
+        _perp_on_a_new_underlying(s, 91)
         s.post([(91, 2**96 - 1, 10**15)])
         posts = 0
         while abs(s.oracle.funding_index(91)) < 2**98:
