@@ -444,9 +444,8 @@ def _settle(account: address):
     @dev Settle `account`: each position with a settlement price pays div_floor(q * P, WAD) and
          leaves, and variation margin is realised (docs/fixed-point.md §10): r = div_floor(sum
          over the futures and perps left of q * mark - basis, WAD) moves from the clearing
-         account (this engine's own cash) to the account's, and r * WAD into its basis. Returns
-         the account's inputs afterwards: the settled sizes at zero, their cash in the net cash
-         (which r does not change).
+         account (this engine's own cash) to the account's, and r * WAD into its basis; the net
+         cash, hence equity, is unchanged.
     """
     self._touch(account, 0)
     a: margin.Inputs = self._inputs(account, [])
