@@ -16,14 +16,11 @@
 
 
 from ..interfaces import IMarginEngine
+from ..interfaces import IRiskOracle
 from . import fixed_point as fp
 
 
 MASK128: constant(uint256) = 2**128 - 1
-
-
-interface IFundingIndex:
-    def funding_index(underlying: uint256) -> int256: view
 
 
 position_words: HashMap[address, uint256[fp.MAX_POSITIONS]]
@@ -99,7 +96,7 @@ def _funding(funding_index: address, instrument: uint256) -> int256:
     """
     if (instrument >> fp.ID_KIND_SHIFT) & 255 != fp.KIND_PERP:
         return 0
-    return staticcall IFundingIndex(funding_index).funding_index(fp.id_underlying(instrument))
+    return staticcall IRiskOracle(funding_index).funding_index(fp.id_underlying(instrument))
 
 
 @view
